@@ -1,0 +1,1 @@
+"""The ``symphony`` command-line verbs (no Textual here: the CLI starts fast)."""

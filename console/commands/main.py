@@ -1,0 +1,46 @@
+"""``symphony``: the operator's command line."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from engine import SymphonyError, install_log_redaction, redact
+
+from . import demo, initialize, status
+
+VERBS = (status, initialize, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="symphony", description="Operate Symphony pipelines on Redis.",
+                                     epilog="Run 'symphony VERB --help' for the options of each verb.")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+    for verb in VERBS:
+        verb.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    install_log_redaction()
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SymphonyError as exc:
+        sys.stderr.write(f"symphony: {redact(exc)}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. piped into head
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Redis clients for the engine, and the reconnect backoff every long-running process uses."""
+from __future__ import annotations
+
+import random
+import time
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .config import RedisConfig
+from .errors import ConfigError, RedisUnavailable
+from .redaction import redact
+
+# Errors that mean "Redis is not reachable right now" (as opposed to a bug or a bad command).
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+try:  # a server that is loading its dataset or is busy running a script answers with these
+    CONNECTION_ERRORS += (redis.exceptions.BusyLoadingError,)
+except AttributeError:  # pragma: no cover
+    pass
+
+MIN_SERVER = (6, 2, 0)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True if ``exc`` means Redis is down, unreachable, loading or paused."""
+    if isinstance(exc, redis.exceptions.ResponseError):
+        text = str(exc)
+        return text.startswith(("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"))
+    return isinstance(exc, CONNECTION_ERRORS)
+
+
+def connect(config: RedisConfig, *, socket_timeout: float = 10.0, connect_timeout: float = 5.0) -> redis.Redis:
+    """A redis-py client for ``config``. No connection is made until the first command.
+
+    Retries are left to the caller (the worker loop and the console poller back off on their
+    own), so a failing command fails fast instead of hiding an outage.
+    """
+    kwargs: dict = dict(
+        decode_responses=True,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout,
+        socket_keepalive=True,
+        health_check_interval=15,
+        retry=Retry(NoBackoff(), 0),
+        client_name=config.client_name,
+    )
+    try:  # redis-py 7+: skip the CLIENT MAINT_NOTIFICATIONS handshake (an extra command, and ACL noise)
+        from redis.maint_notifications import MaintNotificationsConfig
+
+        kwargs["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+    except ImportError:  # pragma: no cover - older redis-py
+        pass
+    if config.password is not None:
+        kwargs["password"] = config.password
+    if config.username is not None:
+        kwargs["username"] = config.username
+    if config.ca_file and config.url.startswith("rediss://"):
+        kwargs["ssl_ca_certs"] = config.ca_file
+    try:
+        return redis.Redis.from_url(config.url, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"invalid Redis URL {config.display}: {redact(exc)}") from None
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line description of a Redis error, safe to show (no password)."""
+    name = type(exc).__name__
+    text = redact(str(exc)) or name
+    return f"{name}: {text}" if not text.startswith(name) else text
+
+
+def ping(client: redis.Redis, config: RedisConfig) -> tuple[int, ...]:
+    """Check that Redis answers and is recent enough; return its version tuple."""
+    try:
+        info = client.info("server")
+    except redis.AuthenticationError as exc:
+        raise RedisUnavailable(f"Redis at {config.display} refused the credentials: {describe_error(exc)}") from None
+    except redis.ResponseError as exc:
+        if "NOPERM" in str(exc):  # an ACL user without INFO: assume a modern server
+            return MIN_SERVER
+        raise RedisUnavailable(f"Redis at {config.display}: {describe_error(exc)}") from None
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise RedisUnavailable(f"cannot reach Redis at {config.display}: {describe_error(exc)}") from None
+        raise
+    version = tuple(int(p) for p in str(info.get("redis_version", "0.0.0")).split(".")[:3] if p.isdigit())
+    if version and version < MIN_SERVER:
+        raise ConfigError(
+            f"Redis at {config.display} is version {'.'.join(map(str, version))}; Symphony needs 6.2 or newer")
+    return version
+
+
+class Backoff:
+    """Exponential backoff with jitter for reconnect loops: 0.2 s doubling up to ``maximum``."""
+
+    def __init__(self, initial: float = 0.2, maximum: float = 10.0):
+        self.initial = initial
+        self.maximum = maximum
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        delay = min(self.maximum, self.initial * (2 ** self.failures))
+        self.failures += 1
+        return delay * random.uniform(0.5, 1.0)
+
+    def sleep(self, stop=None) -> None:
+        """Sleep for the next delay; return early if ``stop`` (an Event) is set."""
+        delay = self.next_delay()
+        if stop is not None:
+            stop.wait(delay)
+        else:
+            time.sleep(delay)
+
+    def reset(self) -> None:
+        self.failures = 0

@@ -1,0 +1,104 @@
+"""``Engine``: the one object the console, the CLI and the workers talk to.
+
+It owns a Redis client and exposes the operations by domain: sessions, items, queues,
+workers, snapshots. Everything it returns is immutable.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping
+
+import redis
+
+from . import registry
+from .config import RedisConfig, resolve_redis
+from .connection import connect, ping
+from .enqueue import EnqueueResult, enqueue
+from .jobstore import JobStore, last_job
+from .keys import DEFAULT_KEYS, Keys
+from .lease import WorkerLink
+from .reclaim import ReclaimReport, lapsed_workers, reap, reclaim_worker
+from .records import RecordCache
+from .session_file import SessionRecord
+from .snapshot import Snapshot, read_snapshot, work_remaining
+
+
+class Engine:
+    def __init__(self, config: RedisConfig | None = None, *, client: redis.Redis | None = None,
+                 keys: Keys = DEFAULT_KEYS, socket_timeout: float = 10.0):
+        self.config = config or resolve_redis()
+        self.keys = keys
+        self.client = client or connect(self.config, socket_timeout=socket_timeout)
+        self.records = RecordCache(self.client, keys)
+
+    @classmethod
+    def from_url(cls, url: str | None = None, **kwargs: Any) -> "Engine":
+        return cls(resolve_redis(url), **kwargs)
+
+    @property
+    def display(self) -> str:
+        return self.config.display
+
+    def ping(self) -> tuple[int, ...]:
+        return ping(self.client, self.config)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- sessions ---------------------------------------------------------------------------
+    def register_session(self, record: SessionRecord, *, items: int = 0, resume: bool = False,
+                         adopt_queues: bool = False) -> str:
+        return registry.register_session(self.client, self.keys, record, items=items, resume=resume,
+                                         adopt_queues=adopt_queues)
+
+    def session(self, name: str) -> tuple[SessionRecord, str]:
+        return registry.load_record(self.client, self.keys, name)
+
+    def sessions(self) -> list[registry.SessionSummary]:
+        return registry.list_sessions(self.client, self.keys)
+
+    def pools(self) -> dict[str, list[str]]:
+        return registry.pools(self.client, self.keys)
+
+    def roles_for(self, pool: str | None = None, roles: Iterable[str] | None = None) -> list[str]:
+        aliases = registry.aliases(self.client, self.keys) if roles else None
+        return registry.roles_for(self.pools(), pool, roles, aliases)
+
+    # --- items ------------------------------------------------------------------------------
+    def enqueue(self, session: str, stage: str, items: Iterable[tuple[str, Mapping[str, Any] | None]], *,
+                progress: Callable[[int], None] | None = None) -> EnqueueResult:
+        from .scripts import scripts
+
+        return enqueue(self.client, self.keys, scripts(), session, stage, items, progress=progress)
+
+    def job_store(self, session: str, stage: str, item: str) -> JobStore:
+        return JobStore(self.client, self.keys, session, stage, item)
+
+    def last_job(self, session: str) -> tuple[str | None, dict[str, str]]:
+        return last_job(self.client, self.keys, session)
+
+    # --- workers ----------------------------------------------------------------------------
+    def worker_link(self, worker_id: str, roles: Iterable[str] = (), *, idle_wait_s: float = 2.0) -> WorkerLink:
+        return WorkerLink(self.client, self.keys, worker_id, list(roles), idle_wait_s=idle_wait_s)
+
+    def reclaim_worker(self, worker_id: str, *, force: bool = False, reason: str = "its lease lapsed") -> ReclaimReport:
+        return reclaim_worker(self.client, self.keys, worker_id, self.records, force=force, reason=reason)
+
+    def reap(self, lapsed: Iterable[str] | None = None, lock_ttl_s: float = 10.0) -> list[ReclaimReport]:
+        """Reclaim the tasks of workers whose lease lapsed (any process may call this)."""
+        if lapsed is None:
+            lapsed, _, _ = lapsed_workers(self.client, self.keys)
+        return reap(self.client, self.keys, self.records, list(lapsed), lock_ttl_s)
+
+    def work_remaining(self, roles: Iterable[str]) -> int:
+        """Tasks still to come for a worker serving ``roles`` (0 lets a burst worker exit)."""
+        return work_remaining(self.client, self.keys, list(roles))
+
+    # --- status -----------------------------------------------------------------------------
+    def snapshot(self, *, events: int = 50) -> Snapshot:
+        return read_snapshot(self.client, self.keys, redis_display=self.display, events=events)

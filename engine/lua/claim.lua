@@ -1,0 +1,52 @@
+-- Claim the next task of one queue: one atomic step that moves it into the worker's in-flight
+-- list (its lease lasts as long as the worker's heartbeat), counts it as running, promotes due
+-- retries, keeps the role's ready set in LRU order (fairness between sessions), and returns a
+-- hint of which queue to claim from next.
+-- KEYS[1] inflight(worker)  KEYS[2] worker  KEYS[3] queue  KEYS[4] delayed  KEYS[5] ready(role)
+-- KEYS[6] stats  KEYS[7] session  KEYS[8] bell(role)  KEYS[9..] ready(r) for each role served
+-- ARGV[1] role  ARGV[2] session  ARGV[3] bell max  ARGV[4..] role names matching KEYS[9..]
+-- Returns {message or '', hint role, hint session, hint score (us), now (us)}.
+local now = now_ms()
+local now_u = now_us()
+local role, session = ARGV[1], ARGV[2]
+local msg = false
+local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 100)
+if #due > 0 then
+  redis.call('LPUSH', KEYS[3], unpack(due))
+  redis.call('ZREM', KEYS[4], unpack(due))
+  redis.call('HINCRBY', KEYS[6], role .. '|delayed', -#due)
+end
+if redis.call('HGET', KEYS[7], 'state') == 'active' then
+  msg = redis.call('LMOVE', KEYS[3], KEYS[1], 'LEFT', 'RIGHT')
+  if msg then
+    redis.call('HINCRBY', KEYS[6], role .. '|running', 1)
+    if redis.call('EXISTS', KEYS[2]) == 1 then
+      redis.call('HSET', KEYS[2], 'current', msg, 'since', now, 'state', 'busy')
+    end
+  end
+  if redis.call('LLEN', KEYS[3]) > 0 then
+    redis.call('ZADD', KEYS[5], now_u, session)
+    if msg and redis.call('LLEN', KEYS[8]) == 0 then redis.call('RPUSH', KEYS[8], '1') end
+  else
+    local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+    if #first > 0 then
+      redis.call('ZADD', KEYS[5], ms_to_us(tonumber(first[2])), session)
+    else
+      redis.call('ZREM', KEYS[5], session)
+    end
+  end
+else
+  -- cancelled or unknown session: nothing here may be claimed
+  redis.call('ZREM', KEYS[5], session)
+end
+local best, best_member, best_score, best_text = 0, '', 0, '0'
+for i = 9, #KEYS do
+  local head = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+  if #head > 0 then
+    local score = tonumber(head[2])
+    if best == 0 or score < best_score then best, best_member, best_score, best_text = i, head[1], score, head[2] end
+  end
+end
+local hint_role = ''
+if best > 0 then hint_role = ARGV[best - 5] end
+return {msg or '', hint_role, best_member, best_text, now_u}

@@ -1,0 +1,41 @@
+-- Enqueue items for one stage of one session, skipping items already queued or in flight.
+-- KEYS[1] queue  KEYS[2] live  KEYS[3] stats  KEYS[4] ready(role)  KEYS[5] bell(role)
+-- KEYS[6] session  KEYS[7] outcomes
+-- ARGV[1] stage  ARGV[2] session  ARGV[3] bell max  ARGV[4..] item, message, item, message, ...
+-- Returns {added, skipped} or {-1, state} when the session is not active.
+local state = redis.call('HGET', KEYS[6], 'state')
+if state ~= 'active' then return {-1, state or 'missing'} end
+local stage, session = ARGV[1], ARGV[2]
+local batch, added, skipped = {}, 0, 0
+for i = 4, #ARGV, 2 do
+  local item = ARGV[i]
+  if redis.call('HSETNX', KEYS[2], item, stage) == 1 then
+    batch[#batch + 1] = ARGV[i + 1]
+    local old = redis.call('HGET', KEYS[7], item)
+    if old then
+      -- the item leaves its failed/timed-out/cancelled state (an atomic move, as in seed 004)
+      local ok, rec = pcall(cjson.decode, old)
+      if ok and type(rec) == 'table' and rec.state and rec.stage then
+        redis.call('HINCRBY', KEYS[3], rec.stage .. '|' .. rec.state, -1)
+      end
+      redis.call('HDEL', KEYS[7], item)
+    end
+    if #batch >= 500 then
+      redis.call('RPUSH', KEYS[1], unpack(batch))
+      added = added + #batch
+      batch = {}
+    end
+  else
+    skipped = skipped + 1
+  end
+end
+if #batch > 0 then
+  redis.call('RPUSH', KEYS[1], unpack(batch))
+  added = added + #batch
+end
+if added > 0 then
+  redis.call('HINCRBY', KEYS[3], stage .. '|enqueued', added)
+  redis.call('ZADD', KEYS[4], 'LT', now_us(), session)
+  ring(KEYS[5], added, tonumber(ARGV[3]))
+end
+return {added, skipped}

@@ -1,0 +1,83 @@
+"""Task messages: the compact JSON that sits in the queues (never pickle).
+
+A message in queue ``rvm:block7`` looks like ``{"i":"row-0001","s":"block7","t":"rvm","a":0}``:
+
+* ``i`` item id, ``s`` session, ``t`` stage (the queue's role), ``a`` attempts already made;
+* ``m`` (optional) the item's metadata from the session file, e.g. ``{"vines": 12}``.
+
+The fields are short because a million queued tasks must fit in a small Redis; they are
+still readable with ``LRANGE``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .names import is_name, role_problem
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=False).encode
+
+
+class InvalidMessage(ValueError):
+    """A queue held something that is not a Symphony task message."""
+
+
+@dataclass(frozen=True)
+class Task:
+    session: str
+    stage: str
+    item: str
+    attempt: int = 0  # attempts already made before this one
+    meta: dict[str, Any] | None = field(default=None, compare=False)
+
+    def encode(self) -> str:
+        data: dict[str, Any] = {"i": self.item, "s": self.session, "t": self.stage, "a": self.attempt}
+        if self.meta:
+            data["m"] = self.meta
+        return _dumps(data)
+
+    def next_attempt(self) -> "Task":
+        return Task(self.session, self.stage, self.item, self.attempt + 1, self.meta)
+
+    def at_stage(self, stage: str) -> "Task":
+        return Task(self.session, stage, self.item, 0, self.meta)
+
+    @property
+    def job_id(self) -> str:
+        return f"{self.stage}:{self.item}"
+
+
+def encode_task(session: str, stage: str, item: str, attempt: int = 0, meta: dict | None = None) -> str:
+    data: dict[str, Any] = {"i": item, "s": session, "t": stage, "a": attempt}
+    if meta:
+        data["m"] = meta
+    return _dumps(data)
+
+
+def decode_task(raw: str | bytes) -> Task:
+    """Parse a queue message; raise :class:`InvalidMessage` with the reason if it is not one."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, TypeError) as exc:
+        raise InvalidMessage(f"not valid JSON ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(data, dict):
+        raise InvalidMessage("not a JSON object")
+    item, session, stage, attempt = data.get("i"), data.get("s"), data.get("t"), data.get("a", 0)
+    if not is_name(item):
+        raise InvalidMessage("field 'i' (item) is missing or not a valid name")
+    if not is_name(session):
+        raise InvalidMessage("field 's' (session) is missing or not a valid name")
+    if role_problem(stage):
+        raise InvalidMessage("field 't' (stage) is missing or not a valid stage name")
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
+        raise InvalidMessage("field 'a' (attempts) must be a non-negative integer")
+    meta = data.get("m")
+    if meta is not None and not isinstance(meta, dict):
+        raise InvalidMessage("field 'm' (metadata) must be an object")
+    return Task(session, stage, item, attempt, meta)
+
+
+def dumps(data: Any) -> str:
+    """Compact JSON used for every record Symphony stores."""
+    return _dumps(data)

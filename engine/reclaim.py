@@ -1,0 +1,117 @@
+"""Reclaiming the in-flight work of dead workers.
+
+A worker is dead when its lease (renewed by every heartbeat) has lapsed; the supervisor of a
+worker process that crashed knows it at once and reclaims with ``force``. Each task goes back
+to the head of its queue with its attempt count raised, or is recorded as failed if that was
+its last attempt. Reaping runs under a lock with a TTL so a fleet of workers does not all do
+the same work; every step re-checks atomically that the lease really lapsed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import redis
+
+from .keys import Keys
+from .lease import BELL_MAX, RESULTS_MAXLEN
+from .messages import InvalidMessage, decode_task, dumps
+from .records import RecordCache
+from .registry import EVENTS_MAXLEN
+from .scripts import scripts
+
+log = logging.getLogger("symphony.reclaim")
+DEFAULT_MAX_ATTEMPTS = 3
+DEADLETTER_MAX = 1000
+
+
+@dataclass(frozen=True)
+class ReclaimReport:
+    worker: str
+    requeued: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    deadletter: int = 0
+    forgotten: bool = False
+    skipped: str = ""  # 'grace' or 'alive' when nothing was done
+
+    @property
+    def tasks(self) -> int:
+        return self.requeued + self.failed + self.cancelled + self.deadletter
+
+
+def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: RecordCache, *,
+                   force: bool = False, reason: str = "its lease lapsed") -> ReclaimReport:
+    """Give back every task ``worker_id`` holds; then remove it from the registry."""
+    lua = scripts()
+    k = keys
+    counts = {"requeued": 0, "failed": 0, "cancelled": 0, "deadletter": 0}
+    inflight = keys.inflight(worker_id)
+    for raw in client.lrange(inflight, 0, -1):
+        try:
+            task = decode_task(raw)
+        except InvalidMessage as exc:
+            with client.pipeline(transaction=True) as pipe:
+                pipe.lrem(inflight, 1, raw)
+                pipe.lpush(keys.deadletter, raw)
+                pipe.ltrim(keys.deadletter, 0, DEADLETTER_MAX - 1)
+                pipe.execute()
+            log.warning("undecodable message in flight at %s moved to %s: %s", worker_id, keys.deadletter, exc)
+            counts["deadletter"] += 1
+            continue
+        record = records.get(task.session)
+        max_attempts = DEFAULT_MAX_ATTEMPTS
+        if record is not None and record.pipeline.has_stage(task.stage):
+            max_attempts = record.pipeline.stage(task.stage).max_attempts
+        attempts = task.attempt + 1
+        failure = dumps({"state": "failed", "stage": task.stage, "attempts": attempts, "worker": worker_id,
+                         "error": f"worker {worker_id} was lost during attempt {attempts} of {max_attempts} ({reason})",
+                         "stderr": "", "at": round(time.time(), 3)})
+        result = lua.reclaim(client, (k.workers, inflight, k.queue(task.stage, task.session), k.ready(task.stage),
+                                      k.bell(task.stage), k.stats(task.session), k.live(task.session),
+                                      k.outcomes(task.session), k.results, k.session(task.session), k.grace),
+                             (worker_id, raw, task.next_attempt().encode(), task.stage, task.session, task.item,
+                              max_attempts, attempts, failure, RESULTS_MAXLEN, BELL_MAX, "1" if force else "0"))[0]
+        if result in ("grace", "alive"):
+            return ReclaimReport(worker_id, skipped=result, **counts)
+        if result in counts:
+            counts[result] += 1
+    total = sum(counts.values())
+    message = f"worker {worker_id} lost ({reason}); {total} task(s) reclaimed"
+    forgotten = bool(lua.forget(client, (k.workers, k.worker(worker_id), inflight, k.events, k.grace),
+                                (worker_id, "1" if force else "0", EVENTS_MAXLEN, "worker_lost", message)))
+    if total or forgotten:
+        log.info(message)
+    return ReclaimReport(worker_id, forgotten=forgotten, **counts)
+
+
+def lapsed_workers(client: redis.Redis, keys: Keys, limit: int = 32) -> tuple[list[str], int, int | None]:
+    """Workers whose lease lapsed (empty during a grace window): (ids, grace ms, earliest expiry)."""
+    now, grace, earliest, *ids = scripts().lapsed(client, (keys.workers, keys.grace, keys.clock), (limit,))
+    return list(ids), int(grace), int(float(earliest)) if earliest else None
+
+
+def reap(client: redis.Redis, keys: Keys, records: RecordCache, lapsed: list[str] | tuple[str, ...],
+         lock_ttl_s: float = 10.0) -> list[ReclaimReport]:
+    """Reclaim the tasks of every lapsed worker, if no other process is already doing it."""
+    if not lapsed:
+        return []
+    lock = client.lock(keys.reaper_lock, timeout=lock_ttl_s, blocking=False)
+    if not lock.acquire(blocking=False):
+        return []
+    reports = []
+    try:
+        for worker_id in lapsed:
+            reports.append(reclaim_worker(client, keys, worker_id, records))
+    finally:
+        try:
+            lock.release()
+        except redis.exceptions.LockError:
+            pass  # it expired: another reaper may already have taken over
+    return reports
+
+
+def describe(report: ReclaimReport) -> str:
+    return json.dumps(report.__dict__)

@@ -1,0 +1,47 @@
+"""A small cache of session definitions, refreshed when the registry's epoch changes."""
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from .errors import UnknownSession
+from .keys import Keys
+from .registry import load_record
+from .session_file import SessionRecord
+
+
+class RecordCache:
+    def __init__(self, client: redis.Redis, keys: Keys):
+        self.client, self.keys = client, keys
+        self._records: dict[str, tuple[SessionRecord, str]] = {}
+        self._epoch: str | None = None
+        self._lock = threading.Lock()
+
+    def get(self, session: str) -> SessionRecord | None:
+        """The session's definition, or None if it is not registered."""
+        with self._lock:
+            hit = self._records.get(session)
+        if hit is not None:
+            return hit[0]
+        try:
+            record, state = load_record(self.client, self.keys, session)
+        except UnknownSession:
+            return None
+        with self._lock:
+            self._records[session] = (record, state)
+        return record
+
+    def state(self, session: str) -> str | None:
+        with self._lock:
+            hit = self._records.get(session)
+        return hit[1] if hit else None
+
+    def observe_epoch(self, epoch: str) -> bool:
+        """Forget cached definitions if the registry changed; True if it did."""
+        if epoch == self._epoch:
+            return False
+        with self._lock:
+            self._epoch = epoch
+            self._records.clear()
+        return True

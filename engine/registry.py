@@ -1,0 +1,173 @@
+"""The registry of sessions and pools, so nobody needs ``KEYS`` to find a queue.
+
+``symphony:sessions`` maps each session to a small summary; ``symphony:session:<name>`` holds
+its full definition (pipeline, data root, parameters) so any worker can run its stages;
+``symphony:pools`` maps each pool to the roles it serves. ``symphony:epoch`` is bumped on every
+change so workers re-read only when something changed.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import redis
+
+from .errors import SessionConflict, UnknownSession
+from .keys import Keys
+from .messages import dumps
+from .session_file import SessionRecord
+
+ACTIVE, CANCELLED = "active", "cancelled"
+EVENTS_MAXLEN = 2000
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    name: str
+    state: str
+    pipeline: str
+    stages: tuple[str, ...]
+    pools: tuple[str, ...]
+    created: float
+    file: str
+    items: int
+
+    @classmethod
+    def from_json(cls, name: str, raw: str) -> "SessionSummary":
+        data = json.loads(raw)
+        return cls(name=name, state=data.get("state", "?"), pipeline=data.get("pipeline", "?"),
+                   stages=tuple(data.get("stages", ())), pools=tuple(data.get("pools", ())),
+                   created=float(data.get("created", 0)), file=data.get("file", ""), items=int(data.get("items", 0)))
+
+
+def _summary(record: SessionRecord, state: str, created: float, items: int) -> str:
+    return dumps({"state": state, "pipeline": record.pipeline.name, "stages": list(record.pipeline.stage_names),
+                  "pools": [s.pool for s in record.pipeline.stages], "created": round(created, 3),
+                  "file": record.file, "items": items})
+
+
+def add_event(client: redis.Redis | redis.client.Pipeline, keys: Keys, kind: str, message: str, **fields: Any) -> None:
+    data = {"kind": kind, "msg": message, **{k: str(v) for k, v in fields.items() if v is not None}}
+    client.xadd(keys.events, data, maxlen=EVENTS_MAXLEN, approximate=True)
+
+
+def register_session(client: redis.Redis, keys: Keys, record: SessionRecord, *, items: int = 0,
+                     resume: bool = False, adopt_queues: bool = False) -> str:
+    """Register (or confirm) a session. Returns ``"new"``, ``"same"`` or ``"resumed"``.
+
+    A session name already registered with a different definition is a
+    :class:`SessionConflict`; so is a queue key of this session that exists but was not made
+    by Symphony (another tool's key of the same name), unless ``adopt_queues``.
+    """
+    fingerprint = record.fingerprint()
+    session_key = keys.session(record.name)
+    with client.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(session_key, keys.pools)
+                existing = pipe.hgetall(session_key)
+                outcome = "new"
+                if existing:
+                    if existing.get("fingerprint") != fingerprint:
+                        raise SessionConflict(
+                            f"session {record.name!r} is already registered from {existing.get('file') or 'another file'} "
+                            f"with a different definition (pipeline, root or params); pick another session name, "
+                            f"or remove the old one with 'symphony purge {record.name}'")
+                    if existing.get("state") == CANCELLED:
+                        if not resume:
+                            raise SessionConflict(f"session {record.name!r} was cancelled; use --resume to run it again")
+                        outcome = "resumed"
+                    else:
+                        outcome = "same"
+                else:
+                    for stage in record.pipeline.stage_names:
+                        qkey = keys.queue(stage, record.name)
+                        kind = pipe.type(qkey)
+                        if kind != "none" and not (adopt_queues and kind == "list"):
+                            raise SessionConflict(
+                                f"queue name clash: key {qkey!r} already exists ({kind}) but no Symphony session "
+                                f"{record.name!r} is registered; another tool uses this name. Rename the session"
+                                + (", or pass --adopt to take over the list" if kind == "list" else ""))
+                pools_raw = pipe.hgetall(keys.pools)
+                now = time.time()
+                created = float(existing.get("created", now)) if existing else now
+                items_total = max(items, int(existing.get("items", 0) or 0)) if existing else items
+                merged: dict[str, list[str]] = {p: json.loads(v) for p, v in pools_raw.items()}
+                for pool, roles in record.pipeline.pools().items():
+                    merged[pool] = sorted(set(merged.get(pool, [])) | set(roles))
+                pipe.multi()
+                pipe.hset(session_key, mapping={
+                    "state": ACTIVE, "spec": dumps(record.to_dict()), "fingerprint": fingerprint,
+                    "file": record.file, "created": f"{created:.3f}", "items": items_total})
+                pipe.hset(keys.sessions, record.name, _summary(record, ACTIVE, created, items_total))
+                pipe.hset(keys.pools, mapping={p: dumps(r) for p, r in merged.items()})
+                pipe.incr(keys.epoch)
+                if outcome != "same":
+                    add_event(pipe, keys, "session", f"session {record.name} {'registered' if outcome == 'new' else 'resumed'}",
+                              session=record.name)
+                pipe.execute()
+                return outcome
+            except redis.WatchError:
+                continue
+
+
+def set_session_state(client: redis.Redis, keys: Keys, name: str, state: str) -> None:
+    raw = client.hget(keys.sessions, name)
+    if raw is None:
+        raise UnknownSession(f"no session named {name!r} is registered")
+    data = json.loads(raw)
+    data["state"] = state
+    with client.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.session(name), "state", state)
+        pipe.hset(keys.sessions, name, dumps(data))
+        pipe.incr(keys.epoch)
+        pipe.execute()
+
+
+def load_record(client: redis.Redis, keys: Keys, name: str) -> tuple[SessionRecord, str]:
+    """The stored definition of session ``name`` and its state."""
+    spec, state = client.hmget(keys.session(name), "spec", "state")
+    if spec is None:
+        raise UnknownSession(f"no session named {name!r} is registered")
+    return SessionRecord.from_dict(json.loads(spec)), state or "?"
+
+
+def list_sessions(client: redis.Redis, keys: Keys) -> list[SessionSummary]:
+    raw = client.hgetall(keys.sessions)
+    return sorted((SessionSummary.from_json(n, v) for n, v in raw.items()), key=lambda s: s.name)
+
+
+def pools(client: redis.Redis, keys: Keys) -> dict[str, list[str]]:
+    return {p: json.loads(v) for p, v in client.hgetall(keys.pools).items()}
+
+
+def roles_for(pools_map: dict[str, list[str]], pool: str | None = None,
+              roles: Iterable[str] | None = None, aliases: dict[str, str] | None = None) -> list[str]:
+    """The roles a worker serves: explicit roles (aliases resolved), a pool's roles, or all."""
+    if roles:
+        aliases = aliases or {}
+        return sorted({aliases.get(r, r) for r in roles})
+    if pool:
+        return sorted(pools_map.get(pool, []))
+    return sorted({r for rs in pools_map.values() for r in rs})
+
+
+def aliases(client: redis.Redis, keys: Keys) -> dict[str, str]:
+    """Alias -> canonical stage name, over every registered session (read only when needed)."""
+    out: dict[str, str] = {}
+    names = client.hkeys(keys.sessions)
+    if not names:
+        return out
+    with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hget(keys.session(name), "spec")
+        specs = pipe.execute()
+    for spec in specs:
+        if not spec:
+            continue
+        for stage in json.loads(spec)["pipeline"]["stages"]:
+            for alias in stage.get("aliases", []):
+                out[alias] = stage["name"]
+    return out

@@ -1,0 +1,122 @@
+"""Test helpers: polling with a deadline (never sleeps as synchronisation), workers as real
+processes, and small session/pipeline files."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ROOT / "tasks"
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02,
+               message: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # e.g. Redis restarting
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}" +
+                         (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "SYMPHONY_"))}
+    env["REDIS_URL"] = redis_url
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class WorkerRun:
+    """``symphony-worker`` running as a real process group, with its log in a file."""
+
+    def __init__(self, redis_url: str, *args: str, log_dir: Path, heartbeat: float = 0.5, cwd: Path | None = None,
+                 env: dict[str, str] | None = None):
+        self.log_path = log_dir / f"worker-{time.monotonic_ns()}.log"
+        self.log = open(self.log_path, "wb")
+        cmd = [sys.executable, "-m", "workers", "--heartbeat", str(heartbeat), "--idle-wait", "0.5", *args]
+        self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=str(cwd or ROOT),
+                                        env=env or worker_env(redis_url), start_new_session=True)
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait(self, timeout: float = 60.0) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"worker did not exit within {timeout}s; log:\n{self.output()[-3000:]}") from None
+
+    def signal(self, sig: int) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, sig)
+
+    def kill_group(self) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill_group()
+        else:
+            # children of a supervisor that died may still run: clean the group up
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.log.close()
+
+
+def write_pipeline(path: Path, stages: list[dict[str, Any]], name: str = "testpipe", **defaults: Any) -> Path:
+    data: dict[str, Any] = {"pipeline": name, "stages": stages}
+    if defaults:
+        data["defaults"] = defaults
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def write_session(path: Path, name: str, pipeline: str, items: list[Any] | None = None, root: str = "data",
+                  **extra: Any) -> Path:
+    data: dict[str, Any] = {"session": name, "pipeline": pipeline, "root": root}
+    if items is not None:
+        data["items"] = items
+    data.update(extra)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def sample_tasks(tmp: Path, seconds: float = 0.0) -> Path:
+    """A copy of tasks/ whose handlers take ``seconds`` per item, rooted in ``tmp``."""
+    dest = tmp / "tasks"
+    shutil.copytree(TASKS, dest)
+    pipeline = dest / "pipelines" / "scan.yaml"
+    data = yaml.safe_load(pipeline.read_text())
+    for stage in data["stages"]:
+        stage.setdefault("params", {})["seconds"] = seconds
+    pipeline.write_text(yaml.safe_dump(data, sort_keys=False))
+    return dest

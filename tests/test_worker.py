@@ -1,0 +1,218 @@
+"""symphony-worker end to end: real processes, a real Redis, outputs on disk."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine import Engine, load_session, resolve_redis
+from engine.initialize import initialize_session
+from tests.helpers import ROOT, WorkerRun, sample_tasks, wait_until, worker_env, write_pipeline, write_session
+
+
+def symphony(redis_url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "console.commands", *args], cwd=cwd, env=worker_env(redis_url),
+                          capture_output=True, text=True, timeout=120)
+
+
+def init(engine: Engine, path: Path):
+    return initialize_session(engine, load_session(path))
+
+
+def stats(r, session: str) -> dict[str, int]:
+    return {k: int(v) for k, v in r.hgetall(f"symphony:stats:{session}").items()}
+
+
+def inflight_total(r) -> int:
+    return sum(r.llen(f"symphony:inflight:{w}") for w in r.zrange("symphony:workers", 0, -1))
+
+
+def test_sample_session_drains_end_to_end_with_burst(redis_url, r, tmp_path):
+    tasks = sample_tasks(tmp_path, seconds=0.0)
+    out = symphony(redis_url, "initialize", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "24 item(s) enqueued for rvm" in out.stdout
+    worker = WorkerRun(redis_url, "--burst", "--processes", "2", log_dir=tmp_path, cwd=tmp_path)
+    assert worker.wait(120) == 0, worker.output()
+    worker.stop()
+    spec = load_session(tasks / "block7.yaml")
+    for stage in spec.pipeline.stages:
+        for item in spec.items:
+            path = Path(stage.output_path(spec.root, spec.name, item.id))
+            assert path.is_file(), f"missing output {path}"
+    final = json.loads(Path(spec.pipeline.stages[-1].output_path(spec.root, spec.name, "row-001")).read_text())
+    assert final["row"] == "row-001" and final["clusters"] > 0
+    counts = stats(r, spec.name)
+    assert all(counts[f"{s}|completed"] == 24 for s in spec.pipeline.stage_names), counts
+    assert all(counts[f"{s}|running"] == 0 for s in spec.pipeline.stage_names), counts
+    assert r.hlen(f"symphony:live:{spec.name}") == 0
+    assert inflight_total(r) == 0 and r.zcard("symphony:workers") == 0
+    assert not list((Path(spec.root) / spec.name).rglob("*.part-*")), "temporary outputs left behind"
+
+
+def one_stage_session(tmp_path: Path, handler: str, items, *, params=None, timeout=60, max_attempts=3,
+                      backoff=0.05, name="s1", command=None):
+    stage = {"name": "work", "pool": "p", "output": "{root}/{session}/{stage}/{item}.json", "timeout": timeout,
+             "max_attempts": max_attempts, "retry_backoff": backoff, "params": params or {}}
+    if command:
+        stage["command"] = command
+    else:
+        stage["handler"] = handler
+    write_pipeline(tmp_path / "pipe.yaml", [stage])
+    return write_session(tmp_path / f"{name}.yaml", name, "pipe.yaml", items, root=str(tmp_path / "data"))
+
+
+def test_sigkill_mid_task_is_reclaimed_and_completed(engine, r, redis_url, tmp_path):
+    session = one_stage_session(tmp_path, "tests.handlers:hang_first_attempt", ["x1"], params={"hang": 60})
+    init(engine, session)
+    worker = WorkerRun(redis_url, "--processes", "1", log_dir=tmp_path, heartbeat=0.5)
+    try:
+        markers = tmp_path / "data" / "markers"
+        wait_until(lambda: markers.is_dir() and list(markers.glob("started-*-1-*")), message="attempt 1 to start")
+        pid = int(list(markers.glob("started-*-1-*"))[0].name.rsplit("-", 1)[1])
+        os.kill(pid, signal.SIGKILL)
+        output = tmp_path / "data" / "s1" / "work" / "x1.json"
+        wait_until(output.is_file, timeout=30, message="the reclaimed task to complete")
+        assert json.loads(output.read_text())["attempt"] == 2  # attempt count raised
+        wait_until(lambda: stats(r, "s1").get("work|completed") == 1, message="completion accounting")
+        counts = stats(r, "s1")
+        assert counts["work|reclaimed"] == 1 and counts["work|running"] == 0
+        assert r.llen("work:s1") == 0 and inflight_total(r) == 0
+    finally:
+        worker.stop()
+
+
+def test_whole_host_lost_is_reclaimed_by_another_worker_within_three_heartbeats(engine, r, redis_url, tmp_path):
+    """SIGKILL the supervisor and its children together (a VM that vanishes): another worker
+    reclaims the task once the lease lapses."""
+    session = one_stage_session(tmp_path, "tests.handlers:hang_first_attempt", ["x1"], params={"hang": 60})
+    init(engine, session)
+    doomed = WorkerRun(redis_url, "--processes", "1", "--name", "doomed", log_dir=tmp_path, heartbeat=0.5)
+    try:
+        markers = tmp_path / "data" / "markers"
+        wait_until(lambda: markers.is_dir() and list(markers.glob("started-*-1-*")), message="attempt 1 to start")
+        rescuer = WorkerRun(redis_url, "--processes", "1", "--name", "rescuer", log_dir=tmp_path, heartbeat=0.5)
+        wait_until(lambda: r.zcard("symphony:workers") == 2, message="the rescuer to register")
+        doomed.kill_group()
+        import time
+
+        killed_at = time.monotonic()
+        output = tmp_path / "data" / "s1" / "work" / "x1.json"
+        wait_until(lambda: list(markers.glob("started-*-2-*")), timeout=15, message="the task to run again")
+        elapsed = time.monotonic() - killed_at
+        assert elapsed <= 3 * 0.5 + 1.0, f"reclaimed after {elapsed:.2f}s"
+        wait_until(output.is_file, timeout=15, message="completion elsewhere")
+        events = [f for _, f in r.xrange("symphony:events") if f.get("kind") == "worker_lost"]
+        assert events and "doomed" in events[0]["worker"]
+    finally:
+        doomed.stop()
+        if "rescuer" in locals():
+            rescuer.stop()
+
+
+def test_always_failing_task_ends_failed_with_its_error_while_others_complete(engine, r, redis_url, tmp_path):
+    items = [f"i{n}" for n in range(6)]
+    session = one_stage_session(tmp_path, "tests.handlers:fail_some", items, params={"bad": ["i3"]},
+                                max_attempts=3, backoff=0.05)
+    init(engine, session)
+    worker = WorkerRun(redis_url, "--burst", "--processes", "2", log_dir=tmp_path)
+    assert worker.wait(60) == 0, worker.output()
+    worker.stop()
+    counts = stats(r, "s1")
+    assert counts["work|completed"] == 5 and counts["work|failed"] == 1 and counts["work|retried"] == 2
+    record = json.loads(r.hget("symphony:outcomes:s1", "i3"))
+    assert record["state"] == "failed" and record["attempts"] == 3
+    assert "boom for i3 on attempt 3" in record["error"] and "RuntimeError" in record["stderr"]
+    failed = [f for _, f in r.xrange("symphony:results") if f["st"] == "failed"]
+    assert [f["i"] for f in failed] == ["i3"] and "boom" in failed[0]["e"]
+
+
+@pytest.mark.parametrize("kind", ["python", "command"])
+def test_stage_timeout_ends_as_timed_out(engine, r, redis_url, tmp_path, kind):
+    if kind == "python":
+        session = one_stage_session(tmp_path, "tests.handlers:hang", ["slow", "fast"], timeout=1.0,
+                                    params={"hang": 30})
+    else:
+        session = one_stage_session(tmp_path, "", ["slow"], timeout=1.0,
+                                    command=["{python}", "-c", "import time; time.sleep(30)"])
+    init(engine, session)
+    worker = WorkerRun(redis_url, "--processes", "1", log_dir=tmp_path)
+    try:
+        wait_until(lambda: stats(r, "s1").get("work|timed_out", 0) >= (2 if kind == "python" else 1), timeout=30,
+                   message="the timeout to be recorded")
+        record = json.loads(r.hget("symphony:outcomes:s1", "slow"))
+        assert record["state"] == "timed_out" and "timed out after 1s" in record["error"]
+        assert stats(r, "s1")["work|running"] == 0
+    finally:
+        worker.stop()
+
+
+def test_two_sessions_of_one_role_are_both_served(engine, r, redis_url, tmp_path):
+    first = one_stage_session(tmp_path, "tests.handlers:ok", [f"a{n}" for n in range(30)], name="first")
+    second = write_session(tmp_path / "second.yaml", "second", "pipe.yaml", [f"b{n}" for n in range(30)],
+                           root=str(tmp_path / "data"))
+    init(engine, first)
+    init(engine, second)
+    worker = WorkerRun(redis_url, "--burst", "--processes", "1", log_dir=tmp_path)
+    assert worker.wait(60) == 0, worker.output()
+    worker.stop()
+    order = [f["s"] for _, f in r.xrange("symphony:results")]
+    assert order.count("first") == 30 and order.count("second") == 30
+    assert set(order[:10]) == {"first", "second"}, f"one session starved the other: {order[:10]}"
+
+
+def test_sigterm_exits_cleanly_and_leaves_nothing_in_flight(engine, r, redis_url, tmp_path):
+    session = one_stage_session(tmp_path, "tests.handlers:ok", [f"i{n}" for n in range(20)], params={"seconds": 0.3})
+    init(engine, session)
+    worker = WorkerRun(redis_url, "--processes", "2", "--drain-timeout", "10", log_dir=tmp_path)
+    wait_until(lambda: stats(r, "s1").get("work|completed", 0) >= 2, message="some work to complete")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
+    worker.stop()
+    counts = stats(r, "s1")
+    assert inflight_total(r) == 0 and r.zcard("symphony:workers") == 0
+    assert counts["work|running"] == 0
+    assert counts["work|completed"] + r.llen("work:s1") == 20  # nothing lost
+
+
+def test_sigterm_hands_back_a_task_that_does_not_finish_in_time(engine, r, redis_url, tmp_path):
+    session = one_stage_session(tmp_path, "", ["long"], command=["{python}", "-c", "import time; time.sleep(30)"])
+    init(engine, session)
+    worker = WorkerRun(redis_url, "--processes", "1", "--drain-timeout", "0.5", log_dir=tmp_path)
+    wait_until(lambda: stats(r, "s1").get("work|running") == 1, message="the task to start")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
+    worker.stop()
+    assert json.loads(r.lindex("work:s1", 0))["a"] == 0  # handed back, attempt not counted
+    assert inflight_total(r) == 0 and stats(r, "s1")["work|running"] == 0
+
+
+def test_redis_restart_under_a_running_worker(own_redis, tmp_path):
+    url = own_redis.url
+    engine = Engine(resolve_redis(url))
+    items = [f"i{n}" for n in range(40)]
+    session = one_stage_session(tmp_path, "tests.handlers:ok", items, params={"seconds": 0.05})
+    init(engine, session)
+    worker = WorkerRun(url, "--processes", "2", log_dir=tmp_path, heartbeat=0.5)
+    try:
+        client = own_redis.client()
+        wait_until(lambda: int(client.hget("symphony:stats:s1", "work|completed") or 0) >= 5, message="progress")
+        own_redis.kill()  # SIGKILL: the AOF keeps what was acknowledged
+        wait_until(lambda: "Redis unavailable" in worker.output(), timeout=20, message="the workers to notice")
+        own_redis.start()  # same port, same directory: it reloads the AOF
+        client = own_redis.client()
+        wait_until(lambda: int(client.hget("symphony:stats:s1", "work|completed") or 0) >= 40, timeout=60,
+                   message="the worker to reconnect and finish")
+        out = tmp_path / "data" / "s1" / "work"
+        assert sorted(p.stem for p in out.glob("*.json")) == sorted(items)
+        log = worker.output()
+        assert "Redis unavailable" in log and "Redis is back" in log
+        assert log.count("Redis unavailable") <= 2  # logged once per process, not once per retry
+    finally:
+        worker.stop()
+        engine.close()

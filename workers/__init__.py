@@ -1,0 +1,1 @@
+"""Symphony's headless workers: a supervisor running N worker processes that pull tasks."""

@@ -1,0 +1,24 @@
+"""Settings shared by the supervisor and its worker processes (picklable for the spawn start method)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    redis_url: str
+    redis_password: str | None = field(default=None, repr=False)
+    redis_username: str | None = None
+    redis_ca_file: str | None = None
+    name: str = ""
+    pool: str | None = None
+    roles: tuple[str, ...] = ()
+    processes: int = 1
+    burst: bool = False
+    nice: int = 0
+    heartbeat_s: float = 5.0
+    lease_s: float = 12.5  # a worker is dead once it has not beaten for this long
+    drain_timeout_s: float = 30.0  # on SIGTERM: finish the current task within this, else hand it back
+    idle_wait_s: float = 2.0  # longest block on the bells before looking again
+    log_level: str = "INFO"
+    skip_existing: bool = True  # a stage whose output exists is done (Luigi's rule)
