@@ -7,6 +7,7 @@ instead of polling.
 """
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from .keys import Keys
 from .messages import InvalidMessage, Task, decode_task, dumps
 from .scripts import Queued, execute, load_all, scripts
 
+log = logging.getLogger("symphony.lease")
 RESULTS_MAXLEN = 10_000
 BELL_MAX = 64
 MAX_ERROR = 2_000
@@ -176,9 +178,9 @@ class WorkerLink:
         reply = replies[-1]
         claimed = None
         if claiming:
-            raw, hint_role, hint_session, hint_score, now = reply
+            raw, hint_role, hint_session, hint_score, now, again = reply
             if raw:
-                claimed = self._decode(raw, self.hint[0], self.hint[1])
+                claimed = self._decode(raw, self.hint[0], self.hint[1], again=bool(again))
         else:
             hint_role, hint_session, hint_score, now = reply
         now_us = int(now)
@@ -192,11 +194,14 @@ class WorkerLink:
         return StepResult(finished=finished, claimed=claimed, wait_s=wait, eligible=eligible)
 
     @staticmethod
-    def _decode(raw: str, role: str, session: str) -> Claimed:
+    def _decode(raw: str, role: str, session: str, again: bool = False) -> Claimed:
         try:
             task = decode_task(raw)
         except InvalidMessage as exc:
             return Claimed(raw=raw, role=role, session=session, invalid=str(exc))
+        if again:  # delivered again (its first claim reply was lost): it came from its own queue
+            log.warning("task %s was claimed but the reply was lost; running it now", raw)
+            role, session = task.stage, task.session
         if task.stage != role or task.session != session:
             return Claimed(raw=raw, role=role, session=session,
                            invalid=f"message for {task.stage}:{task.session} found in queue {role}:{session}")

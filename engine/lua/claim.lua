@@ -2,10 +2,14 @@
 -- list (its lease lasts as long as the worker's heartbeat), counts it as running, promotes due
 -- retries, keeps the role's ready set in LRU order (fairness between sessions), and returns a
 -- hint of which queue to claim from next.
+-- A worker runs one task at a time, so a task already in its in-flight list when it asks for
+-- work is one whose claim reply it never got (a timeout or a dropped connection after the
+-- server ran the claim): that task is delivered again instead of claiming another, which would
+-- leave it stuck in flight, never run and never reclaimed, for as long as the worker lives.
 -- KEYS[1] inflight(worker)  KEYS[2] worker  KEYS[3] queue  KEYS[4] delayed  KEYS[5] ready(role)
 -- KEYS[6] stats  KEYS[7] session  KEYS[8] bell(role)  KEYS[9..] ready(r) for each role served
 -- ARGV[1] role  ARGV[2] session  ARGV[3] bell max  ARGV[4..] role names matching KEYS[9..]
--- Returns {message or '', hint role, hint session, hint score (us), now (us)}.
+-- Returns {message or '', hint role, hint session, hint score (us), now (us), '1' if delivered again}.
 local now = now_ms()
 local now_u = now_us()
 local role, session = ARGV[1], ARGV[2]
@@ -16,7 +20,13 @@ if #due > 0 then
   redis.call('ZREM', KEYS[4], unpack(due))
   redis.call('HINCRBY', KEYS[6], role .. '|delayed', -#due)
 end
-if redis.call('HGET', KEYS[7], 'state') == 'active' then
+local held = redis.call('LINDEX', KEYS[1], 0)
+if held then
+  msg = held
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('HSET', KEYS[2], 'current', msg, 'since', now, 'state', 'busy')
+  end
+elseif redis.call('HGET', KEYS[7], 'state') == 'active' then
   msg = redis.call('LMOVE', KEYS[3], KEYS[1], 'LEFT', 'RIGHT')
   if msg then
     redis.call('HINCRBY', KEYS[6], role .. '|running', 1)
@@ -49,4 +59,4 @@ for i = 9, #KEYS do
 end
 local hint_role = ''
 if best > 0 then hint_role = ARGV[best - 5] end
-return {msg or '', hint_role, best_member, best_text, now_u}
+return {msg or '', hint_role, best_member, best_text, now_u, held and '1' or ''}
