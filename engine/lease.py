@@ -232,7 +232,7 @@ class WorkerLink:
         """Leave the registry after a clean stop (only if nothing is in flight)."""
         k = self.keys
         return bool(self._lua.forget(self.client, (k.workers, k.worker(self.worker_id), k.inflight(self.worker_id),
-                                                   k.events, k.grace),
+                                                   k.events, k.grace, k.clock),
                                      (self.worker_id, "1", 2000, "", "")))
 
     def in_flight(self) -> list[str]:

@@ -180,9 +180,11 @@ def test_grace_window_after_an_outage_protects_live_leases(engine, r, session):
     link = engine.worker_link("w1", ["a"])
     link.beat(0.2, 0.5, {})
     claim(link)
-    # simulate Redis having been unreachable: nobody beat for a long time
-    r.set("symphony:clock", int(r.time()[0] * 1000) - 60_000)
-    r.zadd("symphony:workers", {"w1": 0})  # w1's lease looks long expired
+    # simulate Redis having been unreachable: nobody was heard for a minute, and w1's lease ran
+    # out during that silence (a lease that ran out before it began belongs to a dead worker)
+    silent_since = int(r.time()[0] * 1000) - 60_000
+    r.hset("symphony:clock", "at", silent_since)
+    r.zadd("symphony:workers", {"w1": silent_since + 1000})
     other = engine.worker_link("w2", ["a"])
     beat = other.beat(0.2, 0.5, {})
     assert beat.grace_ms > 0 and beat.lapsed == ()

@@ -62,3 +62,72 @@ def test_a_claim_whose_reply_was_lost_is_delivered_again_not_orphaned(own_redis)
         impatient.close()
         admin.close()
         r.close()
+
+
+def test_a_short_outage_does_not_steal_a_live_lease(engine, r, session):
+    """Redis unavailable for 1.75 heartbeats: long enough for a live worker's lease (2.5
+    heartbeats, renewed up to one heartbeat before the outage) to run out, too short for the
+    old rule (nobody beat for more than two heartbeats) to call it an outage."""
+    hb, lease = 2.0, 5.0
+    engine.enqueue("s1", "a", [("i1", None)])
+    x = engine.worker_link("x", ["a"])
+    w = engine.worker_link("w", ["a"])
+    x.beat(hb, lease, {})
+    claimed = claim(x)
+    time.sleep(1.8)  # x's next beat is due 0.2 s after w's, which is the last one before the outage
+    w.beat(hb, lease, {})
+    outage(r, 3.5)  # nobody is heard for 3.5 s (< 2 heartbeats); x's lease runs out during it
+    beat = w.beat(hb, lease, {})  # the first script to run after the outage
+    assert "x" not in beat.lapsed, "a live worker's lease was stolen because Redis was unavailable"
+    assert beat.grace_ms > 0
+    assert engine.reap(["x"])[0].skipped == "grace"
+    assert r.lrange("symphony:inflight:x", 0, -1) == [claimed.raw]
+    assert x.beat(hb, lease, {}).known  # x beats again: its lease and its task are still its own
+
+
+def test_a_reaper_that_runs_first_after_an_outage_does_not_steal(engine, r, session):
+    """After an outage, the first script to reach Redis may be a reaper (the console, or a
+    worker's scheduled check), not a heartbeat. Before the fix only heartbeats looked for an
+    outage, so that reaper took every lease that ran out while Redis was unavailable."""
+    hb, lease = 0.5, 1.25
+    engine.enqueue("s1", "a", [("i1", None)])
+    x = engine.worker_link("x", ["a"])
+    x.beat(hb, lease, {})
+    claimed = claim(x)
+    outage(r, 1.5)  # longer than x's whole lease
+    assert engine.reap() == [], "the reaper judged leases that ran out while Redis was unavailable"
+    assert r.lrange("symphony:inflight:x", 0, -1) == [claimed.raw]
+    beat = x.beat(hb, lease, {})
+    assert beat.known and beat.grace_ms > 0
+
+
+def test_a_worker_that_really_died_is_still_reaped_after_the_grace_window(engine, r, session):
+    """The grace window delays reclaim; it never prevents it."""
+    hb, lease = 0.2, 0.5
+    engine.enqueue("s1", "a", [("i1", None)])
+    dead = engine.worker_link("dead", ["a"])
+    live = engine.worker_link("live", ["a"])
+    dead.beat(hb, lease, {})
+    claim(dead)
+    live.beat(hb, lease, {})
+    outage(r, 0.8)
+    beat = live.beat(hb, lease, {})
+    assert beat.grace_ms > 0 and beat.lapsed == ()
+
+    def reaped():
+        found = live.beat(hb, lease, {})
+        return "dead" in found.lapsed and engine.reap(found.lapsed)
+
+    wait_until(reaped, timeout=10, interval=hb, message="the dead worker to be reaped after the grace window")
+    assert r.llen("a:s1") == 1 and r.llen("symphony:inflight:dead") == 0
+
+
+def test_the_console_alone_reaps_a_dead_fleet(engine, r, session):
+    """Nobody beats any more (the whole fleet died) but Redis is up: a process that only reaps
+    (the console) still reclaims the tasks once the leases ran out, without an endless grace."""
+    engine.enqueue("s1", "a", [("i1", None)])
+    dead = engine.worker_link("dead", ["a"])
+    dead.beat(0.1, 0.3, {})
+    claim(dead)
+    wait_until(lambda: engine.reap(), timeout=10, interval=0.05, message="the console to reap the dead fleet")
+    assert r.llen("a:s1") == 1 and r.llen("symphony:inflight:dead") == 0

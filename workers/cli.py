@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=float, default=5.0, metavar="SECONDS",
                    help="heartbeat interval (default %(default)s)")
     p.add_argument("--lease", type=float, default=None, metavar="SECONDS",
-                   help="a worker silent this long is dead and its tasks are reclaimed (default 2.5 heartbeats)")
+                   help="a worker silent this long is dead and its tasks are reclaimed "
+                        "(default 2.5 heartbeats, at least 2)")
     p.add_argument("--drain-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="on SIGTERM/Ctrl-C, finish the current task within this, else hand it back (default %(default)s)")
     p.add_argument("--idle-wait", type=float, default=2.0, metavar="SECONDS", help=argparse.SUPPRESS)
@@ -58,8 +59,10 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
     if args.name and not is_name(args.name):
         raise ConfigError(f"--name {args.name!r} may only contain letters, digits and . _ + @ = , -")
     lease = args.lease if args.lease is not None else 2.5 * args.heartbeat
-    if lease <= args.heartbeat:
-        raise ConfigError("--lease must be longer than --heartbeat")
+    if lease < 2 * args.heartbeat:
+        # below two heartbeats a live worker whose beat is a little late, or a short Redis outage,
+        # would lose its lease (see the grace window in docs/reliability.md)
+        raise ConfigError("--lease must be at least twice --heartbeat (default: 2.5 heartbeats)")
     roles = tuple(r.strip() for r in (args.roles or "").split(",") if r.strip())
     config = resolve_redis(args.redis, password_file=args.redis_password_file, ca_file=args.redis_ca_file)
     return WorkerOptions(redis_url=config.url, redis_password=config.password, redis_username=config.username,

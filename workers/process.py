@@ -303,7 +303,9 @@ class WorkerProcess:
                     if self._hb_down_since is None:
                         self._hb_down_since = time.monotonic()
                         log.debug("heartbeat failed: %s", describe_error(exc))
-                next_beat = time.monotonic() + options.heartbeat_s
+                # fixed rate: time spent reaping or waiting for Redis does not push the next beat back
+                # (a silence of more than half a lease would look like an outage to everyone)
+                next_beat = now + options.heartbeat_s
             elif next_check is not None and now >= next_check:
                 next_check = None
                 try:
