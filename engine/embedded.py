@@ -110,8 +110,8 @@ class EmbeddedRedis:
         return self
 
     def client(self, **kwargs) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, decode_responses=True,
-                           socket_timeout=5, **kwargs)
+        kwargs.setdefault("socket_timeout", 5)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, decode_responses=True, **kwargs)
 
     def wait_ready(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout

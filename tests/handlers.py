@@ -40,3 +40,27 @@ def hang(ctx) -> None:
     _mark(ctx, "started")
     time.sleep(float(ctx.params.get("hang", 60)))
     ok(ctx)
+
+
+def chaos(ctx) -> None:
+    """One stage of the chaos pipeline: record this execution (stage, item, attempt, pid), check
+    the previous stage's output is this item's, take ``seconds``, write an output naming the
+    process that produced it (so the audit can tell which execution won)."""
+    _mark(ctx, "ran")
+    previous = ctx.read_input_json() if ctx.input else None
+    if previous is not None and previous.get("item") != ctx.item:
+        raise RuntimeError(f"input of {ctx.item} belongs to {previous.get('item')}")
+    seconds = float(ctx.params.get("seconds", 0) or 0)
+    if seconds:
+        time.sleep(seconds)
+    ctx.write_output_json({"item": ctx.item, "stage": ctx.stage, "attempt": ctx.attempt, "pid": os.getpid()})
+
+
+def poison(ctx) -> None:
+    """Items named ``crash-*`` always raise; ``hang-*`` sleep past any timeout; others are fine."""
+    if ctx.item.startswith("crash"):
+        raise RuntimeError(f"poison item {ctx.item} always crashes (attempt {ctx.attempt})")
+    if ctx.item.startswith("hang"):
+        _mark(ctx, "hung")
+        time.sleep(3600)
+    chaos(ctx)
