@@ -131,3 +131,25 @@ def test_the_console_alone_reaps_a_dead_fleet(engine, r, session):
     claim(dead)
     wait_until(lambda: engine.reap(), timeout=10, interval=0.05, message="the console to reap the dead fleet")
     assert r.llen("a:s1") == 1 and r.llen("symphony:inflight:dead") == 0
+
+
+def test_a_burst_worker_does_not_exit_before_it_knows_its_roles(engine, r, redis_url, tmp_path):
+    """The heartbeat thread may note the registry's epoch before it has loaded the roles; the
+    main loop used to take that as "roles loaded", step with no roles, find no work for no
+    roles, and exit 0 in burst mode with the session untouched (seen in the AUTH tests)."""
+    from engine import initialize_session, load_session
+    from tests.helpers import write_pipeline, write_session
+    from workers.options import WorkerOptions
+    from workers.process import WorkerProcess
+
+    write_pipeline(tmp_path / "pipe.yaml", [{"name": "work", "pool": "p", "handler": "tests.handlers:ok",
+                                             "output": "{root}/{session}/{stage}/{item}.json"}])
+    initialize_session(engine, load_session(write_session(tmp_path / "s.yaml", "s1", "pipe.yaml", ["i1"],
+                                                          root=str(tmp_path / "data"))))
+    worker = WorkerProcess(WorkerOptions(redis_url=redis_url, burst=True, idle_wait_s=0.2), "w-burst")
+    worker.epoch = r.get("symphony:epoch")  # what the heartbeat thread does first, racing the main loop
+    try:
+        assert worker._loop() == 0
+    finally:
+        worker.engine.close()
+    assert (tmp_path / "data" / "s1" / "work" / "i1.json").is_file(), "the burst worker exited without working"

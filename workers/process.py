@@ -67,6 +67,7 @@ class WorkerProcess:
         self._down_since: float | None = None
         self._hb_down_since: float | None = None
         self._roles_lock = threading.Lock()
+        self._roles_loaded = False  # set once the roles were read (not when an epoch was merely seen)
 
     # --- lifecycle --------------------------------------------------------------------------
     @property
@@ -105,7 +106,7 @@ class WorkerProcess:
             if self.stopping and finish is None:
                 return EXIT_OK
             try:
-                if self.epoch is None:
+                if not self._roles_loaded:
                     self._refresh_roles()
                 result = self.link.step(finish, claim=not self.stopping)
                 self._connected()
@@ -163,6 +164,7 @@ class WorkerProcess:
                 log.info("no registered session has a stage for pool %r yet; waiting", self.options.pool)
             self.link.roles = list(roles)
             self.link.hint = None
+        self._roles_loaded = True
         if self.epoch is None:
             self.epoch = ""
 
