@@ -2,8 +2,9 @@
 
 The console and the workers use only the names exported here.
 """
+from .acl import reader_rules, setuser, setuser_line, worker_rules
 from .config import RedisConfig, resolve_redis
-from .connection import Backoff, connect, describe_error, is_unavailable
+from .connection import Backoff, connect, describe_error, is_unavailable, redis_problem
 from .core import Engine
 from .embedded import EmbeddedRedis, find_server_binary, free_port
 from .enqueue import EnqueueResult
@@ -18,17 +19,18 @@ from .messages import InvalidMessage, Task, decode_task
 from .names import check_name, is_name, name_problem
 from .pipeline import Handler, Pipeline, Stage, load_pipeline
 from .reclaim import ReclaimReport
-from .redaction import install_log_redaction, redact, redact_url, register_secret
+from .redaction import install_log_redaction, redact, redact_standard_streams, redact_url, register_secret
 from .session_file import Item, SessionRecord, SessionSpec, load_session
 from .snapshot import Event, QueueStatus, SessionStatus, Snapshot, WorkerStatus
 
 __all__ = [
-    "Backoff", "Beat", "CANCELLED", "Claimed", "ConfigError", "DEFAULT_KEYS", "DONE", "EmbeddedRedis", "Engine",
+    "Backoff", "Beat", "CANCELLED", "Claimed", "ConfigError",
+    "reader_rules", "setuser", "setuser_line", "worker_rules", "DEFAULT_KEYS", "DONE", "EmbeddedRedis", "Engine",
     "EnqueueResult", "Event", "InitializeResult", "initialize_session", "FAILED", "Finish", "HANDBACK", "Handler", "InvalidMessage", "Item", "JobStore", "Keys",
     "Outcome", "Pipeline", "Problem", "QueueStatus", "RETRY", "ReclaimReport", "RedisConfig", "RedisUnavailable",
     "SessionConflict", "SessionRecord", "SessionSpec", "SessionStatus", "Snapshot", "SpecError", "Stage",
     "StepResult", "SymphonyError", "TIMED_OUT", "Task", "UnknownSession", "WorkerLink", "WorkerStatus",
     "check_name", "connect", "decode_task", "default_worker_id", "describe_error", "find_server_binary",
     "free_port", "install_log_redaction", "is_name", "is_unavailable", "load_pipeline", "load_session",
-    "name_problem", "redact", "redact_url", "register_secret", "resolve_redis",
+    "name_problem", "redact", "redact_standard_streams", "redis_problem", "redact_url", "register_secret", "resolve_redis",
 ]

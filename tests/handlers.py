@@ -64,3 +64,18 @@ def poison(ctx) -> None:
         _mark(ctx, "hung")
         time.sleep(3600)
     chaos(ctx)
+
+
+def leak_secret(ctx) -> None:
+    """A careless handler: records which secret variables it can see, then fails with an error
+    that contains a secret (read from a file), to prove the error is masked everywhere."""
+    import json
+
+    os.makedirs(ctx.root, exist_ok=True)
+    seen = sorted(k for k in os.environ if "PASSWORD" in k or "REDIS" in k or k.startswith("SYMPHONY_KEY"))
+    with open(os.path.join(ctx.root, "handler-env.json"), "w") as fh:
+        json.dump(seen, fh)
+    with open(ctx.params["file"]) as fh:
+        secret = fh.read().strip()
+    print(f"about to fail with {secret}", flush=True)
+    raise RuntimeError(f"Leaked credentials: could not log in as admin with {secret}")

@@ -389,9 +389,15 @@ class WorkerProcess:
 
 def child_main(options: WorkerOptions, worker_id: str, stop_event, urgent_event, supervisor: str) -> None:
     """Entry point of a spawned worker process."""
+    from engine import redact_standard_streams
+
     from .logs import setup_logging
 
+    redact_standard_streams()  # what handlers print is masked like the log
     setup_logging(options.log_level, worker_id)
+    # the options carry what this process needs; handlers running in it never see the secrets
+    for var in runner.SECRET_ENV + ("REDIS_PASSWORD_FILE", "SYMPHONY_REDIS_PASSWORD_FILE", "SYMPHONY_KEY_FILE"):
+        os.environ.pop(var, None)
     if options.nice:
         from .priority import lower_priority
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine import SymphonyError, install_log_redaction, redact
+from engine import SymphonyError, install_log_redaction, redact, redis_problem
 
 from . import demo, initialize, status
 
@@ -40,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except Exception as exc:  # Redis refused us, is unreachable, or the ACL user may not do this
+        problem = redis_problem(exc)
+        if problem is None:
+            raise
+        sys.stderr.write(f"symphony: {redact(problem)}\n")
+        return 2
 
 
 if __name__ == "__main__":
