@@ -6,6 +6,7 @@ from .acl import reader_rules, setuser, setuser_line, worker_rules
 from .config import RedisConfig, resolve_redis
 from .connection import Backoff, connect, describe_error, is_unavailable, redis_problem
 from .core import Engine
+from .crypto import CryptoError, Sealer, load_key, sealer_from
 from .embedded import EmbeddedRedis, find_server_binary, free_port
 from .enqueue import EnqueueResult
 from .errors import (ConfigError, Problem, RedisUnavailable, SessionConflict, SpecError, SymphonyError,
@@ -24,8 +25,8 @@ from .session_file import Item, SessionRecord, SessionSpec, load_session
 from .snapshot import Event, QueueStatus, SessionStatus, Snapshot, WorkerStatus
 
 __all__ = [
-    "Backoff", "Beat", "CANCELLED", "Claimed", "ConfigError",
-    "reader_rules", "setuser", "setuser_line", "worker_rules", "DEFAULT_KEYS", "DONE", "EmbeddedRedis", "Engine",
+    "Backoff", "Beat", "CANCELLED", "Claimed", "ConfigError", "CryptoError", "Sealer", "load_key",
+    "reader_rules", "sealer_from", "setuser", "setuser_line", "worker_rules", "DEFAULT_KEYS", "DONE", "EmbeddedRedis", "Engine",
     "EnqueueResult", "Event", "InitializeResult", "initialize_session", "FAILED", "Finish", "HANDBACK", "Handler", "InvalidMessage", "Item", "JobStore", "Keys",
     "Outcome", "Pipeline", "Problem", "QueueStatus", "RETRY", "ReclaimReport", "RedisConfig", "RedisUnavailable",
     "SessionConflict", "SessionRecord", "SessionSpec", "SessionStatus", "Snapshot", "SpecError", "Stage",

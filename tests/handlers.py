@@ -66,6 +66,14 @@ def poison(ctx) -> None:
     chaos(ctx)
 
 
+def meta_kv(ctx) -> None:
+    """Record the item's metadata as the handler saw it, and use the job's key/values."""
+    _mark(ctx, "ran")
+    ctx.kv.set("vines", ctx.meta.get("vines"))
+    runs = ctx.kv.incr("runs")
+    ctx.write_output_json({"item": ctx.item, "meta": dict(ctx.meta), "runs": runs, "kv": ctx.kv.all()})
+
+
 def leak_secret(ctx) -> None:
     """A careless handler: records which secret variables it can see, then fails with an error
     that contains a secret (read from a file), to prove the error is masked everywhere."""

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from engine import ConfigError, SymphonyError, is_name, resolve_redis
+from engine import ConfigError, SymphonyError, is_name, load_key, resolve_redis
 
 from .logs import setup_logging
 from .options import WorkerOptions
@@ -18,7 +18,8 @@ examples:
   symphony-worker --roles detection --nice 10           # only detection, at low CPU priority
   symphony-worker --burst                               # serve every stage, exit when no work is left
 environment:
-  SYMPHONY_REDIS_URL / REDIS_URL, REDIS_PASSWORD, REDIS_PASSWORD_FILE, REDIS_CA_FILE
+  SYMPHONY_REDIS_URL / REDIS_URL, REDIS_PASSWORD, REDIS_PASSWORD_FILE, REDIS_CA_FILE,
+  SYMPHONY_KEY / SYMPHONY_KEY_FILE (AES key: encrypted task data and job values, docs/security.md)
 """
 
 
@@ -37,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "or redis://127.0.0.1:6379/0)")
     p.add_argument("--redis-password-file", metavar="FILE", help="read the Redis password from FILE")
     p.add_argument("--redis-ca-file", metavar="FILE", help="CA certificate for rediss:// (TLS)")
+    p.add_argument("--encryption-key-file", metavar="FILE",
+                   help="AES key (hex or base64) of encrypted task data and job values (default: $SYMPHONY_KEY_FILE, "
+                        "$SYMPHONY_KEY); with a key, only encrypted task data is accepted")
     p.add_argument("--heartbeat", type=float, default=5.0, metavar="SECONDS",
                    help="heartbeat interval (default %(default)s)")
     p.add_argument("--lease", type=float, default=None, metavar="SECONDS",
@@ -69,7 +73,8 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
                          redis_ca_file=config.ca_file, name=args.name, pool=args.pool, roles=roles,
                          processes=args.processes, burst=args.burst, nice=args.nice, heartbeat_s=args.heartbeat,
                          lease_s=lease, drain_timeout_s=args.drain_timeout, idle_wait_s=args.idle_wait,
-                         log_level=args.log_level, skip_existing=not args.rerun_existing)
+                         log_level=args.log_level, skip_existing=not args.rerun_existing,
+                         encryption_key=load_key(args.encryption_key_file))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from engine import (CANCELLED, DONE, FAILED, HANDBACK, RETRY, TIMED_OUT, Backoff, Claimed, Engine, Finish, Outcome,
-                    RedisConfig, describe_error, is_unavailable)
+from engine import (CANCELLED, DONE, FAILED, HANDBACK, RETRY, TIMED_OUT, Backoff, Claimed, CryptoError, Engine, Finish,
+                    Outcome, RedisConfig, describe_error, is_unavailable, sealer_from)
 
 from . import runner
 from .context import JobContext
@@ -54,7 +54,8 @@ class WorkerProcess:
         self.supervisor = supervisor
         config = RedisConfig(url=options.redis_url, password=options.redis_password, username=options.redis_username,
                              ca_file=options.redis_ca_file, explicit=True, client_name=f"symphony-worker:{worker_id}")
-        self.engine = Engine(config, socket_timeout=max(10.0, options.idle_wait_s + 5))
+        self.engine = Engine(config, socket_timeout=max(10.0, options.idle_wait_s + 5),
+                             sealer=sealer_from(options.encryption_key))
         self.link = self.engine.worker_link(worker_id, [], idle_wait_s=options.idle_wait_s)
         self.sampler = HostSampler()
         self.current: Current | None = None
@@ -193,10 +194,15 @@ class WorkerProcess:
         stage = pipeline.stage(task.stage)
         nxt = pipeline.next_stage(stage.name)
         attempts = task.attempt + 1
+        try:
+            meta = self.engine.open_task(task)  # decrypted, if task data is encrypted
+        except CryptoError as exc:  # wrong key, tampered, or not encrypted as required: never run it
+            log.warning("rejected %s:%s@%s: %s", task.stage, task.item, task.session, exc)
+            return Finish(claimed, Outcome(FAILED, error=f"task data rejected: {exc}"), attempts=attempts)
         final = stage.output_path(record.root, task.session, task.item)
         index = pipeline.index(stage.name)
         if index == 0:
-            input_path = record.input_path(task.item, task.meta)
+            input_path = record.input_path(task.item, meta)
         else:
             input_path = pipeline.stages[index - 1].output_path(record.root, task.session, task.item)
         next_name = nxt.name if nxt else None
@@ -216,7 +222,7 @@ class WorkerProcess:
             if stage.handler.kind == "python":
                 ctx = JobContext(session=task.session, stage=stage.name, item=task.item, attempt=attempts,
                                  input=input_path, output=temp, final_output=final, root=record.root, params=params,
-                                 meta=dict(task.meta or {}),
+                                 meta=meta,
                                  kv=self.engine.job_store(task.session, stage.name, task.item))
                 result = runner.run_python(stage.handler.target, ctx)
             else:
