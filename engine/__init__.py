@@ -32,3 +32,11 @@ __all__ = [
     "free_port", "install_log_redaction", "is_name", "is_unavailable", "load_pipeline", "load_session",
     "name_problem", "redact", "redact_url", "register_secret", "resolve_redis",
 ]
+
+# --- machine metrics (issue 5): host CPU from heartbeats, scale-set CPU from Azure Monitor ---------
+from .azure_monitor import AzureCollector, AzureMonitorConfig, CollectResult  # noqa: E402
+from .metrics import (AzureSample, CollectorStatus, HostCpu, HostMetricsWriter, HostStatus, ScaleSetCpu,  # noqa: E402
+                      hosts_from_workers)
+
+__all__ += ["AzureCollector", "AzureMonitorConfig", "AzureSample", "CollectResult", "CollectorStatus", "HostCpu",
+            "HostMetricsWriter", "HostStatus", "ScaleSetCpu", "hosts_from_workers"]

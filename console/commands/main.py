@@ -6,9 +6,9 @@ import sys
 
 from engine import SymphonyError, install_log_redaction, redact
 
-from . import demo, initialize, status
+from . import demo, initialize, metrics, status
 
-VERBS = (status, initialize, demo)
+VERBS = (status, initialize, demo, metrics)
 
 
 def build_parser() -> argparse.ArgumentParser:
