@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Iterable, Mapping, Sequence
+from urllib.parse import quote
 
 from .errors import ConfigError
 from .metrics import AZURE_RETENTION_S, AzureSample, store_azure, write_collector_status
@@ -167,7 +168,7 @@ class ScaleSet:
 
 
 @dataclass(frozen=True)
-class Problem:
+class CollectProblem:
     kind: str
     message: str
     retry_after_s: float | None = None  # what the service asked for (429 Retry-After)
@@ -179,7 +180,7 @@ class CollectResult:
 
     samples: list[AzureSample] = field(default_factory=list)
     scale_sets: tuple[str, ...] = ()
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[CollectProblem] = field(default_factory=list)
     written: int = 0  # members written to Redis
     rows: int = 0  # rows appended to files
 
@@ -232,36 +233,36 @@ def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
         return max(0.0, when.timestamp() - time.time())
 
 
-def classify(exc: BaseException, what: str) -> Problem:
+def classify(exc: BaseException, what: str) -> CollectProblem:
     """One clear message for an error raised while ``what`` (e.g. "reading metrics of vmss-a")."""
     try:
         from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError, ResourceNotFoundError,
                                            ServiceRequestError, ServiceResponseError)
     except ImportError:  # pragma: no cover - the collector cannot be built without them
-        return Problem(FAILED, f"{what}: {_first_line(exc)}")
+        return CollectProblem(FAILED, f"{what}: {_first_line(exc)}")
     response = getattr(exc, "response", None)
     status = getattr(exc, "status_code", None) or getattr(response, "status_code", None)
     detail = _first_line(exc)
+    headers = getattr(response, "headers", None)
     if status == 401 or (isinstance(exc, ClientAuthenticationError) and status is None):
-        return Problem(AUTH, f"Azure credentials are missing, were rejected or have expired, while {what}: {detail}. "
-                             "Sign in again (az login), renew the service principal's secret "
-                             "(AZURE_CLIENT_SECRET) or check the managed identity")
+        return CollectProblem(AUTH, f"Azure credentials are missing, were rejected or have expired, while {what}: "
+                                    f"{detail}. Sign in again (az login), renew the service principal's secret "
+                                    "(AZURE_CLIENT_SECRET) or check the managed identity")
     if status == 403:
-        return Problem(FORBIDDEN, f"the Azure identity is not allowed (403) to do this, while {what}: {detail}. Give it the "
-                                  "'Monitoring Reader' role (and 'Reader' to list scale sets) on the resource group")
+        return CollectProblem(FORBIDDEN, f"the Azure identity is not allowed (403) to do this, while {what}: "
+                                         f"{detail}. Give it the 'Monitoring Reader' role (and 'Reader' to list "
+                                         "scale sets) on the resource group")
     if status == 429:
-        return Problem(THROTTLED, f"Azure is throttling us (429), while {what}",
-                       retry_after_s(getattr(response, "headers", None)))
+        return CollectProblem(THROTTLED, f"Azure is throttling us (429), while {what}", retry_after_s(headers))
     if status == 404 or isinstance(exc, ResourceNotFoundError):
-        return Problem(NOT_FOUND, f"not found, while {what}: {detail}")
+        return CollectProblem(NOT_FOUND, f"not found, while {what}: {detail}")
     if isinstance(status, int) and status >= 500:
-        return Problem(SERVICE, f"Azure answered {status}, while {what}: {detail}",
-                       retry_after_s(getattr(response, "headers", None)))
+        return CollectProblem(SERVICE, f"Azure answered {status}, while {what}: {detail}", retry_after_s(headers))
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-        return Problem(NETWORK, f"cannot reach Azure, while {what}: {detail}")
+        return CollectProblem(NETWORK, f"cannot reach Azure, while {what}: {detail}")
     if isinstance(exc, HttpResponseError):
-        return Problem(FAILED, f"Azure answered {status}, while {what}: {detail}")
-    return Problem(FAILED, f"unexpected error while {what}: {type(exc).__name__}: {detail}")
+        return CollectProblem(FAILED, f"Azure answered {status}, while {what}: {detail}")
+    return CollectProblem(FAILED, f"unexpected error while {what}: {type(exc).__name__}: {detail}")
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -285,7 +286,8 @@ def _epoch(ts: datetime) -> float:
     return ts.timestamp()
 
 
-def samples_from_results(results: Sequence[Any], chunk: Sequence[ScaleSet], *, per_instance: bool) -> list[AzureSample]:
+def samples_from_results(results: Sequence[Any], chunk: Sequence[ScaleSet], *,
+                         per_instance: bool) -> list[AzureSample]:
     """Turn ``MetricsClient.query_resources`` results into one sample per minute and scope.
 
     The result list carries no resource id; each metric's id starts with its resource's id, so
@@ -491,14 +493,15 @@ class AzureClients:
 
     def _set_path(self, name: str = "") -> str:
         c = self.config
-        base = (f"/subscriptions/{c.subscription}/resourceGroups/{c.resource_group}"
+        base = (f"/subscriptions/{quote(c.subscription, safe='')}/resourceGroups/{quote(c.resource_group, safe='')}"
                 f"/providers/Microsoft.Compute/virtualMachineScaleSets")
-        return f"{base}/{name}" if name else base
+        return f"{base}/{quote(name, safe='')}" if name else base
 
     @staticmethod
     def _scale_set(body: Mapping[str, Any]) -> ScaleSet:
         capacity = (body.get("sku") or {}).get("capacity")
-        return ScaleSet(name=body["name"], id=body["id"], location=str(body.get("location", "")).replace(" ", "").lower(),
+        location = str(body.get("location", "")).replace(" ", "").lower()
+        return ScaleSet(name=body["name"], id=body["id"], location=location,
                         capacity=int(capacity) if capacity is not None else None)
 
     def get_scale_set(self, name: str) -> ScaleSet:
@@ -650,7 +653,7 @@ class AzureCollector:
                     if problem.kind == NOT_FOUND:
                         missing[name] = (f"scale set {name} not found in resource group {c.resource_group} "
                                          f"(subscription {c.subscription})")
-                        result.problems.append(Problem(NOT_FOUND, missing[name]))
+                        result.problems.append(CollectProblem(NOT_FOUND, missing[name]))
                     else:
                         result.problems.append(problem)
                         if problem.kind in FATAL:
@@ -661,12 +664,12 @@ class AzureCollector:
             except Exception as exc:
                 problem = classify(exc, f"listing the scale sets of resource group {c.resource_group}")
                 if problem.kind == NOT_FOUND:
-                    problem = Problem(NOT_FOUND, f"resource group {c.resource_group} not found in subscription "
+                    problem = CollectProblem(NOT_FOUND, f"resource group {c.resource_group} not found in subscription "
                                                  f"{c.subscription}")
                 result.problems.append(problem)
                 return
             if not found:
-                result.problems.append(Problem(EMPTY, f"resource group {c.resource_group} has no VM scale sets"))
+                result.problems.append(CollectProblem(EMPTY, f"resource group {c.resource_group} has no VM scale sets"))
         if c.region:
             found = {n: replace(s, location=c.region) for n, s in found.items()}
         self.scale_sets, self.missing = found, missing
@@ -699,7 +702,7 @@ class AzureCollector:
             try:
                 result.rows = self.files.write(result.samples, self.clock())
             except OSError as exc:
-                result.problems.append(Problem(FAILED, f"cannot write the metrics files: {redact(exc)}"))
+                result.problems.append(CollectProblem(FAILED, f"cannot write the metrics files: {redact(exc)}"))
         return result
 
     def _poll_chunk(self, region: str, chunk: list[ScaleSet], start: datetime, end: datetime,
@@ -723,7 +726,7 @@ class AzureCollector:
                     self.missing[chunk[0].name] = (f"scale set {chunk[0].name} has no metrics in Azure Monitor "
                                                    f"(deleted, or in another region than {region}?)")
                     self.scale_sets.pop(chunk[0].name, None)
-                    result.problems.append(Problem(NOT_FOUND, self.missing[chunk[0].name]))
+                    result.problems.append(CollectProblem(NOT_FOUND, self.missing[chunk[0].name]))
                     return False
                 result.problems.append(problem)
                 fetched[per_instance] = None
@@ -745,7 +748,8 @@ class AzureCollector:
                 except Exception as exc:
                     from .connection import describe_error
 
-                    result.problems.append(Problem(FAILED, f"cannot write metrics to Redis: {describe_error(exc)}"))
+                    result.problems.append(CollectProblem(FAILED,
+                                                          f"cannot write metrics to Redis: {describe_error(exc)}"))
                     return True
         return False
 
@@ -771,7 +775,7 @@ class AzureCollector:
                 result = self.poll()
             except Exception as exc:  # a bug must not end the loop
                 log.exception("Azure Monitor collector: unexpected error")
-                result = CollectResult(problems=[Problem(FAILED, f"unexpected error: {_first_line(exc)}")])
+                result = CollectResult(problems=[CollectProblem(FAILED, f"unexpected error: {_first_line(exc)}")])
             delay = None if once else self.next_delay(result)
             self._report(result, delay)
             self.last_result = result

@@ -3,7 +3,6 @@ trimmed by age; Azure windows replaced in place; the console's reader contract."
 from __future__ import annotations
 
 import dataclasses
-import time
 
 from engine import HostStatus, ScaleSetCpu, WorkerStatus, hosts_from_workers
 from engine.metrics import (AzureSample, HostMetricsWriter, azure_member, parse_azure_member, record_host_sample,
@@ -179,12 +178,13 @@ def test_hosts_from_workers_gives_one_row_per_machine():
                                worker("vm1", "windows", cpu=15, host_cpu=70, age=0.5),
                                worker("vm2", "linux", cpu=5, host_cpu=20),
                                worker("vm3", "linux", cpu=5, host_cpu=20, state="dead")])
-    assert rows == (HostStatus(host="vm1", pools=("windows",), processes=2, host_cpu_percent=70, host_memory_percent=50.0,
-                               cpus=8, workers_cpu_percent=25.0, workers_rss_bytes=2000, busy=1),
-                    HostStatus(host="vm2", pools=("linux",), processes=1, host_cpu_percent=20, host_memory_percent=50.0,
-                               cpus=8, workers_cpu_percent=5.0, workers_rss_bytes=1000, busy=0))
+    assert rows == (HostStatus(host="vm1", pools=("windows",), processes=2, host_cpu_percent=70,
+                               host_memory_percent=50.0, cpus=8, workers_cpu_percent=25.0, workers_rss_bytes=2000,
+                               busy=1),
+                    HostStatus(host="vm2", pools=("linux",), processes=1, host_cpu_percent=20,
+                               host_memory_percent=50.0, cpus=8, workers_cpu_percent=5.0, workers_rss_bytes=1000,
+                               busy=0))
 
 
 def test_no_metrics_at_all_is_an_empty_answer(engine):
     assert engine.scale_set_cpu() == () and engine.host_cpu() == () and engine.metrics_status() is None
-    assert time.time() > 0

@@ -53,11 +53,12 @@ def test_metrics_interval_zero_turns_the_history_off(engine, r, redis_url, tmp_p
     worker = WorkerRun(redis_url, "--pool", "linux", "--processes", "1", "--metrics-interval", "0",
                        log_dir=tmp_path, heartbeat=0.25)
     try:
-        wait_until(lambda: (r.hget(f"symphony:worker:{(r.zrange('symphony:workers', 0, 0) or ['?'])[0]}", "beat")
-                            or "0") != "0", message="a heartbeat")
-        first = int(r.hget(f"symphony:worker:{r.zrange('symphony:workers', 0, 0)[0]}", "beat"))
-        wait_until(lambda: int(r.hget(f"symphony:worker:{r.zrange('symphony:workers', 0, 0)[0]}", "beat")) > first + 500,
-                   message="a few more heartbeats")
+        def beat():
+            ids = r.zrange("symphony:workers", 0, 0)
+            return int(r.hget(f"symphony:worker:{ids[0]}", "beat") or 0) if ids else 0
+
+        first = wait_until(beat, message="a heartbeat")
+        wait_until(lambda: beat() > first + 500, message="a few more heartbeats")
         assert not r.exists(SERIES.format(pool="linux")) and engine.scale_set_cpu() == ()
     finally:
         worker.stop()
