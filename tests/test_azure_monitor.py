@@ -344,6 +344,10 @@ def test_metrics_show_says_where_the_cpu_comes_from(engine, r, redis_url):
     assert out.returncode == 0, out.stderr
     assert "collector: not running" in out.stdout and "worker heartbeats" in out.stdout
     assert "windows" in out.stdout and "42%" in out.stdout and "vm1" in out.stdout
-    data = json.loads(subprocess.run([sys.executable, "-m", "console.commands", "metrics", "show", "--json"], cwd=ROOT,
-                                     env=worker_env(redis_url), capture_output=True, text=True, timeout=60).stdout)
-    assert data["collector"] is None and data["scale_sets"][0]["source"] == "worker heartbeats"
+    env = {k: v for k, v in worker_env(redis_url).items() if k != "REDIS_URL"}
+    for args in (["metrics", "show", "--json", "--redis", redis_url], ["metrics", "--redis", redis_url, "show", "--json"]):
+        out = subprocess.run([sys.executable, "-m", "console.commands", *args], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        data = json.loads(out.stdout)
+        assert data["collector"] is None and data["scale_sets"][0]["source"] == "worker heartbeats"

@@ -34,7 +34,9 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("metrics", help=HELP, description=HELP)
+    p = sub.add_parser("metrics", help=HELP, description=HELP,
+                       epilog="Run 'symphony metrics ACTION --help' for the options of each action.")
+    add_redis_args(p)  # here (symphony metrics --redis URL show) or after the action
     verbs = p.add_subparsers(dest="metrics_verb", metavar="ACTION")
     verbs.required = True
 
@@ -59,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--jsonl", metavar="FILE", help="append settled minutes to FILE as JSON Lines")
     w.add_argument("--csv", metavar="FILE", help="append settled minutes to FILE as CSV")
     w.add_argument("--no-redis", action="store_true", help="write only the files, not Redis")
-    add_redis_args(c)
+    _add_action_redis_args(c)
     c.set_defaults(func=run_collect)
 
     s = verbs.add_parser("show", help="show CPU per scale set (Azure) or per worker pool (heartbeats)",
@@ -68,8 +70,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--window", metavar="DURATION", default="1h", help="history to show (default %(default)s)")
     s.add_argument("--hosts", action="store_true", help="also show every host (from the heartbeats)")
     s.add_argument("--json", action="store_true", help="print JSON")
-    add_redis_args(s)
+    _add_action_redis_args(s)
     s.set_defaults(func=run_show)
+
+
+def _add_action_redis_args(parser: argparse.ArgumentParser) -> None:
+    """The Redis options after the action too; absent there, they keep what came before it."""
+    add_redis_args(parser)
+    for action in parser._actions:
+        if action.dest in ("redis", "redis_password_file", "redis_ca_file"):
+            action.default = argparse.SUPPRESS
 
 
 def _split(values: list[str] | None) -> tuple[str, ...] | None:
