@@ -31,7 +31,7 @@ WORKER_COMMANDS = CONNECTION + (
     "evalsha", "script|load", "multi", "exec", "watch", "unwatch", "time",
     "blpop", "lrange", "llen", "lindex", "lmove", "lrem", "lpush", "rpush", "ltrim",
     "hget", "hmget", "hgetall", "hset", "hsetnx", "hdel", "hincrby",
-    "zadd", "zrem", "zrange", "zrangebyscore", "zscore", "zcard",
+    "zadd", "zrem", "zrange", "zrangebyscore", "zremrangebyscore", "zscore", "zcard",
     "xadd", "get", "set", "del", "exists", "expire", "pexpire", "pttl", "type", "sadd",
 )
 
@@ -67,7 +67,7 @@ def worker_key_patterns(stages: Iterable[str], keys: Keys = DEFAULT_KEYS) -> tup
     write = [f"{ns}:{part}" for part in (
         "delayed:*", "ready:*", "bell:*", "stats:*", "live:*", "outcomes:*", "session:*", "epoch",
         "workers", "worker:*", "inflight:*", "lock:*", "clock", "grace", "results", "events", "deadletter",
-        "job:*", "jobs:*", "lastjob:*")]
+        "job:*", "jobs:*", "lastjob:*", "metrics:*")]  # metrics: host samples from heartbeats
     read = [keys.sessions, keys.pools]
     return queue_patterns(stages, keys) + write, read
 

@@ -82,23 +82,29 @@ def describe_error(exc: BaseException) -> str:
     return f"{name}: {text}" if not text.startswith(name) else text
 
 
-def redis_problem(exc: BaseException) -> str | None:
+def redis_problem(exc: BaseException, where: str = "") -> str | None:
     """A clear sentence (never a password) for a failure that came from Redis, or None if
-    ``exc`` is not one. The CLI prints it instead of a traceback."""
+    ``exc`` is not one; ``where`` is the server's display form. The CLI prints it instead of a
+    traceback.
+
+    ``Redis at URL refused the credentials: ...``, ``... is unavailable: ...`` (with a hint for
+    TLS failures), ``... did not allow this: ...`` (an ACL user), ``... answered with an error: ...``.
+    """
     text = describe_error(exc)
+    server = f"Redis at {where}" if where else "Redis"
     if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text:
-        return (f"Redis refused the credentials ({text}); check the user name and password "
-                "(in the URL, REDIS_PASSWORD or --redis-password-file)")
+        return (f"{server} refused the credentials: {text} (check the user name and password: in the URL, "
+                "REDIS_PASSWORD or --redis-password-file)")
     if isinstance(exc, redis.exceptions.NoPermissionError) or "NOPERM" in text:
-        return (f"the Redis user is not allowed to do this ({text}); "
-                "see docs/security.md for the rules of Symphony's ACL users")
+        return (f"{server} did not allow this: {text} (the Redis user is not allowed to do this; "
+                "docs/security.md has the rules of Symphony's ACL users)")
     if is_unavailable(exc):
         if "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text:
-            return (f"TLS connection to Redis failed ({text}); check the CA file (--redis-ca-file or "
-                    "REDIS_CA_FILE) and that the server's certificate names this host")
-        return f"cannot reach Redis ({text})"
+            return (f"{server} is unavailable: {text} (the TLS connection failed: check the CA file, "
+                    "--redis-ca-file or REDIS_CA_FILE, and that the server's certificate names this host)")
+        return f"{server} is unavailable: {text}"
     if isinstance(exc, redis.RedisError):
-        return f"Redis error: {text}"
+        return f"{server} answered with an error: {text}"
     return None
 
 

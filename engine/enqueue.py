@@ -12,7 +12,7 @@ import redis
 
 from .errors import SessionConflict
 from .keys import Keys
-from .messages import encode_task
+from .messages import Sealed, encode_task
 from .scripts import execute, load_all
 
 BELL_MAX = 64
@@ -67,7 +67,9 @@ def enqueue(client: redis.Redis, keys: Keys, scripts, session: str, stage: str, 
     count = 0
     for item, meta in items:
         args.append(item)
-        args.append(encode_task(session, stage, item, 0, dict(meta) if meta else None, sealer=sealer))
+        if not isinstance(meta, Sealed):
+            meta = dict(meta) if meta else None
+        args.append(encode_task(session, stage, item, 0, meta, sealer=sealer))
         count += 1
         if count >= batch:
             queued.append(script.queue(pipe, script_keys, args))

@@ -53,18 +53,31 @@ class Task:
         return f"{self.stage}:{self.item}"
 
 
-def encode_task(session: str, stage: str, item: str, attempt: int = 0, meta: dict | None = None,
+@dataclass(frozen=True)
+class Sealed:
+    """Metadata that is already sealed (the ``e`` token of an earlier message of the same item):
+    given as an item's metadata to :func:`engine.enqueue.enqueue`, it is carried over unchanged
+    (``retry`` puts a failed task back without needing, or losing, its encrypted data)."""
+
+    token: str
+
+
+def encode_task(session: str, stage: str, item: str, attempt: int = 0, meta: dict | Sealed | None = None,
                 sealer=None) -> str:
-    """A task message; with a ``sealer`` (:class:`engine.crypto.Sealer`) the metadata, even
-    none, is sealed into ``e`` and bound to the session and item."""
-    data: dict[str, Any] = {"i": item, "s": session, "t": stage, "a": attempt}
+    """The message for a task. Names are validated (no quotes, backslashes or control characters:
+    see engine.names), so they are written without escaping; metadata goes through JSON. With a
+    ``sealer`` (:class:`engine.crypto.Sealer`) the metadata, even none, is sealed into ``e`` and
+    bound to the session and item."""
+    head = '{"i":"' + item + '","s":"' + session + '","t":"' + stage + '","a":' + str(int(attempt))
+    if isinstance(meta, Sealed):
+        return head + ',"e":' + _dumps(meta.token) + "}"
     if sealer is not None:
         from .crypto import task_aad
 
-        data["e"] = sealer.seal_json(meta or {}, task_aad(session, item))
-    elif meta:
-        data["m"] = meta
-    return _dumps(data)
+        return head + ',"e":"' + sealer.seal_json(meta or {}, task_aad(session, item)) + '"}'
+    if meta:
+        return head + ',"m":' + _dumps(meta) + "}"
+    return head + "}"
 
 
 def decode_task(raw: str | bytes) -> Task:

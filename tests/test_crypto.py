@@ -177,3 +177,18 @@ def test_tampered_or_clear_task_data_is_rejected_and_the_rest_flows(sealed_sessi
     assert stats(r)["b|completed"] == 3
     ran = {p.name.split("-", 3)[2] + "-" + p.name.split("-")[3] for p in (sealed_session / "data" / "markers").iterdir()}
     assert not ran & {first["i"], second["i"], "row-9"}, "a handler ran on rejected data"
+
+
+def test_retry_carries_encrypted_task_data_over_unchanged(sealed_session, redis_url, r):
+    """retry rebuilds a failed task from its recorded message; sealed data must come back as it
+    was (not re-sealed empty, not needing the key)."""
+    run_worker(redis_url, sealed_session)  # no key: every task fails, its sealed message recorded
+    before = {json.loads(v)["task"] for v in r.hgetall("symphony:outcomes:sealed").values()}
+    tokens = {json.loads(t)["i"]: json.loads(t)["e"] for t in before}
+    with Engine(resolve_redis(redis_url)) as keyless:  # the operator retries without the key
+        assert keyless.retry("sealed").requeued == 5
+    queued = {json.loads(m)["i"]: json.loads(m)["e"] for m in r.lrange("a:sealed", 0, -1)}
+    assert queued == tokens
+    run_worker(redis_url, sealed_session, SYMPHONY_KEY=KEY.hex())
+    out = json.loads((sealed_session / "data" / "sealed" / "b" / "row-2.json").read_text())
+    assert out["meta"] == {"vines": 2, "owner": "confidential grower"}

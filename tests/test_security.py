@@ -156,7 +156,7 @@ def test_tls_with_an_unknown_ca_or_without_tls_is_refused_clearly(tls_server, tm
     env = clean_env(REDIS_URL=f"rediss://127.0.0.1:{tls_server.port}/0", REDIS_PASSWORD=PASSWORD)
     out = cli("status", "--redis-ca-file", str(stranger), env=env)
     assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert "TLS connection to Redis failed" in out.stderr and "CERTIFICATE_VERIFY_FAILED" in out.stderr, out.stderr
+    assert "the TLS connection failed" in out.stderr and "CERTIFICATE_VERIFY_FAILED" in out.stderr, out.stderr
     plain = cli("status", env=clean_env(REDIS_URL=f"redis://127.0.0.1:{tls_server.port}/0", REDIS_PASSWORD=PASSWORD))
     assert plain.returncode == 2 and "Traceback" not in plain.stderr and "Redis" in plain.stderr
 

@@ -23,3 +23,4 @@ class WorkerOptions:
     log_level: str = "INFO"
     skip_existing: bool = True  # a stage whose output exists is done (Luigi's rule)
     encryption_key: bytes | None = field(default=None, repr=False)  # AES key for task data and job values
+    metrics_interval_s: float = 30.0  # one host CPU/memory sample per host per this many seconds (0: off)

@@ -4,11 +4,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine import SymphonyError, install_log_redaction, redact, redis_problem
+import redis
 
-from . import demo, initialize, status
+from engine import SymphonyError, install_log_redaction, redact, redis_problem, resolve_redis
 
-VERBS = (status, initialize, demo)
+from . import demo, initialize, jobs, metrics, queues, repair, sessions, status
+
+VERBS = (status, sessions, queues, initialize, repair, jobs, demo, metrics)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +21,13 @@ def build_parser() -> argparse.ArgumentParser:
     for verb in VERBS:
         verb.register(sub)
     return parser
+
+
+def _display(args: argparse.Namespace) -> str:
+    try:
+        return resolve_redis(getattr(args, "redis", None)).display
+    except SymphonyError:
+        return "(unknown)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     except SymphonyError as exc:
         sys.stderr.write(f"symphony: {redact(exc)}\n")
         return 2
+    except redis.RedisError as exc:  # refused credentials, unreachable, TLS, an ACL refusal: one clear line
+        sys.stderr.write(f"symphony: {redact(redis_problem(exc, _display(args)))}\n")
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. piped into head
@@ -40,12 +52,6 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except Exception as exc:  # Redis refused us, is unreachable, or the ACL user may not do this
-        problem = redis_problem(exc)
-        if problem is None:
-            raise
-        sys.stderr.write(f"symphony: {redact(problem)}\n")
-        return 2
 
 
 if __name__ == "__main__":

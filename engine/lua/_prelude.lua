@@ -38,9 +38,15 @@ end
 local DEFAULT_QUIET, DEFAULT_SPAN = 6250, 17500  -- for the default heartbeat 5 s, lease 12.5 s
 local function observe(clock, grace, workers, now, self_id, quiet, span)
   local at = 0
-  if redis.call('TYPE', clock).ok == 'string' then  -- written by an older version: a plain ms value
-    at = tonumber(redis.call('GET', clock)) or 0
+  if redis.call('TYPE', clock).ok == 'string' then  -- written by an older version: 'ms' or 'ms:hb:lease'
+    local last, old_hb, old_lease = string.match(redis.call('GET', clock), '^(%d+):?(%d*):?(%d*)$')
+    at = tonumber(last) or 0
     redis.call('DEL', clock)
+    old_hb, old_lease = tonumber(old_hb), tonumber(old_lease)
+    if old_hb and old_lease then
+      redis.call('HSET', clock, 'quiet', math.max(math.floor(old_lease / 2), math.floor(old_hb * 1.2)),
+        'span', old_lease + old_hb)
+    end
   else
     at = tonumber(redis.call('HGET', clock, 'at') or '0') or 0
   end
