@@ -153,3 +153,32 @@ def test_a_burst_worker_does_not_exit_before_it_knows_its_roles(engine, r, redis
     finally:
         worker.engine.close()
     assert (tmp_path / "data" / "s1" / "work" / "i1.json").is_file(), "the burst worker exited without working"
+
+
+def test_a_worker_notices_that_redis_lost_its_registry_even_if_the_epoch_looks_the_same(engine, r, redis_url,
+                                                                                       tmp_path):
+    """After FLUSHALL the registry's epoch starts again at 1: a worker that saw epoch 1 before
+    and sees 1 again after (a new session registered within one heartbeat) kept its old roles
+    and never served the new session's stage. Losing its own lease registration (known=False)
+    now makes it read the registry again."""
+    from engine import initialize_session, load_session
+    from tests.helpers import WorkerRun, write_pipeline, write_session
+
+    def session(name: str, stage: str):
+        write_pipeline(tmp_path / f"{name}-pipe.yaml", [{"name": stage, "pool": "p", "handler": "tests.handlers:ok",
+                                                        "output": "{root}/{session}/{stage}/{item}.json"}])
+        return load_session(write_session(tmp_path / f"{name}.yaml", name, f"{name}-pipe.yaml", ["i1"],
+                                          root=str(tmp_path / "data")))
+
+    initialize_session(engine, session("before", "old"))
+    worker = WorkerRun(redis_url, "--pool", "p", "--processes", "1", log_dir=tmp_path, heartbeat=3.0)
+    try:
+        wait_until(lambda: (tmp_path / "data" / "before" / "old" / "i1.json").is_file(), message="the first session")
+        epoch = r.get("symphony:epoch")
+        r.flushall()  # Redis loses everything...
+        initialize_session(engine, session("after", "new"))  # ...and a new session arrives within one heartbeat
+        assert r.get("symphony:epoch") == epoch
+        wait_until(lambda: (tmp_path / "data" / "after" / "new" / "i1.json").is_file(), timeout=15,
+                   message="the worker to serve the new session's stage")
+    finally:
+        worker.stop()

@@ -296,10 +296,14 @@ class WorkerProcess:
                     self._record_host(beat.now_ms, info)
                     if self._hb_down_since is not None:
                         self._hb_down_since = None
-                    if known_before and not beat.known:
-                        log.warning("our lease had lapsed and our tasks were reclaimed (was this host cut off?)")
+                    lost_registration = known_before and not beat.known
+                    if lost_registration:
+                        log.warning("Redis no longer knew this worker: its lease lapsed and its tasks were "
+                                    "reclaimed, or Redis lost its data; reading the registry again")
                     known_before = True
-                    if beat.epoch != self.epoch:
+                    # after Redis lost its data the epoch starts again and may look unchanged
+                    if beat.epoch != self.epoch or lost_registration:
+                        self.engine.records.observe_epoch("")
                         self.epoch = beat.epoch
                         self.engine.records.observe_epoch(beat.epoch)
                         self._refresh_roles()
