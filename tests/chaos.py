@@ -110,6 +110,7 @@ class ChaosRun:
         self.worker: WorkerRun | None = None
         self.engine: Engine | None = None
         self.killed: dict[int, float] = {}  # pid -> when we killed it
+        self.count_on_disk = False  # settled() counts final outputs instead of completions
         self.started = time.monotonic()
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -163,18 +164,25 @@ class ChaosRun:
     def completed(self, stage: str = STAGES[-1]) -> int:
         return self.stats().get(f"{stage}|completed", 0)
 
+    def final_outputs(self) -> int:
+        stage = self.spec.pipeline.stage(STAGES[-1])
+        return sum(1 for i in self.items if os.path.exists(stage.output_path(self.spec.root, SESSION, i)))
+
     def settled(self) -> bool:
-        """Every item finished the last stage or stopped (failed / timed out), nothing in flight."""
+        """Every item finished the last stage or stopped (failed / timed out), nothing in flight.
+        After Redis lost everything the counters start again: count the outputs on disk then."""
         s = self.stats()
-        done = s.get(f"{STAGES[-1]}|completed", 0)
+        done = self.final_outputs() if self.count_on_disk else s.get(f"{STAGES[-1]}|completed", 0)
         stopped = sum(s.get(f"{st}|{k}", 0) for st in STAGES for k in ("failed", "timed_out", "cancelled"))
         running = sum(s.get(f"{st}|running", 0) for st in STAGES)
         return done + stopped >= len(self.items) and running == 0
 
     def wait_settled(self, timeout: float = 240.0) -> None:
-        wait_until(self.settled, timeout=timeout, interval=0.1,
-                   message=f"the session to settle (stats {self.stats()}); worker log tail:\n"
-                           f"{self.worker.output()[-3000:] if self.worker else ''}")
+        try:
+            wait_until(self.settled, timeout=timeout, interval=0.1, message="the session to settle")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; stats now {self.stats()}, {self.final_outputs()} final outputs; "
+                                 f"worker log tail:\n{self.worker.output()[-3000:] if self.worker else ''}") from None
 
     # --- faults -------------------------------------------------------------------------------
     def kill_random_worker(self, rng: random.Random) -> int | None:
@@ -190,9 +198,11 @@ class ChaosRun:
         return victim.pid
 
     # --- audit --------------------------------------------------------------------------------
-    def audit(self, figures: Figures, explained: Callable[[int], bool] | None = None) -> Figures:
-        """Fill ``figures`` from the outputs on disk, the execution markers and Redis."""
-        explained = explained or (lambda pid: pid in self.killed)
+    def audit(self, figures: Figures, explained: Callable[[int, float], bool] | None = None) -> Figures:
+        """Fill ``figures`` from the outputs on disk, the execution markers and Redis.
+        ``explained(pid, started)`` says whether a losing execution (one whose output is not the
+        one on disk) is explained by a fault; by default: its process was killed."""
+        explained = explained or (lambda pid, started: pid in self.killed)
         final = STAGES[-1]
         figures.tasks = len(self.items) * len(STAGES)
         s = self.stats()
@@ -212,25 +222,26 @@ class ChaosRun:
                 elif stage == final and item not in stopped:
                     lost += 1
         figures.lost = lost
-        runs: dict[tuple[str, str], list[int]] = defaultdict(list)
+        runs: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
         if self.markers.is_dir():
             for marker in os.scandir(self.markers):
                 kind, stage, rest = marker.name.split("-", 2)
                 if kind != "ran":
                     continue
                 item, _attempt, pid = rest.rsplit("-", 2)
-                runs[(stage, item)].append(int(pid))
+                runs[(stage, item)].append((int(pid), marker.stat().st_mtime))
         duplicates = untraced = 0
-        for key, pids in runs.items():
-            if len(pids) < 2:
+        for key, executions in runs.items():
+            if len(executions) < 2:
                 continue
-            duplicates += len(pids) - 1
-            extra = list(pids)
-            if key in winners and winners[key] in extra:
-                extra.remove(winners[key])  # the execution whose output is on disk
+            duplicates += len(executions) - 1
+            extra = sorted(executions, key=lambda e: e[1])
+            won = [e for e in extra if e[0] == winners.get(key)]
+            if won:
+                extra.remove(won[-1])  # the execution whose output is on disk
             else:
                 extra = extra[1:]
-            untraced += sum(1 for pid in extra if not explained(pid))
+            untraced += sum(1 for pid, started in extra if not explained(pid, started))
         figures.duplicates, figures.untraced = duplicates, untraced
         figures.elapsed_s = round(time.monotonic() - self.started, 2)
         return figures
@@ -311,13 +322,61 @@ def redis_restart(workdir: Path, *, items: int = 120, processes: int = 3, down_s
             first = min(int(i.split("-")[0]) for i, _ in c.xrange("symphony:results", min=f"{back}-0", count=1))
         figures.recover_s = (first - back) / 1000
         run.wait_settled()
-        run.audit(figures, explained=lambda pid: False)
+        run.audit(figures, explained=lambda pid, started: False)
         after = {p.pid for p in run.children()}
         figures.worker_restarts = len(before - after)
         log = run.worker.output()
         figures.notes.append(f"'Redis unavailable' logged {log.count('Redis unavailable')}x, "
                              f"'Redis is back' {log.count('Redis is back')}x")
         assert run.inflight_total() == 0
+    return figures
+
+
+def redis_flush(workdir: Path, *, items: int = 120, processes: int = 3, mode: str = "flushall",
+                seconds: float = 0.03) -> Figures:
+    """Redis loses everything mid-run (``FLUSHALL``, or ``restart``: SIGKILL and start again with
+    its AOF gone), then the operator runs ``symphony repair``, which re-registers the session from
+    its file and enqueues what the outputs on disk say each item is missing. Every item must end
+    with its final output. A duplicate execution is explained only if the losing one had started
+    before repair restored Redis's memory of the task. Recovery: from the end of the repair
+    to the next completed task."""
+    import shutil
+    import subprocess
+    import sys
+
+    figures = Figures(f"redis loses everything ({mode})", items, processes)
+    with ChaosRun(workdir, items, processes, seconds=seconds) as run:
+        run.start_workers()
+        wait_until(lambda: run.completed("s1") >= items // 3, timeout=120, message="progress before the loss")
+        if mode == "flushall":
+            with run.client() as c:
+                c.flushall()
+        else:
+            run.server.kill()
+            shutil.rmtree(run.server.directory, ignore_errors=True)
+            os.makedirs(run.server.directory)
+            run.server.start()
+        figures.faults = 1
+        run.count_on_disk = True
+        with run.client() as c:
+            lost_at = c.time()
+        started = time.monotonic()
+        out = subprocess.run([sys.executable, "-m", "console.commands", "repair", SESSION, "--tasks", str(workdir),
+                              "--json"], env=worker_env(run.server.url), capture_output=True, text=True, timeout=300)
+        repaired_at = time.time()
+        if out.returncode != 0:
+            raise AssertionError(f"repair failed: {out.stderr}")
+        plan = json.loads(out.stdout)
+        back = run.server_ms()
+        wait_until(lambda: run.results_after(back) > 0, timeout=60, message="the first completion after repair")
+        with run.client() as c:
+            first = min(int(i.split("-")[0]) for i, _ in c.xrange("symphony:results", min=f"{back}-0", count=1))
+        figures.recover_s = (first - back) / 1000
+        figures.notes.append(f"repair enqueued {plan.get('to_enqueue')} task(s) in {time.monotonic() - started:.2f}s "
+                             f"(redis time at loss {lost_at[0]})")
+        run.wait_settled()
+        run.audit(figures, explained=lambda pid, when: when <= repaired_at)
+        figures.details["plan"] = plan
     return figures
 
 
@@ -391,7 +450,7 @@ def network_trouble(workdir: Path, *, items: int = 90, processes: int = 3, pause
             run.wait_settled()
         finally:
             reaper.close()
-        run.audit(figures, explained=lambda pid: False)
+        run.audit(figures, explained=lambda pid, started: False)
         after = {p.pid for p in run.children()}
         figures.worker_restarts = len(before - after)
         with run.client() as c:
@@ -422,7 +481,7 @@ def poison(workdir: Path, *, items: int = 40, processes: int = 2) -> Figures:
             return s.get(f"{STAGES[-1]}|completed", 0) >= items and stopped >= len(extra) + len(planted)
 
         wait_until(all_done, timeout=120, interval=0.1, message=f"poison to settle ({run.stats()})")
-        run.audit(figures, explained=lambda pid: False)
+        run.audit(figures, explained=lambda pid, started: False)
         with run.client() as c:
             outcomes = {k: json.loads(v) for k, v in c.hgetall(f"symphony:outcomes:{SESSION}").items()}
         figures.notes.append("; ".join(f"{k}: {v['state']}" for k, v in sorted(outcomes.items())))

@@ -78,3 +78,14 @@ def test_poison_ends_failed_or_timed_out_with_a_reason_and_the_rest_flows(tmp_pa
     root = Path(figures.details["root"])
     assert not (root.parent / "etc").exists() and not list(root.rglob("*passwd*"))
     assert not list(root.rglob("*injected*"))
+
+
+@pytest.mark.parametrize("mode", ["flushall", "restart"])
+def test_redis_loses_everything_and_repair_restores_every_missing_task(tmp_path, capsys, mode):
+    figures = chaos.redis_flush(tmp_path, items=ITEMS or 120, processes=PROCESSES, mode=mode)
+    report(capsys, figures)
+    plan = figures.details["plan"]
+    assert plan["to_enqueue"] > 0 and not plan["registered"], "Redis had forgotten the session"
+    assert figures.lost == 0 and figures.failed == 0 and figures.double_completions == 0
+    assert figures.untraced == 0, "a task ran twice although it was not running when Redis lost it"
+    assert figures.duplicates <= PROCESSES, "at most the tasks in flight at the loss run again"
