@@ -61,11 +61,16 @@ def main(argv: list[str] | None = None) -> int:
                                                 pause_s=args.pause)
             elif name == "poison":
                 figures = chaos.poison(workdir, items=items or 40, processes=min(args.processes, 2))
-            else:
-                if not hasattr(chaos, "redis_flush"):
-                    print("[chaos] flush: skipped (needs symphony repair)")
-                    continue
-                figures = chaos.redis_flush(workdir, items=items or 120, processes=args.processes)
+            else:  # both ways of losing everything: FLUSHALL, and a restart without the AOF
+                figures = chaos.redis_flush(workdir, items=items or 120, processes=args.processes, mode="flushall")
+                print(figures.line(), flush=True)
+                failures += 1 if (figures.lost or figures.untraced or figures.double_completions) else 0
+                if args.json:
+                    with open(args.json, "a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(figures.to_dict()) + "\n")
+                restart_dir = workdir / "restart"
+                restart_dir.mkdir()
+                figures = chaos.redis_flush(restart_dir, items=items or 120, processes=args.processes, mode="restart")
         except Exception as exc:  # report and go on with the next scenario
             failures += 1
             print(f"[chaos] {name}: FAILED after {time.monotonic() - started:.1f}s: {exc}")

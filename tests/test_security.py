@@ -391,3 +391,28 @@ def test_a_planted_message_with_hostile_names_never_becomes_a_key_or_a_path(engi
     assert not [k for k in keys if "evil" in k or "pwned" in k or k.count(":") > 4], keys
     assert not Path("/tmp/pwned").exists() and not list(tmp_path.rglob("*pwned*"))
     assert outputs(tmp_path) == ["i0"]
+
+
+def test_symphony_acl_prints_and_applies_the_rules(tmp_path):
+    """The operator's path: symphony acl prints the rule (password only as a hash) or applies it;
+    a worker then drains a session as that user."""
+    pw_file = tmp_path / "worker.pw"
+    pw_file.write_text(WORKER_PW + "\n")
+    printed = cli("acl", "worker", "--stages", "rvm,detection", "--password-file", str(pw_file), env=clean_env())
+    assert printed.returncode == 0, printed.stderr
+    line = printed.stdout.strip().splitlines()[-1]
+    assert line.startswith("redis-cli ACL SETUSER symphony-worker reset on '#") and WORKER_PW not in printed.stdout
+    assert "'~rvm:*'" in line and "'~detection:*'" in line and "+evalsha" in line and "flushall" not in line
+    (tmp_path / "redis").mkdir()
+    with EmbeddedRedis(directory=str(tmp_path / "redis")) as server:
+        session = small_session(tmp_path)
+        admin_env = clean_env(REDIS_URL=server.url)
+        assert cli("initialize", str(session), env=admin_env).returncode == 0
+        applied = cli("acl", "worker", "--apply", "--password-file", str(pw_file), env=admin_env)
+        assert applied.returncode == 0 and "user symphony-worker set" in applied.stdout, applied.stderr
+        env = clean_env(REDIS_URL=as_user(server, "symphony-worker", WORKER_PW))
+        worker = WorkerRun(server.url, "--burst", "--processes", "1", log_dir=tmp_path, env=env)
+        assert worker.wait(60) == 0, worker.output()
+        worker.stop()
+        assert outputs(tmp_path) == ["i0", "i1", "i2", "i3"]
+        assert acl_log(server) == []

@@ -8,9 +8,9 @@ import redis
 
 from engine import SymphonyError, install_log_redaction, redact, redis_problem, resolve_redis
 
-from . import demo, initialize, jobs, metrics, queues, repair, sessions, status
+from . import acl, demo, initialize, jobs, metrics, queues, repair, sessions, status
 
-VERBS = (status, sessions, queues, initialize, repair, jobs, demo, metrics)
+VERBS = (status, sessions, queues, initialize, repair, jobs, demo, metrics, acl)
 
 
 def build_parser() -> argparse.ArgumentParser:
