@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from engine.embedded import find_server_binary
 from tests import chaos
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

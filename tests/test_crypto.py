@@ -3,17 +3,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
-
 import pytest
 
 from engine import ConfigError, CryptoError, Engine, Sealer, decode_task, load_key, redact, resolve_redis
 from engine.messages import encode_task
-from engine.scripts import load_all
-from tests.helpers import ROOT, WorkerRun, wait_until, worker_env, write_pipeline, write_session
+from tests.helpers import ROOT, WorkerRun, worker_env, write_pipeline, write_session
 
 KEY = bytes(range(32))
 OTHER = bytes(range(1, 33))

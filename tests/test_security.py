@@ -15,8 +15,7 @@ import redis
 from engine import EmbeddedRedis, Engine, load_session, reader_rules, resolve_redis, setuser, worker_rules
 from engine.embedded import find_server_binary, supports_tls
 from engine.initialize import initialize_session
-from engine.scripts import load_all
-from tests.helpers import ROOT, WorkerRun, sample_tasks, wait_until, worker_env, write_pipeline, write_session
+from tests.helpers import ROOT, WorkerRun, sample_tasks, wait_until, write_pipeline, write_session
 
 PASSWORD = "Tr0ub4dor-and-3-horses"
 
