@@ -1,0 +1,389 @@
+"""``symphony-tui``: the operations console (a Textual app over the engine's snapshots).
+
+The app never talks to Redis on the UI thread: polls go through :class:`console.poller.Poller`
+and every action through :meth:`SymphonyApp.run_io`, both of which run the blocking call in a
+thread. So keys always answer at once, even while Redis is slow or gone.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Input
+
+from engine import (RedisUnavailable, Snapshot, SymphonyError, describe_error, is_unavailable, redact)
+
+from . import fmt
+from .commands.status import export_snapshot
+from .backend import Backend, NotAvailable, PollResult
+from .history import QueueRates
+from .panels import ActivityPanel, HeaderBar, QueuesPanel, ScaleSetsPanel, WorkersPanel
+from .panels.base import TablePanel
+from .poller import Poller
+from .screens import ConfirmScreen, DetailScreen, HelpScreen, InitializeScreen, RepairScreen
+
+log = logging.getLogger("symphony.console")
+
+# Actions that only make sense on the main screen or the detail screen (not in dialogs).
+SESSION_ACTIONS = {"repair", "cancel_session", "retry_failed", "export"}
+MAIN_ACTIONS = {"initialize", "filter", "sort", "detail"}
+
+
+class FilterInput(Input):
+    BINDINGS = [Binding("escape", "clear", "Clear the filter", show=False)]
+
+    def action_clear(self) -> None:
+        self.value = ""
+        self.app.close_filter()
+
+
+class SymphonyApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "Symphony"
+    SUB_TITLE = "operations console"
+    BINDINGS = [
+        Binding("r", "repair", "Repair"),
+        Binding("i", "initialize", "Initialize"),
+        Binding("e", "export", "Export"),
+        Binding("c", "cancel_session", "Cancel"),
+        Binding("f", "retry_failed", "Retry failed"),
+        Binding("slash", "filter", "Filter"),
+        Binding("s", "sort", "Sort"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False),
+    ]
+
+    def __init__(self, backend: Backend, *, refresh: float = 1.0, export_dir: str | Path = ".",
+                 clock: Callable[[], float] = time.monotonic, note: str = "", handle_signals: bool = False):
+        super().__init__()
+        self.backend = backend
+        self.refresh_s = max(0.1, float(refresh))
+        self.export_dir = Path(export_dir)
+        self.clock = clock
+        self.note = note
+        self.handle_signals = handle_signals
+        self.snapshot: Snapshot | None = None
+        self.scale_sets: tuple[Any, ...] = ()
+        self.connected = False  # the last poll succeeded
+        self.rates = QueueRates()
+        self.poller: Poller[PollResult] | None = None
+        self.exports: list[str] = []
+        self._lost = False  # Redis stopped answering (notified once, until it is back)
+
+    # --- layout ------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield HeaderBar(self.backend.display, note=self.note, id="header")
+        with Vertical(id="main"):
+            yield FilterInput(placeholder="filter queues by name or pool · Enter keeps it · Escape clears it",
+                              id="filter")
+            yield QueuesPanel(id="queues")
+            yield WorkersPanel(id="workers")
+            with Horizontal(id="bottom"):
+                yield ScaleSetsPanel(id="scalesets")
+                yield ActivityPanel(id="activity")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", FilterInput).display = False
+        self.header.stale_after = max(5.0, 3 * self.refresh_s)
+        self.poller = Poller(self, self.backend.poll, self.draw, self.poll_failed, interval=self.refresh_s)
+        self.poller.start()
+        self.set_interval(0.5, self.tick, name="header-tick")
+        self.query_one("#queues-table", DataTable).focus()
+        self.tick()
+        if self.handle_signals and os.name == "posix":
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(sig, self.exit)
+
+    @property
+    def main_screen(self) -> Screen:
+        """The main screen (the bottom of the stack), whichever screen is on top."""
+        return self.screen_stack[0]
+
+    @property
+    def header(self) -> HeaderBar:
+        return self.main_screen.query_one("#header", HeaderBar)
+
+    @property
+    def queues(self) -> QueuesPanel:
+        return self.main_screen.query_one("#queues", QueuesPanel)
+
+    def tick(self) -> None:
+        self.header.show(self.clock())
+
+    # --- the poll ----------------------------------------------------------------------------
+    def draw(self, result: PollResult) -> None:
+        snapshot = result.snapshot
+        self.snapshot = snapshot
+        self.scale_sets = tuple(result.scale_sets)
+        self.rates.update(snapshot)
+        flows = self.rates.flows(snapshot)
+        main = self.main_screen
+        main.query_one(QueuesPanel).update_data(snapshot, flows)
+        main.query_one(WorkersPanel).update_data(snapshot)
+        main.query_one(ActivityPanel).update_data(snapshot)
+        main.query_one(ScaleSetsPanel).update_data(self.scale_sets, snapshot.taken_at)
+        for panel in main.query(TablePanel):
+            panel.set_stale(False)
+        header = self.header
+        header.connection.state = "connected"
+        header.connection.error = ""
+        header.connection.retry_in = None
+        header.connection.data_at = self.clock()
+        header.connection.poll_s = result.duration_s
+        header.counts = (f"{len(snapshot.sessions)} session(s) · {len(snapshot.queues)} queue(s) · "
+                         f"{len(snapshot.workers)} worker(s)"
+                         + (f" · grace window {snapshot.grace_s:.0f}s" if snapshot.grace_s else ""))
+        self.connected = True
+        if self._lost:
+            self.notify("Redis answers again: the data is live and actions are enabled", title="reconnected",
+                        timeout=4)
+        self._lost = False
+        for line in result.reclaimed:
+            self.notify(redact(line), title="reclaimed", severity="warning", timeout=6)
+        self.tick()
+
+    def poll_failed(self, exc: BaseException) -> None:
+        unavailable = is_unavailable(exc) or isinstance(exc, RedisUnavailable)
+        header = self.header
+        header.connection.state = "reconnecting" if unavailable else "error"
+        header.connection.error = describe_error(exc)
+        header.connection.retry_in = self.poller.next_delay if self.poller else None
+        if not self._lost:
+            log.warning("poll failed: %s", describe_error(exc))
+            if unavailable:
+                self.notify("Redis is unreachable: showing the last data (stale) and reconnecting",
+                            title="reconnecting", severity="warning", timeout=6)
+            else:
+                self.notify(f"Reading the status failed: {describe_error(exc)}", severity="error", timeout=8)
+        self.connected = False
+        self._lost = True
+        main = self.main_screen
+        for panel in main.query(TablePanel):
+            panel.set_stale(True)
+        self.tick()
+
+    def poll_now(self) -> None:
+        if self.poller:
+            self.poller.poll_now()
+
+    # --- running blocking calls off the UI thread -------------------------------------------
+    def notify_disconnected(self, what: str) -> None:
+        self.notify(f"Redis is unreachable (reconnecting): {what} is disabled until it answers",
+                    title="disabled", severity="warning", timeout=4)
+
+    def run_io(self, what: str, call: Callable[..., Any], *args: Any, done: Callable[[Any], None],
+               **kwargs: Any) -> None:
+        """Run ``call`` in a thread; on success ``done(result)`` on the UI thread; errors become
+        notifications (never a crash, never a password)."""
+
+        async def job() -> None:
+            try:
+                result = await asyncio.to_thread(call, *args, **kwargs)
+            except NotAvailable as exc:
+                self.notify(f"{what}: {exc}", title="not available", severity="error", timeout=8)
+            except SymphonyError as exc:
+                self.notify(f"{what}: {redact(exc)}", severity="error", timeout=8)
+            except Exception as exc:  # noqa: BLE001
+                if is_unavailable(exc):
+                    self.notify(f"{what} failed: Redis is unreachable ({describe_error(exc)})", severity="error",
+                                timeout=8)
+                else:
+                    log.exception("%s failed", what)
+                    self.notify(f"{what} failed: {describe_error(exc)}", severity="error", timeout=8)
+            else:
+                done(result)
+
+        self.run_worker(job(), group="actions", exit_on_error=False, name=what)
+
+    # --- which session ----------------------------------------------------------------------
+    def selected_session(self) -> str | None:
+        if isinstance(self.screen, DetailScreen):
+            return self.screen.session
+        return self.queues.selected_session()
+
+    def _session_for(self, what: str) -> str | None:
+        if not self.connected:
+            self.notify_disconnected(what)
+            return None
+        session = self.selected_session()
+        if session is None:
+            self.notify(f"{what}: select a session first (a row of the queues table)", severity="warning",
+                        timeout=4)
+        return session
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        screen = self.screen
+        if isinstance(screen, ModalScreen) and action in SESSION_ACTIONS | MAIN_ACTIONS | {"help"}:
+            return False
+        if isinstance(screen, InitializeScreen) and action in SESSION_ACTIONS | MAIN_ACTIONS:
+            return False
+        if isinstance(screen, DetailScreen) and action in MAIN_ACTIONS:
+            return False
+        return True
+
+    # --- actions -----------------------------------------------------------------------------
+    def action_repair(self) -> None:
+        session = self._session_for("repair")
+        if session is None:
+            return
+        self.notify(f"Planning the repair of {session} (dry run)…", timeout=2)
+
+        def show(plan: Any) -> None:
+            replan = lambda retry_failed: self.backend.plan_repair(session, retry_failed=retry_failed)  # noqa: E731
+            self.push_screen(RepairScreen(plan, replan), self._run_repair)
+
+        self.run_io("repair", self.backend.plan_repair, session, done=show)
+
+    def _run_repair(self, plan: Any) -> None:
+        if plan is None:
+            return
+        if not self.connected:
+            self.notify_disconnected("repair")
+            return
+
+        def done(result: Any) -> None:
+            enqueued = dict(result.enqueued)
+            total = sum(enqueued.values())
+            detail = fmt.join_counts(enqueued.items())
+            self.notify(f"Repair of {result.session}: {total} task(s) enqueued ({detail})"
+                        + (f"; {result.skipped} already queued or in flight" if result.skipped else ""),
+                        title="repair", timeout=8)
+            self.poll_now()
+
+        self.run_io("repair", self.backend.repair, plan, done=done)
+
+    def action_cancel_session(self) -> None:
+        session = self._session_for("cancel")
+        if session is None:
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if not yes:
+                return
+            if not self.connected:
+                self.notify_disconnected("cancel")
+                return
+            self.run_io("cancel", self.backend.cancel, session, done=lambda result: (
+                self.notify(f"Cancelled {result.session}: {result.cancelled} queued task(s) removed; "
+                            "running tasks finish and are recorded as cancelled", title="cancel", timeout=8),
+                self.poll_now()))
+
+        self.push_screen(ConfirmScreen(f"Cancel session {session}?",
+                                       "Its queued and retrying tasks are removed and counted as cancelled; "
+                                       "tasks already running finish. Initialize with 'resume' to run it again.",
+                                       confirm="Cancel the session", danger=True), confirmed)
+
+    def action_retry_failed(self) -> None:
+        session = self._session_for("retry")
+        if session is None:
+            return
+        failed = 0
+        if self.snapshot is not None:
+            status = next((s for s in self.snapshot.sessions if s.name == session), None)
+            failed = (status.failed + status.timed_out) if status else 0
+
+        def confirmed(yes: bool | None) -> None:
+            if not yes:
+                return
+            if not self.connected:
+                self.notify_disconnected("retry")
+                return
+            self.run_io("retry", self.backend.retry, session, done=lambda result: (
+                self.notify(f"{result.session}: {result.requeued} failed task(s) queued again", title="retry",
+                            timeout=8),
+                self.poll_now()))
+
+        self.push_screen(ConfirmScreen(f"Retry the failed tasks of {session}?",
+                                       f"{failed} failed or timed-out task(s) go back to their queues with a fresh "
+                                       "attempt count.", confirm="Retry"), confirmed)
+
+    def action_export(self) -> None:
+        snapshot = self.snapshot
+        if snapshot is None:
+            self.notify("Nothing to export yet: no snapshot has been read", severity="warning")
+            return
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(snapshot.taken_at))
+        path = self.export_dir / f"symphony-status-{stamp}.json"
+        stale = not self.connected
+
+        def done(written: str) -> None:
+            self.exports.append(written)
+            self.notify(redact(f"Snapshot exported to {written}"
+                               + (" (stale: Redis is unreachable, this is the last data read)" if stale else "")),
+                        title="export", timeout=10)
+
+        self.run_io("export", export_snapshot, snapshot, str(path), done=done)
+
+    def action_initialize(self) -> None:
+        if not self.connected:
+            self.notify_disconnected("initialize")
+            return
+        self.push_screen(InitializeScreen(self.backend))
+
+    def action_detail(self) -> None:
+        session = self.selected_session()
+        if session is None:
+            self.notify("Select a session first (a row of the queues table)", severity="warning", timeout=4)
+            return
+        self.push_screen(DetailScreen(session, self.backend, refresh=self.refresh_s))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "queues-table":
+            event.stop()
+            self.action_detail()
+
+    def action_filter(self) -> None:
+        box = self.main_screen.query_one("#filter", FilterInput)
+        box.display = True
+        box.focus()
+
+    def close_filter(self) -> None:
+        box = self.main_screen.query_one("#filter", FilterInput)
+        if not box.value:
+            box.display = False
+        self.main_screen.query_one("#queues-table", DataTable).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.queues.set_filter(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self.close_filter()
+
+    def action_sort(self) -> None:
+        self.queues.cycle_sort()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    # --- the command palette -----------------------------------------------------------------
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield SystemCommand("Repair session", "Dry-run plan of a repair of the selected session, then run it (r)",
+                            self.action_repair)
+        yield SystemCommand("Initialize sessions", "Choose session files from tasks/, verify, enqueue (i)",
+                            self.action_initialize)
+        yield SystemCommand("Export snapshot", "Write the status JSON (as symphony status --export) (e)",
+                            self.action_export)
+        yield SystemCommand("Cancel session", "Cancel the selected session, after confirming (c)",
+                            self.action_cancel_session)
+        yield SystemCommand("Retry failed tasks", "Queue the selected session's failed tasks again (f)",
+                            self.action_retry_failed)
+        yield SystemCommand("Session detail", "Per-stage progress, failures and the last job (Enter)",
+                            self.action_detail)
+        yield SystemCommand("Filter queues", "Show only the queues matching a text (/)", self.action_filter)
+        yield SystemCommand("Sort queues", "Cycle the queues' sort column (s)", self.action_sort)
+        yield SystemCommand("Keys", "Every key of the console (?)", self.action_help)
+        yield from super().get_system_commands(screen)
