@@ -99,6 +99,69 @@ class Engine:
         """Tasks still to come for a worker serving ``roles`` (0 lets a burst worker exit)."""
         return work_remaining(self.client, self.keys, list(roles))
 
+    # --- operator verbs -----------------------------------------------------------------------
+    def verify(self, paths=None, *, resume: bool = False, tasks_dir: str = "tasks"):
+        """Verify session files, including the checks that need Redis (session already active, clashes)."""
+        from .verify import verify_paths
+
+        return verify_paths(paths, engine=self, resume=resume, tasks_dir=tasks_dir)
+
+    def plan_repair(self, session: str, *, retry_failed: bool = False, tasks_dir: str = "tasks",
+                    file: str | None = None):
+        """What ``repair`` would enqueue for ``session``, from the outputs on disk (nothing changes)."""
+        from .repair import plan_repair, resolve_spec
+
+        return plan_repair(self, resolve_spec(self, session, tasks_dir, file), retry_failed=retry_failed)
+
+    def repair(self, plan, *, resume: bool = False, progress: Callable[[int], None] | None = None):
+        from .repair import apply_repair
+
+        return apply_repair(self, plan, resume=resume, progress=progress)
+
+    def cancel(self, session: str):
+        from .control import cancel_session
+
+        return cancel_session(self, session)
+
+    def retry(self, session: str, stage: str | None = None, states: Iterable[str] = ("failed", "timed_out")):
+        from .control import retry_session
+
+        return retry_session(self, session, stage, states)
+
+    def purge(self, session: str, *, job_keys: bool = False, force: bool = False):
+        from .control import purge_session
+
+        return purge_session(self, session, job_keys=job_keys, force=force)
+
+    def failures(self, session: str, limit: int = 200):
+        from .control import failures
+
+        return failures(self, session, limit)
+
+    def session_detail(self, session: str):
+        from .control import session_detail
+
+        return session_detail(self, session)
+
+    def queues(self):
+        from .control import list_queues
+
+        return list_queues(self)
+
+    def jobs(self, session: str, limit: int = 100) -> list[str]:
+        """Ids (``stage:item``) of jobs of ``session`` that wrote key/values (up to ``limit``)."""
+        out = []
+        for job_id in self.client.sscan_iter(self.keys.jobs(session), count=500):
+            out.append(job_id)
+            if len(out) >= limit:
+                break
+        return sorted(out)
+
+    def job(self, session: str, job_id: str) -> dict[str, str]:
+        from .jobstore import read_job
+
+        return read_job(self.client, self.keys, session, job_id)
+
     # --- status -----------------------------------------------------------------------------
     def snapshot(self, *, events: int = 50) -> Snapshot:
         return read_snapshot(self.client, self.keys, redis_display=self.display, events=events)

@@ -122,7 +122,7 @@ class WorkerLink:
         if kind in (FAILED, TIMED_OUT, CANCELLED):
             record = dumps({"state": kind, "stage": stage, "error": out.error[:MAX_ERROR],
                             "stderr": out.stderr[-MAX_STDERR:], "attempts": fin.attempts,
-                            "worker": self.worker_id, "at": round(time.time(), 3), "message": c.raw[:500] if c.task is None else None})
+                            "worker": self.worker_id, "at": round(time.time(), 3), "task": c.raw[:4000]})
         keys = (k.inflight(self.worker_id), k.worker(self.worker_id), k.stats(session), k.live(session),
                 k.outcomes(session), k.session(session), k.results, target, ready, bell)
         args = (c.raw, kind, stage, session, item, next_stage, message, int(out.delay_s * 1000), record,
