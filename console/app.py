@@ -24,7 +24,7 @@ from engine import (RedisUnavailable, Snapshot, SymphonyError, describe_error, i
 
 from . import fmt
 from .commands.status import export_snapshot
-from .backend import Backend, NotAvailable, PollResult
+from .backend import Backend, PollResult
 from .history import QueueRates
 from .panels import ActivityPanel, HeaderBar, QueuesPanel, ScaleSetsPanel, WorkersPanel
 from .panels.base import TablePanel
@@ -47,7 +47,7 @@ class FilterInput(Input):
 
 
 class SymphonyApp(App[None]):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = str(Path(__file__).with_name("app.tcss"))  # absolute: subclasses live elsewhere
     TITLE = "Symphony"
     SUB_TITLE = "operations console"
     BINDINGS = [
@@ -191,8 +191,6 @@ class SymphonyApp(App[None]):
         async def job() -> None:
             try:
                 result = await asyncio.to_thread(call, *args, **kwargs)
-            except NotAvailable as exc:
-                self.notify(f"{what}: {exc}", title="not available", severity="error", timeout=8)
             except SymphonyError as exc:
                 self.notify(f"{what}: {redact(exc)}", severity="error", timeout=8)
             except Exception as exc:  # noqa: BLE001
@@ -276,8 +274,9 @@ class SymphonyApp(App[None]):
                 self.notify_disconnected("cancel")
                 return
             self.run_io("cancel", self.backend.cancel, session, done=lambda result: (
-                self.notify(f"Cancelled {result.session}: {result.cancelled} queued task(s) removed; "
-                            "running tasks finish and are recorded as cancelled", title="cancel", timeout=8),
+                self.notify(f"Cancelled {result.session}: {result.cancelled} waiting task(s) cancelled"
+                            + (f"; {result.in_flight} running task(s) end as cancelled" if result.in_flight else ""),
+                            title="cancel", timeout=8),
                 self.poll_now()))
 
         self.push_screen(ConfirmScreen(f"Cancel session {session}?",

@@ -15,6 +15,11 @@ KIND_STYLE = {
     "cancelled": ("⊘ cancelled", "yellow"),
     "worker_lost": ("⚠ worker lost", "bold yellow"),
     "reclaimed": ("↺ reclaimed", "yellow"),
+    "cancel": ("⊘ session cancelled", "yellow"),
+    "repair": ("↻ repair", "cyan"),
+    "retry": ("↻ retry", "cyan"),
+    "purge": ("⌫ purge", "yellow"),
+    "session": ("● session", "cyan"),
 }
 
 

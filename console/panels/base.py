@@ -26,6 +26,7 @@ class TablePanel(Vertical):
 
     COLUMNS: tuple[tuple[str, str, bool], ...] = ()
     TITLE = ""
+    CURSOR = "row"  # "none" for tables that are only read
 
     def __init__(self, *, id: str | None = None, classes: str | None = None):
         super().__init__(id=id, classes=classes)
@@ -33,7 +34,8 @@ class TablePanel(Vertical):
         self._stale = False
 
     def compose(self) -> ComposeResult:
-        yield DataTable(cursor_type="row", zebra_stripes=True, id=f"{self.id}-table" if self.id else None)
+        yield DataTable(cursor_type=self.CURSOR, zebra_stripes=True, show_cursor=self.CURSOR != "none",
+                        id=f"{self.id}-table" if self.id else None)
 
     def on_mount(self) -> None:
         table = self.table

@@ -140,7 +140,7 @@ class QueuesPanel(TablePanel):
             name.append(f" ({state})", style="italic")
         failed = q.failed + q.timed_out
         failed_text = str(failed) + (f" ({q.timed_out} t/o)" if q.timed_out else "")
-        if flow is None:
+        if flow is None or state == "cancelled":
             rate, eta = fmt.DASH, fmt.DASH
         else:
             rate = fmt.rate(flow.per_minute)

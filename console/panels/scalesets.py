@@ -25,6 +25,7 @@ def level_style(value: float | None) -> str:
 
 class ScaleSetsPanel(TablePanel):
     TITLE = "Scale sets · CPU"
+    CURSOR = "none"
     COLUMNS = (
         ("name", "scale set / pool", False),
         ("source", "source", False),

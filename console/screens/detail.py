@@ -33,6 +33,7 @@ def bar(done: int, total: int, width: int = BAR_WIDTH) -> Text:
 
 class StagesPanel(TablePanel):
     TITLE = "Stages"
+    CURSOR = "none"
     COLUMNS = (
         ("stage", "stage", False),
         ("pool", "pool", False),
@@ -77,7 +78,7 @@ class FailuresPanel(TablePanel):
         self._count = 0
 
     def title_suffix(self) -> str:
-        return f"{self._count} (Enter or ↑↓ shows the stderr tail)" if self._count else "none"
+        return f"{self._count} (↑↓ selects one: its stderr tail is below)" if self._count else "none"
 
     def update_data(self, failures: tuple[Any, ...], now: float) -> None:
         self.failures = {f"{f.stage}:{f.item}": f for f in failures}
@@ -100,6 +101,7 @@ class FailuresPanel(TablePanel):
 
 class LastJobPanel(TablePanel):
     TITLE = "Last job"
+    CURSOR = "none"
     COLUMNS = (("key", "key", False), ("value", "value", False))
 
     def __init__(self, **kwargs):
@@ -216,7 +218,8 @@ class DetailScreen(Screen[None]):
             return
         box.border_title = f"stderr tail · {failure.stage}:{failure.item}"
         tail = redact(failure.stderr or "").rstrip("\n").splitlines()[-12:]
-        text = Text(redact(failure.error or ""), style="bold red")
+        text = Text()
+        text.append(redact(failure.error or ""), style="bold red")
         text.append("\n" + ("\n".join(tail) if tail else "(no stderr)"), style="" if tail else "dim")
         box.update(text)
 

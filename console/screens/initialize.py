@@ -97,7 +97,7 @@ class InitializeScreen(Screen[None]):
             return
         self.report = report
         self.show_report(report)
-        if not report.ok:
+        if not report.ok or not report.specs:
             self.set_status(f"{len(report.problems)} problem(s): fix the files and verify again; nothing was enqueued.",
                             "bold red")
             return
@@ -120,15 +120,18 @@ class InitializeScreen(Screen[None]):
             text.append(spec.name, style="bold")
             text.append(f"  {len(spec.items)} item(s) · pipeline {spec.pipeline.name} ({stages})\n")
             text.append(f"    {spec.file}\n", style="dim")
-        if report.problems:
-            text.append(f"\n{len(report.problems)} problem(s):\n", style="bold red")
-            for problem in report.problems:
+        for title, problems, mark, style in (("problem(s)", report.problems, "✗ ", "bold red"),
+                                             ("warning(s)", getattr(report, "warnings", ()), "! ", "bold yellow")):
+            if not problems:
+                continue
+            text.append(f"\n{len(problems)} {title}:\n", style=style)
+            for problem in problems:
                 where = problem.file if problem.line is None else f"{problem.file}:{problem.line}"
-                text.append("✗ ", style="bold red")
+                text.append(mark, style=style)
                 text.append(where, style="bold")
                 if problem.field:
                     text.append(f" [{problem.field}]", style="yellow")
-                text.append(f" {problem.message}\n")
+                text.append(f" {redact(problem.message)}\n")
         self.query_one("#init-report", Static).update(text)
 
     # --- initialize ------------------------------------------------------------------------

@@ -41,6 +41,7 @@ class RepairScreen(ModalScreen[Any]):
             yield Static(id="repair-title", classes="dialog-title")
             yield Static(id="repair-summary", classes="dialog-body")
             table = DataTable(cursor_type="none", show_cursor=False, id="repair-table")
+            table.can_focus = False  # Enter belongs to the dialog: it runs the repair
             table.add_column("stage", key="stage")
             table.add_column(Text("would enqueue", justify="right"), key="count")
             table.add_column("why", key="why")
