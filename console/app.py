@@ -64,7 +64,8 @@ class SymphonyApp(App[None]):
     ]
 
     def __init__(self, backend: Backend, *, refresh: float = 1.0, export_dir: str | Path = ".",
-                 clock: Callable[[], float] = time.monotonic, note: str = "", handle_signals: bool = False):
+                 clock: Callable[[], float] = time.monotonic, note: str = "", handle_signals: bool = False,
+                 screenshot: tuple[str, float] | None = None):
         super().__init__()
         self.backend = backend
         self.refresh_s = max(0.1, float(refresh))
@@ -79,6 +80,8 @@ class SymphonyApp(App[None]):
         self.poller: Poller[PollResult] | None = None
         self.exports: list[str] = []
         self._lost = False  # Redis stopped answering (notified once, until it is back)
+        self.screenshot = screenshot  # (file, after seconds): save the main screen, then quit
+        self.screenshot_saved: str | None = None
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -101,10 +104,21 @@ class SymphonyApp(App[None]):
         self.set_interval(0.5, self.tick, name="header-tick")
         self.query_one("#queues-table", DataTable).focus()
         self.tick()
+        if self.screenshot:
+            self.set_timer(self.screenshot[1], self._take_screenshot)
         if self.handle_signals and os.name == "posix":
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGHUP):
                 loop.add_signal_handler(sig, self.exit)
+
+    def _take_screenshot(self) -> None:
+        if self.snapshot is None and self.poller is not None and self.poller.polls < 30:
+            self.set_timer(0.5, self._take_screenshot)  # no data yet: give Redis a little longer
+            return
+        if self.snapshot is not None:
+            target = Path(self.screenshot[0]).resolve()
+            self.screenshot_saved = self.save_screenshot(target.name, str(target.parent))
+        self.exit()
 
     @property
     def main_screen(self) -> Screen:

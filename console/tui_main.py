@@ -15,6 +15,9 @@ EPILOG = ("Keys: r repair · i initialize · e export · c cancel · f retry fai
           "$REDIS_PASSWORD or --redis-password-file, and never appears on screen.")
 
 
+SCREENSHOT_SIZE = (160, 48)
+
+
 def positive(text: str) -> float:
     try:
         value = float(text)
@@ -38,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where 'e' writes status snapshots (default: the current directory)")
     p.add_argument("--processes", type=int, default=2, metavar="N",
                    help="with --demo: worker processes per pool (default %(default)s)")
+    p.add_argument("--screenshot", metavar="FILE.svg",
+                   help="run without a terminal, save an SVG screenshot of the main screen to FILE after "
+                        "--screenshot-after seconds, and quit (for docs and bug reports)")
+    p.add_argument("--screenshot-after", type=positive, default=8.0, metavar="SECONDS",
+                   help="with --screenshot: seconds of live data before the shot (default %(default)s)")
     g = p.add_argument_group("Redis")
     g.add_argument("--redis", metavar="URL",
                    help="Redis URL (default: $SYMPHONY_REDIS_URL, $REDIS_URL, or redis://127.0.0.1:6379/0)")
@@ -71,9 +79,18 @@ def main(argv: list[str] | None = None) -> int:
 
         engine = Engine(config.with_client_name("symphony-tui"), socket_timeout=3.0)
         backend = Backend(engine, tasks_dir=args.tasks)
-        note = f"demo: session {demo.spec.name}, quitting stops it" if demo else ""
-        app = SymphonyApp(backend, refresh=args.refresh, export_dir=args.export_dir, note=note, handle_signals=True)
-        app.run()
+        note = "demo (q stops it all)" if demo else ""
+        app = SymphonyApp(backend, refresh=args.refresh, export_dir=args.export_dir, note=note, handle_signals=True,
+                          screenshot=(args.screenshot, args.screenshot_after) if args.screenshot else None)
+        if args.screenshot:
+            app.run(headless=True, size=SCREENSHOT_SIZE)
+            if app.screenshot_saved:
+                sys.stderr.write(f"symphony-tui: screenshot saved to {app.screenshot_saved}\n")
+            else:
+                sys.stderr.write("symphony-tui: no screenshot: no data was read from Redis\n")
+                return 1
+        else:
+            app.run()
         return int(app.return_code or 0)
     except ConfigError as exc:
         sys.stderr.write(f"symphony-tui: {redact(exc)}\n")

@@ -138,3 +138,24 @@ def test_entry_point_is_installed():
     assert os.path.exists(exe)
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--demo" in out.stdout
+
+
+def test_screenshot_mode_saves_what_the_app_draws(redis_url, tmp_path, capsys):
+    target = tmp_path / "shot.svg"
+    assert main(["--redis", redis_url, "--screenshot", str(target), "--screenshot-after", "0.3"]) == 0
+    svg = target.read_text()
+    assert svg.startswith("<svg") and "Symphony" in svg and "connected" in svg
+    assert f"screenshot saved to {target}" in capsys.readouterr().err
+
+
+def test_readme_starts_with_the_console_demo_and_shows_its_screenshot():
+    readme = (ROOT / "README.md").read_text()
+    first_block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert first_block.strip().splitlines()[-1] == (
+        "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && symphony-tui --demo")
+    assert "](docs/console.svg)" in readme
+    svg = (ROOT / "docs" / "console.svg").read_text()
+    # saved by the app (Textual's SVG export of the main screen), with the demo's data in it
+    assert svg.startswith("<svg") and "terminal-" in svg
+    for text in ("Queues", "Workers", "Scale", "Activity", "connected"):
+        assert text in svg, text

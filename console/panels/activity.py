@@ -25,6 +25,7 @@ KIND_STYLE = {
 
 class ActivityPanel(TablePanel):
     TITLE = "Activity"
+    CURSOR = "none"  # newest first: the view stays at the top as events arrive
     COLUMNS = (
         ("age", "when", True),
         ("kind", "event", False),
