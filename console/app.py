@@ -235,15 +235,19 @@ class SymphonyApp(App[None]):
                         timeout=4)
         return session
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        screen = self.screen
-        if isinstance(screen, ModalScreen) and action in SESSION_ACTIONS | MAIN_ACTIONS | {"help"}:
-            return False
-        if isinstance(screen, InitializeScreen) and action in SESSION_ACTIONS | MAIN_ACTIONS:
-            return False
-        if isinstance(screen, DetailScreen) and action in MAIN_ACTIONS:
-            return False
+    @staticmethod
+    def allowed(action: str, screen: Screen) -> bool:
+        """Which actions make sense on ``screen`` (dialogs take their own keys)."""
+        if isinstance(screen, ModalScreen):
+            return action not in SESSION_ACTIONS | MAIN_ACTIONS | {"help"}
+        if isinstance(screen, InitializeScreen):
+            return action not in SESSION_ACTIONS | MAIN_ACTIONS
+        if isinstance(screen, DetailScreen):
+            return action not in MAIN_ACTIONS
         return True
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.allowed(action, self.screen)
 
     # --- actions -----------------------------------------------------------------------------
     def action_repair(self) -> None:
@@ -328,8 +332,14 @@ class SymphonyApp(App[None]):
             self.notify("Nothing to export yet: no snapshot has been read", severity="warning")
             return
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(snapshot.taken_at))
-        path = self.export_dir / f"symphony-status-{stamp}.json"
         stale = not self.connected
+
+        def write() -> str:
+            path, n = self.export_dir / f"symphony-status-{stamp}.json", 1
+            while path.exists():  # two exports in one second: keep both
+                n += 1
+                path = self.export_dir / f"symphony-status-{stamp}-{n}.json"
+            return export_snapshot(snapshot, str(path))
 
         def done(written: str) -> None:
             self.exports.append(written)
@@ -337,7 +347,7 @@ class SymphonyApp(App[None]):
                                + (" (stale: Redis is unreachable, this is the last data read)" if stale else "")),
                         title="export", timeout=10)
 
-        self.run_io("export", export_snapshot, snapshot, str(path), done=done)
+        self.run_io("export", write, done=done)
 
     def action_initialize(self) -> None:
         if not self.connected:
@@ -383,20 +393,20 @@ class SymphonyApp(App[None]):
         self.push_screen(HelpScreen())
 
     # --- the command palette -----------------------------------------------------------------
+    PALETTE = (
+        ("Repair session", "Dry-run plan of a repair of the selected session, then run it (r)", "repair"),
+        ("Initialize sessions", "Choose session files from tasks/, verify, enqueue (i)", "initialize"),
+        ("Export snapshot", "Write the status JSON (as symphony status --export) (e)", "export"),
+        ("Cancel session", "Cancel the selected session, after confirming (c)", "cancel_session"),
+        ("Retry failed tasks", "Queue the selected session's failed tasks again (f)", "retry_failed"),
+        ("Session detail", "Per-stage progress, failures and the last job (Enter)", "detail"),
+        ("Filter queues", "Show only the queues matching a text (/)", "filter"),
+        ("Sort queues", "Cycle the queues' sort column (s)", "sort"),
+        ("Keys", "Every key of the console (?)", "help"),
+    )
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield SystemCommand("Repair session", "Dry-run plan of a repair of the selected session, then run it (r)",
-                            self.action_repair)
-        yield SystemCommand("Initialize sessions", "Choose session files from tasks/, verify, enqueue (i)",
-                            self.action_initialize)
-        yield SystemCommand("Export snapshot", "Write the status JSON (as symphony status --export) (e)",
-                            self.action_export)
-        yield SystemCommand("Cancel session", "Cancel the selected session, after confirming (c)",
-                            self.action_cancel_session)
-        yield SystemCommand("Retry failed tasks", "Queue the selected session's failed tasks again (f)",
-                            self.action_retry_failed)
-        yield SystemCommand("Session detail", "Per-stage progress, failures and the last job (Enter)",
-                            self.action_detail)
-        yield SystemCommand("Filter queues", "Show only the queues matching a text (/)", self.action_filter)
-        yield SystemCommand("Sort queues", "Cycle the queues' sort column (s)", self.action_sort)
-        yield SystemCommand("Keys", "Every key of the console (?)", self.action_help)
+        for title, help_text, action in self.PALETTE:
+            if self.allowed(action, screen):
+                yield SystemCommand(title, help_text, getattr(self, f"action_{action}"))
         yield from super().get_system_commands(screen)

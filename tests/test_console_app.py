@@ -339,3 +339,50 @@ def test_password_never_shown(tmp_path, tasks):
         run(app, scenario)
     finally:
         server.close()
+
+
+def test_redis_paused_keys_still_answer_then_it_resumes(own_redis, tasks, tmp_path):
+    """A hung Redis (SIGSTOP: sockets stay open, nothing answers) is the harder case: the poll
+    thread blocks until its socket timeout, and the UI must not notice."""
+    engine = Engine(resolve_redis(own_redis.url))
+    initialize_session(engine, load_session(tasks / "rep.yaml"))
+    engine.close()
+    app = make_app(own_redis.url, tasks, tmp_path)
+
+    async def scenario(pilot):
+        await first_poll(pilot)
+        own_redis.pause()
+        try:
+            await until(pilot, lambda: app.poller.running, message="a poll to hang")
+            started = time.monotonic()
+            await pilot.press("question_mark")
+            await until(pilot, lambda: isinstance(app.screen, HelpScreen), timeout=1.0, message="help while hung")
+            assert time.monotonic() - started < 1.0
+            await pilot.press("escape", "s")
+            assert app.queues.sort_key == "queued"
+            await until(pilot, lambda: "reconnecting" in text_of(app.header), timeout=20,
+                        message="the poll to time out and the header to say reconnecting")
+        finally:
+            own_redis.resume()
+        await until(pilot, lambda: "● connected" in text_of(app.header), timeout=30, message="the recovery")
+
+    run(app, scenario)
+
+
+def test_each_poll_reclaims_the_tasks_of_dead_workers(engine, r, redis_url, tasks, tmp_path):
+    initialize_session(engine, load_session(tasks / "rep.yaml"))
+    link = engine.worker_link("gone-0-abc", ["s1"])
+    link.beat(0.1, 0.3, {"host": "vanished", "pool": "p"})
+    claimed = None
+    for _ in range(5):
+        claimed = claimed or link.step().claimed
+    assert claimed and r.llen("s1:rep") == 5
+    app = make_app(redis_url, tasks, tmp_path)
+
+    async def scenario(pilot):
+        note = await until(pilot, lambda: app.noted("lost worker gone-0-abc"), message="the console to reclaim")
+        assert "reclaimed 1 task(s)" in note
+        assert r.llen("s1:rep") == 6
+        await until(pilot, lambda: queue_rows(app)[0][2] == "6", message="the queue to show the reclaimed task")
+
+    run(app, scenario)

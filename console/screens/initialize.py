@@ -43,7 +43,8 @@ class InitializeScreen(Screen[None]):
             with Horizontal(id="init-body"):
                 with Vertical(id="init-left"):
                     yield SelectionList[str](*[(p.name, str(p), True) for p in files], id="init-files")
-                    yield Checkbox("resume cancelled sessions", id="init-resume")
+                    yield Checkbox("resume: enqueue only what is missing (registered or cancelled sessions)",
+                                   id="init-resume")
                 with VerticalScroll(id="init-right"):
                     yield Static(id="init-report")
             yield ProgressBar(total=None, show_eta=False, id="init-progress")
@@ -60,6 +61,7 @@ class InitializeScreen(Screen[None]):
             self.set_status("Space selects files · v verifies them (nothing is enqueued before you confirm) · "
                             "Escape goes back")
         self.query_one("#init-report", Static).update(Text("Not verified yet.", style="dim"))
+        self.query_one("#init-progress", ProgressBar).display = False  # shown while enqueueing
         files.focus()
         self.set_interval(0.1, self.show_progress)
 
@@ -146,6 +148,7 @@ class InitializeScreen(Screen[None]):
             self._done = 0
         bar = self.query_one("#init-progress", ProgressBar)
         bar.update(total=max(1, self.total), progress=0)
+        bar.display = True
         self.set_status(f"Initializing {len(report.specs)} session(s)…")
         # on the app, so leaving this screen does not abandon the notification of the result
         self.app.run_worker(self._initialize(list(report.specs), resume), group="initialize", exit_on_error=False)
