@@ -2,8 +2,7 @@
 
 Every method here may block on the network, so the app never calls them on the UI thread
 (see :mod:`console.poller` and ``SymphonyApp.run_io``). The console uses only the names that
-``engine/__init__.py`` exports. The scale-set CPU collector (issue 5) is looked up by name:
-until the engine has ``scale_set_cpu``, the workers' heartbeats are the source.
+``engine/__init__.py`` exports.
 """
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from .history import HeartbeatCpu
 log = logging.getLogger("symphony.console")
 
 SCALE_SET_WINDOW_S = 3600.0
-SCALE_SET_REFRESH_S = 10.0  # the engine's scale-set query may call Azure Monitor: not every poll
+SCALE_SET_REFRESH_S = 5.0  # the stored series move once per 30 s bucket (heartbeats) or minute (Azure)
 
 
 @dataclass(frozen=True)
@@ -70,16 +69,15 @@ class Backend:
         return PollResult(snapshot, scale_sets, tuple(reclaimed), time.monotonic() - started)
 
     def scale_sets(self, snapshot: Snapshot) -> tuple[Any, ...]:
-        """CPU per scale set: the engine's collector (Azure Monitor, issue 5) when it has one,
-        otherwise the workers' heartbeats grouped by pool."""
+        """CPU per scale set from the series the engine stores (Azure Monitor while fresh, else
+        the hosts' heartbeat samples per pool). Until the engine has any (the first 30 s of a new
+        fleet), or if reading them fails, the console's own per-pool figures from the snapshot's
+        heartbeats, with the history it kept since it started."""
         history = self.heartbeat_cpu.update(snapshot)  # always kept, so the fallback has a history
-        engine_cpu = getattr(self.engine, "scale_set_cpu", None)  # issue 5
-        if engine_cpu is None:
-            return history
         now = time.monotonic()
         if self._engine_cpu is None or now - self._engine_cpu_at >= SCALE_SET_REFRESH_S:
             try:
-                self._engine_cpu = tuple(engine_cpu(window_s=SCALE_SET_WINDOW_S))
+                self._engine_cpu = tuple(self.engine.scale_set_cpu(window_s=SCALE_SET_WINDOW_S))
             except Exception as exc:  # noqa: BLE001
                 if is_unavailable(exc):
                     raise

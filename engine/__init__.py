@@ -39,3 +39,11 @@ __all__ = [
     "CancelResult", "Failure", "PurgeResult", "QueueInfo", "RepairPlan", "RepairResult", "RetryResult",
     "SessionDetail", "StagePlan", "VerificationReport", "register_source", "session_files", "verify_paths",
 ]
+
+# --- machine metrics (issue 5): host CPU from heartbeats, scale-set CPU from Azure Monitor ---------
+from .azure_monitor import AzureCollector, AzureMonitorConfig, CollectResult  # noqa: E402
+from .metrics import (AzureSample, CollectorStatus, HostCpu, HostMetricsWriter, HostStatus, ScaleSetCpu,  # noqa: E402
+                      hosts_from_workers)
+
+__all__ += ["AzureCollector", "AzureMonitorConfig", "AzureSample", "CollectResult", "CollectorStatus", "HostCpu",
+            "HostMetricsWriter", "HostStatus", "ScaleSetCpu", "hosts_from_workers"]

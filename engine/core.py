@@ -16,6 +16,8 @@ from .enqueue import EnqueueResult, enqueue
 from .jobstore import JobStore, last_job
 from .keys import DEFAULT_KEYS, Keys
 from .lease import WorkerLink
+from .metrics import (HOST_BUCKET_S, HOST_RETENTION_S, CollectorStatus, HostCpu, HostMetricsWriter, ScaleSetCpu,
+                      read_collector_status, read_host_cpu, read_scale_set_cpu)
 from .reclaim import ReclaimReport, lapsed_workers, reap, reclaim_worker
 from .records import RecordCache
 from .session_file import SessionRecord
@@ -165,3 +167,30 @@ class Engine:
     # --- status -----------------------------------------------------------------------------
     def snapshot(self, *, events: int = 50) -> Snapshot:
         return read_snapshot(self.client, self.keys, redis_display=self.display, events=events)
+
+    # --- machine metrics (engine/metrics.py, engine/azure_monitor.py) ------------------------
+    def scale_set_cpu(self, window_s: float = 3600.0) -> tuple[ScaleSetCpu, ...]:
+        """CPU per VM scale set from Azure Monitor when its data is fresh, else per worker pool
+        from the workers' heartbeats (``source`` tells which); two round trips."""
+        return read_scale_set_cpu(self.client, self.keys, window_s)
+
+    def host_cpu(self, window_s: float = 3600.0, pool: str | None = None) -> tuple[HostCpu, ...]:
+        """Each host's CPU history from the workers' heartbeats (one sample per host per bucket)."""
+        return read_host_cpu(self.client, self.keys, window_s, pool)
+
+    def metrics_status(self) -> CollectorStatus | None:
+        """What the Azure Monitor collector last said, or None if none ran recently."""
+        return read_collector_status(self.client, self.keys)
+
+    def host_metrics_writer(self, pool: str | None, host: str, *, interval_s: float = HOST_BUCKET_S,
+                            retention_s: float = HOST_RETENTION_S) -> HostMetricsWriter:
+        """For a worker's heartbeat: ``writer.offer(beat.now_ms, sample)`` on every beat."""
+        return HostMetricsWriter(self.client, self.keys, pool, host, interval_s=interval_s, retention_s=retention_s)
+
+    def azure_collector(self, config=None, **kwargs: Any):
+        """An :class:`~engine.azure_monitor.AzureCollector` writing into this engine's Redis
+        (``config`` defaults to the environment); raises ``ConfigError`` when Azure is not
+        configured or the ``azure`` extra is not installed."""
+        from .azure_monitor import AzureCollector, AzureMonitorConfig
+
+        return AzureCollector(self, config or AzureMonitorConfig.from_env(), **kwargs)

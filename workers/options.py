@@ -22,3 +22,4 @@ class WorkerOptions:
     idle_wait_s: float = 2.0  # longest block on the bells before looking again
     log_level: str = "INFO"
     skip_existing: bool = True  # a stage whose output exists is done (Luigi's rule)
+    metrics_interval_s: float = 30.0  # one host CPU/memory sample per host per this many seconds (0: off)

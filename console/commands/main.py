@@ -8,9 +8,9 @@ import redis
 
 from engine import SymphonyError, describe_error, install_log_redaction, is_unavailable, redact, resolve_redis
 
-from . import demo, initialize, jobs, queues, repair, sessions, status
+from . import demo, initialize, jobs, metrics, queues, repair, sessions, status
 
-VERBS = (status, sessions, queues, initialize, repair, jobs, demo)
+VERBS = (status, sessions, queues, initialize, repair, jobs, demo, metrics)
 
 
 def build_parser() -> argparse.ArgumentParser:
