@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 import os
 import signal
 import time
@@ -82,6 +83,7 @@ class SymphonyApp(App[None]):
         self._lost = False  # Redis stopped answering (notified once, until it is back)
         self.screenshot = screenshot  # (file, after seconds): save the main screen, then quit
         self.screenshot_saved: str | None = None
+        self._notes: deque[tuple[str, str]] = deque(maxlen=20)  # from other threads (the Azure collector)
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -134,7 +136,15 @@ class SymphonyApp(App[None]):
         return self.main_screen.query_one("#queues", QueuesPanel)
 
     def tick(self) -> None:
+        while self._notes:
+            level, message = self._notes.popleft()
+            severity = "error" if level in ("error", "critical") else "warning" if level == "warning" else "information"
+            self.notify(redact(message), title="Azure Monitor", severity=severity, timeout=8)
         self.header.show(self.clock())
+
+    def post_note(self, level: str, message: str) -> None:
+        """Thread-safe: queue a notification (drawn by the next tick, never blocking the caller)."""
+        self._notes.append((level, message))
 
     # --- the poll ----------------------------------------------------------------------------
     def draw(self, result: PollResult) -> None:

@@ -6,6 +6,7 @@ Every method here may block on the network, so the app never calls them on the U
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any, Callable, Sequence
 from engine import (CancelResult, Engine, InitializeResult, RepairPlan, RepairResult, RetryResult, SessionDetail,
                     Snapshot, VerificationReport, describe_error, initialize_session, is_unavailable, verify_paths)
 
-from .history import HeartbeatCpu
+from .history import HEARTBEATS, HeartbeatCpu
 
 log = logging.getLogger("symphony.console")
 
@@ -85,7 +86,21 @@ class Backend:
                 self._engine_cpu = None
                 return history
             self._engine_cpu_at = now
-        return self._engine_cpu or history
+        if not self._engine_cpu:
+            return history
+        # The stored heartbeat series move once per 30 s bucket and reach back before the console
+        # started; the snapshots have each second's figure. So for those: the stored points until
+        # the console's own begin, then the console's, and "now" from this very snapshot.
+        live = {s.name: s for s in history}
+        merged = []
+        for series in self._engine_cpu:
+            mine = live.get(series.name)
+            if series.source == HEARTBEATS and mine is not None and mine.points:
+                first = mine.points[0][0]
+                points = tuple(p for p in series.points if p[0] < first) + tuple(mine.points)
+                series = dataclasses.replace(series, points=points, current=mine.current, instances=mine.instances)
+            merged.append(series)
+        return tuple(merged)
 
     # --- a session's detail ----------------------------------------------------------------
     def detail(self, session: str) -> SessionDetail:

@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where 'e' writes status snapshots (default: the current directory)")
     p.add_argument("--processes", type=int, default=2, metavar="N",
                    help="with --demo: worker processes per pool (default %(default)s)")
+    p.add_argument("--azure", action="store_true",
+                   help="also run the Azure Monitor collector inside the console (configured as for 'symphony "
+                        "metrics collect': SYMPHONY_AZURE_SUBSCRIPTION or AZURE_SUBSCRIPTION_ID, "
+                        "SYMPHONY_AZURE_RESOURCE_GROUP, SYMPHONY_AZURE_SCALE_SETS). Without it the console draws "
+                        "what a collector elsewhere stored, else the workers' host CPU, and names the source")
     p.add_argument("--screenshot", metavar="FILE.svg",
                    help="run without a terminal, save an SVG screenshot of the main screen to FILE after "
                         "--screenshot-after seconds, and quit (for docs and bug reports)")
@@ -64,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     demo = None
     backend = None
+    collector = None
     try:
         if args.demo:
             from .demo import Demo
@@ -82,6 +88,15 @@ def main(argv: list[str] | None = None) -> int:
         note = "demo (q stops it all)" if demo else ""
         app = SymphonyApp(backend, refresh=args.refresh, export_dir=args.export_dir, note=note, handle_signals=True,
                           screenshot=(args.screenshot, args.screenshot_after) if args.screenshot else None)
+        if args.azure:
+            from engine import AzureCollector
+
+            collector = AzureCollector.from_env(engine, on_message=app.post_note)
+            if collector is None:
+                sys.stderr.write("symphony-tui: --azure: the Azure Monitor collector is not configured (set "
+                                 "SYMPHONY_AZURE_SUBSCRIPTION and SYMPHONY_AZURE_RESOURCE_GROUP; see README)\n")
+                return 2
+            collector.start()
         if args.screenshot:
             app.run(headless=True, size=SCREENSHOT_SIZE)
             if app.screenshot_saved:
@@ -104,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
+        if collector is not None:
+            collector.stop()
         if backend is not None:
             backend.close()
         if demo is not None:

@@ -372,7 +372,7 @@ def test_redis_paused_keys_still_answer_then_it_resumes(own_redis, tasks, tmp_pa
 def test_each_poll_reclaims_the_tasks_of_dead_workers(engine, r, redis_url, tasks, tmp_path):
     initialize_session(engine, load_session(tasks / "rep.yaml"))
     link = engine.worker_link("gone-0-abc", ["s1"])
-    link.beat(0.1, 0.3, {"host": "vanished", "pool": "p"})
+    link.beat(0.5, 1.0, {"host": "vanished", "pool": "p"})  # the console polls (0.2 s) well within 2 beats
     claimed = None
     for _ in range(5):
         claimed = claimed or link.step().claimed

@@ -159,3 +159,11 @@ def test_readme_starts_with_the_console_demo_and_shows_its_screenshot():
     assert svg.startswith("<svg") and "terminal-" in svg
     for text in ("Queues", "Workers", "Scale", "Activity", "connected"):
         assert text in svg, text
+
+
+def test_azure_option_without_configuration_is_a_clear_error(redis_url, capsys, monkeypatch):
+    for var in ("SYMPHONY_AZURE_SUBSCRIPTION", "AZURE_SUBSCRIPTION_ID", "SYMPHONY_AZURE_RESOURCE_GROUP",
+                "SYMPHONY_AZURE_SCALE_SETS"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["--redis", redis_url, "--azure"]) == 2
+    assert "not configured" in capsys.readouterr().err

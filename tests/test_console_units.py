@@ -158,3 +158,37 @@ def test_the_next_poll_is_armed_only_after_the_last_one_was_drawn():
             poller.stop()
 
     asyncio.run(scenario())
+
+
+def test_scale_sets_come_from_the_engine_with_a_live_now_and_fall_back_to_heartbeats():
+    from console.backend import Backend
+    from engine import ScaleSetCpu
+
+    class StubEngine:
+        display = "redis://x"
+        series: tuple = ()
+        fail: Exception | None = None
+
+        def scale_set_cpu(self, window_s):
+            if self.fail:
+                raise self.fail
+            return self.series
+
+    eng = StubEngine()
+    backend = Backend(eng)  # type: ignore[arg-type]
+    snap0 = snapshot(T0)
+    # nothing stored yet (a fleet's first 30 s): the console's own figures, from the snapshot
+    got = {s.name: s for s in backend.scale_sets(snap0)}
+    assert got["linux"].source == HEARTBEATS and got["linux"].current == 96.0
+    # stored series: Azure as stored; heartbeat series keep their history but show this second's figure
+    eng.series = (ScaleSetCpu("vmss-win", "azure monitor", 55.0, ((T0 - 60, 50.0), (T0, 55.0)), 3),
+                  ScaleSetCpu("linux", HEARTBEATS, 10.0, ((T0 - 30, 10.0),), 1))
+    backend._engine_cpu = None  # noqa: SLF001 - skip the refresh interval
+    got = {s.name: s for s in backend.scale_sets(snap0)}
+    assert got["vmss-win"].current == 55.0 and got["vmss-win"].instances == 3
+    # the stored points before the console's own, then the console's (one per snapshot)
+    assert got["linux"].current == 96.0 and got["linux"].points == ((T0 - 30, 10.0), (T0, 96.0))
+    # reading the series fails (not a connection problem): the heartbeat figures, no crash
+    eng.fail, backend._engine_cpu = RuntimeError("NOPERM"), None  # noqa: SLF001
+    got = {s.name: s for s in backend.scale_sets(snap0)}
+    assert set(got) == {"linux", "windows"} and all(s.source == HEARTBEATS for s in got.values())
