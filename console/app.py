@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 import os
 import signal
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -21,11 +21,11 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input
 
-from engine import (RedisUnavailable, Snapshot, SymphonyError, describe_error, is_unavailable, redact)
+from engine import RedisUnavailable, Snapshot, SymphonyError, describe_error, is_unavailable, redact
 
 from . import fmt
-from .commands.status import export_snapshot
 from .backend import Backend, PollResult
+from .commands.status import export_snapshot
 from .history import QueueRates
 from .panels import ActivityPanel, HeaderBar, QueuesPanel, ScaleSetsPanel, WorkersPanel
 from .panels.base import TablePanel
@@ -163,7 +163,7 @@ class SymphonyApp(App[None]):
         header = self.header
         header.connection.state = "connected"
         header.connection.error = ""
-        header.connection.retry_in = None
+        header.connection.retry_at = None
         header.connection.data_at = self.clock()
         header.connection.poll_s = result.duration_s
         header.counts = (f"{len(snapshot.sessions)} session(s) · {len(snapshot.queues)} queue(s) · "
@@ -183,7 +183,7 @@ class SymphonyApp(App[None]):
         header = self.header
         header.connection.state = "reconnecting" if unavailable else "error"
         header.connection.error = describe_error(exc)
-        header.connection.retry_in = self.poller.next_delay if self.poller else None
+        header.connection.retry_at = self.clock() + self.poller.next_delay if self.poller else None
         if not self._lost:
             log.warning("poll failed: %s", describe_error(exc))
             if unavailable:

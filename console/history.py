@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable
 
 from engine import Snapshot
 
@@ -138,11 +137,3 @@ class HeartbeatCpu:
             value, hosts = current.get(pool, (None, 0))
             out.append(CpuSeries(pool, HEARTBEATS, value, tuple(points), hosts))
         return tuple(out)
-
-
-def merge_names(*groups: Iterable[str]) -> list[str]:
-    seen: dict[str, None] = {}
-    for group in groups:
-        for name in group:
-            seen.setdefault(name, None)
-    return list(seen)

@@ -14,9 +14,6 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable
 
-Cell = "str | Text"
-
-
 def right(value: object, style: str = "") -> Text:
     return Text(str(value), style=style, justify="right")
 

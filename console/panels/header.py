@@ -16,7 +16,7 @@ class Connection:
     state: str = "connecting"  # connecting | connected | reconnecting | error
     error: str = ""
     data_at: float | None = None  # console clock when the shown data arrived
-    retry_in: float | None = None
+    retry_at: float | None = None  # console clock of the next attempt
     poll_s: float | None = None
 
 
@@ -57,8 +57,8 @@ class HeaderBar(Static):
             text.append(f"   {self.note}", style="italic")
         if c.state in ("reconnecting", "error"):
             line = f"\n {c.error}" if c.error else "\n"
-            if c.retry_in is not None:
-                line += f" · next try in {c.retry_in:.1f}s"
+            if c.retry_at is not None:
+                line += f" · next try in {max(0.0, c.retry_at - now):.1f}s"
             line += " · actions that need Redis are disabled until it answers"
             text.append(redact(line), style="yellow")
         elif c.state == "connected" and age is not None and age > self.stale_after:
