@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -37,6 +38,17 @@ log = logging.getLogger("symphony.console")
 # Actions that only make sense on the main screen or the detail screen (not in dialogs).
 SESSION_ACTIONS = {"repair", "cancel_session", "retry_failed", "export"}
 MAIN_ACTIONS = {"initialize", "filter", "sort", "detail"}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One poll, ready to draw: the result and every panel's rows, built in the poll thread."""
+
+    result: PollResult
+    queues: Any
+    workers: Any
+    activity: Any
+    scale_sets: Any
 
 
 class FilterInput(Input):
@@ -100,8 +112,9 @@ class SymphonyApp(App[None]):
 
     def on_mount(self) -> None:
         self.query_one("#filter", FilterInput).display = False
+        self._queues_panel = self.query_one("#queues", QueuesPanel)
         self.header.stale_after = max(5.0, 3 * self.refresh_s)
-        self.poller = Poller(self, self.backend.poll, self.draw, self.poll_failed, interval=self.refresh_s)
+        self.poller = Poller(self, self.fetch, self.draw, self.poll_failed, interval=self.refresh_s)
         self.poller.start()
         self.set_interval(0.5, self.tick, name="header-tick")
         self.query_one("#queues-table", DataTable).focus()
@@ -136,6 +149,8 @@ class SymphonyApp(App[None]):
         return self.main_screen.query_one("#queues", QueuesPanel)
 
     def tick(self) -> None:
+        if not self.screen_stack or not self.is_running:
+            return
         while self._notes:
             level, message = self._notes.popleft()
             severity = "error" if level in ("error", "critical") else "warning" if level == "warning" else "information"
@@ -147,17 +162,27 @@ class SymphonyApp(App[None]):
         self._notes.append((level, message))
 
     # --- the poll ----------------------------------------------------------------------------
-    def draw(self, result: PollResult) -> None:
+    def fetch(self) -> Prepared:
+        """The poll's thread half: read Redis, then build every row (nothing here touches a widget)."""
+        result = self.backend.poll()
+        snapshot = result.snapshot
+        self.rates.update(snapshot)  # only ever used by this thread (one poll at a time)
+        flows = self.rates.flows(snapshot)
+        # the panel was looked up on the UI thread; build() only reads its filter and sort settings
+        return Prepared(result, self._queues_panel.build(snapshot, flows), WorkersPanel.build(snapshot),
+                        ActivityPanel.build(snapshot), ScaleSetsPanel.build(result.scale_sets, snapshot.taken_at))
+
+    async def draw(self, prepared: Prepared) -> None:
+        """The UI half: diff the prepared rows into the tables (yielding as it goes)."""
+        result = prepared.result
         snapshot = result.snapshot
         self.snapshot = snapshot
         self.scale_sets = tuple(result.scale_sets)
-        self.rates.update(snapshot)
-        flows = self.rates.flows(snapshot)
         main = self.main_screen
-        main.query_one(QueuesPanel).update_data(snapshot, flows)
-        main.query_one(WorkersPanel).update_data(snapshot)
-        main.query_one(ActivityPanel).update_data(snapshot)
-        main.query_one(ScaleSetsPanel).update_data(self.scale_sets, snapshot.taken_at)
+        await main.query_one(QueuesPanel).show(prepared.queues)
+        await main.query_one(WorkersPanel).show(prepared.workers)
+        await main.query_one(ActivityPanel).show(prepared.activity)
+        await main.query_one(ScaleSetsPanel).show(prepared.scale_sets)
         for panel in main.query(TablePanel):
             panel.set_stale(False)
         header = self.header

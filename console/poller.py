@@ -1,6 +1,7 @@
 """Polling without ever freezing the screen, and without polls piling up.
 
-The fetch half runs in a thread (it may block on Redis); the draw half runs on the UI thread;
+The fetch half runs in a thread (it may block on Redis, and it also prepares what to draw); the
+draw half runs on the UI thread (it may be a coroutine that yields to the event loop as it goes);
 the next poll is armed only once the previous one has been drawn (Dolphie's way), so a slow
 Redis slows the refresh down instead of stacking requests. After a failure the poller keeps
 the last data (the app marks it stale) and retries with an exponential backoff; the first
@@ -9,8 +10,9 @@ success resumes the normal rhythm, no restart needed.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Awaitable, Callable, Generic, TypeVar
 
 from textual.message_pump import MessagePump
 from textual.timer import Timer
@@ -22,7 +24,7 @@ log = logging.getLogger("symphony.console")
 
 
 class Poller(Generic[T]):
-    def __init__(self, owner: MessagePump, fetch: Callable[[], T], draw: Callable[[T], None],
+    def __init__(self, owner: MessagePump, fetch: Callable[[], T], draw: Callable[[T], None | Awaitable[None]],
                  failed: Callable[[BaseException], None], *, interval: float = 1.0,
                  backoff: Backoff | None = None, name: str = "poll"):
         self.owner = owner
@@ -41,6 +43,8 @@ class Poller(Generic[T]):
 
     def start(self) -> None:
         self._stopped = False
+        if self._timer is not None:
+            self._timer.stop()
         self._arm(0.0)
 
     def stop(self) -> None:
@@ -83,7 +87,9 @@ class Poller(Generic[T]):
                 self.failures = 0
                 self.backoff.reset()
                 try:
-                    self.draw(result)
+                    drawn = self.draw(result)
+                    if inspect.isawaitable(drawn):  # a draw that yields to the event loop as it goes
+                        await drawn
                 except Exception as exc:  # noqa: BLE001 - a drawing bug must not stop the polls
                     log.exception("drawing the %s result failed", self.name)
                     delay = self.next_delay = self.backoff.next_delay()

@@ -34,10 +34,17 @@ class ActivityPanel(TablePanel):
     )
     LIMIT = 50
 
-    def update_data(self, snapshot: Snapshot) -> None:
+    @classmethod
+    def build(cls, snapshot: Snapshot) -> list[tuple[str, tuple]]:
         events = sorted(snapshot.events, key=lambda e: tuple(int(p) for p in e.id.split("-") if p.isdigit()),
-                        reverse=True)[: self.LIMIT]
-        self.sync([(e.id, self.cells(e, snapshot.taken_at)) for e in events])
+                        reverse=True)[: cls.LIMIT]
+        return [(e.id, cls.cells(e, snapshot.taken_at)) for e in events]
+
+    async def show(self, rows: list[tuple[str, tuple]]) -> None:
+        await self.sync_async(rows)
+
+    def update_data(self, snapshot: Snapshot) -> None:
+        self.sync(self.build(snapshot))
 
     @staticmethod
     def cells(e: Event, now: float) -> tuple:

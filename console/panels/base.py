@@ -1,21 +1,32 @@
 """A bordered panel holding a DataTable that is updated by diffing, never cleared.
 
-Each poll the panel computes the rows it wants (key -> cells); :meth:`TablePanel.sync` removes
-the rows that went away, adds the new ones, updates only the cells that changed, and reorders
-only when the order changed. The cursor stays on the same row (by key), so the operator's
-selection survives every refresh.
+Each poll the panel is given the rows it should show (key -> cells, built in the poll thread);
+:meth:`TablePanel.sync_steps` removes the rows that went away, adds the new ones, updates only the
+cells that changed, and reorders only when the order changed. It yields every ``CHUNK``
+operations, so a huge table is updated over several turns of the event loop (keys are handled
+in between) instead of in one long stall. The cursor stays on the same row (by key), so the
+operator's selection survives every refresh.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import asyncio
+from typing import Iterable, Iterator, Sequence
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable
 
+CHUNK = 400  # table operations between two turns of the event loop
+
+
 def right(value: object, style: str = "") -> Text:
     return Text(str(value), style=style, justify="right")
+
+
+def _width(cell: object) -> int:
+    return cell.cell_len if isinstance(cell, Text) else cell_len(str(cell))
 
 
 class TablePanel(Vertical):
@@ -27,8 +38,10 @@ class TablePanel(Vertical):
 
     def __init__(self, *, id: str | None = None, classes: str | None = None):
         super().__init__(id=id, classes=classes)
-        self._cells: dict[str, tuple] = {}
+        self._cells: dict[str, tuple] = {}  # exactly the objects the table holds, by row key
         self._stale = False
+        self._lock = asyncio.Lock()  # one diff at a time (a poll's and a filter's may overlap)
+        self._columns: dict = {}
 
     def compose(self) -> ComposeResult:
         yield DataTable(cursor_type=self.CURSOR, zebra_stripes=True, show_cursor=self.CURSOR != "none",
@@ -38,6 +51,7 @@ class TablePanel(Vertical):
         table = self.table
         for key, label, is_right in self.COLUMNS:
             table.add_column(Text(label, justify="right" if is_right else "left"), key=key)
+        self._columns = {column.key.value: column for column in table.columns.values()}
         self.set_title()
 
     @property
@@ -74,27 +88,57 @@ class TablePanel(Vertical):
     def keys(self) -> list[str]:
         return [row.key.value for row in self.table.ordered_rows]
 
+    # --- diffing ---------------------------------------------------------------------------
     def sync(self, rows: Sequence[tuple[str, tuple]], order: Iterable[str] | None = None) -> None:
-        """Make the table show ``rows`` (in ``order``, default: as given), changing only what changed."""
+        """Make the table show ``rows`` (in ``order``, default: as given), in one go."""
+        for _ in self.sync_steps(rows, order):
+            pass
+
+    async def sync_async(self, rows: Sequence[tuple[str, tuple]], order: Iterable[str] | None = None) -> None:
+        """The same, letting the event loop run every ``CHUNK`` operations."""
+        async with self._lock:
+            for _ in self.sync_steps(rows, order):
+                await asyncio.sleep(0)
+
+    def sync_steps(self, rows: Sequence[tuple[str, tuple]], order: Iterable[str] | None = None) -> Iterator[None]:
         table = self.table
         selected = self.cursor_key()
         wanted = dict(rows)
+        ops = 0
         for key in [k for k in self._cells if k not in wanted]:
             table.remove_row(key)
             del self._cells[key]
+            ops += 1
+            if ops >= CHUNK:
+                ops = 0
+                yield
         for key, cells in rows:
             old = self._cells.get(key)
             if old is None:
                 table.add_row(*cells, key=key)
+                self._cells[key] = tuple(cells)
+                ops += 1
             elif old != cells:
+                merged = []
                 for column, before, after in zip(self.column_keys, old, cells):
-                    if before != after:
-                        table.update_cell(key, column, after, update_width=True)
-            self._cells[key] = cells
+                    if before == after:
+                        merged.append(before)
+                        continue
+                    # widen the column when the value no longer fits; never ask the table to
+                    # re-measure otherwise (for a narrower value it scans the whole column)
+                    wider = _width(after) > self._columns[column].content_width
+                    table.update_cell(key, column, after, update_width=wider)
+                    merged.append(after)
+                    ops += 1
+                self._cells[key] = tuple(merged)
+            if ops >= CHUNK:
+                ops = 0
+                yield
         order = list(order) if order is not None else [k for k, _ in rows]
         if self.keys() != order:
-            position = {tuple(str(c) for c in self._cells[k]): i for i, k in enumerate(order)}
-            table.sort(key=lambda values: position.get(tuple(str(v) for v in values), len(position)))
+            # rows are recognised by the identity of the cell objects the table holds
+            position = {tuple(map(id, self._cells[k])): i for i, k in enumerate(order)}
+            table.sort(key=lambda values: position.get(tuple(map(id, values)), len(position)))
         if selected is not None and selected in self._cells:
             index = table.get_row_index(selected)
             if index != table.cursor_row:

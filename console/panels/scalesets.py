@@ -41,13 +41,13 @@ class ScaleSetsPanel(TablePanel):
     def title_suffix(self) -> str:
         return self._span
 
-    def update_data(self, series: Sequence[Any], now: float) -> None:
+    @classmethod
+    def build(cls, series: Sequence[Any], now: float) -> tuple[list[tuple[str, tuple]], str]:
         """``series``: objects with ``name, source, current, points, instances`` (the engine's
         ``ScaleSetCpu`` or the console's heartbeat fallback). The sparkline covers the last hour,
         or the time since the first point when the history is younger than that."""
         firsts = [s.points[0][0] for s in series if s.points]
         start = max(now - WINDOW_S, min(min(firsts, default=now), now - 60.0))
-        self._span = f"last {fmt.duration(now - start)}"
         rows = []
         for s in series:
             spark = fmt.sparkline(tuple(s.points), start=start, end=now, width=SPARK_WIDTH)
@@ -58,5 +58,14 @@ class ScaleSetsPanel(TablePanel):
                 right(fmt.percent(s.current), level_style(s.current)),
                 Text(spark, style=level_style(s.current)),
             )))
+        return rows, f"last {fmt.duration(now - start)}"
+
+    async def show(self, built: tuple[list[tuple[str, tuple]], str]) -> None:
+        rows, self._span = built
+        await self.sync_async(rows)
+        self.set_title()
+
+    def update_data(self, series: Sequence[Any], now: float) -> None:
+        rows, self._span = self.build(series, now)
         self.sync(rows)
         self.set_title()

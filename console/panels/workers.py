@@ -21,6 +21,7 @@ STATE_WORDS = {
     "dead": "DEAD (lease lapsed)",
 }
 STATE_ORDER = {"dead": 0, "stale": 1, "stopping": 2, "busy": 3, "idle": 4}
+MAX_ROWS = 500  # the first ones: the dead and stale, then by pool, host and id
 
 
 class WorkersPanel(TablePanel):
@@ -46,15 +47,28 @@ class WorkersPanel(TablePanel):
     def title_suffix(self) -> str:
         return self._summary
 
-    def update_data(self, snapshot: Snapshot) -> None:
-        workers = sorted(snapshot.workers, key=lambda w: (w.pool, w.host, w.id))
+    @classmethod
+    def build(cls, snapshot: Snapshot) -> tuple[list[tuple[str, tuple]], str]:
+        """Rows and the title's summary (pure: run in the poll thread)."""
+        # trouble first (it stays put: dead and stale are not states that flicker), then stable
+        workers = sorted(snapshot.workers, key=lambda w: (w.state not in ("dead", "stale"), w.pool, w.host, w.id))
         counts: dict[str, int] = {}
         for w in workers:
             counts[w.state] = counts.get(w.state, 0) + 1
         parts = [f"{len(workers)} registered"] + [f"{n} {s}" for s, n in sorted(counts.items(),
                                                                                key=lambda i: STATE_ORDER.get(i[0], 9))]
-        self._summary = ", ".join(parts)
-        self.sync([(w.id, self.cells(w)) for w in workers])
+        if len(workers) > MAX_ROWS:
+            parts.append(f"showing the first {MAX_ROWS}")
+        return [(w.id, cls.cells(w)) for w in workers[:MAX_ROWS]], ", ".join(parts)
+
+    async def show(self, built: tuple[list[tuple[str, tuple]], str]) -> None:
+        rows, self._summary = built
+        await self.sync_async(rows)
+        self.set_title()
+
+    def update_data(self, snapshot: Snapshot) -> None:
+        rows, self._summary = self.build(snapshot)
+        self.sync(rows)
         self.set_title()
 
     @staticmethod
