@@ -25,6 +25,20 @@ def right(value: object, style: str = "") -> Text:
     return Text(str(value), style=style, justify="right")
 
 
+class Table(DataTable):
+    """A DataTable whose header never shows stale column widths.
+
+    Textual caches rendered lines by its update count; when new rows widen a column (measured
+    later, on idle) it does not drop those caches, so a header rendered in between keeps the
+    old widths until the next change. Dropping them once the new widths are known fixes it;
+    this runs only when rows were added.
+    """
+
+    def _update_dimensions(self, new_rows) -> None:  # noqa: ANN001 - Textual's signature
+        super()._update_dimensions(new_rows)
+        self._clear_caches()
+
+
 def _width(cell: object) -> int:
     return cell.cell_len if isinstance(cell, Text) else cell_len(str(cell))
 
@@ -44,8 +58,8 @@ class TablePanel(Vertical):
         self._columns: dict = {}
 
     def compose(self) -> ComposeResult:
-        yield DataTable(cursor_type=self.CURSOR, zebra_stripes=True, show_cursor=self.CURSOR != "none",
-                        id=f"{self.id}-table" if self.id else None)
+        yield Table(cursor_type=self.CURSOR, zebra_stripes=True, show_cursor=self.CURSOR != "none",
+                    id=f"{self.id}-table" if self.id else None)
 
     def on_mount(self) -> None:
         table = self.table
