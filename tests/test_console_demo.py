@@ -106,10 +106,13 @@ def test_demo_starts_everything_and_quitting_stops_everything(how):
                    message="every process the demo started to stop: "
                            + ", ".join(f"{p.pid}" for p in started if alive(p)))
     finally:
-        for proc in started:
+        # whatever happened, leave nothing behind: the demo's children live in their own
+        # sessions, so killing the console's process group alone would not reach them
+        leftovers = {p.pid: p for p in [*started, *descendants(term.process.pid)]}
+        term.close()
+        for proc in leftovers.values():
             if alive(proc):
                 proc.kill()
-        term.close()
 
 
 def test_help(capsys):
