@@ -188,3 +188,18 @@ def test_retry_carries_encrypted_task_data_over_unchanged(sealed_session, redis_
     run_worker(redis_url, sealed_session, SYMPHONY_KEY=KEY.hex())
     out = json.loads((sealed_session / "data" / "sealed" / "b" / "row-2.json").read_text())
     assert out["meta"] == {"vines": 2, "owner": "confidential grower"}
+
+
+def test_the_console_takes_the_key_too(redis_url, tmp_path):
+    """symphony-tui's initialize and repair must seal what they enqueue, as the CLI does: it reads
+    the same key (here a malformed one is refused before anything starts)."""
+    shot = tmp_path / "c.svg"
+    out = subprocess.run([sys.executable, "-m", "console.tui_main", "--redis", redis_url, "--screenshot", str(shot),
+                          "--screenshot-after", "1"], cwd=ROOT, env=worker_env(redis_url, SYMPHONY_KEY="not-a-key"),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "16, 24 or 32 bytes" in out.stderr and not shot.exists()
+    out = subprocess.run([sys.executable, "-m", "console.tui_main", "--redis", redis_url, "--screenshot", str(shot),
+                          "--screenshot-after", "1"], cwd=ROOT, env=worker_env(redis_url, SYMPHONY_KEY=KEY.hex()),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode in (0, 1), out.stderr  # 1: nothing registered to draw yet, still no key error
+    assert "bytes" not in out.stderr and KEY.hex() not in out.stderr

@@ -415,3 +415,40 @@ def test_symphony_acl_prints_and_applies_the_rules(tmp_path):
         worker.stop()
         assert outputs(tmp_path) == ["i0", "i1", "i2", "i3"]
         assert acl_log(server) == []
+
+
+# --- the console (symphony-tui), through its real entry point -----------------------------------
+
+def tui(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "console.tui_main", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+@needs_tls
+def test_the_console_works_over_tls_and_never_shows_the_password(tls_server, tmp_path):
+    session = small_session(tmp_path)
+    env = clean_env(REDIS_URL=f"rediss://:{PASSWORD}@127.0.0.1:{tls_server.port}/0")
+    assert cli("initialize", str(session), "--redis-ca-file", tls_server.tls.ca, env=env).returncode == 0
+    shot = tmp_path / "console.svg"
+    out = tui("--redis-ca-file", tls_server.tls.ca, "--screenshot", str(shot), "--screenshot-after", "2", env=env)
+    assert out.returncode == 0 and shot.is_file(), out.stderr
+    svg = shot.read_text()
+    assert "rediss://" in svg and "***" in svg and "work:sec" in svg.replace("&#160;", " ")
+    assert PASSWORD not in svg + out.stdout + out.stderr
+
+
+def test_the_console_watches_as_the_read_only_user(acl_server, tmp_path):
+    """Watch mode under the reader: the screen fills; the only thing refused is reaping (it writes),
+    which the console skips with a warning."""
+    session = small_session(tmp_path)
+    with Engine(resolve_redis(acl_server.url)) as admin:
+        initialize_session(admin, load_session(session))
+        admin.client.execute_command("ACL", "LOG", "RESET")
+    shot = tmp_path / "console.svg"
+    out = tui("--screenshot", str(shot), "--screenshot-after", "2",
+              env=clean_env(REDIS_URL=as_user(acl_server, "symphony-reader", READER_PW)))
+    assert out.returncode == 0 and shot.is_file(), out.stderr
+    assert "work:sec" in shot.read_text().replace("&#160;", " ")
+    refused = {entry["object"] for entry in acl_log(acl_server)}
+    assert refused <= {"evalsha"}, f"the console needed more than the reader may do: {acl_log(acl_server)}"
+    assert READER_PW not in shot.read_text()
