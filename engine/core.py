@@ -118,6 +118,10 @@ class Engine:
             lapsed, _, _ = lapsed_workers(self.client, self.keys)
         return reap(self.client, self.keys, self.records, list(lapsed), lock_ttl_s)
 
+    def item_stage(self, session: str, item: str) -> str | None:
+        """The stage where ``item`` is queued, retrying or in flight (None: it finished or stopped)."""
+        return self.client.hget(self.keys.live(session), item)
+
     def work_remaining(self, roles: Iterable[str]) -> int:
         """Tasks still to come for a worker serving ``roles`` (0 lets a burst worker exit)."""
         return work_remaining(self.client, self.keys, list(roles))

@@ -182,3 +182,29 @@ def test_a_worker_notices_that_redis_lost_its_registry_even_if_the_epoch_looks_t
                    message="the worker to serve the new session's stage")
     finally:
         worker.stop()
+
+
+def test_a_resent_report_tells_recorded_from_reclaimed(engine, r, redis_url, session):
+    """A report sent again after a connection failure finds its task gone either because its
+    first attempt was recorded (only the reply was lost) or because the lease was reclaimed
+    meanwhile; the worker logged the second for both (seen after a 12 s freeze: 'reclaimed by
+    another process' with nothing reclaimed). It now looks where the item is."""
+    from workers.options import WorkerOptions
+    from workers.process import WorkerProcess
+
+    engine.enqueue("s1", "a", [("i1", None), ("i2", None)])
+    worker = WorkerProcess(WorkerOptions(redis_url=redis_url), "w1")
+    try:
+        link = engine.worker_link("w1", ["a"])
+        first = claim(link)
+        recorded = Finish(first, Outcome(DONE), next_stage="b", attempts=1)
+        link.step(recorded, claim=False)  # recorded; imagine its reply lost
+        assert link.step(recorded, claim=False).finished == "lost"  # the resend
+        assert worker._report_was_recorded(recorded)
+        second = claim(link)
+        engine.reclaim_worker("w1", force=True)  # the lease is taken while the worker is cut off
+        stolen = Finish(second, Outcome(DONE), next_stage="b", attempts=1)
+        assert link.step(stolen, claim=False).finished == "lost"
+        assert not worker._report_was_recorded(stolen)
+    finally:
+        worker.engine.close()

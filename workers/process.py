@@ -104,6 +104,7 @@ class WorkerProcess:
     def _loop(self) -> int:
         backoff = Backoff()
         finish: Finish | None = None
+        resent = False  # this report is being sent again after a failed attempt
         empty_streak = 0
         while True:
             if self.stopping and finish is None:
@@ -118,13 +119,17 @@ class WorkerProcess:
                 if not is_unavailable(exc):
                     log.exception("unexpected error talking to Redis; retrying")
                 self._disconnected(exc)
+                resent = finish is not None
                 backoff.sleep(self.stop_event if finish is None else None)
                 continue
             if finish is not None:
-                if result.finished == "lost":
+                if result.finished == "lost" and resent and self._report_was_recorded(finish):
+                    log.info("the report of task %s was already recorded (its first reply was lost when the "
+                             "connection failed)", finish.claimed.raw)
+                elif result.finished == "lost":
                     log.warning("task %s was reclaimed by another process while we ran it (our lease lapsed); "
                                 "its result stays on disk and the task runs again", finish.claimed.raw)
-                finish = None
+                finish, resent = None, False
             if result.claimed is not None:
                 empty_streak = 0
                 finish = self._run(result.claimed)
@@ -146,6 +151,17 @@ class WorkerProcess:
                 backoff.sleep(self.stop_event)
             if not self.link.roles:
                 self.stop_event.wait(self.options.idle_wait_s)
+
+    def _report_was_recorded(self, finish: Finish) -> bool:
+        """After a resent report found its task gone: did the first attempt record it (the item
+        moved on), or was the lease reclaimed meanwhile (the item is back at this stage)?"""
+        claimed = finish.claimed
+        if claimed.task is None:
+            return True
+        try:
+            return self.engine.item_stage(claimed.session, claimed.item) != claimed.role
+        except Exception:
+            return False
 
     def _nothing_left(self) -> bool:
         try:
