@@ -31,6 +31,7 @@ def run_one(server: Server, system: System, *, stages: int, processes: int, wind
     t = time.perf_counter()
     system.prefill(server.url, items, stages, workdir)
     prefill_s = time.perf_counter() - t
+    server.client.config_resetstat()
     warm = max(min(50, total // 4), total // 10)
     end_mark = total - max(1, total // 20)
     group = Group(system.commands(server.url, processes, stages, heartbeat), bench_env(server.url), workdir)
