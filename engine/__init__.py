@@ -4,6 +4,7 @@ The console and the workers use only the names exported here.
 """
 from .config import RedisConfig, resolve_redis
 from .connection import Backoff, connect, describe_error, is_unavailable
+from .control import CancelResult, Failure, PurgeResult, QueueInfo, RetryResult, SessionDetail
 from .core import Engine
 from .embedded import EmbeddedRedis, find_server_binary, free_port
 from .enqueue import EnqueueResult
@@ -17,10 +18,13 @@ from .lease import (CANCELLED, DONE, FAILED, HANDBACK, RETRY, TIMED_OUT, Beat, C
 from .messages import InvalidMessage, Task, decode_task
 from .names import check_name, is_name, name_problem
 from .pipeline import Handler, Pipeline, Stage, load_pipeline
+from .metadata import register_source
 from .reclaim import ReclaimReport
+from .repair import RepairPlan, RepairResult, StagePlan
 from .redaction import install_log_redaction, redact, redact_url, register_secret
 from .session_file import Item, SessionRecord, SessionSpec, load_session
 from .snapshot import Event, QueueStatus, SessionStatus, Snapshot, WorkerStatus
+from .verify import VerificationReport, session_files, verify_paths
 
 __all__ = [
     "Backoff", "Beat", "CANCELLED", "Claimed", "ConfigError", "DEFAULT_KEYS", "DONE", "EmbeddedRedis", "Engine",
@@ -31,4 +35,15 @@ __all__ = [
     "check_name", "connect", "decode_task", "default_worker_id", "describe_error", "find_server_binary",
     "free_port", "install_log_redaction", "is_name", "is_unavailable", "load_pipeline", "load_session",
     "name_problem", "redact", "redact_url", "register_secret", "resolve_redis",
+    # operator verbs (issue 3)
+    "CancelResult", "Failure", "PurgeResult", "QueueInfo", "RepairPlan", "RepairResult", "RetryResult",
+    "SessionDetail", "StagePlan", "VerificationReport", "register_source", "session_files", "verify_paths",
 ]
+
+# --- machine metrics (issue 5): host CPU from heartbeats, scale-set CPU from Azure Monitor ---------
+from .azure_monitor import AzureCollector, AzureMonitorConfig, CollectResult  # noqa: E402
+from .metrics import (AzureSample, CollectorStatus, HostCpu, HostMetricsWriter, HostStatus, ScaleSetCpu,  # noqa: E402
+                      hosts_from_workers)
+
+__all__ += ["AzureCollector", "AzureMonitorConfig", "AzureSample", "CollectResult", "CollectorStatus", "HostCpu",
+            "HostMetricsWriter", "HostStatus", "ScaleSetCpu", "hosts_from_workers"]

@@ -16,6 +16,8 @@ from .enqueue import EnqueueResult, enqueue
 from .jobstore import JobStore, last_job
 from .keys import DEFAULT_KEYS, Keys
 from .lease import WorkerLink
+from .metrics import (HOST_BUCKET_S, HOST_RETENTION_S, CollectorStatus, HostCpu, HostMetricsWriter, ScaleSetCpu,
+                      read_collector_status, read_host_cpu, read_scale_set_cpu)
 from .reclaim import ReclaimReport, lapsed_workers, reap, reclaim_worker
 from .records import RecordCache
 from .session_file import SessionRecord
@@ -99,6 +101,96 @@ class Engine:
         """Tasks still to come for a worker serving ``roles`` (0 lets a burst worker exit)."""
         return work_remaining(self.client, self.keys, list(roles))
 
+    # --- operator verbs -----------------------------------------------------------------------
+    def verify(self, paths=None, *, resume: bool = False, tasks_dir: str = "tasks"):
+        """Verify session files, including the checks that need Redis (session already active, clashes)."""
+        from .verify import verify_paths
+
+        return verify_paths(paths, engine=self, resume=resume, tasks_dir=tasks_dir)
+
+    def plan_repair(self, session: str, *, retry_failed: bool = False, tasks_dir: str = "tasks",
+                    file: str | None = None):
+        """What ``repair`` would enqueue for ``session``, from the outputs on disk (nothing changes)."""
+        from .repair import plan_repair, resolve_spec
+
+        return plan_repair(self, resolve_spec(self, session, tasks_dir, file), retry_failed=retry_failed)
+
+    def repair(self, plan, *, resume: bool = False, progress: Callable[[int], None] | None = None):
+        from .repair import apply_repair
+
+        return apply_repair(self, plan, resume=resume, progress=progress)
+
+    def cancel(self, session: str):
+        from .control import cancel_session
+
+        return cancel_session(self, session)
+
+    def retry(self, session: str, stage: str | None = None, states: Iterable[str] = ("failed", "timed_out")):
+        from .control import retry_session
+
+        return retry_session(self, session, stage, states)
+
+    def purge(self, session: str, *, job_keys: bool = False, force: bool = False):
+        from .control import purge_session
+
+        return purge_session(self, session, job_keys=job_keys, force=force)
+
+    def failures(self, session: str, limit: int = 200):
+        from .control import failures
+
+        return failures(self, session, limit)
+
+    def session_detail(self, session: str):
+        from .control import session_detail
+
+        return session_detail(self, session)
+
+    def queues(self):
+        from .control import list_queues
+
+        return list_queues(self)
+
+    def jobs(self, session: str, limit: int = 100) -> list[str]:
+        """Ids (``stage:item``) of jobs of ``session`` that wrote key/values (up to ``limit``)."""
+        out = []
+        for job_id in self.client.sscan_iter(self.keys.jobs(session), count=500):
+            out.append(job_id)
+            if len(out) >= limit:
+                break
+        return sorted(out)
+
+    def job(self, session: str, job_id: str) -> dict[str, str]:
+        from .jobstore import read_job
+
+        return read_job(self.client, self.keys, session, job_id)
+
     # --- status -----------------------------------------------------------------------------
     def snapshot(self, *, events: int = 50) -> Snapshot:
         return read_snapshot(self.client, self.keys, redis_display=self.display, events=events)
+
+    # --- machine metrics (engine/metrics.py, engine/azure_monitor.py) ------------------------
+    def scale_set_cpu(self, window_s: float = 3600.0) -> tuple[ScaleSetCpu, ...]:
+        """CPU per VM scale set from Azure Monitor when its data is fresh, else per worker pool
+        from the workers' heartbeats (``source`` tells which); two round trips."""
+        return read_scale_set_cpu(self.client, self.keys, window_s)
+
+    def host_cpu(self, window_s: float = 3600.0, pool: str | None = None) -> tuple[HostCpu, ...]:
+        """Each host's CPU history from the workers' heartbeats (one sample per host per bucket)."""
+        return read_host_cpu(self.client, self.keys, window_s, pool)
+
+    def metrics_status(self) -> CollectorStatus | None:
+        """What the Azure Monitor collector last said, or None if none ran recently."""
+        return read_collector_status(self.client, self.keys)
+
+    def host_metrics_writer(self, pool: str | None, host: str, *, interval_s: float = HOST_BUCKET_S,
+                            retention_s: float = HOST_RETENTION_S) -> HostMetricsWriter:
+        """For a worker's heartbeat: ``writer.offer(beat.now_ms, sample)`` on every beat."""
+        return HostMetricsWriter(self.client, self.keys, pool, host, interval_s=interval_s, retention_s=retention_s)
+
+    def azure_collector(self, config=None, **kwargs: Any):
+        """An :class:`~engine.azure_monitor.AzureCollector` writing into this engine's Redis
+        (``config`` defaults to the environment); raises ``ConfigError`` when Azure is not
+        configured or the ``azure`` extra is not installed."""
+        from .azure_monitor import AzureCollector, AzureMonitorConfig
+
+        return AzureCollector(self, config or AzureMonitorConfig.from_env(), **kwargs)

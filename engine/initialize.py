@@ -25,13 +25,7 @@ def initialize_session(engine: Engine, spec: SessionSpec, *, resume: bool = Fals
     record = spec.record()
     registration = engine.register_session(record, items=len(spec.items), resume=resume, adopt_queues=adopt_queues)
     first = spec.pipeline.stages[0].name
-    items = ((item.id, _meta(item)) for item in spec.items)
+    items = ((item.id, item.message_meta()) for item in spec.items)
     result: EnqueueResult = engine.enqueue(spec.name, first, items, progress=progress)
     return InitializeResult(spec.name, registration, first, result.added, result.skipped)
 
-
-def _meta(item) -> dict | None:
-    meta = dict(item.meta) if item.meta else {}
-    if item.input:
-        meta["input"] = item.input
-    return meta or None

@@ -121,15 +121,26 @@ class Keys:
         """LIST of undecodable messages found in flight (trimmed)."""
         return f"{self.ns}:deadletter"
 
-    # --- metrics -----------------------------------------------------------------------------
-    def metric_series(self, source: str, scope: str, metric: str) -> str:
-        """ZSET time series of one metric (member: ``ms:value``, score: ms), trimmed by age."""
-        return f"{self.ns}:metrics:{source}:{scope}:{metric}"
+    # --- metrics (engine/metrics.py; docs/keys.md) -------------------------------------------
+    def metric_series(self, source: str, scope: str, part: str = "") -> str:
+        """ZSET time series of one scope (a pool's hosts, a scale set), score: sample time in ms,
+        member: the sample as ``time|...`` fields; trimmed by age. ``source`` is ``hosts`` or
+        ``azure``; ``part`` tells apart the series of one scope (``vm``: per instance)."""
+        return f"{self.ns}:metrics:{source}:{scope}" + (f":{part}" if part else "")
+
+    def metric_hosts_seen(self, pool: str) -> str:
+        """HASH host -> the last time bucket (ms) a sample of that host was written (dedup)."""
+        return f"{self.ns}:metrics:hosts:{pool}:seen"
 
     @property
     def metric_index(self) -> str:
-        """HASH ``source|scope|metric`` -> last sample JSON, so readers need no SCAN."""
+        """ZSET ``source|scope`` -> last write (ms), so readers find every series without SCAN."""
         return f"{self.ns}:metrics:index"
+
+    @property
+    def metric_collector(self) -> str:
+        """HASH: the Azure Monitor collector's state and last message (TTL: a few intervals)."""
+        return f"{self.ns}:metrics:collector"
 
 
 DEFAULT_KEYS = Keys()

@@ -129,8 +129,7 @@ class WorkerLink:
             elif kind in (FAILED, TIMED_OUT, CANCELLED):
                 record = dumps({"state": kind, "stage": stage, "error": out.error[:MAX_ERROR],
                                 "stderr": out.stderr[-MAX_STDERR:], "attempts": fin.attempts,
-                                "worker": self.worker_id, "at": round(time.time(), 3),
-                                "message": c.raw[:500] if c.task is None else None})
+                                "worker": self.worker_id, "at": round(time.time(), 3), "task": c.raw[:4000]})
             error = out.error.strip()
             args += (c.raw, c.item, push, int(out.delay_s * 1000), record, out.duration_ms, fin.attempts,
                      error.splitlines()[-1][:200] if error else "")

@@ -49,10 +49,12 @@ class Task:
 
 
 def encode_task(session: str, stage: str, item: str, attempt: int = 0, meta: dict | None = None) -> str:
-    data: dict[str, Any] = {"i": item, "s": session, "t": stage, "a": attempt}
+    """The message for a task. Names are validated (no quotes, backslashes or control characters:
+    see engine.names), so they are written without escaping; metadata goes through JSON."""
+    head = '{"i":"' + item + '","s":"' + session + '","t":"' + stage + '","a":' + str(int(attempt))
     if meta:
-        data["m"] = meta
-    return _dumps(data)
+        return head + ',"m":' + _dumps(meta) + "}"
+    return head + "}"
 
 
 def decode_task(raw: str | bytes) -> Task:

@@ -117,6 +117,7 @@ class Pipeline:
     stages: tuple[Stage, ...]
     source: str = ""
     description: str = ""
+    locator: Any = field(default=None, compare=False, repr=False, hash=False)
 
     def __post_init__(self) -> None:
         lookup: dict[str, int] = {}
@@ -349,7 +350,8 @@ def parse_pipeline(data: Any, loc: Locator) -> Pipeline:
                                 description=str(raw.get("description", ""))))
     if problems:
         raise SpecError(problems)
-    return Pipeline(name=name, stages=tuple(stages), source=loc.file, description=str(data.get("description", "")))
+    return Pipeline(name=name, stages=tuple(stages), source=loc.file, description=str(data.get("description", "")),
+                    locator=loc)
 
 
 def load_pipeline(path: str | Path) -> Pipeline:

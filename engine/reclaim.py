@@ -68,7 +68,7 @@ def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: Rec
         attempts = task.attempt + 1
         failure = dumps({"state": "failed", "stage": task.stage, "attempts": attempts, "worker": worker_id,
                          "error": f"worker {worker_id} was lost during attempt {attempts} of {max_attempts} ({reason})",
-                         "stderr": "", "at": round(time.time(), 3)})
+                         "stderr": "", "at": round(time.time(), 3), "task": raw})
         result = lua.reclaim(client, (k.workers, inflight, k.queue(task.stage, task.session), k.ready(task.stage),
                                       k.bell(task.stage), k.stats(task.session), k.live(task.session),
                                       k.outcomes(task.session), k.results, k.session(task.session), k.grace),

@@ -32,13 +32,22 @@ from .yamlfile import Locator, load_yaml
 
 SESSION_KEYS = ("session", "description", "pipeline", "root", "input", "require", "params", "items",
                 "items_from", "metadata", "checks")
+REQUIRE_TYPES = ("any", "int", "positive_int", "number", "string", "bool")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
     id: str
     meta: Mapping[str, Any] | None = None
     input: str | None = None
+    origin: tuple = ()  # where it was defined in the file, e.g. ("items", 3), for error messages
+
+    def message_meta(self) -> dict[str, Any] | None:
+        """What travels with the task in its message (``m``): the metadata, and the input path."""
+        meta = dict(self.meta) if self.meta else {}
+        if self.input:
+            meta["input"] = self.input
+        return meta or None
 
 
 @dataclass(frozen=True)
@@ -52,8 +61,9 @@ class SessionSpec:
     items: tuple[Item, ...] = ()
     params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     input: str | None = None
-    require: tuple[str, ...] = ()
+    require: tuple[tuple[str, str], ...] = ()  # (field, type)
     description: str = ""
+    checks: tuple[str, ...] = ()  # extra site checks, "module:function"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     locator: Locator | None = field(default=None, compare=False, repr=False)
 
@@ -144,15 +154,16 @@ def _range_items(spec: Any, loc: Locator, path: tuple, problems: list[Problem]) 
         ok = False
     if not ok:
         return []
-    items = [Item(f"{prefix}{n:0{width}d}") for n in range(start, start + count)]
+    items = [Item(f"{prefix}{n:0{width}d}", origin=path) for n in range(start, start + count)]
     if items and name_problem(items[0].id):
         problems.append(loc.problem(path + ("prefix",), f"generated item id: {name_problem(items[0].id)}"))
         return []
     return items
 
 
-def parse_items(data: Mapping[str, Any], loc: Locator, problems: list[Problem]) -> list[Item]:
-    """The items of a session file, from ``items`` and/or ``items_from``."""
+def parse_items(data: Mapping[str, Any], loc: Locator, problems: list[Problem],
+                metadata: dict[str, dict[str, Any]] | None = None) -> list[Item]:
+    """The items of a session file, from ``items`` and/or ``items_from``, with their metadata."""
     items: list[Item] = []
     raw_items = data.get("items")
     if raw_items is not None:
@@ -178,17 +189,59 @@ def parse_items(data: Mapping[str, Any], loc: Locator, problems: list[Problem]) 
                     problems.append(loc.problem(path + ("id",), f"item id: {problem}"))
                     continue
                 inp = raw.get("input") if isinstance(raw, dict) and isinstance(raw.get("input"), str) else None
-                items.append(Item(item_id, meta, inp))
+                items.append(Item(item_id, meta, inp, origin=path))
     source = data.get("items_from")
     if source is not None:
-        if not isinstance(source, dict) or len(source) != 1:
-            problems.append(loc.problem(("items_from",), "items_from must have exactly one source, e.g. {range: {...}}"))
+        if source == "metadata":
+            if metadata is None:
+                problems.append(loc.problem(("items_from",), "items_from: metadata needs a 'metadata' source"))
+            else:
+                origin = ("items_from",)
+                for item_id, row in metadata.items():
+                    if name_problem(item_id):
+                        problems.append(loc.problem(("metadata",), f"item id from the metadata source: "
+                                                                   f"{name_problem(item_id)}"))
+                        continue
+                    inp = row.pop("input", None) if "input" in row else None
+                    items.append(Item(item_id, row or None, inp if isinstance(inp, str) else None, origin))
+                metadata = None  # these items already carry their rows
+        elif not isinstance(source, dict) or len(source) != 1:
+            problems.append(loc.problem(("items_from",), "items_from must be 'metadata' or one source, e.g. {range: {...}}"))
         elif "range" in source:
             items.extend(_range_items(source["range"], loc, ("items_from", "range"), problems))
         else:
             kind = next(iter(source))
-            problems.append(loc.problem(("items_from", kind), f"unknown item source {kind!r} (known: range)"))
+            problems.append(loc.problem(("items_from", kind), f"unknown item source {kind!r} (known: range, metadata)"))
+    if metadata:
+        merged = []
+        for item in items:
+            row = metadata.get(item.id)
+            if row:
+                meta = {**{k: v for k, v in row.items() if k != "input"}, **dict(item.meta or {})}
+                item = Item(item.id, meta or None, item.input, item.origin)
+            merged.append(item)
+        items = merged
     return items
+
+
+def _parse_require(value: Any, loc: Locator, problems: list[Problem]) -> list[tuple[str, str]]:
+    """``require: [vines]`` or ``require: {vines: positive_int, block: string}``."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return [(v, "any") for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        out = []
+        for name, kind in value.items():
+            if kind not in REQUIRE_TYPES:
+                problems.append(loc.problem(("require", name), f"unknown type {kind!r} (known: {', '.join(REQUIRE_TYPES)})"))
+            else:
+                out.append((name, kind))
+        return out
+    problems.append(loc.problem(("require",), "require must be a list of field names or a mapping field: type"))
+    return []
 
 
 def parse_session(data: Any, loc: Locator, file: Path) -> SessionSpec:
@@ -234,12 +287,13 @@ def parse_session(data: Any, loc: Locator, file: Path) -> SessionSpec:
                 input_template = None
             if input_template and not os.path.isabs(input_template):
                 input_template = _resolve(base, input_template)
-    require = data.get("require", []) or []
-    if isinstance(require, str):
-        require = [require]
-    if not isinstance(require, list) or not all(isinstance(r, str) for r in require):
-        problems.append(loc.problem(("require",), "require must be a list of metadata field names"))
-        require = []
+    require = _parse_require(data.get("require"), loc, problems)
+    checks = data.get("checks", []) or []
+    if isinstance(checks, str):
+        checks = [checks]
+    if not isinstance(checks, list) or not all(isinstance(c, str) and c.count(":") == 1 for c in checks):
+        problems.append(loc.problem(("checks",), "checks must be a list of 'module:function' site checks"))
+        checks = []
     params = data.get("params", {}) or {}
     if not isinstance(params, dict):
         problems.append(loc.problem(("params",), "params must map stage names to parameter mappings"))
@@ -255,14 +309,17 @@ def parse_session(data: Any, loc: Locator, file: Path) -> SessionSpec:
             continue
         canonical = pipeline.canonical(stage_name) if pipeline is not None else str(stage_name)
         clean_params[canonical] = dict(values)
-    items = parse_items(data, loc, problems)
+    from .metadata import load_metadata
+
+    metadata = load_metadata(data.get("metadata"), base, loc, problems)
+    items = parse_items(data, loc, problems, metadata)
     if "items" not in data and "items_from" not in data and "metadata" not in data:
         problems.append(loc.problem((), "a session needs 'items' (a list) or 'items_from'"))
     if problems:
         raise SpecError(problems)
     return SessionSpec(name=name, pipeline=pipeline, root=root, file=str(file), items=tuple(items),
                        params=clean_params, input=input_template, require=tuple(require),
-                       description=str(data.get("description", "")), raw=data, locator=loc)
+                       description=str(data.get("description", "")), checks=tuple(checks), raw=data, locator=loc)
 
 
 def load_session(path: str | Path) -> SessionSpec:

@@ -87,6 +87,7 @@ class WorkerStatus:
     started: float | None = None
     supervisor: str = ""
     completed: int = 0
+    cpus: int | None = None  # logical CPUs of the host
 
 
 @dataclass(frozen=True)
@@ -297,7 +298,8 @@ def _worker_status(worker_id: str, expiry: float, info: dict[str, str], now_ms: 
         cpu_percent=_num(info.get("cpu")), memory_percent=_num(info.get("mem")),
         host_cpu_percent=_num(info.get("host_cpu")), host_memory_percent=_num(info.get("host_mem")),
         rss_bytes=_num(info.get("rss"), int), heartbeat_s=hb_ms / 1000, started=_num(info.get("started")),
-        supervisor=info.get("supervisor", ""), completed=_num(info.get("done"), int) or 0)
+        supervisor=info.get("supervisor", ""), completed=_num(info.get("done"), int) or 0,
+        cpus=_num(info.get("cpus"), int))
 
 
 def work_remaining(client: redis.Redis, keys: Keys, roles: list[str] | tuple[str, ...]) -> int:

@@ -181,7 +181,7 @@ def test_grace_window_after_an_outage_protects_live_leases(engine, r, session):
     link.beat(0.2, 0.5, {})
     claim(link)
     # simulate Redis having been unreachable: nobody beat for a long time
-    r.set("symphony:clock", int(r.time()[0] * 1000) - 60_000)
+    r.set("symphony:clock", f"{int(r.time()[0] * 1000) - 60_000}:200:500")
     r.zadd("symphony:workers", {"w1": 0})  # w1's lease looks long expired
     other = engine.worker_link("w2", ["a"])
     beat = other.beat(0.2, 0.5, {})
@@ -240,3 +240,19 @@ def test_idle_worker_blocks_on_the_bell_and_wakes_on_enqueue(engine, r, session)
     engine.enqueue("s1", "a", [("i1", None)])
     thread.join(5)
     assert woke["bell"] is True and woke["after"] < 4
+
+
+def test_the_console_reaper_also_respects_an_outage(engine, r, session):
+    """After Redis was paused, a process that does not beat (the console) must not reap the
+    leases of workers that simply could not reach Redis."""
+    engine.enqueue("s1", "a", [("i1", None)])
+    link = engine.worker_link("w1", ["a"])
+    link.beat(0.2, 0.5, {})
+    claim(link)
+    r.set("symphony:clock", f"{int(r.time()[0] * 1000) - 60_000}:200:500")  # nobody beat for a minute
+    r.zadd("symphony:workers", {"w1": 0})
+    assert engine.reap() == []  # grace window opened by the reaper itself
+    assert r.pttl("symphony:grace") > 0 and r.llen("symphony:inflight:w1") == 1
+    # once the window is over and w1 still does not beat, it is reaped
+    wait_until(lambda: engine.reap(), timeout=5, message="the grace window to end")
+    assert r.llen("symphony:inflight:w1") == 0 and r.llen("a:s1") == 1

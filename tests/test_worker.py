@@ -216,3 +216,37 @@ def test_redis_restart_under_a_running_worker(own_redis, tmp_path):
     finally:
         worker.stop()
         engine.close()
+
+
+def test_an_idle_worker_blocks_instead_of_polling(engine, r, redis_url, tmp_path):
+    """With nothing to do, a worker process makes about one request a second (a blocking BLPOP on
+    its roles' bells, then one look at the ready sets), plus its heartbeat."""
+    session = one_stage_session(tmp_path, "tests.handlers:ok", ["only"])
+    init(engine, session)
+    from tests.helpers import worker_env
+    import subprocess
+    import time
+
+    log = open(tmp_path / "idle.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "workers", "--processes", "1", "--heartbeat", "5"],
+                            stdout=log, stderr=subprocess.STDOUT, env=worker_env(redis_url), start_new_session=True)
+    try:
+        wait_until(lambda: int(r.hget("symphony:stats:s1", "work|completed") or 0) == 1, message="the one task")
+
+        # Round trips, not commands: INFO counts the commands a Lua script runs inside it too, so
+        # count the commands a worker can only send itself (a script never runs EVALSHA or BLPOP).
+        top_level = ("evalsha", "eval", "blpop", "hgetall", "hkeys", "lrange", "hget", "hmget", "ping", "llen")
+
+        def total() -> int:
+            stats = r.info("commandstats")
+            return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in top_level)
+
+        start, began = total(), time.monotonic()
+        wait_until(lambda: time.monotonic() - began >= 6, timeout=10, interval=0.5)  # observe for 6 s
+        elapsed = time.monotonic() - began
+        rate = (total() - start) / elapsed
+        assert rate <= 1.6, f"an idle worker made {rate:.2f} requests/s"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()

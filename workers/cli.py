@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-wait", type=float, default=2.0, metavar="SECONDS", help=argparse.SUPPRESS)
     p.add_argument("--rerun-existing", action="store_true",
                    help="run a stage even if its output already exists (default: existing output means done)")
+    p.add_argument("--metrics-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="record this host's CPU and memory once per this many seconds, for the console's history "
+                        "(one sample per host however many processes run on it; 0 turns it off; default %(default)s)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
@@ -65,6 +68,8 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
     lease = args.lease if args.lease is not None else 2.5 * args.heartbeat
     if lease <= args.heartbeat:
         raise ConfigError("--lease must be longer than --heartbeat")
+    if args.metrics_interval < 0:
+        raise ConfigError("--metrics-interval must be 0 (off) or positive")
     roles = tuple(r.strip() for r in (args.roles or "").split(",") if r.strip())
     config = resolve_redis(args.redis, password_file=args.redis_password_file, ca_file=args.redis_ca_file)
     return WorkerOptions(redis_url=config.url, redis_password=config.password, redis_username=config.username,
@@ -72,7 +77,8 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
                          processes=args.processes, burst=args.burst, nice=args.nice, heartbeat_s=args.heartbeat,
                          lease_s=lease, drain_timeout_s=args.drain_timeout, idle_wait_s=args.idle_wait,
                          prefetch=args.prefetch,
-                         log_level=args.log_level, skip_existing=not args.rerun_existing)
+                         log_level=args.log_level, skip_existing=not args.rerun_existing,
+                         metrics_interval_s=args.metrics_interval)
 
 
 def main(argv: list[str] | None = None) -> int:

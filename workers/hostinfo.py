@@ -17,6 +17,29 @@ class HostSampler:
         psutil.cpu_percent(None)
         self.cpus = psutil.cpu_count() or 1
         self.started = time.time()
+        # handler children (command handlers) by pid: psutil measures a process's CPU between two
+        # calls on the same object, so each child's object is kept for as long as it lives
+        self._children: dict[int, psutil.Process] = {}
+
+    def _children_usage(self) -> tuple[float, float, int]:
+        """CPU percent (of one core), memory percent and RSS of the handler children."""
+        cpu = mem = 0.0
+        rss = 0
+        alive: dict[int, psutil.Process] = {}
+        for child in self.process.children(recursive=True):
+            known = self._children.get(child.pid)
+            if known is not None and known.is_running():
+                child = known
+            try:
+                with child.oneshot():
+                    cpu += child.cpu_percent(None)  # 0.0 on the first call for a new child
+                    rss += child.memory_info().rss
+                    mem += child.memory_percent()
+            except psutil.Error:
+                continue
+            alive[child.pid] = child
+        self._children = alive
+        return cpu, mem, rss
 
     def sample(self) -> dict[str, object]:
         try:
@@ -25,15 +48,11 @@ class HostSampler:
                 mem = self.process.memory_percent()
                 rss = self.process.memory_info().rss
             # include child processes (command handlers) in the worker's own figures
-            for child in self.process.children(recursive=True):
-                try:
-                    rss += child.memory_info().rss
-                    mem += child.memory_percent()
-                except psutil.Error:
-                    continue
+            child_cpu, child_mem, child_rss = self._children_usage()
             host_cpu = psutil.cpu_percent(None)
             vm = psutil.virtual_memory()
         except psutil.Error:
             return {}
-        return {"cpu": round(cpu / self.cpus, 1), "mem": round(mem, 2), "rss": rss,
-                "host_cpu": round(host_cpu, 1), "host_mem": round(vm.percent, 1), "cpus": self.cpus}
+        return {"cpu": round(min(100.0, (cpu + child_cpu) / self.cpus), 1), "mem": round(mem + child_mem, 2),
+                "rss": rss + child_rss, "host_cpu": round(host_cpu, 1), "host_mem": round(vm.percent, 1),
+                "cpus": self.cpus}

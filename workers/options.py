@@ -23,3 +23,4 @@ class WorkerOptions:
     log_level: str = "INFO"
     prefetch: int = 32  # most tasks claimed at once when tasks are short (1: one at a time)
     skip_existing: bool = True  # a stage whose output exists is done (Luigi's rule)
+    metrics_interval_s: float = 30.0  # one host CPU/memory sample per host per this many seconds (0: off)

@@ -80,6 +80,8 @@ class WorkerProcess:
         self.engine = Engine(config, socket_timeout=max(10.0, options.idle_wait_s + 5))
         self.link = self.engine.worker_link(worker_id, [], idle_wait_s=options.idle_wait_s)
         self.sampler = HostSampler()
+        self.host_metrics = self.engine.host_metrics_writer(options.pool, self.sampler.host,
+                                                            interval_s=options.metrics_interval_s)
         self.current: Current | None = None
         self.completed = 0
         self.state = "starting"
@@ -364,7 +366,9 @@ class WorkerProcess:
             now = time.monotonic()
             if now >= next_beat:
                 try:
-                    beat = self.link.beat(options.heartbeat_s, options.lease_s, self._info())
+                    info = self._info()
+                    beat = self.link.beat(options.heartbeat_s, options.lease_s, info)
+                    self._record_host(beat.now_ms, info)
                     if self._hb_down_since is not None:
                         self._hb_down_since = None
                     if known_before and not beat.known:
@@ -408,6 +412,14 @@ class WorkerProcess:
             self._heart_wakes_at = time.monotonic() + max(0.01, wait)
             self.wake.wait(max(0.01, wait))
             self.wake.clear()
+
+    def _record_host(self, now_ms: int, info: dict[str, object]) -> None:
+        """The host's sample for the console's history: one call per time bucket at most, and
+        Redis keeps one sample per host per bucket however many of its processes offer one."""
+        try:
+            self.host_metrics.offer(now_ms, info)
+        except Exception as exc:  # metrics must never disturb the heartbeat
+            log.debug("could not record host metrics: %s", describe_error(exc))
 
     def _check_cancelled(self) -> None:
         current = self.current

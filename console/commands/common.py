@@ -66,3 +66,63 @@ def human_age(seconds: float | None) -> str:
 
 def percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}%"
+
+
+class Progress:
+    """A progress bar on stderr for long work (a TTY gets a live bar; logs get a few lines)."""
+
+    def __init__(self, total: int, label: str, *, stream=None, minimum: int = 5000):
+        import time
+
+        self.total, self.label, self.done = max(1, total), label, 0
+        self.stream = stream or sys.stderr
+        self.enabled = total >= minimum
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._time = time.monotonic
+        self._started = self._time()
+        self._last_draw = 0.0
+        self._last_quarter = -1
+
+    def __call__(self, count: int) -> None:
+        self.done += count
+        if not self.enabled:
+            return
+        now = self._time()
+        if self.tty:
+            if now - self._last_draw >= 0.1 or self.done >= self.total:
+                self._last_draw = now
+                width = 30
+                filled = int(width * min(1.0, self.done / self.total))
+                rate = self.done / max(1e-6, now - self._started)
+                self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                                  f"{self.done:,}/{self.total:,} ({rate:,.0f}/s)")
+                self.stream.flush()
+        else:
+            quarter = int(4 * min(1.0, self.done / self.total))
+            if quarter != self._last_quarter:
+                self._last_quarter = quarter
+                self.stream.write(f"{self.label}: {self.done:,}/{self.total:,}\n")
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def confirm(question: str, assume_yes: bool) -> bool:
+    """Ask on a terminal; without one, only ``--yes`` proceeds (scripts must say so explicitly)."""
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        sys.stderr.write(f"symphony: {question} Refusing without --yes (no terminal to ask on).\n")
+        return False
+    answer = input(f"{question} [y/N] ").strip().lower()
+    return answer in ("y", "yes")
+
+
+def print_problems(problems, warnings=(), stream=None) -> None:
+    stream = stream or sys.stderr
+    for problem in problems:
+        stream.write(f"error: {redact(problem)}\n")
+    for warning in warnings:
+        stream.write(f"warning: {redact(warning)}\n")

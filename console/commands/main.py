@@ -4,11 +4,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine import SymphonyError, install_log_redaction, redact
+import redis
 
-from . import demo, initialize, status
+from engine import SymphonyError, describe_error, install_log_redaction, is_unavailable, redact, resolve_redis
 
-VERBS = (status, initialize, demo)
+from . import demo, initialize, jobs, metrics, queues, repair, sessions, status
+
+VERBS = (status, sessions, queues, initialize, repair, jobs, demo, metrics)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _display(args: argparse.Namespace) -> str:
+    try:
+        return resolve_redis(getattr(args, "redis", None)).display
+    except SymphonyError:
+        return "(unknown)"
+
+
 def main(argv: list[str] | None = None) -> int:
     import logging
 
@@ -31,6 +40,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except SymphonyError as exc:
         sys.stderr.write(f"symphony: {redact(exc)}\n")
+        return 2
+    except redis.AuthenticationError as exc:
+        sys.stderr.write(f"symphony: Redis at {_display(args)} refused the credentials: {describe_error(exc)}\n")
+        return 2
+    except redis.RedisError as exc:
+        if is_unavailable(exc):
+            sys.stderr.write(f"symphony: Redis at {_display(args)} is unavailable: {describe_error(exc)}\n")
+        else:
+            sys.stderr.write(f"symphony: Redis at {_display(args)} answered with an error: {describe_error(exc)}\n")
         return 2
     except KeyboardInterrupt:
         return 130

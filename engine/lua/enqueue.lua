@@ -7,11 +7,12 @@ local state = redis.call('HGET', KEYS[6], 'state')
 if state ~= 'active' then return {-1, state or 'missing'} end
 local stage, session = ARGV[1], ARGV[2]
 local batch, added, skipped = {}, 0, 0
+local any_outcomes = redis.call('EXISTS', KEYS[7]) == 1
 for i = 4, #ARGV, 2 do
   local item = ARGV[i]
   if redis.call('HSETNX', KEYS[2], item, stage) == 1 then
     batch[#batch + 1] = ARGV[i + 1]
-    local old = redis.call('HGET', KEYS[7], item)
+    local old = any_outcomes and redis.call('HGET', KEYS[7], item)
     if old then
       -- the item leaves its failed/timed-out/cancelled state (an atomic move, as in seed 004)
       local ok, rec = pcall(cjson.decode, old)

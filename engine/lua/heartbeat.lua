@@ -9,11 +9,14 @@
 -- Returns {now, was known (0/1), epoch, grace ms left, earliest lease expiry, lapsed ids...}
 local now = now_ms()
 local hb, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
-local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+local last_raw = redis.call('GET', KEYS[3])
+local last = last_raw and tonumber(string.match(last_raw, '^(%d+)')) or 0
 if last > 0 and now - last > 2 * hb then
   redis.call('SET', KEYS[4], tostring(now), 'PX', lease + hb)
 end
-redis.call('SET', KEYS[3], tostring(now))
+-- the clock also records the interval and lease, so processes that do not beat (the console)
+-- can detect an outage the same way before they reap anything
+redis.call('SET', KEYS[3], now .. ':' .. hb .. ':' .. lease)
 local known = redis.call('ZSCORE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
 if #ARGV >= 6 then redis.call('HSET', KEYS[2], unpack(ARGV, 5)) end

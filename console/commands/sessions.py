@@ -1,0 +1,104 @@
+"""``symphony sessions``, ``cancel``, ``retry`` and ``purge``: the operator's verbs on sessions."""
+from __future__ import annotations
+
+import argparse
+import time
+
+from .common import add_redis_args, confirm, engine_from_args, fail, print_json, table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    h = "list sessions with their progress"
+    p = sub.add_parser("sessions", help=h, description=h)
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    add_redis_args(p)
+    p.set_defaults(func=run_sessions)
+
+    h = "cancel a session: its waiting tasks are dropped as cancelled, running ones stop"
+    p = sub.add_parser("cancel", help=h, description=h)
+    p.add_argument("session")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_redis_args(p)
+    p.set_defaults(func=run_cancel)
+
+    h = "put a session's failed (and timed-out) tasks back in their queues"
+    p = sub.add_parser("retry", help=h, description=h)
+    p.add_argument("session")
+    p.add_argument("--stage", help="only this stage")
+    p.add_argument("--failed-only", action="store_true", help="leave timed-out tasks alone")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_redis_args(p)
+    p.set_defaults(func=run_retry)
+
+    h = "forget a session's queues, accounting and records (seed 004's cleanup); outputs stay on disk"
+    p = sub.add_parser("purge", help=h, description=h)
+    p.add_argument("session")
+    p.add_argument("--keys", action="store_true", help="also delete the jobs' own key/values")
+    p.add_argument("--force", action="store_true", help="even if tasks are still queued or running")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_redis_args(p)
+    p.set_defaults(func=run_purge)
+
+
+def run_sessions(args: argparse.Namespace) -> int:
+    with engine_from_args(args) as engine:
+        snap = engine.snapshot(events=1)
+    if args.json:
+        print_json([{**s.__dict__, "stages": list(s.stages), "progress": round(s.progress, 4)} for s in snap.sessions])
+        return 0
+    rows = []
+    for s in snap.sessions:
+        age = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created)) if s.created else "-"
+        rows.append((s.name, s.state, s.pipeline, f"{s.items:,}", f"{s.completed:,}", f"{s.queued:,}",
+                     f"{s.in_flight:,}", f"{s.failed + s.timed_out:,}", f"{100 * s.progress:.0f}%", age))
+    table(["SESSION", "STATE", "PIPELINE", "ITEMS", "DONE", "QUEUED", "RUNNING", "FAILED", "PROGRESS", "CREATED"], rows,
+          right=(3, 4, 5, 6, 7, 8))
+    return 0
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    with engine_from_args(args) as engine:
+        engine.session(args.session)  # unknown session: a clear error before asking anything
+        if not confirm(f"Cancel session {args.session}? Waiting tasks are dropped.", args.yes):
+            return 1
+        result = engine.cancel(args.session)
+    if args.json:
+        print_json(result.__dict__)
+    else:
+        print(f"session {result.session} cancelled: {result.cancelled:,} waiting task(s) cancelled"
+              + (f"; {result.in_flight} running task(s) stop and are recorded as cancelled" if result.in_flight else ""))
+    return 0
+
+
+def run_retry(args: argparse.Namespace) -> int:
+    states = ("failed",) if args.failed_only else ("failed", "timed_out")
+    with engine_from_args(args) as engine:
+        result = engine.retry(args.session, args.stage, states)
+    if args.json:
+        print_json({**result.__dict__, "by_stage": dict(result.by_stage)})
+    elif result.requeued:
+        print(f"{result.requeued:,} task(s) back in their queues: "
+              + ", ".join(f"{k} {v:,}" for k, v in result.by_stage.items()))
+    else:
+        print(f"session {args.session} has no failed tasks to retry")
+    return 0
+
+
+def run_purge(args: argparse.Namespace) -> int:
+    with engine_from_args(args) as engine:
+        engine.session(args.session)
+        what = "its queues, accounting and records" + (", and its jobs' key/values" if args.keys else "")
+        if not confirm(f"Purge session {args.session} ({what})? Outputs on disk stay.", args.yes):
+            return 1
+        result = engine.purge(args.session, job_keys=args.keys, force=args.force)
+    if args.json:
+        print_json(result.__dict__)
+    else:
+        print(f"session {result.session} purged ({result.keys_deleted} key(s) deleted"
+              + (f", {result.job_keys_deleted} job key/value hash(es)" if args.keys else "") + ")")
+    return 0
+
+
+__all__ = ["register", "fail"]

@@ -1,0 +1,266 @@
+"""The operator's verbs on a session: cancel, retry, purge; and what they look at: failures,
+session detail, the list of queues."""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from .errors import SessionConflict, UnknownSession
+from .jobstore import last_job
+from .messages import InvalidMessage, decode_task
+from .registry import CANCELLED, add_event, list_sessions, set_session_state
+from .scripts import scripts
+from .snapshot import STATES, QueueStatus, SessionStatus
+
+CANCEL_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    session: str
+    cancelled: int  # waiting tasks cancelled now
+    in_flight: int  # running tasks: they end as cancelled when their workers report
+
+
+@dataclass(frozen=True)
+class RetryResult:
+    session: str
+    requeued: int
+    by_stage: Mapping[str, int] = field(default_factory=dict)
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    session: str
+    keys_deleted: int
+    job_keys_deleted: int = 0
+
+
+@dataclass(frozen=True)
+class Failure:
+    item: str
+    stage: str
+    state: str  # failed | timed_out | cancelled
+    error: str
+    stderr: str
+    attempts: int
+    at: float | None
+    worker: str = ""
+
+
+@dataclass(frozen=True)
+class SessionDetail:
+    status: SessionStatus
+    queues: tuple[QueueStatus, ...]
+    failures: tuple[Failure, ...]
+    last_job_id: str | None
+    last_job: Mapping[str, str]
+    file: str = ""
+    root: str = ""
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    name: str
+    role: str
+    session: str
+    session_state: str
+    length: int
+    kind: str  # the key's Redis type: list, none, or something else (a clash)
+
+    @property
+    def clash(self) -> bool:
+        return self.kind not in ("list", "none")
+
+
+def _stages(engine: Any, session: str) -> list[str]:
+    raw = engine.client.hget(engine.keys.sessions, session)
+    if raw is None:
+        raise UnknownSession(f"no session named {session!r} is registered")
+    return list(json.loads(raw).get("stages", ()))
+
+
+def cancel_session(engine: Any, session: str) -> CancelResult:
+    """Mark the session cancelled (workers stop claiming it, running commands are interrupted,
+    finishing tasks are recorded as cancelled), then cancel every waiting task."""
+    keys, client, lua = engine.keys, engine.client, scripts()
+    stages = _stages(engine, session)
+    set_session_state(client, keys, session, CANCELLED)
+    total = 0
+    for stage in stages:
+        while True:
+            n, remaining = lua.cancel(client, (keys.session(session), keys.stats(session), keys.live(session),
+                                               keys.outcomes(session), keys.queue(stage, session),
+                                               keys.delayed(stage, session), keys.ready(stage)),
+                                      (stage, session, CANCEL_BATCH))
+            total += int(n)
+            if int(remaining) == 0 or int(n) == 0:
+                break
+    stats = client.hgetall(keys.stats(session))
+    running = sum(max(0, int(stats.get(f"{s}|running", 0) or 0)) for s in stages)
+    add_event(client, keys, "cancel", f"session {session} cancelled: {total} waiting task(s) cancelled, "
+                                      f"{running} running", session=session)
+    return CancelResult(session, total, running)
+
+
+def iter_outcomes(engine: Any, session: str) -> Iterable[tuple[str, dict[str, Any]]]:
+    for item, raw in engine.client.hscan_iter(engine.keys.outcomes(session), count=1000):
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            yield item, record
+
+
+def retry_session(engine: Any, session: str, stage: str | None = None,
+                  states: Iterable[str] = ("failed", "timed_out")) -> RetryResult:
+    """Put failed (and timed-out) tasks back in their queues with fresh attempts."""
+    spec_raw, state = engine.client.hmget(engine.keys.session(session), "spec", "state")
+    if spec_raw is None:
+        raise UnknownSession(f"no session named {session!r} is registered")
+    if state == CANCELLED:
+        raise SessionConflict(f"session {session!r} is cancelled; use 'symphony initialize --resume' to run it again")
+    pipeline = json.loads(spec_raw)["pipeline"]
+    if stage is not None:
+        names = {s["name"]: s["name"] for s in pipeline["stages"]}
+        names.update({a: s["name"] for s in pipeline["stages"] for a in s.get("aliases", [])})
+        if stage not in names:
+            raise UnknownSession(f"session {session!r} has no stage {stage!r} (stages: {', '.join(s['name'] for s in pipeline['stages'])})")
+        stage = names[stage]
+    wanted = set(states)
+    groups: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+    for item, record in iter_outcomes(engine, session):
+        if record.get("state") not in wanted or (stage and record.get("stage") != stage):
+            continue
+        meta = None
+        try:
+            meta = decode_task(record.get("task", "")).meta
+        except InvalidMessage:
+            pass
+        groups[record.get("stage", "")].append((item, meta))
+    by_stage, skipped = {}, 0
+    for stage_name, items in groups.items():
+        if not stage_name:
+            continue
+        result = engine.enqueue(session, stage_name, items)
+        by_stage[stage_name] = result.added
+        skipped += result.skipped
+    total = sum(by_stage.values())
+    if total:
+        add_event(engine.client, engine.keys, "retry", f"retry of {session}: {total} task(s) back in their queues",
+                  session=session)
+    return RetryResult(session, total, by_stage, skipped)
+
+
+def purge_session(engine: Any, session: str, *, job_keys: bool = False, force: bool = False) -> PurgeResult:
+    """Forget everything Redis keeps about a session (seed 004's cleanup): queues, accounting,
+    failure records, registration; with ``job_keys`` also the jobs' own key/values. Outputs on
+    disk are untouched. Refused while tasks are queued or running, unless ``force``."""
+    keys, client = engine.keys, engine.client
+    stages = _stages(engine, session)
+    state = client.hget(keys.session(session), "state")
+    live = client.hlen(keys.live(session))
+    if live and state != CANCELLED and not force:
+        raise SessionConflict(f"session {session!r} still has {live} item(s) queued or running; "
+                              "cancel it first ('symphony cancel'), or pass --force")
+    job_deleted = 0
+    if job_keys:
+        batch: list[str] = []
+        for job_id in client.sscan_iter(keys.jobs(session), count=1000):
+            stage, _, item = job_id.partition(":")
+            batch.append(keys.job(session, stage, item))
+            if len(batch) >= 1000:
+                job_deleted += client.delete(*batch)
+                batch = []
+        if batch:
+            job_deleted += client.delete(*batch)
+    names = [keys.stats(session), keys.live(session), keys.outcomes(session), keys.session(session),
+             keys.last_job(session)]
+    if job_keys:
+        names.append(keys.jobs(session))
+    for stage in stages:
+        names += [keys.queue(stage, session), keys.delayed(stage, session)]
+    with client.pipeline(transaction=True) as pipe:
+        pipe.delete(*names)
+        pipe.hdel(keys.sessions, session)
+        for stage in stages:
+            pipe.zrem(keys.ready(stage), session)
+        pipe.incr(keys.epoch)
+        deleted = pipe.execute()[0]
+    _recompute_pools(engine)
+    add_event(client, keys, "purge", f"session {session} purged" + (" with its jobs' key/values" if job_keys else ""),
+              session=session)
+    return PurgeResult(session, int(deleted), int(job_deleted))
+
+
+def _recompute_pools(engine: Any) -> None:
+    pools: dict[str, set[str]] = defaultdict(set)
+    for summary in list_sessions(engine.client, engine.keys):
+        for stage, pool in zip(summary.stages, summary.pools):
+            pools[pool].add(stage)
+    with engine.client.pipeline(transaction=True) as pipe:
+        pipe.delete(engine.keys.pools)
+        if pools:
+            pipe.hset(engine.keys.pools, mapping={p: json.dumps(sorted(r)) for p, r in pools.items()})
+        pipe.execute()
+
+
+def failures(engine: Any, session: str, limit: int = 200, states: Iterable[str] = ("failed", "timed_out", "cancelled")
+             ) -> tuple[Failure, ...]:
+    wanted = set(states)
+    out: list[Failure] = []
+    for item, record in iter_outcomes(engine, session):
+        if record.get("state") not in wanted:
+            continue
+        out.append(Failure(item=item, stage=str(record.get("stage", "")), state=str(record.get("state")),
+                           error=str(record.get("error", "")), stderr=str(record.get("stderr", "")),
+                           attempts=int(record.get("attempts", 0) or 0), at=record.get("at"),
+                           worker=str(record.get("worker", "") or "")))
+        if len(out) >= limit:
+            break
+    out.sort(key=lambda f: f.at or 0, reverse=True)
+    return tuple(out)
+
+
+def session_detail(engine: Any, session: str, failure_limit: int = 50) -> SessionDetail:
+    snap_session, queues = None, []
+    snapshot = engine.snapshot(events=1)
+    for s in snapshot.sessions:
+        if s.name == session:
+            snap_session = s
+    if snap_session is None:
+        raise UnknownSession(f"no session named {session!r} is registered")
+    queues = tuple(q for q in snapshot.queues if q.session == session)
+    job_id, kv = last_job(engine.client, engine.keys, session)
+    spec_raw = engine.client.hget(engine.keys.session(session), "spec")
+    root = json.loads(spec_raw).get("root", "") if spec_raw else ""
+    return SessionDetail(status=snap_session, queues=queues, failures=failures(engine, session, failure_limit),
+                         last_job_id=job_id, last_job=kv, file=snap_session.file, root=root)
+
+
+def list_queues(engine: Any) -> list[QueueInfo]:
+    """Every queue of every registered session, with its length: the seed's ``keys *`` habit,
+    without ``KEYS``. A key of a queue's name that is not a list is shown as a clash."""
+    summaries = list_sessions(engine.client, engine.keys)
+    pairs = [(s, stage) for s in summaries for stage in s.stages]
+    with engine.client.pipeline(transaction=False) as pipe:
+        for summary, stage in pairs:
+            name = engine.keys.queue(stage, summary.name)
+            pipe.type(name)
+            pipe.llen(name)
+        replies = pipe.execute(raise_on_error=False)
+    out = []
+    for index, (summary, stage) in enumerate(pairs):
+        kind, length = replies[2 * index], replies[2 * index + 1]
+        out.append(QueueInfo(name=engine.keys.queue(stage, summary.name), role=stage, session=summary.name,
+                             session_state=summary.state, kind=str(kind),
+                             length=int(length) if isinstance(length, int) else 0))
+    return out
+
+
+__all__ = ["CancelResult", "Failure", "PurgeResult", "QueueInfo", "RetryResult", "SessionDetail", "STATES",
+           "cancel_session", "failures", "list_queues", "purge_session", "retry_session", "session_detail"]

@@ -1,0 +1,226 @@
+"""``repair``: find what each item is missing from the outputs on disk, and enqueue exactly that.
+
+Luigi's rule: a stage is done when its output exists. For every item, the furthest stage whose
+output exists tells where it is; the next stage is enqueued unless the item is already queued
+or in flight. Outputs on disk are the source of truth, so repair rebuilds every missing task
+even after Redis lost all its data.
+
+Speed: each stage's output directory is listed once (no stat per item), and the plan is made
+with set operations, so a million items plan in about the time it takes to list the directories.
+
+Safety while workers run: the items in progress (and the failed ones) are read from Redis
+*before* the directories are listed. An item in progress then is left alone even if it
+finishes before the plan is applied; an item not in progress then cannot finish meanwhile
+unless someone enqueued it, in which case the atomic enqueue (HSETNX on the live hash) skips it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import UnknownSession
+from .session_file import SessionSpec, load_session
+
+RETRYABLE = ("failed", "timed_out")
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    stage: str
+    count: int
+    reasons: Mapping[str, int]
+    items: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class RepairPlan:
+    session: str
+    file: str
+    total: int
+    complete: int
+    in_progress: int  # queued, retrying or running: left alone
+    failed: int  # failed or timed out last time: reported, not retried (unless retry_failed)
+    retry_failed: bool
+    stages: tuple[StagePlan, ...]
+    registered: bool  # False when Redis did not know the session (e.g. after a flush)
+    listing_s: float
+    planning_s: float
+    spec: SessionSpec | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def to_enqueue(self) -> int:
+        return sum(s.count for s in self.stages)
+
+    def to_dict(self, items: bool = False) -> dict[str, Any]:
+        return {"session": self.session, "file": self.file, "total": self.total, "complete": self.complete,
+                "in_progress": self.in_progress, "failed": self.failed, "retry_failed": self.retry_failed,
+                "to_enqueue": self.to_enqueue, "registered": self.registered,
+                "listing_s": round(self.listing_s, 4), "planning_s": round(self.planning_s, 4),
+                "stages": [{"stage": s.stage, "count": s.count, "reasons": dict(s.reasons),
+                            **({"items": list(s.items)} if items else {})} for s in self.stages]}
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    session: str
+    enqueued: Mapping[str, int]
+    skipped: int  # became queued or in flight between planning and enqueueing
+    registration: str = ""
+
+    @property
+    def total(self) -> int:
+        return sum(self.enqueued.values())
+
+
+_SESSION_LINE = re.compile(r"^session:\s*['\"]?([^'\"#\s]+)", re.MULTILINE)
+
+
+def find_session_file(session: str, tasks_dir: str | Path = "tasks") -> Path | None:
+    """The session file in ``tasks_dir`` that defines ``session`` (read cheaply, not parsed)."""
+    directory = Path(tasks_dir)
+    if not directory.is_dir():
+        return None
+    for path in sorted(directory.iterdir()):
+        if path.suffix not in (".yaml", ".yml") or not path.is_file():
+            continue
+        try:
+            with open(path, encoding="utf-8") as fh:
+                head = fh.read(65536)
+        except OSError:
+            continue
+        match = _SESSION_LINE.search(head)
+        if match and match.group(1) == session:
+            return path
+    return None
+
+
+def resolve_spec(engine: Any, session: str, tasks_dir: str | Path = "tasks", file: str | Path | None = None) -> SessionSpec:
+    """The session's definition from its file: the one given, the one Redis remembers, or the one
+    in ``tasks_dir`` that names it (after a flush, Redis remembers nothing)."""
+    candidates: list[Path] = []
+    if file:
+        candidates.append(Path(file))
+    else:
+        try:
+            remembered = engine.client.hget(engine.keys.session(session), "file")
+        except Exception:
+            remembered = None
+        if remembered and Path(remembered).is_file():
+            candidates.append(Path(remembered))
+        found = find_session_file(session, tasks_dir)
+        if found is not None:
+            candidates.append(found)
+    if not candidates:
+        raise UnknownSession(f"no session file for {session!r}: not registered in Redis and not found in "
+                             f"{tasks_dir}/ (pass --file PATH)")
+    spec = load_session(candidates[0])
+    if spec.name != session:
+        raise UnknownSession(f"{candidates[0]} defines session {spec.name!r}, not {session!r}")
+    return spec
+
+
+def list_outputs(directory: str, prefix: str, suffix: str) -> set[str]:
+    """Item ids whose output file is in ``directory`` (one listing; temporary files ignored)."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return set()
+    start, end = len(prefix), len(suffix)
+    if not prefix and not suffix:
+        return set(names)
+    return {name[start:len(name) - end] for name in names
+            if name.startswith(prefix) and name.endswith(suffix) and len(name) > start + end}
+
+
+def plan_repair(engine: Any, spec: SessionSpec, *, retry_failed: bool = False) -> RepairPlan:
+    started = time.perf_counter()
+    client, keys = engine.client, engine.keys
+    pipeline = spec.pipeline
+    for stage in pipeline.stages:
+        if stage.output is None:
+            from .errors import ConfigError
+
+            raise ConfigError(f"stage {stage.name} of pipeline {pipeline.name} has no output: repair needs every "
+                              "stage to write one (Luigi's rule)")
+    # 1. what is in progress and what failed, read BEFORE looking at the disk (see module doc)
+    with client.pipeline(transaction=False) as pipe:
+        pipe.exists(keys.session(spec.name))
+        pipe.hkeys(keys.live(spec.name))
+        pipe.hgetall(keys.outcomes(spec.name))
+        registered, live_items, outcomes = pipe.execute()
+    live = set(live_items)
+    failed_items = set()
+    for item, raw in outcomes.items():
+        try:
+            state = json.loads(raw).get("state")
+        except (ValueError, AttributeError):
+            continue
+        if state in RETRYABLE:
+            failed_items.add(item)
+    # 2. one directory listing per stage
+    listed = time.perf_counter()
+    done: list[set[str]] = []
+    for stage in pipeline.stages:
+        directory, prefix, suffix = stage.output_dir_and_pattern(spec.root, spec.name)
+        done.append(list_outputs(directory, prefix, suffix))
+    listing_s = time.perf_counter() - listed
+    # 3. the furthest stage done, for every item, with set operations
+    order = [item.id for item in spec.items]
+    everyone = set(order)
+    last = len(pipeline.stages) - 1
+    complete = done[last] & everyone
+    assigned = set(complete)
+    targets: list[set[str]] = [set() for _ in pipeline.stages]
+    for k in range(last - 1, -1, -1):
+        reach = (done[k] & everyone) - assigned
+        targets[k + 1] = reach
+        assigned |= reach
+    targets[0] = everyone - assigned
+    in_progress = (everyone - complete) & live
+    held_back = set() if retry_failed else (failed_items - live)
+    stages = []
+    for k, stage in enumerate(pipeline.stages):
+        wanted = targets[k] - live
+        retrying = wanted & failed_items if retry_failed else set()
+        wanted -= held_back
+        reasons: dict[str, int] = {}
+        fresh = len(wanted) - len(retrying)
+        if fresh:
+            reasons["nothing done yet" if k == 0 else f"{pipeline.stages[k - 1].name} done, {stage.name} missing"] = fresh
+        if retrying:
+            reasons["failed before (--retry-failed)"] = len(retrying)
+        items = tuple(i for i in order if i in wanted) if wanted else ()
+        stages.append(StagePlan(stage.name, len(items), reasons, items))
+    return RepairPlan(session=spec.name, file=spec.file, total=len(everyone), complete=len(complete),
+                      in_progress=len(in_progress), failed=len((everyone - complete - live) & failed_items),
+                      retry_failed=retry_failed,
+                      stages=tuple(stages), registered=bool(registered), listing_s=listing_s,
+                      planning_s=time.perf_counter() - started, spec=spec)
+
+
+def apply_repair(engine: Any, plan: RepairPlan, *, resume: bool = False,
+                 progress: Callable[[int], None] | None = None) -> RepairResult:
+    """Register the session if Redis forgot it, then enqueue the plan (atomically deduplicated)."""
+    spec = plan.spec
+    registration = engine.register_session(spec.record(), items=len(spec.items), resume=resume)
+    metas: Mapping[str, Any] = {item.id: item.message_meta() for item in spec.items} if plan.to_enqueue else {}
+    enqueued: dict[str, int] = {}
+    skipped = 0
+    for stage in plan.stages:
+        if not stage.count:
+            continue
+        result = engine.enqueue(spec.name, stage.stage, ((i, metas.get(i)) for i in stage.items), progress=progress)
+        enqueued[stage.stage] = result.added
+        skipped += result.skipped
+    if plan.to_enqueue:
+        from .registry import add_event
+
+        add_event(engine.client, engine.keys, "repair",
+                  f"repair of {spec.name}: {sum(enqueued.values())} task(s) enqueued "
+                  + ", ".join(f"{k} {v}" for k, v in enqueued.items()), session=spec.name)
+    return RepairResult(spec.name, enqueued, skipped, registration)

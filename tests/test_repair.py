@@ -1,0 +1,171 @@
+"""symphony repair: outputs on disk are the source of truth."""
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from console.commands.main import main as symphony
+from engine import load_session
+from tests.helpers import WorkerRun, wait_until, write_pipeline, write_session
+
+STAGES = ["s1", "s2", "s3", "s4"]
+
+
+@pytest.fixture
+def cli(redis_url, monkeypatch, capsys):
+    monkeypatch.setenv("REDIS_URL", redis_url)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = symphony(list(args))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+def four_stage(tmp_path: Path, items: list[str], name: str = "rep", seconds: float = 0.0) -> Path:
+    write_pipeline(tmp_path / "four.yaml", [
+        {"name": s, "pool": "p", "handler": "tests.handlers:ok", "output": "{root}/{session}/{stage}/{item}.json",
+         "params": {"seconds": seconds}, "max_attempts": 2, "retry_backoff": 0.05} for s in STAGES])
+    return write_session(tmp_path / f"{name}.yaml", name, "four.yaml", items, root="data")
+
+
+def make_outputs(tmp_path: Path, session: str, done: dict[str, set[str]]) -> None:
+    for stage, items in done.items():
+        folder = tmp_path / "data" / session / stage
+        folder.mkdir(parents=True, exist_ok=True)
+        for item in items:
+            (folder / f"{item}.json").write_text("{}")
+
+
+# every subset of stages with an output: 16 partial states of a 4-stage pipeline
+SUBSETS = [set(c) for n in range(len(STAGES) + 1) for c in itertools.combinations(STAGES, n)]
+
+
+def expected_next(subset: set[str]) -> str | None:
+    if not subset:
+        return "s1"
+    furthest = max(STAGES.index(s) for s in subset)
+    return None if furthest == len(STAGES) - 1 else STAGES[furthest + 1]
+
+
+def test_repair_after_each_possible_partial_state(cli, r, tmp_path):
+    items = [f"i{n:02d}" for n in range(len(SUBSETS))]
+    path = four_stage(tmp_path, items)
+    done: dict[str, set[str]] = {s: set() for s in STAGES}
+    for item, subset in zip(items, SUBSETS):
+        for stage in subset:
+            done[stage].add(item)
+    make_outputs(tmp_path, "rep", done)
+    code, out, err = cli("repair", "rep", "--file", str(path), "--json", "--items")
+    assert code == 0, err
+    plan = json.loads(out)
+    got = {s["stage"]: set(s["items"]) for s in plan["stages"]}
+    for item, subset in zip(items, SUBSETS):
+        want = expected_next(subset)
+        for stage in STAGES:
+            assert (item in got[stage]) == (stage == want), (item, subset, stage)
+    assert plan["complete"] == sum(1 for s in SUBSETS if "s4" in s) == 8
+    assert plan["to_enqueue"] == 8 and not plan["registered"]
+    # and the queues hold exactly that, in Redis
+    for stage in STAGES:
+        queued = {json.loads(m)["i"] for m in r.lrange(f"{stage}:rep", 0, -1)}
+        assert queued == got[stage]
+    assert plan["stages"][1]["reasons"] == {"s1 done, s2 missing": 1}
+
+
+def test_dry_run_changes_nothing_and_explains(cli, r, tmp_path):
+    path = four_stage(tmp_path, ["a", "b", "c"])
+    make_outputs(tmp_path, "rep", {"s1": {"a", "b"}, "s2": {"a"}})
+    code, out, _ = cli("repair", "rep", "--file", str(path), "--dry-run")
+    assert code == 0
+    assert "nothing enqueued (--dry-run)" in out
+    assert "1 nothing done yet" in out and "1 s1 done, s2 missing" in out and "1 s2 done, s3 missing" in out
+    assert r.dbsize() == 0
+
+
+def test_repair_twice_enqueues_nothing_the_second_time(cli, r, tmp_path):
+    path = four_stage(tmp_path, [f"i{n}" for n in range(10)])
+    make_outputs(tmp_path, "rep", {"s1": {"i1", "i2"}, "s2": {"i2"}})
+    assert cli("repair", "rep", "--file", str(path))[0] == 0
+    before = {s: r.llen(f"{s}:rep") for s in STAGES}
+    code, out, _ = cli("repair", "rep", "--file", str(path), "--json")
+    plan = json.loads(out)
+    assert plan["to_enqueue"] == 0 and plan["in_progress"] == 10
+    assert {s: r.llen(f"{s}:rep") for s in STAGES} == before
+
+
+def test_failed_items_are_reported_not_retried_unless_asked(cli, r, engine, tmp_path):
+    path = four_stage(tmp_path, ["a", "b"])
+    assert cli("repair", "rep", "--file", str(path))[0] == 0
+    from engine import FAILED, Finish, Outcome
+
+    link = engine.worker_link("w", ["s1"])
+    claimed = None
+    for _ in range(5):
+        claimed = claimed or link.step().claimed
+    link.step(Finish(claimed, Outcome(FAILED, error="boom"), attempts=2), claim=False)
+    plan = json.loads(cli("repair", "rep", "--file", str(path), "--json", "--dry-run")[1])
+    assert plan["failed"] == 1 and plan["to_enqueue"] == 0
+    plan = json.loads(cli("repair", "rep", "--file", str(path), "--json", "--retry-failed")[1])
+    assert plan["to_enqueue"] == 1 and plan["stages"][0]["reasons"] == {"failed before (--retry-failed)": 1}
+    assert r.hget("symphony:stats:rep", "s1|failed") == "0"
+
+
+def test_repair_racing_with_busy_workers_creates_no_duplicates(cli, r, redis_url, tmp_path):
+    items = [f"i{n:02d}" for n in range(40)]
+    path = four_stage(tmp_path, items, seconds=0.02)
+    # half the items are partway through already
+    make_outputs(tmp_path, "rep", {"s1": set(items[:20]), "s2": set(items[:10])})
+    assert cli("repair", "rep", "--file", str(path))[0] == 0
+    worker = WorkerRun(redis_url, "--processes", "2", log_dir=tmp_path)
+    try:
+        runs = 0
+        while int(r.hget("symphony:stats:rep", "s4|completed") or 0) < 40:
+            assert cli("repair", "rep", "--file", str(path))[0] == 0
+            runs += 1
+            assert runs < 500, "the pipeline did not drain"
+        wait_until(lambda: r.hlen("symphony:live:rep") == 0, message="nothing left in progress")
+    finally:
+        worker.stop()
+    stats = {k: int(v) for k, v in r.hgetall("symphony:stats:rep").items()}
+    # every task was enqueued exactly once: no duplicates, whatever the interleaving
+    assert stats["s1|enqueued"] == 20 and stats["s2|enqueued"] == 30
+    assert stats["s3|enqueued"] == 40 and stats["s4|enqueued"] == 40
+    assert all(stats[f"{s}|completed"] == stats[f"{s}|enqueued"] for s in STAGES)
+    assert runs >= 2
+
+
+def test_repair_after_flushall_restores_every_missing_task(cli, r, redis_url, tmp_path):
+    items = [f"i{n:02d}" for n in range(30)]
+    path = four_stage(tmp_path, items)
+    assert cli("initialize", str(path))[0] == 0
+    worker = WorkerRun(redis_url, "--processes", "2", "--burst", log_dir=tmp_path)
+    assert worker.wait(60) == 0
+    worker.stop()
+    # lose some outputs, and Redis loses everything
+    shutil.rmtree(tmp_path / "data" / "rep" / "s4")
+    for item in items[:5]:
+        (tmp_path / "data" / "rep" / "s2" / f"{item}.json").unlink()
+        (tmp_path / "data" / "rep" / "s3" / f"{item}.json").unlink()
+    r.flushall()
+    code, out, err = cli("repair", "rep", "--tasks", str(tmp_path))  # found by name: Redis forgot the file
+    assert code == 0, err
+    assert "Redis did not know this session" in out and "enqueued 30 task(s): s2 5, s4 25" in out
+    worker = WorkerRun(redis_url, "--processes", "2", "--burst", log_dir=tmp_path)
+    assert worker.wait(60) == 0, worker.output()
+    worker.stop()
+    spec = load_session(path)
+    for stage in spec.pipeline.stages:
+        for item in items:
+            assert Path(stage.output_path(spec.root, "rep", item)).is_file()
+    assert cli("repair", "rep", "--tasks", str(tmp_path), "--json")[1].count('"to_enqueue": 0') == 1
+
+
+def test_unknown_session_is_a_clear_error(cli, tmp_path):
+    code, _, err = cli("repair", "nope", "--tasks", str(tmp_path))
+    assert code == 2 and "no session file for 'nope'" in err
