@@ -32,3 +32,12 @@ def symphony_task(ctx) -> None:
 def plain_task(*_args, **_kwargs) -> None:
     """RQ's job function (``bench.noop.plain_task``)."""
     bump()
+
+
+def slow_task(ctx) -> None:
+    """For the reclaim case: record when (and where) each attempt starts, then hang on the first."""
+    import time
+
+    client().hset("bench:starts", str(ctx.attempt), f"{time.time():.6f}|{os.getpid()}")
+    if ctx.attempt == 1:
+        time.sleep(float(ctx.params.get("hang", 60)))

@@ -114,7 +114,7 @@ RQ = System("rq", ("rq",), _prefill("rq_app"), rq_commands, 800.0, "rq worker -w
 CELERY = System("celery", ("celery",), _prefill("celery_app"), celery_commands, 1500.0,
                 "celery worker -P prefork -c N, defaults")
 DRAMATIQ = System("dramatiq", ("dramatiq",), _prefill("dramatiq_app"), dramatiq_commands, 1500.0,
-                  "dramatiq --processes N --threads 1")
+                  "dramatiq --processes N (its default 8 threads each)")
 HUEY = System("huey", ("huey",), _prefill("huey_app"), huey_commands, 1500.0, "huey_consumer -k process -w N")
 
 ALL = (SYMPHONY, MINIMAL, RQ, CELERY, DRAMATIQ, HUEY)
