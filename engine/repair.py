@@ -200,7 +200,7 @@ def plan_repair(engine: Any, spec: SessionSpec, *, retry_failed: bool = False) -
             hits = list(filter(present, rest))
             if hits:
                 rest = list(filterfalse(present, rest))
-                if start or end:
+                if (start or end) and (k < last or live or failed_items):  # complete items are only counted
                     hits = [name[start:len(name) - end] for name in hits]
             if k == last:
                 complete_ids = hits
