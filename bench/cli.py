@@ -59,21 +59,17 @@ def case_throughput(server: Server, args, sizes: Sizes, systems: list[str]) -> d
     for stages in sizes.stages:
         rounds: list[dict[str, Any]] = []
         for r in range(args.rounds):
-            row: dict[str, Any] = {"round": r + 1, "load": load_now()}
-            for name in systems:
-                log(f"  throughput, {stages} stage(s), round {r + 1}: {name}")
-                try:
-                    res = throughput.run_one(server, BY_NAME[name], stages=stages, processes=args.processes,
-                                             window_s=sizes.window_s, rate_guess=rates[name], heartbeat=args.heartbeat,
-                                             min_tasks=sizes.min_tasks)
-                    rates[name] = max(rates[name] * 0.5, res["rate"] or rates[name])
-                except Exception as exc:  # a peer that fails to run is reported, not fatal
-                    res = {"system": name, "error": f"{type(exc).__name__}: {str(exc)[-1500:]}"}
-                row[name] = res
-            if "symphony" in row and row["symphony"].get("rate"):
-                row["ratios"] = {name: round(row["symphony"]["rate"] / row[name]["rate"], 3)
-                                 for name in systems if name != "symphony" and row[name].get("rate")}
-            rounds.append(row)
+            tries = []
+            for attempt in range(1 + max(0, args.retries)):
+                row = run_round(server, args, sizes, systems, stages, rates, r)
+                tries.append(row)
+                if row["foreign_max"] <= args.max_foreign:
+                    break
+                log(f"  other processes used {row['foreign_max']:.0%} of the machine during this round: repeating it")
+            best = min(tries, key=lambda t: t["foreign_max"])
+            best["tries"] = len(tries)
+            best["discarded"] = [t for t in tries if t is not best]
+            rounds.append(best)
         summary = {}
         for name in systems:
             got = [rw[name] for rw in rounds if rw[name].get("rate")]
@@ -84,6 +80,26 @@ def case_throughput(server: Server, args, sizes: Sizes, systems: list[str]) -> d
                 summary[name]["symphony_ratio"] = median(rw.get("ratios", {}).get(name) for rw in rounds)
         out[f"{stages}_stage" + ("s" if stages > 1 else "")] = {"rounds": rounds, "summary": summary}
     return out
+
+
+def run_round(server: Server, args, sizes: Sizes, systems: list[str], stages: int, rates: dict[str, float],
+              r: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"round": r + 1, "load": load_now()}
+    for name in systems:
+        log(f"  throughput, {stages} stage(s), round {r + 1}: {name}")
+        try:
+            res = throughput.run_one(server, BY_NAME[name], stages=stages, processes=args.processes,
+                                     window_s=sizes.window_s, rate_guess=rates[name], heartbeat=args.heartbeat,
+                                     min_tasks=sizes.min_tasks)
+            rates[name] = max(rates[name] * 0.5, res["rate"] or rates[name])
+        except Exception as exc:  # a peer that fails to run is reported, not fatal
+            res = {"system": name, "error": f"{type(exc).__name__}: {str(exc)[-1500:]}"}
+        row[name] = res
+    if "symphony" in row and row["symphony"].get("rate"):
+        row["ratios"] = {name: round(row["symphony"]["rate"] / row[name]["rate"], 3)
+                         for name in systems if name != "symphony" and row[name].get("rate")}
+    row["foreign_max"] = max([row[n]["cpu"]["foreign"] for n in systems if "cpu" in row[n]] or [0.0])
+    return row
 
 
 def case_enqueue(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]:
@@ -208,9 +224,9 @@ def print_table(results: dict[str, Any]) -> None:
                   f"  {ke['ms']:8.1f}/{ke['round_trips']:<4}   ({row['keys']})")
     if "repair" in results:
         r = results["repair"]
-        print(f"repair: {r['items']} items x {r['stages']} stages ({r['files']} files): plan {r['plan_s']}s, "
-              f"listing once {r['list_s']}s, ratio {r['ratio']} (inside the plan: listing {r['plan_listing_s']}s, "
-              f"after loading the file {r['plan_after_load_s']}s)")
+        print(f"repair: {r['items']} items x {r['stages']} stages ({r['files']} files): plan {r['planning_s']}s, "
+              f"listing once {r['list_s']}s: ratio {r['ratio']} (listing into sets {r['list_into_sets_s']}s; "
+              f"with loading the session file {r['end_to_end_s']}s, ratio {r['ratio_end_to_end']})")
     if "reclaim" in results:
         for mode, s in results["reclaim"]["summary"].items():
             print(f"reclaim ({mode} killed): median {s['median_s']}s, worst {s['max_s']}s = "
@@ -237,12 +253,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--processes", type=int, default=2, help="worker processes for every system (default %(default)s)")
     p.add_argument("--window", type=float, default=None, help="seconds measured per throughput run")
     p.add_argument("--heartbeat", type=float, default=5.0, help="Symphony's heartbeat in the throughput case")
+    p.add_argument("--max-foreign", type=float, default=0.3,
+                   help="a throughput round during which other processes used more than this share of the "
+                        "machine is repeated (default %(default)s)")
+    p.add_argument("--retries", type=int, default=1, help="how many times such a round is repeated (default 1); "
+                                                         "the try with the least foreign load is kept")
     args = p.parse_args(argv)
     sizes = SMOKE if args.smoke else Sizes()
     if args.window:
         sizes = Sizes(**{**sizes.__dict__, "window_s": args.window})
     if args.smoke:
-        args.rounds = 1
+        args.rounds, args.retries = 1, 0
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in cases if c not in CASES]
     if unknown:

@@ -45,6 +45,13 @@ def machine_info(client: redis.Redis | None = None) -> dict[str, Any]:
         info["hiredis"] = getattr(hiredis, "__version__", "yes")
     except ImportError:
         info["hiredis"] = None
+    from importlib import metadata
+
+    for dist in ("rq", "celery", "kombu", "dramatiq", "huey"):
+        try:
+            info[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
     if client is not None:
         server = client.info("server")
         info["redis_server"] = f"{server.get('redis_version')} ({'valkey ' + str(server['valkey_version']) if 'valkey_version' in server else 'redis'})"

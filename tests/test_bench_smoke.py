@@ -30,7 +30,7 @@ def test_bench_smoke_runs_every_case_and_writes_sane_json(tmp_path, redis_url):
     assert data["memory"]["symphony"]["live_entries_left"] == 0
     assert data["snapshot"]["target"]["symphony"]["round_trips"] == 2
     assert all(row["symphony"]["round_trips"] == 2 for row in data["snapshot"]["scaling"])
-    assert data["repair"]["plan_s"] > 0 and data["repair"]["list_s"] > 0
+    assert data["repair"]["planning_s"] > 0 and data["repair"]["list_s"] > 0
     assert {run["mode"] for run in data["reclaim"]["runs"]} == {"host", "process"}
     assert all(run["elsewhere"] for run in data["reclaim"]["runs"])
     assert data["targets"] and all(t["met"] is None for t in data["targets"])
