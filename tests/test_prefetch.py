@@ -113,3 +113,18 @@ def test_short_tasks_are_prefetched_by_a_real_worker_and_every_count_adds_up(eng
     assert counts["a|running"] == 0 and counts["b|running"] == 0, counts
     assert r.hlen("symphony:live:s1") == 0 and r.xlen("symphony:results") == 600
     assert not Path(tmp_path / "data").exists() or not list(Path(tmp_path / "data").rglob("*.part-*"))
+
+
+def test_prefetch_option_of_symphony_worker():
+    import pytest
+
+    from engine import ConfigError
+    from workers.cli import build_parser, options_from_args
+
+    def opts(*argv):
+        return options_from_args(build_parser().parse_args(["--redis", "redis://127.0.0.1:1/0", *argv]))
+
+    assert opts().prefetch == 32
+    assert opts("--prefetch", "1").prefetch == 1
+    with pytest.raises(ConfigError):
+        opts("--prefetch", "0")
