@@ -12,9 +12,9 @@ import sys
 from tests.helpers import ROOT, worker_env
 
 
-def test_bench_smoke_runs_every_case_and_writes_sane_json(tmp_path, redis_url):
+def test_bench_smoke_runs_every_case_and_writes_sane_json(tmp_path):
     out = tmp_path / "bench.json"
-    env = worker_env(redis_url)
+    env = worker_env("redis://127.0.0.1:1/0")
     env.pop("REDIS_URL", None)  # the harness starts its own Redis; it must not need one
     proc = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--json", str(out)], cwd=str(ROOT), env=env,
                           capture_output=True, text=True, timeout=170)
