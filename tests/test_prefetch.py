@@ -128,3 +128,34 @@ def test_prefetch_option_of_symphony_worker():
     assert opts("--prefetch", "1").prefetch == 1
     with pytest.raises(ConfigError):
         opts("--prefetch", "0")
+
+
+def test_a_host_lost_while_holding_prefetched_tasks_loses_none_of_them(engine, r, redis_url, tmp_path):
+    """SIGKILL a worker host mid-run while its short tasks are prefetched: another worker reclaims
+    whatever it held (reported or not) and every item completes exactly once in the accounting."""
+    from tests.helpers import wait_until
+
+    stage = {"name": "work", "pool": "p", "handler": "tests.handlers:ok", "params": {"seconds": 0.001},
+             "output": "{root}/{session}/{stage}/{item}.json"}
+    write_pipeline(tmp_path / "pipe.yaml", [stage])
+    items = [f"i{n:04d}" for n in range(1500)]
+    path = write_session(tmp_path / "s1.yaml", "s1", "pipe.yaml", items, root=str(tmp_path / "data"))
+    initialize_session(engine, load_session(path))
+    doomed = WorkerRun(redis_url, "--processes", "1", "--name", "doomed", log_dir=tmp_path, heartbeat=0.5,
+                       cwd=tmp_path)
+    rescuer = None
+    try:
+        wait_until(lambda: stats(r).get("work|completed", 0) >= 200, timeout=60, message="the run to get going")
+        doomed.kill_group()
+        rescuer = WorkerRun(redis_url, "--processes", "1", "--burst", "--name", "rescuer", log_dir=tmp_path,
+                            heartbeat=0.5, cwd=tmp_path)
+        assert rescuer.wait(120) == 0, rescuer.output()
+    finally:
+        doomed.stop()
+        if rescuer is not None:
+            rescuer.stop()
+    counts = stats(r)
+    assert counts["work|completed"] == 1500 and counts["work|running"] == 0, counts
+    assert counts.get("work|reclaimed", 0) >= 1, counts
+    assert r.hlen("symphony:live:s1") == 0 and r.llen("work:s1") == 0
+    assert all((tmp_path / "data" / "s1" / "work" / f"{i}.json").is_file() for i in items)
