@@ -1,0 +1,8 @@
+"""Screens and dialogs of the console."""
+from .confirm import ConfirmScreen
+from .detail import DetailScreen
+from .help import KEYS, HelpScreen
+from .initialize import InitializeScreen
+from .repair import RepairScreen
+
+__all__ = ["ConfirmScreen", "DetailScreen", "HelpScreen", "InitializeScreen", "KEYS", "RepairScreen"]
