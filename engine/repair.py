@@ -20,7 +20,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from itertools import compress, filterfalse
+from itertools import compress
 from operator import not_
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -178,9 +178,10 @@ def plan_repair(engine: Any, spec: SessionSpec, *, retry_failed: bool = False) -
     listings = [_listing(directory) for directory, _, _ in patterns]
     listing_s = time.perf_counter() - listed
     # 3. the furthest stage done, for every item: from the last stage back, the items not placed
-    #    yet are split into "this stage's output exists" and the rest, with C-level passes over
-    #    lists kept in the session file's order (so the plan keeps that order). Items are looked
-    #    up by their output file's name, so no listed name needs parsing.
+    #    yet are split into "this stage's output exists" and the rest, with C-level passes (one
+    #    lookup per item and stage, then two compress) over lists kept in the session file's
+    #    order (so the plan keeps that order). Items are looked up by their output file's name,
+    #    so no listed name needs parsing.
     ids = [item.id for item in spec.items]
     everyone = set(ids)
     if len(everyone) != len(ids):  # duplicated ids in the file: each once, first place kept
@@ -196,10 +197,10 @@ def plan_repair(engine: Any, spec: SessionSpec, *, retry_failed: bool = False) -
         for k in range(last, -1, -1):
             if not rest:
                 break
-            present = listings[k].__contains__
-            hits = list(filter(present, rest))
+            mask = list(map(listings[k].__contains__, rest))
+            hits = list(compress(rest, mask))
             if hits:
-                rest = list(filterfalse(present, rest))
+                rest = list(compress(rest, map(not_, mask)))
                 if (start or end) and (k < last or live or failed_items):  # complete items are only counted
                     hits = [name[start:len(name) - end] for name in hits]
             if k == last:
