@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import enqueue, memory, reclaim, repair, snapshot, throughput
-from .common import Server, load_now, machine_info, median
+from .common import Server, load_now, machine_info, median, remove_temp_dirs
 from .systems import ALL, BY_NAME
 
 CASES = ("throughput", "enqueue", "memory", "snapshot", "repair", "reclaim")
@@ -300,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                 t["met"] = None
     finally:
         server.close()
+        remove_temp_dirs()
     print_table(results)
     if args.json:
         with open(args.json, "w") as fh:

@@ -232,5 +232,21 @@ class Server:
         self.embedded.close()
 
 
+_TEMP_ROOT: str | None = None
+
+
 def temp_dir(prefix: str) -> str:
-    return tempfile.mkdtemp(prefix=prefix)
+    """A fresh directory under this run's temporary root (removed by :func:`remove_temp_dirs`)."""
+    global _TEMP_ROOT
+    if _TEMP_ROOT is None or not os.path.isdir(_TEMP_ROOT):
+        _TEMP_ROOT = tempfile.mkdtemp(prefix="symphony-bench-")
+    return tempfile.mkdtemp(prefix=prefix, dir=_TEMP_ROOT)
+
+
+def remove_temp_dirs() -> None:
+    global _TEMP_ROOT
+    if _TEMP_ROOT is not None:
+        import shutil
+
+        shutil.rmtree(_TEMP_ROOT, ignore_errors=True)
+        _TEMP_ROOT = None
