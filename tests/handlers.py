@@ -40,3 +40,7 @@ def hang(ctx) -> None:
     _mark(ctx, "started")
     time.sleep(float(ctx.params.get("hang", 60)))
     ok(ctx)
+
+
+def noop(ctx) -> None:
+    """Nothing at all: a task as short as a task can be (prefetch kicks in)."""

@@ -1,15 +1,18 @@
--- Claim the next task of one queue: one atomic step that moves it into the worker's in-flight
--- list (its lease lasts as long as the worker's heartbeat), counts it as running, promotes due
--- retries, keeps the role's ready set in LRU order (fairness between sessions), and returns a
--- hint of which queue to claim from next.
+-- Claim the next tasks of one queue: one atomic step that moves up to ARGV[4] of them into the
+-- worker's in-flight list (its lease lasts as long as the worker's heartbeat), counts them as
+-- running, promotes due retries, keeps the role's ready set in LRU order (fairness between
+-- sessions), and returns a hint of which queue to claim from next. Workers claim one task at a
+-- time unless their tasks are short (prefetch, see workers/process.py).
 -- KEYS[1] inflight(worker)  KEYS[2] worker  KEYS[3] queue  KEYS[4] delayed  KEYS[5] ready(role)
 -- KEYS[6] stats  KEYS[7] session  KEYS[8] bell(role)  KEYS[9..] ready(r) for each role served
--- ARGV[1] role  ARGV[2] session  ARGV[3] bell max  ARGV[4..] role names matching KEYS[9..]
--- Returns {message or '', hint role, hint session, hint score (us), now (us)}.
+-- ARGV[1] role  ARGV[2] session  ARGV[3] bell max  ARGV[4] how many to claim (>= 1)
+-- ARGV[5..] role names matching KEYS[9..]
+-- Returns {hint role, hint session, hint score (us), now (us), message...} (no message: none claimed).
 local now = now_ms()
 local now_u = now_us()
 local role, session = ARGV[1], ARGV[2]
-local msg = false
+local want = tonumber(ARGV[4])
+local got = {}
 local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 100)
 if #due > 0 then
   redis.call('LPUSH', KEYS[3], unpack(due))
@@ -17,16 +20,20 @@ if #due > 0 then
   redis.call('HINCRBY', KEYS[6], role .. '|delayed', -#due)
 end
 if redis.call('HGET', KEYS[7], 'state') == 'active' then
-  msg = redis.call('LMOVE', KEYS[3], KEYS[1], 'LEFT', 'RIGHT')
-  if msg then
-    redis.call('HINCRBY', KEYS[6], role .. '|running', 1)
+  for i = 1, want do
+    local msg = redis.call('LMOVE', KEYS[3], KEYS[1], 'LEFT', 'RIGHT')
+    if not msg then break end
+    got[i] = msg
+  end
+  if #got > 0 then
+    redis.call('HINCRBY', KEYS[6], role .. '|running', #got)
     if redis.call('EXISTS', KEYS[2]) == 1 then
-      redis.call('HSET', KEYS[2], 'current', msg, 'since', now, 'state', 'busy')
+      redis.call('HSET', KEYS[2], 'current', got[1], 'since', now, 'state', 'busy')
     end
   end
   if redis.call('LLEN', KEYS[3]) > 0 then
     redis.call('ZADD', KEYS[5], now_u, session)
-    if msg and redis.call('LLEN', KEYS[8]) == 0 then redis.call('RPUSH', KEYS[8], '1') end
+    if #got > 0 and redis.call('LLEN', KEYS[8]) == 0 then redis.call('RPUSH', KEYS[8], '1') end
   else
     local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
     if #first > 0 then
@@ -48,5 +55,7 @@ for i = 9, #KEYS do
   end
 end
 local hint_role = ''
-if best > 0 then hint_role = ARGV[best - 5] end
-return {msg or '', hint_role, best_member, best_text, now_u}
+if best > 0 then hint_role = ARGV[best - 4] end
+local out = {hint_role, best_member, best_text, now_u}
+for i = 1, #got do out[4 + i] = got[i] end
+return out
