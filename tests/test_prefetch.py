@@ -159,3 +159,23 @@ def test_a_host_lost_while_holding_prefetched_tasks_loses_none_of_them(engine, r
     assert counts.get("work|reclaimed", 0) >= 1, counts
     assert r.hlen("symphony:live:s1") == 0 and r.llen("work:s1") == 0
     assert all((tmp_path / "data" / "s1" / "work" / f"{i}.json").is_file() for i in items)
+
+
+def test_only_the_oldest_task_of_a_dead_workers_batch_is_charged_and_order_is_kept(engine, r):
+    link = setup(engine)
+    batch = claim_batch(link, 3)
+    engine.reclaim_worker("w1", force=True, reason="test")
+    head = [json.loads(m) for m in r.lrange("a:s1", 0, 2)]
+    assert [m["i"] for m in head] == [c.task.item for c in batch]  # same order as claimed
+    assert [m["a"] for m in head] == [1, 0, 0]  # the one that was running is charged, the rest not
+
+
+def test_a_batch_with_one_attempt_left_fails_only_the_task_that_ran(engine, r):
+    engine.register_session(make_record(max_attempts=1), items=3)
+    engine.enqueue("s1", "a", [(f"i{n}", None) for n in range(1, 4)])
+    link = engine.worker_link("w1", ["a"])
+    claim_batch(link, 3)
+    report = engine.reclaim_worker("w1", force=True, reason="test")
+    assert (report.failed, report.requeued) == (1, 2)
+    assert json.loads(r.hget("symphony:outcomes:s1", "i1"))["state"] == "failed"
+    assert [json.loads(m)["i"] for m in r.lrange("a:s1", 0, -1)] == ["i2", "i3"]
