@@ -38,6 +38,7 @@ WORKER_COMMANDS = CONNECTION + (
 # What the status snapshot and the console's watch mode read (two pipelined round trips), plus
 # the read commands an operator's view of a queue or a job uses. No KEYS, no SCAN.
 READER_COMMANDS = CONNECTION + (
+    "evalsha_ro", "script|load",  # the snapshot reads through a read-only script (EVALSHA_RO, Redis 7+)
     "info", "time", "hgetall", "hget", "hmget", "hlen", "zrange", "zrangebyscore", "zscore", "zcard",
     "xrevrange", "xrange", "xlen", "llen", "lrange", "lindex", "get", "pttl", "ttl", "exists", "type",
     "smembers", "scard",
@@ -84,7 +85,9 @@ def reader_rules(stages: Iterable[str], keys: Keys = DEFAULT_KEYS, *, redis6: bo
     """ACL rules (after ``reset``) for a read-only user: the console's watch mode, ``status``."""
     prefix = "~" if redis6 else "%R~"
     patterns = [f"{_ns(keys)}:*"] + queue_patterns(stages, keys)
-    return ["resetchannels"] + [prefix + p for p in patterns] + ["-@all"] + [f"+{c}" for c in READER_COMMANDS]
+    # Redis 6.2 has no EVALSHA_RO, and EVALSHA could write: no scripts there (the snapshot reads plainly)
+    commands = [c for c in READER_COMMANDS if not (redis6 and c in ("evalsha_ro", "script|load"))]
+    return ["resetchannels"] + [prefix + p for p in patterns] + ["-@all"] + [f"+{c}" for c in commands]
 
 
 def password_hash(password: str) -> str:

@@ -24,6 +24,7 @@ RESULTS_MAXLEN = 10_000
 BELL_MAX = 64
 MAX_ERROR = 2_000
 MAX_STDERR = 4_000
+FINISH_GROUP_MAX = 64  # reports per finish.lua call
 
 DONE, RETRY, HANDBACK, FAILED, TIMED_OUT, CANCELLED = "done", "retry", "handback", "failed", "timed_out", "cancelled"
 
@@ -70,10 +71,12 @@ class Finish:
 
 @dataclass(frozen=True)
 class StepResult:
-    finished: str | None = None  # None (nothing finished), 'lost', or the recorded outcome
-    claimed: Claimed | None = None
+    finished: str | None = None  # None (nothing finished), 'lost', or the recorded outcome (the last report's)
+    claimed: Claimed | None = None  # the first task claimed (the one to run now)
     wait_s: float = 0.0  # how long to block on bells when nothing was claimed
     eligible: bool = False  # another claim may succeed right away
+    batch: tuple[Claimed, ...] = ()  # every task claimed, in order (``claimed`` is the first); see ``want``
+    outcomes: tuple[str, ...] = ()  # per report sent, in order: 'lost' or the recorded outcome
 
 
 @dataclass(frozen=True)
@@ -99,90 +102,132 @@ class WorkerLink:
     hint: tuple[str, str, int] | None = None  # (role, session, eligible-at microseconds)
     _lua: Any = field(default_factory=scripts, repr=False)
     _loaded: bool = field(default=False, repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)  # key names by session / queue (hot path)
 
     # --- claim and finish -------------------------------------------------------------------
-    def _finish_call(self, pipe, fin: Finish) -> Queued:
-        k, c = self.keys, fin.claimed
-        out = fin.outcome
-        kind = out.kind
-        stage, session, item = c.role, c.session, c.item
-        next_stage = fin.next_stage or ""
-        target = ready = bell = ""
-        message = ""
+    def _finish_group(self, pipe, group: Sequence[Finish]) -> Queued:
+        """One ``finish.lua`` call for reports of one stage of one session with the same outcome."""
+        k, first = self.keys, group[0]
+        c, kind = first.claimed, first.outcome.kind
+        stage, session = c.role, c.session
+        next_stage = first.next_stage or ""
         if kind == DONE and next_stage:
             target, ready, bell = k.queue(next_stage, session), k.ready(next_stage), k.bell(next_stage)
-            message = c.task.at_stage(next_stage).encode() if c.task else ""
         elif kind == RETRY:
             target, ready, bell = k.delayed(stage, session), k.ready(stage), k.bell(stage)
-            message = c.task.next_attempt().encode() if c.task else c.raw
-        elif kind == HANDBACK:
+        else:  # handback: its own queue; otherwise unused, but still real keys of this session's stage
             target, ready, bell = k.queue(stage, session), k.ready(stage), k.bell(stage)
-            message = c.raw
-        else:  # the target keys are unused, but must still be real keys of this session's stage
-            target, ready, bell = k.queue(stage, session), k.ready(stage), k.bell(stage)
-        record = ""
-        if kind in (FAILED, TIMED_OUT, CANCELLED):
-            record = dumps({"state": kind, "stage": stage, "error": out.error[:MAX_ERROR],
-                            "stderr": out.stderr[-MAX_STDERR:], "attempts": fin.attempts,
-                            "worker": self.worker_id, "at": round(time.time(), 3), "task": c.raw[:4000]})
-        keys = (k.inflight(self.worker_id), k.worker(self.worker_id), k.stats(session), k.live(session),
-                k.outcomes(session), k.session(session), k.results, target, ready, bell)
-        args = (c.raw, kind, stage, session, item, next_stage, message, int(out.delay_s * 1000), record,
-                self.results_maxlen, BELL_MAX, out.duration_ms, fin.attempts, self.worker_id,
-                out.error.strip().splitlines()[-1][:200] if out.error.strip() else "")
+        keys = (*self._session_keys(session), target, ready, bell)
+        args: list[Any] = [kind, stage, session, next_stage, self.results_maxlen, BELL_MAX, self.worker_id]
+        for fin in group:
+            c, out = fin.claimed, fin.outcome
+            push = record = ""
+            if kind == DONE and next_stage:
+                push = c.task.at_stage(next_stage).encode() if c.task else ""
+            elif kind == RETRY:
+                push = c.task.next_attempt().encode() if c.task else c.raw
+            elif kind == HANDBACK:
+                push = c.raw
+            elif kind in (FAILED, TIMED_OUT, CANCELLED):
+                record = dumps({"state": kind, "stage": stage, "error": out.error[:MAX_ERROR],
+                                "stderr": out.stderr[-MAX_STDERR:], "attempts": fin.attempts,
+                                "worker": self.worker_id, "at": round(time.time(), 3), "task": c.raw[:4000]})
+            error = out.error.strip()
+            args += (c.raw, c.item, push, int(out.delay_s * 1000), record, out.duration_ms, fin.attempts,
+                     error.splitlines()[-1][:200] if error else "")
         return self._lua.finish.queue(pipe, keys, args)
 
-    def _claim_call(self, pipe, role: str, session: str) -> Queued:
-        k = self.keys
-        roles = list(self.roles)
-        keys = [k.inflight(self.worker_id), k.worker(self.worker_id), k.queue(role, session),
-                k.delayed(role, session), k.ready(role), k.stats(session), k.session(session), k.bell(role)]
-        keys.extend(k.ready(r) for r in roles)
-        args = [role, session, BELL_MAX, *roles]
-        return self._lua.claim.queue(pipe, keys, args)
+    def _finish_calls(self, pipe, finishes: Sequence[Finish]) -> list[tuple[Queued, int]]:
+        """Queue the reports, grouping consecutive ones that share stage, session and outcome."""
+        calls: list[tuple[Queued, int]] = []
+        group: list[Finish] = []
+        shape = None
+        for fin in finishes:
+            this = (fin.outcome.kind, fin.claimed.role, fin.claimed.session, fin.next_stage or "")
+            if group and (this != shape or len(group) >= FINISH_GROUP_MAX):
+                calls.append((self._finish_group(pipe, group), len(group)))
+                group = []
+            group.append(fin)
+            shape = this
+        if group:
+            calls.append((self._finish_group(pipe, group), len(group)))
+        return calls
+
+    def _session_keys(self, session: str) -> tuple[str, ...]:
+        """The keys every report of ``session`` touches (built once: this is the hot path)."""
+        got = self._cache.get(session)
+        if got is None:
+            k = self.keys
+            got = (k.inflight(self.worker_id), k.worker(self.worker_id), k.stats(session), k.live(session),
+                   k.outcomes(session), k.session(session), k.results)
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[session] = got
+        return got
+
+    def _claim_call(self, pipe, role: str, session: str, want: int = 1) -> Queued:
+        roles = tuple(self.roles)
+        cache_key = (role, session, roles)
+        keys = self._cache.get(cache_key)
+        if keys is None:
+            k = self.keys
+            keys = (k.inflight(self.worker_id), k.worker(self.worker_id), k.queue(role, session),
+                    k.delayed(role, session), k.ready(role), k.stats(session), k.session(session), k.bell(role),
+                    *(k.ready(r) for r in roles))
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[cache_key] = keys
+        return self._lua.claim.queue(pipe, keys, (role, session, BELL_MAX, max(1, int(want)), *roles))
 
     def _hints_call(self, pipe) -> Queued:
         roles = list(self.roles)
         return self._lua.hints.queue(pipe, [self.keys.ready(r) for r in roles], roles)
 
-    def step(self, finish: Finish | None = None, *, claim: bool = True) -> StepResult:
-        """Report ``finish`` (if any) and claim the next task, in one round trip.
+    def step(self, finish: Finish | Sequence[Finish] | None = None, *, claim: bool = True,
+             want: int = 1) -> StepResult:
+        """Report ``finish`` (one report or several, if any) and claim up to ``want`` tasks of the
+        next queue, in one round trip.
 
-        With ``claim=False`` (a worker that is stopping) only the report is sent.
+        Each report is its own atomic step (``finish.lua``) and so is the claim (``claim.lua``);
+        they travel together. With ``claim=False`` (a worker that is stopping) only the reports
+        are sent. Claimed tasks are in this worker's in-flight list, in the order they are to run.
         """
         if not self._loaded:
             load_all(self.client)
             self._loaded = True
+        finishes: Sequence[Finish]
+        if finish is None:
+            finishes = ()
+        elif isinstance(finish, Finish):
+            finishes = (finish,)
+        else:
+            finishes = finish
         pipe = self.client.pipeline(transaction=False)
-        queued: list[Queued] = []
-        if finish is not None:
-            queued.append(self._finish_call(pipe, finish))
+        calls = self._finish_calls(pipe, finishes)
+        queued: list[Queued] = [q for q, _ in calls]
         claiming = False
         serving = bool(self.roles) and claim
+        hint = self.hint
         if serving:
-            hint = self.hint
             if hint is not None and hint[0] in self.roles:
-                queued.append(self._claim_call(pipe, hint[0], hint[1]))
+                queued.append(self._claim_call(pipe, hint[0], hint[1], want))
                 claiming = True
             else:
                 queued.append(self._hints_call(pipe))
         if not queued:
             return StepResult(wait_s=self.idle_wait_s)
         replies = execute(self.client, pipe, queued)
-        finished = None
-        if finish is not None:
-            reply = replies[0]
-            finished = "lost" if reply[0] == "lost" else reply[1]
+        outcomes = tuple(o for reply in replies[:len(calls)] for o in reply)
+        finished = outcomes[-1] if outcomes else None
         if not serving:
-            return StepResult(finished=finished, wait_s=self.idle_wait_s)
+            return StepResult(finished=finished, wait_s=self.idle_wait_s, outcomes=outcomes)
         reply = replies[-1]
-        claimed = None
-        if claiming:
-            raw, hint_role, hint_session, hint_score, now, again = reply
-            if raw:
-                claimed = self._decode(raw, self.hint[0], self.hint[1], again=bool(again))
-        else:
-            hint_role, hint_session, hint_score, now = reply
+        hint_role, hint_session, hint_score, now = reply[0], reply[1], reply[2], reply[3]
+        batch: tuple[Claimed, ...] = ()
+        if claiming and len(reply) > 5:
+            role, session = hint[0], hint[1]
+            again = bool(reply[4])
+            batch = tuple(self._decode(raw, role, session, again=again) for raw in reply[5:])
         now_us = int(now)
         if hint_role:
             score = int(float(hint_score))
@@ -191,7 +236,8 @@ class WorkerLink:
             wait = 0.0 if eligible else min(self.idle_wait_s, max(0.01, (score - now_us) / 1_000_000))
         else:
             self.hint, eligible, wait = None, False, self.idle_wait_s
-        return StepResult(finished=finished, claimed=claimed, wait_s=wait, eligible=eligible)
+        return StepResult(finished=finished, claimed=batch[0] if batch else None, wait_s=wait, eligible=eligible,
+                          batch=batch, outcomes=outcomes)
 
     @staticmethod
     def _decode(raw: str, role: str, session: str, again: bool = False) -> Claimed:

@@ -49,7 +49,16 @@ def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: Rec
     k = keys
     counts = {"requeued": 0, "failed": 0, "cancelled": 0, "deadletter": 0}
     inflight = keys.inflight(worker_id)
-    for raw in client.lrange(inflight, 0, -1):
+    entries = client.lrange(inflight, 0, -1)
+    # Only the oldest task in flight is charged an attempt: a worker runs its tasks in claim
+    # order, so that is the one it was running (or had finished without reporting yet). The
+    # others were prefetched and never started: they go back unchanged. A task that kills its
+    # worker is still charged, because a fresh worker process claims one task at a time.
+    # Entries are given back from the newest, each to the head of its queue, so the queue
+    # keeps their order.
+    for position in range(len(entries) - 1, -1, -1):
+        raw = entries[position]
+        charged = position == 0
         try:
             task = decode_task(raw)
         except InvalidMessage as exc:
@@ -65,14 +74,15 @@ def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: Rec
         max_attempts = DEFAULT_MAX_ATTEMPTS
         if record is not None and record.pipeline.has_stage(task.stage):
             max_attempts = record.pipeline.stage(task.stage).max_attempts
-        attempts = task.attempt + 1
+        attempts = task.attempt + 1 if charged else task.attempt
         failure = dumps({"state": "failed", "stage": task.stage, "attempts": attempts, "worker": worker_id,
                          "error": f"worker {worker_id} was lost during attempt {attempts} of {max_attempts} ({reason})",
                          "stderr": "", "at": round(time.time(), 3), "task": raw})
         result = lua.reclaim(client, (k.workers, inflight, k.queue(task.stage, task.session), k.ready(task.stage),
                                       k.bell(task.stage), k.stats(task.session), k.live(task.session),
                                       k.outcomes(task.session), k.results, k.session(task.session), k.grace, k.clock),
-                             (worker_id, raw, task.next_attempt().encode(), task.stage, task.session, task.item,
+                             (worker_id, raw, task.next_attempt().encode() if charged else raw, task.stage,
+                              task.session, task.item,
                               max_attempts, attempts, failure, RESULTS_MAXLEN, BELL_MAX, "1" if force else "0"))[0]
         if result in ("grace", "alive"):
             return ReclaimReport(worker_id, skipped=result, **counts)

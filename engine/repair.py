@@ -20,6 +20,8 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import not_
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -137,6 +139,14 @@ def list_outputs(directory: str, prefix: str, suffix: str) -> set[str]:
             if name.startswith(prefix) and name.endswith(suffix) and len(name) > start + end}
 
 
+def _listing(directory: str) -> set[str]:
+    """Every name in ``directory`` (one listing); a missing directory has none."""
+    try:
+        return set(os.listdir(directory))
+    except FileNotFoundError:
+        return set()
+
+
 def plan_repair(engine: Any, spec: SessionSpec, *, retry_failed: bool = False) -> RepairPlan:
     started = time.perf_counter()
     client, keys = engine.client, engine.keys
@@ -162,42 +172,79 @@ def plan_repair(engine: Any, spec: SessionSpec, *, retry_failed: bool = False) -
             continue
         if state in RETRYABLE:
             failed_items.add(item)
-    # 2. one directory listing per stage
+    # 2. one directory listing per stage, kept as file names (no per-name parsing)
     listed = time.perf_counter()
-    done: list[set[str]] = []
-    for stage in pipeline.stages:
-        directory, prefix, suffix = stage.output_dir_and_pattern(spec.root, spec.name)
-        done.append(list_outputs(directory, prefix, suffix))
+    patterns = [stage.output_dir_and_pattern(spec.root, spec.name) for stage in pipeline.stages]
+    listings = [_listing(directory) for directory, _, _ in patterns]
     listing_s = time.perf_counter() - listed
-    # 3. the furthest stage done, for every item, with set operations
-    order = [item.id for item in spec.items]
-    everyone = set(order)
+    # 3. the furthest stage done, for every item: from the last stage back, the items not placed
+    #    yet are split into "this stage's output exists" and the rest, with C-level passes (one
+    #    lookup per item and stage, then two compress) over lists kept in the session file's
+    #    order (so the plan keeps that order). Items are looked up by their output file's name,
+    #    so no listed name needs parsing.
+    ids = [item.id for item in spec.items]
+    everyone = set(ids)
+    if len(everyone) != len(ids):  # duplicated ids in the file: each once, first place kept
+        ids = list(dict.fromkeys(ids))
     last = len(pipeline.stages) - 1
-    complete = done[last] & everyone
-    assigned = set(complete)
-    targets: list[set[str]] = [set() for _ in pipeline.stages]
-    for k in range(last - 1, -1, -1):
-        reach = (done[k] & everyone) - assigned
-        targets[k + 1] = reach
-        assigned |= reach
-    targets[0] = everyone - assigned
-    in_progress = (everyone - complete) & live
+    targets: list[list[str]] = [[] for _ in pipeline.stages]  # item ids whose next stage is k, in order
+    complete_ids: list[str] = []
+    shapes = {pattern[1:] for pattern in patterns}
+    if len(shapes) == 1:  # every stage names its outputs alike (the usual "{item}.json"): one list of names
+        prefix, suffix = shapes.pop()
+        rest = ids if not prefix and not suffix else [prefix + i + suffix for i in ids]
+        start, end = len(prefix), len(suffix)
+        for k in range(last, -1, -1):
+            if not rest:
+                break
+            mask = list(map(listings[k].__contains__, rest))
+            hits = list(compress(rest, mask))
+            if hits:
+                rest = list(compress(rest, map(not_, mask)))
+                if (start or end) and (k < last or live or failed_items):  # complete items are only counted
+                    hits = [name[start:len(name) - end] for name in hits]
+            if k == last:
+                complete_ids = hits
+            else:
+                targets[k + 1] = hits
+        targets[0] = rest if not (start or end) else [name[start:len(name) - end] for name in rest]
+    else:
+        rest_ids = ids
+        rest_names = {shape: ids if shape == ("", "") else [shape[0] + i + shape[1] for i in ids] for shape in shapes}
+        for k in range(last, -1, -1):
+            if not rest_ids:
+                break
+            mask = list(map(listings[k].__contains__, rest_names[patterns[k][1:]]))
+            hits = list(compress(rest_ids, mask))
+            if k == last:
+                complete_ids = hits
+            else:
+                targets[k + 1] = hits
+            if hits:
+                keep = list(map(not_, mask))
+                rest_ids = list(compress(rest_ids, keep))
+                rest_names = {shape: rest_ids if shape == ("", "") else list(compress(names, keep))
+                              for shape, names in rest_names.items()}
+        targets[0] = rest_ids
+    complete = set(complete_ids) if (live or failed_items) else set()
+    in_progress = sum(1 for i in live if i in everyone and i not in complete)
     held_back = set() if retry_failed else (failed_items - live)
     stages = []
     for k, stage in enumerate(pipeline.stages):
-        wanted = targets[k] - live
-        retrying = wanted & failed_items if retry_failed else set()
-        wanted -= held_back
+        wanted = targets[k]
+        if live or held_back:
+            wanted = [i for i in wanted if i not in live and i not in held_back]
+        retrying = len(failed_items.intersection(wanted)) if retry_failed and failed_items else 0
         reasons: dict[str, int] = {}
-        fresh = len(wanted) - len(retrying)
+        fresh = len(wanted) - retrying
         if fresh:
             reasons["nothing done yet" if k == 0 else f"{pipeline.stages[k - 1].name} done, {stage.name} missing"] = fresh
         if retrying:
-            reasons["failed before (--retry-failed)"] = len(retrying)
-        items = tuple(i for i in order if i in wanted) if wanted else ()
-        stages.append(StagePlan(stage.name, len(items), reasons, items))
-    return RepairPlan(session=spec.name, file=spec.file, total=len(everyone), complete=len(complete),
-                      in_progress=len(in_progress), failed=len((everyone - complete - live) & failed_items),
+            reasons["failed before (--retry-failed)"] = retrying
+        stages.append(StagePlan(stage.name, len(wanted), reasons, tuple(wanted)))
+    failed = sum(1 for i in failed_items if i in everyone and i not in complete and i not in live)
+    return RepairPlan(session=spec.name, file=spec.file, total=len(everyone), complete=len(complete_ids),
+                      in_progress=in_progress, failed=failed,
                       retry_failed=retry_failed,
                       stages=tuple(stages), registered=bool(registered), listing_s=listing_s,
                       planning_s=time.perf_counter() - started, spec=spec)

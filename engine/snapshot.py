@@ -16,8 +16,11 @@ import redis
 from .keys import Keys
 from .messages import InvalidMessage, decode_task
 from .redaction import redact
+from .scripts import execute, scripts
 
 SCHEMA_VERSION = 1
+READ_CHUNK = 1000  # keys per read.lua call
+_NO_COUNTS: dict[str, int] = {}
 STATES = ("running", "completed", "failed", "timed_out", "cancelled", "retried", "reclaimed", "enqueued", "delayed")
 
 
@@ -173,6 +176,37 @@ def _event_from_system(entry_id: str, fields: dict[str, str]) -> Event:
                  worker=fields.get("worker", ""))
 
 
+def _read_by_script(client: redis.Redis, read_keys: list[str], ops: list[str]) -> list[Any]:
+    """Read the keys with read.lua in chunks, as EVALSHA_RO: a read-only ACL user may run it."""
+    lua = scripts().read
+    out: list[Any] = []
+    with client.pipeline(transaction=False) as pipe:
+        queued = [lua.queue(pipe, read_keys[i:i + READ_CHUNK], ("".join(ops[i:i + READ_CHUNK]),), readonly=True)
+                  for i in range(0, len(read_keys), READ_CHUNK)]
+        for chunk in execute(client, pipe, queued):
+            out.extend(chunk)
+    return out
+
+
+def _script_refused(exc: BaseException) -> bool:
+    """Redis 6.2 has no EVALSHA_RO; a user may not be allowed scripts: read without one then."""
+    text = str(exc).lower()
+    return (isinstance(exc, redis.exceptions.NoPermissionError) or "noperm" in text or "no permissions" in text
+            or "unknown command" in text)
+
+
+def _read_plainly(client: redis.Redis, read_keys: list[str], ops: list[str]) -> list[Any]:
+    """The same reads as read.lua, pipelined (HGETALL replies flattened like the script's)."""
+    with client.pipeline(transaction=False) as pipe:
+        for key, op in zip(read_keys, ops):
+            if op == "l":
+                pipe.llen(key)
+            else:
+                pipe.hgetall(key)
+        replies = pipe.execute()
+    return [r if isinstance(r, int) else [x for pair in r.items() for x in pair] for r in replies]
+
+
 def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", events: int = 50) -> Snapshot:
     """Read the whole status in two round trips."""
     with client.pipeline(transaction=False) as pipe:
@@ -200,33 +234,55 @@ def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", e
     summaries.sort(key=lambda s: s[0])
     worker_ids = [w for w, _ in leases]
 
-    with client.pipeline(transaction=False) as pipe:
-        for name, summary in summaries:
-            pipe.hgetall(keys.stats(name))
-            for stage in summary.get("stages", ()):
-                pipe.llen(keys.queue(stage, name))
-        for worker_id in worker_ids:
-            pipe.hgetall(keys.worker(worker_id))
-        second = pipe.execute() if (summaries or worker_ids) else []
+    # the second round trip: every session's counters, every queue's length and every worker's
+    # description, read by a read-only script in chunks (one reply per chunk instead of one per
+    # key keeps the client's cost low; chunks keep each atomic read short for the server)
+    read_keys: list[str] = []
+    ops: list[str] = []
+    for name, summary in summaries:
+        read_keys.append(keys.stats(name))
+        ops.append("h")
+        for stage in summary.get("stages", ()):
+            read_keys.append(keys.queue(stage, name))
+            ops.append("l")
+    for worker_id in worker_ids:
+        read_keys.append(keys.worker(worker_id))
+        ops.append("h")
+    second: list[Any] = []
+    if read_keys:
+        try:
+            second = _read_by_script(client, read_keys, ops)
+        except redis.ResponseError as exc:
+            if not _script_refused(exc):
+                raise
+            second = _read_plainly(client, read_keys, ops)
 
     queues: list[QueueStatus] = []
     sessions: list[SessionStatus] = []
     pos = 0
     for name, summary in summaries:
-        stats = second[pos]
+        flat = second[pos]
         pos += 1
+        by_stage: dict[str, dict[str, int]] = {}
+        for i in range(0, len(flat), 2):
+            stage_name, _, metric = flat[i].partition("|")
+            try:
+                by_stage.setdefault(stage_name, {})[metric] = int(flat[i + 1])
+            except ValueError:
+                continue
         stages = tuple(summary.get("stages", ()))
         pools = summary.get("pools") or [""] * len(stages)
         totals = {"queued": 0, "in_flight": 0, "failed": 0, "timed_out": 0, "cancelled": 0}
         last_completed = 0
         for index, stage in enumerate(stages):
-            queued = int(second[pos])
+            queued_n = int(second[pos])
             pos += 1
-            counts = {state: int(stats.get(f"{stage}|{state}", 0) or 0) for state in STATES}
-            q = QueueStatus(role=stage, session=name, queued=queued, delayed=max(0, counts["delayed"]),
-                            in_flight=max(0, counts["running"]), completed=counts["completed"],
-                            failed=counts["failed"], timed_out=counts["timed_out"], cancelled=counts["cancelled"],
-                            retried=counts["retried"], reclaimed=counts["reclaimed"], enqueued=counts["enqueued"],
+            counts = by_stage.get(stage, _NO_COUNTS)
+            get = counts.get
+            q = QueueStatus(role=stage, session=name, queued=queued_n, delayed=max(0, get("delayed", 0)),
+                            in_flight=max(0, get("running", 0)), completed=get("completed", 0),
+                            failed=get("failed", 0), timed_out=get("timed_out", 0), cancelled=get("cancelled", 0),
+                            retried=get("retried", 0), reclaimed=get("reclaimed", 0), enqueued=get("enqueued", 0),
                             pool=pools[index] if index < len(pools) else "")
             queues.append(q)
             totals["queued"] += q.queued + q.delayed
@@ -242,8 +298,9 @@ def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", e
 
     workers: list[WorkerStatus] = []
     now_ms = now * 1000
-    for (worker_id, expiry), info in zip(leases, second[pos:]):
-        workers.append(_worker_status(worker_id, expiry, info, now_ms))
+    for (worker_id, expiry), flat in zip(leases, second[pos:]):
+        it = iter(flat)
+        workers.append(_worker_status(worker_id, expiry, dict(zip(it, it)), now_ms))
 
     events_list = [_event_from_result(i, f) for i, f in results] + [_event_from_system(i, f) for i, f in system]
     events_list.sort(key=lambda e: tuple(int(p) for p in e.id.split("-")), reverse=True)

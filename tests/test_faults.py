@@ -28,18 +28,21 @@ def outage(r: redis.Redis, seconds: float) -> None:
     r.client_pause(int(seconds * 1000), all=True)
 
 
-def test_a_claim_whose_reply_was_lost_is_delivered_again_not_orphaned(own_redis):
+@pytest.mark.parametrize("want", [1, 3])
+def test_a_claim_whose_reply_was_lost_is_delivered_again_not_orphaned(own_redis, want):
     """The claim ran on the server but its reply never reached the worker (Redis was paused with
     SIGSTOP and the worker's socket timed out). Before the fix the worker, knowing nothing of
-    that task, claimed the next one: the first stayed in its in-flight list for as long as the
-    worker lived, never run and never reclaimed (its lease was alive): a silently stuck job."""
+    those tasks, claimed the next ones: the first stayed in its in-flight list for as long as the
+    worker lived, never run and never reclaimed (its lease was alive): silently stuck jobs. With
+    prefetch (``want`` > 1) a whole batch could be stuck that way."""
     admin = Engine(resolve_redis(own_redis.url))
     impatient = Engine(resolve_redis(own_redis.url), socket_timeout=0.3)
     r = own_redis.client()
+    items = [f"i{n}" for n in range(1, 2 * want + 2)]
     try:
         load_all(admin.client)
-        admin.register_session(make_record(), items=2)
-        admin.enqueue("s1", "a", [("i1", None), ("i2", None)])
+        admin.register_session(make_record(), items=len(items))
+        admin.enqueue("s1", "a", [(i, None) for i in items])
         link = impatient.worker_link("w1", ["a"])
         link.beat(5, 12.5, {})
         link.step()  # learns which queue has work (a hint); claims nothing yet
@@ -47,17 +50,17 @@ def test_a_claim_whose_reply_was_lost_is_delivered_again_not_orphaned(own_redis)
         own_redis.pause()
         try:
             with pytest.raises(redis.exceptions.TimeoutError):
-                link.step()  # the claim is sent; its reply is lost to the timeout
+                link.step(want=want)  # the claim is sent; its reply is lost to the timeout
         finally:
             own_redis.resume()
-        wait_until(lambda: r.llen("symphony:inflight:w1") == 1, message="the claim to run once Redis resumed")
-        again = link.step()
-        assert again.claimed is not None
-        assert again.claimed.task.item == "i1", "the orphaned task must be delivered again"
-        assert r.lrange("symphony:inflight:w1", 0, -1) == [again.claimed.raw]
-        assert r.hget("symphony:stats:s1", "a|running") == "1"  # counted once, not twice
-        link.step(Finish(again.claimed, Outcome(DONE), next_stage="b", attempts=1), claim=False)
+        wait_until(lambda: r.llen("symphony:inflight:w1") == want, message="the claim to run once Redis resumed")
+        again = link.step(want=want)
+        assert [c.task.item for c in again.batch] == items[:want], "the orphaned tasks must be delivered again"
+        assert r.lrange("symphony:inflight:w1", 0, -1) == [c.raw for c in again.batch]
+        assert r.hget("symphony:stats:s1", "a|running") == str(want)  # counted once, not twice
+        link.step([Finish(c, Outcome(DONE), next_stage="b", attempts=1) for c in again.batch], claim=False)
         assert r.llen("symphony:inflight:w1") == 0 and r.hget("symphony:stats:s1", "a|running") == "0"
+        assert [c.task.item for c in link.step(want=want).batch] == items[want:2 * want]  # and on it goes
     finally:
         impatient.close()
         admin.close()

@@ -279,10 +279,14 @@ def test_the_read_only_user_reads_a_snapshot_but_cannot_write(acl_server, tmp_pa
     assert refused.returncode == 2 and "not allowed" in refused.stderr and "Traceback" not in refused.stderr
     reader = redis.Redis.from_url(as_user(acl_server, "symphony-reader", READER_PW), decode_responses=True)
     for command in [("HSET", "symphony:sessions", "x", "{}"), ("RPUSH", "work:sec", "x"), ("DEL", "work:sec"),
-                    ("FLUSHALL",), ("KEYS", "*"), ("EVALSHA", "0" * 40, "0"), ("SCRIPT", "LOAD", "return 1"),
+                    ("FLUSHALL",), ("KEYS", "*"), ("EVALSHA", "0" * 40, "0"),
                     ("XADD", "symphony:events", "*", "k", "v")]:
         with pytest.raises(redis.exceptions.NoPermissionError):
             reader.execute_command(*command)
+    # it may load and run read-only scripts (the snapshot does), but no script of its own can write
+    writer = reader.script_load("return redis.call('DEL', KEYS[1])")
+    with pytest.raises(redis.exceptions.ResponseError):
+        reader.execute_command("EVALSHA_RO", writer, 1, "work:sec")
     with Engine(resolve_redis(as_user(acl_server, "symphony-reader", READER_PW))) as watcher:
         with pytest.raises(redis.exceptions.NoPermissionError):
             watcher.reap()  # reaping writes: the console must not need it in watch mode
@@ -452,3 +456,17 @@ def test_the_console_watches_as_the_read_only_user(acl_server, tmp_path):
     refused = {entry["object"] for entry in acl_log(acl_server)}
     assert refused <= {"evalsha"}, f"the console needed more than the reader may do: {acl_log(acl_server)}"
     assert READER_PW not in shot.read_text()
+
+
+def test_a_snapshot_reads_plainly_where_read_only_scripts_are_not_allowed(acl_server, tmp_path):
+    """A reader without EVALSHA_RO (the rule for Redis 6.2, which has no such command) still gets
+    the same snapshot: the reads are pipelined instead of scripted."""
+    session = small_session(tmp_path)
+    with Engine(resolve_redis(acl_server.url)) as admin:
+        initialize_session(admin, load_session(session))
+        scripted = admin.snapshot()
+        admin.client.execute_command(*setuser("old-reader", reader_rules(["work"], redis6=True), password=READER_PW))
+    with Engine(resolve_redis(as_user(acl_server, "old-reader", READER_PW))) as reader:
+        plain = reader.snapshot()
+    assert [(q.name, q.queued, q.enqueued) for q in plain.queues] == [(q.name, q.queued, q.enqueued)
+                                                                        for q in scripted.queues] == [("work:sec", 4, 4)]

@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from engine import (CANCELLED, DONE, FAILED, HANDBACK, RETRY, TIMED_OUT, Backoff, Claimed, CryptoError, Engine, Finish,
@@ -24,6 +25,8 @@ from .options import WorkerOptions
 
 log = logging.getLogger("symphony.worker")
 EXIT_OK, EXIT_WATCHDOG = 0, 3
+PREFETCH_BUDGET_S = 0.005  # claim several tasks at once only while they take less than this, together
+REPORT_DELAY_S = 0.02  # a finished task's report waits at most this long for the next claim
 
 
 @dataclass
@@ -42,6 +45,26 @@ class Current:
     settled: bool = False
     interrupt: str | None = None  # cancelled | handback
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """What running a task of one stage of one session needs, worked out once per definition."""
+
+    record: object  # the SessionRecord it was made from (a new definition makes a new plan)
+    stage: object
+    previous: object | None  # the stage before (its output is this stage's input)
+    next_name: str | None
+    params: dict
+
+    @classmethod
+    def of(cls, record, stage_name: str) -> "StagePlan":
+        pipeline = record.pipeline
+        stage = pipeline.stage(stage_name)
+        index = pipeline.index(stage.name)
+        nxt = pipeline.next_stage(stage.name)
+        return cls(record, stage, pipeline.stages[index - 1] if index > 0 else None, nxt.name if nxt else None,
+                   record.stage_params(stage.name))
 
 
 class WorkerProcess:
@@ -71,6 +94,10 @@ class WorkerProcess:
         self._hb_down_since: float | None = None
         self._roles_lock = threading.Lock()
         self._roles_loaded = False  # set once the roles were read (not when an epoch was merely seen)
+        self._resending = False  # the reports being sent are a retry after a failed attempt
+        self._avg_s: float | None = None  # running average of task durations (decides prefetch)
+        self._heart_wakes_at = 0.0  # when the heartbeat/watchdog thread looks next (monotonic)
+        self._plans: dict[tuple[str, str], StagePlan] = {}
 
     # --- lifecycle --------------------------------------------------------------------------
     @property
@@ -101,38 +128,68 @@ class WorkerProcess:
             log.debug("could not retire cleanly: %s", describe_error(exc))
 
     # --- main loop --------------------------------------------------------------------------
+    def _want(self) -> int:
+        """How many tasks to claim at once: one, unless this worker's tasks are short (prefetch).
+
+        A claimed task sits in this worker's in-flight list until it is reported, so prefetch is
+        bounded by time: at most about ``PREFETCH_BUDGET_S`` of work (by the running average of
+        recent task durations) and ``options.prefetch`` tasks. A worker that just started, or
+        whose tasks take longer than the budget, claims one at a time.
+        """
+        limit = self.options.prefetch
+        avg = self._avg_s
+        if limit <= 1 or avg is None or avg >= PREFETCH_BUDGET_S:
+            return 1
+        return max(1, min(limit, int(PREFETCH_BUDGET_S / max(avg, 1e-6))))
+
     def _loop(self) -> int:
         backoff = Backoff()
-        finish: Finish | None = None
-        resent = False  # this report is being sent again after a failed attempt
+        pending: list[Finish] = []  # finished, not yet reported (sent with the next claim)
+        buffer: deque[Claimed] = deque()  # claimed, not yet started (prefetch), in in-flight order
+        oldest = 0.0  # when the oldest pending report was made
         empty_streak = 0
         while True:
-            if self.stopping and finish is None:
-                return EXIT_OK
+            if buffer and not self.stopping:
+                if pending and time.monotonic() - oldest > REPORT_DELAY_S:
+                    buffer_ok = self._report(pending, backoff)
+                    if buffer_ok:
+                        pending = []
+                    continue
+                claimed = buffer.popleft()
+                started = time.perf_counter()
+                fin = self._run(claimed)
+                took = time.perf_counter() - started
+                self._avg_s = took if self._avg_s is None else self._avg_s + (took - self._avg_s) * 0.2
+                if not pending:
+                    oldest = time.monotonic()
+                pending.append(fin)
+                continue
+            if self.stopping:
+                while buffer:  # prefetched and never started: back to the head of their queue, as they were
+                    c = buffer.pop()
+                    pending.append(Finish(c, Outcome(HANDBACK, error="worker stopping"),
+                                          attempts=(c.task.attempt + 1) if c.task else 1))
+                if not pending:
+                    return EXIT_OK
             try:
                 if not self._roles_loaded:
                     self._refresh_roles()
-                result = self.link.step(finish, claim=not self.stopping)
+                result = self.link.step(pending, claim=not self.stopping, want=self._want())
                 self._connected()
                 backoff.reset()
             except Exception as exc:
                 if not is_unavailable(exc):
                     log.exception("unexpected error talking to Redis; retrying")
                 self._disconnected(exc)
-                resent = finish is not None
-                backoff.sleep(self.stop_event if finish is None else None)
+                self._resending = bool(pending)
+                backoff.sleep(self.stop_event if not pending else None)
                 continue
-            if finish is not None:
-                if result.finished == "lost" and resent and self._report_was_recorded(finish):
-                    log.info("the report of task %s was already recorded (its first reply was lost when the "
-                             "connection failed)", finish.claimed.raw)
-                elif result.finished == "lost":
-                    log.warning("task %s was reclaimed by another process while we ran it (our lease lapsed); "
-                                "its result stays on disk and the task runs again", finish.claimed.raw)
-                finish, resent = None, False
-            if result.claimed is not None:
+            if pending:
+                self._log_lost(pending, result.outcomes)
+                pending = []
+            if result.batch:
                 empty_streak = 0
-                finish = self._run(result.claimed)
+                buffer.extend(result.batch)
                 continue
             if self.stopping:
                 continue
@@ -162,6 +219,36 @@ class WorkerProcess:
             return self.engine.item_stage(claimed.session, claimed.item) != claimed.role
         except Exception:
             return False
+
+    def _log_lost(self, reports: list[Finish], outcomes: tuple[str, ...]) -> None:
+        """Say why a report found its task gone: its lease was reclaimed, or (when it was sent
+        again after a failed attempt) its first attempt was recorded and only the reply was lost."""
+        resent, self._resending = self._resending, False
+        for fin, outcome in zip(reports, outcomes):
+            if outcome != "lost":
+                continue
+            if resent and self._report_was_recorded(fin):
+                log.info("the report of task %s was already recorded (its first reply was lost when the "
+                         "connection failed)", fin.claimed.raw)
+            else:
+                log.warning("task %s was reclaimed by another process while we ran it (our lease lapsed); "
+                            "its result stays on disk and the task runs again", fin.claimed.raw)
+
+    def _report(self, pending: list[Finish], backoff: Backoff) -> bool:
+        """Send the reports waiting for the next claim now (the next task may take long)."""
+        try:
+            result = self.link.step(pending, claim=False)
+            self._connected()
+            backoff.reset()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                log.exception("unexpected error talking to Redis; retrying")
+            self._disconnected(exc)
+            self._resending = True
+            backoff.sleep(None)
+            return False
+        self._log_lost(pending, result.outcomes)
+        return True
 
     def _nothing_left(self) -> bool:
         try:
@@ -208,34 +295,36 @@ class WorkerProcess:
         if record is None or not record.pipeline.has_stage(task.stage):
             return Finish(claimed, Outcome(FAILED, error=f"session {task.session} or its stage {task.stage} "
                                                          "is not registered"), attempts=task.attempt + 1)
-        pipeline = record.pipeline
-        stage = pipeline.stage(task.stage)
-        nxt = pipeline.next_stage(stage.name)
+        plan = self._plans.get((task.session, task.stage))
+        if plan is None or plan.record is not record:
+            if len(self._plans) > 4096:
+                self._plans.clear()
+            plan = self._plans[(task.session, task.stage)] = StagePlan.of(record, task.stage)
+        stage, previous, next_name = plan.stage, plan.previous, plan.next_name
         attempts = task.attempt + 1
         try:
             meta = self.engine.open_task(task)  # decrypted, if task data is encrypted
         except CryptoError as exc:  # wrong key, tampered, or not encrypted as required: never run it
             log.warning("rejected %s:%s@%s: %s", task.stage, task.item, task.session, exc)
             return Finish(claimed, Outcome(FAILED, error=f"task data rejected: {exc}"), attempts=attempts)
-        final = stage.output_path(record.root, task.session, task.item)
-        index = pipeline.index(stage.name)
-        if index == 0:
+        final = stage.output_path(record.root, task.session, task.item) if stage.output is not None else None
+        if previous is None:
             input_path = record.input_path(task.item, meta)
         else:
-            input_path = pipeline.stages[index - 1].output_path(record.root, task.session, task.item)
-        next_name = nxt.name if nxt else None
+            input_path = previous.output_path(record.root, task.session, task.item)
         if final and self.options.skip_existing and os.path.exists(final):
             return Finish(claimed, Outcome(DONE, error="output already existed"), next_stage=next_name,
                           attempts=attempts)
         temp = runner.temp_output(final) if final else None
         if final:
             os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
-        current = Current(claimed=claimed, kind=stage.handler.kind, started=time.monotonic(),
-                          deadline=time.monotonic() + stage.timeout, attempts=attempts, next_stage=next_name,
-                          max_attempts=stage.max_attempts, retry_timeouts=stage.retry_timeouts, temp_output=temp)
+        now = time.monotonic()
+        current = Current(claimed=claimed, kind=stage.handler.kind, started=now, deadline=now + stage.timeout,
+                          attempts=attempts, next_stage=next_name, max_attempts=stage.max_attempts, retry_timeouts=stage.retry_timeouts, temp_output=temp)
         self.current = current
-        self.wake.set()
-        params = record.stage_params(stage.name)
+        if current.deadline < self._heart_wakes_at:  # the watchdog must look sooner than it planned
+            self.wake.set()
+        params = dict(plan.params)  # the handler's own copy
         try:
             if stage.handler.kind == "python":
                 ctx = JobContext(session=task.session, stage=stage.name, item=task.item, attempt=attempts,
@@ -348,11 +437,15 @@ class WorkerProcess:
             wait = next_beat - time.monotonic()
             if next_check is not None:
                 wait = min(wait, next_check - time.monotonic())
+            # published before reading ``current``: a task started from here on either is seen
+            # below or compares its deadline with this (and wakes us only if it is earlier)
+            self._heart_wakes_at = time.monotonic() + max(0.01, wait)
             current = self.current
             if current is not None:
                 wait = min(wait, current.deadline - time.monotonic() + 0.01)
             if self.stopping:
                 wait = min(wait, 0.1)
+            self._heart_wakes_at = time.monotonic() + max(0.01, wait)
             self.wake.wait(max(0.01, wait))
             self.wake.clear()
 

@@ -1,28 +1,29 @@
--- Finish a claimed task in one atomic step: it leaves the worker's in-flight list, the
--- accounting moves, and (on success) the item is enqueued for the next stage.
+-- Finish claimed tasks of one stage of one session with the same outcome, each in one atomic
+-- step: the task leaves the worker's in-flight list, the accounting moves, and (on success) the
+-- item is enqueued for the next stage. Several tasks travel in one call (a worker that
+-- prefetched short tasks reports them together); counters move once per call.
 -- KEYS[1] inflight(worker)  KEYS[2] worker  KEYS[3] stats  KEYS[4] live  KEYS[5] outcomes
 -- KEYS[6] session  KEYS[7] results stream  KEYS[8] target (next queue | delayed set | own queue)
 -- KEYS[9] ready(target role)  KEYS[10] bell(target role)
--- ARGV[1] message  ARGV[2] outcome: done|retry|handback|failed|timed_out|cancelled
--- ARGV[3] stage  ARGV[4] session  ARGV[5] item  ARGV[6] next stage ('' = last stage)
--- ARGV[7] message to push to the target  ARGV[8] retry delay ms  ARGV[9] outcome record (JSON)
--- ARGV[10] results maxlen  ARGV[11] bell max  ARGV[12] duration ms  ARGV[13] attempts made
--- ARGV[14] worker id  ARGV[15] short error
--- Returns {'lost'} if the task was no longer ours (its lease was reclaimed), else {'ok', outcome}.
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return {'lost'} end
+-- ARGV[1] outcome: done|retry|handback|failed|timed_out|cancelled  ARGV[2] stage  ARGV[3] session
+-- ARGV[4] next stage ('' = last stage)  ARGV[5] results maxlen  ARGV[6] bell max  ARGV[7] worker id
+-- ARGV[8..] 8 values per task: message, item, message to push to the target, retry delay ms,
+--   outcome record (JSON), duration ms, attempts made, short error
+-- Returns, per task: 'lost' if it was no longer ours (its lease was reclaimed: nothing changes),
+-- else the recorded outcome (done, retry, handback, failed, timed_out or cancelled).
 local now = now_ms()
-local stage, session, item, outcome = ARGV[3], ARGV[4], ARGV[5], ARGV[2]
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('HSET', KEYS[2], 'current', '', 'since', now, 'state', 'idle')
-end
-redis.call('HINCRBY', KEYS[3], stage .. '|running', -1)
+local outcome, stage, session, nxt = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local maxlen, bell_max, worker = ARGV[5], tonumber(ARGV[6]), ARGV[7]
 local active = redis.call('HGET', KEYS[6], 'state') == 'active'
+local out = {}
+local held, completed, retried, handed = 0, 0, 0, 0
+local pushed = {}
 
-local function result(state, err)
-  redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[10], '*', 's', session, 't', stage, 'i', item,
-    'st', state, 'a', ARGV[13], 'ms', ARGV[12], 'w', ARGV[14], 'e', err or '')
+local function result(item, state, attempts, ms, err)
+  redis.call('XADD', KEYS[7], 'MAXLEN', '~', maxlen, '*', 's', session, 't', stage, 'i', item,
+    'st', state, 'a', attempts, 'ms', ms, 'w', worker, 'e', err or '')
 end
-local function settle(at_stage, state, record)
+local function settle(item, at_stage, state, record)
   redis.call('HINCRBY', KEYS[3], at_stage .. '|' .. state, 1)
   redis.call('HDEL', KEYS[4], item)
   redis.call('HSET', KEYS[5], item, record)
@@ -31,43 +32,64 @@ local function cancelled_record(at_stage)
   return '{"state":"cancelled","stage":"' .. at_stage .. '","error":"session cancelled","at":' .. now .. '}'
 end
 
-if outcome == 'done' then
-  redis.call('HINCRBY', KEYS[3], stage .. '|completed', 1)
-  result('completed', '')
-  local nxt = ARGV[6]
-  if nxt == '' then
-    redis.call('HDEL', KEYS[4], item)
-  elseif active then
-    redis.call('RPUSH', KEYS[8], ARGV[7])
-    redis.call('HSET', KEYS[4], item, nxt)
-    redis.call('HINCRBY', KEYS[3], nxt .. '|enqueued', 1)
-    redis.call('ZADD', KEYS[9], 'LT', now_us(), session)
-    ring(KEYS[10], 1, tonumber(ARGV[11]))
+for i = 8, #ARGV, 8 do
+  local msg, item, push, attempts, ms = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 6], ARGV[i + 5]
+  if redis.call('LREM', KEYS[1], 1, msg) == 0 then
+    out[#out + 1] = 'lost'
   else
-    settle(nxt, 'cancelled', cancelled_record(nxt))
+    held = held + 1
+    if outcome == 'done' then
+      completed = completed + 1
+      result(item, 'completed', attempts, ms, '')
+      if nxt == '' then
+        redis.call('HDEL', KEYS[4], item)
+      elseif active then
+        pushed[#pushed + 1] = push
+        redis.call('HSET', KEYS[4], item, nxt)
+      else
+        settle(item, nxt, 'cancelled', cancelled_record(nxt))
+      end
+      out[#out + 1] = 'done'
+    elseif (outcome == 'retry' or outcome == 'handback') and not active then
+      settle(item, stage, 'cancelled', cancelled_record(stage))
+      result(item, 'cancelled', attempts, ms, 'session cancelled')
+      out[#out + 1] = 'cancelled'
+    elseif outcome == 'retry' then
+      local due = now + tonumber(ARGV[i + 3])
+      redis.call('ZADD', KEYS[8], due, push)
+      redis.call('ZADD', KEYS[9], 'LT', ms_to_us(due), session)
+      retried = retried + 1
+      out[#out + 1] = 'retry'
+    elseif outcome == 'handback' then
+      redis.call('LPUSH', KEYS[8], push)
+      handed = handed + 1
+      out[#out + 1] = 'handback'
+    else
+      -- failed, timed_out or cancelled: the item stops here, with its reason
+      settle(item, stage, outcome, ARGV[i + 4])
+      result(item, outcome, attempts, ms, ARGV[i + 7])
+      out[#out + 1] = outcome
+    end
   end
-  return {'ok', 'done'}
 end
-if (outcome == 'retry' or outcome == 'handback') and not active then
-  settle(stage, 'cancelled', cancelled_record(stage))
-  result('cancelled', 'session cancelled')
-  return {'ok', 'cancelled'}
+if held == 0 then return out end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HSET', KEYS[2], 'current', '', 'since', now, 'state', 'idle')
 end
-if outcome == 'retry' then
-  local due = now + tonumber(ARGV[8])
-  redis.call('ZADD', KEYS[8], due, ARGV[7])
-  redis.call('ZADD', KEYS[9], 'LT', ms_to_us(due), session)
-  redis.call('HINCRBY', KEYS[3], stage .. '|retried', 1)
-  redis.call('HINCRBY', KEYS[3], stage .. '|delayed', 1)
-  return {'ok', 'retry'}
-end
-if outcome == 'handback' then
-  redis.call('LPUSH', KEYS[8], ARGV[7])
+redis.call('HINCRBY', KEYS[3], stage .. '|running', -held)
+if completed > 0 then redis.call('HINCRBY', KEYS[3], stage .. '|completed', completed) end
+if #pushed > 0 then
+  redis.call('RPUSH', KEYS[8], unpack(pushed))
+  redis.call('HINCRBY', KEYS[3], nxt .. '|enqueued', #pushed)
   redis.call('ZADD', KEYS[9], 'LT', now_us(), session)
-  ring(KEYS[10], 1, tonumber(ARGV[11]))
-  return {'ok', 'handback'}
+  ring(KEYS[10], #pushed, bell_max)
 end
--- failed, timed_out or cancelled: the item stops here, with its reason
-settle(stage, outcome, ARGV[9])
-result(outcome, ARGV[15])
-return {'ok', outcome}
+if retried > 0 then
+  redis.call('HINCRBY', KEYS[3], stage .. '|retried', retried)
+  redis.call('HINCRBY', KEYS[3], stage .. '|delayed', retried)
+end
+if handed > 0 then
+  redis.call('ZADD', KEYS[9], 'LT', now_us(), session)
+  ring(KEYS[10], handed, bell_max)
+end
+return out

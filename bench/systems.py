@@ -1,0 +1,121 @@
+"""The systems compared in the throughput case: how to fill each one's queue and start its workers.
+
+Every system gets the same number of worker processes, each running one task at a time, and
+the same task (``bench.noop.bump``: one INCR). Peers run with their documented defaults
+otherwise; what each default means for reliability is noted in ``docs/benchmarks.md``.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from .common import tool
+
+STAGE_NAMES = ("b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8")
+
+
+@dataclass(frozen=True)
+class System:
+    name: str
+    requires: tuple[str, ...]
+    prefill: Callable[[str, int, int, str], None]  # url, items, stages, work dir
+    commands: Callable[[str, int, int, float], list[list[str]]]  # url, processes, stages, heartbeat -> argv list
+    prior_rate: float  # tasks/s guess, to size the first round's queue (later rounds use the measurement)
+    note: str = ""
+
+    def missing(self) -> str | None:
+        for module in self.requires:
+            if importlib.util.find_spec(module) is None:
+                return f"{module} is not installed (pip install -e '.[bench]')"
+        return None
+
+
+# --- Symphony ------------------------------------------------------------------------------------
+def write_session(workdir: str, name: str, items: int, stages: int, *, handler: str = "bench.noop:symphony_task",
+                  timeout: float = 60.0) -> Path:
+    base = Path(workdir)
+    (base / "pipelines").mkdir(parents=True, exist_ok=True)
+    pipeline = {"pipeline": f"bench{stages}", "defaults": {"timeout": timeout, "max_attempts": 3},
+                "stages": [{"name": STAGE_NAMES[i], "pool": "bench", "handler": handler} for i in range(stages)]}
+    (base / "pipelines" / f"bench{stages}.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    session = {"session": name, "pipeline": f"pipelines/bench{stages}.yaml", "root": "data",
+               "items_from": {"range": {"prefix": "i", "start": 0, "count": items, "width": 7}}}
+    path = base / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(session, sort_keys=False))
+    return path
+
+
+def symphony_prefill(url: str, items: int, stages: int, workdir: str) -> None:
+    from engine import Engine, initialize_session, load_session
+
+    spec = load_session(write_session(workdir, "bench", items, stages))
+    with Engine.from_url(url) as engine:
+        initialize_session(engine, spec)
+
+
+def symphony_commands(url: str, processes: int, stages: int, heartbeat: float) -> list[list[str]]:
+    return [[sys.executable, "-m", "workers", "--roles", ",".join(STAGE_NAMES[:stages]), "-n", str(processes),
+             "--heartbeat", str(heartbeat), "--log-level", "WARNING", "--name", "bench"]]
+
+
+# --- the minimal reliable loop ----------------------------------------------------------------------
+def minimal_prefill(url: str, items: int, stages: int, workdir: str) -> None:
+    import redis
+
+    from .peers import minimal
+
+    with redis.Redis.from_url(url) as client:
+        minimal.prefill(client, items, stages)
+
+
+def minimal_commands(url: str, processes: int, stages: int, heartbeat: float) -> list[list[str]]:
+    return [[sys.executable, "-m", "bench.peers.minimal", "--url", url, "--stages", str(stages)]
+            for _ in range(processes)]
+
+
+# --- peers --------------------------------------------------------------------------------------------
+def _prefill(module: str) -> Callable[[str, int, int, str], None]:
+    def run(url: str, items: int, stages: int, workdir: str) -> None:
+        importlib.import_module(f"bench.peers.{module}").prefill(url, items, stages)
+
+    return run
+
+
+
+def rq_commands(url: str, processes: int, stages: int, heartbeat: float) -> list[list[str]]:
+    return [[tool("rq"), "worker", "--url", url, "-w", "rq.worker.SimpleWorker", "--logging_level", "WARNING",
+             "--disable-job-desc-logging", "-q", "bench"] for _ in range(processes)]
+
+
+def celery_commands(url: str, processes: int, stages: int, heartbeat: float) -> list[list[str]]:
+    return [[tool("celery"), "-A", "bench.peers.celery_app", "worker", "-c", str(processes), "-P", "prefork",
+             "-l", "WARNING"]]
+
+
+def dramatiq_commands(url: str, processes: int, stages: int, heartbeat: float) -> list[list[str]]:
+    return [[tool("dramatiq"), "bench.peers.dramatiq_app", "--processes", str(processes), "--threads", "8"]]
+
+
+def huey_commands(url: str, processes: int, stages: int, heartbeat: float) -> list[list[str]]:
+    return [[tool("huey_consumer"), "bench.peers.huey_app.huey", "-w", str(processes), "-k", "process", "-q"]]
+
+
+SYMPHONY = System("symphony", ("engine",), symphony_prefill, symphony_commands, 8000.0,
+                  "symphony-worker, full accounting, heartbeats on")
+MINIMAL = System("minimal", ("redis",), minimal_prefill, minimal_commands, 6000.0,
+                 "BLMOVE + INCR + LREM, hand-written")
+RQ = System("rq", ("rq",), _prefill("rq_app"), rq_commands, 800.0, "rq worker -w SimpleWorker, one per process")
+CELERY = System("celery", ("celery",), _prefill("celery_app"), celery_commands, 1500.0,
+                "celery worker -P prefork -c N, defaults")
+DRAMATIQ = System("dramatiq", ("dramatiq",), _prefill("dramatiq_app"), dramatiq_commands, 1500.0,
+                  "dramatiq --processes N (its default 8 threads each)")
+HUEY = System("huey", ("huey",), _prefill("huey_app"), huey_commands, 1500.0, "huey_consumer -k process -w N")
+
+ALL = (SYMPHONY, MINIMAL, RQ, CELERY, DRAMATIQ, HUEY)
+BY_NAME = {s.name: s for s in ALL}

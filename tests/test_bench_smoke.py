@@ -1,0 +1,37 @@
+"""The benchmark harness runs, end to end, at tiny sizes (``python -m bench --smoke``).
+
+This is not a timed test: it only checks that every case runs and reports sane figures, so the
+harness cannot rot. Targets are judged by full runs (docs/benchmarks.md), never here.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.helpers import ROOT, worker_env
+
+
+def test_bench_smoke_runs_every_case_and_writes_sane_json(tmp_path):
+    out = tmp_path / "bench.json"
+    env = worker_env("redis://127.0.0.1:1/0")
+    env.pop("REDIS_URL", None)  # the harness starts its own Redis; it must not need one
+    proc = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--json", str(out)], cwd=str(ROOT), env=env,
+                          capture_output=True, text=True, timeout=170)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    data = json.loads(out.read_text())
+    assert data["machine"]["nproc"] >= 1 and data["machine"]["redis_server"]
+    for key in ("1_stage", "4_stages"):
+        summary = data["throughput"][key]["summary"]
+        assert summary["symphony"]["rate"] > 0 and summary["minimal"]["rate"] > 0, summary
+        assert summary["minimal"]["symphony_ratio"] > 0
+    assert data["enqueue"]["summary"]["rate"] > 0
+    assert data["memory"]["symphony"]["queued_bytes_per_task"] > 0
+    assert data["memory"]["symphony"]["live_entries_left"] == 0
+    assert data["snapshot"]["target"]["symphony"]["round_trips"] == 2
+    assert all(row["symphony"]["round_trips"] == 2 for row in data["snapshot"]["scaling"])
+    assert data["repair"]["planning_s"] > 0 and data["repair"]["list_s"] > 0
+    assert {run["mode"] for run in data["reclaim"]["runs"]} == {"host", "process"}
+    assert all(run["elsewhere"] for run in data["reclaim"]["runs"])
+    assert data["targets"] and all(t["met"] is None for t in data["targets"])
+    assert "throughput, 1 stage" in proc.stdout
