@@ -5,6 +5,10 @@ Each test reproduces one way an outage used to lose or steal work, with the real
 """
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -211,3 +215,52 @@ def test_a_resent_report_tells_recorded_from_reclaimed(engine, r, redis_url, ses
         assert not worker._report_was_recorded(stolen)
     finally:
         worker.engine.close()
+
+
+def _stops_within(process: subprocess.Popen, seconds: float) -> float | None:
+    started = time.monotonic()
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return None
+    return time.monotonic() - started
+
+
+def test_a_supervisor_waiting_for_redis_stops_on_sigterm(tmp_path):
+    """Started while Redis is down, the supervisor waits on its stop Event; SIGTERM's handler set
+    that same multiprocessing Event from the interrupted thread, and multiprocessing's notify
+    waits for the sleeper to wake, which is that thread: a deadlock, the process never stopped."""
+    from engine import free_port
+    from tests.helpers import ROOT, worker_env
+
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    log = tmp_path / "sup.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "workers", "--processes", "1"], cwd=ROOT, env=worker_env(url),
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: "waiting for it" in log.read_text(), message="the supervisor to wait for Redis")
+        proc.send_signal(signal.SIGTERM)
+        assert _stops_within(proc, 10) is not None, "the supervisor did not stop on SIGTERM"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def test_idle_workers_stop_when_the_whole_group_gets_sigterm(engine, redis_url, tmp_path):
+    """systemd and container runtimes send SIGTERM to every process: a worker with nothing to
+    serve waits on the same stop Event, and its own handler deadlocked the same way (its
+    supervisor had to kill it after the drain timeout)."""
+    from tests.helpers import WorkerRun
+
+    worker = WorkerRun(redis_url, "--pool", "nobody-serves-this", "--processes", "2", "--drain-timeout", "20",
+                       log_dir=tmp_path)
+    try:
+        wait_until(lambda: engine.client.zcard("symphony:workers") == 2, message="both worker processes to beat")
+        os.killpg(worker.process.pid, signal.SIGTERM)
+        took = _stops_within(worker.process, 15)
+        assert took is not None and took < 10, f"stopping took {took}; log:\n{worker.output()[-2000:]}"
+        assert "did not stop in time" not in worker.output()
+    finally:
+        worker.stop()

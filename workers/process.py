@@ -21,7 +21,7 @@ from engine import (CANCELLED, DONE, FAILED, HANDBACK, RETRY, TIMED_OUT, Backoff
 from . import runner
 from .context import JobContext
 from .hostinfo import HostSampler
-from .options import WorkerOptions
+from .options import WorkerOptions, set_from_signal_handler
 
 log = logging.getLogger("symphony.worker")
 EXIT_OK, EXIT_WATCHDOG = 0, 3
@@ -108,7 +108,7 @@ class WorkerProcess:
         if hasattr(signal, "SIGINT"):
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
         if hasattr(signal, "SIGTERM"):
-            signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
+            signal.signal(signal.SIGTERM, lambda *_: set_from_signal_handler(self.stop_event))
         heart = threading.Thread(target=self._heart, name="heartbeat", daemon=True)
         heart.start()
         try:
