@@ -5,7 +5,8 @@ import argparse
 import logging
 import sys
 
-from engine import ConfigError, Engine, SymphonyError, install_log_redaction, redact, resolve_redis
+from engine import (ConfigError, Engine, SymphonyError, install_log_redaction, load_key, redact, resolve_redis,
+                    sealer_from)
 
 DESCRIPTION = ("The Symphony operations console: live queues, workers, scale-set CPU and activity, with "
                "keyboard-triggered repair, initialize, export, cancel and retry.")
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Redis URL (default: $SYMPHONY_REDIS_URL, $REDIS_URL, or redis://127.0.0.1:6379/0)")
     g.add_argument("--redis-password-file", metavar="FILE", help="read the Redis password from FILE")
     g.add_argument("--redis-ca-file", metavar="FILE", help="CA certificate for rediss:// (TLS)")
+    p.add_argument("--encryption-key-file", metavar="FILE",
+                   help="AES key of encrypted task data (default: $SYMPHONY_KEY_FILE, $SYMPHONY_KEY): what 'i' "
+                        "and 'r' enqueue is then encrypted, as the workers expect (docs/security.md)")
     return p
 
 
@@ -83,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         from .app import SymphonyApp
         from .backend import Backend
 
-        engine = Engine(config.with_client_name("symphony-tui"), socket_timeout=3.0)
+        engine = Engine(config.with_client_name("symphony-tui"), socket_timeout=3.0,
+                        sealer=sealer_from(load_key(args.encryption_key_file)))
         backend = Backend(engine, tasks_dir=args.tasks)
         note = "demo (q stops it all)" if demo else ""
         app = SymphonyApp(backend, refresh=args.refresh, export_dir=args.export_dir, note=note, handle_signals=True,

@@ -2,10 +2,12 @@
 
 The console and the workers use only the names exported here.
 """
+from .acl import reader_rules, setuser, setuser_line, worker_rules
 from .config import RedisConfig, resolve_redis
-from .connection import Backoff, connect, describe_error, is_unavailable
+from .connection import Backoff, connect, describe_error, is_unavailable, redis_problem
 from .control import CancelResult, Failure, PurgeResult, QueueInfo, RetryResult, SessionDetail
 from .core import Engine
+from .crypto import CryptoError, Sealer, load_key, sealer_from
 from .embedded import EmbeddedRedis, find_server_binary, free_port
 from .enqueue import EnqueueResult
 from .errors import (ConfigError, Problem, RedisUnavailable, SessionConflict, SpecError, SymphonyError,
@@ -21,20 +23,22 @@ from .pipeline import Handler, Pipeline, Stage, load_pipeline
 from .metadata import register_source
 from .reclaim import ReclaimReport
 from .repair import RepairPlan, RepairResult, StagePlan
-from .redaction import install_log_redaction, redact, redact_url, register_secret
+from .redaction import install_log_redaction, redact, redact_standard_streams, redact_url, register_secret
 from .session_file import Item, SessionRecord, SessionSpec, load_session
 from .snapshot import Event, QueueStatus, SessionStatus, Snapshot, WorkerStatus
 from .verify import VerificationReport, session_files, verify_paths
 
 __all__ = [
-    "Backoff", "Beat", "CANCELLED", "Claimed", "ConfigError", "DEFAULT_KEYS", "DONE", "EmbeddedRedis", "Engine",
+    "Backoff", "Beat", "CANCELLED", "Claimed", "ConfigError", "CryptoError", "Sealer", "load_key",
+    "reader_rules", "sealer_from", "setuser", "setuser_line", "worker_rules", "DEFAULT_KEYS", "DONE", "EmbeddedRedis", "Engine",
     "EnqueueResult", "Event", "InitializeResult", "initialize_session", "FAILED", "Finish", "HANDBACK", "Handler", "InvalidMessage", "Item", "JobStore", "Keys",
     "Outcome", "Pipeline", "Problem", "QueueStatus", "RETRY", "ReclaimReport", "RedisConfig", "RedisUnavailable",
     "SessionConflict", "SessionRecord", "SessionSpec", "SessionStatus", "Snapshot", "SpecError", "Stage",
     "StepResult", "SymphonyError", "TIMED_OUT", "Task", "UnknownSession", "WorkerLink", "WorkerStatus",
     "check_name", "connect", "decode_task", "default_worker_id", "describe_error", "find_server_binary",
     "free_port", "install_log_redaction", "is_name", "is_unavailable", "load_pipeline", "load_session",
-    "name_problem", "redact", "redact_url", "register_secret", "resolve_redis",
+    "name_problem", "redact", "redact_standard_streams", "redis_problem", "redact_url", "register_secret",
+    "resolve_redis",
     # operator verbs (issue 3)
     "CancelResult", "Failure", "PurgeResult", "QueueInfo", "RepairPlan", "RepairResult", "RetryResult",
     "SessionDetail", "StagePlan", "VerificationReport", "register_source", "session_files", "verify_paths",

@@ -34,6 +34,11 @@ class RedisConfig:
     explicit: bool = False  # the operator named a server (flag or environment)
     client_name: str = "symphony"
 
+    def __post_init__(self) -> None:
+        # whatever built this config (resolve_redis, or a worker process from its pickled
+        # options), its password is masked in every output of this process from now on
+        register_secret(self.password)
+
     @property
     def display(self) -> str:
         """The URL without any password, for headers, logs and snapshots."""

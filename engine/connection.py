@@ -57,6 +57,12 @@ def connect(config: RedisConfig, *, socket_timeout: float = 10.0, connect_timeou
         kwargs["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
     except ImportError:  # pragma: no cover - older redis-py
         pass
+    try:  # no CLIENT SETINFO: one command less per connection, and none an ACL user must be granted
+        import redis.driver_info  # noqa: F401  (redis-py 7.1+)
+
+        kwargs["driver_info"] = None
+    except ImportError:  # pragma: no cover - older redis-py
+        kwargs["lib_name"] = kwargs["lib_version"] = None
     if config.password is not None:
         kwargs["password"] = config.password
     if config.username is not None:
@@ -76,6 +82,32 @@ def describe_error(exc: BaseException) -> str:
     return f"{name}: {text}" if not text.startswith(name) else text
 
 
+def redis_problem(exc: BaseException, where: str = "") -> str | None:
+    """A clear sentence (never a password) for a failure that came from Redis, or None if
+    ``exc`` is not one; ``where`` is the server's display form. The CLI prints it instead of a
+    traceback.
+
+    ``Redis at URL refused the credentials: ...``, ``... is unavailable: ...`` (with a hint for
+    TLS failures), ``... did not allow this: ...`` (an ACL user), ``... answered with an error: ...``.
+    """
+    text = describe_error(exc)
+    server = f"Redis at {where}" if where else "Redis"
+    if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text:
+        return (f"{server} refused the credentials: {text} (check the user name and password: in the URL, "
+                "REDIS_PASSWORD or --redis-password-file)")
+    if isinstance(exc, redis.exceptions.NoPermissionError) or "NOPERM" in text:
+        return (f"{server} did not allow this: {text} (the Redis user is not allowed to do this; "
+                "docs/security.md has the rules of Symphony's ACL users)")
+    if is_unavailable(exc):
+        if "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text:
+            return (f"{server} is unavailable: {text} (the TLS connection failed: check the CA file, "
+                    "--redis-ca-file or REDIS_CA_FILE, and that the server's certificate names this host)")
+        return f"{server} is unavailable: {text}"
+    if isinstance(exc, redis.RedisError):
+        return f"{server} answered with an error: {text}"
+    return None
+
+
 def ping(client: redis.Redis, config: RedisConfig) -> tuple[int, ...]:
     """Check that Redis answers and is recent enough; return its version tuple."""
     try:
@@ -83,7 +115,9 @@ def ping(client: redis.Redis, config: RedisConfig) -> tuple[int, ...]:
     except redis.AuthenticationError as exc:
         raise RedisUnavailable(f"Redis at {config.display} refused the credentials: {describe_error(exc)}") from None
     except redis.ResponseError as exc:
-        if "NOPERM" in str(exc):  # an ACL user without INFO: assume a modern server
+        # an ACL user without INFO (the worker user): assume a modern server. redis-py strips the
+        # NOPERM prefix and raises NoPermissionError, so test the class, not only the text
+        if isinstance(exc, redis.exceptions.NoPermissionError) or "NOPERM" in str(exc):
             return MIN_SERVER
         raise RedisUnavailable(f"Redis at {config.display}: {describe_error(exc)}") from None
     except Exception as exc:

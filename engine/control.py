@@ -9,7 +9,7 @@ from typing import Any, Iterable, Mapping
 
 from .errors import SessionConflict, UnknownSession
 from .jobstore import last_job
-from .messages import InvalidMessage, decode_task
+from .messages import InvalidMessage, Sealed, decode_task
 from .registry import CANCELLED, add_event, list_sessions, set_session_state
 from .scripts import scripts
 from .snapshot import STATES, QueueStatus, SessionStatus
@@ -138,7 +138,9 @@ def retry_session(engine: Any, session: str, stage: str | None = None,
             continue
         meta = None
         try:
-            meta = decode_task(record.get("task", "")).meta
+            task = decode_task(record.get("task", ""))
+            # encrypted task data is carried over as it is: retry needs no key and loses nothing
+            meta = Sealed(task.sealed) if task.sealed is not None else task.meta
         except InvalidMessage:
             pass
         groups[record.get("stage", "")].append((item, meta))

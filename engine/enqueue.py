@@ -12,7 +12,7 @@ import redis
 
 from .errors import SessionConflict
 from .keys import Keys
-from .messages import encode_task
+from .messages import Sealed, encode_task
 from .scripts import execute, load_all
 
 BELL_MAX = 64
@@ -33,8 +33,9 @@ ItemLike = tuple[str, Mapping[str, Any] | None]
 
 
 def enqueue(client: redis.Redis, keys: Keys, scripts, session: str, stage: str, items: Iterable[ItemLike], *,
-            progress: Callable[[int], None] | None = None, batch: int = BATCH_ITEMS) -> EnqueueResult:
-    """Enqueue ``items`` (id, metadata) for ``stage`` of ``session``; returns counts."""
+            progress: Callable[[int], None] | None = None, batch: int = BATCH_ITEMS, sealer=None) -> EnqueueResult:
+    """Enqueue ``items`` (id, metadata) for ``stage`` of ``session``; returns counts. With a
+    ``sealer`` (:class:`engine.crypto.Sealer`) every message's metadata is encrypted."""
     script = scripts.enqueue
     load_all(client)
     queued: list = []
@@ -66,7 +67,9 @@ def enqueue(client: redis.Redis, keys: Keys, scripts, session: str, stage: str, 
     count = 0
     for item, meta in items:
         args.append(item)
-        args.append(encode_task(session, stage, item, 0, dict(meta) if meta else None))
+        if not isinstance(meta, Sealed):
+            meta = dict(meta) if meta else None
+        args.append(encode_task(session, stage, item, 0, meta, sealer=sealer))
         count += 1
         if count >= batch:
             queued.append(script.queue(pipe, script_keys, args))

@@ -4,6 +4,11 @@ A handler gets a :class:`JobStore` as ``ctx.kv``. Values live in the hash
 ``symphony:job:<session>:<stage>:<item>`` with a TTL (7 days by default); the job's id is added
 to ``symphony:jobs:<session>`` (for ``purge --keys``) and recorded as the session's last job
 (for ``symphony jobs SESSION --last``).
+
+With a :class:`engine.crypto.Sealer`, every value is stored encrypted (AES-GCM), bound to its
+job and field name, and opened on read; a wrong key or a changed value raises
+:class:`engine.crypto.CryptoError`. Field names stay readable. ``incr`` then becomes a
+read-modify-write under ``WATCH`` (a sealed counter cannot be incremented in place).
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from typing import Any
 
 import redis
 
+from .crypto import CryptoError, kv_aad
 from .keys import Keys
 
 DEFAULT_TTL_S = 7 * 24 * 3600
@@ -21,14 +27,29 @@ def _encode(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
+def _seal(sealer, key: str, name: str, value: Any) -> str:
+    text = _encode(value)
+    return text if sealer is None else sealer.seal(text.encode("utf-8"), kv_aad(key, name))
+
+
+def _open(sealer, key: str, name: str, stored: str | None) -> str | None:
+    if stored is None or sealer is None:
+        return stored
+    try:
+        return sealer.open(stored, kv_aad(key, name)).decode("utf-8")
+    except CryptoError as exc:
+        raise CryptoError(f"job value {key} [{name}]: {exc}") from None
+
+
 class JobStore:
     def __init__(self, client: redis.Redis, keys: Keys, session: str, stage: str, item: str,
-                 ttl_s: int = DEFAULT_TTL_S):
+                 ttl_s: int = DEFAULT_TTL_S, sealer=None):
         self.client, self.keys = client, keys
         self.session, self.stage, self.item = session, stage, item
         self.key = keys.job(session, stage, item)
         self.job_id = f"{stage}:{item}"
         self.ttl_s = ttl_s
+        self.sealer = sealer
 
     def _touch(self, pipe) -> None:
         pipe.expire(self.key, self.ttl_s)
@@ -37,7 +58,7 @@ class JobStore:
 
     def set(self, name: str, value: Any) -> None:
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(self.key, name, _encode(value))
+            pipe.hset(self.key, name, _seal(self.sealer, self.key, name, value))
             self._touch(pipe)
             pipe.execute()
 
@@ -45,31 +66,46 @@ class JobStore:
         if not values:
             return
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(self.key, mapping={k: _encode(v) for k, v in values.items()})
+            pipe.hset(self.key, mapping={k: _seal(self.sealer, self.key, k, v) for k, v in values.items()})
             self._touch(pipe)
             pipe.execute()
 
     def incr(self, name: str, amount: int = 1) -> int:
+        if self.sealer is None:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.hincrby(self.key, name, amount)
+                self._touch(pipe)
+                return int(pipe.execute()[0])
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.hincrby(self.key, name, amount)
-            self._touch(pipe)
-            return int(pipe.execute()[0])
+            while True:
+                try:
+                    pipe.watch(self.key)
+                    current = _open(self.sealer, self.key, name, pipe.hget(self.key, name))
+                    value = int(current or 0) + amount
+                    pipe.multi()
+                    pipe.hset(self.key, name, _seal(self.sealer, self.key, name, str(value)))
+                    self._touch(pipe)
+                    pipe.execute()
+                    return value
+                except redis.WatchError:
+                    continue
 
     def get(self, name: str, default: Any = None) -> Any:
-        value = self.client.hget(self.key, name)
+        value = _open(self.sealer, self.key, name, self.client.hget(self.key, name))
         return default if value is None else value
 
     def all(self) -> dict[str, str]:
-        return self.client.hgetall(self.key)
+        return {k: _open(self.sealer, self.key, k, v) for k, v in self.client.hgetall(self.key).items()}
 
 
-def read_job(client: redis.Redis, keys: Keys, session: str, job_id: str) -> dict[str, str]:
+def read_job(client: redis.Redis, keys: Keys, session: str, job_id: str, sealer=None) -> dict[str, str]:
     stage, _, item = job_id.partition(":")
-    return client.hgetall(keys.job(session, stage, item))
+    key = keys.job(session, stage, item)
+    return {k: _open(sealer, key, k, v) for k, v in client.hgetall(key).items()}
 
 
-def last_job(client: redis.Redis, keys: Keys, session: str) -> tuple[str | None, dict[str, str]]:
+def last_job(client: redis.Redis, keys: Keys, session: str, sealer=None) -> tuple[str | None, dict[str, str]]:
     job_id = client.get(keys.last_job(session))
     if not job_id:
         return None, {}
-    return job_id, read_job(client, keys, session, job_id)
+    return job_id, read_job(client, keys, session, job_id, sealer=sealer)

@@ -7,6 +7,7 @@ instead of polling.
 """
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from .keys import Keys
 from .messages import InvalidMessage, Task, decode_task, dumps
 from .scripts import Queued, execute, load_all, scripts
 
+log = logging.getLogger("symphony.lease")
 RESULTS_MAXLEN = 10_000
 BELL_MAX = 64
 MAX_ERROR = 2_000
@@ -222,9 +224,10 @@ class WorkerLink:
         reply = replies[-1]
         hint_role, hint_session, hint_score, now = reply[0], reply[1], reply[2], reply[3]
         batch: tuple[Claimed, ...] = ()
-        if claiming and len(reply) > 4:
+        if claiming and len(reply) > 5:
             role, session = hint[0], hint[1]
-            batch = tuple(self._decode(raw, role, session) for raw in reply[4:])
+            again = bool(reply[4])
+            batch = tuple(self._decode(raw, role, session, again=again) for raw in reply[5:])
         now_us = int(now)
         if hint_role:
             score = int(float(hint_score))
@@ -237,11 +240,14 @@ class WorkerLink:
                           batch=batch, outcomes=outcomes)
 
     @staticmethod
-    def _decode(raw: str, role: str, session: str) -> Claimed:
+    def _decode(raw: str, role: str, session: str, again: bool = False) -> Claimed:
         try:
             task = decode_task(raw)
         except InvalidMessage as exc:
             return Claimed(raw=raw, role=role, session=session, invalid=str(exc))
+        if again:  # delivered again (its first claim reply was lost): it came from its own queue
+            log.warning("task %s was claimed but the reply was lost; running it now", raw)
+            role, session = task.stage, task.session
         if task.stage != role or task.session != session:
             return Claimed(raw=raw, role=role, session=session,
                            invalid=f"message for {task.stage}:{task.session} found in queue {role}:{session}")
@@ -272,7 +278,7 @@ class WorkerLink:
         """Leave the registry after a clean stop (only if nothing is in flight)."""
         k = self.keys
         return bool(self._lua.forget(self.client, (k.workers, k.worker(self.worker_id), k.inflight(self.worker_id),
-                                                   k.events, k.grace),
+                                                   k.events, k.grace, k.clock),
                                      (self.worker_id, "1", 2000, "", "")))
 
     def in_flight(self) -> list[str]:

@@ -3,7 +3,9 @@
 A message in queue ``rvm:block7`` looks like ``{"i":"row-0001","s":"block7","t":"rvm","a":0}``:
 
 * ``i`` item id, ``s`` session, ``t`` stage (the queue's role), ``a`` attempts already made;
-* ``m`` (optional) the item's metadata from the session file, e.g. ``{"vines": 12}``.
+* ``m`` (optional) the item's metadata from the session file, e.g. ``{"vines": 12}``;
+* ``e`` instead of ``m`` when task data is encrypted: the metadata sealed with AES-GCM
+  (:mod:`engine.crypto`), made once at enqueue and carried unchanged through every stage.
 
 The fields are short because a million queued tasks must fit in a small Redis; they are
 still readable with ``LRANGE``.
@@ -30,28 +32,49 @@ class Task:
     item: str
     attempt: int = 0  # attempts already made before this one
     meta: dict[str, Any] | None = field(default=None, compare=False)
+    sealed: str | None = field(default=None, compare=False)  # the metadata, encrypted (engine.crypto)
 
     def encode(self) -> str:
         data: dict[str, Any] = {"i": self.item, "s": self.session, "t": self.stage, "a": self.attempt}
-        if self.meta:
+        if self.sealed is not None:
+            data["e"] = self.sealed
+        elif self.meta:
             data["m"] = self.meta
         return _dumps(data)
 
     def next_attempt(self) -> "Task":
-        return Task(self.session, self.stage, self.item, self.attempt + 1, self.meta)
+        return Task(self.session, self.stage, self.item, self.attempt + 1, self.meta, self.sealed)
 
     def at_stage(self, stage: str) -> "Task":
-        return Task(self.session, stage, self.item, 0, self.meta)
+        return Task(self.session, stage, self.item, 0, self.meta, self.sealed)
 
     @property
     def job_id(self) -> str:
         return f"{self.stage}:{self.item}"
 
 
-def encode_task(session: str, stage: str, item: str, attempt: int = 0, meta: dict | None = None) -> str:
+@dataclass(frozen=True)
+class Sealed:
+    """Metadata that is already sealed (the ``e`` token of an earlier message of the same item):
+    given as an item's metadata to :func:`engine.enqueue.enqueue`, it is carried over unchanged
+    (``retry`` puts a failed task back without needing, or losing, its encrypted data)."""
+
+    token: str
+
+
+def encode_task(session: str, stage: str, item: str, attempt: int = 0, meta: dict | Sealed | None = None,
+                sealer=None) -> str:
     """The message for a task. Names are validated (no quotes, backslashes or control characters:
-    see engine.names), so they are written without escaping; metadata goes through JSON."""
+    see engine.names), so they are written without escaping; metadata goes through JSON. With a
+    ``sealer`` (:class:`engine.crypto.Sealer`) the metadata, even none, is sealed into ``e`` and
+    bound to the session and item."""
     head = '{"i":"' + item + '","s":"' + session + '","t":"' + stage + '","a":' + str(int(attempt))
+    if isinstance(meta, Sealed):
+        return head + ',"e":' + _dumps(meta.token) + "}"
+    if sealer is not None:
+        from .crypto import task_aad
+
+        return head + ',"e":"' + sealer.seal_json(meta or {}, task_aad(session, item)) + '"}'
     if meta:
         return head + ',"m":' + _dumps(meta) + "}"
     return head + "}"
@@ -77,7 +100,10 @@ def decode_task(raw: str | bytes) -> Task:
     meta = data.get("m")
     if meta is not None and not isinstance(meta, dict):
         raise InvalidMessage("field 'm' (metadata) must be an object")
-    return Task(session, stage, item, attempt, meta)
+    sealed = data.get("e")
+    if sealed is not None and (not isinstance(sealed, str) or meta is not None):
+        raise InvalidMessage("field 'e' (encrypted metadata) must be a string, and comes without 'm'")
+    return Task(session, stage, item, attempt, meta, sealed)
 
 
 def dumps(data: Any) -> str:

@@ -80,7 +80,7 @@ def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: Rec
                          "stderr": "", "at": round(time.time(), 3), "task": raw})
         result = lua.reclaim(client, (k.workers, inflight, k.queue(task.stage, task.session), k.ready(task.stage),
                                       k.bell(task.stage), k.stats(task.session), k.live(task.session),
-                                      k.outcomes(task.session), k.results, k.session(task.session), k.grace),
+                                      k.outcomes(task.session), k.results, k.session(task.session), k.grace, k.clock),
                              (worker_id, raw, task.next_attempt().encode() if charged else raw, task.stage,
                               task.session, task.item,
                               max_attempts, attempts, failure, RESULTS_MAXLEN, BELL_MAX, "1" if force else "0"))[0]
@@ -90,7 +90,7 @@ def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: Rec
             counts[result] += 1
     total = sum(counts.values())
     message = f"worker {worker_id} lost ({reason}); {total} task(s) reclaimed"
-    forgotten = bool(lua.forget(client, (k.workers, k.worker(worker_id), inflight, k.events, k.grace),
+    forgotten = bool(lua.forget(client, (k.workers, k.worker(worker_id), inflight, k.events, k.grace, k.clock),
                                 (worker_id, "1" if force else "0", EVENTS_MAXLEN, "worker_lost", message)))
     if total or forgotten:
         log.info(message)

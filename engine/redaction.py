@@ -7,6 +7,7 @@ hidden too.
 """
 from __future__ import annotations
 
+import io
 import logging
 import re
 import threading
@@ -80,3 +81,53 @@ def install_log_redaction(logger: logging.Logger | None = None) -> None:
     for handler in logger.handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
+
+
+class RedactingStream(io.TextIOBase):
+    """A text stream that redacts whole lines before passing them on (for ``sys.stdout`` and
+    ``sys.stderr`` of processes that run untrusted handlers: what a handler prints is masked too).
+    A line is held until its newline, so a secret split across writes is still found."""
+
+    def __init__(self, target):
+        self._target = target
+        self._pending = ""
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self):  # type: ignore[override]
+        return getattr(self._target, "encoding", "utf-8")
+
+    def fileno(self) -> int:
+        return self._target.fileno()
+
+    def isatty(self) -> bool:
+        return self._target.isatty()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._pending += text
+            if "\n" in self._pending:
+                complete, _, self._pending = self._pending.rpartition("\n")
+                self._target.write(redact(complete + "\n"))
+                self._target.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._pending:
+                self._target.write(redact(self._pending))
+                self._pending = ""
+            self._target.flush()
+
+
+def redact_standard_streams() -> None:
+    """Wrap ``sys.stdout`` and ``sys.stderr`` in :class:`RedactingStream` (once)."""
+    import sys
+
+    if not isinstance(sys.stdout, RedactingStream):
+        sys.stdout = RedactingStream(sys.stdout)
+    if not isinstance(sys.stderr, RedactingStream):
+        sys.stderr = RedactingStream(sys.stderr)

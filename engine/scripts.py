@@ -36,23 +36,29 @@ class Lua:
         self.text = source(name)
         self.sha = hashlib.sha1(self.text.encode()).hexdigest()
 
-    def __call__(self, client: redis.Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    def __call__(self, client: redis.Redis, keys: Sequence[str], args: Sequence[Any], *,
+                 readonly: bool = False) -> Any:
+        command = "EVALSHA_RO" if readonly else "EVALSHA"
         try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
+            return client.execute_command(command, self.sha, len(keys), *keys, *args)
         except NoScriptError:
             client.script_load(self.text)
-            return client.evalsha(self.sha, len(keys), *keys, *args)
+            return client.execute_command(command, self.sha, len(keys), *keys, *args)
 
-    def queue(self, pipe: redis.client.Pipeline, keys: Sequence[str], args: Sequence[Any]) -> "Queued":
-        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
-        return Queued(self, tuple(keys), tuple(args))
+    def queue(self, pipe: redis.client.Pipeline, keys: Sequence[str], args: Sequence[Any], *,
+              readonly: bool = False) -> "Queued":
+        """Queue a call on ``pipe``. ``readonly`` sends ``EVALSHA_RO`` (Redis 7+): the server then
+        refuses any write in the script, and a user with only read access to the keys may run it
+        (plain ``EVALSHA`` needs read and write access to every key it declares)."""
+        pipe.execute_command("EVALSHA_RO" if readonly else "EVALSHA", self.sha, len(keys), *keys, *args)
+        return Queued(self, tuple(keys), tuple(args), readonly)
 
 
 class Queued:
-    __slots__ = ("lua", "keys", "args")
+    __slots__ = ("lua", "keys", "args", "readonly")
 
-    def __init__(self, lua: Lua, keys: tuple, args: tuple):
-        self.lua, self.keys, self.args = lua, keys, args
+    def __init__(self, lua: Lua, keys: tuple, args: tuple, readonly: bool = False):
+        self.lua, self.keys, self.args, self.readonly = lua, keys, args, readonly
 
 
 def load_all(client: redis.Redis) -> None:
@@ -82,7 +88,7 @@ def execute(client: redis.Redis, pipe: redis.client.Pipeline, queued: Sequence[Q
     for index, reply in enumerate(replies):
         if isinstance(reply, NoScriptError) and queued[index] is not None:
             q = queued[index]
-            replies[index] = q.lua(client, q.keys, q.args)
+            replies[index] = q.lua(client, q.keys, q.args, readonly=q.readonly)
         elif isinstance(reply, Exception):
             raise reply
     return replies

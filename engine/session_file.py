@@ -137,6 +137,10 @@ def _resolve(base: Path, value: str) -> str:
     return os.path.normpath(str(path)).replace("\\", "/")
 
 
+MAX_RANGE_ITEMS = 10_000_000  # items one items_from range may generate
+MAX_NAME = 200  # the longest session or item name (engine.names)
+
+
 def _range_items(spec: Any, loc: Locator, path: tuple, problems: list[Problem]) -> list[Item]:
     if not isinstance(spec, dict):
         problems.append(loc.problem(path, "range must be a mapping with prefix, start, count and width"))
@@ -154,11 +158,21 @@ def _range_items(spec: Any, loc: Locator, path: tuple, problems: list[Problem]) 
         ok = False
     if not ok:
         return []
-    items = [Item(f"{prefix}{n:0{width}d}", origin=path) for n in range(start, start + count)]
-    if items and name_problem(items[0].id):
-        problems.append(loc.problem(path + ("prefix",), f"generated item id: {name_problem(items[0].id)}"))
+    if count > MAX_RANGE_ITEMS:  # a typo must be a problem, not a process building a billion items
+        problems.append(loc.problem(path + ("count",), f"count {count:,} is more than {MAX_RANGE_ITEMS:,} items; "
+                                                       "split the work into several sessions"))
         return []
-    return items
+    if width > MAX_NAME:
+        problems.append(loc.problem(path + ("width",), f"width {width:,} would make ids longer than a name may be "
+                                                       f"({MAX_NAME} characters)"))
+        return []
+    if count:
+        for n in (start, start + count - 1):  # the shortest and the longest generated id
+            problem = name_problem(f"{prefix}{n:0{width}d}")
+            if problem:
+                problems.append(loc.problem(path + ("prefix",), f"generated item id: {problem}"))
+                return []
+    return [Item(f"{prefix}{n:0{width}d}", origin=path) for n in range(start, start + count)]
 
 
 def parse_items(data: Mapping[str, Any], loc: Locator, problems: list[Problem],

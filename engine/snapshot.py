@@ -176,6 +176,37 @@ def _event_from_system(entry_id: str, fields: dict[str, str]) -> Event:
                  worker=fields.get("worker", ""))
 
 
+def _read_by_script(client: redis.Redis, read_keys: list[str], ops: list[str]) -> list[Any]:
+    """Read the keys with read.lua in chunks, as EVALSHA_RO: a read-only ACL user may run it."""
+    lua = scripts().read
+    out: list[Any] = []
+    with client.pipeline(transaction=False) as pipe:
+        queued = [lua.queue(pipe, read_keys[i:i + READ_CHUNK], ("".join(ops[i:i + READ_CHUNK]),), readonly=True)
+                  for i in range(0, len(read_keys), READ_CHUNK)]
+        for chunk in execute(client, pipe, queued):
+            out.extend(chunk)
+    return out
+
+
+def _script_refused(exc: BaseException) -> bool:
+    """Redis 6.2 has no EVALSHA_RO; a user may not be allowed scripts: read without one then."""
+    text = str(exc).lower()
+    return (isinstance(exc, redis.exceptions.NoPermissionError) or "noperm" in text or "no permissions" in text
+            or "unknown command" in text)
+
+
+def _read_plainly(client: redis.Redis, read_keys: list[str], ops: list[str]) -> list[Any]:
+    """The same reads as read.lua, pipelined (HGETALL replies flattened like the script's)."""
+    with client.pipeline(transaction=False) as pipe:
+        for key, op in zip(read_keys, ops):
+            if op == "l":
+                pipe.llen(key)
+            else:
+                pipe.hgetall(key)
+        replies = pipe.execute()
+    return [r if isinstance(r, int) else [x for pair in r.items() for x in pair] for r in replies]
+
+
 def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", events: int = 50) -> Snapshot:
     """Read the whole status in two round trips."""
     with client.pipeline(transaction=False) as pipe:
@@ -219,12 +250,12 @@ def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", e
         ops.append("h")
     second: list[Any] = []
     if read_keys:
-        lua = scripts().read
-        with client.pipeline(transaction=False) as pipe:
-            queued = [lua.queue(pipe, read_keys[i:i + READ_CHUNK], ("".join(ops[i:i + READ_CHUNK]),))
-                      for i in range(0, len(read_keys), READ_CHUNK)]
-            for chunk in execute(client, pipe, queued):
-                second.extend(chunk)
+        try:
+            second = _read_by_script(client, read_keys, ops)
+        except redis.ResponseError as exc:
+            if not _script_refused(exc):
+                raise
+            second = _read_plainly(client, read_keys, ops)
 
     queues: list[QueueStatus] = []
     sessions: list[SessionStatus] = []

@@ -75,6 +75,11 @@ def parse_yaml(text: str, file: str, *, locate: bool = True) -> tuple[Any, Locat
     """Parse YAML ``text`` (named ``file`` in errors). Raises :class:`SpecError` on bad YAML."""
     try:
         data = yaml.load(text, Loader=_Loader)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow: no mark, but a position
+        line = text.count("\n", 0, exc.position) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character or "?")
+        raise SpecError([Problem(file, line, "", f"invalid YAML: character #x{char:04x} is not allowed "
+                                                 f"({exc.reason})")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None
@@ -87,6 +92,8 @@ def parse_yaml(text: str, file: str, *, locate: bool = True) -> tuple[Any, Locat
         node = yaml.compose(text, Loader=_Loader)
         if node is not None:
             _walk(node, (), lines, problems, file)
+        else:  # an empty document: what is missing is missing from line 1
+            lines[()] = 1
     if problems:
         raise SpecError(problems)
     return data, Locator(file, lines)
@@ -96,9 +103,15 @@ def load_yaml(path: str | Path, *, locate: bool = True) -> tuple[Any, Locator]:
     """Read and parse a YAML file; a missing or unreadable file is a :class:`SpecError` too."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise SpecError([Problem(str(path), None, "", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([Problem(str(path), None, "", f"cannot read file: {exc}")]) from None
+    except OSError as exc:
+        raise SpecError([Problem(str(path), None, "", f"cannot read file: {exc.strerror or exc}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise SpecError([Problem(str(path), line, "", f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at "
+                                                      f"line {line} ({exc.reason})")]) from None
     return parse_yaml(text, str(path), locate=locate)

@@ -42,5 +42,52 @@ def hang(ctx) -> None:
     ok(ctx)
 
 
+def chaos(ctx) -> None:
+    """One stage of the chaos pipeline: record this execution (stage, item, attempt, pid), check
+    the previous stage's output is this item's, take ``seconds``, write an output naming the
+    process that produced it (so the audit can tell which execution won)."""
+    _mark(ctx, "ran")
+    previous = ctx.read_input_json() if ctx.input else None
+    if previous is not None and previous.get("item") != ctx.item:
+        raise RuntimeError(f"input of {ctx.item} belongs to {previous.get('item')}")
+    seconds = float(ctx.params.get("seconds", 0) or 0)
+    if seconds:
+        time.sleep(seconds)
+    ctx.write_output_json({"item": ctx.item, "stage": ctx.stage, "attempt": ctx.attempt, "pid": os.getpid()})
+
+
+def poison(ctx) -> None:
+    """Items named ``crash-*`` always raise; ``hang-*`` sleep past any timeout; others are fine."""
+    if ctx.item.startswith("crash"):
+        raise RuntimeError(f"poison item {ctx.item} always crashes (attempt {ctx.attempt})")
+    if ctx.item.startswith("hang"):
+        _mark(ctx, "hung")
+        time.sleep(3600)
+    chaos(ctx)
+
+
+def meta_kv(ctx) -> None:
+    """Record the item's metadata as the handler saw it, and use the job's key/values."""
+    _mark(ctx, "ran")
+    ctx.kv.set("vines", ctx.meta.get("vines"))
+    runs = ctx.kv.incr("runs")
+    ctx.write_output_json({"item": ctx.item, "meta": dict(ctx.meta), "runs": runs, "kv": ctx.kv.all()})
+
+
+def leak_secret(ctx) -> None:
+    """A careless handler: records which secret variables it can see, then fails with an error
+    that contains a secret (read from a file), to prove the error is masked everywhere."""
+    import json
+
+    os.makedirs(ctx.root, exist_ok=True)
+    seen = sorted(k for k in os.environ if "PASSWORD" in k or "REDIS" in k or k.startswith("SYMPHONY_KEY"))
+    with open(os.path.join(ctx.root, "handler-env.json"), "w") as fh:
+        json.dump(seen, fh)
+    with open(ctx.params["file"]) as fh:
+        secret = fh.read().strip()
+    print(f"about to fail with {secret}", flush=True)
+    raise RuntimeError(f"Leaked credentials: could not log in as admin with {secret}")
+
+
 def noop(ctx) -> None:
     """Nothing at all: a task as short as a task can be (prefetch kicks in)."""

@@ -180,9 +180,11 @@ def test_grace_window_after_an_outage_protects_live_leases(engine, r, session):
     link = engine.worker_link("w1", ["a"])
     link.beat(0.2, 0.5, {})
     claim(link)
-    # simulate Redis having been unreachable: nobody beat for a long time
-    r.set("symphony:clock", f"{int(r.time()[0] * 1000) - 60_000}:200:500")
-    r.zadd("symphony:workers", {"w1": 0})  # w1's lease looks long expired
+    # simulate Redis having been unreachable: nobody was heard for a minute, and w1's lease ran
+    # out during that silence (a lease that ran out before it began belongs to a dead worker)
+    silent_since = int(r.time()[0] * 1000) - 60_000
+    r.hset("symphony:clock", "at", silent_since)
+    r.zadd("symphony:workers", {"w1": silent_since + 1000})
     other = engine.worker_link("w2", ["a"])
     beat = other.beat(0.2, 0.5, {})
     assert beat.grace_ms > 0 and beat.lapsed == ()
@@ -249,8 +251,11 @@ def test_the_console_reaper_also_respects_an_outage(engine, r, session):
     link = engine.worker_link("w1", ["a"])
     link.beat(0.2, 0.5, {})
     claim(link)
-    r.set("symphony:clock", f"{int(r.time()[0] * 1000) - 60_000}:200:500")  # nobody beat for a minute
-    r.zadd("symphony:workers", {"w1": 0})
+    silent_since = int(r.time()[0] * 1000) - 60_000
+    # nobody beat for a minute (the clock as the previous version wrote it: ms:heartbeat:lease),
+    # and w1's lease ran out during that silence
+    r.set("symphony:clock", f"{silent_since}:200:500")
+    r.zadd("symphony:workers", {"w1": silent_since + 400})
     assert engine.reap() == []  # grace window opened by the reaper itself
     assert r.pttl("symphony:grace") > 0 and r.llen("symphony:inflight:w1") == 1
     # once the window is over and w1 still does not beat, it is reaped

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from engine import ConfigError, SymphonyError, is_name, resolve_redis
+from engine import ConfigError, SymphonyError, is_name, load_key, resolve_redis
 
 from .logs import setup_logging
 from .options import WorkerOptions
@@ -18,7 +18,8 @@ examples:
   symphony-worker --roles detection --nice 10           # only detection, at low CPU priority
   symphony-worker --burst                               # serve every stage, exit when no work is left
 environment:
-  SYMPHONY_REDIS_URL / REDIS_URL, REDIS_PASSWORD, REDIS_PASSWORD_FILE, REDIS_CA_FILE
+  SYMPHONY_REDIS_URL / REDIS_URL, REDIS_PASSWORD, REDIS_PASSWORD_FILE, REDIS_CA_FILE,
+  SYMPHONY_KEY / SYMPHONY_KEY_FILE (AES key: encrypted task data and job values, docs/security.md)
 """
 
 
@@ -37,10 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "or redis://127.0.0.1:6379/0)")
     p.add_argument("--redis-password-file", metavar="FILE", help="read the Redis password from FILE")
     p.add_argument("--redis-ca-file", metavar="FILE", help="CA certificate for rediss:// (TLS)")
+    p.add_argument("--encryption-key-file", metavar="FILE",
+                   help="AES key (hex or base64) of encrypted task data and job values (default: $SYMPHONY_KEY_FILE, "
+                        "$SYMPHONY_KEY); with a key, only encrypted task data is accepted")
     p.add_argument("--heartbeat", type=float, default=5.0, metavar="SECONDS",
                    help="heartbeat interval (default %(default)s)")
     p.add_argument("--lease", type=float, default=None, metavar="SECONDS",
-                   help="a worker silent this long is dead and its tasks are reclaimed (default 2.5 heartbeats)")
+                   help="a worker silent this long is dead and its tasks are reclaimed "
+                        "(default 2.5 heartbeats, at least 2)")
     p.add_argument("--drain-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="on SIGTERM/Ctrl-C, finish the current task within this, else hand it back (default %(default)s)")
     p.add_argument("--prefetch", type=int, default=32, metavar="N",
@@ -66,8 +71,10 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
     if args.name and not is_name(args.name):
         raise ConfigError(f"--name {args.name!r} may only contain letters, digits and . _ + @ = , -")
     lease = args.lease if args.lease is not None else 2.5 * args.heartbeat
-    if lease <= args.heartbeat:
-        raise ConfigError("--lease must be longer than --heartbeat")
+    if lease < 2 * args.heartbeat:
+        # below two heartbeats a live worker whose beat is a little late, or a short Redis outage,
+        # would lose its lease (see the grace window in docs/reliability.md)
+        raise ConfigError("--lease must be at least twice --heartbeat (default: 2.5 heartbeats)")
     if args.metrics_interval < 0:
         raise ConfigError("--metrics-interval must be 0 (off) or positive")
     roles = tuple(r.strip() for r in (args.roles or "").split(",") if r.strip())
@@ -78,6 +85,7 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
                          lease_s=lease, drain_timeout_s=args.drain_timeout, idle_wait_s=args.idle_wait,
                          prefetch=args.prefetch,
                          log_level=args.log_level, skip_existing=not args.rerun_existing,
+                         encryption_key=load_key(args.encryption_key_file),
                          metrics_interval_s=args.metrics_interval)
 
 

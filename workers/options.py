@@ -23,4 +23,17 @@ class WorkerOptions:
     log_level: str = "INFO"
     prefetch: int = 32  # most tasks claimed at once when tasks are short (1: one at a time)
     skip_existing: bool = True  # a stage whose output exists is done (Luigi's rule)
+    encryption_key: bytes | None = field(default=None, repr=False)  # AES key for task data and job values
     metrics_interval_s: float = 30.0  # one host CPU/memory sample per host per this many seconds (0: off)
+
+
+def set_from_signal_handler(event) -> None:
+    """Set a multiprocessing Event from a signal handler without deadlocking.
+
+    The handler runs in the main thread, which may be inside ``event.wait()`` at that moment;
+    multiprocessing's ``Condition.notify`` waits for the sleeper to wake up, and the sleeper is
+    the interrupted thread itself, so calling ``event.set()`` there never returns. A short-lived
+    thread sets it instead, once the handler has returned and the wait can be woken."""
+    import threading
+
+    threading.Thread(target=event.set, name="signal", daemon=True).start()

@@ -15,13 +15,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from engine import (CANCELLED, DONE, FAILED, HANDBACK, RETRY, TIMED_OUT, Backoff, Claimed, Engine, Finish, Outcome,
-                    RedisConfig, describe_error, is_unavailable)
+from engine import (CANCELLED, DONE, FAILED, HANDBACK, RETRY, TIMED_OUT, Backoff, Claimed, CryptoError, Engine, Finish,
+                    Outcome, RedisConfig, describe_error, is_unavailable, sealer_from)
 
 from . import runner
 from .context import JobContext
 from .hostinfo import HostSampler
-from .options import WorkerOptions
+from .options import WorkerOptions, set_from_signal_handler
 
 log = logging.getLogger("symphony.worker")
 EXIT_OK, EXIT_WATCHDOG = 0, 3
@@ -77,7 +77,8 @@ class WorkerProcess:
         self.supervisor = supervisor
         config = RedisConfig(url=options.redis_url, password=options.redis_password, username=options.redis_username,
                              ca_file=options.redis_ca_file, explicit=True, client_name=f"symphony-worker:{worker_id}")
-        self.engine = Engine(config, socket_timeout=max(10.0, options.idle_wait_s + 5))
+        self.engine = Engine(config, socket_timeout=max(10.0, options.idle_wait_s + 5),
+                             sealer=sealer_from(options.encryption_key))
         self.link = self.engine.worker_link(worker_id, [], idle_wait_s=options.idle_wait_s)
         self.sampler = HostSampler()
         self.host_metrics = self.engine.host_metrics_writer(options.pool, self.sampler.host,
@@ -92,6 +93,8 @@ class WorkerProcess:
         self._down_since: float | None = None
         self._hb_down_since: float | None = None
         self._roles_lock = threading.Lock()
+        self._roles_loaded = False  # set once the roles were read (not when an epoch was merely seen)
+        self._resending = False  # the reports being sent are a retry after a failed attempt
         self._avg_s: float | None = None  # running average of task durations (decides prefetch)
         self._heart_wakes_at = 0.0  # when the heartbeat/watchdog thread looks next (monotonic)
         self._plans: dict[tuple[str, str], StagePlan] = {}
@@ -105,7 +108,7 @@ class WorkerProcess:
         if hasattr(signal, "SIGINT"):
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
         if hasattr(signal, "SIGTERM"):
-            signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
+            signal.signal(signal.SIGTERM, lambda *_: set_from_signal_handler(self.stop_event))
         heart = threading.Thread(target=self._heart, name="heartbeat", daemon=True)
         heart.start()
         try:
@@ -169,7 +172,7 @@ class WorkerProcess:
                 if not pending:
                     return EXIT_OK
             try:
-                if self.epoch is None:
+                if not self._roles_loaded:
                     self._refresh_roles()
                 result = self.link.step(pending, claim=not self.stopping, want=self._want())
                 self._connected()
@@ -178,13 +181,11 @@ class WorkerProcess:
                 if not is_unavailable(exc):
                     log.exception("unexpected error talking to Redis; retrying")
                 self._disconnected(exc)
+                self._resending = bool(pending)
                 backoff.sleep(self.stop_event if not pending else None)
                 continue
             if pending:
-                for fin, outcome in zip(pending, result.outcomes):
-                    if outcome == "lost":
-                        log.warning("task %s was reclaimed by another process while we ran it (our lease lapsed); "
-                                    "its result stays on disk and the task runs again", fin.claimed.raw)
+                self._log_lost(pending, result.outcomes)
                 pending = []
             if result.batch:
                 empty_streak = 0
@@ -208,6 +209,31 @@ class WorkerProcess:
             if not self.link.roles:
                 self.stop_event.wait(self.options.idle_wait_s)
 
+    def _report_was_recorded(self, finish: Finish) -> bool:
+        """After a resent report found its task gone: did the first attempt record it (the item
+        moved on), or was the lease reclaimed meanwhile (the item is back at this stage)?"""
+        claimed = finish.claimed
+        if claimed.task is None:
+            return True
+        try:
+            return self.engine.item_stage(claimed.session, claimed.item) != claimed.role
+        except Exception:
+            return False
+
+    def _log_lost(self, reports: list[Finish], outcomes: tuple[str, ...]) -> None:
+        """Say why a report found its task gone: its lease was reclaimed, or (when it was sent
+        again after a failed attempt) its first attempt was recorded and only the reply was lost."""
+        resent, self._resending = self._resending, False
+        for fin, outcome in zip(reports, outcomes):
+            if outcome != "lost":
+                continue
+            if resent and self._report_was_recorded(fin):
+                log.info("the report of task %s was already recorded (its first reply was lost when the "
+                         "connection failed)", fin.claimed.raw)
+            else:
+                log.warning("task %s was reclaimed by another process while we ran it (our lease lapsed); "
+                            "its result stays on disk and the task runs again", fin.claimed.raw)
+
     def _report(self, pending: list[Finish], backoff: Backoff) -> bool:
         """Send the reports waiting for the next claim now (the next task may take long)."""
         try:
@@ -218,12 +244,10 @@ class WorkerProcess:
             if not is_unavailable(exc):
                 log.exception("unexpected error talking to Redis; retrying")
             self._disconnected(exc)
+            self._resending = True
             backoff.sleep(None)
             return False
-        for fin, outcome in zip(pending, result.outcomes):
-            if outcome == "lost":
-                log.warning("task %s was reclaimed by another process while we ran it (our lease lapsed); "
-                            "its result stays on disk and the task runs again", fin.claimed.raw)
+        self._log_lost(pending, result.outcomes)
         return True
 
     def _nothing_left(self) -> bool:
@@ -246,6 +270,7 @@ class WorkerProcess:
                 log.info("no registered session has a stage for pool %r yet; waiting", self.options.pool)
             self.link.roles = list(roles)
             self.link.hint = None
+        self._roles_loaded = True
         if self.epoch is None:
             self.epoch = ""
 
@@ -277,9 +302,14 @@ class WorkerProcess:
             plan = self._plans[(task.session, task.stage)] = StagePlan.of(record, task.stage)
         stage, previous, next_name = plan.stage, plan.previous, plan.next_name
         attempts = task.attempt + 1
+        try:
+            meta = self.engine.open_task(task)  # decrypted, if task data is encrypted
+        except CryptoError as exc:  # wrong key, tampered, or not encrypted as required: never run it
+            log.warning("rejected %s:%s@%s: %s", task.stage, task.item, task.session, exc)
+            return Finish(claimed, Outcome(FAILED, error=f"task data rejected: {exc}"), attempts=attempts)
         final = stage.output_path(record.root, task.session, task.item) if stage.output is not None else None
         if previous is None:
-            input_path = record.input_path(task.item, task.meta)
+            input_path = record.input_path(task.item, meta)
         else:
             input_path = previous.output_path(record.root, task.session, task.item)
         if final and self.options.skip_existing and os.path.exists(final):
@@ -299,7 +329,7 @@ class WorkerProcess:
             if stage.handler.kind == "python":
                 ctx = JobContext(session=task.session, stage=stage.name, item=task.item, attempt=attempts,
                                  input=input_path, output=temp, final_output=final, root=record.root, params=params,
-                                 meta=dict(task.meta or {}),
+                                 meta=meta,
                                  kv=self.engine.job_store(task.session, stage.name, task.item))
                 result = runner.run_python(stage.handler.target, ctx)
             else:
@@ -371,10 +401,14 @@ class WorkerProcess:
                     self._record_host(beat.now_ms, info)
                     if self._hb_down_since is not None:
                         self._hb_down_since = None
-                    if known_before and not beat.known:
-                        log.warning("our lease had lapsed and our tasks were reclaimed (was this host cut off?)")
+                    lost_registration = known_before and not beat.known
+                    if lost_registration:
+                        log.warning("Redis no longer knew this worker: its lease lapsed and its tasks were "
+                                    "reclaimed, or Redis lost its data; reading the registry again")
                     known_before = True
-                    if beat.epoch != self.epoch:
+                    # after Redis lost its data the epoch starts again and may look unchanged
+                    if beat.epoch != self.epoch or lost_registration:
+                        self.engine.records.observe_epoch("")
                         self.epoch = beat.epoch
                         self.engine.records.observe_epoch(beat.epoch)
                         self._refresh_roles()
@@ -390,7 +424,9 @@ class WorkerProcess:
                     if self._hb_down_since is None:
                         self._hb_down_since = time.monotonic()
                         log.debug("heartbeat failed: %s", describe_error(exc))
-                next_beat = time.monotonic() + options.heartbeat_s
+                # fixed rate: time spent reaping or waiting for Redis does not push the next beat back
+                # (a silence of more than half a lease would look like an outage to everyone)
+                next_beat = now + options.heartbeat_s
             elif next_check is not None and now >= next_check:
                 next_check = None
                 try:
@@ -484,9 +520,15 @@ class WorkerProcess:
 
 def child_main(options: WorkerOptions, worker_id: str, stop_event, urgent_event, supervisor: str) -> None:
     """Entry point of a spawned worker process."""
+    from engine import redact_standard_streams
+
     from .logs import setup_logging
 
+    redact_standard_streams()  # what handlers print is masked like the log
     setup_logging(options.log_level, worker_id)
+    # the options carry what this process needs; handlers running in it never see the secrets
+    for var in runner.SECRET_ENV + ("REDIS_PASSWORD_FILE", "SYMPHONY_REDIS_PASSWORD_FILE", "SYMPHONY_KEY_FILE"):
+        os.environ.pop(var, None)
     if options.nice:
         from .priority import lower_priority
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from engine import ConfigError, Engine, RedisConfig, RedisUnavailable, describe_error, is_unavailable
 
-from .options import WorkerOptions
+from .options import WorkerOptions, set_from_signal_handler
 from .process import EXIT_OK, EXIT_WATCHDOG, child_main
 
 log = logging.getLogger("symphony.supervisor")
@@ -60,10 +60,10 @@ class Supervisor:
         if self.signals == 1:
             log.info("stopping: children finish their current task (up to %.0fs), then exit; "
                      "press Ctrl-C again to hand tasks back now", self.options.drain_timeout_s)
-            self.stop_event.set()
+            set_from_signal_handler(self.stop_event)
         else:
             log.info("handing back current tasks now")
-            self.urgent_event.set()
+            set_from_signal_handler(self.urgent_event)
 
     def _install_signals(self) -> None:
         for name in ("SIGTERM", "SIGINT", "SIGBREAK"):

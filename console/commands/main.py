@@ -6,11 +6,11 @@ import sys
 
 import redis
 
-from engine import SymphonyError, describe_error, install_log_redaction, is_unavailable, redact, resolve_redis
+from engine import SymphonyError, install_log_redaction, redact, redis_problem, resolve_redis
 
-from . import demo, initialize, jobs, metrics, queues, repair, sessions, status
+from . import acl, demo, initialize, jobs, metrics, queues, repair, sessions, status
 
-VERBS = (status, sessions, queues, initialize, repair, jobs, demo, metrics)
+VERBS = (status, sessions, queues, initialize, repair, jobs, demo, metrics, acl)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,14 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     except SymphonyError as exc:
         sys.stderr.write(f"symphony: {redact(exc)}\n")
         return 2
-    except redis.AuthenticationError as exc:
-        sys.stderr.write(f"symphony: Redis at {_display(args)} refused the credentials: {describe_error(exc)}\n")
-        return 2
-    except redis.RedisError as exc:
-        if is_unavailable(exc):
-            sys.stderr.write(f"symphony: Redis at {_display(args)} is unavailable: {describe_error(exc)}\n")
-        else:
-            sys.stderr.write(f"symphony: Redis at {_display(args)} answered with an error: {describe_error(exc)}\n")
+    except redis.RedisError as exc:  # refused credentials, unreachable, TLS, an ACL refusal: one clear line
+        sys.stderr.write(f"symphony: {redact(redis_problem(exc, _display(args)))}\n")
         return 2
     except KeyboardInterrupt:
         return 130

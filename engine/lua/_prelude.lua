@@ -25,3 +25,48 @@ local function ring(bell, n, max)
     redis.call('RPUSH', bell, unpack(tokens))
   end
 end
+
+-- Was Redis unavailable (paused, restarting, unreachable) just before this script? Every script
+-- that judges leases (heartbeat, lapsed, reclaim, forget) calls this first, so whichever of them
+-- runs first after an outage notices it. `clock` is a HASH: `at` = server ms when any of them
+-- last ran, `quiet` = the longest silence that is still normal, `span` = the grace window's
+-- length; heartbeats set `quiet` and `span` from their own heartbeat and lease.
+-- A silence longer than `quiet`, while some other worker's lease was still running when it began,
+-- opens the grace window (`grace`, TTL `span`): until it closes no lease counts as lapsed, so
+-- live workers have time to beat again before anybody judges them.
+-- Returns the grace window's remaining ms (0 when there is none).
+local DEFAULT_QUIET, DEFAULT_SPAN = 6250, 17500  -- for the default heartbeat 5 s, lease 12.5 s
+local function observe(clock, grace, workers, now, self_id, quiet, span)
+  local at = 0
+  if redis.call('TYPE', clock).ok == 'string' then  -- written by an older version: 'ms' or 'ms:hb:lease'
+    local last, old_hb, old_lease = string.match(redis.call('GET', clock), '^(%d+):?(%d*):?(%d*)$')
+    at = tonumber(last) or 0
+    redis.call('DEL', clock)
+    old_hb, old_lease = tonumber(old_hb), tonumber(old_lease)
+    if old_hb and old_lease then
+      redis.call('HSET', clock, 'quiet', math.max(math.floor(old_lease / 2), math.floor(old_hb * 1.2)),
+        'span', old_lease + old_hb)
+    end
+  else
+    at = tonumber(redis.call('HGET', clock, 'at') or '0') or 0
+  end
+  if quiet then
+    redis.call('HSET', clock, 'quiet', quiet, 'span', span)
+  else
+    quiet = tonumber(redis.call('HGET', clock, 'quiet') or '') or DEFAULT_QUIET
+    span = tonumber(redis.call('HGET', clock, 'span') or '') or DEFAULT_SPAN
+  end
+  if at > 0 and now - at > quiet then
+    local stake = redis.call('ZRANGEBYSCORE', workers, '(' .. at, '+inf', 'LIMIT', 0, 2)
+    for i = 1, #stake do
+      if stake[i] ~= self_id then
+        redis.call('SET', grace, tostring(now), 'PX', span)
+        break
+      end
+    end
+  end
+  redis.call('HSET', clock, 'at', now)
+  local left = redis.call('PTTL', grace)
+  if left < 0 then left = 0 end
+  return left
+end

@@ -7,7 +7,13 @@
 -- KEYS[6] stats  KEYS[7] session  KEYS[8] bell(role)  KEYS[9..] ready(r) for each role served
 -- ARGV[1] role  ARGV[2] session  ARGV[3] bell max  ARGV[4] how many to claim (>= 1)
 -- ARGV[5..] role names matching KEYS[9..]
--- Returns {hint role, hint session, hint score (us), now (us), message...} (no message: none claimed).
+-- Returns {hint role, hint session, hint score (us), now (us), '1' if delivered again or '', message...}
+-- (no message: none claimed).
+-- A worker claims only when it holds nothing else (its reports travel before the claim, and it
+-- empties its prefetch before claiming again), so tasks already in its in-flight list are ones
+-- whose claim reply it never got (a timeout or a dropped connection after the server ran the
+-- claim): they are delivered again instead of claiming more, which would leave them stuck in
+-- flight, never run and never reclaimed, for as long as the worker lives.
 local now = now_ms()
 local now_u = now_us()
 local role, session = ARGV[1], ARGV[2]
@@ -19,7 +25,13 @@ if #due > 0 then
   redis.call('ZREM', KEYS[4], unpack(due))
   redis.call('HINCRBY', KEYS[6], role .. '|delayed', -#due)
 end
-if redis.call('HGET', KEYS[7], 'state') == 'active' then
+local held = redis.call('LRANGE', KEYS[1], 0, -1)
+if #held > 0 then
+  got = held
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('HSET', KEYS[2], 'current', got[1], 'since', now, 'state', 'busy')
+  end
+elseif redis.call('HGET', KEYS[7], 'state') == 'active' then
   for i = 1, want do
     local msg = redis.call('LMOVE', KEYS[3], KEYS[1], 'LEFT', 'RIGHT')
     if not msg then break end
@@ -56,6 +68,6 @@ for i = 9, #KEYS do
 end
 local hint_role = ''
 if best > 0 then hint_role = ARGV[best - 4] end
-local out = {hint_role, best_member, best_text, now_u}
-for i = 1, #got do out[4 + i] = got[i] end
+local out = {hint_role, best_member, best_text, now_u, #held > 0 and '1' or ''}
+for i = 1, #got do out[5 + i] = got[i] end
 return out

@@ -1,10 +1,11 @@
 -- Remove a worker from the registry once nothing is left in its in-flight list.
--- KEYS[1] workers  KEYS[2] worker  KEYS[3] inflight  KEYS[4] events  KEYS[5] grace
+-- KEYS[1] workers  KEYS[2] worker  KEYS[3] inflight  KEYS[4] events  KEYS[5] grace  KEYS[6] clock
 -- ARGV[1] worker id  ARGV[2] force (1/0)  ARGV[3] events maxlen  ARGV[4] event kind  ARGV[5] message
 -- Returns 1 if forgotten, 0 if still alive or still holding tasks.
 local now = now_ms()
+local grace = observe(KEYS[6], KEYS[5], KEYS[1], now, '', nil, nil)
 if ARGV[2] ~= '1' then
-  if redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
+  if grace > 0 then return 0 end
   local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
   if expiry and tonumber(expiry) > now then return 0 end
 end

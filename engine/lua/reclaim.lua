@@ -3,13 +3,15 @@
 -- worker's lease really lapsed (unless forced by the supervisor that saw the process die).
 -- KEYS[1] workers  KEYS[2] inflight(dead)  KEYS[3] queue  KEYS[4] ready(role)  KEYS[5] bell(role)
 -- KEYS[6] stats  KEYS[7] live  KEYS[8] outcomes  KEYS[9] results  KEYS[10] session  KEYS[11] grace
+-- KEYS[12] clock (an outage noticed here opens the grace window, as in every lease-judging script)
 -- ARGV[1] dead worker id  ARGV[2] message  ARGV[3] message with attempt raised  ARGV[4] stage
 -- ARGV[5] session  ARGV[6] item  ARGV[7] max attempts  ARGV[8] attempts made (incl. the lost one)
 -- ARGV[9] failure record (JSON)  ARGV[10] results maxlen  ARGV[11] bell max  ARGV[12] force (1/0)
 -- Returns {'grace'|'alive'|'gone'|'requeued'|'failed'|'cancelled'}
 local now = now_ms()
+local grace = observe(KEYS[12], KEYS[11], KEYS[1], now, '', nil, nil)
 if ARGV[12] ~= '1' then
-  if redis.call('EXISTS', KEYS[11]) == 1 then return {'grace'} end
+  if grace > 0 then return {'grace'} end
   local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
   if expiry and tonumber(expiry) > now then return {'alive'} end
 end

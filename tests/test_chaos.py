@@ -1,0 +1,90 @@
+"""Chaos and fault tests: a 3-stage pipeline on a private Redis while workers are killed, Redis
+restarts or freezes, connections drop and poison sits in the queues. Small here (every test
+run); ``bench/chaos.py`` runs the same scenarios at any size, and these sizes can be raised
+with ``SYMPHONY_CHAOS_ITEMS``, ``SYMPHONY_CHAOS_PROCESSES`` and ``SYMPHONY_CHAOS_SECONDS``.
+The figures are printed (``[chaos] ...``) and recorded in docs/reliability.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests import chaos
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+ITEMS = chaos.env_int("SYMPHONY_CHAOS_ITEMS", 0)
+PROCESSES = chaos.env_int("SYMPHONY_CHAOS_PROCESSES", 3)
+SECONDS = chaos.env_float("SYMPHONY_CHAOS_SECONDS", 8.0)
+
+
+def report(capsys, figures: chaos.Figures) -> None:
+    with capsys.disabled():
+        print("\n" + figures.line())
+    path = os.environ.get("SYMPHONY_CHAOS_REPORT")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(figures.to_dict()) + "\n")
+
+
+def test_worker_kills_lose_nothing_and_every_duplicate_traces_to_a_kill(tmp_path, capsys):
+    figures = chaos.worker_kills(tmp_path, items=ITEMS or 150, processes=PROCESSES, duration=SECONDS,
+                                 interval=max(0.5, SECONDS / 8))
+    report(capsys, figures)
+    assert figures.faults >= 4, "the driver should have killed several worker processes"
+    assert figures.lost == 0
+    assert figures.untraced == 0, "a task ran twice without a kill to explain it"
+    assert figures.double_completions == 0 and figures.failed == 0
+    assert figures.duplicates <= figures.faults  # at most one re-run per kill
+    assert figures.recover_s is not None and figures.recover_s < 5.0
+
+
+def test_redis_restart_with_aof_loses_nothing_and_workers_reconnect(tmp_path, capsys):
+    figures = chaos.redis_restart(tmp_path, items=ITEMS or 120, processes=PROCESSES)
+    report(capsys, figures)
+    assert figures.lost == 0 and figures.failed == 0 and figures.double_completions == 0
+    assert figures.duplicates == 0, "nothing may run twice: no worker died"
+    assert figures.worker_restarts == 0, "workers must reconnect on their own, not be restarted"
+    assert figures.reclaimed == 0, "no lease may be taken because Redis was down"
+
+
+def test_network_trouble_no_crash_loop_no_stolen_lease(tmp_path, capsys):
+    figures = chaos.network_trouble(tmp_path, items=ITEMS or 90, processes=PROCESSES)
+    report(capsys, figures)
+    assert figures.lost == 0 and figures.failed == 0 and figures.double_completions == 0
+    assert figures.duplicates == 0 and figures.reclaimed == 0, "a live worker's lease was stolen"
+    assert figures.worker_restarts == 0, "a worker process crashed"
+    assert "worker_lost events 0" in figures.notes[-1]
+
+
+def test_poison_ends_failed_or_timed_out_with_a_reason_and_the_rest_flows(tmp_path, capsys):
+    figures = chaos.poison(tmp_path, items=ITEMS or 40, processes=2)
+    report(capsys, figures)
+    outcomes = figures.details["outcomes"]
+    assert figures.lost == 0, "every ordinary item must complete"
+    crash = outcomes["crash-1"]
+    assert crash["state"] == "failed" and crash["attempts"] == 2 and "always crashes" in crash["error"]
+    assert outcomes["hang-1"]["state"] == "timed_out" and "timed out after 1.5s" in outcomes["hang-1"]["error"]
+    planted = {k: v for k, v in outcomes.items() if k.startswith("invalid-")}
+    assert len(planted) == 4, outcomes
+    reasons = " | ".join(v["error"] for v in planted.values())
+    assert all(v["state"] == "failed" for v in planted.values())
+    assert "not valid JSON" in reasons and "field 'i' (item)" in reasons and "found in queue s1:chaos" in reasons
+    # the hostile ids never became paths: nothing was written outside the data root
+    root = Path(figures.details["root"])
+    assert not (root.parent / "etc").exists() and not list(root.rglob("*passwd*"))
+    assert not list(root.rglob("*injected*"))
+
+
+@pytest.mark.parametrize("mode", ["flushall", "restart"])
+def test_redis_loses_everything_and_repair_restores_every_missing_task(tmp_path, capsys, mode):
+    figures = chaos.redis_flush(tmp_path, items=ITEMS or 120, processes=PROCESSES, mode=mode)
+    report(capsys, figures)
+    plan = figures.details["plan"]
+    assert plan["to_enqueue"] > 0 and not plan["registered"], "Redis had forgotten the session"
+    assert figures.lost == 0 and figures.failed == 0 and figures.double_completions == 0
+    assert figures.untraced == 0, "a task ran twice although it was not running when Redis lost it"
+    assert figures.duplicates <= PROCESSES, "at most the tasks in flight at the loss run again"
