@@ -48,3 +48,37 @@ def own_redis(tmp_path):
     server.start()
     yield server
     server.close()
+
+
+@pytest.fixture(autouse=True)
+def _stop_every_worker(monkeypatch):
+    """Every worker a test starts is stopped at teardown, even when an assertion failed first."""
+    from tests.helpers import WorkerRun
+
+    started: list = []
+    original = WorkerRun.__init__
+
+    def tracking(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        started.append(self)
+
+    monkeypatch.setattr(WorkerRun, "__init__", tracking)
+    yield
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def cli(redis_url, monkeypatch, capsys):
+    """Run a ``symphony`` verb in this process against the suite's Redis: (exit code, stdout, stderr)."""
+    from console.commands.main import main as symphony
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = symphony(list(args))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+

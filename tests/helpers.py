@@ -43,6 +43,16 @@ def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def kill_process_group(process: subprocess.Popen) -> None:
+    """SIGKILL a process started with ``start_new_session=True`` and everything in its group."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=10)
+
+
 class WorkerRun:
     """``symphony-worker`` running as a real process group, with its log in a file."""
 
@@ -69,12 +79,7 @@ class WorkerRun:
             os.kill(self.process.pid, sig)
 
     def kill_group(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait(timeout=10)
+        kill_process_group(self.process)
 
     def stop(self) -> None:
         if self.process.poll() is None:

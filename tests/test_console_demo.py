@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from console.tui_main import build_parser, main
-from tests.helpers import ROOT, wait_until
+from tests.helpers import ROOT, kill_process_group, wait_until
 
 
 class Terminal:
@@ -50,12 +50,7 @@ class Terminal:
         os.write(self.master, keys)
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait(timeout=10)
+        kill_process_group(self.process)
         os.close(self.master)
 
 

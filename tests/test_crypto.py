@@ -13,21 +13,6 @@ from tests.helpers import ROOT, WorkerRun, worker_env, write_pipeline, write_ses
 
 KEY = bytes(range(32))
 
-
-@pytest.fixture(autouse=True)
-def _stop_every_worker(monkeypatch):
-    """Every worker a test starts is stopped at teardown, even when an assertion failed first."""
-    started: list[WorkerRun] = []
-    original = WorkerRun.__init__
-
-    def tracking(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        started.append(self)
-
-    monkeypatch.setattr(WorkerRun, "__init__", tracking)
-    yield
-    for worker in started:
-        worker.stop()
 OTHER = bytes(range(1, 33))
 
 

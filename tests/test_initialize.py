@@ -13,20 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from console.commands.main import main as symphony
 from tests.helpers import ROOT, TASKS
 
-
-@pytest.fixture
-def cli(redis_url, monkeypatch, capsys):
-    monkeypatch.setenv("REDIS_URL", redis_url)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = symphony(list(args))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 @pytest.fixture

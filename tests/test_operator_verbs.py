@@ -11,17 +11,6 @@ from engine import FAILED, TIMED_OUT, Finish, Outcome
 from tests.helpers import WorkerRun, sample_tasks, wait_until, write_pipeline, write_session
 
 
-@pytest.fixture
-def cli(redis_url, monkeypatch, capsys):
-    monkeypatch.setenv("REDIS_URL", redis_url)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = symphony(list(args))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
-
 
 def one_stage(tmp_path: Path, items, name="ops", command=None, handler="tests.handlers:ok") -> Path:
     stage = {"name": "work", "pool": "p", "output": "{root}/{session}/{stage}/{item}.json", "max_attempts": 2}

@@ -6,25 +6,12 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 
-from console.commands.main import main as symphony
 from engine import load_session
 from tests.helpers import WorkerRun, wait_until, write_pipeline, write_session
 
 STAGES = ["s1", "s2", "s3", "s4"]
 
-
-@pytest.fixture
-def cli(redis_url, monkeypatch, capsys):
-    monkeypatch.setenv("REDIS_URL", redis_url)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = symphony(list(args))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 def four_stage(tmp_path: Path, items: list[str], name: str = "rep", seconds: float = 0.0) -> Path:

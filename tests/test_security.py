@@ -20,21 +20,6 @@ from tests.helpers import ROOT, WorkerRun, sample_tasks, wait_until, write_pipel
 PASSWORD = "Tr0ub4dor-and-3-horses"
 
 
-@pytest.fixture(autouse=True)
-def _stop_every_worker(monkeypatch):
-    """Every worker a test starts is stopped at teardown, even when an assertion failed first."""
-    started: list[WorkerRun] = []
-    original = WorkerRun.__init__
-
-    def tracking(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        started.append(self)
-
-    monkeypatch.setattr(WorkerRun, "__init__", tracking)
-    yield
-    for worker in started:
-        worker.stop()
-
 
 def cli(*args: str, env: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "console.commands", *args], cwd=cwd, env=env, capture_output=True,

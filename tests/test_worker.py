@@ -12,7 +12,7 @@ import pytest
 
 from engine import Engine, load_session, resolve_redis
 from engine.initialize import initialize_session
-from tests.helpers import ROOT, WorkerRun, sample_tasks, wait_until, worker_env, write_pipeline, write_session
+from tests.helpers import WorkerRun, sample_tasks, wait_until, worker_env, write_pipeline, write_session
 
 
 def symphony(redis_url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:

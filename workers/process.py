@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from engine import (CANCELLED, DONE, FAILED, HANDBACK, RETRY, TIMED_OUT, Backoff, Claimed, CryptoError, Engine, Finish,
-                    Outcome, RedisConfig, describe_error, is_unavailable, sealer_from)
+                    Outcome, RedisConfig, StepResult, describe_error, is_unavailable, sealer_from)
 
 from . import runner
 from .context import JobContext
@@ -171,22 +171,10 @@ class WorkerProcess:
                                           attempts=(c.task.attempt + 1) if c.task else 1))
                 if not pending:
                     return EXIT_OK
-            try:
-                if not self._roles_loaded:
-                    self._refresh_roles()
-                result = self.link.step(pending, claim=not self.stopping, want=self._want())
-                self._connected()
-                backoff.reset()
-            except Exception as exc:
-                if not is_unavailable(exc):
-                    log.exception("unexpected error talking to Redis; retrying")
-                self._disconnected(exc)
-                self._resending = bool(pending)
-                backoff.sleep(self.stop_event if not pending else None)
+            result = self._step(pending, backoff, claim=not self.stopping, want=self._want())
+            if result is None:
                 continue
-            if pending:
-                self._log_lost(pending, result.outcomes)
-                pending = []
+            pending = []
             if result.batch:
                 empty_streak = 0
                 buffer.extend(result.batch)
@@ -234,21 +222,28 @@ class WorkerProcess:
                 log.warning("task %s was reclaimed by another process while we ran it (our lease lapsed); "
                             "its result stays on disk and the task runs again", fin.claimed.raw)
 
-    def _report(self, pending: list[Finish], backoff: Backoff) -> bool:
-        """Send the reports waiting for the next claim now (the next task may take long)."""
+    def _step(self, pending: list[Finish], backoff: Backoff, **kwargs) -> StepResult | None:
+        """One round trip: send the reports in ``pending`` and (unless ``claim=False``) claim.
+        None when Redis was unavailable: we backed off, and the same reports go again next time."""
         try:
-            result = self.link.step(pending, claim=False)
-            self._connected()
-            backoff.reset()
+            if not self._roles_loaded:
+                self._refresh_roles()
+            result = self.link.step(pending, **kwargs)
         except Exception as exc:
             if not is_unavailable(exc):
                 log.exception("unexpected error talking to Redis; retrying")
             self._disconnected(exc)
-            self._resending = True
-            backoff.sleep(None)
-            return False
+            self._resending = bool(pending)
+            backoff.sleep(self.stop_event if not pending else None)
+            return None
+        self._connected()
+        backoff.reset()
         self._log_lost(pending, result.outcomes)
-        return True
+        return result
+
+    def _report(self, pending: list[Finish], backoff: Backoff) -> bool:
+        """Send the reports waiting for the next claim now (the next task may take long)."""
+        return self._step(pending, backoff, claim=False) is not None
 
     def _nothing_left(self) -> bool:
         try:

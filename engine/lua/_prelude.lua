@@ -15,6 +15,22 @@ local function ms_to_us(ms)
   return string.format('%.0f', ms) .. '000'
 end
 
+-- The queue a worker should claim from next: of the ready sets KEYS[first..], the session with
+-- the lowest score (least recently served, or soonest eligible). Returns {role, session, score},
+-- the role taken from ARGV[i + offset] for KEYS[i]; role '' when no role has work.
+local function best_hint(first, offset)
+  local best, best_member, best_score, best_text = 0, '', 0, '0'
+  for i = first, #KEYS do
+    local head = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+    if #head > 0 then
+      local score = tonumber(head[2])
+      if best == 0 or score < best_score then best, best_member, best_score, best_text = i, head[1], score, head[2] end
+    end
+  end
+  if best == 0 then return {'', '', '0'} end
+  return {ARGV[best + offset], best_member, best_text}
+end
+
 -- Wake up to `n` idle workers blocked on a role's bell, keeping at most `max` tokens queued.
 local function ring(bell, n, max)
   local have = redis.call('LLEN', bell)

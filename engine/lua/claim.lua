@@ -58,16 +58,7 @@ else
   -- cancelled or unknown session: nothing here may be claimed
   redis.call('ZREM', KEYS[5], session)
 end
-local best, best_member, best_score, best_text = 0, '', 0, '0'
-for i = 9, #KEYS do
-  local head = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
-  if #head > 0 then
-    local score = tonumber(head[2])
-    if best == 0 or score < best_score then best, best_member, best_score, best_text = i, head[1], score, head[2] end
-  end
-end
-local hint_role = ''
-if best > 0 then hint_role = ARGV[best - 4] end
-local out = {hint_role, best_member, best_text, now_u, #held > 0 and '1' or ''}
+local hint = best_hint(9, -4)
+local out = {hint[1], hint[2], hint[3], now_u, #held > 0 and '1' or ''}
 for i = 1, #got do out[5 + i] = got[i] end
 return out
