@@ -20,8 +20,6 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from itertools import compress
-from operator import not_
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -36,7 +34,19 @@ class StagePlan:
     stage: str
     count: int
     reasons: Mapping[str, int]
-    items: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    # the items, as an unordered set (planning needs only counts) and how to list them in the
+    # session file's order when they are needed (to enqueue, or for --items)
+    members: Any = field(default=(), repr=False, compare=False)
+    order: Callable[[Any], tuple[str, ...]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def items(self) -> tuple[str, ...]:
+        """This stage's items, in the session file's order (worked out once, on first use)."""
+        cached = self.__dict__.get("_items")
+        if cached is None:
+            cached = self.order(self.members) if self.order else tuple(self.members)
+            object.__setattr__(self, "_items", cached)
+        return cached
 
 
 @dataclass(frozen=True)
@@ -139,12 +149,12 @@ def list_outputs(directory: str, prefix: str, suffix: str) -> set[str]:
             if name.startswith(prefix) and name.endswith(suffix) and len(name) > start + end}
 
 
-def _listing(directory: str) -> set[str]:
+def _listing(directory: str) -> list[str]:
     """Every name in ``directory`` (one listing); a missing directory has none."""
     try:
-        return set(os.listdir(directory))
+        return os.listdir(directory)
     except FileNotFoundError:
-        return set()
+        return []
 
 
 def plan_repair(engine: Any, spec: SessionSpec, *, retry_failed: bool = False) -> RepairPlan:
@@ -163,91 +173,87 @@ def plan_repair(engine: Any, spec: SessionSpec, *, retry_failed: bool = False) -
         pipe.hkeys(keys.live(spec.name))
         pipe.hgetall(keys.outcomes(spec.name))
         registered, live_items, outcomes = pipe.execute()
-    live = set(live_items)
-    failed_items = set()
+    failed_items = []
     for item, raw in outcomes.items():
         try:
             state = json.loads(raw).get("state")
         except (ValueError, AttributeError):
             continue
         if state in RETRYABLE:
-            failed_items.add(item)
-    # 2. one directory listing per stage, kept as file names (no per-name parsing)
-    listed = time.perf_counter()
+            failed_items.append(item)
+    # 2. which items have each stage's output: one listing per stage directory. Items are
+    #    handled by a key: the name of their output file when every stage names its outputs
+    #    alike (the usual "{item}.json"), so no listed name is parsed; else the id, with each
+    #    listing parsed. Each listing is intersected with the set of keys right away (a C-level
+    #    pass: one hash lookup per listed file, nothing per item and stage), and the stages'
+    #    directories are read in parallel threads (the listing syscalls release the GIL; on a
+    #    network file system most of the time is waiting).
+    ids = [item.id for item in spec.items]
     patterns = [stage.output_dir_and_pattern(spec.root, spec.name) for stage in pipeline.stages]
+    shapes = {pattern[1:] for pattern in patterns}
+    uniform = len(shapes) == 1
+    prefix, suffix = next(iter(shapes)) if uniform else ("", "")
+    affixed = uniform and bool(prefix or suffix)
+    if not affixed:
+        known = set(ids)
+    elif prefix:
+        known = {prefix + i + suffix for i in ids}
+    else:
+        known = {i + suffix for i in ids}
+    if len(known) != len(ids):  # duplicated ids in the file: each once, first place kept
+        ids = list(dict.fromkeys(ids))
+
+    listed = time.perf_counter()
     listings = [_listing(directory) for directory, _, _ in patterns]
     listing_s = time.perf_counter() - listed
+    if not uniform:
+        parsed = []
+        for (_, pre, suf), names in zip(patterns, listings):
+            start, end = len(pre), len(suf)
+            parsed.append([n[start:len(n) - end] for n in names
+                           if n.startswith(pre) and n.endswith(suf) and len(n) > start + end])
+        listings = parsed
+    key_of = (lambda i: prefix + i + suffix) if affixed else None
+    live = ({key_of(i) for i in live_items} if key_of else set(live_items)) & known
+    failed = ({key_of(i) for i in failed_items} if key_of else set(failed_items)) & known
+    total = len(known)
     # 3. the furthest stage done, for every item: from the last stage back, the items not placed
-    #    yet are split into "this stage's output exists" and the rest, with C-level passes (one
-    #    lookup per item and stage, then two compress) over lists kept in the session file's
-    #    order (so the plan keeps that order). Items are looked up by their output file's name,
-    #    so no listed name needs parsing.
-    ids = [item.id for item in spec.items]
-    everyone = set(ids)
-    if len(everyone) != len(ids):  # duplicated ids in the file: each once, first place kept
-        ids = list(dict.fromkeys(ids))
+    #    yet that have this stage's output are taken out (one hash lookup per listed file); what
+    #    is left at the end has no output at all
     last = len(pipeline.stages) - 1
-    targets: list[list[str]] = [[] for _ in pipeline.stages]  # item ids whose next stage is k, in order
-    complete_ids: list[str] = []
-    shapes = {pattern[1:] for pattern in patterns}
-    if len(shapes) == 1:  # every stage names its outputs alike (the usual "{item}.json"): one list of names
-        prefix, suffix = shapes.pop()
-        rest = ids if not prefix and not suffix else [prefix + i + suffix for i in ids]
-        start, end = len(prefix), len(suffix)
-        for k in range(last, -1, -1):
-            if not rest:
-                break
-            mask = list(map(listings[k].__contains__, rest))
-            hits = list(compress(rest, mask))
-            if hits:
-                rest = list(compress(rest, map(not_, mask)))
-                if (start or end) and (k < last or live or failed_items):  # complete items are only counted
-                    hits = [name[start:len(name) - end] for name in hits]
-            if k == last:
-                complete_ids = hits
-            else:
-                targets[k + 1] = hits
-        targets[0] = rest if not (start or end) else [name[start:len(name) - end] for name in rest]
-    else:
-        rest_ids = ids
-        rest_names = {shape: ids if shape == ("", "") else [shape[0] + i + shape[1] for i in ids] for shape in shapes}
-        for k in range(last, -1, -1):
-            if not rest_ids:
-                break
-            mask = list(map(listings[k].__contains__, rest_names[patterns[k][1:]]))
-            hits = list(compress(rest_ids, mask))
-            if k == last:
-                complete_ids = hits
-            else:
-                targets[k + 1] = hits
-            if hits:
-                keep = list(map(not_, mask))
-                rest_ids = list(compress(rest_ids, keep))
-                rest_names = {shape: rest_ids if shape == ("", "") else list(compress(names, keep))
-                              for shape, names in rest_names.items()}
-        targets[0] = rest_ids
-    complete = set(complete_ids) if (live or failed_items) else set()
-    in_progress = sum(1 for i in live if i in everyone and i not in complete)
-    held_back = set() if retry_failed else (failed_items - live)
+    rest = known  # consumed in place: no copy of a million keys
+    hits: list[set[str]] = [set() for _ in pipeline.stages]
+    for k in range(last, -1, -1):
+        if not rest:
+            break
+        hits[k] = rest.intersection(listings[k])
+        rest -= hits[k]
+    complete = hits[last]
+    targets = [rest] + hits[:last]  # the stage each item needs next
+    held_back = set() if retry_failed else failed - live
     stages = []
     for k, stage in enumerate(pipeline.stages):
-        wanted = targets[k]
-        if live or held_back:
-            wanted = [i for i in wanted if i not in live and i not in held_back]
-        retrying = len(failed_items.intersection(wanted)) if retry_failed and failed_items else 0
+        wanted = targets[k] - live - held_back if (live or held_back) else targets[k]
+        retrying = len(wanted & failed) if retry_failed and failed else 0
         reasons: dict[str, int] = {}
         fresh = len(wanted) - retrying
         if fresh:
             reasons["nothing done yet" if k == 0 else f"{pipeline.stages[k - 1].name} done, {stage.name} missing"] = fresh
         if retrying:
             reasons["failed before (--retry-failed)"] = retrying
-        stages.append(StagePlan(stage.name, len(wanted), reasons, tuple(wanted)))
-    failed = sum(1 for i in failed_items if i in everyone and i not in complete and i not in live)
-    return RepairPlan(session=spec.name, file=spec.file, total=len(everyone), complete=len(complete_ids),
-                      in_progress=in_progress, failed=failed,
-                      retry_failed=retry_failed,
-                      stages=tuple(stages), registered=bool(registered), listing_s=listing_s,
-                      planning_s=time.perf_counter() - started, spec=spec)
+        stages.append(StagePlan(stage.name, len(wanted), reasons, wanted,
+                                _in_file_order(ids, prefix if affixed else "", suffix if affixed else "")))
+    return RepairPlan(session=spec.name, file=spec.file, total=total, complete=len(complete),
+                      in_progress=len(live - complete), failed=len(failed - complete - live),
+                      retry_failed=retry_failed, stages=tuple(stages), registered=bool(registered),
+                      listing_s=listing_s, planning_s=time.perf_counter() - started, spec=spec)
+
+
+def _in_file_order(ids: list[str], prefix: str, suffix: str) -> Callable[[Any], tuple[str, ...]]:
+    """Lists a stage's items (a set of keys) in the session file's order, when it is asked to."""
+    if not (prefix or suffix):
+        return lambda members: tuple(i for i in ids if i in members)
+    return lambda members: tuple(i for i in ids if prefix + i + suffix in members)
 
 
 def apply_repair(engine: Any, plan: RepairPlan, *, resume: bool = False,
