@@ -136,7 +136,7 @@ def case_repair(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]:
     log(f"  repair: making {sizes.repair_items} items x 4 stages of outputs on disk")
     tree = repair.Tree(sizes.repair_items)
     try:
-        log(f"  repair: {tree.files} files made in {tree.make_s:.1f}s; planning")
+        log(f"  repair: {tree.files} files made in {tree.make_s:.1f}s (written back in {tree.sync_s:.1f}s); planning")
         return repair.run(server, tree, reps=max(3, args.rounds))
     finally:
         tree.close()

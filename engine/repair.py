@@ -5,8 +5,10 @@ output exists tells where it is; the next stage is enqueued unless the item is a
 or in flight. Outputs on disk are the source of truth, so repair rebuilds every missing task
 even after Redis lost all its data.
 
-Speed: each stage's output directory is listed once (no stat per item), and the plan is made
-with set operations, so a million items plan in about the time it takes to list the directories.
+Speed: each stage's output directory is listed once (no stat per item), and the plan is counted
+with C-level set passes (one hash operation per listed name and one per item), so a million
+items plan in under twice the time it takes to list the directories; which items those are, in
+the file's order, is worked out only when they are enqueued or shown.
 
 Safety while workers run: the items in progress (and the failed ones) are read from Redis
 *before* the directories are listed. An item in progress then is left alone even if it
@@ -20,8 +22,11 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import compress, repeat
+from operator import add
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from .errors import UnknownSession
 from .session_file import SessionSpec, load_session
@@ -34,17 +39,16 @@ class StagePlan:
     stage: str
     count: int
     reasons: Mapping[str, int]
-    # the items, as an unordered set (planning needs only counts) and how to list them in the
-    # session file's order when they are needed (to enqueue, or for --items)
-    members: Any = field(default=(), repr=False, compare=False)
-    order: Callable[[Any], tuple[str, ...]] | None = field(default=None, repr=False, compare=False)
+    # how to list the items, in the session file's order, when they are needed (to enqueue, or
+    # for --items): planning itself needs only the counts
+    order: Callable[[], tuple[str, ...]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def items(self) -> tuple[str, ...]:
         """This stage's items, in the session file's order (worked out once, on first use)."""
         cached = self.__dict__.get("_items")
         if cached is None:
-            cached = self.order(self.members) if self.order else tuple(self.members)
+            cached = self.order() if self.order else ()
             object.__setattr__(self, "_items", cached)
         return cached
 
@@ -136,25 +140,59 @@ def resolve_spec(engine: Any, session: str, tasks_dir: str | Path = "tasks", fil
     return spec
 
 
-def list_outputs(directory: str, prefix: str, suffix: str) -> set[str]:
-    """Item ids whose output file is in ``directory`` (one listing; temporary files ignored)."""
-    try:
-        names = os.listdir(directory)
-    except FileNotFoundError:
-        return set()
-    start, end = len(prefix), len(suffix)
-    if not prefix and not suffix:
-        return set(names)
-    return {name[start:len(name) - end] for name in names
-            if name.startswith(prefix) and name.endswith(suffix) and len(name) > start + end}
-
-
 def _listing(directory: str) -> list[str]:
     """Every name in ``directory`` (one listing); a missing directory has none."""
     try:
         return os.listdir(directory)
     except FileNotFoundError:
         return []
+
+
+class _Disk:
+    """What the stages' directories hold, and where each item stands by it.
+
+    Items are handled by a key: the name of their output file when every stage names its
+    outputs alike (the usual "{item}.json"), so no listed name is parsed; else the id. An item's
+    *next stage* is the one after the furthest stage whose output is listed (0: none listed;
+    the number of stages: complete).
+    """
+
+    def __init__(self, ids: list[str], prefix: str, suffix: str, listings: list[list[str]]):
+        self.ids, self.prefix, self.suffix, self.listings = ids, prefix, suffix, listings
+        self._next: list[int] | None = None
+
+    def keys(self) -> Iterator[str]:
+        """Every item's key, in the file's order, made by C-level passes."""
+        keys: Iterator[str] = iter(self.ids)
+        if self.prefix:
+            keys = map(add, repeat(self.prefix), keys)
+        if self.suffix:
+            keys = map(add, keys, repeat(self.suffix))
+        return keys
+
+    def key(self, item: str) -> str:
+        return self.prefix + item + self.suffix
+
+    def next_stage(self, keys: set[str]) -> dict[str, int]:
+        """The next stage of a few keys (strays, items in progress or failed): one lookup per
+        listed name in that small set."""
+        where = dict.fromkeys(keys, 0)
+        if keys:
+            for k, names in enumerate(self.listings):
+                where.update(dict.fromkeys(keys.intersection(names), k + 1))
+        return where
+
+    def items_at(self, stage: int, excluded: frozenset[str]) -> tuple[str, ...]:
+        """The items whose next stage is ``stage``, in the file's order, but ``excluded`` (keys)."""
+        if self._next is None:  # every item's next stage, worked out once, when items are needed
+            where: dict[str, int] = {}
+            for k, names in enumerate(self.listings):
+                where.update(zip(names, repeat(k + 1)))
+            self._next = list(map(where.get, self.keys(), repeat(0)))
+        chosen = compress(self.ids, map(stage.__eq__, self._next))
+        if excluded:
+            return tuple(i for i in chosen if self.key(i) not in excluded)
+        return tuple(chosen)
 
 
 def plan_repair(engine: Any, spec: SessionSpec, *, retry_failed: bool = False) -> RepairPlan:
@@ -181,79 +219,73 @@ def plan_repair(engine: Any, spec: SessionSpec, *, retry_failed: bool = False) -
             continue
         if state in RETRYABLE:
             failed_items.append(item)
-    # 2. which items have each stage's output: one listing per stage directory. Items are
-    #    handled by a key: the name of their output file when every stage names its outputs
-    #    alike (the usual "{item}.json"), so no listed name is parsed; else the id, with each
-    #    listing parsed. Each listing is intersected with the set of keys right away (a C-level
-    #    pass: one hash lookup per listed file, nothing per item and stage), and the stages'
-    #    directories are read in parallel threads (the listing syscalls release the GIL; on a
-    #    network file system most of the time is waiting).
     ids = [item.id for item in spec.items]
+    if not spec.distinct_ids:
+        ids = list(dict.fromkeys(ids))  # duplicated ids in the file: each once, first place kept
     patterns = [stage.output_dir_and_pattern(spec.root, spec.name) for stage in pipeline.stages]
     shapes = {pattern[1:] for pattern in patterns}
-    uniform = len(shapes) == 1
-    prefix, suffix = next(iter(shapes)) if uniform else ("", "")
-    affixed = uniform and bool(prefix or suffix)
-    if not affixed:
-        known = set(ids)
-    elif prefix:
-        known = {prefix + i + suffix for i in ids}
-    else:
-        known = {i + suffix for i in ids}
-    if len(known) != len(ids):  # duplicated ids in the file: each once, first place kept
-        ids = list(dict.fromkeys(ids))
+    prefix, suffix = next(iter(shapes)) if len(shapes) == 1 else ("", "")
 
+    # 2. one listing per stage directory (parsed back to ids only when the stages name their
+    #    outputs differently)
     listed = time.perf_counter()
     listings = [_listing(directory) for directory, _, _ in patterns]
     listing_s = time.perf_counter() - listed
-    if not uniform:
+    if len(shapes) > 1:
         parsed = []
         for (_, pre, suf), names in zip(patterns, listings):
             start, end = len(pre), len(suf)
             parsed.append([n[start:len(n) - end] for n in names
                            if n.startswith(pre) and n.endswith(suf) and len(n) > start + end])
         listings = parsed
-    key_of = (lambda i: prefix + i + suffix) if affixed else None
-    live = ({key_of(i) for i in live_items} if key_of else set(live_items)) & known
-    failed = ({key_of(i) for i in failed_items} if key_of else set(failed_items)) & known
-    total = len(known)
-    # 3. the furthest stage done, for every item: from the last stage back, the items not placed
-    #    yet that have this stage's output are taken out (one hash lookup per listed file); what
-    #    is left at the end has no output at all
-    last = len(pipeline.stages) - 1
-    rest = known  # consumed in place: no copy of a million keys
-    hits: list[set[str]] = [set() for _ in pipeline.stages]
-    for k in range(last, -1, -1):
-        if not rest:
-            break
-        hits[k] = rest.intersection(listings[k])
-        rest -= hits[k]
-    complete = hits[last]
-    targets = [rest] + hits[:last]  # the stage each item needs next
+    disk = _Disk(ids, prefix, suffix, listings)
+
+    # 3. how many items have each next stage. Every listed key goes into one set, from the last
+    #    stage back, counted at the stage where it is first seen (its furthest); then every
+    #    item's key is taken out of that set. Each step is one C-level pass: one hash lookup
+    #    per listed name and one per item, nothing per item and stage. What is left was listed
+    #    but is no item's (a temporary file, an item since removed from the file): not counted.
+    last = len(pipeline.stages)
+    at = [0] * (last + 1)  # at[j]: the items whose next stage is j (j == last: complete)
+    seen: set[str] = set()
+    for k in range(last - 1, -1, -1):
+        before = len(seen)
+        seen.update(listings[k])
+        at[k + 1] = len(seen) - before
+    before = len(seen)
+    seen.difference_update(disk.keys())
+    at[0] = len(ids) - (before - len(seen))
+    for j in disk.next_stage(seen).values():
+        at[j] -= 1
+    del seen
+
+    # 4. items in progress are left alone; failed ones are held back unless retry_failed
+    live = {disk.key(i) for i in live_items}
+    failed = {disk.key(i) for i in failed_items}
+    if live or failed:
+        outside = live | failed
+        outside.difference_update(disk.keys())  # not items of this file: ignored
+        live -= outside
+        failed -= outside
+    where = disk.next_stage(live | failed)
     held_back = set() if retry_failed else failed - live
     stages = []
     for k, stage in enumerate(pipeline.stages):
-        wanted = targets[k] - live - held_back if (live or held_back) else targets[k]
-        retrying = len(wanted & failed) if retry_failed and failed else 0
+        excluded = frozenset(key for key in live | held_back if where[key] == k)
+        count = at[k] - len(excluded)
+        retrying = sum(1 for key in failed - live if where[key] == k) if retry_failed else 0
         reasons: dict[str, int] = {}
-        fresh = len(wanted) - retrying
+        fresh = count - retrying
         if fresh:
             reasons["nothing done yet" if k == 0 else f"{pipeline.stages[k - 1].name} done, {stage.name} missing"] = fresh
         if retrying:
             reasons["failed before (--retry-failed)"] = retrying
-        stages.append(StagePlan(stage.name, len(wanted), reasons, wanted,
-                                _in_file_order(ids, prefix if affixed else "", suffix if affixed else "")))
-    return RepairPlan(session=spec.name, file=spec.file, total=total, complete=len(complete),
-                      in_progress=len(live - complete), failed=len(failed - complete - live),
+        stages.append(StagePlan(stage.name, count, reasons, partial(disk.items_at, k, excluded)))
+    return RepairPlan(session=spec.name, file=spec.file, total=len(ids), complete=at[last],
+                      in_progress=sum(1 for key in live if where[key] != last),
+                      failed=sum(1 for key in failed - live if where[key] != last),
                       retry_failed=retry_failed, stages=tuple(stages), registered=bool(registered),
                       listing_s=listing_s, planning_s=time.perf_counter() - started, spec=spec)
-
-
-def _in_file_order(ids: list[str], prefix: str, suffix: str) -> Callable[[Any], tuple[str, ...]]:
-    """Lists a stage's items (a set of keys) in the session file's order, when it is asked to."""
-    if not (prefix or suffix):
-        return lambda members: tuple(i for i in ids if i in members)
-    return lambda members: tuple(i for i in ids if prefix + i + suffix in members)
 
 
 def apply_repair(engine: Any, plan: RepairPlan, *, resume: bool = False,

@@ -66,6 +66,9 @@ class SessionSpec:
     checks: tuple[str, ...] = ()  # extra site checks, "module:function"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     locator: Locator | None = field(default=None, compare=False, repr=False)
+    # True when the items' ids are distinct by construction (one generated source: a range, or a
+    # metadata table's keys), so nobody needs to look for duplicates
+    distinct_ids: bool = field(default=False, compare=False, repr=False)
 
     def stage_params(self, stage: str) -> dict[str, Any]:
         merged = dict(self.pipeline.stage(stage).params)
@@ -333,7 +336,8 @@ def parse_session(data: Any, loc: Locator, file: Path) -> SessionSpec:
         raise SpecError(problems)
     return SessionSpec(name=name, pipeline=pipeline, root=root, file=str(file), items=tuple(items),
                        params=clean_params, input=input_template, require=tuple(require),
-                       description=str(data.get("description", "")), checks=tuple(checks), raw=data, locator=loc)
+                       description=str(data.get("description", "")), checks=tuple(checks), raw=data, locator=loc,
+                       distinct_ids="items" not in data and data.get("items_from") is not None)
 
 
 def load_session(path: str | Path) -> SessionSpec:

@@ -77,6 +77,8 @@ def _capped(problems: list[Problem], what: str) -> list[Problem]:
 
 
 def check_unique_items(spec: SessionSpec) -> list[Problem]:
+    if spec.distinct_ids:
+        return []
     loc = spec.locator
     seen: dict[str, tuple] = {}
     problems = []

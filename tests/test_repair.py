@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import pytest
 import json
 import shutil
 from pathlib import Path
@@ -156,3 +157,62 @@ def test_repair_after_flushall_restores_every_missing_task(cli, r, redis_url, tm
 def test_unknown_session_is_a_clear_error(cli, tmp_path):
     code, _, err = cli("repair", "nope", "--tasks", str(tmp_path))
     assert code == 2 and "no session file for 'nope'" in err
+
+
+def _reference(items, outputs, live, failed, retry_failed):
+    """The plan, item by item, the slow obvious way: what plan_repair must agree with."""
+    distinct = list(dict.fromkeys(items))
+    stage_of = {}
+    for item in distinct:
+        done = [k for k, listed in enumerate(outputs) if item in listed]
+        stage_of[item] = max(done) + 1 if done else 0
+    live = set(live) & set(distinct)
+    failed = set(failed) & set(distinct)
+    held = set() if retry_failed else failed - live
+    stages = [[i for i in distinct if stage_of[i] == k and i not in live and i not in held]
+              for k in range(len(STAGES))]
+    return {"total": len(distinct), "complete": sum(1 for i in distinct if stage_of[i] == len(STAGES)),
+            "in_progress": sum(1 for i in live if stage_of[i] != len(STAGES)),
+            "failed": sum(1 for i in failed - live if stage_of[i] != len(STAGES)), "stages": stages,
+            "retrying": [sum(1 for i in s if i in failed) if retry_failed else 0 for s in stages]}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_plan_agrees_with_an_item_by_item_reference(engine, r, tmp_path, seed):
+    """Random states: duplicated ids, stray files (temporary names, items no longer in the file),
+    items in progress and failed, outputs named alike or differently per stage."""
+    import random
+
+    rnd = random.Random(seed)
+    pool = [f"i{n:03d}" for n in range(120)]
+    items = rnd.sample(pool, 80) + rnd.sample(pool[:40], 5 * (seed % 2))  # odd seeds: duplicates
+    alike = seed % 3 != 2
+    outputs_of = ["{root}/{session}/{stage}/{item}.json" if alike else f"{{root}}/{{session}}/{{stage}}/{s}-{{item}}.out"
+                  for s in STAGES]
+    write_pipeline(tmp_path / "four.yaml", [{"name": s, "pool": "p", "handler": "tests.handlers:ok", "output": o}
+                                           for s, o in zip(STAGES, outputs_of)])
+    path = write_session(tmp_path / "rep.yaml", "rep", "four.yaml", items, root="data")
+    outputs = [set(rnd.sample(pool, rnd.randrange(0, 100))) for _ in STAGES]  # pool: some are strays
+    for stage, listed, template in zip(STAGES, outputs, outputs_of):
+        folder = tmp_path / "data" / "rep" / stage
+        folder.mkdir(parents=True)
+        name = Path(template).name
+        for item in listed:
+            (folder / name.format(item=item)).write_text("{}")
+        for n in range(rnd.randrange(0, 4)):  # a worker's temporary files
+            (folder / (name.format(item=rnd.choice(pool)) + f".tmp{n}")).write_text("")
+    live = rnd.sample(pool, 15)
+    failed = rnd.sample(pool, 15)
+    if live:
+        r.hset("symphony:live:rep", mapping={i: "x" for i in live})
+    r.hset("symphony:outcomes:rep", mapping={i: json.dumps({"state": rnd.choice(["failed", "timed_out"])})
+                                             for i in failed})
+    for retry_failed in (False, True):
+        plan = engine.plan_repair("rep", file=str(path), retry_failed=retry_failed)
+        want = _reference(items, outputs, live, failed, retry_failed)
+        assert (plan.total, plan.complete, plan.in_progress, plan.failed) == (
+            want["total"], want["complete"], want["in_progress"], want["failed"])
+        for stage, items_want, retrying in zip(plan.stages, want["stages"], want["retrying"]):
+            assert stage.count == len(items_want), stage.stage
+            assert list(stage.items) == items_want, stage.stage
+            assert stage.reasons.get("failed before (--retry-failed)", 0) == retrying

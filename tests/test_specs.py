@@ -5,6 +5,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from engine import SpecError, load_pipeline, load_session
 from tests.helpers import TASKS
@@ -111,3 +112,15 @@ def test_generated_items(tmp_path):
     spec = load_session(write(tmp_path, "s.yaml", "session: s\npipeline: p.yaml\n"
                                                   "items_from: {range: {prefix: row-, start: 1, count: 1000, width: 6}}\n"))
     assert len(spec.items) == 1000 and spec.items[0].id == "row-000001" and spec.items[-1].id == "row-001000"
+
+
+def test_ids_are_known_distinct_only_when_one_generator_made_them(tmp_path):
+    """A range (or a metadata table) cannot repeat an id; a list, or a list beside a range, can:
+    only then does verification (and repair) look for duplicates."""
+    pipeline = TASKS / "pipelines" / "scan.yaml"
+    ranged = {"range": {"prefix": "r", "start": 0, "count": 3, "width": 2}}
+    for extra, distinct in (({"items_from": ranged}, True), ({"items": ["r00"]}, False),
+                            ({"items": ["r00"], "items_from": ranged}, False)):
+        path = tmp_path / "s.yaml"
+        path.write_text(yaml.safe_dump({"session": "s", "pipeline": str(pipeline), **extra}))
+        assert load_session(path).distinct_ids is distinct, extra
