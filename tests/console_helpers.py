@@ -2,28 +2,19 @@
 bare sleep), and an app that records its notifications."""
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 from console.app import SymphonyApp
+from tests.helpers import Poll
 
 
 async def until(pilot, predicate: Callable[[], Any], timeout: float = 20.0, message: str = "condition") -> Any:
     """Let the app run until ``predicate()`` is truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - e.g. a widget not mounted yet
-            last_exc = exc
-        await pilot.pause(0.02)
     notes = getattr(pilot.app, "notes", None)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}"
-                         + (f" (last error: {last_exc!r})" if last_exc else "")
-                         + (f"; notifications: {notes}" if notes else ""))
+    poll = Poll(predicate, timeout, message, detail=lambda: f"; notifications: {notes}" if notes else "")
+    while not poll.ready():
+        await pilot.pause(0.02)
+    return poll.value
 
 
 class RecordingApp(SymphonyApp):

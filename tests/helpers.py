@@ -17,21 +17,37 @@ ROOT = Path(__file__).resolve().parents[1]
 TASKS = ROOT / "tasks"
 
 
+class Poll:
+    """One wait for a condition: ``ready()`` tries it once, and fails the test at the deadline.
+    The waiting between tries is the caller's (a sleep, or letting a Textual app run)."""
+
+    def __init__(self, predicate: Callable[[], Any], timeout: float = 20.0, message: str = "condition",
+                 detail: Callable[[], str] = lambda: ""):
+        self.predicate, self.timeout, self.message, self.detail = predicate, timeout, message, detail
+        self.deadline = time.monotonic() + timeout
+        self.value: Any = None
+        self.last_exc: BaseException | None = None
+
+    def ready(self) -> bool:
+        try:
+            self.value = self.predicate()
+            if self.value:
+                return True
+        except Exception as exc:  # noqa: BLE001 - e.g. Redis restarting, a widget not mounted yet
+            self.last_exc = exc
+        if time.monotonic() >= self.deadline:
+            raise AssertionError(f"timed out after {self.timeout}s waiting for {self.message}"
+                                 + (f" (last error: {self.last_exc!r})" if self.last_exc else "") + self.detail())
+        return False
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02,
                message: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # e.g. Redis restarting
-            last_exc = exc
+    poll = Poll(predicate, timeout, message)
+    while not poll.ready():
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}" +
-                         (f" (last error: {last_exc!r})" if last_exc else ""))
+    return poll.value
 
 
 def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
