@@ -268,12 +268,13 @@ def plan_repair(engine: Any, spec: SessionSpec, *, retry_failed: bool = False) -
         live -= outside
         failed -= outside
     where = disk.next_stage(live | failed)
-    held_back = set() if retry_failed else failed - live
+    failed_only = failed - live  # failed last time and not queued again since
+    left_alone = live if retry_failed else live | failed_only
     stages = []
     for k, stage in enumerate(pipeline.stages):
-        excluded = frozenset(key for key in live | held_back if where[key] == k)
+        excluded = frozenset(key for key in left_alone if where[key] == k)
         count = at[k] - len(excluded)
-        retrying = sum(1 for key in failed - live if where[key] == k) if retry_failed else 0
+        retrying = sum(1 for key in failed_only if where[key] == k) if retry_failed else 0
         reasons: dict[str, int] = {}
         fresh = count - retrying
         if fresh:
@@ -283,7 +284,7 @@ def plan_repair(engine: Any, spec: SessionSpec, *, retry_failed: bool = False) -
         stages.append(StagePlan(stage.name, count, reasons, partial(disk.items_at, k, excluded)))
     return RepairPlan(session=spec.name, file=spec.file, total=len(ids), complete=at[last],
                       in_progress=sum(1 for key in live if where[key] != last),
-                      failed=sum(1 for key in failed - live if where[key] != last),
+                      failed=sum(1 for key in failed_only if where[key] != last),
                       retry_failed=retry_failed, stages=tuple(stages), registered=bool(registered),
                       listing_s=listing_s, planning_s=time.perf_counter() - started, spec=spec)
 
