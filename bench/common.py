@@ -203,7 +203,7 @@ class Server:
     """The Redis the harness owns (``engine.EmbeddedRedis``: redis-server from PATH)."""
 
     def __init__(self, args: Sequence[str] = ()):
-        from engine import EmbeddedRedis
+        from symphony.engine import EmbeddedRedis
 
         self.embedded = EmbeddedRedis(args=list(args))
         self.embedded.start()

@@ -16,7 +16,7 @@ from .systems import write_session
 
 
 def run_one(server: Server, *, items: int, stages: int = 4) -> dict[str, Any]:
-    from engine import Engine, initialize_session
+    from symphony.engine import Engine, initialize_session
 
     server.reset()
     path = write_session(temp_dir("symphony-bench-init-"), "bench-init", items, stages)

@@ -20,7 +20,7 @@ def used(server: Server) -> int:
 
 
 def symphony(server: Server, *, items: int, processes: int, drain_timeout: float = 600.0) -> dict[str, Any]:
-    from engine import Engine, load_session
+    from symphony.engine import Engine, load_session
 
     server.reset()
     workdir = temp_dir("symphony-bench-mem-")

@@ -64,13 +64,13 @@ def _starts(server: Server) -> dict[int, tuple[float, int]]:
 
 
 def run_one(server: Server, *, mode: str, heartbeat: float, seed: int) -> dict[str, Any]:
-    from engine import Engine, initialize_session, load_session
+    from symphony.engine import Engine, initialize_session, load_session
 
     server.reset()
     workdir = temp_dir("symphony-bench-reclaim-")
     path = _write(workdir)
     env = bench_env(server.url)
-    cmd = ["-m", "workers", "--roles", "rc", "-n", "1", "--heartbeat", str(heartbeat), "--log-level", "WARNING"]
+    cmd = ["-m", "symphony.workers", "--roles", "rc", "-n", "1", "--heartbeat", str(heartbeat), "--log-level", "WARNING"]
     import sys
 
     hosts = [Group([[sys.executable, *cmd, "--name", name]], env, workdir) for name in ("hostA", "hostB")]

@@ -106,7 +106,7 @@ def list_into_sets(tree: Tree) -> float:
 
 
 def plan_once(server: Server, tree: Tree) -> tuple[float, Any]:
-    from engine import Engine
+    from symphony.engine import Engine
 
     with Engine.from_url(server.url) as engine:
         t = time.perf_counter()

@@ -35,7 +35,7 @@ def counting_client(url: str) -> redis.Redis:
 
 
 def build(server: Server, *, sessions: int, workers: int, items: int = 3) -> float:
-    from engine import Engine, Handler, Pipeline, SessionRecord, Stage
+    from symphony.engine import Engine, Handler, Pipeline, SessionRecord, Stage
 
     server.reset()
     t = time.perf_counter()
@@ -61,7 +61,7 @@ def build(server: Server, *, sessions: int, workers: int, items: int = 3) -> flo
 
 
 def time_symphony(server: Server, reps: int) -> dict[str, Any]:
-    from engine import Engine, resolve_redis
+    from symphony.engine import Engine, resolve_redis
 
     client = counting_client(server.url)
     engine = Engine(resolve_redis(server.url), client=client)

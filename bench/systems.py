@@ -52,7 +52,7 @@ def write_session(workdir: str, name: str, items: int, stages: int, *, handler: 
 
 
 def symphony_prefill(url: str, items: int, stages: int, workdir: str) -> None:
-    from engine import Engine, initialize_session, load_session
+    from symphony.engine import Engine, initialize_session, load_session
 
     spec = load_session(write_session(workdir, "bench", items, stages))
     with Engine.from_url(url) as engine:
@@ -60,7 +60,7 @@ def symphony_prefill(url: str, items: int, stages: int, workdir: str) -> None:
 
 
 def symphony_commands(url: str, processes: int, stages: int, heartbeat: float) -> list[list[str]]:
-    return [[sys.executable, "-m", "workers", "--roles", ",".join(STAGE_NAMES[:stages]), "-n", str(processes),
+    return [[sys.executable, "-m", "symphony.workers", "--roles", ",".join(STAGE_NAMES[:stages]), "-n", str(processes),
              "--heartbeat", str(heartbeat), "--log-level", "WARNING", "--name", "bench"]]
 
 
@@ -106,7 +106,7 @@ def huey_commands(url: str, processes: int, stages: int, heartbeat: float) -> li
     return [[tool("huey_consumer"), "bench.peers.huey_app.huey", "-w", str(processes), "-k", "process", "-q"]]
 
 
-SYMPHONY = System("symphony", ("engine",), symphony_prefill, symphony_commands, 8000.0,
+SYMPHONY = System("symphony", ("symphony",), symphony_prefill, symphony_commands, 8000.0,
                   "symphony-worker, full accounting, heartbeats on")
 MINIMAL = System("minimal", ("redis",), minimal_prefill, minimal_commands, 6000.0,
                  "BLMOVE + INCR + LREM, hand-written")

@@ -29,8 +29,8 @@ from typing import Callable
 import psutil
 import redis
 
-from engine import EmbeddedRedis, Engine, initialize_session, load_session, resolve_redis
-from engine.scripts import load_all
+from symphony.engine import EmbeddedRedis, Engine, initialize_session, load_session, resolve_redis
+from symphony.engine.scripts import load_all
 from tests.helpers import WorkerRun, wait_until, worker_env, write_pipeline, write_session
 
 STAGES = ("s1", "s2", "s3")
@@ -361,7 +361,7 @@ def redis_flush(workdir: Path, *, items: int = 120, processes: int = 3, mode: st
         with run.client() as c:
             lost_at = c.time()
         started = time.monotonic()
-        out = subprocess.run([sys.executable, "-m", "console.commands", "repair", SESSION, "--tasks", str(workdir),
+        out = subprocess.run([sys.executable, "-m", "symphony.console.commands", "repair", SESSION, "--tasks", str(workdir),
                               "--json"], env=worker_env(run.server.url), capture_output=True, text=True, timeout=300)
         repaired_at = time.time()
         if out.returncode != 0:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from engine import EmbeddedRedis, Engine, resolve_redis
-from engine.scripts import load_all
+from symphony.engine import EmbeddedRedis, Engine, resolve_redis
+from symphony.engine.scripts import load_all
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +71,7 @@ def _stop_every_worker(monkeypatch):
 @pytest.fixture
 def cli(redis_url, monkeypatch, capsys):
     """Run a ``symphony`` verb in this process against the suite's Redis: (exit code, stdout, stderr)."""
-    from console.commands.main import main as symphony
+    from symphony.console.commands.main import main as symphony
 
     monkeypatch.setenv("REDIS_URL", redis_url)
 

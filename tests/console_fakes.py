@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from console.backend import PollResult
-from console.history import CpuSeries
-from engine import Event, Failure, QueueStatus, SessionDetail, SessionStatus, Snapshot, WorkerStatus
+from symphony.console.backend import PollResult
+from symphony.console.history import CpuSeries
+from symphony.engine import Event, Failure, QueueStatus, SessionDetail, SessionStatus, Snapshot, WorkerStatus
 
 T0 = 1_790_000_000.0  # server time of the first snapshot
 STAGES = ("rvm", "preprocess", "detection", "process")

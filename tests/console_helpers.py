@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from console.app import SymphonyApp
+from symphony.console.app import SymphonyApp
 from tests.helpers import Poll
 
 

@@ -76,7 +76,7 @@ class WorkerRun:
                  env: dict[str, str] | None = None):
         self.log_path = log_dir / f"worker-{time.monotonic_ns()}.log"
         self.log = open(self.log_path, "wb")
-        cmd = [sys.executable, "-m", "workers", "--heartbeat", str(heartbeat), "--idle-wait", "0.5", *args]
+        cmd = [sys.executable, "-m", "symphony.workers", "--heartbeat", str(heartbeat), "--idle-wait", "0.5", *args]
         self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=str(cwd or ROOT),
                                         env=env or worker_env(redis_url), start_new_session=True)
 

@@ -1,5 +1,5 @@
 """A site check, as a site would plug one in (``checks: [tests.site_checks:rows_are_even]``)."""
-from engine import Problem
+from symphony.engine import Problem
 
 
 def rows_are_even(spec):

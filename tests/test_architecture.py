@@ -22,5 +22,5 @@ def test_import_contracts_are_kept():
 
 
 def test_cli_does_not_load_textual():
-    code = "import sys, console.commands.main; assert 'textual' not in sys.modules, 'textual imported'"
+    code = "import sys, symphony.console.commands.main; assert 'textual' not in sys.modules, 'textual imported'"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)

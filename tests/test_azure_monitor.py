@@ -13,9 +13,9 @@ from datetime import datetime
 
 import pytest
 
-from engine import AzureCollector, AzureMonitorConfig, ConfigError
-from engine.azure_monitor import AUTH, NOT_FOUND, THROTTLED, FileSink, classify, retry_after_s
-from engine.metrics import parse_azure_member
+from symphony.engine import AzureCollector, AzureMonitorConfig, ConfigError
+from symphony.engine.azure_monitor import AUTH, NOT_FOUND, THROTTLED, FileSink, classify, retry_after_s
+from symphony.engine.metrics import parse_azure_member
 from tests.azure_fake import (RECORDED_END, RG, SUB, TOKEN, AzureFake, FakeCredential, recorded, standard,
                               transport_for, vmss_id)
 from tests.helpers import ROOT, wait_until, worker_env
@@ -198,7 +198,7 @@ def test_a_credential_failure_never_prints_the_client_secret(engine, r, capsys, 
 
     secret = "Zq8~s3cr3t.Value-for-the-test_0123456789"
     monkeypatch.setenv("AZURE_CLIENT_SECRET", secret)
-    from engine.azure_monitor import register_azure_secrets
+    from symphony.engine.azure_monitor import register_azure_secrets
 
     register_azure_secrets()
     fake = standard(AzureFake())
@@ -288,7 +288,7 @@ def test_no_configuration_means_the_collector_is_off(engine, redis_url):
     with pytest.raises(ConfigError, match="off"):
         AzureCollector(engine, config)
     env = {k: v for k, v in worker_env(redis_url).items() if not k.startswith("AZURE_")}
-    out = subprocess.run([sys.executable, "-m", "console.commands", "metrics", "collect", "--once"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "symphony.console.commands", "metrics", "collect", "--once"], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "collector is off" in out.stderr and "host CPU instead" in out.stderr
 
@@ -321,8 +321,8 @@ def test_the_engine_works_without_the_azure_packages():
             "        if name == 'azure' or name.startswith('azure.'):\n"
             "            raise ImportError('blocked ' + name)\n"
             "sys.meta_path.insert(0, Block())\n"
-            "import engine, workers.process\n"
-            "from engine import AzureCollector, AzureMonitorConfig, ConfigError\n"
+            "import symphony.engine, symphony.workers.process\n"
+            "from symphony.engine import AzureCollector, AzureMonitorConfig, ConfigError\n"
             "config = AzureMonitorConfig(subscription='s', resource_group='g')\n"
             "try:\n"
             "    AzureCollector(None, config)\n"
@@ -334,19 +334,19 @@ def test_the_engine_works_without_the_azure_packages():
 
 
 def test_metrics_show_says_where_the_cpu_comes_from(engine, r, redis_url):
-    from engine.metrics import record_host_sample
+    from symphony.engine.metrics import record_host_sample
 
     sec, usec = r.time()
     bucket = (sec * 1000 // 30_000) * 30_000
     record_host_sample(r, engine.keys, "windows", "vm1", bucket, {"host_cpu": 42, "host_mem": 50, "cpus": 4})
-    out = subprocess.run([sys.executable, "-m", "console.commands", "metrics", "show", "--hosts"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "symphony.console.commands", "metrics", "show", "--hosts"], cwd=ROOT,
                          env=worker_env(redis_url), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "collector: not running" in out.stdout and "worker heartbeats" in out.stdout
     assert "windows" in out.stdout and "42%" in out.stdout and "vm1" in out.stdout
     env = {k: v for k, v in worker_env(redis_url).items() if k != "REDIS_URL"}
     for args in (["metrics", "show", "--json", "--redis", redis_url], ["metrics", "--redis", redis_url, "show", "--json"]):
-        out = subprocess.run([sys.executable, "-m", "console.commands", *args], cwd=ROOT, env=env,
+        out = subprocess.run([sys.executable, "-m", "symphony.console.commands", *args], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         data = json.loads(out.stdout)

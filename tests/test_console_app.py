@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, ProgressBar, SelectionList
 
-from console.app import SymphonyApp
-from console.backend import Backend
-from console.screens import ConfirmScreen, DetailScreen, HelpScreen, InitializeScreen, RepairScreen
-from console.screens.help import KEYS
-from engine import FAILED, Engine, Finish, Outcome, initialize_session, load_session, resolve_redis
+from symphony.console.app import SymphonyApp
+from symphony.console.backend import Backend
+from symphony.console.screens import ConfirmScreen, DetailScreen, HelpScreen, InitializeScreen, RepairScreen
+from symphony.console.screens.help import KEYS
+from symphony.engine import FAILED, Engine, Finish, Outcome, initialize_session, load_session, resolve_redis
 from tests.console_helpers import RecordingApp, cells, text_of, until
 from tests.helpers import write_pipeline, write_session
 
@@ -315,7 +315,7 @@ def test_redis_stopped_keys_still_answer_screen_says_reconnecting_then_recovers(
 
 
 def test_password_never_shown(tmp_path, tasks):
-    from engine import EmbeddedRedis
+    from symphony.engine import EmbeddedRedis
 
     secret = "s3cret-Passw0rd"
     server = EmbeddedRedis(directory=str(tmp_path / "redis"), password=secret)

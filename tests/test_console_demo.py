@@ -16,7 +16,7 @@ import threading
 import psutil
 import pytest
 
-from console.tui_main import build_parser, main
+from symphony.console.tui_main import build_parser, main
 from tests.helpers import ROOT, kill_process_group, wait_until
 
 
@@ -28,7 +28,7 @@ class Terminal:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 48, 160, 0, 0))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "SYMPHONY_"))}
         env.update(TERM="xterm-256color", COLUMNS="160", LINES="48", PYTHONPATH=str(ROOT))
-        self.process = subprocess.Popen([sys.executable, "-m", "console.tui_main", *args], stdin=slave,
+        self.process = subprocess.Popen([sys.executable, "-m", "symphony.console.tui_main", *args], stdin=slave,
                                         stdout=slave, stderr=slave, cwd=str(ROOT), env=env, start_new_session=True)
         os.close(slave)
         self.master = master
@@ -84,7 +84,7 @@ def test_demo_starts_everything_and_quitting_stops_everything(how):
         def everything_up():
             procs = [p for p in descendants(term.process.pid) if alive(p)]
             names = " ".join(cmdline(p) for p in procs)
-            supervisors = [p for p in procs if "-m workers" in cmdline(p)]
+            supervisors = [p for p in procs if "-m symphony.workers" in cmdline(p)]
             processes = [p for p in procs if "spawn_main" in cmdline(p)]  # the supervisors' worker processes
             server = "redis-server" in names or "valkey" in names
             return server and len(supervisors) == 2 and len(processes) >= 4 and procs

@@ -5,8 +5,8 @@ Regenerate after an intended change: python -m pytest tests/test_console_snapsho
 """
 from __future__ import annotations
 
-from console.app import SymphonyApp
-from console.screens import DetailScreen
+from symphony.console.app import SymphonyApp
+from symphony.console.screens import DetailScreen
 from tests.console_fakes import FakeBackend, fixed_clock
 from tests.console_helpers import until
 

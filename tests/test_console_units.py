@@ -7,11 +7,11 @@ import dataclasses
 
 from textual.app import App
 
-from console import fmt
-from console.history import HEARTBEATS, HeartbeatCpu, QueueRates, pool_cpu
-from console.panels.queues import QueuesPanel
-from console.poller import Poller
-from engine import QueueStatus, Snapshot
+from symphony.console import fmt
+from symphony.console.history import HEARTBEATS, HeartbeatCpu, QueueRates, pool_cpu
+from symphony.console.panels.queues import QueuesPanel
+from symphony.console.poller import Poller
+from symphony.engine import QueueStatus, Snapshot
 from tests.console_fakes import T0, snapshot
 from tests.console_helpers import until
 
@@ -37,7 +37,7 @@ def queue(completed: int, **kw) -> QueueStatus:
 
 
 def snap(t: float, *queues: QueueStatus, items: int = 100) -> Snapshot:
-    from engine import SessionStatus
+    from symphony.engine import SessionStatus
 
     return Snapshot(taken_at=t, redis="r", queues=queues,
                     sessions=(SessionStatus(name="x", state="active", pipeline="p", stages=("s1",), items=items,
@@ -160,8 +160,8 @@ def test_the_next_poll_is_armed_only_after_the_last_one_was_drawn():
 
 
 def test_scale_sets_come_from_the_engine_with_a_live_now_and_fall_back_to_heartbeats():
-    from console.backend import Backend
-    from engine import ScaleSetCpu
+    from symphony.console.backend import Backend
+    from symphony.engine import ScaleSetCpu
 
     class StubEngine:
         display = "redis://x"
@@ -196,10 +196,10 @@ def test_scale_sets_come_from_the_engine_with_a_live_now_and_fall_back_to_heartb
 def test_ten_thousand_queues_draw_a_bounded_table():
     """Drawing costs the same at 10 queues or 10,000: the table holds at most MAX_ROWS rows (the
     first in the current order), the title says so, and a filter reaches every queue."""
-    from console.app import SymphonyApp
-    from console.backend import PollResult
-    from console.panels.queues import MAX_ROWS
-    from engine import SessionStatus
+    from symphony.console.app import SymphonyApp
+    from symphony.console.backend import PollResult
+    from symphony.console.panels.queues import MAX_ROWS
+    from symphony.engine import SessionStatus
 
     sessions = 2500
     snap10k = Snapshot(

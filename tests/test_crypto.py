@@ -7,8 +7,8 @@ import subprocess
 import sys
 import pytest
 
-from engine import ConfigError, CryptoError, Engine, Sealer, decode_task, load_key, redact, resolve_redis
-from engine.messages import encode_task
+from symphony.engine import ConfigError, CryptoError, Engine, Sealer, decode_task, load_key, redact, resolve_redis
+from symphony.engine.messages import encode_task
 from tests.helpers import ROOT, WorkerRun, worker_env, write_pipeline, write_session
 
 KEY = bytes(range(32))
@@ -98,7 +98,7 @@ def test_job_values_are_stored_sealed(redis_url, r):
 
 
 def symphony(url: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "console.commands", *args], cwd=ROOT, env=env or worker_env(url),
+    return subprocess.run([sys.executable, "-m", "symphony.console.commands", *args], cwd=ROOT, env=env or worker_env(url),
                           capture_output=True, text=True, timeout=120)
 
 
@@ -195,11 +195,11 @@ def test_the_console_takes_the_key_too(redis_url, tmp_path):
     """symphony-tui's initialize and repair must seal what they enqueue, as the CLI does: it reads
     the same key (here a malformed one is refused before anything starts)."""
     shot = tmp_path / "c.svg"
-    out = subprocess.run([sys.executable, "-m", "console.tui_main", "--redis", redis_url, "--screenshot", str(shot),
+    out = subprocess.run([sys.executable, "-m", "symphony.console.tui_main", "--redis", redis_url, "--screenshot", str(shot),
                           "--screenshot-after", "1"], cwd=ROOT, env=worker_env(redis_url, SYMPHONY_KEY="not-a-key"),
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "16, 24 or 32 bytes" in out.stderr and not shot.exists()
-    out = subprocess.run([sys.executable, "-m", "console.tui_main", "--redis", redis_url, "--screenshot", str(shot),
+    out = subprocess.run([sys.executable, "-m", "symphony.console.tui_main", "--redis", redis_url, "--screenshot", str(shot),
                           "--screenshot-after", "1"], cwd=ROOT, env=worker_env(redis_url, SYMPHONY_KEY=KEY.hex()),
                          capture_output=True, text=True, timeout=60)
     assert out.returncode in (0, 1), out.stderr  # 1: nothing registered to draw yet, still no key error

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from engine import (DONE, FAILED, HANDBACK, RETRY, TIMED_OUT, Finish, Handler, Outcome, Pipeline, SessionConflict,
+from symphony.engine import (DONE, FAILED, HANDBACK, RETRY, TIMED_OUT, Finish, Handler, Outcome, Pipeline, SessionConflict,
                     SessionRecord, Stage)
 from tests.helpers import wait_until
 
@@ -206,7 +206,7 @@ def test_fairness_between_sessions_of_one_role(engine, r):
 
 
 def test_cancelled_session_is_not_claimed(engine, r, session):
-    from engine.registry import set_session_state
+    from symphony.engine.registry import set_session_state
 
     engine.enqueue("s1", "a", [("i1", None)])
     set_session_state(engine.client, engine.keys, "s1", "cancelled")

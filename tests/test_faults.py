@@ -14,8 +14,8 @@ import time
 import pytest
 import redis
 
-from engine import DONE, Engine, Finish, Outcome, resolve_redis
-from engine.scripts import load_all
+from symphony.engine import DONE, Engine, Finish, Outcome, resolve_redis
+from symphony.engine.scripts import load_all
 from tests.helpers import wait_until
 from tests.test_engine_queue import claim, make_record
 
@@ -144,10 +144,10 @@ def test_a_burst_worker_does_not_exit_before_it_knows_its_roles(engine, r, redis
     """The heartbeat thread may note the registry's epoch before it has loaded the roles; the
     main loop used to take that as "roles loaded", step with no roles, find no work for no
     roles, and exit 0 in burst mode with the session untouched (seen in the AUTH tests)."""
-    from engine import initialize_session, load_session
+    from symphony.engine import initialize_session, load_session
     from tests.helpers import write_pipeline, write_session
-    from workers.options import WorkerOptions
-    from workers.process import WorkerProcess
+    from symphony.workers.options import WorkerOptions
+    from symphony.workers.process import WorkerProcess
 
     write_pipeline(tmp_path / "pipe.yaml", [{"name": "work", "pool": "p", "handler": "tests.handlers:ok",
                                              "output": "{root}/{session}/{stage}/{item}.json"}])
@@ -168,7 +168,7 @@ def test_a_worker_notices_that_redis_lost_its_registry_even_if_the_epoch_looks_t
     and sees 1 again after (a new session registered within one heartbeat) kept its old roles
     and never served the new session's stage. Losing its own lease registration (known=False)
     now makes it read the registry again."""
-    from engine import initialize_session, load_session
+    from symphony.engine import initialize_session, load_session
     from tests.helpers import WorkerRun, write_pipeline, write_session
 
     def session(name: str, stage: str):
@@ -196,8 +196,8 @@ def test_a_resent_report_tells_recorded_from_reclaimed(engine, r, redis_url, ses
     first attempt was recorded (only the reply was lost) or because the lease was reclaimed
     meanwhile; the worker logged the second for both (seen after a 12 s freeze: 'reclaimed by
     another process' with nothing reclaimed). It now looks where the item is."""
-    from workers.options import WorkerOptions
-    from workers.process import WorkerProcess
+    from symphony.workers.options import WorkerOptions
+    from symphony.workers.process import WorkerProcess
 
     engine.enqueue("s1", "a", [("i1", None), ("i2", None)])
     worker = WorkerProcess(WorkerOptions(redis_url=redis_url), "w1")
@@ -230,13 +230,13 @@ def test_a_supervisor_waiting_for_redis_stops_on_sigterm(tmp_path):
     """Started while Redis is down, the supervisor waits on its stop Event; SIGTERM's handler set
     that same multiprocessing Event from the interrupted thread, and multiprocessing's notify
     waits for the sleeper to wake, which is that thread: a deadlock, the process never stopped."""
-    from engine import free_port
+    from symphony.engine import free_port
     from tests.helpers import ROOT, worker_env
 
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     log = tmp_path / "sup.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "workers", "--processes", "1"], cwd=ROOT, env=worker_env(url),
+        proc = subprocess.Popen([sys.executable, "-m", "symphony.workers", "--processes", "1"], cwd=ROOT, env=worker_env(url),
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_until(lambda: "waiting for it" in log.read_text(), message="the supervisor to wait for Redis")

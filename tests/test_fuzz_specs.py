@@ -16,9 +16,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import InvalidMessage, SpecError, decode_task, load_pipeline, load_session, name_problem, verify_paths
-from engine.pipeline import STAGE_KEYS, TOP_KEYS
-from engine.session_file import SESSION_KEYS
+from symphony.engine import InvalidMessage, SpecError, decode_task, load_pipeline, load_session, name_problem, verify_paths
+from symphony.engine.pipeline import STAGE_KEYS, TOP_KEYS
+from symphony.engine.session_file import SESSION_KEYS
 
 EXAMPLES = int(os.environ.get("SYMPHONY_FUZZ_EXAMPLES", "150") or 150)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
@@ -145,7 +145,7 @@ def test_session_files_load_or_name_the_file_and_the_field(tmp_path_factory, dat
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=sessions)
 def test_a_rejected_session_file_enqueues_nothing(tmp_path_factory, redis_url, r, data):
-    from console.commands.main import main
+    from symphony.console.commands.main import main
 
     r.flushall()
     folder = tmp_path_factory.mktemp("i")

@@ -159,7 +159,7 @@ def test_initialize_a_large_generated_session(redis_url, r, tmp_path):
                           str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert gen.returncode == 0, gen.stderr
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
-    run = subprocess.run([sys.executable, "-m", "console.commands", "initialize", "--json",
+    run = subprocess.run([sys.executable, "-m", "symphony.console.commands", "initialize", "--json",
                           str(tmp_path / "big-100000.yaml")], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)

@@ -1,11 +1,11 @@
-"""Machine metrics in Redis (engine/metrics.py): host samples deduplicated per host and bucket,
+"""Machine metrics in Redis (symphony/engine/metrics.py): host samples deduplicated per host and bucket,
 trimmed by age; Azure windows replaced in place; the console's reader contract."""
 from __future__ import annotations
 
 import dataclasses
 
-from engine import HostStatus, ScaleSetCpu, WorkerStatus, hosts_from_workers
-from engine.metrics import (AzureSample, HostMetricsWriter, azure_member, parse_azure_member, record_host_sample,
+from symphony.engine import HostStatus, ScaleSetCpu, WorkerStatus, hosts_from_workers
+from symphony.engine.metrics import (AzureSample, HostMetricsWriter, azure_member, parse_azure_member, record_host_sample,
                             store_azure, write_collector_status)
 
 SERIES = "symphony:metrics:hosts:windows"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from collections import Counter
 
-from engine import hosts_from_workers
+from symphony.engine import hosts_from_workers
 from tests.helpers import WorkerRun, wait_until
 from tests.test_worker import init, one_stage_session
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from console.commands.main import build_parser, main as symphony
-from engine import FAILED, TIMED_OUT, Finish, Outcome
+from symphony.console.commands.main import build_parser, main as symphony
+from symphony.engine import FAILED, TIMED_OUT, Finish, Outcome
 from tests.helpers import WorkerRun, sample_tasks, wait_until, write_pipeline, write_session
 
 
@@ -152,7 +152,7 @@ def test_status_json_and_export(cli, r, tmp_path):
 
 
 def test_a_redis_that_is_down_is_a_clear_error_without_the_password(monkeypatch, capsys):
-    from engine import free_port
+    from symphony.engine import free_port
 
     port = free_port()
     monkeypatch.setenv("REDIS_URL", f"redis://:hunter2secret@127.0.0.1:{port}/0")

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine import DONE, FAILED, HANDBACK, RETRY, Finish, Outcome, load_session
-from engine.initialize import initialize_session
+from symphony.engine import DONE, FAILED, HANDBACK, RETRY, Finish, Outcome, load_session
+from symphony.engine.initialize import initialize_session
 from tests.helpers import WorkerRun, write_pipeline, write_session
 from tests.test_engine_queue import make_record
 
@@ -118,8 +118,8 @@ def test_short_tasks_are_prefetched_by_a_real_worker_and_every_count_adds_up(eng
 def test_prefetch_option_of_symphony_worker():
     import pytest
 
-    from engine import ConfigError
-    from workers.cli import build_parser, options_from_args
+    from symphony.engine import ConfigError
+    from symphony.workers.cli import build_parser, options_from_args
 
     def opts(*argv):
         return options_from_args(build_parser().parse_args(["--redis", "redis://127.0.0.1:1/0", *argv]))

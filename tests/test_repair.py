@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 
-from engine import load_session
+from symphony.engine import load_session
 from tests.helpers import WorkerRun, wait_until, write_pipeline, write_session
 
 STAGES = ["s1", "s2", "s3", "s4"]
@@ -91,7 +91,7 @@ def test_repair_twice_enqueues_nothing_the_second_time(cli, r, tmp_path):
 def test_failed_items_are_reported_not_retried_unless_asked(cli, r, engine, tmp_path):
     path = four_stage(tmp_path, ["a", "b"])
     assert cli("repair", "rep", "--file", str(path))[0] == 0
-    from engine import FAILED, Finish, Outcome
+    from symphony.engine import FAILED, Finish, Outcome
 
     link = engine.worker_link("w", ["s1"])
     claimed = None

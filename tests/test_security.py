@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from engine import EmbeddedRedis, Engine, load_session, reader_rules, resolve_redis, setuser, worker_rules
-from engine.embedded import find_server_binary, supports_tls
-from engine.initialize import initialize_session
+from symphony.engine import EmbeddedRedis, Engine, load_session, reader_rules, resolve_redis, setuser, worker_rules
+from symphony.engine.embedded import find_server_binary, supports_tls
+from symphony.engine.initialize import initialize_session
 from tests.helpers import ROOT, WorkerRun, sample_tasks, wait_until, write_pipeline, write_session
 
 PASSWORD = "Tr0ub4dor-and-3-horses"
@@ -22,7 +22,7 @@ PASSWORD = "Tr0ub4dor-and-3-horses"
 
 
 def cli(*args: str, env: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "console.commands", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "symphony.console.commands", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=120)
 
 
@@ -425,7 +425,7 @@ def test_symphony_acl_prints_and_applies_the_rules(tmp_path):
 # --- the console (symphony-tui), through its real entry point -----------------------------------
 
 def tui(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "console.tui_main", *args], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "symphony.console.tui_main", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
 
 

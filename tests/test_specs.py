@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine import SpecError, load_pipeline, load_session
+from symphony.engine import SpecError, load_pipeline, load_session
 from tests.helpers import TASKS
 
 

@@ -5,9 +5,9 @@ import logging
 
 import pytest
 
-from engine import (ConfigError, InvalidMessage, decode_task, name_problem, redact, redact_url, register_secret,
+from symphony.engine import (ConfigError, InvalidMessage, decode_task, name_problem, redact, redact_url, register_secret,
                     resolve_redis)
-from engine.messages import encode_task
+from symphony.engine.messages import encode_task
 
 
 @pytest.mark.parametrize("bad", ["", "../x", "a/b", "a\\b", "a:b", "{tag}", "a b", ".hidden", "x" * 201, "a..b"])
@@ -47,7 +47,7 @@ def test_url_passwords_are_redacted():
 def test_registered_secrets_are_redacted_everywhere(caplog):
     register_secret("correct-horse-battery")
     assert redact("auth failed for correct-horse-battery") == "auth failed for ***"
-    from engine import install_log_redaction
+    from symphony.engine import install_log_redaction
 
     logger = logging.getLogger("t")
     handler = logging.StreamHandler()

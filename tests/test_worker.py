@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from engine import Engine, load_session, resolve_redis
-from engine.initialize import initialize_session
+from symphony.engine import Engine, load_session, resolve_redis
+from symphony.engine.initialize import initialize_session
 from tests.helpers import WorkerRun, sample_tasks, wait_until, worker_env, write_pipeline, write_session
 
 
 def symphony(redis_url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "console.commands", *args], cwd=cwd, env=worker_env(redis_url),
+    return subprocess.run([sys.executable, "-m", "symphony.console.commands", *args], cwd=cwd, env=worker_env(redis_url),
                           capture_output=True, text=True, timeout=120)
 
 
@@ -228,7 +228,7 @@ def test_an_idle_worker_blocks_instead_of_polling(engine, r, redis_url, tmp_path
     import time
 
     log = open(tmp_path / "idle.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "workers", "--processes", "1", "--heartbeat", "5"],
+    proc = subprocess.Popen([sys.executable, "-m", "symphony.workers", "--processes", "1", "--heartbeat", "5"],
                             stdout=log, stderr=subprocess.STDOUT, env=worker_env(redis_url), start_new_session=True)
     try:
         wait_until(lambda: int(r.hget("symphony:stats:s1", "work|completed") or 0) == 1, message="the one task")

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from engine.embedded import TlsFiles
+from symphony.engine.embedded import TlsFiles
 
 
 def _name(common: str) -> x509.Name:

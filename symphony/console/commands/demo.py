@@ -1,0 +1,38 @@
+"""``symphony demo``: the live sample pipeline without the console (a status line per second)."""
+from __future__ import annotations
+
+import argparse
+import time
+
+from symphony.engine import Engine, resolve_redis
+
+HELP = "run the sample pipeline on an embedded Redis and print its progress (the TUI: symphony-tui --demo)"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help=HELP, description=HELP)
+    p.add_argument("--seconds", type=float, default=None, help="seconds each stage takes per item")
+    p.add_argument("--processes", type=int, default=2, help="worker processes per pool (default %(default)s)")
+    p.add_argument("--redis", metavar="URL", help="use this Redis instead of an embedded one")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..demo import Demo
+
+    with Demo(redis_url=args.redis, processes=args.processes, seconds=args.seconds) as demo:
+        print(f"demo: Redis at {resolve_redis(demo.url).display}, session {demo.spec.name}, "
+              f"{len(demo.spec.items)} items, workers for pools {', '.join(demo.spec.pipeline.pools())}")
+        with Engine(resolve_redis(demo.url)) as engine:
+            try:
+                while True:
+                    snap = engine.snapshot(events=0)
+                    session = snap.sessions[0]
+                    queues = "  ".join(f"{q.role} {q.queued}/{q.in_flight}/{q.completed}" for q in snap.queues)
+                    print(f"{session.completed:>3}/{session.items} done   {queues}   (queued/in flight/done)")
+                    if session.completed + session.failed + session.timed_out >= session.items:
+                        print("demo: every item went through every stage")
+                        return 0
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                return 130

@@ -1,0 +1,197 @@
+"""``symphony metrics``: collect VM scale-set metrics from Azure Monitor; show machine CPU."""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from datetime import datetime
+
+from symphony.engine import AzureCollector, AzureMonitorConfig, CollectResult, Engine, redact
+
+from .common import add_redis_args, engine_from_args, fail, human_age, percent, print_json, table
+
+HELP = "collect VM scale-set metrics from Azure Monitor (collect), or show machine CPU (show)"
+
+COLLECT_EPILOG = """\
+Reads "Percentage CPU" (per scale set and per instance, dimension VMName), Disk Read/Write Bytes
+and Network In/Out Total of VM scale sets from Azure Monitor (no VM extension), one point a
+minute, into Redis (the last --retention hours, read by the console) and optionally into JSON
+Lines / CSV files for analysis.
+
+configuration (flags override the environment):
+  SYMPHONY_AZURE_SUBSCRIPTION (or AZURE_SUBSCRIPTION_ID), SYMPHONY_AZURE_RESOURCE_GROUP,
+  SYMPHONY_AZURE_SCALE_SETS (comma-separated; default: every scale set of the resource group),
+  SYMPHONY_AZURE_REGION, SYMPHONY_AZURE_INTERVAL, SYMPHONY_AZURE_RETENTION
+credentials (azure-identity's DefaultAzureCredential): AZURE_TENANT_ID + AZURE_CLIENT_ID +
+  AZURE_CLIENT_SECRET (service principal), a managed identity on the VM, or 'az login'.
+  The identity needs 'Monitoring Reader' and 'Reader' on the resource group.
+
+examples:
+  symphony metrics collect --subscription SUB --resource-group scan-rg
+  symphony metrics collect --scale-set win-vmss --scale-set linux-vmss --jsonl vm-metrics.jsonl
+  symphony metrics collect --once --no-redis --csv vm-metrics.csv     # from cron, like seed 002
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("metrics", help=HELP, description=HELP,
+                       epilog="Run 'symphony metrics ACTION --help' for the options of each action.")
+    add_redis_args(p)  # here (symphony metrics --redis URL show) or after the action
+    verbs = p.add_subparsers(dest="metrics_verb", metavar="ACTION")
+    verbs.required = True
+
+    c = verbs.add_parser("collect", help="poll Azure Monitor for VM scale-set metrics",
+                         description="Poll Azure Monitor for VM scale-set metrics.", epilog=COLLECT_EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = c.add_argument_group("Azure")
+    a.add_argument("--subscription", metavar="ID", help="subscription id")
+    a.add_argument("--resource-group", "-g", metavar="NAME", help="resource group of the scale sets")
+    a.add_argument("--scale-set", "-s", dest="scale_sets", action="append", metavar="NAME",
+                   help="a scale set to watch (repeat, or comma-separate; default: every scale set of the group)")
+    a.add_argument("--region", metavar="NAME", help="the scale sets' region, e.g. westeurope "
+                                                    "(default: each scale set's location, from Azure)")
+    w = c.add_argument_group("when and where")
+    w.add_argument("--once", action="store_true", help="poll once and exit (1 if anything went wrong)")
+    w.add_argument("--interval", metavar="DURATION", help="time between polls (default 60s; e.g. 30s, 2m)")
+    w.add_argument("--lookback", metavar="DURATION", default="15m",
+                   help="window re-read by each poll (Azure revises its latest minutes; default %(default)s)")
+    w.add_argument("--retention", metavar="DURATION", help="history kept in Redis (default 6h)")
+    w.add_argument("--max-instances", type=int, default=1000, metavar="N",
+                   help="instances per scale set in the per-instance query (default %(default)s)")
+    w.add_argument("--jsonl", metavar="FILE", help="append settled minutes to FILE as JSON Lines")
+    w.add_argument("--csv", metavar="FILE", help="append settled minutes to FILE as CSV")
+    w.add_argument("--no-redis", action="store_true", help="write only the files, not Redis")
+    _add_action_redis_args(c)
+    c.set_defaults(func=run_collect)
+
+    s = verbs.add_parser("show", help="show CPU per scale set (Azure) or per worker pool (heartbeats)",
+                         description="Show CPU per VM scale set (from Azure Monitor, when fresh) or per worker "
+                                     "pool (from the workers' heartbeats), with a sparkline of the window.")
+    s.add_argument("--window", metavar="DURATION", default="1h", help="history to show (default %(default)s)")
+    s.add_argument("--hosts", action="store_true", help="also show every host (from the heartbeats)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    _add_action_redis_args(s)
+    s.set_defaults(func=run_show)
+
+
+def _add_action_redis_args(parser: argparse.ArgumentParser) -> None:
+    """The Redis options after the action too; absent there, they keep what came before it."""
+    add_redis_args(parser)
+    for action in parser._actions:
+        if action.dest in ("redis", "redis_password_file", "redis_ca_file"):
+            action.default = argparse.SUPPRESS
+
+
+def _split(values: list[str] | None) -> tuple[str, ...] | None:
+    if not values:
+        return None
+    return tuple(n.strip() for v in values for n in v.split(",") if n.strip())
+
+
+def config_from_args(args: argparse.Namespace) -> AzureMonitorConfig:
+    overrides = {
+        "subscription": args.subscription, "resource_group": args.resource_group, "scale_sets": _split(args.scale_sets),
+        "region": args.region, "interval_s": _dur(args.interval), "lookback_s": _dur(args.lookback),
+        "retention_s": _dur(args.retention), "max_instances": args.max_instances, "jsonl": args.jsonl, "csv": args.csv,
+        "redis": not args.no_redis,
+    }
+    return AzureMonitorConfig.from_env(**overrides)
+
+
+def _dur(text: str | None) -> float | None:
+    if text is None:
+        return None
+    from symphony.engine import ConfigError
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    s = text.strip().lower()
+    try:
+        return float(s[:-1]) * units[s[-1]] if s and s[-1] in units else float(s)
+    except (ValueError, KeyError):
+        raise ConfigError(f"{text!r} is not a duration (e.g. 90, 90s, 15m, 6h)") from None
+
+
+def _poll_line(result: CollectResult) -> str:
+    stamp = datetime.now().strftime("%H:%M:%S")
+    latest = result.latest()
+    if not latest:
+        return f"{stamp}  no data" + (f" ({len(result.problems)} problem(s))" if result.problems else "")
+    parts = [f"{name} {s.cpu:.1f}%" + (f" ({s.instances} vm)" if s.instances else "")
+             for name, s in sorted(latest.items())]
+    extra = f"  +{result.rows} row(s) to files" if result.rows else ""
+    return f"{stamp}  " + "  ".join(parts) + extra
+
+
+def run_collect(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    if config.missing:
+        return fail(config.off_reason, 2)
+    if not config.redis and not (config.jsonl or config.csv):
+        return fail("--no-redis needs --jsonl or --csv (otherwise the samples go nowhere)", 2)
+    logging.getLogger("symphony.metrics").setLevel(logging.INFO)
+    engine: Engine | None = engine_from_args(args, client_name="symphony-metrics") if config.redis else None
+    try:
+        collector = AzureCollector(engine, config)
+        where = [f"Redis {engine.display}"] if engine is not None else []
+        where += [path for path in (config.jsonl, config.csv) if path]
+        every = "once" if args.once else f"every {config.interval_s:g}s"
+        print(redact(f"Azure Monitor: {config.describe()}, {every}, into {', '.join(where)}"
+                     + ("" if args.once else "; Ctrl-C stops")), flush=True)
+
+        def show(result: CollectResult) -> None:
+            print(redact(_poll_line(result)), flush=True)
+
+        try:
+            result = collector.run(once=args.once, on_poll=show)
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            collector.clients.close()
+        return 0 if (result.ok or not args.once) else 1
+    finally:
+        if engine is not None:
+            engine.close()
+
+
+def sparkline(points, width: int = 30) -> str:
+    bars = "▁▂▃▄▅▆▇█"
+    values = [v for _, v in points][-width:]
+    if not values:
+        return ""
+    return "".join(bars[min(len(bars) - 1, max(0, int(v / 100 * len(bars))))] for v in values)
+
+
+def run_show(args: argparse.Namespace) -> int:
+    window = _dur(args.window) or 3600.0
+    with engine_from_args(args) as engine:
+        rows = engine.scale_set_cpu(window)
+        status = engine.metrics_status()
+        hosts = engine.host_cpu(window) if args.hosts else ()
+    now = time.time()
+    if args.json:
+        print_json({
+            "collector": None if status is None else {**status.__dict__, "scale_sets": list(status.scale_sets)},
+            "scale_sets": [{"name": r.name, "source": r.source, "current": r.current, "instances": r.instances,
+                            "points": [list(p) for p in r.points]} for r in rows],
+            "hosts": [{"host": h.host, "pool": h.pool, "current": h.current, "memory": h.memory, "cpus": h.cpus,
+                       "last_seen": h.last_seen, "points": [list(p) for p in h.points]} for h in hosts]})
+        return 0
+    if status is None:
+        print("Azure Monitor collector: not running (CPU below is from the workers' heartbeats)")
+    else:
+        print(redact(f"Azure Monitor collector: {status.state}, {human_age(now - status.at)} ago: {status.message}"))
+    if rows and rows[0].source != "azure monitor" and status is not None:
+        print("no fresh Azure Monitor data: CPU below is from the workers' heartbeats")
+    print()
+    if not rows:
+        print("no machine metrics yet (workers record their host's CPU with each heartbeat)")
+    else:
+        table(["NAME", "SOURCE", "CPU", "INSTANCES", f"LAST {args.window}"],
+              [(r.name, r.source, percent(r.current), r.instances, sparkline(r.points)) for r in rows], right=(2, 3))
+    if hosts:
+        print()
+        table(["HOST", "POOL", "CPU", "MEM", "CPUS", "SEEN", f"LAST {args.window}"],
+              [(h.host, h.pool, percent(h.current), percent(h.memory), h.cpus or "-",
+                human_age(now - h.last_seen) if h.last_seen else "-", sparkline(h.points)) for h in hosts],
+              right=(2, 3, 4, 5))
+    return 0

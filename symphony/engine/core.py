@@ -1,0 +1,221 @@
+"""``Engine``: the one object the console, the CLI and the workers talk to.
+
+It owns a Redis client and exposes the operations by domain: sessions, items, queues,
+workers, snapshots. Everything it returns is immutable.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping
+
+import redis
+
+from . import registry
+from .config import RedisConfig, resolve_redis
+from .connection import connect, ping
+from .crypto import CryptoError, Sealer, task_aad
+from .enqueue import EnqueueResult, enqueue
+from .jobstore import JobStore, last_job
+from .keys import DEFAULT_KEYS, Keys
+from .lease import WorkerLink
+from .messages import Task
+from .metrics import (HOST_BUCKET_S, HOST_RETENTION_S, CollectorStatus, HostCpu, HostMetricsWriter, ScaleSetCpu,
+                      read_collector_status, read_host_cpu, read_scale_set_cpu)
+from .reclaim import ReclaimReport, lapsed_workers, reap, reclaim_worker
+from .records import RecordCache
+from .session_file import SessionRecord
+from .snapshot import Snapshot, read_snapshot, work_remaining
+
+
+class Engine:
+    def __init__(self, config: RedisConfig | None = None, *, client: redis.Redis | None = None,
+                 keys: Keys = DEFAULT_KEYS, socket_timeout: float = 10.0, sealer: Sealer | None = None):
+        self.config = config or resolve_redis()
+        self.keys = keys
+        self.sealer = sealer  # encrypts task data and job key/values (engine.crypto); None: clear text
+        self.client = client or connect(self.config, socket_timeout=socket_timeout)
+        self.records = RecordCache(self.client, keys)
+
+    @classmethod
+    def from_url(cls, url: str | None = None, **kwargs: Any) -> "Engine":
+        return cls(resolve_redis(url), **kwargs)
+
+    @property
+    def display(self) -> str:
+        return self.config.display
+
+    def ping(self) -> tuple[int, ...]:
+        return ping(self.client, self.config)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- sessions ---------------------------------------------------------------------------
+    def register_session(self, record: SessionRecord, *, items: int = 0, resume: bool = False,
+                         adopt_queues: bool = False) -> str:
+        return registry.register_session(self.client, self.keys, record, items=items, resume=resume,
+                                         adopt_queues=adopt_queues)
+
+    def session(self, name: str) -> tuple[SessionRecord, str]:
+        return registry.load_record(self.client, self.keys, name)
+
+    def sessions(self) -> list[registry.SessionSummary]:
+        return registry.list_sessions(self.client, self.keys)
+
+    def pools(self) -> dict[str, list[str]]:
+        return registry.pools(self.client, self.keys)
+
+    def roles_for(self, pool: str | None = None, roles: Iterable[str] | None = None) -> list[str]:
+        aliases = registry.aliases(self.client, self.keys) if roles else None
+        return registry.roles_for(self.pools(), pool, roles, aliases)
+
+    # --- items ------------------------------------------------------------------------------
+    def enqueue(self, session: str, stage: str, items: Iterable[tuple[str, Mapping[str, Any] | None]], *,
+                progress: Callable[[int], None] | None = None) -> EnqueueResult:
+        from .scripts import scripts
+
+        return enqueue(self.client, self.keys, scripts(), session, stage, items, progress=progress,
+                       sealer=self.sealer)
+
+    def open_task(self, task: Task) -> dict[str, Any]:
+        """The task's metadata, decrypted if it is sealed. Raises :class:`CryptoError` (with the
+        reason) for a wrong key, tampered data, sealed data without a key, or clear data when a
+        key is configured: such a task must not run."""
+        if self.sealer is None:
+            if task.sealed is not None:
+                raise CryptoError("the task's data is encrypted but this process has no key "
+                                  "(set SYMPHONY_KEY or SYMPHONY_KEY_FILE, or --encryption-key-file)")
+            return dict(task.meta or {})
+        if task.sealed is None:
+            raise CryptoError("the task's data is not encrypted, but this process has a key and accepts only "
+                              "encrypted task data")
+        meta = self.sealer.open_json(task.sealed, task_aad(task.session, task.item))
+        if not isinstance(meta, dict):
+            raise CryptoError("the decrypted task data is not an object")
+        return meta
+
+    def job_store(self, session: str, stage: str, item: str) -> JobStore:
+        return JobStore(self.client, self.keys, session, stage, item, sealer=self.sealer)
+
+    def last_job(self, session: str) -> tuple[str | None, dict[str, str]]:
+        return last_job(self.client, self.keys, session, sealer=self.sealer)
+
+    # --- workers ----------------------------------------------------------------------------
+    def worker_link(self, worker_id: str, roles: Iterable[str] = (), *, idle_wait_s: float = 2.0) -> WorkerLink:
+        return WorkerLink(self.client, self.keys, worker_id, list(roles), idle_wait_s=idle_wait_s)
+
+    def reclaim_worker(self, worker_id: str, *, force: bool = False, reason: str = "its lease lapsed") -> ReclaimReport:
+        return reclaim_worker(self.client, self.keys, worker_id, self.records, force=force, reason=reason)
+
+    def reap(self, lapsed: Iterable[str] | None = None, lock_ttl_s: float = 10.0) -> list[ReclaimReport]:
+        """Reclaim the tasks of workers whose lease lapsed (any process may call this)."""
+        if lapsed is None:
+            lapsed, _, _ = lapsed_workers(self.client, self.keys)
+        return reap(self.client, self.keys, self.records, list(lapsed), lock_ttl_s)
+
+    def item_stage(self, session: str, item: str) -> str | None:
+        """The stage where ``item`` is queued, retrying or in flight (None: it finished or stopped)."""
+        return self.client.hget(self.keys.live(session), item)
+
+    def work_remaining(self, roles: Iterable[str]) -> int:
+        """Tasks still to come for a worker serving ``roles`` (0 lets a burst worker exit)."""
+        return work_remaining(self.client, self.keys, list(roles))
+
+    # --- operator verbs -----------------------------------------------------------------------
+    def verify(self, paths=None, *, resume: bool = False, tasks_dir: str = "tasks"):
+        """Verify session files, including the checks that need Redis (session already active, clashes)."""
+        from .verify import verify_paths
+
+        return verify_paths(paths, engine=self, resume=resume, tasks_dir=tasks_dir)
+
+    def plan_repair(self, session: str, *, retry_failed: bool = False, tasks_dir: str = "tasks",
+                    file: str | None = None):
+        """What ``repair`` would enqueue for ``session``, from the outputs on disk (nothing changes)."""
+        from .repair import plan_repair, resolve_spec
+
+        return plan_repair(self, resolve_spec(self, session, tasks_dir, file), retry_failed=retry_failed)
+
+    def repair(self, plan, *, resume: bool = False, progress: Callable[[int], None] | None = None):
+        from .repair import apply_repair
+
+        return apply_repair(self, plan, resume=resume, progress=progress)
+
+    def cancel(self, session: str):
+        from .control import cancel_session
+
+        return cancel_session(self, session)
+
+    def retry(self, session: str, stage: str | None = None, states: Iterable[str] = ("failed", "timed_out")):
+        from .control import retry_session
+
+        return retry_session(self, session, stage, states)
+
+    def purge(self, session: str, *, job_keys: bool = False, force: bool = False):
+        from .control import purge_session
+
+        return purge_session(self, session, job_keys=job_keys, force=force)
+
+    def failures(self, session: str, limit: int = 200):
+        from .control import failures
+
+        return failures(self, session, limit)
+
+    def session_detail(self, session: str):
+        from .control import session_detail
+
+        return session_detail(self, session)
+
+    def queues(self):
+        from .control import list_queues
+
+        return list_queues(self)
+
+    def jobs(self, session: str, limit: int = 100) -> list[str]:
+        """Ids (``stage:item``) of jobs of ``session`` that wrote key/values (up to ``limit``)."""
+        out = []
+        for job_id in self.client.sscan_iter(self.keys.jobs(session), count=500):
+            out.append(job_id)
+            if len(out) >= limit:
+                break
+        return sorted(out)
+
+    def job(self, session: str, job_id: str) -> dict[str, str]:
+        from .jobstore import read_job
+
+        return read_job(self.client, self.keys, session, job_id)
+
+    # --- status -----------------------------------------------------------------------------
+    def snapshot(self, *, events: int = 50) -> Snapshot:
+        return read_snapshot(self.client, self.keys, redis_display=self.display, events=events)
+
+    # --- machine metrics (symphony/engine/metrics.py, symphony/engine/azure_monitor.py) ------------------------
+    def scale_set_cpu(self, window_s: float = 3600.0) -> tuple[ScaleSetCpu, ...]:
+        """CPU per VM scale set from Azure Monitor when its data is fresh, else per worker pool
+        from the workers' heartbeats (``source`` tells which); two round trips."""
+        return read_scale_set_cpu(self.client, self.keys, window_s)
+
+    def host_cpu(self, window_s: float = 3600.0, pool: str | None = None) -> tuple[HostCpu, ...]:
+        """Each host's CPU history from the workers' heartbeats (one sample per host per bucket)."""
+        return read_host_cpu(self.client, self.keys, window_s, pool)
+
+    def metrics_status(self) -> CollectorStatus | None:
+        """What the Azure Monitor collector last said, or None if none ran recently."""
+        return read_collector_status(self.client, self.keys)
+
+    def host_metrics_writer(self, pool: str | None, host: str, *, interval_s: float = HOST_BUCKET_S,
+                            retention_s: float = HOST_RETENTION_S) -> HostMetricsWriter:
+        """For a worker's heartbeat: ``writer.offer(beat.now_ms, sample)`` on every beat."""
+        return HostMetricsWriter(self.client, self.keys, pool, host, interval_s=interval_s, retention_s=retention_s)
+
+    def azure_collector(self, config=None, **kwargs: Any):
+        """An :class:`~engine.azure_monitor.AzureCollector` writing into this engine's Redis
+        (``config`` defaults to the environment); raises ``ConfigError`` when Azure is not
+        configured or the ``azure`` extra is not installed."""
+        from .azure_monitor import AzureCollector, AzureMonitorConfig
+
+        return AzureCollector(self, config or AzureMonitorConfig.from_env(), **kwargs)

@@ -1,0 +1,146 @@
+"""Every Redis key Symphony writes, in one place. ``docs/keys.md`` documents each one.
+
+Queues are named ``role:session`` (``rvm:block7``) so an operator can ``LLEN`` and ``LRANGE``
+them with plain ``redis-cli``; everything else lives under the ``symphony:`` namespace.
+Names that go into keys are validated (:mod:`engine.names`), so they never contain ``:``,
+braces or path separators.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    ns: str = "symphony"
+    queue_prefix: str = ""
+
+    # --- queues (one per role and session) -------------------------------------------------
+    def queue(self, stage: str, session: str) -> str:
+        """LIST of task messages waiting for ``stage`` in ``session`` (RPUSH tail, pop head)."""
+        return f"{self.queue_prefix}{stage}:{session}"
+
+    def delayed(self, stage: str, session: str) -> str:
+        """ZSET of tasks waiting for their retry backoff (member: message, score: due ms)."""
+        return f"{self.ns}:delayed:{stage}:{session}"
+
+    def ready(self, role: str) -> str:
+        """ZSET of sessions with work for ``role`` (score: microseconds when eligible; LRU order = fairness)."""
+        return f"{self.ns}:ready:{role}"
+
+    def bell(self, role: str) -> str:
+        """LIST of wake-up tokens idle workers of ``role`` block on (trimmed to a few tokens)."""
+        return f"{self.ns}:bell:{role}"
+
+    # --- sessions --------------------------------------------------------------------------
+    @property
+    def sessions(self) -> str:
+        """HASH session -> compact JSON summary (state, pipeline, stages, created)."""
+        return f"{self.ns}:sessions"
+
+    def session(self, session: str) -> str:
+        """HASH of one session: state, spec (JSON), file, fingerprint, created."""
+        return f"{self.ns}:session:{session}"
+
+    def stats(self, session: str) -> str:
+        """HASH ``stage|metric`` -> count (running, completed, failed, timed_out, cancelled, ...)."""
+        return f"{self.ns}:stats:{session}"
+
+    def live(self, session: str) -> str:
+        """HASH item -> stage, for every item queued, delayed or in flight (dedup of enqueues)."""
+        return f"{self.ns}:live:{session}"
+
+    def outcomes(self, session: str) -> str:
+        """HASH item -> JSON record of its failure, timeout or cancellation, with the reason."""
+        return f"{self.ns}:outcomes:{session}"
+
+    def jobs(self, session: str) -> str:
+        """SET of job ids (``stage:item``) that wrote key/values, for purge."""
+        return f"{self.ns}:jobs:{session}"
+
+    def job(self, session: str, stage: str, item: str) -> str:
+        """HASH of one job's own key/values (seed 004's ``<prefix>:<key>``); has a TTL."""
+        return f"{self.ns}:job:{session}:{stage}:{item}"
+
+    def last_job(self, session: str) -> str:
+        """STRING: the id (``stage:item``) of the job that most recently wrote key/values."""
+        return f"{self.ns}:lastjob:{session}"
+
+    @property
+    def pools(self) -> str:
+        """HASH pool -> JSON list of roles, the union over registered sessions."""
+        return f"{self.ns}:pools"
+
+    @property
+    def epoch(self) -> str:
+        """STRING counter bumped whenever the session registry changes (workers re-read on change)."""
+        return f"{self.ns}:epoch"
+
+    # --- workers and leases ------------------------------------------------------------------
+    @property
+    def workers(self) -> str:
+        """ZSET worker id -> last heartbeat (server ms). A worker's leases last as long as it beats."""
+        return f"{self.ns}:workers"
+
+    def worker(self, worker_id: str) -> str:
+        """HASH describing one worker process (host, pid, pool, roles, current task, cpu, memory)."""
+        return f"{self.ns}:worker:{worker_id}"
+
+    def inflight(self, worker_id: str) -> str:
+        """LIST of the task messages a worker process has claimed and not yet finished."""
+        return f"{self.ns}:inflight:{worker_id}"
+
+    @property
+    def reaper_lock(self) -> str:
+        """STRING lock (SET NX PX) held by the process reclaiming dead workers' tasks."""
+        return f"{self.ns}:lock:reaper"
+
+    @property
+    def clock(self) -> str:
+        """STRING: server ms of the latest heartbeat of any process (detects Redis outages)."""
+        return f"{self.ns}:clock"
+
+    @property
+    def grace(self) -> str:
+        """STRING with a TTL: while it exists, nobody's lease is considered lapsed (after an outage)."""
+        return f"{self.ns}:grace"
+
+    # --- streams -----------------------------------------------------------------------------
+    @property
+    def results(self) -> str:
+        """STREAM of completed, failed, timed-out and cancelled tasks (capped with MAXLEN ~)."""
+        return f"{self.ns}:results"
+
+    @property
+    def events(self) -> str:
+        """STREAM of operator and system events (session initialized, worker lost, ...), capped."""
+        return f"{self.ns}:events"
+
+    @property
+    def deadletter(self) -> str:
+        """LIST of undecodable messages found in flight (trimmed)."""
+        return f"{self.ns}:deadletter"
+
+    # --- metrics (symphony/engine/metrics.py; docs/keys.md) -------------------------------------------
+    def metric_series(self, source: str, scope: str, part: str = "") -> str:
+        """ZSET time series of one scope (a pool's hosts, a scale set), score: sample time in ms,
+        member: the sample as ``time|...`` fields; trimmed by age. ``source`` is ``hosts`` or
+        ``azure``; ``part`` tells apart the series of one scope (``vm``: per instance)."""
+        return f"{self.ns}:metrics:{source}:{scope}" + (f":{part}" if part else "")
+
+    def metric_hosts_seen(self, pool: str) -> str:
+        """HASH host -> the last time bucket (ms) a sample of that host was written (dedup)."""
+        return f"{self.ns}:metrics:hosts:{pool}:seen"
+
+    @property
+    def metric_index(self) -> str:
+        """ZSET ``source|scope`` -> last write (ms), so readers find every series without SCAN."""
+        return f"{self.ns}:metrics:index"
+
+    @property
+    def metric_collector(self) -> str:
+        """HASH: the Azure Monitor collector's state and last message (TTL: a few intervals)."""
+        return f"{self.ns}:metrics:collector"
+
+
+DEFAULT_KEYS = Keys()

@@ -1,0 +1,203 @@
+"""The supervisor: N worker processes (spawn start method, so it also runs on Windows VMs).
+
+It restarts a crashed child at once, reclaiming the child's in-flight tasks without waiting
+for its lease to lapse; backs off when a child keeps crashing; and on SIGTERM or Ctrl-C asks
+every child to finish its current task (or hand it back after ``--drain-timeout``; a second
+Ctrl-C hands back at once). In burst mode it exits when every child found no work left.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import multiprocessing.connection
+import os
+import signal
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from symphony.engine import ConfigError, Engine, RedisConfig, RedisUnavailable, describe_error, is_unavailable
+
+from .options import WorkerOptions, set_from_signal_handler
+from .process import EXIT_OK, EXIT_WATCHDOG, child_main
+
+log = logging.getLogger("symphony.supervisor")
+CRASH_WINDOW_S = 60.0
+MAX_RESTART_DELAY_S = 60.0
+
+
+@dataclass
+class Slot:
+    index: int
+    process: mp.process.BaseProcess | None = None
+    worker_id: str = ""
+    crashes: list[float] = field(default_factory=list)
+    restart_at: float = 0.0
+    finished: bool = False
+
+
+class Supervisor:
+    def __init__(self, options: WorkerOptions):
+        self.options = options
+        self.ctx = mp.get_context("spawn")
+        self.stop_event = self.ctx.Event()
+        self.urgent_event = self.ctx.Event()
+        host = socket.gethostname().split(".")[0] or "host"
+        self.base = options.name or host
+        self.supervisor_id = f"{self.base}-{os.getpid()}"
+        self.slots = [Slot(i) for i in range(options.processes)]
+        self.to_reclaim: list[tuple[str, str]] = []
+        config = RedisConfig(url=options.redis_url, password=options.redis_password, username=options.redis_username,
+                             ca_file=options.redis_ca_file, explicit=True,
+                             client_name=f"symphony-supervisor:{self.supervisor_id}")
+        self.engine = Engine(config, socket_timeout=10.0)
+        self.signals = 0
+
+    # --- signals ----------------------------------------------------------------------------
+    def _on_signal(self, signum, _frame) -> None:
+        self.signals += 1
+        if self.signals == 1:
+            log.info("stopping: children finish their current task (up to %.0fs), then exit; "
+                     "press Ctrl-C again to hand tasks back now", self.options.drain_timeout_s)
+            set_from_signal_handler(self.stop_event)
+        else:
+            log.info("handing back current tasks now")
+            set_from_signal_handler(self.urgent_event)
+
+    def _install_signals(self) -> None:
+        for name in ("SIGTERM", "SIGINT", "SIGBREAK"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), self._on_signal)
+
+    # --- children ---------------------------------------------------------------------------
+    def _start(self, slot: Slot) -> None:
+        slot.worker_id = f"{self.base}-{slot.index}-{uuid.uuid4().hex[:6]}"
+        slot.process = self.ctx.Process(target=child_main, name=f"symphony-worker-{slot.index}",
+                                        args=(self.options, slot.worker_id, self.stop_event, self.urgent_event,
+                                              self.supervisor_id), daemon=False)
+        slot.process.start()
+        log.debug("started worker %s (pid %s)", slot.worker_id, slot.process.pid)
+
+    def _reclaim(self, worker_id: str, reason: str) -> bool:
+        try:
+            report = self.engine.reclaim_worker(worker_id, force=True, reason=reason)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                log.exception("reclaiming %s failed", worker_id)
+            return False
+        if report.tasks:
+            log.warning("reclaimed %d task(s) from %s (%s)", report.tasks, worker_id, reason)
+        return True
+
+    def _reap_children(self) -> None:
+        for slot in self.slots:
+            proc = slot.process
+            if proc is None or proc.is_alive():
+                continue
+            code = proc.exitcode
+            proc.join(timeout=0)
+            slot.process = None
+            reason = f"process {proc.pid} exited with code {code}"
+            if code not in (EXIT_OK, EXIT_WATCHDOG) or code is None:
+                log.warning("worker %s died (%s)", slot.worker_id, reason)
+            self.to_reclaim.append((slot.worker_id, reason))
+            if self.stop_event.is_set():
+                slot.finished = True
+                continue
+            if code == EXIT_OK and self.options.burst:
+                slot.finished = True
+                continue
+            now = time.monotonic()
+            if code not in (EXIT_OK, EXIT_WATCHDOG):
+                slot.crashes = [t for t in slot.crashes if now - t < CRASH_WINDOW_S] + [now]
+            delay = 0.0 if len(slot.crashes) <= 2 else min(MAX_RESTART_DELAY_S, 2.0 ** (len(slot.crashes) - 2))
+            if delay:
+                log.warning("worker slot %d keeps crashing (%d times in %.0fs); restarting in %.0fs",
+                            slot.index, len(slot.crashes), CRASH_WINDOW_S, delay)
+            slot.restart_at = now + delay
+
+    def _restart_due(self) -> None:
+        if self.stop_event.is_set():
+            return
+        now = time.monotonic()
+        for slot in self.slots:
+            if slot.process is None and not slot.finished and now >= slot.restart_at:
+                self._start(slot)
+
+    def _flush_reclaims(self) -> None:
+        pending, self.to_reclaim = self.to_reclaim, []
+        for worker_id, reason in pending:
+            if not self._reclaim(worker_id, reason):
+                self.to_reclaim.append((worker_id, reason))
+
+    def _wait_for_redis(self) -> bool:
+        delay = 0.5
+        announced = False
+        while not self.stop_event.is_set():
+            try:
+                self.engine.ping()
+                if announced:
+                    log.info("Redis at %s is reachable", self.engine.display)
+                return True
+            except RedisUnavailable as exc:
+                if "credentials" in str(exc):
+                    raise
+                if not announced:
+                    log.warning("%s; waiting for it", exc)
+                    announced = True
+            self.stop_event.wait(delay)
+            delay = min(10.0, delay * 2)
+        return False
+
+    def run(self) -> int:
+        self._install_signals()
+        try:
+            if not self._wait_for_redis():
+                return 0
+        except (RedisUnavailable, ConfigError) as exc:
+            log.error("%s", exc)
+            return 2
+        what = (f"pool {self.options.pool}" if self.options.pool else
+                f"roles {','.join(self.options.roles)}" if self.options.roles else "every stage")
+        log.info("symphony-worker %s: %d process(es) serving %s on %s%s", self.base, len(self.slots), what,
+                 self.engine.display, " (burst)" if self.options.burst else "")
+        for slot in self.slots:
+            self._start(slot)
+        stop_deadline: float | None = None
+        while True:
+            sentinels = [s.process.sentinel for s in self.slots if s.process is not None]
+            if sentinels:
+                multiprocessing.connection.wait(sentinels, timeout=0.5)
+            else:
+                time.sleep(0.2)
+            self._reap_children()
+            self._flush_reclaims()
+            self._restart_due()
+            alive = [s for s in self.slots if s.process is not None]
+            if all(s.finished for s in self.slots) and not alive:
+                break
+            if self.stop_event.is_set():
+                if stop_deadline is None:
+                    stop_deadline = time.monotonic() + self.options.drain_timeout_s + 15
+                elif time.monotonic() > stop_deadline:
+                    for slot in alive:
+                        log.warning("worker %s did not stop in time; killing it", slot.worker_id)
+                        slot.process.kill()
+                if not alive:
+                    break
+        for _ in range(20):
+            if not self.to_reclaim:
+                break
+            self._flush_reclaims()
+            if self.to_reclaim:
+                time.sleep(0.5)
+        if self.to_reclaim:
+            log.warning("could not reach Redis to reclaim %d worker(s); their leases will lapse and other "
+                        "workers will reclaim their tasks", len(self.to_reclaim))
+        log.info("all workers stopped")
+        return 0
+
+
+def describe(exc: BaseException) -> str:
+    return describe_error(exc)
