@@ -70,3 +70,19 @@ def test_redis_config_precedence_and_password_file(tmp_path):
         resolve_redis("http://x", env={})
     with pytest.raises(ConfigError, match="cannot read"):
         resolve_redis(None, password_file=str(tmp_path / "missing"), env={})
+
+
+def test_the_retry_policy_is_the_stages():
+    from symphony.engine import Handler, OutcomeKind, Stage, after_failure
+
+    stage = Stage(name="s", handler=Handler(kind="python", target="m:f"), max_attempts=3, retry_backoff=2.0)
+    first = after_failure(stage, 1)
+    assert first.kind is OutcomeKind.RETRY and first.delay_s == 2.0
+    assert after_failure(stage, 2).delay_s == 4.0
+    assert after_failure(stage, 3).kind is OutcomeKind.FAILED
+    # a timeout stops at once unless the stage retries timeouts
+    assert after_failure(stage, 1, timed_out=True).kind is OutcomeKind.TIMED_OUT
+    retrying = Stage(name="s", handler=stage.handler, max_attempts=2, retry_timeouts=True)
+    assert after_failure(retrying, 1, timed_out=True).retries
+    assert after_failure(retrying, 2, timed_out=True).kind is OutcomeKind.TIMED_OUT
+    assert str(OutcomeKind.TIMED_OUT) == "timed_out"

@@ -18,6 +18,7 @@ from .keys import DEFAULT_KEYS, Keys
 from .lease import (CANCELLED, DONE, FAILED, HANDBACK, RETRY, TIMED_OUT, Beat, Claimed, Finish, Outcome,
                     StepResult, WorkerLink, default_worker_id)
 from .messages import InvalidMessage, Task, decode_task
+from .outcomes import Decision, OutcomeKind, SessionState, after_failure
 from .names import check_name, is_name, name_problem
 from .pipeline import Handler, Pipeline, Stage, load_pipeline
 from .metadata import register_source
@@ -38,7 +39,7 @@ __all__ = [
     "check_name", "connect", "decode_task", "default_worker_id", "describe_error", "find_server_binary",
     "free_port", "install_log_redaction", "is_name", "is_unavailable", "load_pipeline", "load_session",
     "name_problem", "redact", "redact_standard_streams", "redis_problem", "redact_url", "register_secret",
-    "resolve_redis",
+    "resolve_redis", "Decision", "OutcomeKind", "SessionState", "after_failure",
     # operator verbs (issue 3)
     "CancelResult", "Failure", "PurgeResult", "QueueInfo", "RepairPlan", "RepairResult", "RetryResult",
     "SessionDetail", "StagePlan", "VerificationReport", "register_source", "session_files", "verify_paths",

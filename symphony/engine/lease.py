@@ -17,6 +17,7 @@ import redis
 
 from .keys import Keys
 from .messages import InvalidMessage, Task, decode_task, dumps
+from .outcomes import OutcomeKind
 from .scripts import Queued, execute, load_all, scripts
 
 log = logging.getLogger("symphony.lease")
@@ -26,7 +27,8 @@ MAX_ERROR = 2_000
 MAX_STDERR = 4_000
 FINISH_GROUP_MAX = 64  # reports per finish.lua call
 
-DONE, RETRY, HANDBACK, FAILED, TIMED_OUT, CANCELLED = "done", "retry", "handback", "failed", "timed_out", "cancelled"
+DONE, RETRY, HANDBACK, FAILED, TIMED_OUT, CANCELLED = (OutcomeKind.DONE, OutcomeKind.RETRY, OutcomeKind.HANDBACK,
+                                                       OutcomeKind.FAILED, OutcomeKind.TIMED_OUT, OutcomeKind.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class Claimed:
 class Outcome:
     """How a task ended, as the worker reports it."""
 
-    kind: str  # done | retry | handback | failed | timed_out | cancelled
+    kind: OutcomeKind
     error: str = ""
     stderr: str = ""
     duration_ms: int = 0

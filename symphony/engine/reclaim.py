@@ -18,12 +18,12 @@ import redis
 from .keys import Keys
 from .lease import BELL_MAX, RESULTS_MAXLEN
 from .messages import InvalidMessage, decode_task, dumps
+from .outcomes import after_failure
 from .records import RecordCache
 from .registry import EVENTS_MAXLEN
 from .scripts import scripts
 
 log = logging.getLogger("symphony.reclaim")
-DEFAULT_MAX_ATTEMPTS = 3
 DEADLETTER_MAX = 1000
 
 
@@ -71,10 +71,11 @@ def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: Rec
             counts["deadletter"] += 1
             continue
         record = records.get(task.session)
-        max_attempts = DEFAULT_MAX_ATTEMPTS
-        if record is not None and record.pipeline.has_stage(task.stage):
-            max_attempts = record.pipeline.stage(task.stage).max_attempts
+        stage = record.pipeline.stage(task.stage) if record is not None and record.pipeline.has_stage(task.stage) else None
         attempts = task.attempt + 1 if charged else task.attempt
+        # a stage nobody knows any more cannot run again: its task stops here
+        last = stage is None or not after_failure(stage, attempts).retries
+        max_attempts = stage.max_attempts if stage is not None else attempts
         failure = dumps({"state": "failed", "stage": task.stage, "attempts": attempts, "worker": worker_id,
                          "error": f"worker {worker_id} was lost during attempt {attempts} of {max_attempts} ({reason})",
                          "stderr": "", "at": round(time.time(), 3), "task": raw})
@@ -83,7 +84,7 @@ def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: Rec
                                       k.outcomes(task.session), k.results, k.session(task.session), k.grace, k.clock),
                              (worker_id, raw, task.next_attempt().encode() if charged else raw, task.stage,
                               task.session, task.item,
-                              max_attempts, attempts, failure, RESULTS_MAXLEN, BELL_MAX, "1" if force else "0"))[0]
+                              "1" if last else "0", attempts, failure, RESULTS_MAXLEN, BELL_MAX, "1" if force else "0"))[0]
         if result in ("grace", "alive"):
             return ReclaimReport(worker_id, skipped=result, **counts)
         if result in counts:

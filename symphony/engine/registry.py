@@ -17,9 +17,10 @@ import redis
 from .errors import SessionConflict, UnknownSession
 from .keys import Keys
 from .messages import dumps
+from .outcomes import SessionState
 from .session_file import SessionRecord
 
-ACTIVE, CANCELLED = "active", "cancelled"
+ACTIVE, CANCELLED = SessionState.ACTIVE, SessionState.CANCELLED
 EVENTS_MAXLEN = 2000
 
 

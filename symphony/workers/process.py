@@ -15,8 +15,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from symphony.engine import (CANCELLED, DONE, FAILED, HANDBACK, RETRY, TIMED_OUT, Backoff, Claimed, CryptoError, Engine, Finish,
-                    Outcome, RedisConfig, StepResult, describe_error, is_unavailable, sealer_from)
+from symphony.engine import (CANCELLED, DONE, FAILED, HANDBACK, TIMED_OUT, Backoff, Claimed, CryptoError, Engine, Finish,
+                    Outcome, RedisConfig, Stage, StepResult, after_failure, describe_error, is_unavailable, sealer_from)
 
 from . import runner
 from .context import JobContext
@@ -39,8 +39,7 @@ class Current:
     deadline: float  # monotonic
     attempts: int
     next_stage: str | None
-    max_attempts: int
-    retry_timeouts: bool
+    stage: Stage
     temp_output: str | None = None
     settled: bool = False
     interrupt: str | None = None  # cancelled | handback
@@ -315,7 +314,7 @@ class WorkerProcess:
             os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
         now = time.monotonic()
         current = Current(claimed=claimed, kind=stage.handler.kind, started=now, deadline=now + stage.timeout,
-                          attempts=attempts, next_stage=next_name, max_attempts=stage.max_attempts, retry_timeouts=stage.retry_timeouts, temp_output=temp)
+                          attempts=attempts, next_stage=next_name, stage=stage, temp_output=temp)
         self.current = current
         if current.deadline < self._heart_wakes_at:  # the watchdog must look sooner than it planned
             self.wake.set()
@@ -358,16 +357,15 @@ class WorkerProcess:
         runner.discard_output(temp)
         if result.status == runner.INTERRUPTED:
             return finish(CANCELLED if result.reason == CANCELLED else HANDBACK, result.error)
-        if result.status == runner.TIMEOUT and not (stage.retry_timeouts and current.attempts < stage.max_attempts):
-            log.warning("%s timed out: %s", claimed.raw, result.error)
-            return finish(TIMED_OUT, result.error)
-        if current.attempts < stage.max_attempts:
-            delay = stage.backoff(current.attempts)
+        decision = after_failure(stage, current.attempts, timed_out=result.status == runner.TIMEOUT)
+        if decision.retries:
             log.info("%s failed (attempt %d of %d), retrying in %.1fs: %s", claimed.raw, current.attempts,
-                     stage.max_attempts, delay, result.error)
-            return finish(RETRY, result.error, delay)
-        log.warning("%s failed after %d attempt(s): %s", claimed.raw, current.attempts, result.error)
-        return finish(FAILED, result.error)
+                     stage.max_attempts, decision.delay_s, result.error)
+        elif decision.kind == TIMED_OUT:
+            log.warning("%s timed out: %s", claimed.raw, result.error)
+        else:
+            log.warning("%s failed after %d attempt(s): %s", claimed.raw, current.attempts, result.error)
+        return finish(decision.kind, result.error, decision.delay_s)
 
     # --- heartbeat, reaper and watchdog thread ------------------------------------------------
     def _info(self) -> dict[str, object]:
@@ -488,11 +486,9 @@ class WorkerProcess:
             current.settled = True
         stage_timeout = current.deadline - current.started
         if reason == TIMED_OUT:
-            if current.retry_timeouts and current.attempts < current.max_attempts:
-                outcome = Outcome(RETRY, error=f"timed out after {stage_timeout:g}s")
-            else:
-                outcome = Outcome(TIMED_OUT, error=f"timed out after {stage_timeout:g}s",
-                                  duration_ms=int((now - current.started) * 1000))
+            decision = after_failure(current.stage, current.attempts, timed_out=True)
+            outcome = Outcome(decision.kind, error=f"timed out after {stage_timeout:g}s", delay_s=decision.delay_s,
+                              duration_ms=int((now - current.started) * 1000))
         elif reason == CANCELLED:
             outcome = Outcome(CANCELLED, error="session cancelled")
         else:

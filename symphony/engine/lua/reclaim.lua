@@ -5,7 +5,8 @@
 -- KEYS[6] stats  KEYS[7] live  KEYS[8] outcomes  KEYS[9] results  KEYS[10] session  KEYS[11] grace
 -- KEYS[12] clock (an outage noticed here opens the grace window, as in every lease-judging script)
 -- ARGV[1] dead worker id  ARGV[2] message  ARGV[3] message with attempt raised  ARGV[4] stage
--- ARGV[5] session  ARGV[6] item  ARGV[7] max attempts  ARGV[8] attempts made (incl. the lost one)
+-- ARGV[5] session  ARGV[6] item  ARGV[7] '1' if that was its last attempt (the stage's retry policy)
+-- ARGV[8] attempts made (incl. the lost one)
 -- ARGV[9] failure record (JSON)  ARGV[10] results maxlen  ARGV[11] bell max  ARGV[12] force (1/0)
 -- Returns {'grace'|'alive'|'gone'|'requeued'|'failed'|'cancelled'}
 local now = now_ms()
@@ -30,7 +31,7 @@ if redis.call('HGET', KEYS[10], 'state') ~= 'active' then
     'session cancelled')
   return {'cancelled'}
 end
-if tonumber(ARGV[8]) >= tonumber(ARGV[7]) then
+if ARGV[7] == '1' then
   stop('failed', ARGV[9], 'worker lost on the last attempt')
   return {'failed'}
 end
