@@ -24,7 +24,7 @@ class WorkerTasksPanel(TablePanel[WorkerSource]):
         Column("task", "task", flex=True, min_width=12),
         Column("duration", "took", right=True),
         Column("attempts", "try", right=True, priority=2),
-        Column("detail", "detail", priority=1),
+        Column("detail", "detail", flex=True, min_width=10, priority=1),
     )
 
     @classmethod
@@ -35,7 +35,8 @@ class WorkerTasksPanel(TablePanel[WorkerSource]):
             rows.append((e.id, (
                 right(fmt.age(source.now - e.time) + " ago"), kind_cell(e), Clip(Text(task_name(e), no_wrap=True)),
                 right(took), right(e.attempts or fmt.DASH),
-                left((e.message or "").replace("\n", " ")[:60], "red" if e.kind in ("failed", "timed_out") else ""),
+                Clip(Text((e.message or "").replace("\n", " ")[:160], no_wrap=True,
+                          style="red" if e.kind in ("failed", "timed_out") else "")),
             )))
         kinds: dict[str, int] = {}
         for e in source.tasks:

@@ -14,6 +14,7 @@ from ..panels.base import Panel
 from ..panels.worker import HostPanel, WorkerTasksPanel
 from ..panels.workers import STATE_STYLE, STATE_WORDS
 from ..sources import WorkerSource
+from ..panels.header import fitted
 from .detail import PolledScreen
 
 
@@ -44,26 +45,30 @@ class WorkerScreen(PolledScreen):
         self.query_one(WorkerTasksPanel).focus()
 
     def show_head(self) -> None:
-        head = Text()
-        head.append(f" Worker {self.worker_id} ", style="bold reverse")
+        box = self.query_one("#worker-head", Static)
+        width = box.size.width or 10_000
+        first: list[tuple[int, Text]] = [(0, Text(f" Worker {self.worker_id} ", style="bold reverse"))]
+        second: list[tuple[int, Text]] = []
         source = self.source
         if isinstance(source, WorkerSource):
             w = source.worker
             if w is None:
-                head.append("  gone: no longer registered (its last tasks are below)", style="bold yellow")
+                first.append((0, Text("  gone: no longer registered (its last tasks are below)", style="bold yellow")))
             else:
-                head.append("  ")
-                head.append(STATE_WORDS.get(w.state, w.state), style=STATE_STYLE.get(w.state, ""))
-                head.append(f" · {w.host} · pool {w.pool or fmt.DASH} · pid {w.pid} · roles {', '.join(w.roles)}"
-                            f" · {fmt.count(w.completed)} done")
-                beat = fmt.age(w.heartbeat_age_s)
-                head.append(f" · beat {beat} ago", style="bold red" if w.state == "dead" else "")
-                head.append("\n ")
+                first += [(0, Text("  " + STATE_WORDS.get(w.state, w.state), style=STATE_STYLE.get(w.state, ""))),
+                          (0, Text(f" · {w.host}")), (2, Text(f" · pool {w.pool or fmt.DASH}")),
+                          (4, Text(f" · pid {w.pid}")), (3, Text(f" · roles {', '.join(w.roles)}")),
+                          (1, Text(f" · {fmt.count(w.completed)} done")),
+                          (1, Text(f" · beat {fmt.age(w.heartbeat_age_s)} ago",
+                                   style="bold red" if w.state == "dead" else ""))]
                 if w.current:
-                    head.append(f"running {w.current} for {fmt.age(w.current_age_s)}")
+                    second.append((0, Text(f" running {w.current} for {fmt.age(w.current_age_s)}")))
                 else:
-                    head.append("no task right now", style="dim")
+                    second.append((0, Text(" no task right now", style="dim")))
                 if w.started:
-                    head.append(f" · up {fmt.age(source.now - w.started)}", style="dim")
-        head.append_text(self.age_text())
-        self.query_one("#worker-head", Static).update(head)
+                    second.append((2, Text(f" · up {fmt.age(source.now - w.started)}", style="dim")))
+        second.append((1, self.age_text()))
+        text = fitted(first, width)
+        text.append("\n")
+        text.append_text(fitted(second, width))
+        box.update(text)
