@@ -12,6 +12,7 @@ import subprocess
 import sys
 import termios
 import threading
+from pathlib import Path
 
 import psutil
 import pytest
@@ -49,9 +50,26 @@ class Terminal:
     def type(self, keys: bytes) -> None:
         os.write(self.master, keys)
 
+    def hang_up(self) -> None:
+        """The terminal goes away (its writes now fail), and the console gets SIGHUP."""
+        os.close(self.master)
+        self.master = -1
+        self.process.send_signal(signal.SIGHUP)
+
     def close(self) -> None:
         kill_process_group(self.process)
-        os.close(self.master)
+        if self.master >= 0:
+            os.close(self.master)
+
+
+def demo_folder(server: psutil.Process) -> Path:
+    """The demo's temporary folder: the embedded server runs in its redis/ subfolder."""
+    for part in server.cmdline():
+        if "symphony-demo-" in part:
+            return Path(part.split("symphony-demo-", 1)[0] + "symphony-demo-" +
+                        part.split("symphony-demo-", 1)[1].split(os.sep, 1)[0])
+    cwd = Path(server.cwd())
+    return next(p for p in (cwd, *cwd.parents) if p.name.startswith("symphony-demo-"))
 
 
 def descendants(pid: int) -> list[psutil.Process]:
@@ -75,8 +93,11 @@ def alive(proc: psutil.Process) -> bool:
         return False
 
 
-@pytest.mark.parametrize("how", ["q", "SIGTERM"])
+@pytest.mark.parametrize("how", ["q", "SIGTERM", "SIGHUP"])
 def test_demo_starts_everything_and_quitting_stops_everything(how):
+    """q, SIGTERM, and the terminal closing (a dropped SSH, tmux kill-session: the terminal goes
+    away and the console gets SIGHUP) all stop every process the demo started and remove its
+    temporary folder."""
     term = Terminal("--demo")
     started: list[psutil.Process] = []
     try:
@@ -90,16 +111,23 @@ def test_demo_starts_everything_and_quitting_stops_everything(how):
             return server and len(supervisors) == 2 and len(processes) >= 4 and procs
 
         started = wait_until(everything_up, timeout=60, message="the demo's server and workers")
+        server = next(p for p in started if "redis-server" in cmdline(p) or "valkey" in cmdline(p))
+        workdir = demo_folder(server)
+        assert workdir.is_dir()
         wait_until(lambda: b"connected" in term.output and b"rvm:block7" in term.output, timeout=60,
                    message="the console to draw live data")
         if how == "q":
             term.type(b"q")
-        else:
+        elif how == "SIGTERM":
             term.process.send_signal(signal.SIGTERM)
-        assert term.process.wait(timeout=60) == 0
+        else:
+            term.hang_up()
+        code = term.process.wait(timeout=60)
+        assert code == 0 or (how == "SIGHUP" and code == 128 + signal.SIGHUP), code
         wait_until(lambda: not any(alive(p) for p in started), timeout=30,
                    message="every process the demo started to stop: "
                            + ", ".join(f"{p.pid}" for p in started if alive(p)))
+        assert not workdir.exists()  # and its temporary folder is gone
     finally:
         # whatever happened, leave nothing behind: the demo's children live in their own
         # sessions, so killing the console's process group alone would not reach them

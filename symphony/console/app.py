@@ -45,7 +45,7 @@ log = logging.getLogger("symphony.console")
 # Actions that only make sense on the main screen or the detail screen (not in dialogs).
 SESSION_ACTIONS = {"repair", "cancel_session", "retry_failed", "export"}
 MAIN_ACTIONS = {"initialize", "filter", "sort", "detail"}
-LIVE_DEADLINE_S = 90.0  # --screenshot of the demo: how long to wait for a worker and a completion
+LIVE_DEADLINE_S = 90.0  # --screenshot of the demo: how long to wait for a worker and a completion (tui_main's)
 
 
 @dataclass(frozen=True)
