@@ -46,7 +46,6 @@ class HeaderBar(Static):
         self.note = note
         self.connection = Connection()
         self.counts = ""
-        self.server = ""  # the Redis server's kind and version, when the engine says
         self.stale_after = 5.0
         self._now = 0.0
 
@@ -67,8 +66,6 @@ class HeaderBar(Static):
             state = Text(" ▲ error", style="bold white on red")
         parts.append((0, state))
         parts.append((1, Text(f"  {self.redis_display}")))
-        if self.server:
-            parts.append((3, Text(f" ({self.server})", style="dim")))
         age = None if c.data_at is None else max(0.0, now - c.data_at)
         stale = c.state != "connected" or (age is not None and age > self.stale_after)
         self.set_class(stale and c.data_at is not None, "-stale")
