@@ -26,6 +26,41 @@ def test_formatting():
     assert fmt.join_counts([("s1", 4), ("s2", 0), ("s3", 1)]) == "s1 4, s3 1"
 
 
+def test_one_formatting_module_for_both_front_ends():
+    import pytest
+
+    from symphony.engine import ConfigError
+
+    assert fmt.parse_duration("90") == 90 and fmt.parse_duration("15m") == 900 and fmt.parse_duration("2d") == 172800
+    assert fmt.parse_duration(None, 3600.0) == 3600.0
+    with pytest.raises(ConfigError, match="'soon' is not a duration"):
+        fmt.parse_duration("soon")
+    assert fmt.bar(0, 10, 10) == "░" * 10 and fmt.bar(10, 10, 10) == "█" * 10
+    assert fmt.bar(1, 1000, 10).startswith("█") and fmt.bar(999, 1000, 10).endswith("░")  # never 0 or full early
+    assert fmt.fraction(999, 1000) == "99%" and fmt.fraction(28, 24) == "100%"
+    from symphony.console.commands import metrics, status  # the CLI prints with the same module
+
+    assert metrics.fmt is fmt and status.fmt is fmt
+
+
+def test_columns_drop_by_priority_and_flexible_ones_share_the_rest():
+    from rich.text import Text
+
+    from symphony.console.panels.base import Column, clip, fit
+
+    columns = (Column("name", "name", flex=True, min_width=6), Column("a", "a", priority=2),
+               Column("b", "b", priority=1), Column("c", "c"))
+    widths = (30, 10, 10, 10)
+    assert fit(columns, widths, 80) == ((0, 1, 2, 3), ())  # everything fits
+    assert fit(columns, widths, 60) == ((0, 1, 2, 3), ((0, 22),))  # the flexible column shrinks first
+    shown, sized = fit(columns, widths, 40)
+    assert shown == (0, 2, 3) and sized == ((0, 14),)  # then the highest priority number drops
+    assert fit(columns, widths, 20)[0] == (0, 3)  # priority 0 always stays
+    assert str(clip(Text("detection:row-131@block7-2026-06-01"), 22)) == "detection:row-131@…"
+    assert str(clip(Text("exit code 2: frames.bin not found"), 20)) == "exit code 2:…"
+    assert str(clip(Text("short"), 20)) == "short"
+
+
 def test_sparkline_buckets_take_the_peak_and_show_gaps():
     points = [(0, 0.0), (10, 100.0), (15, 20.0), (35, 50.0)]
     line = fmt.sparkline(points, start=0, end=40, width=4)
@@ -230,6 +265,8 @@ def test_ten_thousand_queues_draw_a_bounded_table():
             table = app.queues.table
             await until(pilot, lambda: table.row_count == MAX_ROWS, message="the first draw")
             assert f"showing the first {MAX_ROWS} of 10000" in app.queues.border_title
+            sessions = app.main_screen.query_one("#sessions")
+            assert sessions.row_count == MAX_ROWS and "showing the first 500" in sessions.border_title
             await pilot.press("slash", *"s02499")
             await until(pilot, lambda: table.row_count == 4, message="the filter to reach the last session")
             await pilot.press("escape", "s")  # sorted by queued: the biggest queues first

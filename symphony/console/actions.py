@@ -30,6 +30,19 @@ class SessionActions:
     """Mixed into the app: uses its ``backend``, ``snapshot``, ``connected``, ``run_io``,
     ``notify``, ``push_screen`` and ``poll_now``."""
 
+    def _when_confirmed(self, what: str, then: Any) -> Any:
+        """A dialog's callback: ``then()`` if the operator said yes and Redis still answers."""
+
+        def confirmed(yes: bool | None) -> None:
+            if not yes:
+                return
+            if not self.connected:
+                self.notify_disconnected(what)
+                return
+            then()
+
+        return confirmed
+
     def action_repair(self) -> None:
         session = self._session_for("repair")
         if session is None:
@@ -65,12 +78,7 @@ class SessionActions:
         if session is None:
             return
 
-        def confirmed(yes: bool | None) -> None:
-            if not yes:
-                return
-            if not self.connected:
-                self.notify_disconnected("cancel")
-                return
+        def confirmed() -> None:
             self.run_io("cancel", self.backend.cancel, session, done=lambda result: (
                 self.notify(f"Cancelled {result.session}: {result.cancelled} waiting task(s) cancelled"
                             + (f"; {result.in_flight} running task(s) are stopped and end as cancelled"
@@ -83,7 +91,7 @@ class SessionActions:
                                        "command handlers are stopped, and every running task ends as cancelled. "
                                        "Initialize with 'resume' to run it again.",
                                        confirm="Yes, cancel the session", back="No, keep it running",
-                                       danger=True), confirmed)
+                                       danger=True), self._when_confirmed("cancel", confirmed))
 
     def action_retry_failed(self) -> None:
         session = self._session_for("retry")
@@ -94,12 +102,7 @@ class SessionActions:
             status = next((s for s in self.snapshot.sessions if s.name == session), None)
             failed = (status.failed + status.timed_out) if status else 0
 
-        def confirmed(yes: bool | None) -> None:
-            if not yes:
-                return
-            if not self.connected:
-                self.notify_disconnected("retry")
-                return
+        def confirmed() -> None:
             self.run_io("retry", self.backend.retry, session, done=lambda result: (
                 self.notify(f"{result.session}: {result.requeued} failed task(s) queued again", title="retry",
                             timeout=8),
@@ -107,7 +110,8 @@ class SessionActions:
 
         self.push_screen(ConfirmScreen(f"Retry the failed tasks of {session}?",
                                        f"{failed} failed or timed-out task(s) go back to their queues with a fresh "
-                                       "attempt count.", confirm="Retry them", back="Leave them"), confirmed)
+                                       "attempt count.", confirm="Retry them", back="Leave them"),
+                         self._when_confirmed("retry", confirmed))
 
     def action_export(self) -> None:
         snapshot = self.snapshot

@@ -16,6 +16,7 @@ from .base import Column, TableData, TablePanel, left, right
 
 STATE_STYLE = {"active": "bold green", "complete": "bold cyan", "cancelled": "yellow"}
 SEGMENT = 8  # natural width of one stage's part of the bar
+MAX_ROWS = 500
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,8 @@ class StageBar:
         return text
 
 
-def session_cells(s: SessionStatus, snapshot: Snapshot, source: MainSource) -> tuple:
-    done_by_stage = tuple((stage, q.completed if q else 0) for stage in s.stages
-                          for q in (snapshot.queue(stage, s.name),))
+def session_cells(s: SessionStatus, done: dict[tuple[str, str], int], source: MainSource) -> tuple:
+    done_by_stage = tuple((stage, done.get((stage, s.name), 0)) for stage in s.stages)
     flow = source.flows.get(f"{s.stages[-1]}:{s.name}") if s.stages else None
     failed = s.failed + s.timed_out
     finished = s.state != "active" or (s.items and s.completed >= s.items)
@@ -107,6 +107,12 @@ class SessionsPanel(TablePanel[MainSource]):
         states: dict[str, int] = {}
         for s in snapshot.sessions:
             states[s.state] = states.get(s.state, 0) + 1
-        title = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
-        rows = [(s.name, session_cells(s, snapshot, source)) for s in snapshot.sessions]
-        return TableData.of(cls.COLUMNS, rows, title, totals(snapshot) if snapshot.sessions else "")
+        parts = [", ".join(f"{n} {state}" for state, n in sorted(states.items()))]
+        # the active ones first (then by name), at most MAX_ROWS: drawing costs the same at any count
+        shown = sorted(snapshot.sessions, key=lambda s: (s.state != "active", s.name))[:MAX_ROWS]
+        if len(snapshot.sessions) > MAX_ROWS:
+            parts.append(f"showing the first {MAX_ROWS} (active first)")
+        done = {(q.role, q.session): q.completed for q in snapshot.queues}
+        rows = [(s.name, session_cells(s, done, source)) for s in shown]
+        return TableData.of(cls.COLUMNS, rows, " · ".join(p for p in parts if p),
+                            totals(snapshot) if snapshot.sessions else "")
