@@ -91,3 +91,12 @@ def leak_secret(ctx) -> None:
 
 def noop(ctx) -> None:
     """Nothing at all: a task as short as a task can be (prefetch kicks in)."""
+
+
+def hang_listed(ctx) -> None:
+    """Items in ``params.hang`` hang on their first attempt (so a test can kill the process that
+    runs one); every other item, and later attempts, take ``seconds`` and succeed."""
+    _mark(ctx, "started")
+    if ctx.attempt == 1 and ctx.item in ctx.params.get("hang", []):
+        time.sleep(3600)
+    ok(ctx)

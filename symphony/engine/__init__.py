@@ -8,6 +8,7 @@ from .connection import Backoff, connect, describe_error, is_unavailable, redis_
 from .control import CancelResult, Failure, PurgeResult, QueueInfo, RetryResult, SessionDetail
 from .core import Engine
 from .crypto import CryptoError, Sealer, load_key, sealer_from
+from .durations import DurationHistogram
 from .embedded import EmbeddedRedis, find_server_binary, free_port
 from .enqueue import EnqueueResult
 from .errors import (ConfigError, Problem, RedisUnavailable, SessionConflict, SpecError, SymphonyError,
@@ -43,6 +44,7 @@ __all__ = [
     # operator verbs (issue 3)
     "CancelResult", "Failure", "PurgeResult", "QueueInfo", "RepairPlan", "RepairResult", "RetryResult",
     "SessionDetail", "StagePlan", "VerificationReport", "register_source", "session_files", "verify_paths",
+    "DurationHistogram",
 ]
 
 # --- machine metrics (issue 5): host CPU from heartbeats, scale-set CPU from Azure Monitor ---------

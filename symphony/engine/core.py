@@ -13,6 +13,7 @@ from . import registry
 from .config import RedisConfig, resolve_redis
 from .connection import connect, ping
 from .crypto import CryptoError, Sealer, task_aad
+from .durations import DurationHistogram, read_durations
 from .enqueue import EnqueueResult, enqueue
 from .jobstore import JobStore, last_job
 from .keys import DEFAULT_KEYS, Keys
@@ -192,6 +193,11 @@ class Engine:
     # --- status -----------------------------------------------------------------------------
     def snapshot(self, *, events: int = 50) -> Snapshot:
         return read_snapshot(self.client, self.keys, redis_display=self.display, events=events)
+
+    def task_durations(self, stages: Iterable[str]) -> tuple[DurationHistogram, ...]:
+        """How long completed tasks of ``stages`` took: one histogram per stage (workers add to it
+        as they finish tasks; symphony/engine/durations.py), in one round trip."""
+        return read_durations(self.client, self.keys, stages)
 
     # --- machine metrics (symphony/engine/metrics.py, symphony/engine/azure_monitor.py) ------------------------
     def scale_set_cpu(self, window_s: float = 3600.0) -> tuple[ScaleSetCpu, ...]:

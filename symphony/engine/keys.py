@@ -132,6 +132,11 @@ class Keys:
         """HASH host -> the last time bucket (ms) a sample of that host was written (dedup)."""
         return f"{self.ns}:metrics:hosts:{pool}:seen"
 
+    def durations(self, stage: str) -> str:
+        """HASH: the histogram of ``stage``'s completed task durations, one count per bucket
+        (field: the bucket's upper bound in ms, or ``inf``) and ``sum_ms``; written by ``finish.lua``."""
+        return f"{self.ns}:metrics:durations:{stage}"
+
     @property
     def metric_index(self) -> str:
         """ZSET ``source|scope`` -> last write (ms), so readers find every series without SCAN."""

@@ -119,7 +119,7 @@ class WorkerLink:
             target, ready, bell = k.delayed(stage, session), k.ready(stage), k.bell(stage)
         else:  # handback: its own queue; otherwise unused, but still real keys of this session's stage
             target, ready, bell = k.queue(stage, session), k.ready(stage), k.bell(stage)
-        keys = (*self._session_keys(session), target, ready, bell)
+        keys = (*self._session_keys(session), target, ready, bell, k.durations(stage))
         args: list[Any] = [kind, stage, session, next_stage, self.results_maxlen, BELL_MAX, self.worker_id]
         for fin in group:
             c, out = fin.claimed, fin.outcome

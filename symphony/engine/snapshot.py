@@ -39,6 +39,11 @@ class QueueStatus:
     reclaimed: int = 0
     enqueued: int = 0
     pool: str = ""
+    # every failure, timeout and cancellation ever recorded at this stage: the items now in that
+    # state plus those that left it when they were enqueued again (never goes down)
+    failures: int = 0
+    timeouts: int = 0
+    cancellations: int = 0
 
     @property
     def name(self) -> str:
@@ -283,7 +288,10 @@ def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", e
                             in_flight=max(0, get("running", 0)), completed=get("completed", 0),
                             failed=get("failed", 0), timed_out=get("timed_out", 0), cancelled=get("cancelled", 0),
                             retried=get("retried", 0), reclaimed=get("reclaimed", 0), enqueued=get("enqueued", 0),
-                            pool=pools[index] if index < len(pools) else "")
+                            pool=pools[index] if index < len(pools) else "",
+                            failures=get("failed", 0) + get("cleared_failed", 0),
+                            timeouts=get("timed_out", 0) + get("cleared_timed_out", 0),
+                            cancellations=get("cancelled", 0) + get("cleared_cancelled", 0))
             queues.append(q)
             totals["queued"] += q.queued + q.delayed
             totals["in_flight"] += q.in_flight

@@ -1,4 +1,5 @@
-"""``symphony metrics``: collect VM scale-set metrics from Azure Monitor; show machine CPU."""
+"""``symphony metrics``: collect VM scale-set metrics from Azure Monitor; show machine CPU; serve
+Symphony's figures to Prometheus."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,8 @@ from .. import fmt
 from .common import add_redis_args, engine_from_args, fail, print_json, table
 
 SPARK_WIDTH = 30  # characters of history in `symphony metrics show`
-HELP = "collect VM scale-set metrics from Azure Monitor (collect), or show machine CPU (show)"
+HELP = ("collect VM scale-set metrics from Azure Monitor (collect), show machine CPU (show), or serve every "
+        "figure to Prometheus (serve)")
 
 COLLECT_EPILOG = """\
 Reads "Percentage CPU" (per scale set and per instance, dimension VMName), Disk Read/Write Bytes
@@ -74,6 +76,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true", help="print JSON")
     _add_action_redis_args(s)
     s.set_defaults(func=run_show)
+
+    e = verbs.add_parser("serve", help="serve Symphony's figures to Prometheus (/metrics, /healthz)",
+                         description="Serve Symphony's figures to Prometheus: per session and stage, queued, in "
+                                     "flight, completed, failed, retried and reclaimed tasks; workers by pool and "
+                                     "state; heartbeat ages; machine CPU; Redis memory; task durations per stage.",
+                         epilog=SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("--port", type=int, default=9464, help="TCP port (default %(default)s)")
+    e.add_argument("--bind", default="127.0.0.1", metavar="ADDRESS",
+                   help="address to listen on (default %(default)s; 0.0.0.0 or :: for every interface)")
+    e.add_argument("--cache", default="2s", metavar="DURATION",
+                   help="reuse one read of Redis for this long, however many scrapers ask (default %(default)s)")
+    e.add_argument("--stale-after", default="30s", metavar="DURATION",
+                   help="/healthz answers 503 when the figures are older than this (default %(default)s)")
+    _add_action_redis_args(e)
+    e.set_defaults(func=run_serve)
+
+
+SERVE_EPILOG = """\
+endpoints:
+  /metrics   Prometheus text format (OpenMetrics when asked); docs/metrics.md lists every metric
+  /healthz   200 {"ok": true, ...} when Redis answered the latest read and the figures are fresh,
+             else 503 with the reason
+Each scrape reuses the latest read of Redis while it is younger than --cache: ten scrapers cost
+Redis what one does. Counters never go backwards, even across a Redis restart (docs/metrics.md).
+Run it as the read-only Redis user ('symphony acl reader'): it only reads.
+
+examples:
+  symphony metrics serve                                  # http://127.0.0.1:9464/metrics
+  symphony metrics serve --bind 0.0.0.0 --redis-password-file reader.pw
+"""
 
 
 def _add_action_redis_args(parser: argparse.ArgumentParser) -> None:
@@ -182,4 +214,39 @@ def run_show(args: argparse.Namespace) -> int:
               [(h.host, h.pool, fmt.percent(h.current), fmt.percent(h.memory), h.cpus or "-",
                 fmt.age(now - h.last_seen) if h.last_seen else "-", spark(h.points)) for h in hosts],
               right=(2, 3, 4, 5))
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import signal
+
+    cache_s = fmt.parse_duration(args.cache, 2.0)
+    stale_s = fmt.parse_duration(args.stale_after, 30.0)
+    if not 0 < args.port < 65536:
+        return fail(f"--port {args.port}: not a TCP port (1-65535)", 2)
+    if cache_s is None or cache_s < 0 or stale_s is None or stale_s <= 0:
+        return fail("--cache must be 0 or more and --stale-after more than 0", 2)
+    from ..exporter import Exporter
+
+    log = logging.getLogger("symphony.exporter")
+    log.setLevel(logging.INFO)
+    with engine_from_args(args, client_name="symphony-exporter") as engine:
+        try:
+            exporter = Exporter(engine, bind=args.bind, port=args.port, cache_s=cache_s, stale_after_s=stale_s)
+        except OSError as exc:
+            return fail(f"cannot listen on {args.bind}:{args.port}: {exc.strerror or exc}", 1)
+
+        def stop(signum, frame):  # SIGTERM: stop serving, close the connection, exit 0
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)
+        log.info("serving Symphony's figures from Redis %s on %s/metrics (health: %s/healthz)", engine.display,
+                 exporter.url, exporter.url)
+        try:
+            exporter.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            exporter.server.server_close()
+        log.info("stopped")
     return 0

@@ -4,7 +4,7 @@
 -- prefetched short tasks reports them together); counters move once per call.
 -- KEYS[1] inflight(worker)  KEYS[2] worker  KEYS[3] stats  KEYS[4] live  KEYS[5] outcomes
 -- KEYS[6] session  KEYS[7] results stream  KEYS[8] target (next queue | delayed set | own queue)
--- KEYS[9] ready(target role)  KEYS[10] bell(target role)
+-- KEYS[9] ready(target role)  KEYS[10] bell(target role)  KEYS[11] durations histogram of this stage
 -- ARGV[1] outcome: done|retry|handback|failed|timed_out|cancelled  ARGV[2] stage  ARGV[3] session
 -- ARGV[4] next stage ('' = last stage)  ARGV[5] results maxlen  ARGV[6] bell max  ARGV[7] worker id
 -- ARGV[8..] 8 values per task: message, item, message to push to the target, retry delay ms,
@@ -18,6 +18,20 @@ local active = redis.call('HGET', KEYS[6], 'state') == 'active'
 local out = {}
 local held, completed, retried, handed = 0, 0, 0, 0
 local pushed = {}
+-- Completed tasks' durations go into the stage's histogram: a count per bucket (its upper bound
+-- in ms) and their sum, moved once per call like the counters. The bounds are defined here only;
+-- readers take them from the field names (symphony/engine/durations.py).
+local BOUNDS_MS = {10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 900000, 3600000}
+local buckets, duration_sum = {}, 0
+local function observe_duration(ms)
+  ms = tonumber(ms) or 0
+  local bound = 'inf'
+  for _, b in ipairs(BOUNDS_MS) do
+    if ms <= b then bound = b break end
+  end
+  buckets[bound] = (buckets[bound] or 0) + 1
+  duration_sum = duration_sum + ms
+end
 
 local function result(item, state, attempts, ms, err)
   redis.call('XADD', KEYS[7], 'MAXLEN', '~', maxlen, '*', 's', session, 't', stage, 'i', item,
@@ -40,6 +54,7 @@ for i = 8, #ARGV, 8 do
     held = held + 1
     if outcome == 'done' then
       completed = completed + 1
+      observe_duration(ms)
       result(item, 'completed', attempts, ms, '')
       if nxt == '' then
         redis.call('HDEL', KEYS[4], item)
@@ -77,7 +92,11 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('HSET', KEYS[2], 'current', '', 'since', now, 'state', 'idle')
 end
 redis.call('HINCRBY', KEYS[3], stage .. '|running', -held)
-if completed > 0 then redis.call('HINCRBY', KEYS[3], stage .. '|completed', completed) end
+if completed > 0 then
+  redis.call('HINCRBY', KEYS[3], stage .. '|completed', completed)
+  for bound, n in pairs(buckets) do redis.call('HINCRBY', KEYS[11], bound, n) end
+  redis.call('HINCRBY', KEYS[11], 'sum_ms', duration_sum)
+end
 if #pushed > 0 then
   redis.call('RPUSH', KEYS[8], unpack(pushed))
   redis.call('HINCRBY', KEYS[3], nxt .. '|enqueued', #pushed)

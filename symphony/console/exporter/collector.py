@@ -1,0 +1,233 @@
+"""The exporter's Prometheus collector: metric families built from one :class:`Reading`.
+
+Counters never go backwards. The figures behind them only ever grow in Redis: every script
+that records a completion, failure, retry or reclaim adds to ``symphony:stats:<session>``
+atomically with the move it counts, and the failure totals add the items now failed to those
+that left that state when enqueued again (``cleared_failed``, ...). With AOF persistence Redis
+keeps them across a restart (``appendfsync everysec`` can lose the last second of writes). What
+is left is guarded here: when a counter read from Redis is lower than the last one read (a
+Redis restarted from an older save, a restore), the difference is kept as an offset and added
+from then on, so the exported counter stays where it was and grows again with the new counts.
+An exporter restart starts from Redis's figures, which Prometheus treats as an ordinary
+counter reset (``rate`` and ``increase`` handle it). Offsets of series gone for an hour (a
+purged session) are forgotten.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any, Callable, Iterable, Iterator
+
+from symphony.engine import SessionState, Snapshot
+
+from . import catalogue as c
+from .reading import Reading, ReadingCache
+
+WORKER_STATES = ("starting", "busy", "idle", "stopping", "stale", "dead")
+ALIVE = ("starting", "busy", "idle", "stale")  # a late heartbeat may still be a live worker
+FORGET_AFTER_S = 3600.0
+
+
+class Monotonic:
+    """Keeps exported counters from going backwards when the figures in Redis do."""
+
+    def __init__(self, forget_after_s: float = FORGET_AFTER_S, clock: Callable[[], float] = time.monotonic):
+        self.forget_after_s = forget_after_s
+        self._clock = clock
+        self._series: dict[tuple[str, tuple[str, ...]], list[float]] = {}  # key -> [last raw, offset, seen]
+        self._swept = clock()
+
+    def value(self, name: str, labels: tuple[str, ...], raw: float) -> float:
+        key = (name, labels)
+        now = self._clock()
+        entry = self._series.get(key)
+        if entry is None:
+            self._series[key] = [raw, 0.0, now]
+            return raw
+        last, offset, _ = entry
+        if raw < last:
+            offset += last - raw
+        entry[0], entry[1], entry[2] = raw, offset, now
+        return raw + offset
+
+    def sweep(self) -> None:
+        now = self._clock()
+        if now - self._swept < 60:
+            return
+        self._swept = now
+        for key in [k for k, e in self._series.items() if now - e[2] > self.forget_after_s]:
+            del self._series[key]
+
+
+class SymphonyCollector:
+    """A prometheus-client collector over a :class:`ReadingCache`."""
+
+    def __init__(self, cache: ReadingCache, *, monotonic: Monotonic | None = None):
+        self.cache = cache
+        self.monotonic = monotonic or Monotonic()
+        self._lock = threading.Lock()
+        self._built: tuple[Reading | None, list[Any]] = (None, [])
+
+    def describe(self) -> Iterable[Any]:
+        """The families, without reading Redis (prometheus-client asks at registration)."""
+        return [m.family() for m in c.CATALOGUE]
+
+    def collect(self) -> Iterator[Any]:
+        reading = self.cache.get()
+        yield from self._families(reading)
+        yield from self._exporter_families(reading)
+
+    def _families(self, reading: Reading) -> list[Any]:
+        """The families of ``reading``, built once however many scrapes share it. A reading
+        older than one already built is never applied (its counters would look like a drop).
+        While Redis fails, nothing but the exporter's own metrics (``symphony_up`` 0) is exported:
+        old figures would pass for current ones."""
+        if not reading.ok:
+            return []
+        with self._lock:
+            built, families = self._built
+            if built is None or reading.at > built.at:
+                families = build_families(reading, self.monotonic)
+                self.monotonic.sweep()
+                self._built = (reading, families)
+            return families
+
+    def _exporter_families(self, reading: Reading) -> Iterator[Any]:
+        up = c.UP.family()
+        up.add_metric([], 1.0 if reading.ok else 0.0)
+        yield up
+        age = c.SNAPSHOT_AGE.family()
+        seconds = self.cache.age_s()
+        if seconds is not None:
+            age.add_metric([], seconds)
+        yield age
+        read = c.READ_SECONDS.family()
+        read.add_metric([], reading.read_s)
+        yield read
+        reads = c.READS.family()
+        reads.add_metric([], self.cache.reads)
+        yield reads
+        errors = c.READ_ERRORS.family()
+        errors.add_metric([], self.cache.errors)
+        yield errors
+
+
+def build_families(reading: Reading, monotonic: Monotonic) -> list[Any]:
+    snap = reading.snapshot
+    assert snap is not None
+    families: list[Any] = []
+    families += queue_families(snap, monotonic)
+    families += session_families(snap)
+    families += worker_families(snap, monotonic)
+    families += machine_families(reading)
+    families += redis_families(snap)
+    families.append(duration_family(reading))
+    return families
+
+
+# (metric, QueueStatus attribute) for every per-queue figure
+QUEUE_GAUGES = ((c.TASKS_QUEUED, "queued"), (c.TASKS_DELAYED, "delayed"), (c.TASKS_IN_FLIGHT, "in_flight"),
+                (c.ITEMS_FAILED, "failed"), (c.ITEMS_TIMED_OUT, "timed_out"), (c.ITEMS_CANCELLED, "cancelled"))
+QUEUE_COUNTERS = ((c.ENQUEUED, "enqueued"), (c.COMPLETED, "completed"), (c.FAILED, "failures"),
+                  (c.TIMED_OUT, "timeouts"), (c.CANCELLED, "cancellations"), (c.RETRIED, "retried"),
+                  (c.RECLAIMED, "reclaimed"))
+
+
+def queue_families(snap: Snapshot, monotonic: Monotonic) -> list[Any]:
+    gauges = [(m.family(), attr) for m, attr in QUEUE_GAUGES]
+    counters = [(m, m.family(), attr) for m, attr in QUEUE_COUNTERS]
+    for q in snap.queues:
+        labels = [q.session, q.role, q.pool]
+        for family, attr in gauges:
+            family.add_metric(labels, getattr(q, attr))
+        key = tuple(labels)
+        for metric, family, attr in counters:
+            family.add_metric(labels, monotonic.value(metric.name, key, getattr(q, attr)))
+    return [f for f, _ in gauges] + [f for _, f, _ in counters]
+
+
+def session_families(snap: Snapshot) -> list[Any]:
+    items, completed, progress = c.SESSION_ITEMS.family(), c.SESSION_COMPLETED.family(), c.SESSION_PROGRESS.family()
+    state, created = c.SESSION_STATE.family(), c.SESSION_CREATED.family()
+    states = [str(s) for s in SessionState]
+    for s in snap.sessions:
+        items.add_metric([s.name], s.items)
+        completed.add_metric([s.name], s.completed)
+        progress.add_metric([s.name], s.progress)
+        created.add_metric([s.name], s.created)
+        current = str(s.state)
+        for name in states + ([current] if current not in states else []):
+            state.add_metric([s.name, name], 1.0 if name == current else 0.0)
+    return [items, completed, progress, state, created]
+
+
+def worker_families(snap: Snapshot, monotonic: Monotonic) -> list[Any]:
+    by_pool: dict[str, dict[str, int]] = {}
+    for q in snap.queues:  # a pool with work and no worker shows as zeros
+        by_pool.setdefault(q.pool, {})
+    serving: dict[str, int] = {q.role: 0 for q in snap.queues}
+    per_worker = [(m, m.family()) for m in (c.HEARTBEAT_AGE, c.HEARTBEAT_INTERVAL, c.TASK_AGE, c.WORKER_CPU,
+                                            c.WORKER_RSS)]
+    done = c.WORKER_COMPLETED.family()
+    for w in snap.workers:
+        counts = by_pool.setdefault(w.pool, {})
+        counts[w.state] = counts.get(w.state, 0) + 1
+        if w.state in ALIVE:
+            for role in w.roles:
+                serving[role] = serving.get(role, 0) + 1
+        labels = [w.id, w.pool, w.host]
+        values = (w.heartbeat_age_s, w.heartbeat_s, w.current_age_s, w.cpu_percent, w.rss_bytes)
+        for (_, family), value in zip(per_worker, values):
+            if value is not None:
+                family.add_metric(labels, value)
+        done.add_metric(labels, monotonic.value(c.WORKER_COMPLETED.name, tuple(labels), w.completed))
+    workers = c.WORKERS.family()
+    for pool in sorted(by_pool):
+        counts = by_pool[pool]
+        for state in WORKER_STATES + tuple(sorted(set(counts) - set(WORKER_STATES))):
+            workers.add_metric([pool, state], counts.get(state, 0))
+    stage = c.STAGE_WORKERS.family()
+    for role in sorted(serving):
+        stage.add_metric([role], serving[role])
+    return [workers, stage, *(f for _, f in per_worker), done]
+
+
+def machine_families(reading: Reading) -> list[Any]:
+    snap = reading.snapshot
+    assert snap is not None
+    cpu, memory = c.HOST_CPU.family(), c.HOST_MEMORY.family()
+    latest: dict[str, Any] = {}
+    for w in snap.workers:  # one series per host: the worker that beat last speaks for it
+        if w.host_cpu_percent is None or w.state == "dead":
+            continue
+        best = latest.get(w.host)
+        if best is None or (w.heartbeat_age_s or math.inf) < (best.heartbeat_age_s or math.inf):
+            latest[w.host] = w
+    for host in sorted(latest):
+        w = latest[host]
+        cpu.add_metric([host, w.pool], w.host_cpu_percent)
+        if w.host_memory_percent is not None:
+            memory.add_metric([host, w.pool], w.host_memory_percent)
+    scale_cpu, instances = c.SCALE_SET_CPU.family(), c.SCALE_SET_INSTANCES.family()
+    for s in reading.scale_sets:
+        if s.current is not None:
+            scale_cpu.add_metric([s.name, s.source], s.current)
+        instances.add_metric([s.name, s.source], s.instances)
+    return [cpu, memory, scale_cpu, instances]
+
+
+def redis_families(snap: Snapshot) -> list[Any]:
+    used, grace = c.REDIS_USED_MEMORY.family(), c.REDIS_GRACE.family()
+    if snap.used_memory is not None:
+        used.add_metric([], float(snap.used_memory))
+    grace.add_metric([], snap.grace_s)
+    return [used, grace]
+
+
+def duration_family(reading: Reading) -> Any:
+    family = c.DURATION.family()
+    for h in reading.durations:
+        buckets = [("+Inf" if math.isinf(bound) else f"{bound:g}", count) for bound, count in h.buckets]
+        family.add_metric([h.stage], buckets, h.sum_s)
+    return family
