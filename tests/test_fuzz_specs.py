@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from symphony.engine import InvalidMessage, SpecError, decode_task, load_pipeline, load_session, name_problem, verify_paths
-from symphony.engine.pipeline import STAGE_KEYS, TOP_KEYS
-from symphony.engine.session_file import SESSION_KEYS
+from symphony.spec.pipeline import STAGE_KEYS, TOP_KEYS
+from symphony.spec.session import SESSION_KEYS
 
 EXAMPLES = int(os.environ.get("SYMPHONY_FUZZ_EXAMPLES", "150") or 150)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,

@@ -51,7 +51,7 @@ def nothing_enqueued(r, session: str) -> bool:
     ("session: bad\npipeline: pipelines/scan.yaml\nrequire: [vines]\nitems:\n  - {id: r1, vines: 2}\n  - {id: r2}\n",
      6, "items[1]", "has no 'vines'"),
     ("session: bad\npipeline: pipelines/scan.yaml\nrequire: {vines: positive_int}\nitems:\n  - {id: r1, vines: -3}\n",
-     5, "items[0]", "is not positive int"),
+     5, "items[0].vines", "is not positive int"),
     ("session: bad\npipeline: pipelines/scan.yaml\nitems:\n  - {id: r1, input: nowhere/r1.csv}\n",
      4, "items[0].input", "input file of item 'r1' not found"),
     ("session: bad\npipeline: pipelines/scan.yaml\nitems:\n  - r1\n  - r2\n  - r1\n", 6, "items[2]", "duplicate item id 'r1'"),
