@@ -63,6 +63,8 @@ class VerificationReport:
 
 def session_files(paths: Sequence[str | Path] | None, tasks_dir: str | Path = "tasks") -> list[Path]:
     """Session files named by ``paths`` (files or directories; default: every tasks/*.yaml)."""
+    if not paths and not Path(tasks_dir).is_dir():
+        return []  # verify_paths says where it looked
     targets = [Path(p) for p in (paths or [tasks_dir])]
     files: list[Path] = []
     for path in targets:
