@@ -295,6 +295,9 @@ def _scalar(token: str) -> Any:
     return plain_scalar(token)
 
 
+_UNREADABLE = object()
+
+
 class FlowItems(Sequence):
     """The entries of a list written one per line, built when they are read: nothing is kept but
     the file's text and, per entry, where its value is in the text and its line."""
@@ -307,6 +310,17 @@ class FlowItems(Sequence):
         return len(self.starts)
 
     def _entry(self, index: int, problems: list[Problem] | None, path: PathKey) -> Any:
+        try:
+            return self._build(index, problems, path)
+        except Exception as exc:  # a value PyYAML recognises but cannot build (the date 2026-13-45)
+            problem = Problem(self.file, self.lines[index], field_name(path + (index,)),
+                              f"invalid YAML: cannot read this entry: {exc}")
+            if problems is None:
+                raise SpecError([problem]) from None
+            problems.append(problem)
+            return _UNREADABLE
+
+    def _build(self, index: int, problems: list[Problem] | None, path: PathKey) -> Any:
         text, start, end = self.text, self.starts[index], self.ends[index]
         if text[start] != "{":
             return _scalar(text[start:end])
@@ -351,7 +365,9 @@ class FlowItems(Sequence):
         """(index, entry) of every entry, each a new object (the caller may change it); duplicate
         keys within an entry go to ``problems``."""
         for index in range(len(self.starts)):
-            yield index, self._entry(index, problems, path)
+            entry = self._entry(index, problems, path)
+            if entry is not _UNREADABLE:
+                yield index, entry
 
 
 class _TooMany(Exception):
