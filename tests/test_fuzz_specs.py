@@ -20,8 +20,11 @@ from hypothesis import strategies as st
 
 from symphony.engine import InvalidMessage, SpecError, decode_task, load_pipeline, load_session, name_problem, verify_paths
 from symphony.spec import LIMITS
-from symphony.spec.pipeline import STAGE_KEYS, TOP_KEYS
-from symphony.spec.session import SESSION_KEYS
+from symphony.spec.fields import keys
+from symphony.spec.pipeline import PIPELINE_FIELDS, STAGE_FIELDS
+from symphony.spec.session import SESSION_FIELDS
+
+STAGE_KEYS, TOP_KEYS, SESSION_KEYS = keys(STAGE_FIELDS), keys(PIPELINE_FIELDS), keys(SESSION_FIELDS)
 
 EXAMPLES = int(os.environ.get("SYMPHONY_FUZZ_EXAMPLES", "150") or 150)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import templates
-from .fields import (INVALID, Context, Field, Invalid, flag, is_target, keys, mapping, number, read_fields, role,
-                     roles, targets, text, valid)
+from .fields import (INVALID, Context, Field, Invalid, flag, is_target, mapping, number, read_fields, role, roles,
+                     targets, text, valid)
 from .limits import LIMITS, Limits
 from .problems import SpecError
 from .yamlfile import Locator, load_yaml
@@ -234,8 +234,6 @@ PIPELINE_FIELDS = (
     Field("stages", missing="stages must be a non-empty list"),
     Field("allow_stdlib_handlers", targets("allow_stdlib_handlers"), default=()),
 )
-STAGE_KEYS, DEFAULT_KEYS, TOP_KEYS = keys(STAGE_FIELDS), keys(DEFAULT_FIELDS), keys(PIPELINE_FIELDS)
-DEFAULTS: dict[str, Any] = {f.name: f.default for f in DEFAULT_FIELDS}
 
 
 # --- parsing ---------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import templates
-from .fields import INVALID, Context, Field, Invalid, keys, name, read_fields, targets, text, valid
+from .fields import INVALID, Context, Field, Invalid, name, read_fields, targets, text, valid
 from .items import Item, RowFile, parse_items
 from .limits import LIMITS, Limits
 from .metadata import load_metadata
@@ -212,7 +212,6 @@ SESSION_FIELDS = (
     Field("metadata"),
     Field("checks", targets("checks"), default=()),
 )
-SESSION_KEYS = keys(SESSION_FIELDS)
 
 
 # --- parsing ---------------------------------------------------------------------------------------------------
