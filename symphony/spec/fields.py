@@ -130,14 +130,23 @@ def number(what: str, minimum: float, *, integer: bool = False) -> Check:
     return check
 
 
-def role(what: str) -> Check:
-    """A stage, alias or pool name (it becomes part of queue names)."""
+def _named(what: str, problem_of: Callable[[Any], str | None]) -> Check:
     def check(value: Any, ctx: Context) -> str:
-        problem = role_problem(value)
+        problem = problem_of(value)
         if problem:
             raise Invalid(f"{what}: {problem}")
         return value
     return check
+
+
+def role(what: str) -> Check:
+    """A stage, alias or pool name (it becomes part of queue names)."""
+    return _named(what, role_problem)
+
+
+def name(what: str) -> Check:
+    """A session or item name (it becomes part of key names and paths)."""
+    return _named(what, name_problem)
 
 
 def roles(what: str) -> Check:
@@ -154,16 +163,6 @@ def roles(what: str) -> Check:
             except Invalid as exc:
                 raise Invalid(exc.message, at=(index,)) from None
         return tuple(values)
-    return check
-
-
-def name(what: str) -> Check:
-    """A session or item name (it becomes part of key names and paths)."""
-    def check(value: Any, ctx: Context) -> str:
-        problem = name_problem(value)
-        if problem:
-            raise Invalid(f"{what}: {problem}")
-        return value
     return check
 
 
