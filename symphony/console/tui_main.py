@@ -10,6 +10,8 @@ import sys
 from symphony.engine import (ConfigError, Engine, SymphonyError, install_log_redaction, load_key, redact, resolve_redis,
                     sealer_from)
 
+from .web import add_web_options
+
 DESCRIPTION = ("The Symphony operations console: live queues, workers, scale-set CPU and activity, with "
                "keyboard-triggered repair, initialize, export, cancel and retry.")
 EPILOG = ("Keys: r repair · i initialize · e export · c cancel · f retry failed · Enter session detail · "
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encryption-key-file", metavar="FILE",
                    help="AES key of encrypted task data (default: $SYMPHONY_KEY_FILE, $SYMPHONY_KEY): what 'i' "
                         "and 'r' enqueue is then encrypted, as the workers expect (docs/security.md)")
+    add_web_options(p)
     return p
 
 
@@ -91,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     collector = None
     catch_endings()
     try:
+        if args.web:  # the same console, one process per browser tab (symphony/console/web.py)
+            from .web import run as run_web
+
+            return run_web(args, say)
         if args.demo:
             from .demo import Demo
 
