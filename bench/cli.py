@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import enqueue, inline, memory, reclaim, repair, snapshot, throughput
+from . import enqueue, exporter, inline, memory, reclaim, repair, snapshot, throughput
 from .common import Server, load_now, machine_info, median, remove_temp_dirs
 from .systems import ALL, BY_NAME
 
-CASES = ("throughput", "enqueue", "inline", "memory", "snapshot", "repair", "reclaim")
+CASES = ("throughput", "enqueue", "inline", "memory", "snapshot", "repair", "reclaim", "exporter")
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,13 @@ class Sizes:
     scaling_reps: int = 5
     repair_items: int = 1_000_000
     reclaim_heartbeat: float = 1.0
+    finish_tasks: int = 20_000  # the exporter case: finish.lua's cost per task
 
 
 SMOKE = Sizes(window_s=0.3, min_tasks=200, enqueue_items=2000, inline_items=(2000,), memory_items=1000,
               memory_peer_items=500,
               snapshot_sessions=20, snapshot_workers=10, snapshot_reps=3, scaling_queues=(10, 100), scaling_workers=5,
-              scaling_reps=2, repair_items=2000, reclaim_heartbeat=0.5)
+              scaling_reps=2, repair_items=2000, reclaim_heartbeat=0.5, finish_tasks=500)
 
 
 def log(msg: str) -> None:
@@ -173,8 +174,19 @@ def case_reclaim(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]:
     return {"runs": runs, "summary": summary, "peers_default": reclaim.PEER_DEFAULTS}
 
 
+def case_exporter(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]:
+    log(f"  exporter: {sizes.snapshot_sessions} sessions x 4 stages, {sizes.snapshot_workers} workers")
+    scrape = exporter.run_exporter(server, sessions=sizes.snapshot_sessions, workers=sizes.snapshot_workers,
+                                   reps=max(3, sizes.snapshot_reps // 2))
+    finish = []
+    for per_call in (1, 32):
+        log(f"  finish.lua: {sizes.finish_tasks} tasks reported {per_call} per call")
+        finish.append(exporter.run_finish(server, tasks=sizes.finish_tasks, per_call=per_call))
+    return {"scrape": scrape, "finish": finish}
+
+
 RUNNERS = {"throughput": case_throughput, "enqueue": case_enqueue, "inline": case_inline, "memory": case_memory,
-           "snapshot": case_snapshot, "repair": case_repair, "reclaim": case_reclaim}
+           "snapshot": case_snapshot, "repair": case_repair, "reclaim": case_reclaim, "exporter": case_exporter}
 
 
 # --- targets and the table ------------------------------------------------------------------------------
@@ -204,6 +216,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         add("snapshot", "ms at 1000 sessions x 4 stages + 500 workers", t["ms"], "<= 50", t["ms"] <= 50)
         trips = {row["symphony"]["round_trips"] for row in results["snapshot"]["scaling"]} | {t["round_trips"]}
         add("snapshot", "round trips, whatever the number of queues", sorted(trips), "fixed (2)", trips == {2})
+    if "exporter" in results:
+        e = results["exporter"]["scrape"]
+        add("exporter", "Redis reads for ten scrapers at once", e["ten_scrapers"]["redis_reads"], "1",
+            e["ten_scrapers"]["redis_reads"] == 1)
     if "repair" in results:
         ratio = results["repair"]["ratio"]
         add("repair", "plan time / listing the directories once", ratio, "<= 2.0", ratio <= 2.0)
@@ -248,6 +264,14 @@ def print_table(results: dict[str, Any]) -> None:
             sy, sc, ke = row["symphony"], row["scan"], row["keys_cmd"]
             print(f"  {row['queues']:>6}   {sy['ms']:8.1f}/{sy['round_trips']:<4} {sc['ms']:8.1f}/{sc['round_trips']:<4}"
                   f"  {ke['ms']:8.1f}/{ke['round_trips']:<4}   ({row['keys']})")
+    if "exporter" in results:
+        e = results["exporter"]["scrape"]
+        print(f"exporter: {e['sessions']} sessions x {e['stages']} stages, {e['workers']} workers: one read "
+              f"{e['read_ms']} ms in {e['round_trips']} round trips, /metrics rendered in {e['render_ms']} ms "
+              f"({e['series']} series, {e['bytes'] / 1e6:.2f} MB); ten scrapers at once: "
+              f"{e['ten_scrapers']['redis_reads']} read, {e['ten_scrapers']['wall_ms']} ms")
+        for f in results["exporter"]["finish"]:
+            print(f"  finish.lua, {f['per_call']} task(s) per call: {f['usec_per_task']} us of Redis per task")
     if "repair" in results:
         r = results["repair"]
         print(f"repair: {r['items']} items x {r['stages']} stages ({r['files']} files): plan {r['planning_s']}s, "

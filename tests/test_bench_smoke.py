@@ -34,5 +34,9 @@ def test_bench_smoke_runs_every_case_and_writes_sane_json(tmp_path):
     assert data["repair"]["planning_s"] > 0 and data["repair"]["list_s"] > 0
     assert {run["mode"] for run in data["reclaim"]["runs"]} == {"host", "process"}
     assert all(run["elsewhere"] for run in data["reclaim"]["runs"])
+    assert data["exporter"]["scrape"]["ten_scrapers"]["redis_reads"] == 1
+    assert data["exporter"]["scrape"]["series"] > 0 and data["exporter"]["scrape"]["round_trips"] >= 3
+    assert [f["per_call"] for f in data["exporter"]["finish"]] == [1, 32]
+    assert all(f["usec_per_task"] > 0 and f["tasks"] == 500 for f in data["exporter"]["finish"])
     assert data["targets"] and all(t["met"] is None for t in data["targets"])
     assert "throughput, 1 stage" in proc.stdout

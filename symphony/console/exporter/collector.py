@@ -14,10 +14,13 @@ purged session) are forgotten.
 """
 from __future__ import annotations
 
+import gzip
 import math
 import threading
 import time
 from typing import Any, Callable, Iterable, Iterator
+
+from prometheus_client import generate_latest
 
 from symphony.engine import SessionState, Snapshot
 
@@ -60,14 +63,31 @@ class Monotonic:
             del self._series[key]
 
 
+class _Families:
+    """What ``generate_latest`` needs of a registry: the families to write."""
+
+    def __init__(self, families: list[Any]):
+        self._families = families
+
+    def collect(self) -> list[Any]:
+        return self._families
+
+
 class SymphonyCollector:
-    """A prometheus-client collector over a :class:`ReadingCache`."""
+    """A prometheus-client collector over a :class:`ReadingCache`.
+
+    The families of a reading are built once, and written out (text, and gzip) once, however
+    many scrapes share that reading: at 1,000 sessions x 4 stages that is most of a scrape's
+    cost (docs/benchmarks.md)."""
 
     def __init__(self, cache: ReadingCache, *, monotonic: Monotonic | None = None):
         self.cache = cache
         self.monotonic = monotonic or Monotonic()
         self._lock = threading.Lock()
-        self._built: tuple[Reading | None, list[Any]] = (None, [])
+        self._built: Reading | None = None
+        self._families: list[Any] = []
+        self._text: bytes | None = None
+        self._gzip: bytes | None = None
 
     def describe(self) -> Iterable[Any]:
         """The families, without reading Redis (prometheus-client asks at registration)."""
@@ -75,10 +95,10 @@ class SymphonyCollector:
 
     def collect(self) -> Iterator[Any]:
         reading = self.cache.get()
-        yield from self._families(reading)
-        yield from self._exporter_families(reading)
+        yield from self.families(reading)
+        yield from self.exporter_families(reading)
 
-    def _families(self, reading: Reading) -> list[Any]:
+    def families(self, reading: Reading) -> list[Any]:
         """The families of ``reading``, built once however many scrapes share it. A reading
         older than one already built is never applied (its counters would look like a drop).
         While Redis fails, nothing but the exporter's own metrics (``symphony_up`` 0) is exported:
@@ -86,31 +106,45 @@ class SymphonyCollector:
         if not reading.ok:
             return []
         with self._lock:
-            built, families = self._built
-            if built is None or reading.at > built.at:
-                families = build_families(reading, self.monotonic)
-                self.monotonic.sweep()
-                self._built = (reading, families)
-            return families
+            return self._families_of(reading)
 
-    def _exporter_families(self, reading: Reading) -> Iterator[Any]:
+    def _families_of(self, reading: Reading) -> list[Any]:
+        if self._built is None or reading.at > self._built.at:
+            self._families = build_families(reading, self.monotonic)
+            self.monotonic.sweep()
+            self._built, self._text, self._gzip = reading, None, None
+        return self._families
+
+    def render(self, reading: Reading, *, extra: list[Any] = (), gzipped: bool = False) -> bytes:
+        """The text exposition of ``reading`` and the exporter's own metrics (and ``extra``
+        families), gzip-compressed if asked (two gzip members, which every reader takes as one)."""
+        own = generate_latest(_Families(list(self.exporter_families(reading)) + list(extra)))
+        if not reading.ok:
+            return gzip.compress(own, 6) if gzipped else own
+        with self._lock:
+            families = self._families_of(reading)
+            if self._text is None:
+                self._text = generate_latest(_Families(families))
+            if not gzipped:
+                return self._text + own
+            if self._gzip is None:
+                self._gzip = gzip.compress(self._text, 6)
+            return self._gzip + gzip.compress(own, 6)
+
+    def exporter_families(self, reading: Reading) -> list[Any]:
         up = c.UP.family()
         up.add_metric([], 1.0 if reading.ok else 0.0)
-        yield up
         age = c.SNAPSHOT_AGE.family()
         seconds = self.cache.age_s()
         if seconds is not None:
             age.add_metric([], seconds)
-        yield age
         read = c.READ_SECONDS.family()
         read.add_metric([], reading.read_s)
-        yield read
         reads = c.READS.family()
         reads.add_metric([], self.cache.reads)
-        yield reads
         errors = c.READ_ERRORS.family()
         errors.add_metric([], self.cache.errors)
-        yield errors
+        return [up, age, read, reads, errors]
 
 
 def build_families(reading: Reading, monotonic: Monotonic) -> list[Any]:

@@ -1,7 +1,8 @@
 """The exporter's HTTP service: ``/metrics`` for Prometheus, ``/healthz`` for a load balancer.
 
-``/metrics`` is prometheus-client's own WSGI app (text or OpenMetrics, gzip when asked) over a
-registry that holds only Symphony's collector and the process's own figures. ``/healthz``
+``/metrics`` is prometheus-client's text format (gzip when asked), written once per reading
+of Redis however many scrapers share it, with the exporter's and the process's own figures.
+``/healthz``
 answers 200 when Redis answered the latest read and the figures are fresh, else 503, with a JSON
 body saying which. Requests are served by threads; they share one reading (see ``reading.py``).
 """
@@ -16,7 +17,7 @@ from socketserver import ThreadingMixIn
 from typing import Any, Callable, Iterable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
+from prometheus_client import ProcessCollector
 
 from symphony.engine import Engine
 
@@ -26,6 +27,7 @@ from .reading import CACHE_S, STALE_S, ReadingCache, read_everything
 log = logging.getLogger("symphony.exporter")
 DEFAULT_PORT = 9464
 DEFAULT_BIND = "127.0.0.1"
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 INDEX = (b"Symphony's Prometheus exporter\n\n"
          b"/metrics  the figures (docs/metrics.md)\n/healthz  200 if Redis answered and the figures are fresh\n")
 
@@ -58,10 +60,7 @@ class Exporter:
         self.engine = engine
         self.cache = ReadingCache(lambda: read_everything(engine), max_age_s=cache_s, stale_after_s=stale_after_s)
         self.collector = SymphonyCollector(self.cache)
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(self.collector)
-        self.registry.register(ProcessCollector(registry=None))
-        self._metrics = make_wsgi_app(self.registry)
+        self.process = ProcessCollector(registry=None)
         server_class = _Server6 if _is_ipv6(bind) else _Server
         self.server = make_server(bind, port, self.app, server_class=server_class, handler_class=_QuietHandler)
         self._thread: threading.Thread | None = None
@@ -78,7 +77,13 @@ class Exporter:
     def app(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
-            return self._metrics(environ, start_response)
+            gzipped = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "")
+            body = self.metrics(gzipped=gzipped)
+            headers = [("Content-Type", TEXT_FORMAT), ("Content-Length", str(len(body)))]
+            if gzipped:
+                headers.append(("Content-Encoding", "gzip"))
+            start_response("200 OK", headers)
+            return [body]
         if path == "/healthz":
             ok, detail = self.cache.health()
             body = (json.dumps(detail) + "\n").encode()
@@ -87,6 +92,10 @@ class Exporter:
             return _respond(start_response, "200 OK", INDEX, "text/plain; charset=utf-8")
         return _respond(start_response, "404 Not Found", b"not found: try /metrics or /healthz\n",
                         "text/plain; charset=utf-8")
+
+    def metrics(self, *, gzipped: bool = False) -> bytes:
+        """What ``/metrics`` answers now."""
+        return self.collector.render(self.cache.get(), extra=list(self.process.collect()), gzipped=gzipped)
 
     def serve_forever(self) -> None:
         self.server.serve_forever(poll_interval=0.5)
