@@ -16,7 +16,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from symphony.engine import InvalidMessage, SpecError, decode_task, load_pipeline, load_session, name_problem, verify_paths
+from symphony.engine import SpecError, load_pipeline, load_session, verify_paths
+from symphony.engine.messages import InvalidMessage, decode_task
+from symphony.engine.names import name_problem
 from symphony.engine.pipeline import STAGE_KEYS, TOP_KEYS
 from symphony.engine.session_file import SESSION_KEYS
 

@@ -91,13 +91,13 @@ def test_repair_twice_enqueues_nothing_the_second_time(cli, r, tmp_path):
 def test_failed_items_are_reported_not_retried_unless_asked(cli, r, engine, tmp_path):
     path = four_stage(tmp_path, ["a", "b"])
     assert cli("repair", "rep", "--file", str(path))[0] == 0
-    from symphony.engine import FAILED, Finish, Outcome
+    from symphony.engine import Finish, Outcome, OutcomeKind
 
     link = engine.worker_link("w", ["s1"])
     claimed = None
     for _ in range(5):
         claimed = claimed or link.step().claimed
-    link.step(Finish(claimed, Outcome(FAILED, error="boom"), attempts=2), claim=False)
+    link.step(Finish(claimed, Outcome(OutcomeKind.FAILED, error="boom"), attempts=2), claim=False)
     plan = json.loads(cli("repair", "rep", "--file", str(path), "--json", "--dry-run")[1])
     assert plan["failed"] == 1 and plan["to_enqueue"] == 0
     plan = json.loads(cli("repair", "rep", "--file", str(path), "--json", "--retry-failed")[1])

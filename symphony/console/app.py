@@ -26,7 +26,6 @@ from symphony.engine import RedisUnavailable, Snapshot, SymphonyError, describe_
 
 from . import fmt
 from .backend import Backend, PollResult
-from .commands.status import export_snapshot
 from .history import QueueRates
 from .panels import ActivityPanel, HeaderBar, QueuesPanel, ScaleSetsPanel, WorkersPanel
 from .panels.base import TablePanel
@@ -374,7 +373,7 @@ class SymphonyApp(App[None]):
             while path.exists():  # two exports in one second: keep both
                 n += 1
                 path = self.export_dir / f"symphony-status-{stamp}-{n}.json"
-            return export_snapshot(snapshot, str(path))
+            return snapshot.write(path)
 
         def done(written: str) -> None:
             self.exports.append(written)

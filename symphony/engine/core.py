@@ -18,10 +18,12 @@ from .jobstore import JobStore, last_job
 from .keys import DEFAULT_KEYS, Keys
 from .lease import WorkerLink
 from .messages import Task
+from .outcomes import RETRYABLE, SessionState
 from .metrics import (HOST_BUCKET_S, HOST_RETENTION_S, CollectorStatus, HostCpu, HostMetricsWriter, ScaleSetCpu,
                       read_collector_status, read_host_cpu, read_scale_set_cpu)
 from .reclaim import ReclaimReport, lapsed_workers, reap, reclaim_worker
 from .records import RecordCache
+from .server import ServerInfo, read_server_info
 from .session_file import SessionRecord
 from .snapshot import Snapshot, read_snapshot, work_remaining
 
@@ -46,6 +48,11 @@ class Engine:
     def ping(self) -> tuple[int, ...]:
         return ping(self.client, self.config)
 
+    def server_info(self) -> ServerInfo:
+        """The server's kind, version, TLS and memory settings, and what they mean for Symphony
+        (``problems``, in words): one round trip; "unknown" for a user that may not run INFO."""
+        return read_server_info(self.client)
+
     def close(self) -> None:
         self.client.close()
 
@@ -61,7 +68,7 @@ class Engine:
         return registry.register_session(self.client, self.keys, record, items=items, resume=resume,
                                          adopt_queues=adopt_queues)
 
-    def session(self, name: str) -> tuple[SessionRecord, str]:
+    def session(self, name: str) -> tuple[SessionRecord, SessionState | str]:
         return registry.load_record(self.client, self.keys, name)
 
     def sessions(self) -> list[registry.SessionSummary]:
@@ -150,7 +157,7 @@ class Engine:
 
         return cancel_session(self, session)
 
-    def retry(self, session: str, stage: str | None = None, states: Iterable[str] = ("failed", "timed_out")):
+    def retry(self, session: str, stage: str | None = None, states: Iterable[str] = RETRYABLE):
         from .control import retry_session
 
         return retry_session(self, session, stage, states)

@@ -6,6 +6,7 @@ from typing import Callable
 
 from .core import Engine
 from .enqueue import EnqueueResult
+from .progress import item_ordinals
 from .session_file import SessionSpec
 
 
@@ -25,7 +26,12 @@ def initialize_session(engine: Engine, spec: SessionSpec, *, resume: bool = Fals
     record = spec.record()
     registration = engine.register_session(record, items=len(spec.items), resume=resume, adopt_queues=adopt_queues)
     first = spec.pipeline.stages[0].name
-    items = ((item.id, item.message_meta()) for item in spec.items)
+    ids, ordinals = item_ordinals([item.id for item in spec.items], spec.distinct_ids)
+    if len(ids) == len(spec.items):
+        items = ((item.id, item.message_meta(), n) for item, n in zip(spec.items, ordinals))
+    else:  # an id repeated in the file: every copy carries the ordinal of its first place
+        where = dict(zip(ids, ordinals))
+        items = ((item.id, item.message_meta(), where[item.id]) for item in spec.items)
     result: EnqueueResult = engine.enqueue(spec.name, first, items, progress=progress)
     return InitializeResult(spec.name, registration, first, result.added, result.skipped)
 

@@ -50,6 +50,14 @@ class Keys:
         """HASH item -> stage, for every item queued, delayed or in flight (dedup of enqueues)."""
         return f"{self.ns}:live:{session}"
 
+    def done(self, session: str, stage: str) -> str:
+        """STRING bitmap: bit n is set once the item of ordinal n completed ``stage`` (counted once)."""
+        return f"{self.ns}:done:{session}:{stage}"
+
+    def scratch(self, session: str) -> str:
+        """STRING a script uses and deletes within the same call (never left behind)."""
+        return f"{self.ns}:scratch:{session}"
+
     def outcomes(self, session: str) -> str:
         """HASH item -> JSON record of its failure, timeout or cancellation, with the reason."""
         return f"{self.ns}:outcomes:{session}"

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from rich.text import Text
 
-from symphony.engine import QueueStatus, Snapshot
+from symphony.engine import QueueStatus, SessionState, Snapshot
 
 from .. import fmt
 from ..history import QueueFlow
@@ -127,12 +127,12 @@ class QueuesPanel(TablePanel):
     @staticmethod
     def cells(q: QueueStatus, flow: QueueFlow | None, state: str) -> tuple:
         name = Text(q.name)
-        if state != "active":
+        if state != SessionState.ACTIVE:
             name.stylize("dim")
             name.append(f" ({state})", style="italic")
         failed = q.failed + q.timed_out
         failed_text = str(failed) + (f" ({q.timed_out} t/o)" if q.timed_out else "")
-        if flow is None or state == "cancelled":
+        if flow is None or state == SessionState.CANCELLED:
             rate, eta = fmt.DASH, fmt.DASH
         else:
             rate = fmt.rate(flow.per_minute)
