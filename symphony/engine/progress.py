@@ -16,6 +16,7 @@ from itertools import compress
 from typing import Callable, Iterable, Sequence
 
 import redis
+from redis.client import NEVER_DECODE
 
 from .keys import Keys
 from .scripts import execute, load_all, scripts
@@ -79,3 +80,12 @@ def restore_done(client: redis.Redis, keys: Keys, session: str, stages: Sequence
                   for k, stage in enumerate(stages)]
         counts = execute(client, pipe, queued)
     return {stage: int(n) for stage, n in zip(stages, counts)}
+
+
+def done_bits(client: redis.Redis, keys: Keys, session: str, stage: str) -> str:
+    """The stage's done bitmap as a string of ``0``/``1``, one character per ordinal (shorter
+    than the session when its last items are not done; empty when none is)."""
+    raw = client.execute_command("GET", keys.done(session, stage), **{NEVER_DECODE: []})
+    if not raw:
+        return ""
+    return format(int.from_bytes(raw, "big"), f"0{len(raw) * 8}b")

@@ -10,6 +10,14 @@ Eviction: under ``allkeys-*`` policies Redis deletes any key when it reaches ``m
 keys that have a TTL, which Symphony gives to worker descriptions, the reaper's lock, the grace
 window, the jobs' key/values and the metrics series. With ``noeviction`` nothing is deleted, but
 a full server refuses writes: no task can be claimed or finished until memory is freed.
+
+Whether it refuses writes now follows Redis's own rule on the ``INFO`` figures: a write is refused
+when the memory that counts for eviction (used memory, less replication and AOF buffers), with
+the write's own size, is over ``maxmemory``. Symphony says the server refuses writes when less
+than :data:`WRITE_ROOM` is left: room for one of its larger commands (a claim, a batch of
+reports, a batch of enqueued items), so a server that still takes a tiny write but not a
+report is called what it is for Symphony. Nothing is written to find out, so a read-only user
+gets the same answer.
 """
 from __future__ import annotations
 
@@ -22,6 +30,7 @@ EVICTS_ANY_KEY = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
 EVICTS_TTL_KEYS = ("volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl")
 NEAR_FULL = 0.9  # share of maxmemory from which a noeviction server is said to be nearly full
 UNKNOWN = "unknown"
+WRITE_ROOM = 64 * 1024  # bytes: less than this left under maxmemory, and Symphony's writes are refused
 
 
 @dataclass(frozen=True)
@@ -119,8 +128,9 @@ def server_info_from(server: Mapping[str, Any] | None, memory: Mapping[str, Any]
         evicting = oom = None
     else:
         evicting = bool(maxmemory) and (policy in EVICTS_ANY_KEY or policy in EVICTS_TTL_KEYS)
-        # an allkeys policy evicts until it fits; the others refuse writes over the limit
-        oom = bool(maxmemory) and counted is not None and counted > maxmemory and policy not in EVICTS_ANY_KEY
+        # an allkeys policy evicts until a write fits; the others refuse it
+        oom = (bool(maxmemory) and counted is not None and counted + WRITE_ROOM > maxmemory
+               and policy not in EVICTS_ANY_KEY)
     return ServerInfo(kind=kind, version=version or UNKNOWN, tls=tls, maxmemory=maxmemory, maxmemory_policy=policy,
                       used_memory=used, can_evict=evicting, out_of_memory=oom,
                       problems=_problems(policy, maxmemory, counted, bool(evicting), bool(oom)))
@@ -131,20 +141,22 @@ def uses_tls(client: redis.Redis) -> bool:
     return issubclass(client.connection_pool.connection_class, redis.SSLConnection)
 
 
-def refused(reply: Any) -> bool:
-    """An ``INFO`` reply that is the server refusing this user the command (an ACL user)."""
-    return isinstance(reply, redis.exceptions.NoPermissionError) or (
-        isinstance(reply, redis.ResponseError) and "NOPERM" in str(reply))
+def queue_reads(pipe: redis.client.Pipeline) -> None:
+    """Queue the reads the facts come from (:func:`from_replies` takes their replies)."""
+    pipe.info("server")
+    pipe.info("memory")
+
+
+def from_replies(client: redis.Redis, replies: list[Any]) -> ServerInfo:
+    """The facts from the replies of :func:`queue_reads` (executed with ``raise_on_error=False``):
+    an error reply (``INFO`` refused to an ACL user, or renamed away) makes them unknown."""
+    server, memory = (r if isinstance(r, dict) else None for r in replies)
+    return server_info_from(server, memory, tls=uses_tls(client))
 
 
 def read_server_info(client: redis.Redis) -> ServerInfo:
-    """One round trip: ``INFO server`` and ``INFO memory``. Other errors than a refusal are raised."""
+    """One round trip."""
     with client.pipeline(transaction=False) as pipe:
-        pipe.info("server")
-        pipe.info("memory")
+        queue_reads(pipe)
         replies = pipe.execute(raise_on_error=False)
-    for reply in replies:
-        if isinstance(reply, Exception) and not refused(reply):
-            raise reply
-    server, memory = (r if isinstance(r, dict) else None for r in replies)
-    return server_info_from(server, memory, tls=uses_tls(client))
+    return from_replies(client, replies)

@@ -22,7 +22,7 @@ from .outcomes import SessionState
 from .redaction import redact
 from .registry import SessionSummary
 from .scripts import execute, scripts
-from .server import ServerInfo, server_info_from, uses_tls
+from .server import ServerInfo, from_replies, queue_reads
 
 SCHEMA_VERSION = 1
 READ_CHUNK = 1000  # keys per read.lua call
@@ -297,19 +297,16 @@ def _read_registry(client: redis.Redis, keys: Keys, events: int) -> _First:
         pipe.xrevrange(keys.events, count=max(1, events))
         pipe.time()
         pipe.pttl(keys.grace)
-        pipe.info("memory")
-        pipe.info("server")
+        queue_reads(pipe)  # INFO may be refused (an ACL user): the server's facts are then unknown
         replies = pipe.execute(raise_on_error=False)
-    for reply in replies[:6]:  # INFO may be refused (an ACL user): the server's facts are then unknown
+    for reply in replies[:6]:
         if isinstance(reply, Exception):
             raise reply
-    sessions_raw, leases, results, system, server_time, grace_ms, memory, server = replies
+    sessions_raw, leases, results, system, server_time, grace_ms = replies[:6]
     summaries = sorted((SessionSummary.from_json(n, v) for n, v in sessions_raw.items()), key=lambda s: s.name)
     return _First(summaries=summaries, leases=leases, results=results, system=system,
                   now=server_time[0] + server_time[1] / 1_000_000,
-                  grace_ms=grace_ms if isinstance(grace_ms, int) else 0,
-                  server=server_info_from(server if isinstance(server, dict) else None,
-                                          memory if isinstance(memory, dict) else None, tls=uses_tls(client)))
+                  grace_ms=grace_ms if isinstance(grace_ms, int) else 0, server=from_replies(client, replies[6:]))
 
 
 def _read_counts(client: redis.Redis, keys: Keys, summaries: list[SessionSummary], worker_ids: list[str]) -> list[Any]:

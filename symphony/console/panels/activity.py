@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from symphony.engine import Event, Snapshot
+from symphony.engine import Event, OutcomeKind, Snapshot
 
 from .. import fmt
 from .base import TablePanel, right
@@ -21,6 +21,8 @@ KIND_STYLE = {
     "purge": ("⌫ purge", "yellow"),
     "session": ("● session", "cyan"),
 }
+
+FAILURES = (OutcomeKind.FAILED, OutcomeKind.TIMED_OUT)
 
 
 class ActivityPanel(TablePanel):
@@ -64,5 +66,5 @@ class ActivityPanel(TablePanel):
             right(fmt.age(now - e.time) + " ago"),
             Text(label, style=style),
             task,
-            Text(detail.replace("\n", " ")[:200], style="red" if e.kind in ("failed", "timed_out") else ""),
+            Text(detail.replace("\n", " ")[:200], style="red" if e.kind in FAILURES else ""),
         )

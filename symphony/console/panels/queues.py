@@ -132,11 +132,13 @@ class QueuesPanel(TablePanel):
             name.append(f" ({state})", style="italic")
         failed = q.failed + q.timed_out
         failed_text = str(failed) + (f" ({q.timed_out} t/o)" if q.timed_out else "")
+        finished = False
         if flow is None or state == SessionState.CANCELLED:
             rate, eta = fmt.DASH, fmt.DASH
         else:
             rate = fmt.rate(flow.per_minute)
-            eta = "done" if flow.done else fmt.duration(flow.eta_s)
+            finished = flow.done
+            eta = "done" if finished else fmt.duration(flow.eta_s)
         return (
             name,
             q.pool or fmt.DASH,
@@ -146,7 +148,7 @@ class QueuesPanel(TablePanel):
             right(fmt.count(q.completed), "green" if q.completed else ""),
             right(failed_text, "bold red" if failed else "dim"),
             right(rate),
-            right(eta, "green" if eta == "done" else ""),
+            right(eta, "green" if finished else ""),
         )
 
     # --- the operator's view -----------------------------------------------------------
