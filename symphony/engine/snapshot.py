@@ -100,16 +100,20 @@ class SessionStatus:
     def derive(cls, summary: SessionSummary, queues: Sequence[QueueStatus]) -> "SessionStatus":
         """The session's totals from its queues; an active session with every item through the
         last stage and nothing queued or running is COMPLETE."""
-        queued = sum(q.queued + q.delayed for q in queues)
-        in_flight = sum(q.in_flight for q in queues)
+        queued = in_flight = failed = timed_out = cancelled = 0
+        for q in queues:  # one pass: this runs for every session of every snapshot
+            queued += q.queued + q.delayed
+            in_flight += q.in_flight
+            failed += q.failed
+            timed_out += q.timed_out
+            cancelled += q.cancelled
         completed = min(summary.items, queues[-1].completed) if queues else 0
         state = summary.state
         if state == SessionState.ACTIVE and summary.items and completed >= summary.items and not (queued or in_flight):
             state = SessionState.COMPLETE
         return cls(name=summary.name, state=state, pipeline=summary.pipeline, stages=summary.stages,
                    items=summary.items, created=summary.created, file=summary.file, queued=queued,
-                   in_flight=in_flight, completed=completed, failed=sum(q.failed for q in queues),
-                   timed_out=sum(q.timed_out for q in queues), cancelled=sum(q.cancelled for q in queues))
+                   in_flight=in_flight, completed=completed, failed=failed, timed_out=timed_out, cancelled=cancelled)
 
 
 @dataclass(frozen=True)
@@ -351,9 +355,11 @@ def _queue_status(summary: SessionSummary, index: int, stage: str, queued: int, 
     completions = get("completed", 0)
     # a stage without a done counter was only run by a version that counted completions
     done = get("done", completions)
+    if done > summary.items:
+        done = summary.items
     pools = summary.pools
     return QueueStatus(role=stage, session=summary.name, queued=queued, delayed=max(0, get("delayed", 0)),
-                       in_flight=max(0, get("running", 0)), completed=max(0, min(summary.items, done)),
+                       in_flight=max(0, get("running", 0)), completed=done if done > 0 else 0,
                        failed=get("failed", 0), timed_out=get("timed_out", 0), cancelled=get("cancelled", 0),
                        retried=get("retried", 0), reclaimed=get("reclaimed", 0), enqueued=get("enqueued", 0),
                        pool=pools[index] if index < len(pools) else "", completions=completions)
