@@ -161,7 +161,12 @@ def load_record(client: redis.Redis, keys: Keys, name: str) -> tuple[SessionReco
     spec, state = client.hmget(keys.session(name), "spec", "state")
     if spec is None:
         raise UnknownSession(f"no session named {name!r} is registered")
-    return SessionRecord.from_dict(json.loads(spec)), SessionState.of(state or "?")
+    return _record_of(spec), SessionState.of(state or "?")
+
+
+def _record_of(spec: str) -> SessionRecord:
+    """A session's definition from its stored ``spec`` field."""
+    return SessionRecord.from_dict(json.loads(spec))
 
 
 def list_sessions(client: redis.Redis, keys: Keys) -> list[SessionSummary]:
@@ -198,6 +203,6 @@ def aliases(client: redis.Redis, keys: Keys) -> dict[str, str]:
     for spec in specs:
         if not spec:
             continue
-        pipeline = SessionRecord.from_dict(json.loads(spec)).pipeline
+        pipeline = _record_of(spec).pipeline
         out.update({alias: pipeline.canonical(alias) for stage in pipeline.stages for alias in stage.aliases})
     return out
