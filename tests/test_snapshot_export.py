@@ -49,4 +49,4 @@ def test_the_textual_console_does_not_import_cli_verbs():
             if isinstance(node, ast.ImportFrom):
                 module = ("." * node.level) + (node.module or "")
                 assert "commands" not in module.split("."), f"{path} imports {module}"
-    assert "snapshot.write(" in (CONSOLE / "app.py").read_text()
+    assert any("snapshot.write(" in p.read_text() for p in CONSOLE.glob("*.py"))
