@@ -5,7 +5,7 @@ workers, snapshots. Everything it returns is immutable.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 import redis
 
@@ -13,7 +13,7 @@ from . import registry
 from .config import RedisConfig, resolve_redis
 from .connection import connect, ping
 from .crypto import CryptoError, Sealer, task_aad
-from .enqueue import EnqueueResult, enqueue
+from .enqueue import EnqueueResult, ItemLike, enqueue
 from .jobstore import JobStore, last_job
 from .keys import DEFAULT_KEYS, Keys
 from .lease import WorkerLink
@@ -82,8 +82,9 @@ class Engine:
         return registry.roles_for(self.pools(), pool, roles, aliases)
 
     # --- items ------------------------------------------------------------------------------
-    def enqueue(self, session: str, stage: str, items: Iterable[tuple[str, Mapping[str, Any] | None]], *,
+    def enqueue(self, session: str, stage: str, items: Iterable[ItemLike], *,
                 progress: Callable[[int], None] | None = None) -> EnqueueResult:
+        """Enqueue (id, metadata[, ordinal]) items for ``stage``; already queued or running ones are skipped."""
         from .scripts import scripts
 
         return enqueue(self.client, self.keys, scripts(), session, stage, items, progress=progress,
