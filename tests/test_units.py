@@ -7,7 +7,7 @@ import pytest
 
 from symphony.engine import ConfigError, redact, resolve_redis
 from symphony.engine.messages import InvalidMessage, decode_task
-from symphony.engine.names import name_problem
+from symphony.spec import name_problem
 from symphony.engine.redaction import redact_url, register_secret
 from symphony.engine.messages import encode_task
 

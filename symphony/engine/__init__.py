@@ -4,7 +4,10 @@ The console, the CLI and the workers use only the names exported here (an import
 holds them to it). They are grouped by domain, in the order a reader meets them: connecting to
 Redis, the session files, putting work in, how a task ends, the workers' side, the operator's
 verbs, the status snapshot, machine metrics, security. Everything else is internal: tests
-import it from its module.
+import it from its module. The spec files' model (pipelines, session files, verification of the
+files) lives in :mod:`symphony.spec`, which never touches Redis; the engine re-exports the names
+the front ends and workers use, and adds the checks that need Redis
+(``verify_paths(..., engine=...)``).
 """
 # --- connecting: where Redis is, the facade, the server, errors -----------------------------------
 from .config import RedisConfig, resolve_redis
@@ -16,12 +19,10 @@ from .errors import (ConfigError, Problem, RedisUnavailable, SessionConflict, Sp
 from .keys import Keys
 from .server import ServerInfo
 
-# --- session files: pipelines, sessions, verification ---------------------------------------------
-from .metadata import register_source
-from .names import is_name
-from .pipeline import Handler, Pipeline, Stage, load_pipeline
-from .session_file import Item, SessionRecord, SessionSpec, load_session
-from .verify import VerificationReport, verify_paths
+# --- session files: pipelines, sessions, verification (symphony.spec, plus the checks in Redis) ----
+from symphony.spec import (Handler, Item, Pipeline, SessionRecord, SessionSpec, Stage, VerificationReport, is_name,
+                           load_pipeline, load_session, register_source)
+from .verify import verify_paths
 
 # --- putting work in: initialize, enqueue, repair --------------------------------------------------
 from .enqueue import EnqueueResult

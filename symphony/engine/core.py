@@ -9,6 +9,8 @@ from typing import Any, Callable, Iterable
 
 import redis
 
+from symphony.spec import SessionRecord
+
 from . import registry
 from .config import RedisConfig, resolve_redis
 from .connection import connect, ping
@@ -24,7 +26,6 @@ from .metrics import (HOST_BUCKET_S, HOST_RETENTION_S, CollectorStatus, HostCpu,
 from .reclaim import ReclaimReport, lapsed_workers, reap, reclaim_worker
 from .records import RecordCache
 from .server import ServerInfo, read_server_info
-from .session_file import SessionRecord
 from .snapshot import Snapshot, read_snapshot, work_remaining
 
 

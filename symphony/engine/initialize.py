@@ -4,10 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from symphony.spec import SessionSpec
+
 from .core import Engine
 from .enqueue import EnqueueResult
 from .progress import done_bits, item_ordinals
-from .session_file import SessionSpec
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from .pipeline import Stage
+from symphony.spec import Stage
 
 MAX_ERROR = 2_000  # characters of an error message kept in a record (its head)
 MAX_STDERR = 4_000  # characters of a handler's stderr kept in a record (its tail)

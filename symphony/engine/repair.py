@@ -33,12 +33,12 @@ from operator import add
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from symphony.spec import Pipeline, SessionSpec, load_session
+
 from .errors import ConfigError, UnknownSession
 from .outcomes import RETRYABLE, InvalidRecord, OutcomeRecord
-from .pipeline import Pipeline
 from .progress import item_ordinals, restore_done
 from .registry import add_event
-from .session_file import SessionSpec, load_session
 
 
 @dataclass(frozen=True)
