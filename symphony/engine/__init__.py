@@ -52,3 +52,10 @@ from .metrics import (AzureSample, CollectorStatus, HostCpu, HostMetricsWriter, 
 
 __all__ += ["AzureCollector", "AzureMonitorConfig", "AzureSample", "CollectResult", "CollectorStatus", "HostCpu",
             "HostMetricsWriter", "HostStatus", "ScaleSetCpu", "hosts_from_workers"]
+
+# --- SLURM job accounting (symphony/slurm talks to SLURM; the engine stores what it saw) -------------
+from .slurm_accounting import (CleanupResult, JobSet, Lease, LockLost, Observation, SlurmAccounting,  # noqa: E402
+                               SlurmJob, SlurmTag, slurm_origin)
+
+__all__ += ["CleanupResult", "JobSet", "Lease", "LockLost", "Observation", "SlurmAccounting", "SlurmJob", "SlurmTag",
+            "slurm_origin"]

@@ -17,6 +17,7 @@ from .keys import Keys
 from .messages import InvalidMessage, decode_task
 from .redaction import redact
 from .scripts import execute, scripts
+from .slurm_accounting import SlurmTag
 
 SCHEMA_VERSION = 1
 READ_CHUNK = 1000  # keys per read.lua call
@@ -88,6 +89,9 @@ class WorkerStatus:
     supervisor: str = ""
     completed: int = 0
     cpus: int | None = None  # logical CPUs of the host
+    slurm_job_id: str = ""  # SLURM_JOB_ID of the SLURM job this worker runs in ("" outside SLURM)
+    slurm_array_id: str = ""  # "<array job>_<task>" when that job is an array task
+    job_end: float | None = None  # when the job's time limit ends (epoch seconds), if known
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ class Snapshot:
     round_trips: int = 2
     used_memory: int | None = None
     grace_s: float = 0.0
+    slurm: tuple[SlurmTag, ...] = ()  # SLURM jobs per tag (pool): pending, running, finished
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,6 +133,7 @@ class Snapshot:
             "sessions": [{**asdict(s), "stages": list(s.stages), "progress": round(s.progress, 4)} for s in self.sessions],
             "workers": [{**asdict(w), "roles": list(w.roles)} for w in self.workers],
             "events": [asdict(e) for e in self.events],
+            "slurm": [t.to_dict() for t in self.slurm],
         }
         data.update(self.extra)
         return data
@@ -217,11 +223,14 @@ def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", e
         pipe.time()
         pipe.pttl(keys.grace)
         pipe.info("memory")
+        pipe.hgetall(keys.slurm_tags)
         first = pipe.execute(raise_on_error=False)
     for reply in first[:6]:
         if isinstance(reply, Exception):
             raise reply
-    sessions_raw, leases, results, system, server_time, grace_ms, memory = first
+    sessions_raw, leases, results, system, server_time, grace_ms, memory, slurm_raw = first
+    slurm = (tuple(SlurmTag.from_summary(t, v) for t, v in sorted(slurm_raw.items()))
+             if isinstance(slurm_raw, dict) else ())
     now = server_time[0] + server_time[1] / 1_000_000
     used_memory = memory.get("used_memory") if isinstance(memory, dict) else None
 
@@ -305,7 +314,7 @@ def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", e
     events_list = [_event_from_result(i, f) for i, f in results] + [_event_from_system(i, f) for i, f in system]
     events_list.sort(key=lambda e: tuple(int(p) for p in e.id.split("-")), reverse=True)
     return Snapshot(taken_at=now, redis=redis_display, queues=tuple(queues), sessions=tuple(sessions),
-                    workers=tuple(workers), events=tuple(events_list[:events]), used_memory=used_memory,
+                    workers=tuple(workers), events=tuple(events_list[:events]), used_memory=used_memory, slurm=slurm,
                     grace_s=max(0, grace_ms) / 1000 if isinstance(grace_ms, int) else 0.0)
 
 
@@ -330,7 +339,8 @@ def _worker_status(worker_id: str, expiry: float, info: dict[str, str], now_ms: 
         host_cpu_percent=_num(info.get("host_cpu")), host_memory_percent=_num(info.get("host_mem")),
         rss_bytes=_num(info.get("rss"), int), heartbeat_s=hb_ms / 1000, started=_num(info.get("started")),
         supervisor=info.get("supervisor", ""), completed=_num(info.get("done"), int) or 0,
-        cpus=_num(info.get("cpus"), int))
+        cpus=_num(info.get("cpus"), int), slurm_job_id=info.get("slurm_job", ""),
+        slurm_array_id=info.get("slurm_array", ""), job_end=_num(info.get("job_end")))
 
 
 def work_remaining(client: redis.Redis, keys: Keys, roles: list[str] | tuple[str, ...]) -> int:
