@@ -4,6 +4,10 @@ folder, and stopped by their PIDs. Clients find it through ``SLURM_CONF``.
 
 Needs Debian's ``slurm-wlm`` and ``munge`` packages (``.ci/run`` installs them) and root (the
 daemons run as root, ``SlurmUser=root``). :func:`unavailable` says in one line why not.
+
+With ``accounting=True`` it also starts a private MariaDB server and ``slurmdbd`` (packages
+``mariadb-server`` and ``slurmdbd``), so ``sacct`` answers, and the controller forgets finished
+jobs after ``min_job_age`` seconds, as a busy production controller does.
 """
 from __future__ import annotations
 
@@ -19,14 +23,18 @@ from pathlib import Path
 from symphony.engine import free_port
 
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "scontrol", "sinfo")
+ACCOUNTING_BINARIES = ("slurmdbd", "sacct", "sacctmgr", "mariadbd", "mariadb-install-db", "mariadb")
 CPUS = 4  # CPUs the node offers (more than this machine has: the tests' jobs are small)
 
 
-def unavailable() -> str | None:
+def unavailable(accounting: bool = False) -> str | None:
     """Why a SLURM cluster cannot be started here, or None."""
     missing = [b for b in BINARIES if shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}")]
     if missing:
         return f"SLURM is not installed ({', '.join(missing)} missing; apt-get install slurm-wlm munge)"
+    missing = [b for b in ACCOUNTING_BINARIES if shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}")]
+    if accounting and missing:
+        return (f"SLURM accounting needs {', '.join(missing)} (apt-get install slurmdbd mariadb-server)")
     if os.geteuid() != 0:
         return "the test SLURM cluster's daemons must run as root"
     return None
@@ -37,9 +45,9 @@ def _binary(name: str) -> str:
 
 
 class SlurmCluster:
-    def __init__(self, *, cpus: int = CPUS, name: str = "symtest"):
+    def __init__(self, *, cpus: int = CPUS, name: str = "symtest", accounting: bool = False, min_job_age: int = 300):
         self.base = Path(tempfile.mkdtemp(prefix="symphony-slurm-"))
-        self.cpus, self.name = cpus, name
+        self.cpus, self.name, self.accounting, self.min_job_age = cpus, name, accounting, min_job_age
         self.host = socket.gethostname().split(".")[0]
         self.conf = self.base / "slurm.conf"
         self.env = {"SLURM_CONF": str(self.conf)}
@@ -85,8 +93,9 @@ SlurmctldLogFile={b / 'log' / 'slurmctld.log'}
 SlurmdLogFile={b / 'log' / 'slurmd.log'}
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
-AccountingStorageType=accounting_storage/none
+{self._accounting_lines()}
 JobAcctGatherType=jobacct_gather/none
+MinJobAge={self.min_job_age}
 SchedulerType=sched/builtin
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
@@ -97,10 +106,66 @@ NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} State=UNKNOWN
 PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
 """)
 
+    def _accounting_lines(self) -> str:
+        if not self.accounting:
+            return "AccountingStorageType=accounting_storage/none"
+        self.dbd_port = free_port()
+        return (f"AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=localhost\n"
+                f"AccountingStoragePort={self.dbd_port}\nAccountingStoragePass={self.socket}")
+
+    def _database(self) -> None:
+        """A private MariaDB server and slurmdbd (its slurmdbd.conf sits next to slurm.conf)."""
+        b, db = self.base, self.base / "db"
+        db.mkdir()
+        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={db}", "--user=root",
+                        "--auth-root-authentication-method=normal", "--skip-test-db"], check=True, capture_output=True,
+                       timeout=120)
+        self.db_port = free_port()
+        self.pids["mariadbd"] = b / "mariadbd.pid"
+        self.mariadbd = subprocess.Popen([_binary("mariadbd"), "--no-defaults", f"--datadir={db}", "--user=root",
+                          f"--socket={b / 'mariadb.sock'}", f"--port={self.db_port}", "--bind-address=127.0.0.1",
+                          f"--pid-file={self.pids['mariadbd']}", f"--log-error={b / 'log' / 'mariadb.err'}",
+                          "--innodb-buffer-pool-size=32M"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+        self._until(lambda: subprocess.run(["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", str(self.db_port),
+                                            "-u", "root", "-e", "select 1"], capture_output=True).returncode == 0,
+                    "MariaDB to accept connections")
+        conf = b / "slurmdbd.conf"
+        self.pids["slurmdbd"] = b / "slurmdbd.pid"
+        conf.write_text(f"""\
+AuthType=auth/munge
+AuthInfo=socket={self.socket}
+DbdHost=localhost
+DbdPort={self.dbd_port}
+SlurmUser=root
+PidFile={self.pids['slurmdbd']}
+LogFile={b / 'log' / 'slurmdbd.log'}
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort={self.db_port}
+StorageUser=root
+StorageLoc=slurm_acct_{self.name}
+""")
+        os.chmod(conf, 0o600)
+        subprocess.run([_binary("slurmdbd")], check=True, capture_output=True, timeout=60, env={**os.environ, **self.env})
+        self._until(lambda: self.run("sacctmgr", "-i", "add", "cluster", self.name, check=False).returncode == 0
+                    or self.name in self.run("sacctmgr", "-n", "list", "cluster", "format=cluster", check=False).stdout,
+                    "slurmdbd to register the cluster")
+
+    def _until(self, predicate, what: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"timed out waiting for {what}:\n{self.logs()}")
+
     def start(self) -> "SlurmCluster":
         try:
             self._munge()
             self._write_conf()
+            if self.accounting:
+                self._database()
             for daemon in ("slurmctld", "slurmd"):
                 subprocess.run([_binary(daemon), "-f", str(self.conf)], check=True, capture_output=True, timeout=30,
                                env={**os.environ, **self.env})
@@ -122,7 +187,7 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
 
     def logs(self) -> str:
         out = []
-        for name in ("slurmctld.log", "slurmd.log"):
+        for name in ("slurmctld.log", "slurmd.log", "slurmdbd.log", "mariadb.err"):
             path = self.base / "log" / name
             if path.exists():
                 out.append(f"--- {name} (tail)\n" + "\n".join(path.read_text(errors="replace").splitlines()[-30:]))
@@ -145,6 +210,10 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
 
     # --- stop -------------------------------------------------------------------------------
     def _kill(self, name: str) -> None:
+        if name == "mariadbd" and getattr(self, "mariadbd", None) is not None:  # our child: reap it
+            self.mariadbd.kill()  # a throwaway database: nothing to shut down cleanly
+            self.mariadbd.wait(30)
+            return
         path = self.pids.get(name)
         if path is None or not path.exists():
             return
@@ -171,6 +240,6 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
                 self.cancel_all(timeout=30)
             except Exception:
                 pass
-        for name in ("slurmd", "slurmctld", "munged"):
+        for name in ("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged"):
             self._kill(name)
         shutil.rmtree(self.base, ignore_errors=True)

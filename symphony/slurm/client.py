@@ -88,11 +88,17 @@ class SlurmClient:
             raise SlurmError(f"sbatch answered {redact(out)!r}, not a job id")
         return job_id
 
+    @staticmethod
+    def _job_list(ids: Sequence[str]) -> str:
+        """The ``--jobs`` list for tracked ids: an array's own id stands for all its tasks (sacct
+        prints the tasks that have not started only when asked for the array)."""
+        return ",".join(sorted({i.split("_")[0] for i in ids}, key=lambda i: (len(i), i)))
+
     def squeue(self, ids: Sequence[str]) -> dict[str, Seen]:
         """Every listed job the controller still knows (one call), by tracked id."""
         if not ids:
             return {}
-        text = self._run(["squeue", "--noheader", "--array", "--states=all", f"--jobs={','.join(ids)}",
+        text = self._run(["squeue", "--noheader", "--array", "--states=all", f"--jobs={self._job_list(ids)}",
                           f"--Format={SQUEUE_FORMAT}"], ok_errors=("Invalid job id specified",))
         return parse_squeue(text)
 
@@ -100,7 +106,7 @@ class SlurmClient:
         """Every listed job from SLURM's accounting (one call), by tracked id."""
         if not ids:
             return {}
-        text = self._run(["sacct", "--noheader", "--parsable2", "--allocations", f"--jobs={','.join(ids)}",
+        text = self._run(["sacct", "--noheader", "--parsable2", "--allocations", f"--jobs={self._job_list(ids)}",
                           f"--format={SACCT_FORMAT}"])
         return parse_sacct(text)
 
