@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from types import MappingProxyType
 from dataclasses import dataclass, field
 from enum import Enum
+from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
 import redis
@@ -30,6 +30,7 @@ from .scripts import scripts
 RETAIN = 10_000  # finished jobs kept per state set and tag
 TTL_S = 30 * 24 * 3600  # a tag's keys expire this long after their last write
 ALL = "ALL"
+MOVE_CHUNK = 1000  # observations per Lua call (keeps each atomic step to a few milliseconds)
 
 
 class JobSet(str, Enum):
@@ -223,13 +224,16 @@ class SlurmAccounting:
         and ``running`` are the tag's live jobs as SLURM reported them. With ``token``, nothing
         changes unless the lock ``lock`` is still held with it (raises :class:`LockLost`).
         Returns (jobs that changed set, jobs updated)."""
-        args: list[Any] = [token, int(pending), int(running)]
-        for obs in observations:
-            args += [obs.id, obs.set.value, json.dumps(obs.record(), separators=(",", ":"))]
-        reply = self._call("move", tag, args, lock)
-        if int(reply[0]) < 0:
-            raise LockLost(f"the lock {self.keys.slurm_lock(lock)} is held by another process")
-        return int(reply[0]), int(reply[1])
+        moved = updated = 0
+        for start in range(0, max(1, len(observations)), MOVE_CHUNK):  # each call short, each move atomic
+            args: list[Any] = [token, int(pending), int(running)]
+            for obs in observations[start:start + MOVE_CHUNK]:
+                args += [obs.id, obs.set.value, json.dumps(obs.record(), separators=(",", ":"))]
+            reply = self._call("move", tag, args, lock)
+            if int(reply[0]) < 0:
+                raise LockLost(f"the lock {self.keys.slurm_lock(lock)} is held by another process")
+            moved, updated = moved + int(reply[0]), updated + int(reply[1])
+        return moved, updated
 
     def cleanup(self, tag: str, *, force: bool = False) -> CleanupResult:
         """Forget every job recorded under ``tag`` (seed 004's cleanup); refused while jobs are
