@@ -1,7 +1,12 @@
 """Symphony's engine: all the Redis logic, and no UI.
 
-The console and the workers use only the names exported here.
+The console and the workers use only the names exported here. The spec files' model
+(pipelines, session files, verification of the files) lives in :mod:`symphony.spec`, which
+never touches Redis; the engine re-exports the names the front ends and workers use, and adds
+the checks that need Redis (``verify_paths(..., engine=...)``).
 """
+from symphony.spec import (Handler, Item, Pipeline, SessionRecord, SessionSpec, Stage, VerificationReport, check_name,
+                           is_name, load_pipeline, load_session, name_problem, register_source, session_files)
 from .acl import reader_rules, setuser, setuser_line, worker_rules
 from .config import RedisConfig, resolve_redis
 from .connection import Backoff, connect, describe_error, is_unavailable, redis_problem
@@ -19,15 +24,11 @@ from .lease import (CANCELLED, DONE, FAILED, HANDBACK, RETRY, TIMED_OUT, Beat, C
                     StepResult, WorkerLink, default_worker_id)
 from .messages import InvalidMessage, Task, decode_task
 from .outcomes import Decision, OutcomeKind, SessionState, after_failure
-from .names import check_name, is_name, name_problem
-from .pipeline import Handler, Pipeline, Stage, load_pipeline
-from .metadata import register_source
 from .reclaim import ReclaimReport
 from .repair import RepairPlan, RepairResult, StagePlan
 from .redaction import install_log_redaction, redact, redact_standard_streams, redact_url, register_secret
-from .session_file import Item, SessionRecord, SessionSpec, load_session
 from .snapshot import Event, QueueStatus, SessionStatus, Snapshot, WorkerStatus
-from .verify import VerificationReport, session_files, verify_paths
+from .verify import verify_paths
 
 __all__ = [
     "Backoff", "Beat", "CANCELLED", "Claimed", "ConfigError", "CryptoError", "Sealer", "load_key",

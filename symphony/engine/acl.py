@@ -19,8 +19,9 @@ import hashlib
 import shlex
 from typing import Iterable, Sequence
 
+from symphony.spec import role_problem
+
 from .keys import DEFAULT_KEYS, Keys
-from .names import role_problem
 
 # Connection set-up (redis-py sends HELLO and CLIENT SETNAME; PING checks health).
 CONNECTION = ("hello", "ping", "client|setname")

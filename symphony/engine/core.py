@@ -9,6 +9,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import redis
 
+from symphony.spec import SessionRecord
+
 from . import registry
 from .config import RedisConfig, resolve_redis
 from .connection import connect, ping
@@ -22,7 +24,6 @@ from .metrics import (HOST_BUCKET_S, HOST_RETENTION_S, CollectorStatus, HostCpu,
                       read_collector_status, read_host_cpu, read_scale_set_cpu)
 from .reclaim import ReclaimReport, lapsed_workers, reap, reclaim_worker
 from .records import RecordCache
-from .session_file import SessionRecord
 from .snapshot import Snapshot, read_snapshot, work_remaining
 
 

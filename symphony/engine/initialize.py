@@ -4,9 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from symphony.spec import SessionSpec
+
 from .core import Engine
 from .enqueue import EnqueueResult
-from .session_file import SessionSpec
 
 
 @dataclass(frozen=True)

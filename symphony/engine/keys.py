@@ -2,7 +2,7 @@
 
 Queues are named ``role:session`` (``rvm:block7``) so an operator can ``LLEN`` and ``LRANGE``
 them with plain ``redis-cli``; everything else lives under the ``symphony:`` namespace.
-Names that go into keys are validated (:mod:`engine.names`), so they never contain ``:``,
+Names that go into keys are validated (:mod:`symphony.spec.names`), so they never contain ``:``,
 braces or path separators.
 """
 from __future__ import annotations

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .names import is_name, role_problem
+from symphony.spec import is_name, role_problem
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=False).encode
 
@@ -65,7 +65,7 @@ class Sealed:
 def encode_task(session: str, stage: str, item: str, attempt: int = 0, meta: dict | Sealed | None = None,
                 sealer=None) -> str:
     """The message for a task. Names are validated (no quotes, backslashes or control characters:
-    see engine.names), so they are written without escaping; metadata goes through JSON. With a
+    see symphony.spec.names), so they are written without escaping; metadata goes through JSON. With a
     ``sealer`` (:class:`engine.crypto.Sealer`) the metadata, even none, is sealed into ``e`` and
     bound to the session and item."""
     head = '{"i":"' + item + '","s":"' + session + '","t":"' + stage + '","a":' + str(int(attempt))

@@ -27,8 +27,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import redis
 
+from symphony.spec import role_problem
+
 from .keys import Keys
-from .names import role_problem
 
 HOSTS, AZURE = "hosts", "azure"
 SOURCE_AZURE, SOURCE_HEARTBEATS = "azure monitor", "worker heartbeats"

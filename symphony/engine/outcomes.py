@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from .pipeline import Stage
+from symphony.spec import Stage
 
 
 class OutcomeKind(str, Enum):

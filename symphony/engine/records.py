@@ -5,10 +5,11 @@ import threading
 
 import redis
 
+from symphony.spec import SessionRecord
+
 from .errors import UnknownSession
 from .keys import Keys
 from .registry import load_record
-from .session_file import SessionRecord
 
 
 class RecordCache:

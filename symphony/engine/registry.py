@@ -14,11 +14,12 @@ from typing import Any, Iterable
 
 import redis
 
+from symphony.spec import SessionRecord
+
 from .errors import SessionConflict, UnknownSession
 from .keys import Keys
 from .messages import dumps
 from .outcomes import SessionState
-from .session_file import SessionRecord
 
 ACTIVE, CANCELLED = SessionState.ACTIVE, SessionState.CANCELLED
 EVENTS_MAXLEN = 2000

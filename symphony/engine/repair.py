@@ -28,8 +28,9 @@ from operator import add
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from symphony.spec import SessionSpec, load_session
+
 from .errors import UnknownSession
-from .session_file import SessionSpec, load_session
 
 RETRYABLE = ("failed", "timed_out")
 
