@@ -23,8 +23,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import redis
 
+from symphony.spec import check_name
+
 from .keys import Keys
-from .names import check_name
 from .scripts import scripts
 
 RETAIN = 10_000  # finished jobs kept per state set and tag

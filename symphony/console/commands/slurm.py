@@ -18,7 +18,8 @@ import time
 
 from symphony.engine import ConfigError, JobSet, SlurmJob, resolve_redis, slurm_origin
 
-from .common import add_redis_args, confirm, engine_from_args, fail, human_age, print_json, table
+from .. import fmt
+from .common import add_redis_args, confirm, engine_from_args, fail, print_json, table
 
 HELP = "workers as SLURM jobs: batch script, submit, track their states, status, adapt, cleanup"
 SETS = [s.value for s in JobSet]
@@ -289,7 +290,7 @@ def run_status(args: argparse.Namespace) -> int:
     for n, (tag, jobs, sets) in enumerate(shown):
         if n:
             print()
-        polled = f"tracked {human_age(now - tag.polled)} ago" if tag.polled else "not tracked yet (symphony slurm track)"
+        polled = f"tracked {fmt.age(now - tag.polled)} ago" if tag.polled else "not tracked yet (symphony slurm track)"
         counts = ", ".join(f"{v} {k}" for k, v in tag.counts.items() if v and k != "PENDING_AND_RUNNING")
         print(f"tag {tag.tag}: pool {tag.pool or '-'}, cluster {tag.cluster or '-'}; {tag.pending} pending, "
               f"{tag.running} running, {tag.finished} finished" + (f" ({counts})" if counts else "") + f"; {polled}")
