@@ -260,25 +260,44 @@ def _stamp(at: float | None) -> str:
     return time.strftime("%m-%d %H:%M:%S", time.localtime(at)) if at else "-"
 
 
+def _workers_by_job(snap) -> dict[str, int]:
+    """Live workers per SLURM job (by its numeric id and by its array id)."""
+    workers: dict[str, int] = {}
+    for w in snap.workers:
+        if w.slurm_job_id and w.state != "dead":
+            for key in {w.slurm_job_id, w.slurm_array_id} - {""}:
+                workers[key] = workers.get(key, 0) + 1
+    return workers
+
+
+def _tag_jobs(engine, tag: str, args: argparse.Namespace) -> tuple[SlurmJob, ...]:
+    if not args.state:
+        return engine.slurm.jobs(tag, limit=max(args.limit, 1))
+    return tuple(j for j in engine.slurm.jobs(tag, limit=10_000) if j.set.value == args.state)[: args.limit]
+
+
+def _print_tag(tag, jobs, sets, workers: dict[str, int], now: float) -> None:
+    polled = f"tracked {fmt.age(now - tag.polled)} ago" if tag.polled else "not tracked yet (symphony slurm track)"
+    counts = ", ".join(f"{v} {k}" for k, v in tag.counts.items() if v and k != "PENDING_AND_RUNNING")
+    print(f"tag {tag.tag}: pool {tag.pool or '-'}, cluster {tag.cluster or '-'}; {tag.pending} pending, "
+          f"{tag.running} running, {tag.finished} finished" + (f" ({counts})" if counts else "") + f"; {polled}")
+    if sets is not None:
+        for name in ["ALL", *SETS]:
+            print(f"  {name}: {' '.join(sorted(sets.get(name, ()))) or '(empty)'}")
+        return
+    table(["JOB", "SET", "SLURM STATE", "REASON", "EXIT", "NODE", "SUBMITTED", "ENDED", "WORKERS"],
+          [_job_row(j, workers) for j in jobs], right=(8,))
+
+
 def run_status(args: argparse.Namespace) -> int:
     with engine_from_args(args) as engine:
         tags = [t for t in engine.slurm.tags() if not args.tag or t.tag == args.tag]
         if args.tag and not tags:
             return fail(f"no SLURM jobs are recorded under tag {args.tag}")
         snap = engine.snapshot(events=0)
-        workers: dict[str, int] = {}
-        for w in snap.workers:
-            if w.slurm_job_id and w.state != "dead":
-                for key in {w.slurm_job_id, w.slurm_array_id} - {""}:
-                    workers[key] = workers.get(key, 0) + 1
-        shown = []
-        for tag in tags:
-            jobs = engine.slurm.jobs(tag.tag, limit=max(args.limit, 1) if not args.state else 10_000)
-            if args.state:
-                jobs = tuple(j for j in jobs if j.set.value == args.state)[: args.limit]
-            sets = engine.slurm.membership(tag.tag) if args.ids else None
-            shown.append((tag, jobs, sets))
-    now = snap.taken_at
+        shown = [(tag, _tag_jobs(engine, tag.tag, args), engine.slurm.membership(tag.tag) if args.ids else None)
+                 for tag in tags]
+    workers = _workers_by_job(snap)
     if args.json:
         print_json({"tags": [{**tag.to_dict(), "jobs": [{**j.to_dict(), "workers": workers.get(j.id, 0)} for j in jobs],
                               **({"sets": {k: sorted(v) for k, v in sets.items()}} if sets is not None else {})}
@@ -286,20 +305,10 @@ def run_status(args: argparse.Namespace) -> int:
         return 0
     if not shown:
         print("no SLURM jobs are recorded yet (symphony slurm submit --pool POOL --jobs N)")
-        return 0
     for n, (tag, jobs, sets) in enumerate(shown):
         if n:
             print()
-        polled = f"tracked {fmt.age(now - tag.polled)} ago" if tag.polled else "not tracked yet (symphony slurm track)"
-        counts = ", ".join(f"{v} {k}" for k, v in tag.counts.items() if v and k != "PENDING_AND_RUNNING")
-        print(f"tag {tag.tag}: pool {tag.pool or '-'}, cluster {tag.cluster or '-'}; {tag.pending} pending, "
-              f"{tag.running} running, {tag.finished} finished" + (f" ({counts})" if counts else "") + f"; {polled}")
-        if sets is not None:
-            for name in ["ALL", *SETS]:
-                print(f"  {name}: {' '.join(sorted(sets.get(name, ()))) or '(empty)'}")
-            continue
-        table(["JOB", "SET", "SLURM STATE", "REASON", "EXIT", "NODE", "SUBMITTED", "ENDED", "WORKERS"],
-              [_job_row(j, workers) for j in jobs], right=(8,))
+        _print_tag(tag, jobs, sets, workers, snap.taken_at)
     return 0
 
 
