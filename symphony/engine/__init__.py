@@ -49,6 +49,10 @@ from .snapshot import Event, QueueStatus, SessionStatus, Snapshot, WorkerStatus
 from .azure_monitor import AzureCollector, AzureMonitorConfig, CollectResult
 from .metrics import AzureSample, CollectorStatus, HostCpu, HostMetricsWriter, ScaleSetCpu
 
+# --- SLURM job accounting (symphony.slurm talks to SLURM; the engine stores what it saw) ------------
+from .slurm_accounting import (CleanupResult, JobSet, Lease, LockLost, Observation, SlurmAccounting, SlurmJob,
+                               SlurmTag, slurm_origin)
+
 # --- security: ACL users, encryption, redaction ------------------------------------------------------
 from .acl import reader_rules, setuser, setuser_line, worker_rules
 from .crypto import CryptoError, Sealer, load_key, sealer_from
@@ -75,6 +79,9 @@ __all__ = [
     # machine metrics
     "AzureCollector", "AzureMonitorConfig", "CollectResult", "AzureSample", "CollectorStatus", "HostCpu",
     "HostMetricsWriter", "ScaleSetCpu",
+    # SLURM job accounting
+    "CleanupResult", "JobSet", "Lease", "LockLost", "Observation", "SlurmAccounting", "SlurmJob", "SlurmTag",
+    "slurm_origin",
     # security
     "reader_rules", "setuser", "setuser_line", "worker_rules", "CryptoError", "Sealer", "load_key", "sealer_from",
     "install_log_redaction", "redact", "redact_standard_streams",
