@@ -27,7 +27,7 @@ from .snapshot import STAGES, CountingConnection, build, counting_client
 
 def _histograms(server: Server) -> None:
     """Each stage's histogram as a day of tasks would leave it (finish.lua's fields)."""
-    from symphony.engine import DEFAULT_KEYS
+    from symphony.engine.keys import DEFAULT_KEYS
 
     with server.client.pipeline(transaction=False) as pipe:
         for stage in STAGES:
@@ -91,7 +91,8 @@ def run_exporter(server: Server, *, sessions: int, workers: int, reps: int) -> d
 
 def run_finish(server: Server, *, tasks: int, per_call: int) -> dict[str, Any]:
     """Redis's µs in finish.lua per completed task (the claims measured apart)."""
-    from symphony.engine import DONE, Engine, Finish, Handler, Outcome, Pipeline, SessionRecord, Stage, resolve_redis
+    from symphony.engine import (Engine, Finish, Handler, Outcome, OutcomeKind, Pipeline, SessionRecord, Stage,
+                                 resolve_redis)
 
     server.reset()
     pipeline = Pipeline("fin", (Stage("f1", Handler("python", target="bench.noop:symphony_task"), pool="bench"),))
@@ -108,7 +109,7 @@ def run_finish(server: Server, *, tasks: int, per_call: int) -> dict[str, Any]:
                     break
                 continue
             usec_before, calls_before = _evalsha(server)  # only the report is measured, not the claim
-            link.step([Finish(c, Outcome(DONE, duration_ms=37 + n), None, 1) for n, c in enumerate(step.batch)],
+            link.step([Finish(c, Outcome(OutcomeKind.DONE, duration_ms=37 + n), None, 1) for n, c in enumerate(step.batch)],
                       claim=False)
             usec_after, calls_after = _evalsha(server)
             usec, calls, done = usec + usec_after - usec_before, calls + calls_after - calls_before, done + len(step.batch)

@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from symphony.console.exporter import CATALOGUE, Exporter
-from symphony.engine import EmbeddedRedis, Engine, free_port, load_session, resolve_redis
+from symphony.engine import EmbeddedRedis, Engine, JobSet, Observation, load_session, resolve_redis
+from symphony.engine.embedded import free_port
 from symphony.engine.initialize import initialize_session
 from tests.helpers import ROOT, Poll, WorkerRun, wait_until, write_pipeline, write_session
 from tests.scrape import fetch, parse
@@ -127,6 +128,10 @@ def live(tmp_path_factory):
     for name, items in (("quiet", ["i0", "i1", "i2"]), ("flaky", [f"i{n}" for n in range(6)])):
         initialize_session(engine, load_session(write_session(tmp / f"{name}.yaml", name, f"{name}-pipe.yaml",
                                                               items, root=str(tmp / "data"))))
+    # SLURM jobs as a tracker records them: one finished, one running
+    engine.slurm.record("gpu", [("1001", {"array": "1001_0"}), ("1002", {"array": "1001_1"})], pool="pq",
+                        cluster="test")
+    engine.slurm.move("gpu", [Observation("1001", JobSet.COMPLETED, state="COMPLETED")], pending=0, running=1)
     exporter = Exporter(engine, port=0, cache_s=0.5).start()
     yield {"server": server, "engine": engine, "exporter": exporter, "tmp": tmp}
     exporter.stop()
@@ -141,16 +146,16 @@ def run_flaky_worker(live) -> None:
 
 
 def busy_worker(live) -> WorkerRun:
-    """A worker of the quiet stage, busy with a task it has recorded as its current one. (A worker
-    process whose first claim comes before its first heartbeat runs that task without recording
-    it; such a worker is stopped, handing the task back, and another one started.)"""
+    """A worker of the quiet stage, busy with a task whose start it has recorded. (A worker process
+    whose first claim comes before its first heartbeat records that task without the time it
+    started; such a worker is stopped, handing the task back, and another one started.)"""
     engine = live["engine"]
     for _ in range(5):
         worker = WorkerRun(live["server"].url, "--pool", "pq", "--processes", "1", "--drain-timeout", "1",
                            log_dir=live["tmp"])
         busy = wait_until(lambda: [w for w in engine.snapshot().workers if w.state == "busy" and w.roles], timeout=60,
                           message="the quiet stage's worker to be busy")
-        if busy[0].current:
+        if busy[0].current_age_s is not None:
             return worker
         worker.stop()
         wait_until(lambda: not engine.snapshot().workers, timeout=30, message="the worker to leave")
@@ -239,9 +244,9 @@ class Prometheus:
         return body["data"]
 
     def alerts(self) -> set[tuple[str, tuple]]:
-        """(alert, its labels but severity) of every pending or firing alert."""
+        """(alert, its labels but severity and the scrape's own) of every pending or firing alert."""
         return {(a["labels"]["alertname"], tuple(sorted((k, v) for k, v in a["labels"].items()
-                                                        if k not in ("alertname", "severity"))))
+                                                        if k not in ("alertname", "severity", "instance", "job"))))
                 for a in self.api("alerts")["alerts"]}
 
     def wait_for(self, expected: set, timeout: float = 60.0) -> None:
@@ -292,14 +297,26 @@ def test_prometheus_evaluates_the_dashboard_and_fires_each_alert_when_it_should(
     worker = busy_worker(live)
     try:
         prometheus.wait_for({stalled, failing})
-        for where, expr in dashboard_expressions():  # an error fails the API call; every panel has data
-            wait_until(lambda: prometheus.api("query", query=expr)["result"], timeout=30, interval=0.5,
-                       message=f"data for {where}: {expr}")
+        # Redis near its maxmemory, under a policy that may delete Symphony's keys with a TTL
+        client = live["server"].client()
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory-policy", "volatile-ttl")
+        client.config_set("maxmemory", int(used / 0.92))
+        try:
+            prometheus.wait_for({stalled, failing, ("SymphonyRedisMemoryNearLimit", ()),
+                                 ("SymphonyRedisCanEvict", ())})
+            for where, expr in dashboard_expressions():  # an error fails the API call; every panel has data
+                wait_until(lambda: prometheus.api("query", query=expr)["result"], timeout=30, interval=0.5,
+                           message=f"data for {where}: {expr}")
+        finally:
+            client.config_set("maxmemory", 0)
+            client.config_set("maxmemory-policy", "noeviction")
+            client.close()
     finally:
         worker.stop()
     live["server"].kill()  # the exporter cannot read Redis
     try:
-        wait_until(lambda: "SymphonyExporterCannotReadRedis" in {name for name, _ in prometheus.alerts()},
-                   timeout=60, interval=0.5, message="the exporter alert")
+        wait_until(lambda: ("SymphonyExporterCannotReadRedis", ()) in prometheus.alerts(), timeout=60, interval=0.5,
+                   message="the exporter alert")
     finally:
         live["server"].start()

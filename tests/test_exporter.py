@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from symphony.console.exporter import Exporter
-from symphony.engine import Engine, free_port, load_session, resolve_redis
+from symphony.engine import Engine, load_session, resolve_redis
+from symphony.engine.embedded import free_port
 from symphony.engine.initialize import initialize_session
 from tests.helpers import ROOT, WorkerRun, wait_until, worker_env, write_pipeline, write_session
 from tests.scrape import fetch, parse, scrape, series, value
@@ -23,9 +24,9 @@ from tests.scrape import fetch, parse, scrape, series, value
 OUTPUT = "{root}/{session}/{stage}/{item}.json"
 QUEUE_FIGURES = {  # exported name -> field of `symphony status --json`'s queues
     "symphony_tasks_queued": "queued", "symphony_tasks_delayed": "delayed", "symphony_tasks_in_flight": "in_flight",
-    "symphony_items_failed": "failed", "symphony_items_timed_out": "timed_out",
+    "symphony_items_completed": "completed", "symphony_items_failed": "failed", "symphony_items_timed_out": "timed_out",
     "symphony_items_cancelled": "cancelled", "symphony_tasks_enqueued_total": "enqueued",
-    "symphony_tasks_completed_total": "completed", "symphony_tasks_failed_total": "failures",
+    "symphony_tasks_completed_total": "completions", "symphony_tasks_failed_total": "failures",
     "symphony_tasks_timed_out_total": "timeouts", "symphony_tasks_cancelled_total": "cancellations",
     "symphony_tasks_retried_total": "retried", "symphony_tasks_reclaimed_total": "reclaimed",
 }
@@ -103,8 +104,8 @@ def test_the_scrape_parses_and_its_figures_equal_status_json(engine, redis_url, 
     age = value(samples, "symphony_worker_heartbeat_age_seconds", worker=worker["id"], pool="pb", host=worker["host"])
     assert age is not None and age >= 0
     # the histogram of stage a: every completion once, in cumulative buckets
-    assert value(samples, "symphony_task_duration_seconds_count", stage="a") == a["completed"]
-    assert value(samples, "symphony_task_duration_seconds_bucket", stage="a", le="+Inf") == a["completed"]
+    assert value(samples, "symphony_task_duration_seconds_count", stage="a") == a["completions"] == 5
+    assert value(samples, "symphony_task_duration_seconds_bucket", stage="a", le="+Inf") == a["completions"]
     buckets = sorted((float(dict(k)["le"]), v) for k, v in series(samples, "symphony_task_duration_seconds_bucket")
                      .items() if dict(k)["stage"] == "a")
     assert [v for _, v in buckets] == sorted(v for _, v in buckets) and buckets[-1][0] == math.inf
@@ -224,13 +225,14 @@ def test_counters_never_go_backwards_across_a_worker_crash_and_a_redis_restart(o
         own_redis.kill()  # SIGKILL; the AOF (appendfsync always here) keeps every acknowledged write
         wait_until(lambda: 0 in scraper.up, timeout=30, message="the exporter to see Redis gone")
         own_redis.start()
-        wait_until(lambda: scraper.latest.get(completed) == 40, timeout=120, message="every item to complete")
+        done = ("symphony_items_completed", labels)
+        wait_until(lambda: scraper.latest.get(done) == 40, timeout=120, message="every item to complete")
         scraper.stop()
         assert 0 in scraper.up and scraper.up[-1] == 1
         assert scraper.backwards() == []
         assert len(scraper.history[completed]) > 3
         final = engine.snapshot().queue("work", "s1")
-        assert (final.completed, final.reclaimed) == (40, 1)
+        assert (final.completed, final.reclaimed) == (40, 1) and final.completions >= 40
         assert scraper.latest[reclaimed] == 1
     finally:
         scraper.stop()
@@ -304,3 +306,37 @@ def test_failure_totals_survive_a_retry_and_an_exporter_restart(engine, redis_ur
         samples = scrape(exporter_of(engine, cache_s=0).url)
         assert value(samples, "symphony_items_failed", **labels) == 0
         assert value(samples, "symphony_tasks_failed_total", **labels) == round_
+
+
+def test_slurm_jobs_and_the_servers_facts_equal_status_json(own_redis, cli, monkeypatch, exporter_of):
+    """SLURM jobs by state, as a tracker records them, and what the server's settings mean."""
+    from symphony.engine import JobSet, Observation
+
+    monkeypatch.setenv("REDIS_URL", own_redis.url)
+    client = own_redis.client()
+    client.config_set("maxmemory", 512 * 1024 * 1024)
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    engine = Engine(resolve_redis(own_redis.url))
+    try:
+        engine.slurm.record("gpu", [(str(n), {}) for n in range(1001, 1006)], pool="linux", cluster="hpc")
+        engine.slurm.move("gpu", [Observation("1001", JobSet.COMPLETED), Observation("1002", JobSet.FAILED),
+                                  Observation("1003", JobSet.TIMEOUT)], pending=1, running=1)
+        samples = scrape(exporter_of(engine, cache_s=0).url)
+        status = status_json(cli)
+    finally:
+        engine.close()
+    (tag,) = status["slurm"]
+    labels = {"tag": "gpu", "pool": "linux", "cluster": "hpc"}
+    assert value(samples, "symphony_slurm_jobs", **labels, state="pending") == tag["pending"] == 1
+    assert value(samples, "symphony_slurm_jobs", **labels, state="running") == tag["running"] == 1
+    for state in ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"):
+        assert value(samples, "symphony_slurm_jobs", **labels, state=state.lower()) == tag["counts"][state]
+    assert [tag["counts"][s] for s in ("COMPLETED", "FAILED", "TIMEOUT")] == [1, 1, 1]
+    assert value(samples, "symphony_slurm_tracker_poll_age_seconds", **labels) >= 0
+    server = status["server"]
+    assert value(samples, "symphony_redis_maxmemory_bytes") == server["maxmemory"] == 512 * 1024 * 1024
+    assert value(samples, "symphony_redis_can_evict") == server["can_evict"] == 1
+    assert value(samples, "symphony_redis_out_of_memory") == server["out_of_memory"] == 0
+    assert value(samples, "symphony_redis_problems") == len(server["problems"]) >= 1
+    assert value(samples, "symphony_redis_info", kind=server["kind"], version=server["version"],
+                 maxmemory_policy="allkeys-lru") == 1

@@ -18,8 +18,9 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from symphony.engine import InvalidMessage, SpecError, decode_task, load_pipeline, load_session, name_problem, verify_paths
-from symphony.spec import LIMITS
+from symphony.engine import SpecError, load_pipeline, load_session, verify_paths
+from symphony.engine.messages import InvalidMessage, decode_task
+from symphony.spec import LIMITS, name_problem
 from symphony.spec.fields import keys
 from symphony.spec.pipeline import PIPELINE_FIELDS, STAGE_FIELDS
 from symphony.spec.session import SESSION_FIELDS

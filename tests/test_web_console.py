@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from symphony.engine import EmbeddedRedis, Engine, free_port, load_session, resolve_redis
+from symphony.engine import EmbeddedRedis, Engine, load_session, resolve_redis
+from symphony.engine.embedded import free_port
 from symphony.engine.initialize import initialize_session
 from tests.browser import Browser, chromium_binary
 from tests.helpers import ROOT, kill_process_group, sample_tasks, wait_until, worker_env

@@ -47,11 +47,14 @@ def _m(name: str, kind: str, help: str, labels: tuple[str, ...] = ()) -> Metric:
 TASKS_QUEUED = _m("symphony_tasks_queued", GAUGE, "Tasks waiting in the queue (LLEN of stage:session).", QUEUE)
 TASKS_DELAYED = _m("symphony_tasks_delayed", GAUGE, "Tasks waiting for a retry's backoff.", QUEUE)
 TASKS_IN_FLIGHT = _m("symphony_tasks_in_flight", GAUGE, "Tasks claimed by a worker and not finished.", QUEUE)
+ITEMS_COMPLETED = _m("symphony_items_completed", GAUGE,
+                     "Items done at this stage, each counted once (never more than the session's items).", QUEUE)
 ITEMS_FAILED = _m("symphony_items_failed", GAUGE, "Items now failed at this stage (a retry takes them out).", QUEUE)
 ITEMS_TIMED_OUT = _m("symphony_items_timed_out", GAUGE, "Items now timed out at this stage.", QUEUE)
 ITEMS_CANCELLED = _m("symphony_items_cancelled", GAUGE, "Items now cancelled at this stage.", QUEUE)
 ENQUEUED = _m("symphony_tasks_enqueued", COUNTER, "Tasks enqueued for this stage.", QUEUE)
-COMPLETED = _m("symphony_tasks_completed", COUNTER, "Tasks completed at this stage (every completion).", QUEUE)
+COMPLETED = _m("symphony_tasks_completed", COUNTER, "Tasks completed at this stage (every completion, reruns included).",
+               QUEUE)
 FAILED = _m("symphony_tasks_failed", COUNTER, "Tasks that failed at this stage after their last attempt.", QUEUE)
 TIMED_OUT = _m("symphony_tasks_timed_out", COUNTER, "Tasks that timed out at this stage after their last attempt.",
                QUEUE)
@@ -93,8 +96,24 @@ SCALE_SET_CPU = _m("symphony_scale_set_cpu_percent", GAUGE,
 SCALE_SET_INSTANCES = _m("symphony_scale_set_instances", GAUGE, "VMs (Azure) or hosts (heartbeats) reporting.",
                          ("scale_set", "source"))
 
+# --- SLURM (symphony slurm: the tracker's view of the SLURM jobs that run workers) --------------------
+SLURM = ("tag", "pool", "cluster")
+SLURM_JOBS = _m("symphony_slurm_jobs", GAUGE,
+                "SLURM jobs of a tag by state: pending, running, and the finished sets (completed, failed, timeout, "
+                "cancelled, ...; the latest jobs of each).", (*SLURM, "state"))
+SLURM_POLL_AGE = _m("symphony_slurm_tracker_poll_age_seconds", GAUGE, "Seconds since a tracker last asked SLURM.",
+                    SLURM)
+
 # --- Redis -----------------------------------------------------------------------------------------
 REDIS_USED_MEMORY = _m("symphony_redis_used_memory_bytes", GAUGE, "Redis used_memory (INFO memory).")
+REDIS_MAXMEMORY = _m("symphony_redis_maxmemory_bytes", GAUGE, "Redis maxmemory (0: no limit).")
+REDIS_INFO = _m("symphony_redis_info", GAUGE, "The Redis server: its kind, version and maxmemory-policy (always 1).",
+                ("kind", "version", "maxmemory_policy"))
+REDIS_CAN_EVICT = _m("symphony_redis_can_evict", GAUGE,
+                     "1 if the maxmemory-policy lets Redis delete Symphony's keys (allkeys-*, volatile-*), else 0.")
+REDIS_OUT_OF_MEMORY = _m("symphony_redis_out_of_memory", GAUGE, "1 if Redis refuses Symphony's writes (over maxmemory).")
+REDIS_PROBLEMS = _m("symphony_redis_problems", GAUGE,
+                    "Problems the server's settings mean for Symphony (symphony status says which).")
 REDIS_GRACE = _m("symphony_redis_grace_seconds", GAUGE,
                  "Left of the grace window after Redis was unavailable (no lease lapses meanwhile).")
 

@@ -30,6 +30,7 @@ from .reading import Reading, ReadingCache
 WORKER_STATES = ("starting", "busy", "idle", "stopping", "stale", "dead")
 ALIVE = ("starting", "busy", "idle", "stale")  # a late heartbeat may still be a live worker
 FORGET_AFTER_S = 3600.0
+SLURM_LIVE_SET = "PENDING_AND_RUNNING"  # exported as its two parts, pending and running
 
 
 class Monotonic:
@@ -156,14 +157,15 @@ def build_families(reading: Reading, monotonic: Monotonic) -> list[Any]:
     families += worker_families(snap, monotonic)
     families += machine_families(reading)
     families += redis_families(snap)
+    families += slurm_families(snap)
     families.append(duration_family(reading))
     return families
 
 
 # (metric, QueueStatus attribute) for every per-queue figure
 QUEUE_GAUGES = ((c.TASKS_QUEUED, "queued"), (c.TASKS_DELAYED, "delayed"), (c.TASKS_IN_FLIGHT, "in_flight"),
-                (c.ITEMS_FAILED, "failed"), (c.ITEMS_TIMED_OUT, "timed_out"), (c.ITEMS_CANCELLED, "cancelled"))
-QUEUE_COUNTERS = ((c.ENQUEUED, "enqueued"), (c.COMPLETED, "completed"), (c.FAILED, "failures"),
+                (c.ITEMS_COMPLETED, "completed"), (c.ITEMS_FAILED, "failed"), (c.ITEMS_TIMED_OUT, "timed_out"), (c.ITEMS_CANCELLED, "cancelled"))
+QUEUE_COUNTERS = ((c.ENQUEUED, "enqueued"), (c.COMPLETED, "completions"), (c.FAILED, "failures"),
                   (c.TIMED_OUT, "timeouts"), (c.CANCELLED, "cancellations"), (c.RETRIED, "retried"),
                   (c.RECLAIMED, "reclaimed"))
 
@@ -252,11 +254,35 @@ def machine_families(reading: Reading) -> list[Any]:
 
 
 def redis_families(snap: Snapshot) -> list[Any]:
-    used, grace = c.REDIS_USED_MEMORY.family(), c.REDIS_GRACE.family()
-    if snap.used_memory is not None:
-        used.add_metric([], float(snap.used_memory))
+    used, grace, limit = c.REDIS_USED_MEMORY.family(), c.REDIS_GRACE.family(), c.REDIS_MAXMEMORY.family()
+    info, evict, oom, problems = (c.REDIS_INFO.family(), c.REDIS_CAN_EVICT.family(), c.REDIS_OUT_OF_MEMORY.family(),
+                                  c.REDIS_PROBLEMS.family())
+    server = snap.server
+    memory = snap.used_memory if snap.used_memory is not None else (server.used_memory if server else None)
+    if memory is not None:
+        used.add_metric([], float(memory))
     grace.add_metric([], snap.grace_s)
-    return [used, grace]
+    if server is not None:  # a user that may not run INFO leaves what it cannot know out
+        info.add_metric([server.kind, server.version, server.maxmemory_policy or "unknown"], 1.0)
+        problems.add_metric([], len(server.problems))
+        for family, value in ((limit, server.maxmemory), (evict, server.can_evict), (oom, server.out_of_memory)):
+            if value is not None:
+                family.add_metric([], float(value))
+    return [used, grace, limit, info, evict, oom, problems]
+
+
+def slurm_families(snap: Snapshot) -> list[Any]:
+    jobs, polled = c.SLURM_JOBS.family(), c.SLURM_POLL_AGE.family()
+    for tag in snap.slurm:
+        labels = [tag.tag, tag.pool, tag.cluster]
+        jobs.add_metric([*labels, "pending"], tag.pending)
+        jobs.add_metric([*labels, "running"], tag.running)
+        for name, count in sorted(tag.counts.items()):
+            if name != SLURM_LIVE_SET:
+                jobs.add_metric([*labels, name.lower()], count)
+        if tag.polled:
+            polled.add_metric(labels, max(0.0, snap.taken_at - tag.polled))
+    return [jobs, polled]
 
 
 def duration_family(reading: Reading) -> Any:
