@@ -320,3 +320,10 @@ def test_prometheus_evaluates_the_dashboard_and_fires_each_alert_when_it_should(
                    message="the exporter alert")
     finally:
         live["server"].start()
+
+
+def test_docs_list_every_metric():
+    text = (ROOT / "docs" / "metrics.md").read_text()
+    missing = [s for m in CATALOGUE for s in ([m.name] if m.kind == "histogram" else m.samples)
+               if f"`{s}`" not in text]
+    assert missing == []

@@ -20,6 +20,7 @@ from symphony.engine.embedded import free_port
 from symphony.engine.initialize import initialize_session
 from tests.helpers import ROOT, WorkerRun, wait_until, worker_env, write_pipeline, write_session
 from tests.scrape import fetch, parse, scrape, series, value
+from tests.test_security import acl_server  # noqa: F401 - the fixture (a server with the ACL users)
 
 OUTPUT = "{root}/{session}/{stage}/{item}.json"
 QUEUE_FIGURES = {  # exported name -> field of `symphony status --json`'s queues
@@ -340,3 +341,29 @@ def test_slurm_jobs_and_the_servers_facts_equal_status_json(own_redis, cli, monk
     assert value(samples, "symphony_redis_problems") == len(server["problems"]) >= 1
     assert value(samples, "symphony_redis_info", kind=server["kind"], version=server["version"],
                  maxmemory_policy="allkeys-lru") == 1
+
+
+def test_the_exporter_reads_everything_as_the_read_only_user(acl_server, tmp_path, exporter_of):
+    """Run as `symphony acl reader`'s user, a scrape needs nothing it may not do: ACL LOG stays empty."""
+    from tests.test_security import READER_PW, WORKER_PW, acl_log, as_user
+
+    items = [f"i{n}" for n in range(4)]
+    write_pipeline(tmp_path / "pipe.yaml", [{"name": "work", "pool": "p", "handler": "tests.handlers:ok",
+                                             "output": OUTPUT}])
+    session = write_session(tmp_path / "s1.yaml", "s1", "pipe.yaml", items, root=str(tmp_path / "data"))
+    with Engine(resolve_redis(acl_server.url)) as admin:
+        initialize_session(admin, load_session(session))
+    worker = WorkerRun(acl_server.url, "--burst", "--processes", "1", log_dir=tmp_path,
+                       env=worker_env(as_user(acl_server, "symphony-worker", WORKER_PW)))
+    assert worker.wait(90) == 0, worker.output()  # the worker user writes the histogram too
+    with acl_server.client() as admin:
+        admin.execute_command("ACL", "LOG", "RESET")
+    reader = Engine(resolve_redis(as_user(acl_server, "symphony-reader", READER_PW)))
+    try:
+        samples = scrape(exporter_of(reader, cache_s=0).url)
+    finally:
+        reader.close()
+    assert value(samples, "symphony_up") == 1
+    assert value(samples, "symphony_task_duration_seconds_count", stage="work") == 4
+    assert value(samples, "symphony_items_completed", session="s1", stage="work", pool="p") == 4
+    assert acl_log(acl_server) == [], "a scrape needs more than the reader may do"
