@@ -18,6 +18,8 @@ from typing import Any
 
 import aiohttp
 
+from tests.helpers import terminate
+
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run")
 CATCH_TERMINAL = """
@@ -114,11 +116,6 @@ class Browser:
             await self._ws.close()
         if self._session is not None:
             await self._session.close()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        terminate(self.process, 15)
         self.log.close()
         shutil.rmtree(self.profile, ignore_errors=True)

@@ -69,6 +69,16 @@ def kill_process_group(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
+def terminate(process: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGTERM a process and wait for it; SIGKILL it if it does not end within ``timeout``."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 class WorkerRun:
     """``symphony-worker`` running as a real process group, with its log in a file."""
 

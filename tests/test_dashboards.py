@@ -24,7 +24,7 @@ from symphony.console.exporter import CATALOGUE, Exporter
 from symphony.engine import EmbeddedRedis, Engine, JobSet, Observation, load_session, resolve_redis
 from symphony.engine.embedded import free_port
 from symphony.engine.initialize import initialize_session
-from tests.helpers import ROOT, Poll, WorkerRun, wait_until, write_pipeline, write_session
+from tests.helpers import ROOT, Poll, WorkerRun, terminate, wait_until, write_pipeline, write_session
 from tests.scrape import fetch, parse
 
 ALERTS = ROOT / "docs" / "alerts.yml"
@@ -262,12 +262,7 @@ class Prometheus:
             time.sleep(0.5)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        terminate(self.process)
         self.log.close()
 
 
