@@ -367,3 +367,19 @@ def test_the_exporter_reads_everything_as_the_read_only_user(acl_server, tmp_pat
     assert value(samples, "symphony_task_duration_seconds_count", stage="work") == 4
     assert value(samples, "symphony_items_completed", session="s1", stage="work", pool="p") == 4
     assert acl_log(acl_server) == [], "a scrape needs more than the reader may do"
+
+
+def test_a_task_claimed_before_the_first_heartbeat_still_has_an_age(engine, tmp_path, exporter_of):
+    """A worker's first claim may come before its first heartbeat wrote its description; the
+    heartbeat then starts the clock of the task, so its age is exported."""
+    initialize_session(engine, load_session(two_stage_session(tmp_path, ["i0"])))
+    link = engine.worker_link("early-1", ["a"])
+    steps = [link.step() for _ in range(2)]  # the first finds the queue, the second claims
+    assert steps[1].claimed is not None
+    raw = link.in_flight()[0]
+    link.beat(5.0, 12.5, {"name": "early-1", "host": "h", "pool": "pa", "roles": "a", "state": "busy",
+                          "current": raw})
+    (worker,) = engine.snapshot().workers
+    assert worker.current == "a:i0@two" and worker.current_age_s is not None
+    samples = scrape(exporter_of(engine, cache_s=0).url)
+    assert value(samples, "symphony_worker_task_age_seconds", worker="early-1", pool="pa", host="h") >= 0

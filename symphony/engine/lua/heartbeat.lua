@@ -18,6 +18,9 @@ local known = redis.call('ZSCORE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
 if #ARGV >= 6 then redis.call('HSET', KEYS[2], unpack(ARGV, 5)) end
 redis.call('HSET', KEYS[2], 'beat', now, 'hb_ms', hb, 'lease_ms', lease)
+-- `since` (when the current state or task began) is set by claims and reports, but a claim made
+-- before the worker's first heartbeat finds no description to write it into: start it here then
+redis.call('HSETNX', KEYS[2], 'since', now)
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 local lapsed = {}
 if grace == 0 then
