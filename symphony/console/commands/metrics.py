@@ -78,9 +78,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=run_show)
 
     e = verbs.add_parser("serve", help="serve Symphony's figures to Prometheus (/metrics, /healthz)",
-                         description="Serve Symphony's figures to Prometheus: per session and stage, queued, in "
-                                     "flight, completed, failed, retried and reclaimed tasks; workers by pool and "
-                                     "state; heartbeat ages; machine CPU; Redis memory; task durations per stage.",
+                         description="Serve Symphony's figures to Prometheus: per session and stage, queued, in\n"
+                                     "flight, completed, failed, retried and reclaimed tasks; workers by pool and\n"
+                                     "state; heartbeat ages; machine, scale-set and SLURM figures; Redis memory and\n"
+                                     "its eviction policy; task durations per stage.",
                          epilog=SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("--port", type=int, default=9464, help="TCP port (default %(default)s)")
     e.add_argument("--bind", default="127.0.0.1", metavar="ADDRESS",
