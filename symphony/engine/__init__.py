@@ -4,10 +4,13 @@ The console and the workers use only the names exported here.
 """
 from .acl import reader_rules, setuser, setuser_line, worker_rules
 from .config import RedisConfig, resolve_redis
+from .logsetup import configure_logging, log_formatter
+from .options import SharedOptions, add_shared_options, parse_duration, shared_options
 from .connection import Backoff, connect, describe_error, is_unavailable, redis_problem
-from .control import CancelResult, Failure, PurgeResult, QueueInfo, RetryResult, SessionDetail
+from .control import CANCEL_EFFECT, CancelResult, Failure, PurgeResult, QueueInfo, RetryResult, SessionDetail
 from .core import Engine
 from .crypto import CryptoError, Sealer, load_key, sealer_from
+from .definition import Change, Comparison, compare_definitions
 from .embedded import EmbeddedRedis, find_server_binary, free_port
 from .enqueue import EnqueueResult
 from .errors import (ConfigError, Problem, RedisUnavailable, SessionConflict, SpecError, SymphonyError,
@@ -40,15 +43,15 @@ __all__ = [
     "free_port", "install_log_redaction", "is_name", "is_unavailable", "load_pipeline", "load_session",
     "name_problem", "redact", "redact_standard_streams", "redis_problem", "redact_url", "register_secret",
     "resolve_redis", "Decision", "OutcomeKind", "SessionState", "after_failure",
+    "CANCEL_EFFECT", "Change", "Comparison", "compare_definitions", "SharedOptions", "add_shared_options", "configure_logging", "log_formatter", "parse_duration", "shared_options",
     # operator verbs (issue 3)
     "CancelResult", "Failure", "PurgeResult", "QueueInfo", "RepairPlan", "RepairResult", "RetryResult",
     "SessionDetail", "StagePlan", "VerificationReport", "register_source", "session_files", "verify_paths",
 ]
 
-# --- machine metrics (issue 5): host CPU from heartbeats, scale-set CPU from Azure Monitor ---------
-from .azure_monitor import AzureCollector, AzureMonitorConfig, CollectResult  # noqa: E402
-from .metrics import (AzureSample, CollectorStatus, HostCpu, HostMetricsWriter, HostStatus, ScaleSetCpu,  # noqa: E402
-                      hosts_from_workers)
+# --- machine metrics: host CPU from heartbeats, scale-set CPU from Azure Monitor (symphony.azure.monitor) ---
+from .metrics import (AZURE_RETENTION_S, AzureSample, CollectorStatus, HostCpu, HostMetricsWriter,  # noqa: E402
+                      HostStatus, ScaleSetCpu, hosts_from_workers)
 
-__all__ += ["AzureCollector", "AzureMonitorConfig", "AzureSample", "CollectResult", "CollectorStatus", "HostCpu",
-            "HostMetricsWriter", "HostStatus", "ScaleSetCpu", "hosts_from_workers"]
+__all__ += ["AZURE_RETENTION_S", "AzureSample", "CollectorStatus", "HostCpu", "HostMetricsWriter", "HostStatus",
+            "ScaleSetCpu", "hosts_from_workers"]
