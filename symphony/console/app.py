@@ -22,7 +22,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input
 
-from symphony.engine import RedisUnavailable, Snapshot, SymphonyError, describe_error, is_unavailable, redact
+from symphony.engine import (CANCEL_EFFECT, RedisUnavailable, Snapshot, SymphonyError, describe_error, is_unavailable,
+                             redact)
 
 from . import fmt
 from .backend import Backend, PollResult
@@ -332,9 +333,7 @@ class SymphonyApp(App[None]):
                             title="cancel", timeout=8),
                 self.poll_now()))
 
-        self.push_screen(ConfirmScreen(f"Cancel session {session}?",
-                                       "Its queued and retrying tasks are removed and counted as cancelled; "
-                                       "tasks already running finish. Initialize with 'resume' to run it again.",
+        self.push_screen(ConfirmScreen(f"Cancel session {session}?", CANCEL_EFFECT,
                                        confirm="Cancel the session", danger=True), confirmed)
 
     def action_retry_failed(self) -> None:

@@ -83,6 +83,14 @@ def _stages(engine: Any, session: str) -> list[str]:
     return list(json.loads(raw).get("stages", ()))
 
 
+# What cancelling a session does, in the words of the CLI's help, the console's dialog and
+# docs/sessions.md (all three say this one text).
+CANCEL_EFFECT = ("Its waiting tasks (queued or retrying) are removed and recorded as cancelled; its running tasks "
+                 "are stopped within a heartbeat and recorded as cancelled, their partial outputs discarded. Outputs "
+                 "already written stay. Initializing it again with resume (symphony initialize --resume) runs it "
+                 "again.")
+
+
 def cancel_session(engine: Any, session: str) -> CancelResult:
     """Mark the session cancelled (workers stop claiming it, running commands are interrupted,
     finishing tasks are recorded as cancelled), then cancel every waiting task."""

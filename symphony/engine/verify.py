@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from .definition import compare_definitions
 from .errors import Problem, SpecError
-from .session_file import SessionSpec, load_session
+from .session_file import SessionRecord, SessionSpec, load_session
 from .yamlfile import Locator
 
 MAX_PER_CHECK = 25  # problems listed per check and file; the rest are counted in one line
@@ -183,6 +185,15 @@ def check_root_writable(spec: SessionSpec) -> list[Problem]:
     return []
 
 
+def _differences(existing: Mapping[str, str], record: SessionRecord) -> str:
+    """What differs between the registered definition (its hash fields) and ``record``, in words."""
+    try:
+        registered = SessionRecord.from_dict(json.loads(existing.get("spec") or "{}"))
+    except Exception:  # an unreadable registration: say so rather than guess
+        return "the registered one cannot be read"
+    return compare_definitions(registered, record).summary()
+
+
 def check_registry(spec: SessionSpec, engine: Any, resume: bool) -> list[Problem]:
     """The session must not be already active (unless resuming), nor clash with foreign keys."""
     problems = []
@@ -194,7 +205,10 @@ def check_registry(spec: SessionSpec, engine: Any, resume: bool) -> list[Problem
         if existing.get("fingerprint") != record.fingerprint():
             problems.append(loc.problem(("session",), f"session {spec.name!r} is already registered from "
                                                       f"{existing.get('file') or 'another file'} with a different "
-                                                      "definition; rename it, or 'symphony purge' the old one"))
+                                                      f"definition ({_differences(existing, record)}); "
+                                                      f"'symphony update {spec.name}' applies this file to it when "
+                                                      "the stages stay the same; else rename the session, or "
+                                                      "'symphony purge' the old one"))
         elif existing.get("state") == "active" and not resume:
             problems.append(loc.problem(("session",), f"session {spec.name!r} is already active; use --resume to "
                                                       "enqueue only what is not queued or running yet"))
