@@ -336,6 +336,7 @@ def test_the_engine_works_without_the_azure_packages():
     assert "pip install 'redis-symphony[azure]'" in out.stdout
 
 
+@pytest.mark.slow
 def test_metrics_show_says_where_the_cpu_comes_from(engine, r, redis_url):
     from symphony.engine.metrics import record_host_sample
 

@@ -94,6 +94,7 @@ def test_symphony_takes_log_level_and_format(capsys):
         symphony_main(["--log-level", "LOUD", "completion", "bash"])
 
 
+@pytest.mark.slow
 def test_a_worker_logs_json_lines_with_dates(redis_url):
     out = _python("-m", "symphony.workers", "--burst", "--processes", "1", "--log-format", "json",
                   env=worker_env(redis_url))

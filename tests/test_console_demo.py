@@ -76,6 +76,7 @@ def alive(proc: psutil.Process) -> bool:
 
 
 @pytest.mark.parametrize("how", ["q", "SIGTERM"])
+@pytest.mark.slow
 def test_demo_starts_everything_and_quitting_stops_everything(how):
     term = Terminal("--demo")
     started: list[psutil.Process] = []

@@ -5,6 +5,8 @@ Regenerate after an intended change: python -m pytest tests/test_console_snapsho
 """
 from __future__ import annotations
 
+import pytest
+
 from symphony.console.app import SymphonyApp
 from symphony.console.screens import DetailScreen
 from tests.console_fakes import FakeBackend, fixed_clock
@@ -26,6 +28,7 @@ def test_main_screen(snap_compare):
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=two_polls)
 
 
+@pytest.mark.slow
 def test_detail_screen(snap_compare):
     async def open_detail(pilot) -> None:
         await two_polls(pilot)
@@ -37,6 +40,7 @@ def test_detail_screen(snap_compare):
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=open_detail)
 
 
+@pytest.mark.slow
 def test_main_screen_filtered_and_sorted(snap_compare):
     async def filter_and_sort(pilot) -> None:
         await two_polls(pilot)
