@@ -171,7 +171,7 @@ def test_cancel_is_described_in_one_set_of_words(capsys):
         symphony_main(["cancel", "--help"])
     assert _words(CANCEL_EFFECT) in _words(capsys.readouterr().out)
     assert _words(CANCEL_EFFECT) in _words((ROOT / "docs" / "sessions.md").read_text())
-    source = (ROOT / "symphony" / "console" / "app.py").read_text()
+    source = (ROOT / "symphony" / "console" / "actions.py").read_text()  # the console's dialog
     assert "ConfirmScreen(f\"Cancel session {session}?\", CANCEL_EFFECT" in source
     assert "running tasks are stopped" in CANCEL_EFFECT and "recorded as cancelled" in CANCEL_EFFECT
     assert os.path.exists(ROOT / "docs" / "sessions.md")

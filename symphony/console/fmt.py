@@ -1,14 +1,22 @@
-"""Formatting for the console: ages, percentages, sizes, rates, sparklines (pure functions)."""
+"""Formatting shared by both front ends (the ``symphony`` CLI and the console): ages, durations,
+percentages, sizes, rates, sparklines and progress bars, as plain strings.
+
+Pure functions with no terminal library behind them (an import-linter contract keeps Textual and
+Rich out), so the CLI prints the same figures the console draws.
+"""
 from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+from symphony.engine import parse_duration  # noqa: F401  (one parser: the engine's, for the CLI, the console and the collector)
+
 BLOCKS = "▁▂▃▄▅▆▇█"
 DASH = "–"
+FULL, EMPTY = "█", "░"
 
 
 def age(seconds: float | None) -> str:
-    """``0.4s``, ``12s``, ``5m``, ``2.1h``; a dash when unknown."""
+    """``0.4s``, ``12s``, ``5m03s``, ``12m``, ``2.1h``, ``1.5d``; a dash when unknown."""
     if seconds is None:
         return DASH
     seconds = max(0.0, seconds)
@@ -24,7 +32,7 @@ def age(seconds: float | None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """An ETA or a span: ``45s``, ``3m``, ``1h20m``; a dash when unknown."""
+    """An ETA or a span: ``45s``, ``3m05s``, ``12m``, ``1h20m``; a dash when unknown."""
     if seconds is None:
         return DASH
     seconds = max(0, int(round(seconds)))
@@ -91,6 +99,30 @@ def sparkline(points: Sequence[tuple[float, float]], *, start: float, end: float
         level = (min(high, max(low, value)) - low) / scale
         out.append(BLOCKS[min(len(BLOCKS) - 1, int(level * (len(BLOCKS) - 1) + 0.5))])
     return "".join(out)
+
+
+def bar_cells(done: int, total: int, width: int) -> int:
+    """How many of ``width`` cells a progress bar fills for ``done`` of ``total`` (never all of
+    them before everything is done, never none once something is)."""
+    if width <= 0 or total <= 0 or done <= 0:
+        return 0
+    if done >= total:
+        return width
+    return min(width - 1, max(1, int(width * done / total)))
+
+
+def bar(done: int, total: int, width: int = 20) -> str:
+    """``█████░░░░░``: ``done`` of ``total`` in ``width`` cells."""
+    filled = bar_cells(done, total, width)
+    return FULL * filled + EMPTY * (width - filled)
+
+
+def fraction(done: int, total: int) -> str:
+    """``42%`` (``100%`` only when everything is done)."""
+    if total <= 0:
+        return DASH
+    value = 100.0 * min(done, total) / total
+    return f"{min(value, 99.0) if done < total else 100.0:.0f}%"
 
 
 def join_counts(counts: Iterable[tuple[str, int]]) -> str:

@@ -20,10 +20,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import Demo
+    from ..demo import Demo, Ended, catch_endings
 
-    options = shared_options(args, client_name="symphony-demo")
-    with Demo(options=options, processes=args.processes, seconds=args.seconds) as demo:
+    catch_endings()  # SIGTERM and SIGHUP (the terminal closed) stop everything the demo started
+    try:
+        options = shared_options(args, client_name="symphony-demo")
+        return _watch(Demo(options=options, processes=args.processes, seconds=args.seconds))
+    except Ended as ended:
+        return 128 + ended.signum
+
+
+def _watch(demo) -> int:  # noqa: ANN001
+    with demo:
         print(f"demo: Redis at {demo.config.display}, session {demo.spec.name}, "
               f"{len(demo.spec.items)} items, workers for pools {', '.join(demo.spec.pipeline.pools())}")
         with Engine(demo.config) as engine:

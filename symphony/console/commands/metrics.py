@@ -5,16 +5,17 @@ import argparse
 import logging
 import time
 from datetime import datetime
-
 from typing import TYPE_CHECKING
 
-from symphony.engine import Engine, parse_duration, redact
+from symphony.engine import Engine, redact
 
-from .common import add_verb_options, engine_from_args, fail, human_age, percent, print_json, table
+from .. import fmt
+from .common import add_verb_options, engine_from_args, fail, print_json, table
 
 if TYPE_CHECKING:  # the collector is imported when it runs: 'metrics show' needs no Azure extra
     from symphony.azure.monitor import AzureMonitorConfig, CollectResult
 
+SPARK_WIDTH = 30  # characters of history in `symphony metrics show`
 HELP = "collect VM scale-set metrics from Azure Monitor (collect), or show machine CPU (show)"
 
 COLLECT_EPILOG = """\
@@ -90,11 +91,13 @@ def config_from_args(args: argparse.Namespace) -> "AzureMonitorConfig":
 
     overrides = {
         "subscription": args.subscription, "resource_group": args.resource_group, "scale_sets": _split(args.scale_sets),
-        "region": args.region, "interval_s": parse_duration(args.interval),
-        "lookback_s": parse_duration(args.lookback), "retention_s": parse_duration(args.retention),
+        "region": args.region, "interval_s": fmt.parse_duration(args.interval),
+        "lookback_s": fmt.parse_duration(args.lookback), "retention_s": fmt.parse_duration(args.retention),
         "max_instances": args.max_instances, "jsonl": args.jsonl, "csv": args.csv, "redis": not args.no_redis,
     }
     return AzureMonitorConfig.from_env(**overrides)
+
+
 
 
 def _poll_line(result: "CollectResult") -> str:
@@ -141,16 +144,12 @@ def run_collect(args: argparse.Namespace) -> int:
             engine.close()
 
 
-def sparkline(points, width: int = 30) -> str:
-    bars = "▁▂▃▄▅▆▇█"
-    values = [v for _, v in points][-width:]
-    if not values:
-        return ""
-    return "".join(bars[min(len(bars) - 1, max(0, int(v / 100 * len(bars))))] for v in values)
-
-
 def run_show(args: argparse.Namespace) -> int:
-    window = parse_duration(args.window) or 3600.0
+    window = fmt.parse_duration(args.window, 3600.0) or 3600.0
+
+    def spark(points) -> str:
+        return fmt.sparkline(points, start=now - window, end=now, width=SPARK_WIDTH)
+
     with engine_from_args(args) as engine:
         rows = engine.scale_set_cpu(window)
         status = engine.metrics_status()
@@ -167,7 +166,7 @@ def run_show(args: argparse.Namespace) -> int:
     if status is None:
         print("Azure Monitor collector: not running (CPU below is from the workers' heartbeats)")
     else:
-        print(redact(f"Azure Monitor collector: {status.state}, {human_age(now - status.at)} ago: {status.message}"))
+        print(redact(f"Azure Monitor collector: {status.state}, {fmt.age(now - status.at)} ago: {status.message}"))
     if rows and rows[0].source != "azure monitor" and status is not None:
         print("no fresh Azure Monitor data: CPU below is from the workers' heartbeats")
     print()
@@ -175,11 +174,11 @@ def run_show(args: argparse.Namespace) -> int:
         print("no machine metrics yet (workers record their host's CPU with each heartbeat)")
     else:
         table(["NAME", "SOURCE", "CPU", "INSTANCES", f"LAST {args.window}"],
-              [(r.name, r.source, percent(r.current), r.instances, sparkline(r.points)) for r in rows], right=(2, 3))
+              [(r.name, r.source, fmt.percent(r.current), r.instances, spark(r.points)) for r in rows], right=(2, 3))
     if hosts:
         print()
         table(["HOST", "POOL", "CPU", "MEM", "CPUS", "SEEN", f"LAST {args.window}"],
-              [(h.host, h.pool, percent(h.current), percent(h.memory), h.cpus or "-",
-                human_age(now - h.last_seen) if h.last_seen else "-", sparkline(h.points)) for h in hosts],
+              [(h.host, h.pool, fmt.percent(h.current), fmt.percent(h.memory), h.cpus or "-",
+                fmt.age(now - h.last_seen) if h.last_seen else "-", spark(h.points)) for h in hosts],
               right=(2, 3, 4, 5))
     return 0

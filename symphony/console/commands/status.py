@@ -7,7 +7,8 @@ import tempfile
 
 from symphony.engine import Snapshot
 
-from .common import add_verb_options, engine_from_args, human_age, percent, print_json, table
+from .. import fmt
+from .common import add_verb_options, engine_from_args, print_json, table
 
 HELP = "show queues, workers and recent events (table, --json, or --export FILE)"
 
@@ -49,8 +50,8 @@ def print_snapshot(snap: Snapshot) -> None:
            for q in snap.queues], right=range(1, 8))
     print()
     table(["WORKER", "HOST", "PID", "POOL", "STATE", "CURRENT", "FOR", "BEAT", "CPU", "MEM"],
-          [(w.name, w.host, w.pid, w.pool or "-", w.state, w.current or "-", human_age(w.current_age_s),
-            human_age(w.heartbeat_age_s), percent(w.cpu_percent), percent(w.memory_percent)) for w in snap.workers],
+          [(w.name, w.host, w.pid, w.pool or "-", w.state, w.current or "-", fmt.age(w.current_age_s),
+            fmt.age(w.heartbeat_age_s), fmt.percent(w.cpu_percent), fmt.percent(w.memory_percent)) for w in snap.workers],
           right=(2, 6, 7, 8, 9))
     if snap.events:
         print()
