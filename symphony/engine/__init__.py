@@ -44,7 +44,7 @@ __all__ = [
     "name_problem", "redact", "redact_standard_streams", "redis_problem", "redact_url", "register_secret",
     "resolve_redis", "Decision", "OutcomeKind", "SessionState", "after_failure",
     "CANCEL_EFFECT", "Change", "Comparison", "compare_definitions", "SharedOptions", "add_shared_options", "configure_logging", "log_formatter", "parse_duration", "shared_options",
-    # operator verbs (issue 3)
+    # operator verbs
     "CancelResult", "Failure", "PurgeResult", "QueueInfo", "RepairPlan", "RepairResult", "RetryResult",
     "SessionDetail", "StagePlan", "VerificationReport", "register_source", "session_files", "verify_paths",
 ]

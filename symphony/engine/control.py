@@ -167,7 +167,7 @@ def retry_session(engine: Any, session: str, stage: str | None = None,
 
 
 def purge_session(engine: Any, session: str, *, job_keys: bool = False, force: bool = False) -> PurgeResult:
-    """Forget everything Redis keeps about a session (seed 004's cleanup): queues, accounting,
+    """Forget everything Redis keeps about a session (the cleanup of finished work): queues, accounting,
     failure records, registration; with ``job_keys`` also the jobs' own key/values. Outputs on
     disk are untouched. Refused while tasks are queued or running, unless ``force``."""
     keys, client = engine.keys, engine.client
@@ -253,8 +253,8 @@ def session_detail(engine: Any, session: str, failure_limit: int = 50) -> Sessio
 
 
 def list_queues(engine: Any) -> list[QueueInfo]:
-    """Every queue of every registered session, with its length: the seed's ``keys *`` habit,
-    without ``KEYS``. A key of a queue's name that is not a list is shown as a clash."""
+    """Every queue of every registered session, with its length: what operators used ``KEYS *``
+    for, without ``KEYS``. A key of a queue's name that is not a list is shown as a clash."""
     summaries = list_sessions(engine.client, engine.keys)
     pairs = [(s, stage) for s in summaries for stage in s.stages]
     with engine.client.pipeline(transaction=False) as pipe:

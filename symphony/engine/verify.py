@@ -1,4 +1,4 @@
-"""Verification before anything is enqueued (seed 000's initialize.py did this step).
+"""Verification of session files before anything of them is enqueued.
 
 ``verify_paths`` loads every session file and runs every check on it, collecting every
 problem (file, line, field) instead of stopping at the first. A file with a problem enqueues

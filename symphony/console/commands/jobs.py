@@ -1,4 +1,4 @@
-"""``symphony jobs SESSION``: the key/values jobs wrote (seed 004's per-job namespace and last-job view)."""
+"""``symphony jobs SESSION``: the key/values jobs wrote, each job in its own namespace, or the most recent job's."""
 from __future__ import annotations
 
 import argparse

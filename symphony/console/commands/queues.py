@@ -1,4 +1,4 @@
-"""``symphony queues``: every queue and its length (the seed's ``keys *`` habit, without KEYS)."""
+"""``symphony queues``: every queue and its length (what ``KEYS *`` showed, without KEYS)."""
 from __future__ import annotations
 
 import argparse

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_verb_options(p)
     p.set_defaults(func=run_retry)
 
-    h = "forget a session's queues, accounting and records (seed 004's cleanup); outputs stay on disk"
+    h = "forget a session's queues, accounting and records (cleanup of finished work); outputs stay on disk"
     p = sub.add_parser("purge", help=h, description=h)
     p.add_argument("session")
     p.add_argument("--keys", action="store_true", help="also delete the jobs' own key/values")
