@@ -1,4 +1,4 @@
-"""Seed 002: encrypted task data and job key/values (AES-GCM), unit and end to end."""
+"""Encrypted task data and job key/values (AES-GCM), unit and end to end."""
 from __future__ import annotations
 
 import base64
