@@ -20,6 +20,12 @@ FAIL = ["{python}", "-c", "import sys; sys.exit(3)"]
 FIXED = ["{python}", "-c", "import sys; open(sys.argv[1], 'w').write('ok')", "{output}"]
 
 
+def default_sigint() -> None:
+    """Ctrl-C as a terminal delivers it, whatever this test process does with SIGINT (a child
+    that starts with SIGINT ignored never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def stage(name: str, command: list[str], **extra) -> dict:
     return {"name": name, "pool": "p", "command": command, "output": "{root}/{session}/{stage}/{item}.txt",
             "max_attempts": 1, "retry_backoff": 0, **extra}
@@ -131,7 +137,7 @@ def test_ctrl_c_while_enqueueing_says_what_is_left_and_resume_finishes(redis_url
     write_pipeline(tmp_path / "pipe.yaml", [stage("work", FIXED)])
     env = {**worker_env(redis_url), "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "symphony", "initialize", str(path)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:
         wait_until(lambda: int(r.hget("symphony:stats:big", "work|enqueued") or 0) > 0, timeout=120,
                    message="the first items to be enqueued")
@@ -166,6 +172,6 @@ def test_ctrl_c_while_verifying_says_nothing_changed(redis_url, r, tmp_path):
     path.write_text(yaml.safe_dump(data))
     env = {**worker_env(redis_url), "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
     run = subprocess.run([sys.executable, "-m", "symphony", "initialize", str(path)], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, preexec_fn=default_sigint)
     assert run.returncode == 130 and "interrupted while verifying; nothing was registered or enqueued" in run.stderr
     assert not r.exists("symphony:session:big") and r.llen("work:big") == 0

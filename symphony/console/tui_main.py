@@ -75,11 +75,13 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging(args.log_level, args.log_format, handler=TextualHandler())
 
-    from .demo import Ended, catch_endings, ignore_endings
+    from .demo import Ended, catch_endings, ignore_endings, restore_endings
 
     demo = None
     backend = None
     collector = None
+    callers = ignore_endings()  # the caller's handlers, given back at the end (main() may run in-process)
+    restore_endings(callers)
     catch_endings()
     try:
         options = shared_options(args, client_name="symphony-tui")
@@ -148,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         if demo is not None:
             say("symphony-tui: stopping the demo…")
             demo.stop()
+        restore_endings(callers)
 
 
 if __name__ == "__main__":
