@@ -159,6 +159,7 @@ def test_a_wrong_or_missing_key_fails_every_task_with_the_reason_and_runs_nothin
     assert not (sealed_session / "data" / "markers").exists(), "a handler ran on data it could not trust"
 
 
+@pytest.mark.slow
 def test_tampered_or_clear_task_data_is_rejected_and_the_rest_flows(sealed_session, redis_url, r):
     first = json.loads(r.lindex("a:sealed", 0))
     token = first["e"]

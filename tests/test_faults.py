@@ -252,6 +252,7 @@ def test_a_supervisor_waiting_for_redis_stops_on_sigterm(tmp_path):
             proc.wait(10)
 
 
+@pytest.mark.slow
 def test_idle_workers_stop_when_the_whole_group_gets_sigterm(engine, redis_url, tmp_path):
     """systemd and container runtimes send SIGTERM to every process: a worker with nothing to
     serve waits on the same stop Event, and its own handler deadlocked the same way (its

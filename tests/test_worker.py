@@ -157,6 +157,7 @@ def test_stage_timeout_ends_as_timed_out(engine, r, redis_url, tmp_path, kind):
         worker.stop()
 
 
+@pytest.mark.slow
 def test_two_sessions_of_one_role_are_both_served(engine, r, redis_url, tmp_path):
     first = one_stage_session(tmp_path, "tests.handlers:ok", [f"a{n}" for n in range(30)], name="first")
     second = write_session(tmp_path / "second.yaml", "second", "pipe.yaml", [f"b{n}" for n in range(30)],
