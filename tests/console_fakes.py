@@ -7,8 +7,8 @@ from pathlib import Path
 from symphony.console.backend import PollResult
 from symphony.console.history import CpuSeries
 from symphony.console.sources import DetailSource, WorkerSource
-from symphony.engine import (Event, Failure, HostCpu, QueueStatus, SessionDetail, SessionStatus, Snapshot,
-                             WorkerStatus)
+from symphony.engine import (Event, HostCpu, OutcomeKind, OutcomeRecord, QueueStatus, SessionDetail, SessionStatus,
+                             Snapshot, WorkerStatus)
 
 T0 = 1_790_000_000.0  # server time of the first snapshot
 STAGES = ("rvm", "preprocess", "detection", "process")
@@ -127,12 +127,14 @@ class FakeBackend:
         snap = snapshot(T0 + 30)
         status = next(s for s in snap.sessions if s.name == session)
         failures = (
-            Failure(item="row-077", stage="preprocess", state="failed", error="exit code 2: frames.bin not found",
-                    stderr="reading /data/block7/rvm/row-077.json\nTraceback (most recent call last):\n"
-                           "  File \"preprocess.py\", line 41, in main\nFileNotFoundError: frames.bin\n",
-                    attempts=3, at=T0 + 27.5, worker="win-vm0-1-d4e5f6"),
-            Failure(item="row-042", stage="detection", state="timed_out", error="timed out after 60s",
-                    stderr="loading model weights\n", attempts=3, at=T0 + 23, worker="lnx-vm0-0-778899"),
+            OutcomeRecord(item="row-077", stage="preprocess", state=OutcomeKind.FAILED,
+                          error="exit code 2: frames.bin not found",
+                          stderr="reading /data/block7/rvm/row-077.json\nTraceback (most recent call last):\n"
+                                 "  File \"preprocess.py\", line 41, in main\nFileNotFoundError: frames.bin\n",
+                          attempts=3, at_ms=int((T0 + 27.5) * 1000), worker="win-vm0-1-d4e5f6"),
+            OutcomeRecord(item="row-042", stage="detection", state=OutcomeKind.TIMED_OUT, error="timed out after 60s",
+                          stderr="loading model weights\n", attempts=3, at_ms=int((T0 + 23) * 1000),
+                          worker="lnx-vm0-0-778899"),
         )
         detail = SessionDetail(status=status, queues=tuple(q for q in snap.queues if q.session == session),
                                failures=failures, last_job_id="process:row-110",

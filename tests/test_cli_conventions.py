@@ -1,6 +1,6 @@
 """What an operator expects of every command: the same shared options (one definition), --version,
---log-level and --log-format, shell completion, clear answers for an unknown session or a missing
-tasks/ folder, and one description of what cancel does."""
+--log-level and --log-format, shell completion, a clear answer for an unknown session, and one
+description of what cancel does."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -147,13 +146,6 @@ def test_the_completion_script_covers_every_console_script():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert {prog for prog, _ in PROGRAMS} == set(scripts)
     assert all(scripts[prog].startswith(module + ":") for prog, module in PROGRAMS)
-
-
-def test_initialize_without_a_tasks_folder_says_where_it_looked(cli, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    code, out, err = cli("initialize")
-    assert code == 2
-    assert str(tmp_path / "tasks") in err and "symphony initialize PATH" in err and "--tasks" in err
 
 
 def test_jobs_of_an_unknown_session_is_an_error_like_every_verb(cli):

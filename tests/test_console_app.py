@@ -15,7 +15,7 @@ from symphony.console.backend import Backend
 from symphony.console.screens import (ConfirmScreen, DetailScreen, HelpScreen, InitializeScreen, RepairScreen,
                                       WorkerScreen)
 from symphony.console.screens.help import KEYS
-from symphony.engine import CANCEL_EFFECT, FAILED, Engine, Finish, Outcome, initialize_session, load_session, resolve_redis
+from symphony.engine import CANCEL_EFFECT, Engine, Finish, Outcome, OutcomeKind, initialize_session, load_session, resolve_redis
 from tests.console_helpers import RecordingApp, cells, text_of, until
 from tests.helpers import write_pipeline, write_session
 
@@ -64,7 +64,7 @@ def fail_one(engine, session: str, stage: str, error: str = "failed on purpose",
     claimed = None
     for _ in range(5):
         claimed = claimed or link.step().claimed
-    link.step(Finish(claimed, Outcome(FAILED, error=error, stderr=stderr), attempts=2), claim=False)
+    link.step(Finish(claimed, Outcome(OutcomeKind.FAILED, error=error, stderr=stderr), attempts=2), claim=False)
     return claimed
 
 
@@ -438,7 +438,7 @@ def test_enter_on_a_worker_shows_its_tasks_and_host(engine, redis_url, tasks, tm
     claimed = None
     for _ in range(5):
         claimed = claimed or link.step().claimed
-    link.step(Finish(claimed, Outcome(FAILED, error="exit code 3: no frames", stderr=""), attempts=2), claim=False)
+    link.step(Finish(claimed, Outcome(OutcomeKind.FAILED, error="exit code 3: no frames", stderr=""), attempts=2), claim=False)
     app = make_app(redis_url, tasks, tmp_path)
 
     async def scenario(pilot):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from symphony.console.commands.main import build_parser, main as symphony
-from symphony.engine import FAILED, TIMED_OUT, Finish, Outcome
+from symphony.engine import Finish, Outcome, OutcomeKind
 from tests.helpers import WorkerRun, sample_tasks, wait_until, write_pipeline, write_session
 
 
@@ -39,7 +39,7 @@ def test_every_verb_has_help(verb, capsys):
         assert "--redis URL" in text and "--redis-password-file" in text and "--encryption-key-file" in text
 
 
-def fail_one(engine, session: str, stage: str, kind: str = FAILED):
+def fail_one(engine, session: str, stage: str, kind: str = OutcomeKind.FAILED):
     link = engine.worker_link("w-test", [stage])
     claimed = None
     for _ in range(5):
@@ -86,7 +86,7 @@ def test_cancel_refuses_without_yes_when_not_on_a_terminal(cli, r, tmp_path, mon
 def test_retry_puts_failed_tasks_back_with_their_metadata(cli, r, engine, tmp_path):
     cli("initialize", str(one_stage(tmp_path, [{"id": "a", "vines": 7}, "b"])))
     fail_one(engine, "ops", "work")
-    fail_one(engine, "ops", "work", TIMED_OUT)
+    fail_one(engine, "ops", "work", OutcomeKind.TIMED_OUT)
     assert r.llen("work:ops") == 0
     code, out, _ = cli("retry", "ops", "--failed-only")
     assert code == 0 and "1 task(s) back in their queues: work 1" in out
@@ -154,7 +154,7 @@ def test_status_json_and_export(cli, r, tmp_path):
 
 
 def test_a_redis_that_is_down_is_a_clear_error_without_the_password(monkeypatch, capsys):
-    from symphony.engine import free_port
+    from symphony.engine.embedded import free_port
 
     port = free_port()
     monkeypatch.setenv("REDIS_URL", f"redis://:hunter2secret@127.0.0.1:{port}/0")

@@ -13,7 +13,6 @@ from typing import Any
 from symphony.engine import CANCEL_EFFECT, redact
 
 from . import fmt
-from .commands.status import export_snapshot
 from .screens import ConfirmScreen, InitializeScreen, RepairScreen
 
 
@@ -119,7 +118,7 @@ class SessionActions:
         stale = not self.connected
 
         def write() -> str:
-            return export_snapshot(snapshot, str(unused_path(self.export_dir, f"symphony-status-{stamp}", ".json")))
+            return snapshot.write(unused_path(self.export_dir, f"symphony-status-{stamp}", ".json"))
 
         def done(written: str) -> None:
             self.exports.append(written)

@@ -1,57 +1,85 @@
 """Symphony's engine: all the Redis logic, and no UI.
 
-The console and the workers use only the names exported here.
+The console, the CLI and the workers use only the names exported here (an import-linter contract
+holds them to it). They are grouped by domain, in the order a reader meets them: connecting to
+Redis, the session files, putting work in, how a task ends, the workers' side, the operator's
+verbs, the status snapshot, machine metrics, security. Everything else is internal: tests
+import it from its module. The spec files' model (pipelines, session files, verification of the
+files) lives in :mod:`symphony.spec`, which never touches Redis; the engine re-exports the names
+the front ends and workers use, and adds the checks that need Redis
+(``verify_paths(..., engine=...)``).
 """
-from .acl import reader_rules, setuser, setuser_line, worker_rules
+# --- connecting: where Redis is, the facade, the server, errors -----------------------------------
 from .config import RedisConfig, resolve_redis
-from .logsetup import configure_logging, log_formatter
 from .options import SharedOptions, add_shared_options, parse_duration, shared_options
-from .connection import Backoff, connect, describe_error, is_unavailable, redis_problem
-from .control import CANCEL_EFFECT, CancelResult, Failure, PurgeResult, QueueInfo, RetryResult, SessionDetail
+from .logsetup import configure_logging
+from .connection import Backoff, describe_error, is_unavailable, redis_problem
 from .core import Engine
-from .crypto import CryptoError, Sealer, load_key, sealer_from
-from .definition import Change, Comparison, compare_definitions
-from .embedded import EmbeddedRedis, find_server_binary, free_port
-from .enqueue import EnqueueResult
+from .embedded import EmbeddedRedis
 from .errors import (ConfigError, Problem, RedisUnavailable, SessionConflict, SpecError, SymphonyError,
                      UnknownSession)
+from .keys import Keys
+from .server import ServerInfo
+
+# --- session files: pipelines, sessions, verification (symphony.spec, plus the checks in Redis) ----
+from symphony.spec import (Handler, Item, Pipeline, SessionRecord, SessionSpec, Stage, VerificationReport, is_name,
+                           load_pipeline, load_session, register_source)
+from .verify import verify_paths
+
+# --- putting work in: initialize, enqueue, repair --------------------------------------------------
+from .enqueue import EnqueueResult
 from .initialize import InitializeResult, initialize_session
-from .jobstore import JobStore
-from .keys import DEFAULT_KEYS, Keys
-from .lease import (CANCELLED, DONE, FAILED, HANDBACK, RETRY, TIMED_OUT, Beat, Claimed, Finish, Outcome,
-                    StepResult, WorkerLink, default_worker_id)
-from .messages import InvalidMessage, Task, decode_task
-from .outcomes import Decision, OutcomeKind, SessionState, after_failure
-from .names import check_name, is_name, name_problem
-from .pipeline import Handler, Pipeline, Stage, load_pipeline
-from .metadata import register_source
-from .reclaim import ReclaimReport
 from .repair import RepairPlan, RepairResult, StagePlan
-from .redaction import install_log_redaction, redact, redact_standard_streams, redact_url, register_secret
-from .session_file import Item, SessionRecord, SessionSpec, load_session
+
+# --- how a task ends: outcome kinds, the retry policy, the outcome record, session states -----------
+from .outcomes import Decision, OutcomeKind, OutcomeRecord, SessionState, after_failure
+
+# --- the workers' side: leases, reports, reclaim, job key/values -----------------------------------
+from .jobstore import JobStore
+from .lease import Beat, Claimed, Finish, Outcome, StepResult, WorkerLink
+from .messages import Task
+from .reclaim import ReclaimReport
+
+# --- the operator's verbs ---------------------------------------------------------------------------
+from .control import CANCEL_EFFECT, CancelResult, PurgeResult, QueueInfo, RetryResult, SessionDetail
+from .definition import Change, Comparison, compare_definitions
+from .registry import SessionSummary
+
+# --- the status snapshot -----------------------------------------------------------------------------
 from .snapshot import Event, QueueStatus, SessionStatus, Snapshot, WorkerStatus
-from .verify import VerificationReport, session_files, verify_paths
+
+# --- machine metrics: host CPU from heartbeats, scale-set CPU from Azure Monitor (symphony.azure) ---
+from .metrics import AZURE_RETENTION_S, AzureSample, CollectorStatus, HostCpu, HostMetricsWriter, ScaleSetCpu
+
+# --- security: ACL users, encryption, redaction ------------------------------------------------------
+from .acl import reader_rules, setuser, setuser_line, worker_rules
+from .crypto import CryptoError, Sealer, load_key, sealer_from
+from .redaction import install_log_redaction, redact, redact_standard_streams, register_secret
 
 __all__ = [
-    "Backoff", "Beat", "CANCELLED", "Claimed", "ConfigError", "CryptoError", "Sealer", "load_key",
-    "reader_rules", "sealer_from", "setuser", "setuser_line", "worker_rules", "DEFAULT_KEYS", "DONE", "EmbeddedRedis", "Engine",
-    "EnqueueResult", "Event", "InitializeResult", "initialize_session", "FAILED", "Finish", "HANDBACK", "Handler", "InvalidMessage", "Item", "JobStore", "Keys",
-    "Outcome", "Pipeline", "Problem", "QueueStatus", "RETRY", "ReclaimReport", "RedisConfig", "RedisUnavailable",
-    "SessionConflict", "SessionRecord", "SessionSpec", "SessionStatus", "Snapshot", "SpecError", "Stage",
-    "StepResult", "SymphonyError", "TIMED_OUT", "Task", "UnknownSession", "WorkerLink", "WorkerStatus",
-    "check_name", "connect", "decode_task", "default_worker_id", "describe_error", "find_server_binary",
-    "free_port", "install_log_redaction", "is_name", "is_unavailable", "load_pipeline", "load_session",
-    "name_problem", "redact", "redact_standard_streams", "redis_problem", "redact_url", "register_secret",
-    "resolve_redis", "Decision", "OutcomeKind", "SessionState", "after_failure",
-    "CANCEL_EFFECT", "Change", "Comparison", "compare_definitions", "SharedOptions", "add_shared_options", "configure_logging", "log_formatter", "parse_duration", "shared_options",
-    # operator verbs
-    "CancelResult", "Failure", "PurgeResult", "QueueInfo", "RepairPlan", "RepairResult", "RetryResult",
-    "SessionDetail", "StagePlan", "VerificationReport", "register_source", "session_files", "verify_paths",
+    # connecting
+    "RedisConfig", "resolve_redis", "Backoff", "describe_error", "is_unavailable", "redis_problem", "Engine",
+    "EmbeddedRedis", "ConfigError", "Problem", "RedisUnavailable", "SessionConflict", "SpecError", "SymphonyError",
+    "UnknownSession", "Keys", "ServerInfo",
+    # the options every entry point shares, and logging
+    "SharedOptions", "add_shared_options", "parse_duration", "shared_options", "configure_logging",
+    # session files
+    "register_source", "is_name", "Handler", "Pipeline", "Stage", "load_pipeline", "Item", "SessionRecord",
+    "SessionSpec", "load_session", "VerificationReport", "verify_paths",
+    # putting work in
+    "EnqueueResult", "InitializeResult", "initialize_session", "RepairPlan", "RepairResult", "StagePlan",
+    # how a task ends
+    "Decision", "OutcomeKind", "OutcomeRecord", "SessionState", "after_failure",
+    # the workers' side
+    "JobStore", "Beat", "Claimed", "Finish", "Outcome", "StepResult", "WorkerLink", "Task", "ReclaimReport",
+    # the operator's verbs
+    "CancelResult", "PurgeResult", "QueueInfo", "RetryResult", "SessionDetail", "SessionSummary",
+    "CANCEL_EFFECT", "Change", "Comparison", "compare_definitions",
+    # the status snapshot
+    "Event", "QueueStatus", "SessionStatus", "Snapshot", "WorkerStatus",
+    # machine metrics
+    "AZURE_RETENTION_S", "AzureSample", "CollectorStatus", "HostCpu", "HostMetricsWriter", "ScaleSetCpu",
+    # security
+    "reader_rules", "setuser", "setuser_line", "worker_rules", "CryptoError", "Sealer", "load_key", "sealer_from",
+    "install_log_redaction", "redact", "redact_standard_streams", "register_secret",
 ]
-
-# --- machine metrics: host CPU from heartbeats, scale-set CPU from Azure Monitor (symphony.azure.monitor) ---
-from .metrics import (AZURE_RETENTION_S, AzureSample, CollectorStatus, HostCpu, HostMetricsWriter,  # noqa: E402
-                      HostStatus, ScaleSetCpu, hosts_from_workers)
-
-__all__ += ["AZURE_RETENTION_S", "AzureSample", "CollectorStatus", "HostCpu", "HostMetricsWriter", "HostStatus",
-            "ScaleSetCpu", "hosts_from_workers"]

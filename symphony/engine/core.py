@@ -5,25 +5,28 @@ workers, snapshots. Everything it returns is immutable.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import redis
+
+from symphony.spec import SessionRecord
 
 from . import registry
 from .config import RedisConfig, resolve_redis
 from .connection import connect, ping
 from .crypto import CryptoError, Sealer, task_aad
-from .enqueue import EnqueueResult, enqueue
+from .enqueue import EnqueueResult, ItemLike, enqueue
 from .jobstore import JobStore, last_job
 from .keys import DEFAULT_KEYS, Keys
 from .lease import WorkerLink
 from .messages import Task
+from .outcomes import RETRYABLE, SessionState
 from .metrics import (AZURE_RETENTION_S, HOST_BUCKET_S, HOST_RETENTION_S, AzureSample, CollectorStatus, HostCpu,
                       HostMetricsWriter, ScaleSetCpu, read_collector_status, read_host_cpu, read_scale_set_cpu,
                       store_azure, write_collector_status)
 from .reclaim import ReclaimReport, lapsed_workers, reap, reclaim_worker
 from .records import RecordCache
-from .session_file import SessionRecord
+from .server import ServerInfo, read_server_info
 from .snapshot import Snapshot, read_snapshot, work_remaining
 
 
@@ -47,6 +50,11 @@ class Engine:
     def ping(self) -> tuple[int, ...]:
         return ping(self.client, self.config)
 
+    def server_info(self) -> ServerInfo:
+        """The server's kind, version, TLS and memory settings, and what they mean for Symphony
+        (``problems``, in words): one round trip; "unknown" for a user that may not run INFO."""
+        return read_server_info(self.client)
+
     def close(self) -> None:
         self.client.close()
 
@@ -62,7 +70,7 @@ class Engine:
         return registry.register_session(self.client, self.keys, record, items=items, resume=resume,
                                          adopt_queues=adopt_queues)
 
-    def session(self, name: str) -> tuple[SessionRecord, str]:
+    def session(self, name: str) -> tuple[SessionRecord, SessionState | str]:
         return registry.load_record(self.client, self.keys, name)
 
     def update_definition(self, record: SessionRecord, *, expected: SessionRecord) -> None:
@@ -82,8 +90,9 @@ class Engine:
         return registry.roles_for(self.pools(), pool, roles, aliases)
 
     # --- items ------------------------------------------------------------------------------
-    def enqueue(self, session: str, stage: str, items: Iterable[tuple[str, Mapping[str, Any] | None]], *,
+    def enqueue(self, session: str, stage: str, items: Iterable[ItemLike], *,
                 progress: Callable[[int], None] | None = None) -> EnqueueResult:
+        """Enqueue (id, metadata[, ordinal]) items for ``stage``; already queued or running ones are skipped."""
         from .scripts import scripts
 
         return enqueue(self.client, self.keys, scripts(), session, stage, items, progress=progress,
@@ -164,7 +173,7 @@ class Engine:
 
         return cancel_session(self, session)
 
-    def retry(self, session: str, stage: str | None = None, states: Iterable[str] = ("failed", "timed_out")):
+    def retry(self, session: str, stage: str | None = None, states: Iterable[str] = RETRYABLE):
         from .control import retry_session
 
         return retry_session(self, session, stage, states)

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .session_file import SessionRecord
+from symphony.spec import SessionRecord
 
 # fields of a stage and of a session whose change would give existing tasks another meaning
 FIXED_STAGE_FIELDS = {

@@ -2,7 +2,7 @@
 
 Queues are named ``role:session`` (``rvm:block7``) so an operator can ``LLEN`` and ``LRANGE``
 them with plain ``redis-cli``; everything else lives under the ``symphony:`` namespace.
-Names that go into keys are validated (:mod:`engine.names`), so they never contain ``:``,
+Names that go into keys are validated (:mod:`symphony.spec.names`), so they never contain ``:``,
 braces or path separators.
 """
 from __future__ import annotations
@@ -49,6 +49,14 @@ class Keys:
     def live(self, session: str) -> str:
         """HASH item -> stage, for every item queued, delayed or in flight (dedup of enqueues)."""
         return f"{self.ns}:live:{session}"
+
+    def done(self, session: str, stage: str) -> str:
+        """STRING bitmap: bit n is set once the item of ordinal n completed ``stage`` (counted once)."""
+        return f"{self.ns}:done:{session}:{stage}"
+
+    def scratch(self, session: str) -> str:
+        """STRING a script uses and deletes within the same call (never left behind)."""
+        return f"{self.ns}:scratch:{session}"
 
     def outcomes(self, session: str) -> str:
         """HASH item -> JSON record of its failure, timeout or cancellation, with the reason."""

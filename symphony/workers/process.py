@@ -15,8 +15,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from symphony.engine import (CANCELLED, DONE, FAILED, HANDBACK, TIMED_OUT, Backoff, Claimed, CryptoError, Engine, Finish,
-                    Outcome, RedisConfig, Stage, StepResult, after_failure, describe_error, is_unavailable, sealer_from)
+from symphony.engine import (Backoff, Claimed, CryptoError, Engine, Finish, Outcome, OutcomeKind, RedisConfig,
+                             SessionState, Stage, StepResult, after_failure, describe_error, is_unavailable,
+                             sealer_from)
 
 from . import runner
 from .context import JobContext
@@ -166,7 +167,7 @@ class WorkerProcess:
             if self.stopping:
                 while buffer:  # prefetched and never started: back to the head of their queue, as they were
                     c = buffer.pop()
-                    pending.append(Finish(c, Outcome(HANDBACK, error="worker stopping"),
+                    pending.append(Finish(c, Outcome(OutcomeKind.HANDBACK, error="worker stopping"),
                                           attempts=(c.task.attempt + 1) if c.task else 1))
                 if not pending:
                     return EXIT_OK
@@ -283,12 +284,14 @@ class WorkerProcess:
         self.state = "busy"
         if claimed.invalid:
             log.warning("invalid message in %s:%s: %s", claimed.role, claimed.session, claimed.invalid)
-            return Finish(claimed, Outcome(FAILED, error=f"invalid task message: {claimed.invalid}"), attempts=1)
+            return Finish(claimed, Outcome(OutcomeKind.FAILED, error=f"invalid task message: {claimed.invalid}"),
+                          attempts=1)
         task = claimed.task
         record = self.engine.records.get(task.session)
         if record is None or not record.pipeline.has_stage(task.stage):
-            return Finish(claimed, Outcome(FAILED, error=f"session {task.session} or its stage {task.stage} "
-                                                         "is not registered"), attempts=task.attempt + 1)
+            return Finish(claimed, Outcome(OutcomeKind.FAILED, error=f"session {task.session} or its stage "
+                                                                     f"{task.stage} is not registered"),
+                          attempts=task.attempt + 1)
         plan = self._plans.get((task.session, task.stage))
         if plan is None or plan.record is not record:
             if len(self._plans) > 4096:
@@ -300,14 +303,14 @@ class WorkerProcess:
             meta = self.engine.open_task(task)  # decrypted, if task data is encrypted
         except CryptoError as exc:  # wrong key, tampered, or not encrypted as required: never run it
             log.warning("rejected %s:%s@%s: %s", task.stage, task.item, task.session, exc)
-            return Finish(claimed, Outcome(FAILED, error=f"task data rejected: {exc}"), attempts=attempts)
+            return Finish(claimed, Outcome(OutcomeKind.FAILED, error=f"task data rejected: {exc}"), attempts=attempts)
         final = stage.output_path(record.root, task.session, task.item) if stage.output is not None else None
         if previous is None:
             input_path = record.input_path(task.item, meta)
         else:
             input_path = previous.output_path(record.root, task.session, task.item)
         if final and self.options.skip_existing and os.path.exists(final):
-            return Finish(claimed, Outcome(DONE, error="output already existed"), next_stage=next_name,
+            return Finish(claimed, Outcome(OutcomeKind.DONE, error="output already existed"), next_stage=next_name,
                           attempts=attempts)
         temp = runner.temp_output(final) if final else None
         if final:
@@ -352,16 +355,17 @@ class WorkerProcess:
             error = runner.commit_output(temp, final) if final else None
             if error is None:
                 self.completed += 1
-                return finish(DONE)
+                return finish(OutcomeKind.DONE)
             result = runner.RunResult(runner.ERROR, error=error, stderr=result.stderr, duration_ms=result.duration_ms)
         runner.discard_output(temp)
         if result.status == runner.INTERRUPTED:
-            return finish(CANCELLED if result.reason == CANCELLED else HANDBACK, result.error)
+            cancelled = result.reason == OutcomeKind.CANCELLED
+            return finish(OutcomeKind.CANCELLED if cancelled else OutcomeKind.HANDBACK, result.error)
         decision = after_failure(stage, current.attempts, timed_out=result.status == runner.TIMEOUT)
         if decision.retries:
             log.info("%s failed (attempt %d of %d), retrying in %.1fs: %s", claimed.raw, current.attempts,
                      stage.max_attempts, decision.delay_s, result.error)
-        elif decision.kind == TIMED_OUT:
+        elif decision.kind == OutcomeKind.TIMED_OUT:
             log.warning("%s timed out: %s", claimed.raw, result.error)
         else:
             log.warning("%s failed after %d attempt(s): %s", claimed.raw, current.attempts, result.error)
@@ -458,8 +462,8 @@ class WorkerProcess:
             _, state = self.engine.session(current.claimed.session)
         except Exception:
             return
-        if state == "cancelled":
-            current.interrupt = CANCELLED
+        if state == SessionState.CANCELLED:
+            current.interrupt = OutcomeKind.CANCELLED
 
     def _watchdog(self) -> None:
         current = self.current
@@ -470,12 +474,12 @@ class WorkerProcess:
             if self.stop_requested_at is None:
                 self.stop_requested_at = now
             if self.urgent_event.is_set() or now - self.stop_requested_at >= self.options.drain_timeout_s:
-                current.interrupt = HANDBACK
+                current.interrupt = OutcomeKind.HANDBACK
         if current.kind != "python":
             return  # command handlers are timed and interrupted by the main thread
         reason = None
         if now >= current.deadline:
-            reason = TIMED_OUT
+            reason = OutcomeKind.TIMED_OUT
         elif current.interrupt is not None:
             reason = current.interrupt
         if reason is None:
@@ -485,14 +489,14 @@ class WorkerProcess:
                 return
             current.settled = True
         stage_timeout = current.deadline - current.started
-        if reason == TIMED_OUT:
+        if reason == OutcomeKind.TIMED_OUT:
             decision = after_failure(current.stage, current.attempts, timed_out=True)
             outcome = Outcome(decision.kind, error=f"timed out after {stage_timeout:g}s", delay_s=decision.delay_s,
                               duration_ms=int((now - current.started) * 1000))
-        elif reason == CANCELLED:
-            outcome = Outcome(CANCELLED, error="session cancelled")
+        elif reason == OutcomeKind.CANCELLED:
+            outcome = Outcome(OutcomeKind.CANCELLED, error="session cancelled")
         else:
-            outcome = Outcome(HANDBACK, error="worker stopping")
+            outcome = Outcome(OutcomeKind.HANDBACK, error="worker stopping")
         fin = Finish(current.claimed, outcome, next_stage=current.next_stage, attempts=current.attempts)
         log.warning("%s: %s; this process ends and the supervisor starts a fresh one", current.claimed.raw,
                     outcome.error)
@@ -506,7 +510,7 @@ class WorkerProcess:
             except Exception as exc:
                 log.debug("watchdog could not report yet: %s", describe_error(exc))
                 time.sleep(0.5)
-        os._exit(EXIT_WATCHDOG if reason == TIMED_OUT else EXIT_OK)
+        os._exit(EXIT_WATCHDOG if reason == OutcomeKind.TIMED_OUT else EXIT_OK)
 
 
 def child_main(options: WorkerOptions, worker_id: str, stop_event, urgent_event, supervisor: str) -> None:

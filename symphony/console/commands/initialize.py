@@ -2,16 +2,15 @@
 
 Every file is verified first (all problems reported, with file, line and field); a file with
 a problem enqueues nothing. Exit status: 0 when everything was sent, 1 when any file failed
-verification (the others were sent), 2 when Redis or the configuration is unusable or there is
-nothing to initialize, 130 when interrupted (it says what was left and how to finish).
+verification (the others were sent), 2 when Redis or the configuration is unusable, 130 when
+interrupted (it says what was left and how to finish).
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from symphony.engine import ConfigError, RedisUnavailable, SessionSpec, initialize_session, verify_paths
+from symphony.engine import RedisUnavailable, SessionSpec, initialize_session, verify_paths
 
 from .common import Progress, add_verb_options, engine_from_args, fail, print_json, print_problems
 
@@ -30,14 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_verb_options(p)
     p.set_defaults(func=run)
-
-
-def _check_default_directory(args: argparse.Namespace) -> None:
-    """Without paths, the --tasks directory must exist: say where it was looked for."""
-    if not args.paths and not os.path.isdir(args.tasks):
-        raise ConfigError(f"no session files given and no {args.tasks}/ directory here (looked for "
-                          f"{os.path.abspath(args.tasks)}); name session files or a directory "
-                          "(symphony initialize PATH ...), or point --tasks DIR at one")
 
 
 def _interrupted(engine, spec: SessionSpec, progress: Progress, sent: list) -> int:
@@ -74,7 +65,6 @@ def _verify(args: argparse.Namespace, engine):
 
 
 def run(args: argparse.Namespace) -> int:
-    _check_default_directory(args)
     engine = engine_from_args(args)
     try:
         try:
@@ -112,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{spec.file}: session {spec.name} verified ({len(spec.items)} items); nothing enqueued (--dry-run)")
         for r in results:
             print(f"{r.session}: {r.added} item(s) enqueued for {r.stage}"
-                  + (f", {r.skipped} already queued or in flight" if r.skipped else ""))
+                  + (f", {r.skipped} already queued or in flight" if r.skipped else "")
+                  + (f", {r.done} already done" if r.done else ""))
         if report.problems:
             fail(f"{len(report.problems)} problem(s) in {len(report.failed_files)} file(s); "
                  "nothing was enqueued from those files")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from symphony.engine import Event
+from symphony.engine import Event, OutcomeKind
 
 from .. import fmt
 from ..sources import MainSource
@@ -24,6 +24,7 @@ KIND_STYLE = {
     "session": ("● session", "cyan"),
 }
 LIMIT = 50
+FAILURES = (OutcomeKind.FAILED, OutcomeKind.TIMED_OUT)
 
 
 def event_id(e: Event) -> tuple[int, ...]:
@@ -61,7 +62,7 @@ def activity_cells(e: Event, now: float) -> tuple:
         right(fmt.age(now - e.time)),
         kind_cell(e),
         Clip(Text(task_name(e), no_wrap=True)),
-        Clip(Text(event_detail(e), style="red" if e.kind in ("failed", "timed_out") else "", no_wrap=True)),
+        Clip(Text(event_detail(e), style="red" if e.kind in FAILURES else "", no_wrap=True)),
     )
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from symphony.engine import Failure, redact
+from symphony.engine import OutcomeRecord, redact
 
 from .. import fmt
 from ..sources import DetailSource
@@ -60,7 +60,7 @@ class StagesPanel(TablePanel[DetailSource]):
 @dataclass(frozen=True)
 class FailureData:
     table: TableData
-    failures: tuple[tuple[str, Failure], ...] = ()
+    failures: tuple[tuple[str, OutcomeRecord], ...] = ()
 
 
 class FailuresPanel(TablePanel[DetailSource]):
@@ -76,7 +76,7 @@ class FailuresPanel(TablePanel[DetailSource]):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.failures: dict[str, Failure] = {}
+        self.failures: dict[str, OutcomeRecord] = {}
 
     @classmethod
     def prepare(cls, source: DetailSource, view: object = None) -> FailureData:  # type: ignore[override]
@@ -96,7 +96,7 @@ class FailuresPanel(TablePanel[DetailSource]):
         self.failures = dict(data.failures)
         await super().draw(data.table)
 
-    def selected(self) -> Failure | None:
+    def selected(self) -> OutcomeRecord | None:
         key = self.cursor_key()
         return self.failures.get(key) if key else None
 
@@ -114,7 +114,7 @@ class LastJobPanel(TablePanel[DetailSource]):
         return TableData.of(cls.COLUMNS, rows, detail.last_job_id or "none yet")
 
 
-def stderr_text(failure: Failure | None, lines: int = 12) -> Text:
+def stderr_text(failure: OutcomeRecord | None, lines: int = 12) -> Text:
     if failure is None:
         return Text("stderr tail: select a failure", style="dim")
     tail = redact(failure.stderr or "").rstrip("\n").splitlines()[-lines:]

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 from rich.text import Text
 
-from symphony.engine import QueueStatus
+from symphony.engine import QueueStatus, SessionState
 
 from .. import fmt
 from ..history import QueueFlow
@@ -104,16 +104,18 @@ HEADER_SORTS = {"retry": "queued", "pool": "queue"}
 
 def queue_cells(q: QueueStatus, flow: QueueFlow | None, state: str) -> tuple:
     name = Text(q.name, no_wrap=True)
-    if state != "active":
+    if state != SessionState.ACTIVE:
         name.stylize("dim")
         name.append(f" ({state})", style="italic")
     failed = q.failed + q.timed_out
     failed_text = str(failed) + (f" ({q.timed_out} t/o)" if q.timed_out else "")
-    if flow is None or state == "cancelled":
+    finished = False
+    if flow is None or state == SessionState.CANCELLED:
         rate, eta = fmt.DASH, fmt.DASH
     else:
         rate = fmt.rate(flow.per_minute)
-        eta = "done" if flow.done else fmt.duration(flow.eta_s)
+        finished = flow.done
+        eta = "done" if finished else fmt.duration(flow.eta_s)
     return (
         Clip(name),
         Text(q.pool or fmt.DASH, no_wrap=True),
@@ -123,7 +125,7 @@ def queue_cells(q: QueueStatus, flow: QueueFlow | None, state: str) -> tuple:
         right(fmt.count(q.completed), "green" if q.completed else ""),
         right(failed_text, "bold red" if failed else "dim"),
         right(rate),
-        right(eta, "green" if eta == "done" else ""),
+        right(eta, "green" if finished else ""),
     )
 
 

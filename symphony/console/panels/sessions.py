@@ -8,13 +8,13 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
 from rich.text import Text
 
-from symphony.engine import SessionStatus, Snapshot
+from symphony.engine import SessionState, SessionStatus, Snapshot
 
 from .. import fmt
 from ..sources import MainSource
 from .base import Column, TableData, TablePanel, left, right
 
-STATE_STYLE = {"active": "bold green", "complete": "bold cyan", "cancelled": "yellow"}
+STATE_STYLE = {SessionState.ACTIVE: "bold green", SessionState.COMPLETE: "bold cyan", SessionState.CANCELLED: "yellow"}
 SEGMENT = 8  # natural width of one stage's part of the bar
 MAX_ROWS = 500
 
@@ -58,21 +58,22 @@ def session_cells(s: SessionStatus, done: dict[tuple[str, str], int], source: Ma
     done_by_stage = tuple((stage, done.get((stage, s.name), 0)) for stage in s.stages)
     flow = source.flows.get(f"{s.stages[-1]}:{s.name}") if s.stages else None
     failed = s.failed + s.timed_out
-    finished = s.state != "active" or (s.items and s.completed >= s.items)
-    rate = fmt.DASH if flow is None or s.state == "cancelled" else fmt.rate(flow.per_minute)
+    cancelled = s.state == SessionState.CANCELLED
+    finished = s.state != SessionState.ACTIVE or (s.items and s.completed >= s.items)
+    rate = fmt.DASH if flow is None or cancelled else fmt.rate(flow.per_minute)
     if finished or flow is None:
-        eta = fmt.DASH if s.state == "cancelled" else ("done" if finished else fmt.DASH)
+        eta = fmt.DASH if cancelled else ("done" if finished else fmt.DASH)
     else:
         eta = fmt.duration(flow.eta_s)
     return (
-        left(s.name, "" if s.state == "active" else "dim"),
+        left(s.name, "" if s.state == SessionState.ACTIVE else "dim"),
         StageBar(done_by_stage, s.items),
         right(f"{fmt.count(min(s.completed, s.items))}/{fmt.count(s.items)}"),
         right(fmt.fraction(s.completed, s.items)),
         right(str(failed), "bold red" if failed else "dim"),
         right(rate),
-        right(eta, "green" if eta == "done" else ""),
-        left(s.state, STATE_STYLE.get(s.state, "")),
+        right(eta, "green" if finished and not cancelled else ""),
+        left(str(s.state), STATE_STYLE.get(s.state, "")),
     )
 
 
@@ -109,7 +110,7 @@ class SessionsPanel(TablePanel[MainSource]):
             states[s.state] = states.get(s.state, 0) + 1
         parts = [", ".join(f"{n} {state}" for state, n in sorted(states.items()))]
         # the active ones first (then by name), at most MAX_ROWS: drawing costs the same at any count
-        shown = sorted(snapshot.sessions, key=lambda s: (s.state != "active", s.name))[:MAX_ROWS]
+        shown = sorted(snapshot.sessions, key=lambda s: (s.state != SessionState.ACTIVE, s.name))[:MAX_ROWS]
         if len(snapshot.sessions) > MAX_ROWS:
             parts.append(f"showing the first {MAX_ROWS} (active first)")
         done = {(q.role, q.session): q.completed for q in snapshot.queues}

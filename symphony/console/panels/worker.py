@@ -7,7 +7,7 @@ from rich.text import Text
 
 from .. import fmt
 from ..sources import WorkerSource
-from .activity import kind_cell, task_name
+from .activity import FAILURES, kind_cell, task_name
 from .base import Clip, Column, TableData, TablePanel, left, right
 from .scalesets import Spark, level_style
 
@@ -36,7 +36,7 @@ class WorkerTasksPanel(TablePanel[WorkerSource]):
                 right(fmt.age(source.now - e.time) + " ago"), kind_cell(e), Clip(Text(task_name(e), no_wrap=True)),
                 right(took), right(e.attempts or fmt.DASH),
                 Clip(Text((e.message or "").replace("\n", " ")[:160], no_wrap=True,
-                          style="red" if e.kind in ("failed", "timed_out") else "")),
+                          style="red" if e.kind in FAILURES else "")),
             )))
         kinds: dict[str, int] = {}
         for e in source.tasks:
