@@ -21,7 +21,7 @@ def test_seal_and_open_and_every_way_to_fail():
     sealer = Sealer(KEY)
     token = sealer.seal_json({"vines": 12}, "symphony-task|s|row-1")
     assert sealer.open_json(token, "symphony-task|s|row-1") == {"vines": 12}
-    assert "12" not in token and "vines" not in token
+    assert "vines" not in token  # (not "12": a random base64 token contains it now and then)
     with pytest.raises(CryptoError, match="another key"):
         Sealer(OTHER).open_json(token, "symphony-task|s|row-1")
     tampered = token[:-6] + ("A" if token[-6] != "A" else "B") + token[-5:]
