@@ -12,8 +12,8 @@ from tests.helpers import ROOT
 tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11's tomllib")
 
 DOC = ROOT / "docs" / "configuration.md"
-# names Symphony gives its variables, and the Redis and Azure conventions it follows
-VARIABLE = re.compile(r"^(SYMPHONY|REDIS|AZURE|BENCH)_[A-Z][A-Z0-9_]*$")
+# names Symphony gives its variables, and the Redis, Azure and SLURM conventions it follows
+VARIABLE = re.compile(r"^(SYMPHONY|REDIS|AZURE|BENCH|SLURM)_[A-Z][A-Z0-9_]*$")
 TREES = ("symphony", "bench", "tests")
 
 

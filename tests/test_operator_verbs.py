@@ -22,16 +22,22 @@ def one_stage(tmp_path: Path, items, name="ops", command=None, handler="tests.ha
     return write_session(tmp_path / f"{name}.yaml", name, "pipe.yaml", items, root=str(tmp_path / "data"))
 
 
+def _verbs(parser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every verb, and every sub-verb of a verb that has them (``symphony slurm status``)."""
+    sub = next((a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"), None)
+    if sub is None:
+        return [prefix]
+    return [v for name in sorted(set(sub.choices)) for v in _verbs(sub.choices[name], prefix + (name,))]
+
+
 def all_verbs() -> list[str]:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    return sorted(set(sub.choices))
+    return [" ".join(v) for v in _verbs(build_parser())]
 
 
 @pytest.mark.parametrize("verb", all_verbs())
 def test_every_verb_has_help(verb, capsys):
     with pytest.raises(SystemExit) as info:
-        symphony([verb, "--help"])
+        symphony([*verb.split(), "--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
     assert "usage: symphony" in text

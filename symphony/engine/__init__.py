@@ -51,6 +51,10 @@ from .snapshot import Event, QueueStatus, SessionStatus, Snapshot, WorkerStatus
 # --- machine metrics: host CPU from heartbeats, scale-set CPU from Azure Monitor (symphony.azure) ---
 from .metrics import AZURE_RETENTION_S, AzureSample, CollectorStatus, HostCpu, HostMetricsWriter, ScaleSetCpu
 
+# --- SLURM job accounting (symphony.slurm talks to SLURM; the engine stores what it saw) ------------
+from .slurm_accounting import (CleanupResult, JobSet, Lease, LockLost, Observation, SlurmAccounting, SlurmJob,
+                               SlurmTag, slurm_origin)
+
 # --- security: ACL users, encryption, redaction ------------------------------------------------------
 from .acl import reader_rules, setuser, setuser_line, worker_rules
 from .crypto import CryptoError, Sealer, load_key, sealer_from
@@ -79,6 +83,9 @@ __all__ = [
     "Event", "QueueStatus", "SessionStatus", "Snapshot", "WorkerStatus",
     # machine metrics
     "AZURE_RETENTION_S", "AzureSample", "CollectorStatus", "HostCpu", "HostMetricsWriter", "ScaleSetCpu",
+    # SLURM job accounting
+    "CleanupResult", "JobSet", "Lease", "LockLost", "Observation", "SlurmAccounting", "SlurmJob", "SlurmTag",
+    "slurm_origin",
     # security
     "reader_rules", "setuser", "setuser_line", "worker_rules", "CryptoError", "Sealer", "load_key", "sealer_from",
     "install_log_redaction", "redact", "redact_standard_streams", "register_secret",

@@ -32,7 +32,7 @@ WORKER_COMMANDS = CONNECTION + (
     "evalsha", "script|load", "multi", "exec", "watch", "unwatch", "time",
     "blpop", "lrange", "llen", "lindex", "lmove", "lrem", "lpush", "rpush", "ltrim", "setbit",
     "hget", "hmget", "hgetall", "hset", "hsetnx", "hdel", "hincrby",
-    "zadd", "zrem", "zrange", "zrangebyscore", "zremrangebyscore", "zscore", "zcard",
+    "zadd", "zrem", "zrange", "zrangebyscore", "zremrangebyscore", "zremrangebyrank", "zscore", "zcard",
     "xadd", "get", "set", "del", "exists", "expire", "pexpire", "pttl", "type", "sadd",
 )
 
@@ -69,7 +69,8 @@ def worker_key_patterns(stages: Iterable[str], keys: Keys = DEFAULT_KEYS) -> tup
     write = [f"{ns}:{part}" for part in (
         "delayed:*", "ready:*", "bell:*", "stats:*", "live:*", "done:*", "outcomes:*", "session:*", "epoch",
         "workers", "worker:*", "inflight:*", "lock:*", "clock", "grace", "results", "events", "deadletter",
-        "job:*", "jobs:*", "lastjob:*", "metrics:*")]  # metrics: host samples from heartbeats
+        "job:*", "jobs:*", "lastjob:*", "metrics:*",  # metrics: host samples from heartbeats
+        "origin:*")]  # the jobs that wrote key/values from each SLURM job
     read = [keys.sessions, keys.pools]
     return queue_patterns(stages, keys) + write, read
 

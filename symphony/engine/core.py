@@ -16,7 +16,7 @@ from .config import RedisConfig, resolve_redis
 from .connection import connect, ping
 from .crypto import CryptoError, Sealer, task_aad
 from .enqueue import EnqueueResult, ItemLike, enqueue
-from .jobstore import JobStore, last_job
+from .jobstore import JobStore, last_job, origin_jobs
 from .keys import DEFAULT_KEYS, Keys
 from .lease import WorkerLink
 from .messages import Task
@@ -32,10 +32,12 @@ from .snapshot import Snapshot, read_snapshot, work_remaining
 
 class Engine:
     def __init__(self, config: RedisConfig | None = None, *, client: redis.Redis | None = None,
-                 keys: Keys = DEFAULT_KEYS, socket_timeout: float = 10.0, sealer: Sealer | None = None):
+                 keys: Keys = DEFAULT_KEYS, socket_timeout: float = 10.0, sealer: Sealer | None = None,
+                 origin: str | None = None):
         self.config = config or resolve_redis()
         self.keys = keys
         self.sealer = sealer  # encrypts task data and job key/values (engine.crypto); None: clear text
+        self.origin = origin  # the batch job (e.g. a SLURM job) jobs run in: their key/values are listed under it
         self.client = client or connect(self.config, socket_timeout=socket_timeout)
         self.records = RecordCache(self.client, keys)
 
@@ -116,10 +118,25 @@ class Engine:
         return meta
 
     def job_store(self, session: str, stage: str, item: str) -> JobStore:
-        return JobStore(self.client, self.keys, session, stage, item, sealer=self.sealer)
+        return JobStore(self.client, self.keys, session, stage, item, sealer=self.sealer, origin=self.origin)
 
     def last_job(self, session: str) -> tuple[str | None, dict[str, str]]:
         return last_job(self.client, self.keys, session, sealer=self.sealer)
+
+    def origin_jobs(self, origin: str, limit: int = 100) -> list[tuple[str, str]]:
+        """The jobs (session, ``stage:item``) that wrote key/values from one batch job, newest first."""
+        return origin_jobs(self.client, self.keys, origin, limit)
+
+    # --- SLURM job accounting (symphony/engine/slurm_accounting.py) ----------------------------
+    @property
+    def slurm(self):
+        """The SLURM job accounting sets (:class:`~engine.slurm_accounting.SlurmAccounting`)."""
+        from .slurm_accounting import SlurmAccounting
+
+        accounting = self.__dict__.get("_slurm")
+        if accounting is None:
+            accounting = self.__dict__["_slurm"] = SlurmAccounting(self.client, self.keys)
+        return accounting
 
     # --- workers ----------------------------------------------------------------------------
     def worker_link(self, worker_id: str, roles: Iterable[str] = (), *, idle_wait_s: float = 2.0) -> WorkerLink:

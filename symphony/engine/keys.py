@@ -151,4 +151,29 @@ class Keys:
         return f"{self.ns}:metrics:collector"
 
 
+    # --- SLURM job accounting (symphony/engine/slurm_accounting.py; docs/slurm.md) ---------------
+    @property
+    def slurm_tags(self) -> str:
+        """HASH tag -> JSON summary of the SLURM jobs recorded under the tag (pool, cluster, counts)."""
+        return f"{self.ns}:slurm:tags"
+
+    def slurm_set(self, tag: str, state: str) -> str:
+        """ZSET of SLURM job ids under ``tag``: ``ALL`` (score: submitted, ms) or one state set such
+        as ``PENDING_AND_RUNNING`` or ``COMPLETED`` (score: when the job entered it, ms)."""
+        return f"{self.ns}:slurm:{tag}:{state}"
+
+    def slurm_jobs(self, tag: str) -> str:
+        """HASH SLURM job id -> JSON record (SLURM's state, reason, exit code, node, times)."""
+        return f"{self.ns}:slurm:{tag}:jobs"
+
+    def slurm_lock(self, what: str) -> str:
+        """STRING lock (with a TTL) of the process tracking a cluster's jobs or adapting a tag."""
+        return f"{self.ns}:slurm:lock:{what}"
+
+    def origin_jobs(self, origin: str) -> str:
+        """ZSET of the jobs (``session/stage:item``) that wrote key/values from one batch job
+        (``origin``, e.g. ``slurm-<cluster>-<job id>``), score: last write (ms)."""
+        return f"{self.ns}:origin:{origin}"
+
+
 DEFAULT_KEYS = Keys()

@@ -23,6 +23,7 @@ from .redaction import redact
 from .registry import SessionSummary
 from .scripts import execute, scripts
 from .server import ServerInfo, from_replies, queue_reads
+from .slurm_accounting import SlurmTag
 
 SCHEMA_VERSION = 1
 READ_CHUNK = 1000  # keys per read.lua call
@@ -138,6 +139,9 @@ class WorkerStatus:
     supervisor: str = ""
     completed: int = 0
     cpus: int | None = None  # logical CPUs of the host
+    slurm_job_id: str = ""  # SLURM_JOB_ID of the SLURM job this worker runs in ("" outside SLURM)
+    slurm_array_id: str = ""  # "<array job>_<task>" when that job is an array task
+    job_end: float | None = None  # when the job's time limit ends (epoch seconds), if known
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,7 @@ class Snapshot:
     used_memory: int | None = None
     grace_s: float = 0.0
     server: ServerInfo | None = None  # the server's kind and settings, and the problems they mean
+    slurm: tuple[SlurmTag, ...] = ()  # SLURM jobs per tag (pool): pending, running, finished
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,6 +185,7 @@ class Snapshot:
             "sessions": [s.to_dict() for s in self.sessions],
             "workers": [{**asdict(w), "roles": list(w.roles)} for w in self.workers],
             "events": [asdict(e) for e in self.events],
+            "slurm": [t.to_dict() for t in self.slurm],
         }
         data.update(self.extra)
         return data
@@ -290,6 +296,7 @@ class _First:
     now: float  # server time, seconds
     grace_ms: int
     server: ServerInfo
+    slurm: tuple[SlurmTag, ...]
 
 
 def _read_registry(client: redis.Redis, keys: Keys, events: int) -> _First:
@@ -301,16 +308,20 @@ def _read_registry(client: redis.Redis, keys: Keys, events: int) -> _First:
         pipe.xrevrange(keys.events, count=max(1, events))
         pipe.time()
         pipe.pttl(keys.grace)
+        pipe.hgetall(keys.slurm_tags)
         queue_reads(pipe)  # INFO may be refused (an ACL user): the server's facts are then unknown
         replies = pipe.execute(raise_on_error=False)
     for reply in replies[:6]:
         if isinstance(reply, Exception):
             raise reply
-    sessions_raw, leases, results, system, server_time, grace_ms = replies[:6]
+    sessions_raw, leases, results, system, server_time, grace_ms, slurm_raw = replies[:7]
     summaries = sorted((SessionSummary.from_json(n, v) for n, v in sessions_raw.items()), key=lambda s: s.name)
+    slurm = (tuple(SlurmTag.from_summary(t, v) for t, v in sorted(slurm_raw.items()))
+             if isinstance(slurm_raw, dict) else ())
     return _First(summaries=summaries, leases=leases, results=results, system=system,
                   now=server_time[0] + server_time[1] / 1_000_000,
-                  grace_ms=grace_ms if isinstance(grace_ms, int) else 0, server=from_replies(client, replies[6:]))
+                  grace_ms=grace_ms if isinstance(grace_ms, int) else 0, server=from_replies(client, replies[7:]),
+                  slurm=slurm)
 
 
 def _read_counts(client: redis.Redis, keys: Keys, summaries: list[SessionSummary], worker_ids: list[str]) -> list[Any]:
@@ -396,7 +407,7 @@ def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", e
     events_list.sort(key=lambda e: tuple(int(p) for p in e.id.split("-")), reverse=True)
     return Snapshot(taken_at=first.now, redis=redis_display, queues=tuple(queues), sessions=tuple(sessions),
                     workers=tuple(workers), events=tuple(events_list[:events]), used_memory=first.server.used_memory,
-                    grace_s=max(0, first.grace_ms) / 1000, server=first.server)
+                    grace_s=max(0, first.grace_ms) / 1000, server=first.server, slurm=first.slurm)
 
 
 def _worker_status(worker_id: str, expiry: float, info: dict[str, str], now_ms: float) -> WorkerStatus:
@@ -420,7 +431,8 @@ def _worker_status(worker_id: str, expiry: float, info: dict[str, str], now_ms: 
         host_cpu_percent=_num(info.get("host_cpu")), host_memory_percent=_num(info.get("host_mem")),
         rss_bytes=_num(info.get("rss"), int), heartbeat_s=hb_ms / 1000, started=_num(info.get("started")),
         supervisor=info.get("supervisor", ""), completed=_num(info.get("done"), int) or 0,
-        cpus=_num(info.get("cpus"), int))
+        cpus=_num(info.get("cpus"), int), slurm_job_id=info.get("slurm_job", ""),
+        slurm_array_id=info.get("slurm_array", ""), job_end=_num(info.get("job_end")))
 
 
 def work_remaining(client: redis.Redis, keys: Keys, roles: list[str] | tuple[str, ...]) -> int:

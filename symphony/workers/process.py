@@ -20,6 +20,7 @@ from symphony.engine import (Backoff, Claimed, CryptoError, Engine, Finish, Outc
                              sealer_from)
 
 from . import runner
+from .batchjob import BatchJob
 from .context import JobContext
 from .hostinfo import HostSampler
 from .options import WorkerOptions, set_from_signal_handler
@@ -78,7 +79,7 @@ class WorkerProcess:
         config = RedisConfig(url=options.redis_url, password=options.redis_password, username=options.redis_username,
                              ca_file=options.redis_ca_file, explicit=True, client_name=f"symphony-worker:{worker_id}")
         self.engine = Engine(config, socket_timeout=max(10.0, options.idle_wait_s + 5),
-                             sealer=sealer_from(options.encryption_key))
+                             sealer=sealer_from(options.encryption_key), origin=BatchJob.from_env().origin())
         self.link = self.engine.worker_link(worker_id, [], idle_wait_s=options.idle_wait_s)
         self.sampler = HostSampler()
         self.host_metrics = self.engine.host_metrics_writer(options.pool, self.sampler.host,
@@ -379,8 +380,8 @@ class WorkerProcess:
                                    "pid": os.getpid(), "pool": self.options.pool or "",
                                    "roles": ",".join(self.link.roles), "state": state, "done": self.completed,
                                    "started": round(self.sampler.started, 3), "supervisor": self.supervisor}
-        if current is None:
-            info["current"] = ""
+        # the task being run (a beat between a claim and the task's start must not leave it blank)
+        info["current"] = current.claimed.raw if current is not None else ""
         info.update(self.sampler.sample())
         return info
 
