@@ -61,6 +61,7 @@ def locked(tmp_path):
 # --- AUTH -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("source", ["url", "environment", "file"])
+@pytest.mark.slow
 def test_password_from_url_environment_or_file_lets_the_cli_and_a_worker_in(locked, tmp_path, source):
     session = small_session(tmp_path)
     plain = f"redis://127.0.0.1:{locked.port}/0"
@@ -88,6 +89,7 @@ def test_password_from_url_environment_or_file_lets_the_cli_and_a_worker_in(lock
         assert PASSWORD not in text
 
 
+@pytest.mark.slow
 def test_a_missing_or_wrong_password_is_a_clear_error_not_a_traceback(locked, tmp_path):
     url = f"redis://127.0.0.1:{locked.port}/0"
     for env in (clean_env(REDIS_URL=url), clean_env(REDIS_URL=url, REDIS_PASSWORD="wrong-password-123")):
@@ -127,6 +129,7 @@ def tls_server(tmp_path):
 
 
 @needs_tls
+@pytest.mark.slow
 def test_tls_worker_cli_and_status_with_a_ca_file(tls_server, tmp_path):
     session = small_session(tmp_path)
     url = f"rediss://127.0.0.1:{tls_server.port}/0"
@@ -194,6 +197,7 @@ def as_user(server: EmbeddedRedis, user: str, password: str) -> str:
     return f"redis://{user}:{password}@127.0.0.1:{server.port}/0"
 
 
+@pytest.mark.slow
 def test_the_worker_user_drains_a_session_and_needs_nothing_more(acl_server, tmp_path):
     """The sample pipeline (Python and command handlers, job key/values) plus a planted invalid
     message, drained by two worker processes logged in as the worker user: nothing denied."""
@@ -213,6 +217,7 @@ def test_the_worker_user_drains_a_session_and_needs_nothing_more(acl_server, tmp
     assert WORKER_PW not in log
 
 
+@pytest.mark.slow
 def test_the_worker_user_reclaims_a_dead_workers_tasks(acl_server, tmp_path):
     """Crash (the supervisor reclaims at once) and a vanished host (another worker reaps under
     the reaper lock), both as the worker user."""
@@ -264,6 +269,7 @@ def test_the_worker_user_cannot_touch_anything_else(acl_server):
         assert admin.get("billing:invoice:1") == "42"
 
 
+@pytest.mark.slow
 def test_the_read_only_user_reads_a_snapshot_but_cannot_write(acl_server, tmp_path):
     session = small_session(tmp_path)
     with Engine(resolve_redis(acl_server.url)) as admin:
@@ -298,6 +304,7 @@ def test_the_read_only_user_reads_a_snapshot_but_cannot_write(acl_server, tmp_pa
 
 # --- secrets in outputs -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_secrets_never_appear_in_any_output(locked, tmp_path):
     """The password in logs, status (table, --json, --export), the snapshot header, events,
     exception messages, outcome records and the processes' command lines."""
@@ -344,6 +351,7 @@ HOSTILE = "$(touch pwned); `touch pwned2` && rm -rf / ; echo 'x' \"y\" > pwned3"
 
 
 @pytest.mark.parametrize("shell", [False, True])
+@pytest.mark.slow
 def test_untrusted_values_reach_a_command_as_one_literal_argument(engine, r, redis_url, tmp_path, shell):
     script = ("import json,sys; open(sys.argv[1],'w').write(json.dumps(sys.argv[2:]))")
     if shell:
@@ -377,6 +385,7 @@ def test_hostile_names_in_a_session_file_are_refused_and_nothing_is_enqueued(red
     assert r.dbsize() == 0, "nothing may be enqueued from a refused file"
 
 
+@pytest.mark.slow
 def test_a_planted_message_with_hostile_names_never_becomes_a_key_or_a_path(engine, r, redis_url, tmp_path):
     session = small_session(tmp_path, items=1)
     initialize_session(engine, load_session(session))
@@ -397,6 +406,7 @@ def test_a_planted_message_with_hostile_names_never_becomes_a_key_or_a_path(engi
     assert outputs(tmp_path) == ["i0"]
 
 
+@pytest.mark.slow
 def test_symphony_acl_prints_and_applies_the_rules(tmp_path):
     """The operator's path: symphony acl prints the rule (password only as a hash) or applies it;
     a worker then drains a session as that user."""
@@ -430,6 +440,7 @@ def tui(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 @needs_tls
+@pytest.mark.slow
 def test_the_console_works_over_tls_and_never_shows_the_password(tls_server, tmp_path):
     session = small_session(tmp_path)
     env = clean_env(REDIS_URL=f"rediss://:{PASSWORD}@127.0.0.1:{tls_server.port}/0")
@@ -442,6 +453,7 @@ def test_the_console_works_over_tls_and_never_shows_the_password(tls_server, tmp
     assert PASSWORD not in svg + out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_the_console_watches_as_the_read_only_user(acl_server, tmp_path):
     """Watch mode under the reader: the screen fills; the only thing refused is reaping (it writes),
     which the console skips with a warning."""

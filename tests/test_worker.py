@@ -32,6 +32,7 @@ def inflight_total(r) -> int:
     return sum(r.llen(f"symphony:inflight:{w}") for w in r.zrange("symphony:workers", 0, -1))
 
 
+@pytest.mark.slow
 def test_sample_session_drains_end_to_end_with_burst(redis_url, r, tmp_path):
     tasks = sample_tasks(tmp_path, seconds=0.0)
     out = symphony(redis_url, "initialize", cwd=tmp_path)
@@ -67,6 +68,7 @@ def one_stage_session(tmp_path: Path, handler: str, items, *, params=None, timeo
     return write_session(tmp_path / f"{name}.yaml", name, "pipe.yaml", items, root=str(tmp_path / "data"))
 
 
+@pytest.mark.slow
 def test_sigkill_mid_task_is_reclaimed_and_completed(engine, r, redis_url, tmp_path):
     session = one_stage_session(tmp_path, "tests.handlers:hang_first_attempt", ["x1"], params={"hang": 60})
     init(engine, session)
@@ -87,6 +89,7 @@ def test_sigkill_mid_task_is_reclaimed_and_completed(engine, r, redis_url, tmp_p
         worker.stop()
 
 
+@pytest.mark.slow
 def test_whole_host_lost_is_reclaimed_by_another_worker_within_three_heartbeats(engine, r, redis_url, tmp_path):
     """SIGKILL the supervisor and its children together (a VM that vanishes): another worker
     reclaims the task once the lease lapses."""
@@ -115,6 +118,7 @@ def test_whole_host_lost_is_reclaimed_by_another_worker_within_three_heartbeats(
             rescuer.stop()
 
 
+@pytest.mark.slow
 def test_always_failing_task_ends_failed_with_its_error_while_others_complete(engine, r, redis_url, tmp_path):
     items = [f"i{n}" for n in range(6)]
     session = one_stage_session(tmp_path, "tests.handlers:fail_some", items, params={"bad": ["i3"]},
@@ -133,6 +137,7 @@ def test_always_failing_task_ends_failed_with_its_error_while_others_complete(en
 
 
 @pytest.mark.parametrize("kind", ["python", "command"])
+@pytest.mark.slow
 def test_stage_timeout_ends_as_timed_out(engine, r, redis_url, tmp_path, kind):
     if kind == "python":
         session = one_stage_session(tmp_path, "tests.handlers:hang", ["slow", "fast"], timeout=1.0,
@@ -152,6 +157,7 @@ def test_stage_timeout_ends_as_timed_out(engine, r, redis_url, tmp_path, kind):
         worker.stop()
 
 
+@pytest.mark.slow
 def test_two_sessions_of_one_role_are_both_served(engine, r, redis_url, tmp_path):
     first = one_stage_session(tmp_path, "tests.handlers:ok", [f"a{n}" for n in range(30)], name="first")
     second = write_session(tmp_path / "second.yaml", "second", "pipe.yaml", [f"b{n}" for n in range(30)],
@@ -166,6 +172,7 @@ def test_two_sessions_of_one_role_are_both_served(engine, r, redis_url, tmp_path
     assert set(order[:10]) == {"first", "second"}, f"one session starved the other: {order[:10]}"
 
 
+@pytest.mark.slow
 def test_sigterm_exits_cleanly_and_leaves_nothing_in_flight(engine, r, redis_url, tmp_path):
     session = one_stage_session(tmp_path, "tests.handlers:ok", [f"i{n}" for n in range(20)], params={"seconds": 0.3})
     init(engine, session)
@@ -180,6 +187,7 @@ def test_sigterm_exits_cleanly_and_leaves_nothing_in_flight(engine, r, redis_url
     assert counts["work|completed"] + r.llen("work:s1") == 20  # nothing lost
 
 
+@pytest.mark.slow
 def test_sigterm_hands_back_a_task_that_does_not_finish_in_time(engine, r, redis_url, tmp_path):
     session = one_stage_session(tmp_path, "", ["long"], command=["{python}", "-c", "import time; time.sleep(30)"])
     init(engine, session)
@@ -192,6 +200,7 @@ def test_sigterm_hands_back_a_task_that_does_not_finish_in_time(engine, r, redis
     assert inflight_total(r) == 0 and stats(r, "s1")["work|running"] == 0
 
 
+@pytest.mark.slow
 def test_redis_restart_under_a_running_worker(own_redis, tmp_path):
     url = own_redis.url
     engine = Engine(resolve_redis(url))
@@ -218,6 +227,7 @@ def test_redis_restart_under_a_running_worker(own_redis, tmp_path):
         engine.close()
 
 
+@pytest.mark.slow
 def test_an_idle_worker_blocks_instead_of_polling(own_redis, tmp_path):
     """With nothing to do, a worker process makes about one request a second (a blocking BLPOP on
     its roles' bells, then one look at the ready sets), plus its heartbeat. On a server of its

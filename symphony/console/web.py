@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from symphony.engine import ConfigError, RedisConfig, register_secret
+from symphony.engine import ConfigError, RedisConfig, SharedOptions, register_secret
 
 DEFAULT_PORT = 8000
 DEFAULT_BIND = "127.0.0.1"
@@ -159,29 +159,26 @@ def serve(options: WebOptions, command: str, environment: Mapping[str, str], *, 
     return server.run()
 
 
-def run(args: argparse.Namespace, say) -> int:
+def run(args: argparse.Namespace, options: SharedOptions, say) -> int:
     """``symphony-tui --web``: check the options, start the demo if asked, serve until stopped."""
-    from symphony.engine import resolve_redis
-
-    options = web_options(args)
+    web = web_options(args)
     if args.azure:
         raise ConfigError("--web and --azure do not go together: run 'symphony metrics collect' beside the web "
                           "console (every browser tab would otherwise start a collector)")
-    config = resolve_redis(args.redis, password_file=args.redis_password_file, ca_file=args.redis_ca_file)
-    password_file = args.redis_password_file
-    tasks_dir = args.tasks
+    config, password_file, tasks_dir = options.redis, getattr(args, "redis_password_file", None), args.tasks
     demo = None
     try:
         if args.demo:
             from .demo import Demo
 
             say("symphony-tui: starting the demo (embedded Redis, workers, the sample session)…")
-            demo = Demo(redis_url=args.redis, processes=args.processes)
+            demo = Demo(options=options, processes=args.processes)
             demo.start()
             config, password_file, tasks_dir = demo.config, None, str(demo.tasks_dir)
         command = console_command(refresh=args.refresh, tasks_dir=tasks_dir, export_dir=args.export_dir,
-                                  key_file=args.encryption_key_file)
-        return serve(options, command, console_environment(config, password_file), say=say)
+                                  key_file=options.key_file,
+                                  extra=("--log-level", options.log_level, "--log-format", options.log_format))
+        return serve(web, command, console_environment(config, password_file), say=say)
     finally:
         if demo is not None:
             say("symphony-tui: stopping the demo…")

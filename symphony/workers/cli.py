@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from symphony.engine import ConfigError, SymphonyError, is_name, load_key, resolve_redis
+from symphony.engine import ConfigError, SymphonyError, add_shared_options, is_name, shared_options
 
 from .logs import setup_logging
 from .options import WorkerOptions
@@ -17,9 +17,10 @@ examples:
   symphony-worker --pool windows --processes 4          # a Windows VM of the scan pipeline
   symphony-worker --roles detection --nice 10           # only detection, at low CPU priority
   symphony-worker --burst                               # serve every stage, exit when no work is left
-environment:
-  SYMPHONY_REDIS_URL / REDIS_URL, REDIS_PASSWORD, REDIS_PASSWORD_FILE, REDIS_CA_FILE,
-  SYMPHONY_KEY / SYMPHONY_KEY_FILE (AES key: encrypted task data and job values, docs/security.md)
+environment (every variable Symphony reads: docs/configuration.md):
+  SYMPHONY_REDIS_URL / REDIS_URL, REDIS_PASSWORD, SYMPHONY_REDIS_PASSWORD_FILE / REDIS_PASSWORD_FILE,
+  SYMPHONY_REDIS_CA_FILE / REDIS_CA_FILE,
+  SYMPHONY_KEY_FILE / SYMPHONY_KEY (AES key: encrypted task data and job values, docs/security.md)
 """
 
 
@@ -34,13 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="", help="a name for these workers (default: the host name)")
     p.add_argument("--burst", action="store_true", help="exit when no work is left for the served stages")
     p.add_argument("--nice", type=int, default=0, help="lower the CPU priority by this much (e.g. 10)")
-    p.add_argument("--redis", metavar="URL", help="Redis URL (default: $SYMPHONY_REDIS_URL, $REDIS_URL, "
-                                                   "or redis://127.0.0.1:6379/0)")
-    p.add_argument("--redis-password-file", metavar="FILE", help="read the Redis password from FILE")
-    p.add_argument("--redis-ca-file", metavar="FILE", help="CA certificate for rediss:// (TLS)")
-    p.add_argument("--encryption-key-file", metavar="FILE",
-                   help="AES key (hex or base64) of encrypted task data and job values (default: $SYMPHONY_KEY_FILE, "
-                        "$SYMPHONY_KEY); with a key, only encrypted task data is accepted")
     p.add_argument("--heartbeat", type=float, default=5.0, metavar="SECONDS",
                    help="heartbeat interval (default %(default)s)")
     p.add_argument("--lease", type=float, default=None, metavar="SECONDS",
@@ -57,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-interval", type=float, default=30.0, metavar="SECONDS",
                    help="record this host's CPU and memory once per this many seconds, for the console's history "
                         "(one sample per host however many processes run on it; 0 turns it off; default %(default)s)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_shared_options(p, log_level="INFO",
+                       key_help="AES key (hex or base64) of encrypted task data and job values (default: "
+                                "$SYMPHONY_KEY_FILE, $SYMPHONY_KEY); with a key, only encrypted task data is accepted")
     return p
 
 
@@ -78,20 +74,21 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
     if args.metrics_interval < 0:
         raise ConfigError("--metrics-interval must be 0 (off) or positive")
     roles = tuple(r.strip() for r in (args.roles or "").split(",") if r.strip())
-    config = resolve_redis(args.redis, password_file=args.redis_password_file, ca_file=args.redis_ca_file)
+    shared = shared_options(args)
+    config = shared.redis
     return WorkerOptions(redis_url=config.url, redis_password=config.password, redis_username=config.username,
                          redis_ca_file=config.ca_file, name=args.name, pool=args.pool, roles=roles,
                          processes=args.processes, burst=args.burst, nice=args.nice, heartbeat_s=args.heartbeat,
                          lease_s=lease, drain_timeout_s=args.drain_timeout, idle_wait_s=args.idle_wait,
                          prefetch=args.prefetch,
-                         log_level=args.log_level, skip_existing=not args.rerun_existing,
-                         encryption_key=load_key(args.encryption_key_file),
+                         log_level=shared.log_level, log_format=shared.log_format,
+                         skip_existing=not args.rerun_existing, encryption_key=shared.key,
                          metrics_interval_s=args.metrics_interval)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level, "supervisor")
+    setup_logging(args.log_level, "supervisor", args.log_format)
     try:
         options = options_from_args(args)
         if options.nice:

@@ -1,19 +1,8 @@
-"""Logging for workers: one line per event, secrets redacted."""
+"""Logging for workers: one line per event (text or JSON, engine.logsetup), secrets redacted."""
 from __future__ import annotations
 
-import logging
-import sys
-
-from symphony.engine import install_log_redaction
+from symphony.engine import configure_logging
 
 
-def setup_logging(level: str = "INFO", name: str = "") -> None:
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    prefix = f"[{name}] " if name else ""
-    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)-7s {prefix}%(message)s", "%H:%M:%S"))
-    root.addHandler(handler)
-    root.setLevel(getattr(logging, str(level).upper(), logging.INFO))
-    install_log_redaction(root)
+def setup_logging(level: str = "INFO", name: str = "", fmt: str = "text") -> None:
+    configure_logging(level, fmt, name=name)

@@ -521,7 +521,7 @@ def child_main(options: WorkerOptions, worker_id: str, stop_event, urgent_event,
     from .logs import setup_logging
 
     redact_standard_streams()  # what handlers print is masked like the log
-    setup_logging(options.log_level, worker_id)
+    setup_logging(options.log_level, worker_id, options.log_format)
     # the options carry what this process needs; handlers running in it never see the secrets
     for var in runner.SECRET_ENV + ("REDIS_PASSWORD_FILE", "SYMPHONY_REDIS_PASSWORD_FILE", "SYMPHONY_KEY_FILE"):
         os.environ.pop(var, None)
