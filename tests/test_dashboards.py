@@ -168,6 +168,7 @@ def sample_names(types: dict[str, str]) -> set[str]:
     return out
 
 
+@pytest.mark.slow
 def test_every_expression_names_metrics_the_exporter_exports(live):
     run_flaky_worker(live)
     samples, types = exported(live)
@@ -272,6 +273,7 @@ def prometheus(live, tmp_path):
         server.stop()
 
 
+@pytest.mark.slow
 def test_prometheus_evaluates_the_dashboard_and_fires_each_alert_when_it_should(live, prometheus):
     live["engine"].retry("flaky")  # its failed items run (and fail) again while Prometheus watches
     run_flaky_worker(live)  # 'flaky' has no work left after

@@ -63,6 +63,7 @@ def status_json(cli) -> dict:
     return json.loads(out)
 
 
+@pytest.mark.slow
 def test_the_scrape_parses_and_its_figures_equal_status_json(engine, redis_url, tmp_path, cli, exporter_of):
     items = [f"i{n}" for n in range(6)]
     initialize_session(engine, load_session(two_stage_session(tmp_path, items)))
@@ -146,6 +147,7 @@ def healthz(url: str) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
+@pytest.mark.slow
 def test_healthz_says_whether_redis_answers_and_the_figures_are_fresh(own_redis, exporter_of):
     engine = Engine(resolve_redis(own_redis.url), socket_timeout=2.0)
     try:
@@ -205,6 +207,7 @@ class Scraper:
                 if any(b < a for a, b in zip(values, values[1:]))]
 
 
+@pytest.mark.slow
 def test_counters_never_go_backwards_across_a_worker_crash_and_a_redis_restart(own_redis, tmp_path, exporter_of):
     url = own_redis.url
     engine = Engine(resolve_redis(url), socket_timeout=2.0)
@@ -256,6 +259,7 @@ def test_a_counter_lower_in_redis_than_before_is_not_exported_lower(engine, r, t
     assert value(scrape(exporter.url), "symphony_tasks_enqueued_total", **labels) == 7
 
 
+@pytest.mark.slow
 def test_symphony_metrics_serve_runs_answers_and_stops_on_sigterm(redis_url, tmp_path):
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "symphony.console.commands", "metrics", "serve", "--port",
@@ -289,6 +293,7 @@ def test_symphony_metrics_serve_refuses_a_port_in_use(redis_url, tmp_path):
     assert out.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in out.stderr
 
 
+@pytest.mark.slow
 def test_failure_totals_survive_a_retry_and_an_exporter_restart(engine, redis_url, tmp_path, exporter_of):
     """`symphony retry` takes failed items out of the failed state; the total of failures stays,
     kept by Redis (not by the exporter's memory: a new exporter reads the same total)."""
@@ -343,6 +348,7 @@ def test_slurm_jobs_and_the_servers_facts_equal_status_json(own_redis, cli, monk
                  maxmemory_policy="allkeys-lru") == 1
 
 
+@pytest.mark.slow
 def test_the_exporter_reads_everything_as_the_read_only_user(acl_server, tmp_path, exporter_of):
     """Run as `symphony acl reader`'s user, a scrape needs nothing it may not do: ACL LOG stays empty."""
     from tests.test_security import READER_PW, WORKER_PW, acl_log, as_user

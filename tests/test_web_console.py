@@ -84,6 +84,7 @@ def secret_redis(tmp_path):
     server.close()
 
 
+@pytest.mark.slow
 def test_the_console_in_headless_chromium_shows_the_queues_and_a_key_reaches_it(secret_redis, tmp_path):
     binary = chromium_binary()
     if binary is None:
@@ -147,6 +148,7 @@ def test_a_bad_token_file_is_refused_with_its_name(redis_url, tmp_path, token, m
     assert out.returncode == 2 and str(path) in out.stderr and message in out.stderr
 
 
+@pytest.mark.slow
 def test_with_a_token_every_request_needs_it_and_the_socket_only_its_own_page(redis_url, tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
