@@ -10,6 +10,7 @@ hammered by every scraper.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Callable
 
 from symphony.engine import DurationHistogram, Engine, ScaleSetCpu, Snapshot, describe_error, redact, redis_problem
 
+log = logging.getLogger("symphony.exporter")
 CACHE_S = 2.0  # a reading is reused for this long
 STALE_S = 30.0  # /healthz: figures older than this are stale
 SCALE_SET_WINDOW_S = 600.0  # machine metrics: only the latest point is exported
@@ -78,9 +80,13 @@ class ReadingCache:
             reading = self._read()
             self.reads += 1
             if reading.ok:
+                if latest is not None and not latest.ok:
+                    log.info("Redis answers again (after %d failed read(s))", self.errors)
                 self._good = reading
             else:
                 self.errors += 1
+                if latest is None or latest.ok or latest.error != reading.error:  # once per change, not per read
+                    log.warning("cannot read Redis: %s", reading.error)
             self._latest = reading
             return reading
 
