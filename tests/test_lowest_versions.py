@@ -35,8 +35,13 @@ def lower_bounds(requirements: list[str]) -> dict[str, str]:
     for requirement in requirements:
         match = REQUIREMENT.match(requirement)
         assert match, f"{requirement!r} declares no lower bound (name>=version)"
-        bounds[match.group(1).lower()] = match.group(3)
+        bounds[_canonical(match.group(1))] = match.group(3)
     return bounds
+
+
+def _canonical(name: str) -> str:
+    """A distribution's name as pip compares them (PEP 503): prometheus_client is prometheus-client."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _release(version: str) -> tuple[int, ...]:
@@ -83,7 +88,7 @@ def lowest(tmp_path_factory) -> Path:
     assert install.returncode == 0, "the lowest declared versions do not install together:\n" + install.stderr[-4000:]
     listed = subprocess.run([str(target / "bin" / "python"), "-m", "pip", "list", "--format", "json"],
                             capture_output=True, text=True, timeout=120, check=True)
-    got = {p["name"].lower(): p["version"] for p in json.loads(listed.stdout)}
+    got = {_canonical(p["name"]): p["version"] for p in json.loads(listed.stdout)}
     for name, version in bounds.items():
         assert _release(got.get(name, "0")) == _release(version), \
             f"{name}: installed {got.get(name)}, declared minimum {version}"
