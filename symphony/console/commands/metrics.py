@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from symphony.engine import Engine, redact
 
 from .. import fmt
-from .common import add_verb_options, engine_from_args, fail, print_json, table
+from .common import add_verb_options, engine_from_args, fail, print_json, service_log, table
 
 if TYPE_CHECKING:  # the collector is imported when it runs: 'metrics show' needs no Azure extra
     from symphony.azure.monitor import AzureMonitorConfig, CollectResult
@@ -152,18 +152,18 @@ def run_collect(args: argparse.Namespace) -> int:
         return fail(config.off_reason, 2)
     if not config.redis and not (config.jsonl or config.csv):
         return fail("--no-redis needs --jsonl or --csv (otherwise the samples go nowhere)", 2)
-    logging.getLogger("symphony.metrics").setLevel(logging.INFO)
+    say = service_log(args, "symphony-metrics", "symphony.metrics")
     engine: Engine | None = engine_from_args(args, client_name="symphony-metrics") if config.redis else None
     try:
         collector = AzureCollector(engine, config)
         where = [f"Redis {engine.display}"] if engine is not None else []
         where += [path for path in (config.jsonl, config.csv) if path]
         every = "once" if args.once else f"every {config.interval_s:g}s"
-        print(redact(f"Azure Monitor: {config.describe()}, {every}, into {', '.join(where)}"
-                     + ("" if args.once else "; Ctrl-C stops")), flush=True)
+        say(f"Azure Monitor: {config.describe()}, {every}, into {', '.join(where)}"
+            + ("" if args.once else "; Ctrl-C stops"))
 
         def show(result: "CollectResult") -> None:
-            print(redact(_poll_line(result)), flush=True)
+            say(_poll_line(result))
 
         try:
             result = collector.run(once=args.once, on_poll=show)
@@ -228,8 +228,8 @@ def run_serve(args: argparse.Namespace) -> int:
         return fail("--cache must be 0 or more and --stale-after more than 0", 2)
     from ..exporter import Exporter
 
+    service_log(args, "symphony-exporter", "symphony.exporter")
     log = logging.getLogger("symphony.exporter")
-    log.setLevel(logging.INFO)
     with engine_from_args(args, client_name="symphony-exporter") as engine:
         try:
             exporter = Exporter(engine, bind=args.bind, port=args.port, cache_s=cache_s, stale_after_s=stale_s)

@@ -19,7 +19,7 @@ import time
 from symphony.engine import ConfigError, JobSet, SlurmJob, shared_options, slurm_origin
 
 from .. import fmt
-from .common import add_verb_options, confirm, engine_from_args, fail, print_json, table
+from .common import add_verb_options, confirm, engine_from_args, fail, print_json, service_log, table
 
 HELP = "workers as SLURM jobs: batch script, submit, track their states, status, adapt, cleanup"
 SETS = [s.value for s in JobSet]
@@ -238,20 +238,22 @@ def run_track(args: argparse.Namespace) -> int:
             return 0
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        print(f"tracking SLURM jobs of cluster {tracker.cluster} every {args.interval:g}s (Ctrl-C stops)", flush=True)
+        say = service_log(args, "symphony-slurm-tracker", "symphony.slurm.tracker")
+        stamp = (lambda: "") if getattr(args, "log_format", "text") == "json" else (lambda: time.strftime("%H:%M:%S "))
+        say(f"tracking SLURM jobs of cluster {tracker.cluster} every {args.interval:g}s (Ctrl-C stops)")
         last = [""]
 
         def show(report) -> None:
             line = _report_line(report)
             if report.moved or report.error or line.split(" ")[0] != last[0].split(" ")[0]:
-                print(time.strftime("%H:%M:%S ") + line, flush=True)
+                say(stamp() + line)
             last[0] = line
 
         try:
             tracker.run(stop, show)
         except KeyboardInterrupt:
             pass
-        print("tracker stopped (the job ids stay recorded; start it again any time)", flush=True)
+        say("tracker stopped (the job ids stay recorded; start it again any time)")
     return 0
 
 
