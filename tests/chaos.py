@@ -140,7 +140,8 @@ class ChaosRun:
         return self.worker
 
     def children(self) -> list[psutil.Process]:
-        """The supervisor's worker processes (not multiprocessing's resource tracker)."""
+        """The supervisor's worker processes (not multiprocessing's resource tracker, if any; a
+        worker's handler executor is its own child, not the supervisor's)."""
         if self.worker is None:
             return []
         try:
@@ -150,7 +151,7 @@ class ChaosRun:
         out = []
         for proc in procs:
             try:
-                if "spawn_main" in " ".join(proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE:
+                if "resource_tracker" not in " ".join(proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE:
                     out.append(proc)
             except psutil.Error:
                 continue
@@ -191,10 +192,14 @@ class ChaosRun:
             return None
         victim = rng.choice(candidates)
         try:
+            executors = victim.children(recursive=True)  # they die with it (and ran its handlers)
             victim.send_signal(signal.SIGKILL)
         except psutil.Error:
             return None
-        self.killed[victim.pid] = time.time()
+        now = time.time()
+        self.killed[victim.pid] = now
+        for child in executors:
+            self.killed[child.pid] = now
         return victim.pid
 
     # --- audit --------------------------------------------------------------------------------

@@ -67,15 +67,27 @@ def one_stage_session(tmp_path: Path, handler: str, items, *, params=None, timeo
     return write_session(tmp_path / f"{name}.yaml", name, "pipe.yaml", items, root=str(tmp_path / "data"))
 
 
+def handler_pid(markers: Path, pattern: str) -> int:
+    """The pid of the process that ran a handler (its executor), from its marker file."""
+    wait_until(lambda: markers.is_dir() and list(markers.glob(pattern)), message=f"a marker {pattern}")
+    return int(list(markers.glob(pattern))[0].name.rsplit("-", 1)[1])
+
+
+def worker_of(handler: int) -> int:
+    """The worker process whose executor ran a Python handler: the executor's parent."""
+    import psutil
+
+    return psutil.Process(handler).ppid()
+
+
 def test_sigkill_mid_task_is_reclaimed_and_completed(engine, r, redis_url, tmp_path):
     session = one_stage_session(tmp_path, "tests.handlers:hang_first_attempt", ["x1"], params={"hang": 60})
     init(engine, session)
     worker = WorkerRun(redis_url, "--processes", "1", log_dir=tmp_path, heartbeat=0.5)
     try:
         markers = tmp_path / "data" / "markers"
-        wait_until(lambda: markers.is_dir() and list(markers.glob("started-*-1-*")), message="attempt 1 to start")
-        pid = int(list(markers.glob("started-*-1-*"))[0].name.rsplit("-", 1)[1])
-        os.kill(pid, signal.SIGKILL)
+        executor = handler_pid(markers, "started-*-1-*")
+        os.kill(worker_of(executor), signal.SIGKILL)  # the worker process, mid-task: its executor dies with it
         output = tmp_path / "data" / "s1" / "work" / "x1.json"
         wait_until(output.is_file, timeout=30, message="the reclaimed task to complete")
         assert json.loads(output.read_text())["attempt"] == 2  # attempt count raised

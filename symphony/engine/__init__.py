@@ -10,8 +10,8 @@ from .core import Engine
 from .crypto import CryptoError, Sealer, load_key, sealer_from
 from .embedded import EmbeddedRedis, find_server_binary, free_port
 from .enqueue import EnqueueResult
-from .errors import (ConfigError, Problem, RedisUnavailable, SessionConflict, SpecError, SymphonyError,
-                     UnknownSession)
+from .errors import (ConfigError, CredentialsRefused, Problem, RedisUnavailable, SessionConflict, SpecError,
+                     SymphonyError, UnknownSession)
 from .initialize import InitializeResult, initialize_session
 from .jobstore import JobStore
 from .keys import DEFAULT_KEYS, Keys
@@ -24,10 +24,14 @@ from .pipeline import Handler, Pipeline, Stage, load_pipeline
 from .metadata import register_source
 from .reclaim import ReclaimReport
 from .repair import RepairPlan, RepairResult, StagePlan
-from .redaction import install_log_redaction, redact, redact_standard_streams, redact_url, register_secret
+from .lost import LostReport
+from .redaction import (SECRET_ENVIRONMENT, drop_secret_environment, install_log_redaction, redact,
+                        redact_standard_streams, redact_url, register_environment_secrets, register_secret,
+                        without_secret_environment)
 from .session_file import Item, SessionRecord, SessionSpec, load_session
 from .snapshot import Event, QueueStatus, SessionStatus, Snapshot, WorkerStatus
 from .verify import VerificationReport, session_files, verify_paths
+from .worklog import LogLine
 
 __all__ = [
     "Backoff", "Beat", "CANCELLED", "Claimed", "ConfigError", "CryptoError", "Sealer", "load_key",
@@ -40,6 +44,8 @@ __all__ = [
     "free_port", "install_log_redaction", "is_name", "is_unavailable", "load_pipeline", "load_session",
     "name_problem", "redact", "redact_standard_streams", "redis_problem", "redact_url", "register_secret",
     "resolve_redis", "Decision", "OutcomeKind", "SessionState", "after_failure",
+    "CredentialsRefused", "LogLine", "LostReport", "SECRET_ENVIRONMENT", "drop_secret_environment",
+    "register_environment_secrets", "without_secret_environment",
     # operator verbs (issue 3)
     "CancelResult", "Failure", "PurgeResult", "QueueInfo", "RepairPlan", "RepairResult", "RetryResult",
     "SessionDetail", "StagePlan", "VerificationReport", "register_source", "session_files", "verify_paths",

@@ -39,7 +39,7 @@ from urllib.parse import quote
 
 from .errors import ConfigError
 from .metrics import AZURE_RETENTION_S, AzureSample, store_azure, write_collector_status
-from .redaction import redact, register_secret
+from .redaction import redact, register_environment_secrets
 
 log = logging.getLogger("symphony.metrics")
 
@@ -55,7 +55,6 @@ METRICS_HOST = "metrics.monitor.azure.com"  # regional endpoint: https://<region
 BATCH_MAX = 50  # resource ids per metrics:getBatch call
 DISCOVERY_EVERY_S = 600.0
 MAX_BACKOFF_S = 900.0
-SECRET_ENV = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_PASSWORD")
 FATAL = ("auth", "forbidden", "throttled", "network")  # problems that every other call would hit too
 INSTALL_HINT = "the Azure packages are not installed: pip install 'redis-symphony[azure]'"
 
@@ -437,9 +436,8 @@ class FileSink:
 
 # --- the Azure side ------------------------------------------------------------------------------
 def register_azure_secrets(env: Mapping[str, str] | None = None) -> None:
-    env = os.environ if env is None else env
-    for name in SECRET_ENV:
-        register_secret(env.get(name))
+    """Mask the Azure client secrets of the environment (every variable of SECRET_ENVIRONMENT)."""
+    register_environment_secrets(env)
 
 
 def default_credential() -> Any:

@@ -16,7 +16,8 @@ from .crypto import CryptoError, Sealer, task_aad
 from .enqueue import EnqueueResult, enqueue
 from .jobstore import JobStore, last_job
 from .keys import DEFAULT_KEYS, Keys
-from .lease import WorkerLink
+from .lease import Finish, WorkerLink
+from .lost import LostReport, why_lost
 from .messages import Task
 from .metrics import (HOST_BUCKET_S, HOST_RETENTION_S, CollectorStatus, HostCpu, HostMetricsWriter, ScaleSetCpu,
                       read_collector_status, read_host_cpu, read_scale_set_cpu)
@@ -24,6 +25,7 @@ from .reclaim import ReclaimReport, lapsed_workers, reap, reclaim_worker
 from .records import RecordCache
 from .session_file import SessionRecord
 from .snapshot import Snapshot, read_snapshot, work_remaining
+from .worklog import LogLine, read_lines, write_lines
 
 
 class Engine:
@@ -117,6 +119,19 @@ class Engine:
         if lapsed is None:
             lapsed, _, _ = lapsed_workers(self.client, self.keys)
         return reap(self.client, self.keys, self.records, list(lapsed), lock_ttl_s)
+
+    def why_lost(self, worker_id: str, finish: Finish, *, resent: bool = False) -> LostReport:
+        """Why ``finish`` came back ``lost``: its lease was reclaimed, an earlier attempt of the
+        same report was recorded (``resent``), or Redis no longer had it at all."""
+        return why_lost(self.client, self.keys, worker_id, finish, resent=resent)
+
+    def worker_log(self, worker_id: str, count: int = 100, *, after: str | None = None) -> tuple[LogLine, ...]:
+        """A worker process's recent log lines, oldest first (``after``: only those after that id)."""
+        return read_lines(self.client, self.keys, worker_id, count, after=after)
+
+    def write_worker_log(self, worker_id: str, lines, *, ttl_ms: int) -> int:
+        """Append ``(at_ms, level, message)`` lines (already redacted) to a worker's log stream."""
+        return write_lines(self.client, self.keys, worker_id, lines, ttl_ms=ttl_ms)
 
     def item_stage(self, session: str, item: str) -> str | None:
         """The stage where ``item`` is queued, retrying or in flight (None: it finished or stopped)."""

@@ -35,7 +35,7 @@ from .yamlfile import Locator, load_yaml
 
 OUTPUT_FIELDS = frozenset({"root", "session", "stage", "item"})
 COMMAND_FIELDS = frozenset({"root", "session", "stage", "item", "input", "output", "attempt", "python"})
-STAGE_KEYS = ("name", "aliases", "pool", "handler", "command", "shell", "output", "timeout",
+STAGE_KEYS = ("name", "aliases", "pool", "handler", "command", "shell", "stdout", "output", "timeout",
               "max_attempts", "retry_backoff", "retry_timeouts", "params", "description")
 DEFAULT_KEYS = ("pool", "timeout", "max_attempts", "retry_backoff", "retry_timeouts")
 TOP_KEYS = ("pipeline", "description", "defaults", "stages")
@@ -52,13 +52,15 @@ class Handler:
     target: str = ""  # module:function for python
     argv: tuple[str, ...] = ()  # command template, one element per argument
     shell: bool = False  # run ``argv[0]`` through the shell (only when asked)
+    stdout_is_output: bool = False  # a command whose stdout is the stage's output (``stdout: output``)
 
     def to_dict(self) -> dict[str, Any]:
         if self.kind == "python":
             return {"handler": self.target}
-        if self.shell:
-            return {"command": self.argv[0], "shell": True}
-        return {"command": list(self.argv)}
+        data: dict[str, Any] = {"command": self.argv[0], "shell": True} if self.shell else {"command": list(self.argv)}
+        if self.stdout_is_output:
+            data["stdout"] = "output"
+        return data
 
 
 @dataclass(frozen=True)
@@ -219,7 +221,13 @@ def _parse_handler(raw: Mapping[str, Any], path: tuple, loc: Locator, params: Ma
             return None
         if raw.get("shell"):
             problems.append(loc.problem(path + ("shell",), "'shell' only applies to a 'command' handler"))
+        if "stdout" in raw:
+            problems.append(loc.problem(path + ("stdout",), "'stdout' only applies to a 'command' handler"))
         return Handler("python", target=target)
+    stdout = raw.get("stdout")
+    if stdout is not None and (stdout != "output" or raw.get("output") is None):
+        problems.append(loc.problem(path + ("stdout",), "stdout may only be 'output' (the command's stdout is the "
+                                                         "stage's output), on a stage with an output"))
     command, shell = raw["command"], raw.get("shell", False)
     if not isinstance(shell, bool):
         problems.append(loc.problem(path + ("shell",), f"shell must be true or false, not {shell!r}"))
@@ -250,7 +258,7 @@ def _parse_handler(raw: Mapping[str, Any], path: tuple, loc: Locator, params: Ma
             if name not in known:
                 problems.append(loc.problem(path + ("command", index),
                                             f"unknown placeholder {{{name}}} (known: {', '.join(sorted(known))})"))
-    return Handler("command", argv=argv, shell=shell)
+    return Handler("command", argv=argv, shell=shell, stdout_is_output=stdout == "output")
 
 
 def _parse_output(value: Any, path: tuple, loc: Locator, problems: list[Problem]) -> str | None:

@@ -6,10 +6,12 @@ import logging
 import os
 import sys
 
-from symphony.engine import ConfigError, SymphonyError, is_name, load_key, resolve_redis
+from symphony.engine import (ConfigError, SymphonyError, drop_secret_environment, is_name, load_key, redact,
+                             register_environment_secrets, resolve_redis)
 
-from .logs import setup_logging
+from .logs import FORMATS, setup_logging
 from .options import WorkerOptions
+from .process import not_dumpable
 from .supervisor import Supervisor
 
 EPILOG = """\
@@ -57,7 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-interval", type=float, default=30.0, metavar="SECONDS",
                    help="record this host's CPU and memory once per this many seconds, for the console's history "
                         "(one sample per host however many processes run on it; 0 turns it off; default %(default)s)")
+    p.add_argument("--wait-for-redis", type=float, default=None, metavar="SECONDS",
+                   help="give up (exit 2) when Redis does not answer for this long (default: wait forever; "
+                        "with --burst, 30 s; 0: forever)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-format", default="text", choices=FORMATS,
+                   help="text lines, or one JSON object a line (time, level, worker, session, stage, item, "
+                        "attempt, message) (default %(default)s)")
     return p
 
 
@@ -78,27 +86,37 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
     if args.metrics_interval < 0:
         raise ConfigError("--metrics-interval must be 0 (off) or positive")
     roles = tuple(r.strip() for r in (args.roles or "").split(",") if r.strip())
+    if args.wait_for_redis is not None and args.wait_for_redis < 0:
+        raise ConfigError("--wait-for-redis must be 0 (forever) or positive")
     config = resolve_redis(args.redis, password_file=args.redis_password_file, ca_file=args.redis_ca_file)
-    return WorkerOptions(redis_url=config.url, redis_password=config.password, redis_username=config.username,
-                         redis_ca_file=config.ca_file, name=args.name, pool=args.pool, roles=roles,
+    return WorkerOptions(redis=config, name=args.name, pool=args.pool, roles=roles,
                          processes=args.processes, burst=args.burst, nice=args.nice, heartbeat_s=args.heartbeat,
                          lease_s=lease, drain_timeout_s=args.drain_timeout, idle_wait_s=args.idle_wait,
-                         prefetch=args.prefetch,
-                         log_level=args.log_level, skip_existing=not args.rerun_existing,
-                         encryption_key=load_key(args.encryption_key_file),
-                         metrics_interval_s=args.metrics_interval)
+                         prefetch=args.prefetch, log_level=args.log_level, log_format=args.log_format,
+                         skip_existing=not args.rerun_existing, encryption_key=load_key(args.encryption_key_file),
+                         metrics_interval_s=args.metrics_interval, give_up_s=args.wait_for_redis)
+
+
+def forget_secrets_of_this_process() -> None:
+    """The options now hold what the workers need: no secret stays where a child could see it
+    (the environment it inherits, the command line its ``sys.argv`` is copied from)."""
+    drop_secret_environment()
+    sys.argv[:] = [redact(arg) for arg in sys.argv]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level, "supervisor")
+    setup_logging(args.log_level, "supervisor", args.log_format)
+    register_environment_secrets()
     try:
         options = options_from_args(args)
+        forget_secrets_of_this_process()
+        not_dumpable()
         if options.nice:
             from .priority import lower_priority
 
             lower_priority(options.nice)  # children inherit it; they do not lower it again
-            options = WorkerOptions(**{**options.__dict__, "nice": 0})
+            options = options.but(nice=0)
         return Supervisor(options).run()
     except SymphonyError as exc:
         logging.getLogger("symphony").error("%s", exc)
