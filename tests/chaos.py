@@ -493,3 +493,38 @@ def poison(workdir: Path, *, items: int = 40, processes: int = 2) -> Figures:
         figures.details["outcomes"] = outcomes
         figures.details["root"] = str(run.data)
     return figures
+
+
+def hostile_handlers(workdir: Path, *, items: int = 40, processes: int = 2, timeout: float = 2.0) -> Figures:
+    """Handlers that misbehave: one holds the GIL in a catastrophic regex for minutes (past its
+    ``timeout``), one raises SystemExit, one KeyboardInterrupt, one ends its own process with
+    os._exit. Python handlers run in each worker's executor: the worker keeps beating (no lease
+    lapses, nothing is reclaimed or runs twice), ends the regex at its timeout, and records each
+    as that task's failure; no worker process is replaced; every other item completes."""
+    extra = ["gil-1", "exit-1", "interrupt-1", "die-1"]
+    figures = Figures("hostile handlers", items, processes)
+    with ChaosRun(workdir, items, processes, handler="tests.handlers:hostile", max_attempts=2, timeout=timeout,
+                  extra_items=extra) as run:
+        run.start_workers()
+        before = {p.pid for p in run.children()}
+        figures.faults = len(extra)
+
+        def all_done() -> bool:
+            s = run.stats()
+            stopped = sum(s.get(f"{st}|{k}", 0) for st in STAGES for k in ("failed", "timed_out"))
+            running = sum(s.get(f"{st}|running", 0) for st in STAGES)
+            return s.get(f"{STAGES[-1]}|completed", 0) >= items and stopped >= len(extra) and running == 0
+
+        wait_until(all_done, timeout=120, interval=0.1, message=f"the hostile handlers to settle ({run.stats()})")
+        run.audit(figures, explained=lambda pid, started: False)
+        figures.worker_restarts = len(before - {p.pid for p in run.children()})
+        with run.client() as c:
+            outcomes = {k: json.loads(v) for k, v in c.hgetall(f"symphony:outcomes:{SESSION}").items()}
+        hostile = defaultdict(int)
+        for marker in run.markers.glob("hostile-*"):
+            hostile[marker.name.split("-", 2)[2].rsplit("-", 2)[0]] += 1
+        figures.notes.append("; ".join(f"{k}: {v['state']} after {v['attempts']}" for k, v in sorted(outcomes.items())))
+        figures.details["outcomes"] = outcomes
+        figures.details["runs"] = dict(hostile)
+        assert run.inflight_total() == 0
+    return figures

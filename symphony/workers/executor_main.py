@@ -89,6 +89,7 @@ class Executor:
         self._callables: dict[str, Callable[..., Any]] = {}
         self._kv_lock = threading.Lock()
         self._skip = False
+        self._env: dict[str, str] = {}  # the handler variables set last (only changes are set again)
 
     # --- what the worker asks -------------------------------------------------------------------
     def serve(self) -> int:
@@ -124,8 +125,15 @@ class Executor:
         return self._skip
 
     # --- one task -------------------------------------------------------------------------------
+    def _set_env(self, env: dict[str, Any]) -> None:
+        for key, value in env.items():
+            value = str(value)
+            if self._env.get(key) != value:
+                os.environ[str(key)] = value
+                self._env[key] = value
+
     def run_one(self, n: int, spec: dict[str, Any]) -> dict[str, Any]:
-        os.environ.update({str(k): str(v) for k, v in (spec.get("env") or {}).items()})
+        self._set_env(spec.get("env") or {})
         store = RemoteJobStore(self, n)
         started = time.monotonic()
         try:
