@@ -103,6 +103,26 @@ def test_a_missing_or_wrong_password_is_a_clear_error_not_a_traceback(locked, tm
     assert "refused the credentials" in log and "Traceback" not in log and "wrong-password-123" not in log
 
 
+def test_refused_credentials_are_a_typed_error_not_a_text_to_search(locked):
+    """The supervisor told refused credentials (stop) from an unreachable server (wait) by
+    searching the exception's text for "credentials"."""
+    from symphony.engine import CredentialsRefused, RedisUnavailable
+
+    for password in (None, "wrong-password-123"):
+        with Engine(resolve_redis(f"redis://127.0.0.1:{locked.port}/0", env={"REDIS_PASSWORD": password} if password
+                                  else {})) as engine:
+            with pytest.raises(CredentialsRefused):
+                engine.ping()
+    with Engine(resolve_redis(f"redis://:{PASSWORD}@127.0.0.1:{locked.port}/0")) as engine:
+        assert engine.ping()
+    from symphony.engine import free_port
+
+    with Engine(resolve_redis(f"redis://127.0.0.1:{free_port()}/0")) as engine:
+        with pytest.raises(RedisUnavailable) as unreachable:
+            engine.ping()
+        assert not isinstance(unreachable.value, CredentialsRefused)
+
+
 # --- TLS --------------------------------------------------------------------------------------
 
 def _tls_binary() -> str | None:
@@ -338,6 +358,30 @@ def test_secrets_never_appear_in_any_output(locked, tmp_path):
     assert PASSWORD.encode().hex() not in dump
 
 
+def test_json_worker_logs_are_one_object_a_line_with_the_task_and_no_secret(locked, tmp_path):
+    leak_file = tmp_path / "pw-for-handler"
+    leak_file.write_text(PASSWORD)
+    session = small_session(tmp_path, items=2, handler="tests.handlers:leak_secret", params={"file": str(leak_file)})
+    url = f"redis://:{PASSWORD}@127.0.0.1:{locked.port}/0"
+    env = clean_env(REDIS_URL=url)
+    assert cli("initialize", str(session), env=env).returncode == 0
+    worker = WorkerRun(url, "--burst", "--processes", "1", "--log-format", "json", log_dir=tmp_path, env=env)
+    assert worker.wait(60) == 0, worker.output()
+    log = worker.output()
+    worker.stop()
+    assert PASSWORD not in log
+    records = [json.loads(line) for line in log.splitlines() if line.strip()]  # every line is one object
+    assert all(set(r) == {"time", "level", "worker", "session", "stage", "item", "attempt", "message"}
+               for r in records)
+    failures = [r for r in records if "failed after 1 attempt" in r["message"]]
+    assert len(failures) == 2 and all(r["session"] == "sec" and r["stage"] == "work" and r["attempt"] == 1
+                                      for r in failures)
+    assert {r["item"] for r in failures} == {"i0", "i1"} and all(r["level"] == "WARNING" for r in failures)
+    printed = [r for r in records if r["message"].startswith("about to fail with")]
+    assert printed and all(r["message"] == "about to fail with ***" for r in printed), printed
+    assert records[0]["time"].startswith(("19", "20")) and records[0]["time"].endswith("+00:00")
+
+
 # --- no shell, no path escape, no key injection ---------------------------------------------------
 
 HOSTILE = "$(touch pwned); `touch pwned2` && rm -rf / ; echo 'x' \"y\" > pwned3"
@@ -564,6 +608,7 @@ def test_no_secret_reaches_a_handler_environment_command_line_or_memory(locked, 
 
                 parent = psutil.Process(pid).ppid()
                 assert memory_contains(parent, PASSWORD.encode()), "the memory scan does not work"
+                assert PASSWORD not in " ".join(psutil.Process(parent).cmdline()), "in the worker's command line"
                 for needle in needles:
                     assert not memory_contains(pid, needle), f"a secret is in the memory of the {stage} handler"
             os.kill(pid, signal.SIGKILL)  # enough seen: end this handler (its task fails)

@@ -491,3 +491,22 @@ def test_a_workers_recent_lines_are_in_redis_and_symphony_logs_prints_them(engin
             follow.wait(10)
     finally:
         worker.stop()
+
+
+def test_worker_options_hold_the_one_redis_config(monkeypatch):
+    """WorkerOptions used to re-spell RedisConfig field by field (url, password, username, CA)."""
+    from symphony.engine import RedisConfig
+    from symphony.workers.cli import build_parser, options_from_args
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("SYMPHONY_REDIS_URL", raising=False)
+    args = build_parser().parse_args(["--redis", "redis://someone:s3cret-pw@example.org:6380/2", "--burst",
+                                      "--log-format", "json", "--wait-for-redis", "5"])
+    options = options_from_args(args)
+    assert isinstance(options.redis, RedisConfig)
+    assert (options.redis.username, options.redis.password) == ("someone", "s3cret-pw")
+    assert options.redis.display == "redis://someone:***@example.org:6380/2"
+    assert options.log_format == "json" and options.give_up_after_s == 5.0
+    assert options_from_args(build_parser().parse_args(["--burst"])).give_up_after_s == 30.0
+    assert options_from_args(build_parser().parse_args([])).give_up_after_s is None
+    assert "s3cret-pw" not in repr(options)

@@ -97,11 +97,19 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
                          metrics_interval_s=args.metrics_interval, give_up_s=args.wait_for_redis)
 
 
-def forget_secrets_of_this_process() -> None:
+def forget_secrets_of_this_process() -> bool:
     """The options now hold what the workers need: no secret stays where a child could see it
-    (the environment it inherits, the command line its ``sys.argv`` is copied from)."""
+    (the environment it inherits, the command line its ``sys.argv`` is copied from). True if a
+    secret was on the command line."""
     drop_secret_environment()
-    sys.argv[:] = [redact(arg) for arg in sys.argv]
+    scrubbed = [redact(arg) for arg in sys.argv]
+    on_command_line = scrubbed != sys.argv
+    sys.argv[:] = scrubbed
+    if on_command_line:
+        logging.getLogger("symphony").warning(
+            "the Redis password is on this command line, where ps shows it to every user of this machine; "
+            "use --redis-password-file or REDIS_PASSWORD instead")
+    return on_command_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,14 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     register_environment_secrets()
     try:
         options = options_from_args(args)
-        forget_secrets_of_this_process()
+        secret_on_command_line = forget_secrets_of_this_process()
         not_dumpable()
         if options.nice:
             from .priority import lower_priority
 
             lower_priority(options.nice)  # children inherit it; they do not lower it again
             options = options.but(nice=0)
-        return Supervisor(options).run()
+        return Supervisor(options, secret_on_command_line=secret_on_command_line).run()
     except SymphonyError as exc:
         logging.getLogger("symphony").error("%s", exc)
         return 2

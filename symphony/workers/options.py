@@ -10,7 +10,7 @@ from .stopping import set_from_signal_handler  # noqa: F401  (where it used to l
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    redis: RedisConfig = field(default_factory=RedisConfig)  # where Redis is and how to log in
+    redis: RedisConfig = field(default_factory=RedisConfig, repr=False)  # where Redis is and how to log in
     name: str = ""
     pool: str | None = None
     roles: tuple[str, ...] = ()

@@ -38,8 +38,10 @@ EXIT_UNAVAILABLE = 2  # the supervisor's exit status when Redis refused it or ne
 STOP_GRACE_S = 15.0  # beyond the drain timeout, before a child that does not stop is killed
 
 
-def start_method() -> str:
-    return "fork" if sys.platform.startswith("linux") else "spawn"
+def start_method(*, secret_on_command_line: bool = False) -> str:
+    """Fork on Linux; spawn elsewhere, and wherever a secret was on the command line (a forked
+    child would show it in ``ps`` again, a spawned one has a command line of its own)."""
+    return "fork" if sys.platform.startswith("linux") and not secret_on_command_line else "spawn"
 
 
 @dataclass
@@ -53,9 +55,9 @@ class Slot:
 
 
 class Supervisor:
-    def __init__(self, options: WorkerOptions):
+    def __init__(self, options: WorkerOptions, *, secret_on_command_line: bool = False):
         self.options = options
-        self.ctx = mp.get_context(start_method())
+        self.ctx = mp.get_context(start_method(secret_on_command_line=secret_on_command_line))
         self.stop_event = self.ctx.Event()
         self.urgent_event = self.ctx.Event()
         self.summaries = self.ctx.SimpleQueue()
