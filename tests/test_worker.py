@@ -320,22 +320,26 @@ def test_systemexit_keyboardinterrupt_and_os_exit_fail_their_task_not_the_worker
 
 
 def test_handlers_get_their_task_in_the_environment(engine, r, redis_url, tmp_path):
-    """SYMPHONY_SESSION, SYMPHONY_STAGE, SYMPHONY_ITEM and SYMPHONY_ATTEMPT, for a Python handler (in
-    its executor's os.environ) and a command; the command's stdout is its output (stdout: output)."""
+    """SYMPHONY_SESSION, SYMPHONY_STAGE, SYMPHONY_ITEM, SYMPHONY_ATTEMPT and SYMPHONY_ITEM_INPUT (the
+    item's own input, at every stage: a later stage's {input} is the previous stage's output), for
+    a Python handler (in its executor's os.environ) and a command, whose stdout is its output."""
     printer = "import json,os; print(json.dumps(dict((k,v) for k,v in sorted(os.environ.items()) if k.startswith('SYMPHONY_'))))"
     stages = [{"name": "py", "pool": "p", "handler": "tests.handlers:handler_env",
                "output": "{root}/{session}/{stage}/{item}.json"},
               {"name": "cmd", "pool": "p", "command": ["{python}", "-c", printer], "stdout": "output",
                "output": "{root}/{session}/{stage}/{item}.json"}]
     write_pipeline(tmp_path / "pipe.yaml", stages)
-    init(engine, write_session(tmp_path / "s1.yaml", "s1", "pipe.yaml", ["a1"], root=str(tmp_path / "data")))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a1.txt").write_text("the item's own input")
+    init(engine, write_session(tmp_path / "s1.yaml", "s1", "pipe.yaml", ["a1"], root=str(tmp_path / "data"),
+                               input=str(tmp_path / "in" / "{item}.txt")))
     worker = WorkerRun(redis_url, "--burst", "--processes", "1", log_dir=tmp_path)
     assert worker.wait(60) == 0, worker.output()
     worker.stop()
     for stage in ("py", "cmd"):
         seen = json.loads((tmp_path / "data" / "s1" / stage / "a1.json").read_text())
         assert seen == {"SYMPHONY_ATTEMPT": "1", "SYMPHONY_ITEM": "a1", "SYMPHONY_SESSION": "s1",
-                        "SYMPHONY_STAGE": stage}, (stage, seen)
+                        "SYMPHONY_STAGE": stage, "SYMPHONY_ITEM_INPUT": str(tmp_path / "in" / "a1.txt")}, (stage, seen)
 
 
 def test_a_command_whose_stdout_is_its_output_writes_it_atomically(engine, r, redis_url, tmp_path):

@@ -57,7 +57,8 @@ class Job:
     plan: StagePlan
     attempts: int  # attempts made, this one included
     meta: dict
-    input: str | None
+    input: str | None  # the previous stage's output, or (first stage) the item's own input
+    item_input: str | None  # the item's own input (the session's input template, or the item's), at any stage
     final: str | None  # the output's final name
     temp: str | None  # where the handler writes it
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -75,7 +76,7 @@ class Job:
         """The variables every handler gets."""
         c = self.claimed
         return {"SYMPHONY_SESSION": c.session, "SYMPHONY_STAGE": self.stage.name, "SYMPHONY_ITEM": c.item,
-                "SYMPHONY_ATTEMPT": str(self.attempts)}
+                "SYMPHONY_ATTEMPT": str(self.attempts), "SYMPHONY_ITEM_INPUT": self.item_input or ""}
 
 
 class Dispatcher:
@@ -123,14 +124,16 @@ class Dispatcher:
             return Finish(claimed, Outcome(FAILED, error=f"task data rejected: {exc}"), attempts=attempts)
         record, stage = plan.record, plan.stage
         final = stage.output_path(record.root, task.session, task.item) if stage.output is not None else None
+        item_input = record.input_path(task.item, meta)
         if plan.previous is None:
-            input_path = record.input_path(task.item, meta)
+            input_path = item_input
         else:
             input_path = plan.previous.output_path(record.root, task.session, task.item)
         if final and self.options.skip_existing and os.path.exists(final):
             return Finish(claimed, Outcome(DONE, error="output already existed"), next_stage=plan.next_name,
                           attempts=attempts)
-        job = Job(claimed, plan, attempts, meta, input_path, final, runner.temp_output(final) if final else None)
+        job = Job(claimed, plan, attempts, meta, input_path, item_input, final,
+                  runner.temp_output(final) if final else None)
         error = runner.prepare_output(final) if final else None
         if error:
             return self._failed(job, runner.RunResult(runner.ERROR, error=error))
@@ -261,7 +264,8 @@ def _context(job: Job) -> dict[str, Any]:
     """The JobContext fields of ``job`` (all but kv and log, which the executor makes)."""
     c = job.claimed
     return {"session": c.session, "stage": job.stage.name, "item": c.item, "attempt": job.attempts,
-            "input": job.input, "output": job.temp, "final_output": job.final, "root": job.plan.record.root,
+            "input": job.input, "item_input": job.item_input, "output": job.temp, "final_output": job.final,
+            "root": job.plan.record.root,
             "params": dict(job.plan.params), "meta": job.meta}
 
 
