@@ -133,6 +133,10 @@ class Engine:
         """Append ``(at_ms, level, message)`` lines (already redacted) to a worker's log stream."""
         return write_lines(self.client, self.keys, worker_id, lines, ttl_ms=ttl_ms)
 
+    def keep_worker_log(self, worker_id: str, *, ttl_ms: int) -> None:
+        """Renew the TTL of a worker's log stream (its heartbeat does, so a quiet worker keeps its log)."""
+        self.client.pexpire(self.keys.worker_log(worker_id), int(ttl_ms))
+
     def item_stage(self, session: str, item: str) -> str | None:
         """The stage where ``item`` is queued, retrying or in flight (None: it finished or stopped)."""
         return self.client.hget(self.keys.live(session), item)

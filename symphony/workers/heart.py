@@ -29,12 +29,13 @@ log = logging.getLogger("symphony.worker")
 class Heart(threading.Thread):
     def __init__(self, engine: Engine, link: WorkerLink, *, heartbeat_s: float, lease_s: float,
                  info: Callable[[], dict[str, object]], registry_changed: Callable[[], None],
-                 host_metrics=None):
+                 host_metrics=None, log_ttl_ms: int | None = None):
         super().__init__(name="heartbeat", daemon=True)
         self.engine, self.link = engine, link
         self.heartbeat_s, self.lease_s = heartbeat_s, lease_s
         self.info, self.registry_changed = info, registry_changed
         self.host_metrics = host_metrics
+        self.log_ttl_ms = log_ttl_ms  # the worker's log stream lives as long as its hash
         self.epoch: str | None = None  # the registry's epoch at the last beat
         self.known = False  # the last beat found this worker registered
         self._exit = threading.Event()
@@ -70,6 +71,7 @@ class Heart(threading.Thread):
             return None
         self._down_since = None
         self._record_host(beat.now_ms, info)
+        self._keep_log()
         lost = self.known and not beat.known
         if lost:
             log.warning("Redis no longer knew this worker: its lease lapsed and its tasks were reclaimed, "
@@ -100,6 +102,14 @@ class Heart(threading.Thread):
             self.engine.reap(lapsed, lock_ttl_s=max(5.0, self.lease_s))
         except Exception as exc:  # noqa: BLE001 - another worker or the next beat reaps them
             log.debug("reap failed: %s", describe_error(exc))
+
+    def _keep_log(self) -> None:
+        if self.log_ttl_ms is None:
+            return
+        try:
+            self.engine.keep_worker_log(self.link.worker_id, ttl_ms=self.log_ttl_ms)
+        except Exception as exc:  # noqa: BLE001 - the next beat tries again
+            log.debug("could not renew the log's TTL: %s", describe_error(exc))
 
     def _record_host(self, now_ms: int, info: dict[str, object]) -> None:
         """The host's sample for the console's history: one call per time bucket at most, and

@@ -54,7 +54,7 @@ class WorkerProcess:
         self.dispatcher = Dispatcher(self.engine, options, self.executor, self.stopping)
         self.loop = TaskLoop(self.engine, self.link, options, self.stopping, self.dispatcher)
         self.heart = Heart(self.engine, self.link, heartbeat_s=options.heartbeat_s, lease_s=options.lease_s,
-                           info=self.info, registry_changed=self._registry_changed,
+                           info=self.info, registry_changed=self._registry_changed, log_ttl_ms=log_ttl_ms(options),
                            host_metrics=self.engine.host_metrics_writer(options.pool, self.sampler.host,
                                                                         interval_s=options.metrics_interval_s))
 
