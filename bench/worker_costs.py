@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from .common import Group, Server, bench_env, load_now, temp_dir
+from .common import Group, Server, bench_env, load_now, temp_dir, wait_for
 
 BARE = """
 import subprocess, sys, time, redis
@@ -111,7 +111,7 @@ def startup_case(server: Server, *, repeat: int) -> dict:
         group = Group([[sys.executable, "-m", "symphony.workers", "--roles", "first", "-n", "1", "--burst",
                         "--log-level", "WARNING"]], bench_env(server.url), str(workdir))
         try:
-            ran = float(_wait(lambda: server.client.get("bench:started"), 60))
+            ran = float(wait_for(lambda: server.client.get("bench:started"), 60, interval=0.002, what="the first task"))
             registered = None
             for key in server.client.keys("symphony:worker:*"):  # a bench Redis: nothing else in it
                 registered = float(server.client.hget(key, "started") or 0) or None
@@ -123,16 +123,6 @@ def startup_case(server: Server, *, repeat: int) -> dict:
     summary = {k: statistics.median([r[k] for r in runs if r[k] is not None] or [0]) for k in keys}
     return {"case": "startup", "runs": runs, "median": summary, "load": load_now()}
 
-
-def _wait(predicate, timeout: float):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("the first task did not start")
-        time.sleep(0.002)
 
 
 def record_start(ctx) -> None:

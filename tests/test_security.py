@@ -318,15 +318,22 @@ def test_the_read_only_user_reads_a_snapshot_but_cannot_write(acl_server, tmp_pa
 
 # --- secrets in outputs -------------------------------------------------------------------------
 
-def test_secrets_never_appear_in_any_output(locked, tmp_path):
-    """The password in logs, status (table, --json, --export), the snapshot header, events,
-    exception messages, outcome records and the processes' command lines."""
+def careless_session(locked, tmp_path) -> tuple[str, dict[str, str]]:
+    """Two tasks whose handler prints the password (read from a file) and fails with it in its
+    error; returns the server's URL (with the password) and the environment to reach it."""
     leak_file = tmp_path / "pw-for-handler"
     leak_file.write_text(PASSWORD)
     session = small_session(tmp_path, items=2, handler="tests.handlers:leak_secret", params={"file": str(leak_file)})
     url = f"redis://:{PASSWORD}@127.0.0.1:{locked.port}/0"
     env = clean_env(REDIS_URL=url)
     assert cli("initialize", str(session), env=env).returncode == 0
+    return url, env
+
+
+def test_secrets_never_appear_in_any_output(locked, tmp_path):
+    """The password in logs, status (table, --json, --export), the snapshot header, events,
+    exception messages, outcome records and the processes' command lines."""
+    url, env = careless_session(locked, tmp_path)
     worker = WorkerRun(url, "--processes", "1", "--log-level", "DEBUG", log_dir=tmp_path, env=env)
     try:
         with locked.client() as c:
@@ -359,12 +366,7 @@ def test_secrets_never_appear_in_any_output(locked, tmp_path):
 
 
 def test_json_worker_logs_are_one_object_a_line_with_the_task_and_no_secret(locked, tmp_path):
-    leak_file = tmp_path / "pw-for-handler"
-    leak_file.write_text(PASSWORD)
-    session = small_session(tmp_path, items=2, handler="tests.handlers:leak_secret", params={"file": str(leak_file)})
-    url = f"redis://:{PASSWORD}@127.0.0.1:{locked.port}/0"
-    env = clean_env(REDIS_URL=url)
-    assert cli("initialize", str(session), env=env).returncode == 0
+    url, env = careless_session(locked, tmp_path)
     worker = WorkerRun(url, "--burst", "--processes", "1", "--log-format", "json", log_dir=tmp_path, env=env)
     assert worker.wait(60) == 0, worker.output()
     log = worker.output()

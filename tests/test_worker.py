@@ -127,14 +127,27 @@ def test_whole_host_lost_is_reclaimed_by_another_worker_within_three_heartbeats(
             rescuer.stop()
 
 
+DATED = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} "
+
+
 def test_always_failing_task_ends_failed_with_its_error_while_others_complete(engine, r, redis_url, tmp_path):
+    """...and the log says so: every line dated, tasks named stage:item@session (not their raw
+    message), and a burst ends with a summary of what it did."""
+    import re
+
     items = [f"i{n}" for n in range(6)]
     session = one_stage_session(tmp_path, "tests.handlers:fail_some", items, params={"bad": ["i3"]},
                                 max_attempts=3, backoff=0.05)
     init(engine, session)
     worker = WorkerRun(redis_url, "--burst", "--processes", "2", log_dir=tmp_path)
     assert worker.wait(60) == 0, worker.output()
+    log = worker.output()
     worker.stop()
+    lines = [line for line in log.splitlines() if line.strip()]
+    assert lines and all(re.match(DATED, line) for line in lines), log
+    assert "work:i3@s1 failed (attempt 1 of 3)" in log and "work:i3@s1 failed after 3 attempt(s)" in log
+    assert '{"i":' not in log, "a task named by its raw message"
+    assert "burst finished: 5 done, 1 failed, 2 retried, 0 timed out in " in log, log
     counts = stats(r, "s1")
     assert counts["work|completed"] == 5 and counts["work|failed"] == 1 and counts["work|retried"] == 2
     record = json.loads(r.hget("symphony:outcomes:s1", "i3"))
@@ -413,27 +426,6 @@ def test_a_burst_worker_gives_up_on_a_redis_that_never_answers(tmp_path):
 
 
 # --- what the worker says ------------------------------------------------------------------------------
-
-DATED = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} "
-
-
-def test_log_lines_are_dated_name_tasks_and_a_burst_ends_with_a_summary(engine, r, redis_url, tmp_path):
-    import re
-
-    items = [f"i{n}" for n in range(6)]
-    session = one_stage_session(tmp_path, "tests.handlers:fail_some", items, params={"bad": ["i3"]},
-                                max_attempts=3, backoff=0.05)
-    init(engine, session)
-    worker = WorkerRun(redis_url, "--burst", "--processes", "2", log_dir=tmp_path)
-    assert worker.wait(60) == 0, worker.output()
-    log = worker.output()
-    worker.stop()
-    lines = [line for line in log.splitlines() if line.strip()]
-    assert lines and all(re.match(DATED, line) for line in lines), log
-    assert "work:i3@s1 failed (attempt 1 of 3)" in log and "work:i3@s1 failed after 3 attempt(s)" in log
-    assert '{"i":' not in log, "a task named by its raw message"
-    assert "burst finished: 5 done, 1 failed, 2 retried, 0 timed out in " in log, log
-
 
 def test_sigterm_hands_back_a_python_task_without_calling_the_worker_lost(engine, r, redis_url, tmp_path):
     """A Python task still running when the drain window closes is handed back; its worker used
