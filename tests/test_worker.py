@@ -506,3 +506,44 @@ def test_worker_options_hold_the_one_redis_config(monkeypatch):
     assert options_from_args(build_parser().parse_args(["--burst"])).give_up_after_s == 30.0
     assert options_from_args(build_parser().parse_args([])).give_up_after_s is None
     assert "s3cret-pw" not in repr(options)
+
+
+# --- the frames between a worker and its executor ---------------------------------------------------
+
+@pytest.mark.parametrize("reader_thread", [False, True], ids=["select", "reader-thread"])
+def test_frames_are_whole_json_objects_and_a_hostile_sender_cannot_block_or_fool_the_reader(reader_thread):
+    """The worker reads what handler code could write: a partial frame never blocks it past its
+    timeout, a huge announced length or a non-JSON frame is a protocol error (never unpickled,
+    never run). ``reader-thread`` is the path of platforms whose pipes cannot be selected."""
+    import struct
+    import time
+
+    from symphony.workers.channel import Channel, ChannelClosed, ProtocolError
+
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    sender, receiver = Channel(r2, w1), Channel(r1, w2, reader_thread=reader_thread)
+    try:
+        import threading
+
+        big = threading.Thread(target=sender.send, args=({"op": "done", "n": 0, "text": "x" * 300_000},))
+        big.start()  # larger than a pipe's buffer: it arrives in parts
+        assert receiver.poll(5)["text"] == "x" * 300_000
+        big.join(5)
+        assert receiver.poll(0.05) is None
+        os.write(w1, struct.pack(">I", 100) + b'{"op":')  # a frame that never completes
+        began = time.monotonic()
+        assert receiver.poll(0.3) is None and time.monotonic() - began < 5
+        os.write(w1, b'"x"}' + b" " * 90)
+        assert receiver.poll(5) == {"op": "x"}
+        for bad in (struct.pack(">I", 1 << 31), struct.pack(">I", 3) + b"\x80(.", struct.pack(">I", 2) + b"[]"):
+            os.write(w1, bad)
+            with pytest.raises(ProtocolError):
+                receiver.poll(5)
+            receiver._buffer.clear()
+        sender.close()
+        with pytest.raises(ChannelClosed):
+            receiver.poll(5)
+    finally:
+        sender.close()
+        receiver.close()
