@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import enqueue, memory, reclaim, repair, snapshot, throughput
+from . import enqueue, inline, memory, reclaim, repair, snapshot, throughput
 from .common import Server, load_now, machine_info, median, remove_temp_dirs
 from .systems import ALL, BY_NAME
 
-CASES = ("throughput", "enqueue", "memory", "snapshot", "repair", "reclaim")
+CASES = ("throughput", "enqueue", "inline", "memory", "snapshot", "repair", "reclaim")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class Sizes:
     min_tasks: int = 2000
     stages: tuple[int, ...] = (1, 4)
     enqueue_items: int = 100_000
+    inline_items: tuple[int, ...] = (100_000, 1_000_000)
     memory_items: int = 100_000
     memory_peer_items: int = 20_000
     snapshot_sessions: int = 1000
@@ -43,7 +44,8 @@ class Sizes:
     reclaim_heartbeat: float = 1.0
 
 
-SMOKE = Sizes(window_s=0.3, min_tasks=200, enqueue_items=2000, memory_items=1000, memory_peer_items=500,
+SMOKE = Sizes(window_s=0.3, min_tasks=200, enqueue_items=2000, inline_items=(2000,), memory_items=1000,
+              memory_peer_items=500,
               snapshot_sessions=20, snapshot_workers=10, snapshot_reps=3, scaling_queues=(10, 100), scaling_workers=5,
               scaling_reps=2, repair_items=2000, reclaim_heartbeat=0.5)
 
@@ -112,6 +114,21 @@ def case_enqueue(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]:
                                       "load_verify_s": median(x["load_verify_s"] for x in runs)}}
 
 
+def case_inline(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]:
+    runs = []
+    for items in sizes.inline_items:
+        for r in range(args.rounds):
+            log(f"  initialize of {items} inline items, round {r + 1}")
+            runs.append({**inline.run_one(server, items=items), "load": load_now()})
+    summary = {}
+    for items in sizes.inline_items:
+        got = [x for x in runs if x["items"] == items]
+        summary[str(items)] = {key: median(x[key] for x in got) for key in
+                               ("rate", "total_s", "peak_rss_mb", "verify_rate", "verify_s", "verify_peak_rss_mb",
+                                "enqueue_s")}
+    return {"runs": runs, "summary": summary}
+
+
 def case_memory(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]:
     log(f"  memory: {sizes.memory_items} items queued, then drained")
     sym = memory.symphony(server, items=sizes.memory_items, processes=args.processes)
@@ -156,7 +173,7 @@ def case_reclaim(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]:
     return {"runs": runs, "summary": summary, "peers_default": reclaim.PEER_DEFAULTS}
 
 
-RUNNERS = {"throughput": case_throughput, "enqueue": case_enqueue, "memory": case_memory,
+RUNNERS = {"throughput": case_throughput, "enqueue": case_enqueue, "inline": case_inline, "memory": case_memory,
            "snapshot": case_snapshot, "repair": case_repair, "reclaim": case_reclaim}
 
 
@@ -175,6 +192,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if "enqueue" in results:
         rate = results["enqueue"]["summary"]["rate"]
         add("enqueue", "initialize items/s (verification included)", rate, ">= 50000", rate >= 50_000)
+    if "inline" in results:
+        for items, s in results["inline"]["summary"].items():
+            add(f"inline {int(items):,}", "initialize items/s, items written inline (verification included)", s["rate"],
+                ">= 50000", s["rate"] >= 50_000)
     if "memory" in results:
         per = results["memory"]["symphony"]["queued_bytes_per_task"]
         add("memory", "bytes per queued task", per, "<= 200", per <= 200)
@@ -206,6 +227,11 @@ def print_table(results: dict[str, Any]) -> None:
         s = results["enqueue"]["summary"]
         print(f"enqueue: {s['items']} items in {s['total_s']:.3f}s = {s['rate']:.0f} items/s "
               f"(load+verify {s['load_verify_s']:.3f}s)")
+    if "inline" in results:
+        for items, s in results["inline"]["summary"].items():
+            print(f"inline: initialize of {int(items):,} items written one per line: {s['rate']:.0f} items/s "
+                  f"({s['total_s']:.2f}s, peak RSS {s['peak_rss_mb']:.0f} MB); verification alone "
+                  f"{s['verify_rate']:.0f} items/s ({s['verify_s']:.2f}s, {s['verify_peak_rss_mb']:.0f} MB)")
     if "memory" in results:
         m = results["memory"]["symphony"]
         print(f"memory: {m['queued_bytes_per_task']} bytes per queued task (message {m['message_bytes']} bytes); "

@@ -8,7 +8,9 @@ Every scenario ends with the same audit, from the files on disk and the accounti
   execution leaves (``ran-<stage>-<item>-<attempt>-<pid>``); at-least-once allows them, but
   each must trace to a fault that explains it (a worker process we killed); ``untraced`` counts
   the rest (must be 0);
-* **double completions**: a stage counted completed more than once per item (must be 0).
+* **double completions**: a stage counted completed more than once per item (must be 0);
+* **done**: the items each stage counts done, once each (``<stage>|done``): every item once
+  at the end, however many executions, kills, losses and repairs happened.
 
 No sleep is used to wait for a state: the harness polls (``wait_until``). The only sleeps are
 the faults themselves (how long Redis stays down) and the pace of the kill driver.
@@ -110,6 +112,7 @@ class ChaosRun:
         self.worker: WorkerRun | None = None
         self.engine: Engine | None = None
         self.killed: dict[int, float] = {}  # pid -> when we killed it
+        self.killed_at_ms: dict[int, int] = {}  # pid -> server time just before the kill
         self.count_on_disk = False  # settled() counts final outputs instead of completions
         self.started = time.monotonic()
 
@@ -185,12 +188,29 @@ class ChaosRun:
             raise AssertionError(f"{exc}; stats now {self.stats()}, {self.final_outputs()} final outputs; "
                                  f"worker log tail:\n{self.worker.output()[-3000:] if self.worker else ''}") from None
 
+    def registered_pids(self) -> set[int]:
+        """Pids of the worker processes that have registered (beaten at least once): only those
+        have a lease for the supervisor to reclaim and a ``worker_lost`` event to show for it."""
+        with self.client() as c:
+            ids = c.zrange("symphony:workers", 0, -1)
+            with c.pipeline(transaction=False) as pipe:
+                for worker_id in ids:
+                    pipe.hget(f"symphony:worker:{worker_id}", "pid")
+                pids = pipe.execute()
+        return {int(p) for p in pids if p}
+
     # --- faults -------------------------------------------------------------------------------
     def kill_random_worker(self, rng: random.Random) -> int | None:
-        candidates = self.children()
-        if not candidates:
-            return None
+        """SIGKILL one worker process that has registered, waiting (with a deadline) for one:
+        a process killed while it is still starting (under load, spawning and importing take
+        seconds) holds no lease, so nothing is reclaimed and no kill could be traced."""
+        def registered() -> list[psutil.Process]:
+            pids = self.registered_pids()
+            return [p for p in self.children() if p.pid in pids and p.pid not in self.killed]
+
+        candidates = wait_until(registered, timeout=60, interval=0.05, message="a registered worker process to kill")
         victim = rng.choice(candidates)
+        at = self.server_ms()
         try:
             executors = victim.children(recursive=True)  # they die with it (and ran its handlers)
             victim.send_signal(signal.SIGKILL)
@@ -198,6 +218,7 @@ class ChaosRun:
             return None
         now = time.time()
         self.killed[victim.pid] = now
+        self.killed_at_ms[victim.pid] = at
         for child in executors:
             self.killed[child.pid] = now
         return victim.pid
@@ -214,6 +235,7 @@ class ChaosRun:
         figures.failed = sum(s.get(f"{st}|{k}", 0) for st in STAGES for k in ("failed", "timed_out"))
         figures.reclaimed = sum(s.get(f"{st}|reclaimed", 0) for st in STAGES)
         figures.double_completions = sum(max(0, s.get(f"{st}|completed", 0) - len(self.items)) for st in STAGES)
+        figures.details["done"] = {st: s.get(f"{st}|done", 0) for st in STAGES}
         with self.client() as c:
             outcomes = c.hgetall(f"symphony:outcomes:{SESSION}")
         stopped = set(outcomes)
@@ -282,26 +304,36 @@ def worker_kills(workdir: Path, *, items: int = 150, processes: int = 3, interva
     with ChaosRun(workdir, items, processes, seconds=seconds) as run:
         run.start_workers()
         end = time.monotonic() + duration
-        kill_ms: dict[int, int] = {}
         while time.monotonic() < end and not run.settled():
-            at = run.server_ms()
-            pid = run.kill_random_worker(rng)
-            if pid is not None:
-                kill_ms[pid] = at
+            run.kill_random_worker(rng)
             time.sleep(interval)  # the driver's pace, not a synchronisation
+        kill_ms = run.killed_at_ms
         figures.faults = len(run.killed)
         run.wait_settled()
         run.audit(figures)
+
         # recovery: kill -> worker_lost event naming a worker whose pid we killed
-        with run.client() as c:
-            lost_events = [(int(i.split("-")[0]), f) for i, f in c.xrange("symphony:events") if f.get("kind") == "worker_lost"]
+        def reclaimed() -> tuple[list, list[float]]:
+            with run.client() as c:
+                events = [(int(i.split("-")[0]), f) for i, f in c.xrange("symphony:events")
+                          if f.get("kind") == "worker_lost"]
+            found = []
+            for pid, at in kill_ms.items():
+                after = [ms for ms, f in events if ms >= at and f"process {pid} " in f.get("msg", "")]
+                if after:
+                    found.append((min(after) - at) / 1000)
+            return events, found
+
+        # a process killed while idle near the end may be reclaimed after the session settled
+        try:
+            wait_until(lambda: len(reclaimed()[1]) == len(kill_ms), timeout=60, interval=0.1,
+                       message="the supervisor to reclaim every killed process")
+        except AssertionError:
+            pass  # reported below as "n of m kills reclaimed"
+        lost_events, delays = reclaimed()
         figures.worker_restarts = len(lost_events)
-        delays = []
-        for pid, at in kill_ms.items():
-            after = [ms for ms, f in lost_events if ms >= at and f"process {pid} " in f.get("msg", "")]
-            if after:
-                delays.append((min(after) - at) / 1000)
         figures.recover_s = max(delays) if delays else None
+        figures.details["kills_reclaimed"] = len(delays)
         figures.notes.append(f"{len(delays)} of {len(kill_ms)} kills reclaimed by the supervisor")
         assert run.inflight_total() == 0
     return figures

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from symphony.console.backend import PollResult
 from symphony.console.history import CpuSeries
-from symphony.engine import Event, Failure, QueueStatus, SessionDetail, SessionStatus, Snapshot, WorkerStatus
+from symphony.console.sources import DetailSource, WorkerSource
+from symphony.engine import (Event, HostCpu, OutcomeKind, OutcomeRecord, QueueStatus, SessionDetail, SessionStatus,
+                             Snapshot, WorkerStatus)
 
 T0 = 1_790_000_000.0  # server time of the first snapshot
 STAGES = ("rvm", "preprocess", "detection", "process")
@@ -80,6 +82,19 @@ def events(t: float) -> tuple[Event, ...]:
     return tuple(base)
 
 
+def worker_events(t: float) -> tuple[Event, ...]:
+    """The results stream of one busy worker: its last dozen tasks."""
+    out = []
+    for i in range(12):
+        kind = "failed" if i == 4 else ("retry" if i == 7 else "completed")
+        out.append(Event(id=f"{int((t - 3 - 9 * i) * 1000)}-0", time=t - 3 - 9 * i, kind=kind,
+                         session="block7-2026-06-01", stage="preprocess" if i % 2 else "rvm", item=f"row-{160 - i:03d}",
+                         message="exit code 2: frames.bin not found" if kind != "completed" else "",
+                         attempts=3 if kind == "failed" else (2 if kind == "retry" else 1),
+                         duration_ms=400 + 37 * i, worker="win-vm0-0-a1b2c3"))
+    return tuple(out)
+
+
 def snapshot(t: float = T0) -> Snapshot:
     return Snapshot(taken_at=t, redis=DISPLAY, queues=queues(t), sessions=sessions(t), workers=workers(),
                     events=events(t), used_memory=12_345_678)
@@ -108,20 +123,34 @@ class FakeBackend:
         self.polls += 1
         return PollResult(snapshot(t), scale_sets(t))
 
-    def detail(self, session: str) -> SessionDetail:
+    def detail(self, session: str) -> DetailSource:
         snap = snapshot(T0 + 30)
         status = next(s for s in snap.sessions if s.name == session)
         failures = (
-            Failure(item="row-077", stage="preprocess", state="failed", error="exit code 2: frames.bin not found",
-                    stderr="reading /data/block7/rvm/row-077.json\nTraceback (most recent call last):\n"
-                           "  File \"preprocess.py\", line 41, in main\nFileNotFoundError: frames.bin\n",
-                    attempts=3, at=T0 + 27.5, worker="win-vm0-1-d4e5f6"),
-            Failure(item="row-042", stage="detection", state="timed_out", error="timed out after 60s",
-                    stderr="loading model weights\n", attempts=3, at=T0 + 23, worker="lnx-vm0-0-778899"),
+            OutcomeRecord(item="row-077", stage="preprocess", state=OutcomeKind.FAILED,
+                          error="exit code 2: frames.bin not found",
+                          stderr="reading /data/block7/rvm/row-077.json\nTraceback (most recent call last):\n"
+                                 "  File \"preprocess.py\", line 41, in main\nFileNotFoundError: frames.bin\n",
+                          attempts=3, at_ms=int((T0 + 27.5) * 1000), worker="win-vm0-1-d4e5f6"),
+            OutcomeRecord(item="row-042", stage="detection", state=OutcomeKind.TIMED_OUT, error="timed out after 60s",
+                          stderr="loading model weights\n", attempts=3, at_ms=int((T0 + 23) * 1000),
+                          worker="lnx-vm0-0-778899"),
         )
-        return SessionDetail(status=status, queues=tuple(q for q in snap.queues if q.session == session),
-                             failures=failures, last_job_id="process:row-110",
-                             last_job={"clusters": "447", "yield_kg": "53.64", "vines": "38"}, file=status.file)
+        detail = SessionDetail(status=status, queues=tuple(q for q in snap.queues if q.session == session),
+                               failures=failures, last_job_id="process:row-110",
+                               last_job={"clusters": "447", "yield_kg": "53.64", "vines": "38"}, file=status.file)
+        return DetailSource(detail, snap.taken_at)
+
+    def worker(self, worker_id: str) -> WorkerSource:
+        t = T0 + 30
+        status = next((w for w in workers() if w.id == worker_id), None)
+        tasks = tuple(e for e in worker_events(t) if e.worker == worker_id)
+        host = None
+        if status is not None:
+            points = tuple((t - 3600 + 30 * i, 50 + (i * 17) % 45) for i in range(121))
+            host = HostCpu(host=status.host, pool=status.pool, current=points[-1][1], memory=41.0, cpus=8,
+                           last_seen=t, points=points)
+        return WorkerSource(worker_id, t, status, tasks, host)
 
     def session_files(self) -> list[Path]:
         return []

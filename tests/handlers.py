@@ -132,3 +132,18 @@ def see_secrets(ctx) -> None:
 def handler_env(ctx) -> None:
     """Record the SYMPHONY_* variables the handler's process has."""
     ctx.write_output_json({k: v for k, v in os.environ.items() if k.startswith("SYMPHONY_")})
+
+
+def slurm_kv(ctx) -> None:
+    """Record which SLURM job ran this task in the job's key/values, then as ``ok``."""
+    ctx.kv.set("slurm_job", os.environ.get("SLURM_JOB_ID", ""))
+    ok(ctx)
+
+
+def hang_in_slurm(ctx) -> None:
+    """Hang while running inside a SLURM job (so a test can cancel or time out the job mid-task);
+    finish at once anywhere else."""
+    _mark(ctx, "started")
+    if os.environ.get("SLURM_JOB_ID"):
+        time.sleep(float(ctx.params.get("hang", 300)))
+    ok(ctx)

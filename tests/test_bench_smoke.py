@@ -26,6 +26,7 @@ def test_bench_smoke_runs_every_case_and_writes_sane_json(tmp_path):
         assert summary["symphony"]["rate"] > 0 and summary["minimal"]["rate"] > 0, summary
         assert summary["minimal"]["symphony_ratio"] > 0
     assert data["enqueue"]["summary"]["rate"] > 0
+    assert data["inline"]["summary"]["2000"]["rate"] > 0 and data["inline"]["summary"]["2000"]["peak_rss_mb"] > 0
     assert data["memory"]["symphony"]["queued_bytes_per_task"] > 0
     assert data["memory"]["symphony"]["live_entries_left"] == 0
     assert data["snapshot"]["target"]["symphony"]["round_trips"] == 2

@@ -21,6 +21,10 @@ PROCESSES = chaos.env_int("SYMPHONY_CHAOS_PROCESSES", 3)
 SECONDS = chaos.env_float("SYMPHONY_CHAOS_SECONDS", 8.0)
 
 
+def every_item_done_once(figures: chaos.Figures) -> bool:
+    return all(n == figures.items for n in figures.details["done"].values())
+
+
 def report(capsys, figures: chaos.Figures) -> None:
     with capsys.disabled():
         print("\n" + figures.line())
@@ -38,8 +42,11 @@ def test_worker_kills_lose_nothing_and_every_duplicate_traces_to_a_kill(tmp_path
     assert figures.lost == 0
     assert figures.untraced == 0, "a task ran twice without a kill to explain it"
     assert figures.double_completions == 0 and figures.failed == 0
+    assert every_item_done_once(figures), figures.details["done"]
     assert figures.duplicates <= figures.faults  # at most one re-run per kill
-    assert figures.recover_s is not None and figures.recover_s < 5.0
+    # every kill was of a registered process, so each one must show as reclaimed by its supervisor
+    # (how fast is a figure, measured by bench/chaos.py, not asserted here)
+    assert figures.details["kills_reclaimed"] == figures.faults, figures.notes
 
 
 def test_redis_restart_with_aof_loses_nothing_and_workers_reconnect(tmp_path, capsys):
@@ -47,6 +54,7 @@ def test_redis_restart_with_aof_loses_nothing_and_workers_reconnect(tmp_path, ca
     report(capsys, figures)
     assert figures.lost == 0 and figures.failed == 0 and figures.double_completions == 0
     assert figures.duplicates == 0, "nothing may run twice: no worker died"
+    assert every_item_done_once(figures), figures.details["done"]
     assert figures.worker_restarts == 0, "workers must reconnect on their own, not be restarted"
     assert figures.reclaimed == 0, "no lease may be taken because Redis was down"
 
@@ -56,6 +64,7 @@ def test_network_trouble_no_crash_loop_no_stolen_lease(tmp_path, capsys):
     report(capsys, figures)
     assert figures.lost == 0 and figures.failed == 0 and figures.double_completions == 0
     assert figures.duplicates == 0 and figures.reclaimed == 0, "a live worker's lease was stolen"
+    assert every_item_done_once(figures), figures.details["done"]
     assert figures.worker_restarts == 0, "a worker process crashed"
     assert "worker_lost events 0" in figures.notes[-1]
 
@@ -88,6 +97,9 @@ def test_redis_loses_everything_and_repair_restores_every_missing_task(tmp_path,
     assert figures.lost == 0 and figures.failed == 0 and figures.double_completions == 0
     assert figures.untraced == 0, "a task ran twice although it was not running when Redis lost it"
     assert figures.duplicates <= PROCESSES, "at most the tasks in flight at the loss run again"
+    # the counters were lost with everything else: repair restored what the disk proves, and
+    # each item is done once per stage, whatever ran again
+    assert every_item_done_once(figures), figures.details["done"]
 
 
 def test_hostile_handlers_fail_their_own_task_and_never_starve_the_lease(tmp_path, capsys):

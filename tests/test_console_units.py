@@ -11,6 +11,7 @@ from symphony.console import fmt
 from symphony.console.history import HEARTBEATS, HeartbeatCpu, QueueRates, pool_cpu
 from symphony.console.panels.queues import QueuesPanel
 from symphony.console.poller import Poller
+from symphony.console.sources import MainSource
 from symphony.engine import QueueStatus, Snapshot
 from tests.console_fakes import T0, snapshot
 from tests.console_helpers import until
@@ -23,6 +24,41 @@ def test_formatting():
     assert fmt.size(48_000_000) == "46M" and fmt.size(None) == "–"
     assert fmt.rate(None) == "–" and fmt.rate(12) == "12.0/min" and fmt.rate(141.2) == "141/min"
     assert fmt.join_counts([("s1", 4), ("s2", 0), ("s3", 1)]) == "s1 4, s3 1"
+
+
+def test_one_formatting_module_for_both_front_ends():
+    import pytest
+
+    from symphony.engine import ConfigError
+
+    assert fmt.parse_duration("90") == 90 and fmt.parse_duration("15m") == 900 and fmt.parse_duration("2d") == 172800
+    assert fmt.parse_duration(None, 3600.0) == 3600.0
+    with pytest.raises(ConfigError, match="'soon' is not a duration"):
+        fmt.parse_duration("soon")
+    assert fmt.bar(0, 10, 10) == "░" * 10 and fmt.bar(10, 10, 10) == "█" * 10
+    assert fmt.bar(1, 1000, 10).startswith("█") and fmt.bar(999, 1000, 10).endswith("░")  # never 0 or full early
+    assert fmt.fraction(999, 1000) == "99%" and fmt.fraction(28, 24) == "100%"
+    from symphony.console.commands import metrics, status  # the CLI prints with the same module
+
+    assert metrics.fmt is fmt and status.fmt is fmt
+
+
+def test_columns_drop_by_priority_and_flexible_ones_share_the_rest():
+    from rich.text import Text
+
+    from symphony.console.panels.base import Column, clip, fit
+
+    columns = (Column("name", "name", flex=True, min_width=6), Column("a", "a", priority=2),
+               Column("b", "b", priority=1), Column("c", "c"))
+    widths = (30, 10, 10, 10)
+    assert fit(columns, widths, 80) == ((0, 1, 2, 3), ())  # everything fits
+    assert fit(columns, widths, 60) == ((0, 1, 2, 3), ((0, 22),))  # the flexible column shrinks first
+    shown, sized = fit(columns, widths, 40)
+    assert shown == (0, 2, 3) and sized == ((0, 14),)  # then the highest priority number drops
+    assert fit(columns, widths, 20)[0] == (0, 3)  # priority 0 always stays
+    assert str(clip(Text("detection:row-131@block7-2026-06-01"), 22)) == "detection:row-131@…"
+    assert str(clip(Text("exit code 2: frames.bin not found"), 20)) == "exit code 2:…"
+    assert str(clip(Text("short"), 20)) == "short"
 
 
 def test_sparkline_buckets_take_the_peak_and_show_gaps():
@@ -81,10 +117,15 @@ def test_table_is_diffed_not_cleared():
 
     async def scenario():
         app = Host()
-        async with app.run_test() as pilot:
+        async with app.run_test(size=(160, 30)) as pilot:
             panel = app.query_one(QueuesPanel)
+
+            def update_data(snap):  # the two halves, as a poll runs them
+                data = QueuesPanel.prepare(MainSource(snap), panel.view_settings())
+                return panel.draw(data)
+
             s0 = snapshot(T0)
-            panel.update_data(s0, {})
+            await update_data(s0)
             table = panel.table
             assert table.row_count == 8
             table.move_cursor(row=2)
@@ -99,12 +140,12 @@ def test_table_is_diffed_not_cleared():
                     return _o(*a, **k)
                 setattr(table, {"add": "add_row", "remove": "remove_row", "clear": "clear",
                                 "update": "update_cell"}[name], spy)
-            panel.update_data(s0, {})  # same data: nothing touched
+            await update_data(s0)  # same data: nothing touched
             assert calls == {"add": 0, "remove": 0, "clear": 0, "update": 0}
             s1 = snapshot(T0 + 30)  # a few counters moved
-            panel.update_data(s1, {})
+            await update_data(s1)
             assert calls["clear"] == 0 and calls["add"] == 0 and calls["remove"] == 0 and 0 < calls["update"] < 20
-            panel.update_data(dataclasses.replace(s1, queues=s1.queues[:4]), {})  # a session went away
+            await update_data(dataclasses.replace(s1, queues=s1.queues[:4]))  # a session went away
             assert calls["remove"] == 4 and calls["clear"] == 0
             assert panel.cursor_key() == selected  # the selection stayed on its row
             panel.sort_by("queued")  # redrawn by a worker, off the key handler
@@ -224,10 +265,49 @@ def test_ten_thousand_queues_draw_a_bounded_table():
             table = app.queues.table
             await until(pilot, lambda: table.row_count == MAX_ROWS, message="the first draw")
             assert f"showing the first {MAX_ROWS} of 10000" in app.queues.border_title
+            sessions = app.main_screen.query_one("#sessions")
+            assert sessions.row_count == MAX_ROWS and "showing the first 500" in sessions.border_title
             await pilot.press("slash", *"s02499")
             await until(pilot, lambda: table.row_count == 4, message="the filter to reach the last session")
             await pilot.press("escape", "s")  # sorted by queued: the biggest queues first
             await until(pilot, lambda: table.row_count == MAX_ROWS and app.queues.sort_key == "queued"
                         and str(table.get_row_at(0)[2]) == "96", message="the sorted view")
+
+    asyncio.run(scenario())
+
+
+def test_activity_is_a_live_tail_the_newest_event_always_shows():
+    """More events than rows, new ones every poll: the first row in view is always the newest."""
+    from symphony.console.app import SymphonyApp
+    from symphony.console.backend import PollResult
+    from symphony.engine import Event
+
+    class Busy:
+        display = "redis://x"
+        polls = 0
+
+        def poll(self):
+            self.polls += 1
+            t = T0 + self.polls
+            events = tuple(Event(id=f"{int((t - i * 0.1) * 1000)}-0", time=t - i * 0.1, kind="completed",
+                                 session="s", stage="a", item=f"i{self.polls * 100 - i}") for i in range(50))
+            return PollResult(dataclasses.replace(snapshot(T0), taken_at=t, events=events))
+
+        def close(self):
+            pass
+
+    async def scenario():
+        app = SymphonyApp(Busy(), refresh=0.1)
+        async with app.run_test(size=(120, 40)) as pilot:
+            activity = app.main_screen.query_one("#activity")
+            await until(pilot, lambda: activity.row_count == 50, message="a full activity table")
+            assert activity.row_count > activity.size.height  # more events than rows
+            for _ in range(3):
+                polls = app.poller.polls
+                await until(pilot, lambda: app.poller.polls > polls + 1, message="new events")
+                items = [int(str(activity.get_row_at(i)[2]).split(":i")[1].split("@")[0])
+                         for i in range(activity.row_count)]
+                assert items[0] == max(items) > 100  # the newest event is the first row
+                assert activity.scroll_offset.y == 0 and activity.cursor_row == 0  # and it is in view
 
     asyncio.run(scenario())

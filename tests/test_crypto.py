@@ -7,7 +7,8 @@ import subprocess
 import sys
 import pytest
 
-from symphony.engine import ConfigError, CryptoError, Engine, Sealer, decode_task, load_key, redact, resolve_redis
+from symphony.engine import ConfigError, CryptoError, Engine, Sealer, load_key, redact, resolve_redis
+from symphony.engine.messages import decode_task
 from symphony.engine.messages import encode_task
 from tests.helpers import ROOT, WorkerRun, worker_env, write_pipeline, write_session
 

@@ -6,8 +6,7 @@ import time
 
 import pytest
 
-from symphony.engine import (DONE, FAILED, HANDBACK, RETRY, TIMED_OUT, Finish, Handler, Outcome, Pipeline, SessionConflict,
-                    SessionRecord, Stage)
+from symphony.engine import Finish, Handler, Outcome, OutcomeKind, Pipeline, SessionConflict, SessionRecord, Stage
 from tests.helpers import wait_until
 
 
@@ -52,7 +51,7 @@ def test_enqueue_skips_items_in_flight_at_any_stage(engine, r, session):
     engine.enqueue("s1", "a", [("i1", None)])
     link = engine.worker_link("w1", ["a", "b"])
     claimed = claim(link)
-    link.step(Finish(claimed, Outcome(DONE), next_stage="b"))  # i1 now queued at b
+    link.step(Finish(claimed, Outcome(OutcomeKind.DONE), next_stage="b"))  # i1 now queued at b
     assert engine.enqueue("s1", "a", [("i1", None)]).skipped == 1
     assert engine.enqueue("s1", "b", [("i1", None)]).skipped == 1
 
@@ -71,7 +70,7 @@ def test_finish_done_moves_accounting_and_enqueues_next_stage(engine, r, session
     engine.enqueue("s1", "a", [("i1", None)])
     link = engine.worker_link("w1", ["a"])
     claimed = claim(link)
-    result = link.step(Finish(claimed, Outcome(DONE, duration_ms=5), next_stage="b"))
+    result = link.step(Finish(claimed, Outcome(OutcomeKind.DONE, duration_ms=5), next_stage="b"))
     assert result.finished == "done"
     assert r.llen("symphony:inflight:w1") == 0
     stats = r.hgetall("symphony:stats:s1")
@@ -85,7 +84,7 @@ def test_finish_done_moves_accounting_and_enqueues_next_stage(engine, r, session
 def test_last_stage_done_forgets_the_item(engine, r, session):
     engine.enqueue("s1", "b", [("i1", None)])
     link = engine.worker_link("w1", ["b"])
-    link.step(Finish(claim(link), Outcome(DONE), next_stage=None))
+    link.step(Finish(claim(link), Outcome(OutcomeKind.DONE), next_stage=None))
     assert r.hlen("symphony:live:s1") == 0
     assert r.hget("symphony:stats:s1", "b|completed") == "1"
 
@@ -94,7 +93,7 @@ def test_retry_waits_for_its_backoff_then_runs_again(engine, r, session):
     engine.enqueue("s1", "a", [("i1", None)])
     link = engine.worker_link("w1", ["a"])
     claimed = claim(link)
-    link.step(Finish(claimed, Outcome(RETRY, error="x", delay_s=0.4), attempts=1))
+    link.step(Finish(claimed, Outcome(OutcomeKind.RETRY, error="x", delay_s=0.4), attempts=1))
     assert r.hget("symphony:stats:s1", "a|delayed") == "1"
     assert claim(link, tries=2) is None  # not due yet
     again = wait_until(lambda: claim(link, tries=1), timeout=5, message="the retry to become due")
@@ -105,7 +104,7 @@ def test_retry_waits_for_its_backoff_then_runs_again(engine, r, session):
 def test_failure_is_recorded_with_its_reason(engine, r, session):
     engine.enqueue("s1", "a", [("i1", None)])
     link = engine.worker_link("w1", ["a"])
-    link.step(Finish(claim(link), Outcome(FAILED, error="RuntimeError: boom", stderr="trace..."), attempts=3))
+    link.step(Finish(claim(link), Outcome(OutcomeKind.FAILED, error="RuntimeError: boom", stderr="trace..."), attempts=3))
     record = json.loads(r.hget("symphony:outcomes:s1", "i1"))
     assert record["state"] == "failed" and record["error"] == "RuntimeError: boom" and record["stderr"] == "trace..."
     assert r.hget("symphony:stats:s1", "a|failed") == "1"
@@ -119,7 +118,7 @@ def test_failure_is_recorded_with_its_reason(engine, r, session):
 def test_timeout_is_recorded_as_timed_out(engine, r, session):
     engine.enqueue("s1", "a", [("i1", None)])
     link = engine.worker_link("w1", ["a"])
-    link.step(Finish(claim(link), Outcome(TIMED_OUT, error="timed out after 1s"), attempts=1))
+    link.step(Finish(claim(link), Outcome(OutcomeKind.TIMED_OUT, error="timed out after 1s"), attempts=1))
     assert r.hget("symphony:stats:s1", "a|timed_out") == "1"
     assert json.loads(r.hget("symphony:outcomes:s1", "i1"))["state"] == "timed_out"
 
@@ -128,7 +127,7 @@ def test_handback_returns_the_task_to_the_head_unchanged(engine, r, session):
     engine.enqueue("s1", "a", [("i1", None), ("i2", None)])
     link = engine.worker_link("w1", ["a"])
     claimed = claim(link)
-    link.step(Finish(claimed, Outcome(HANDBACK), attempts=1), claim=False)
+    link.step(Finish(claimed, Outcome(OutcomeKind.HANDBACK), attempts=1), claim=False)
     assert r.lindex("a:s1", 0) == claimed.raw
     assert r.hget("symphony:stats:s1", "a|running") == "0"
 
@@ -139,7 +138,7 @@ def test_finish_after_lease_was_reclaimed_reports_lost(engine, r, session):
     claimed = claim(link)
     report = engine.reclaim_worker("w1", force=True)
     assert report.requeued == 1
-    result = link.step(Finish(claimed, Outcome(DONE), next_stage="b"), claim=False)
+    result = link.step(Finish(claimed, Outcome(OutcomeKind.DONE), next_stage="b"), claim=False)
     assert result.finished == "lost"
     assert r.llen("b:s1") == 0  # the reclaimed copy will do it, not this one
     assert json.loads(r.lindex("a:s1", 0))["a"] == 1  # attempt count raised
@@ -201,7 +200,7 @@ def test_fairness_between_sessions_of_one_role(engine, r):
     for _ in range(10):
         claimed = claim(link)
         order.append(claimed.session)
-        link.step(Finish(claimed, Outcome(DONE), next_stage="b"), claim=False)
+        link.step(Finish(claimed, Outcome(OutcomeKind.DONE), next_stage="b"), claim=False)
     assert order.count("s1") == 5 and order.count("s2") == 5
 
 

@@ -14,7 +14,7 @@ import time
 import pytest
 import redis
 
-from symphony.engine import DONE, Engine, Finish, Outcome, resolve_redis
+from symphony.engine import Engine, Finish, Outcome, OutcomeKind, resolve_redis
 from symphony.engine.scripts import load_all
 from tests.helpers import wait_until
 from tests.test_engine_queue import claim, make_record
@@ -62,7 +62,7 @@ def test_a_claim_whose_reply_was_lost_is_delivered_again_not_orphaned(own_redis,
         assert [c.task.item for c in again.batch] == items[:want], "the orphaned tasks must be delivered again"
         assert r.lrange("symphony:inflight:w1", 0, -1) == [c.raw for c in again.batch]
         assert r.hget("symphony:stats:s1", "a|running") == str(want)  # counted once, not twice
-        link.step([Finish(c, Outcome(DONE), next_stage="b", attempts=1) for c in again.batch], claim=False)
+        link.step([Finish(c, Outcome(OutcomeKind.DONE), next_stage="b", attempts=1) for c in again.batch], claim=False)
         assert r.llen("symphony:inflight:w1") == 0 and r.hget("symphony:stats:s1", "a|running") == "0"
         assert [c.task.item for c in link.step(want=want).batch] == items[want:2 * want]  # and on it goes
     finally:
@@ -202,20 +202,20 @@ def test_a_lost_report_tells_recorded_reclaimed_and_redis_lost_its_data(engine, 
     link = engine.worker_link("w1", ["a"])
     link.beat(5, 12.5, {})
     first = claim(link)
-    recorded = Finish(first, Outcome(DONE), next_stage="b", attempts=1)
+    recorded = Finish(first, Outcome(OutcomeKind.DONE), next_stage="b", attempts=1)
     link.step(recorded, claim=False)  # recorded; imagine its reply lost
     assert link.step(recorded, claim=False).finished == "lost"  # the resend
     assert engine.why_lost("w1", recorded, resent=True).kind == "recorded"
     second = claim(link)
     engine.reclaim_worker("w1", force=True, reason="its lease lapsed")  # taken while the worker was cut off
-    stolen = Finish(second, Outcome(DONE), next_stage="b", attempts=1)
+    stolen = Finish(second, Outcome(OutcomeKind.DONE), next_stage="b", attempts=1)
     assert link.step(stolen, claim=False).finished == "lost"
     why = engine.why_lost("w1", stolen, resent=True)
     assert why.kind == "reclaimed" and "its lease lapsed" in why.detail
     link.beat(5, 12.5, {})
     third = claim(link)
     r.flushall()  # Redis loses everything while the task runs
-    gone = Finish(third, Outcome(DONE), next_stage="b", attempts=1)
+    gone = Finish(third, Outcome(OutcomeKind.DONE), next_stage="b", attempts=1)
     assert link.step(gone, claim=False).finished == "lost"
     assert engine.why_lost("w1", gone, resent=True).kind == "gone"
     assert engine.why_lost("w1", gone, resent=False).kind == "gone"
@@ -256,7 +256,7 @@ def test_a_supervisor_waiting_for_redis_stops_on_sigterm(tmp_path):
     """Started while Redis is down, the supervisor waits on its stop Event; SIGTERM's handler set
     that same multiprocessing Event from the interrupted thread, and multiprocessing's notify
     waits for the sleeper to wake, which is that thread: a deadlock, the process never stopped."""
-    from symphony.engine import free_port
+    from symphony.engine.embedded import free_port
     from tests.helpers import ROOT, worker_env
 
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there

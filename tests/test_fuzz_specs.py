@@ -1,9 +1,11 @@
 """Property-based fuzzing (hypothesis) of pipeline files, session files and queue messages.
 
-Properties: loading never raises anything but SpecError (no traceback for bad input); every
-problem names the file it is in, and a field (or, for YAML that does not parse, a line);
-verification never reports an internal crash ("cannot load"); a rejected file enqueues
-nothing. ``SYMPHONY_FUZZ_EXAMPLES`` raises the number of examples (default 150 per property).
+Both directions are checked: files generated valid load to exactly the values they were made
+from; files generated with one known fault are refused with a problem at that fault's field and
+line; and arbitrary (mostly broken) files either load to values that agree with what was written
+or are refused with every problem naming its file and a field or line, never a traceback.
+Verification never reports an internal crash ("cannot load"); a rejected file enqueues nothing.
+``SYMPHONY_FUZZ_EXAMPLES`` raises the number of examples (default 150 per property).
 """
 from __future__ import annotations
 
@@ -13,12 +15,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from symphony.engine import InvalidMessage, SpecError, decode_task, load_pipeline, load_session, name_problem, verify_paths
-from symphony.engine.pipeline import STAGE_KEYS, TOP_KEYS
-from symphony.engine.session_file import SESSION_KEYS
+from symphony.engine import SpecError, load_pipeline, load_session, verify_paths
+from symphony.engine.messages import InvalidMessage, decode_task
+from symphony.spec import LIMITS, name_problem
+from symphony.spec.fields import keys
+from symphony.spec.pipeline import PIPELINE_FIELDS, STAGE_FIELDS
+from symphony.spec.session import SESSION_FIELDS
+
+STAGE_KEYS, TOP_KEYS, SESSION_KEYS = keys(STAGE_FIELDS), keys(PIPELINE_FIELDS), keys(SESSION_FIELDS)
 
 EXAMPLES = int(os.environ.get("SYMPHONY_FUZZ_EXAMPLES", "150") or 150)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
@@ -85,6 +92,26 @@ def broken_text(draw, base: dict) -> str:
     return text
 
 
+def assert_pipeline_agrees(pipeline, written: dict) -> None:
+    """A pipeline that loaded says what its file says."""
+    assert pipeline.name == written["pipeline"]
+    assert pipeline.stage_names == tuple(s["name"] for s in written["stages"])
+    for stage, raw in zip(pipeline.stages, written["stages"]):
+        assert stage.handler.kind == ("python" if "handler" in raw else "command")
+        for key in ("pool", "timeout", "max_attempts", "output"):
+            if raw.get(key) is not None:
+                assert getattr(stage, key) == raw[key], (key, stage, raw)
+
+
+def assert_session_agrees(spec, written: dict) -> None:
+    """A session that loaded says what its file says."""
+    assert spec.name == written["session"]
+    listed = written.get("items")
+    if isinstance(listed, list) and written.get("items_from") is None:
+        ids = [str(i["id"]) if isinstance(i, dict) else str(i) for i in listed]
+        assert [item.id for item in spec.items] == ids
+
+
 def check_problems(exc: SpecError, allowed_files: set[str]) -> None:
     assert exc.problems, "a SpecError must list at least one problem"
     for problem in exc.problems:
@@ -100,9 +127,11 @@ def test_pipeline_files_load_or_name_the_file_and_the_field(tmp_path_factory, da
     path = tmp_path_factory.mktemp("p") / "pipe.yaml"
     path.write_text(text_of(data), encoding="utf-8")
     try:
-        load_pipeline(path)
+        pipeline = load_pipeline(path)
     except SpecError as exc:
         check_problems(exc, {str(path)})
+        return
+    assert_pipeline_agrees(pipeline, yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
 @FUZZ
@@ -118,9 +147,15 @@ def test_broken_yaml_is_reported_with_its_line(tmp_path_factory, text):
         path.write_text(text, encoding="utf-8", errors="surrogatepass")
     for loader in (load_pipeline, load_session):
         try:
-            loader(path)
+            loaded = loader(path)
         except SpecError as exc:
             check_problems(exc, {str(path), str(folder / "pipe.yaml")})
+            continue
+        written = yaml.safe_load(path.read_bytes())  # what PyYAML reads there is what we loaded
+        if loader is load_pipeline:
+            assert_pipeline_agrees(loaded, written)
+        else:
+            assert_session_agrees(loaded, written)
 
 
 @FUZZ
@@ -131,9 +166,11 @@ def test_session_files_load_or_name_the_file_and_the_field(tmp_path_factory, dat
     path = folder / "session.yaml"
     path.write_text(text_of(data), encoding="utf-8")
     try:
-        load_session(path)
+        spec = load_session(path)
     except SpecError as exc:
         check_problems(exc, {str(path), str(folder / "pipe.yaml")})
+    else:
+        assert_session_agrees(spec, yaml.safe_load(path.read_text(encoding="utf-8")))
     report = verify_paths([path])
     for problem in report.problems:
         assert "cannot load" not in problem.message, f"the loader crashed: {problem}"
@@ -205,6 +242,172 @@ def test_generated_items_are_bounded_and_valid(tmp_path_factory, spec):
     except SpecError as exc:
         check_problems(exc, {str(path)})
         return
-    assert len(loaded.items) <= 10_000_000
+    assert len(loaded.items) <= LIMITS.items
     for item in (loaded.items[:1] + loaded.items[-1:]):
         assert not name_problem(item.id), item.id
+    start, width = spec.get("start", 1), spec.get("width", 0)
+    assert len(loaded.items) == spec["count"]
+    if loaded.items:
+        assert loaded.items[0].id == f"{spec.get('prefix', 'item-')}{start:0{width}d}"
+
+
+# --- valid files load to what they were made from; one known fault is refused where it is ----------------
+stage_names = st.lists(st.from_regex(r"[a-z][a-z0-9_-]{0,12}", fullmatch=True), min_size=1, max_size=5, unique=True)
+
+
+@st.composite
+def valid_pipelines(draw) -> dict:
+    stages = []
+    for name in draw(stage_names):
+        stage = {"name": name, "pool": draw(st.sampled_from(["windows", "linux", "gpu-1"])),
+                 "output": draw(st.sampled_from(["{root}/{session}/{stage}/{item}.json", "{root}/x/{item}",
+                                                 "{root}/{stage}/pre-{item}.out"])),
+                 "timeout": draw(st.one_of(st.integers(1, 10**6), st.floats(0.01, 1e6))),
+                 "max_attempts": draw(st.integers(1, 50))}
+        if draw(st.booleans()):
+            stage["handler"] = draw(st.sampled_from(["tests.handlers:ok", "symphony.workers.sample_handlers:rvm"]))
+        else:
+            stage["command"] = ["{python}", "-c", "pass", "{input}", draw(st.sampled_from(["{output}", "{item}", "x"]))]
+            if draw(st.booleans()):
+                stage["stdout"] = "output"
+        stages.append(stage)
+    return {"pipeline": draw(st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True)), "stages": stages}
+
+
+STAGE_FAULTS = [  # (field, bad value, words of the message)
+    ("name", "a b", "not a valid name"), ("pool", "x:y", "not a valid name"), ("timeout", 0, ">= 0.001"),
+    ("timeout", "soon", "must be a number"), ("max_attempts", 0, ">= 1"), ("max_attempts", 1.5, "an integer"),
+    ("output", "{root}/{item}/x.json", "file name"), ("output", "{root}/{item:>99999}", "not a plain name"),
+    ("output", "{root}/{nope}/{item}", "unknown placeholder"), ("retry_timeouts", "maybe", "true or false"),
+    ("handler", "nocolon", "module:function"), ("aliases", ["ok", "b c"], "not a valid name"),
+    ("params", [1, 2], "params must be a mapping"), ("timout", 3, "did you mean 'timeout'"),
+]
+
+
+@FUZZ
+@given(data=valid_pipelines())
+def test_valid_pipelines_load_to_what_they_say(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("vp") / "pipe.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    pipeline = load_pipeline(path)
+    assert_pipeline_agrees(pipeline, data)
+    for stage, raw in zip(pipeline.stages, data["stages"]):
+        assert stage.handler.stdout_is_output is (raw.get("stdout") == "output")
+        assert stage.handler.argv == tuple(raw.get("command", ()))
+
+
+@FUZZ
+@given(data=valid_pipelines(), fault=st.sampled_from(STAGE_FAULTS), where=st.integers(0, 4))
+def test_a_pipeline_with_one_fault_is_refused_at_that_field(tmp_path_factory, data, fault, where):
+    key, bad, words = fault
+    index = where % len(data["stages"])
+    stage = data["stages"][index]
+    if key == "handler":
+        stage.pop("command", None), stage.pop("stdout", None)
+    stage[key] = bad
+    path = tmp_path_factory.mktemp("fp") / "pipe.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(SpecError) as info:
+        load_pipeline(path)
+    check_problems(info.value, {str(path)})
+    field = f"stages[{index}].{key}"
+    found = [p for p in info.value.problems if p.field.startswith(field) and words in p.message]
+    assert found, f"expected a problem at {field} saying {words!r}: {info.value}"
+    assert found[0].line == line_of(path.read_text(), field_path(found[0].field)), found[0]
+
+
+def field_path(field: str) -> tuple:
+    """``stages[0].aliases[1]`` -> ``("stages", 0, "aliases", 1)``."""
+    import re
+
+    return tuple(int(i) if i else k for k, i in re.findall(r"([^.\[\]]+)|\[(\d+)\]", field))
+
+
+def line_of(text: str, path: tuple) -> int:
+    """The line PyYAML gives the key (or entry) at ``path``."""
+    node = yaml.compose(text)
+    line = node.start_mark.line + 1
+    for part in path:
+        if isinstance(part, int):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            key, node = next((k, v) for k, v in node.value if k.value == part)
+            line = key.start_mark.line + 1
+    return line
+
+
+# item lines as operators write them, with the scalars YAML gives types to
+item_tokens = st.sampled_from(["38", "0", "-4", "010", "0x1F", "1_000", "1.5", "-.5", "1e3", "6.02e+23", ".inf", "-.Inf",
+                               ".nan", "yes", "No", "on", "OFF", "true", "False", "null", "~", "2026-06-01",
+                               "2026-13-45", "2001-12-14t21:59:43.10-05:00", "a.b", "x_y", "r+1", "a@b", "a=b", "_",
+                               "'quoted, with: colon'", '"double"', "''", "/data/x.csv", "1:20", "row-007"])
+ids = st.from_regex(r"row-[0-9]{1,6}", fullmatch=True)
+
+
+@st.composite
+def item_lines(draw) -> list[str]:
+    lines = []
+    for item_id in draw(st.lists(ids, min_size=1, max_size=30, unique=True)):
+        kind = draw(st.integers(0, 5))
+        if kind == 0:
+            lines.append(f"  - {item_id}")
+        elif kind == 1:
+            lines.append(draw(st.sampled_from(["", "  # a comment", "# at the margin"])))
+            lines.append(f"  -   {{id: {item_id}}}   # trailing")
+        else:
+            fields = draw(st.dictionaries(st.sampled_from(["vines", "block", "w", "day", "ok", "input"]), item_tokens,
+                                          max_size=3))
+            body = ", ".join([f"id: {item_id}"] + [f"{k}: {v}" for k, v in fields.items()])
+            lines.append(f"  - {{{body}}}")
+    return lines
+
+
+@FUZZ
+@given(lines=item_lines(), after=st.sampled_from(["", "root: data\n", "require: [vines]\n"]))
+def test_items_one_per_line_load_exactly_as_pyyaml_reads_them(tmp_path_factory, lines, after):
+    """The fast path for items written one per line gives PyYAML's values (or PyYAML's refusal)."""
+    folder = tmp_path_factory.mktemp("fl")
+    (folder / "pipe.yaml").write_text(yaml.safe_dump(GOOD_PIPELINE), encoding="utf-8")
+    text = "session: s1\npipeline: pipe.yaml\nitems:\n" + "\n".join(lines) + "\n" + after
+    path = folder / "s.yaml"
+    path.write_text(text)
+    try:
+        expected = yaml.safe_load(text)
+    except Exception:
+        expected = None
+    from symphony.spec.yamlfile import load_yaml_with_list
+
+    try:
+        data, loc = load_yaml_with_list(path, "items")
+        loaded = list(data["items"])
+    except SpecError as exc:
+        assert expected is None, f"PyYAML reads this file, we refused it: {exc}"
+        check_problems(exc, {str(path)})
+        return
+    assert expected is not None, "PyYAML refuses this file, we read it"
+    assert loaded == expected["items"]
+    item_rows = [n for n, line in enumerate(text.splitlines(), 1) if line.lstrip().startswith("- ")]
+    assert [loc.line(("items", i)) for i in range(len(item_rows))] == item_rows
+
+
+@FUZZ
+@given(lines=item_lines(), bad=st.sampled_from([("../etc", "id", "not a valid name"), ("a b", "id", "not a valid name"),
+                                                  ("{x: 1}", "", "an item must be an id")]),
+       where=st.integers(0, 40))
+def test_a_session_with_one_bad_item_is_refused_at_its_line(tmp_path_factory, lines, bad, where):
+    assume(not any("2026-13-45" in line for line in lines))  # a value PyYAML cannot build: refused whole
+    folder = tmp_path_factory.mktemp("bi")
+    (folder / "pipe.yaml").write_text(yaml.safe_dump(GOOD_PIPELINE), encoding="utf-8")
+    rows = [n for n, line in enumerate(lines) if line.lstrip().startswith("- ")]
+    row = rows[where % len(rows)]
+    value, field, words = bad
+    lines[row] = f"  - [{value}]" if not field else f"  - {{id: '{value}'}}"
+    path = folder / "s.yaml"
+    path.write_text("session: s1\npipeline: pipe.yaml\nitems:\n" + "\n".join(lines) + "\n")
+    with pytest.raises(SpecError) as info:
+        load_session(path)
+    index = rows.index(row)
+    expected = f"items[{index}]" + (f".{field}" if field else "")
+    found = [p for p in info.value.problems if p.field == expected and words in p.message]
+    assert found and found[0].line == row + 4, info.value

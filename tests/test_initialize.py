@@ -51,7 +51,7 @@ def nothing_enqueued(r, session: str) -> bool:
     ("session: bad\npipeline: pipelines/scan.yaml\nrequire: [vines]\nitems:\n  - {id: r1, vines: 2}\n  - {id: r2}\n",
      6, "items[1]", "has no 'vines'"),
     ("session: bad\npipeline: pipelines/scan.yaml\nrequire: {vines: positive_int}\nitems:\n  - {id: r1, vines: -3}\n",
-     5, "items[0]", "is not positive int"),
+     5, "items[0].vines", "is not positive int"),
     ("session: bad\npipeline: pipelines/scan.yaml\nitems:\n  - {id: r1, input: nowhere/r1.csv}\n",
      4, "items[0].input", "input file of item 'r1' not found"),
     ("session: bad\npipeline: pipelines/scan.yaml\nitems:\n  - r1\n  - r2\n  - r1\n", 6, "items[2]", "duplicate item id 'r1'"),
@@ -164,6 +164,60 @@ def test_initialize_a_large_generated_session(redis_url, r, tmp_path):
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     assert report["sent"] == [{"session": "big-100000", "registration": "new", "stage": "rvm", "added": 100000,
-                               "skipped": 0}]
+                               "skipped": 0, "done": 0}]
     assert "enqueue big-100000: 100,000/100,000" in run.stderr  # progress on large sessions
     assert r.llen("rvm:big-100000") == 100000 and r.hlen("symphony:live:big-100000") == 100000
+
+
+def test_a_data_root_that_cannot_be_created_is_refused(cli, r, tasks):
+    """Permission bits say yes to root even in /proc: verification makes (and removes) a
+    directory there instead, so workers never crash on it later."""
+    for root, field_line in (("/proc/nope", 3), ("/proc/self/nope/deeper", 3)):
+        path = session_file(tasks, "bad", f"session: bad\npipeline: pipelines/scan.yaml\nroot: {root}\nitems: [r1]\n")
+        code, _, err = cli("initialize", str(path))
+        assert code == 1 and f"{path}:{field_line}: [root] the data root {root} cannot be created or written" in err, err
+        assert r.dbsize() == 0
+    writable = tasks / "fresh" / "data"
+    path = session_file(tasks, "ok", f"session: ok\npipeline: pipelines/scan.yaml\nroot: {writable}\nitems: [r1]\n")
+    assert cli("initialize", "--dry-run", str(path))[0] == 0
+    assert not (tasks / "fresh").exists(), "verification must change nothing on disk"
+
+
+STDLIB_PIPELINE = """\
+pipeline: odd
+stages:
+  - name: a
+    handler: {target}
+    output: '{{root}}/{{item}}.json'
+"""
+
+
+@pytest.mark.parametrize("target", ["sys:exit", "os:system", "os:_exit", "shutil:rmtree", "builtins:print",
+                                    "os.path:join"])
+def test_handlers_in_the_standard_library_are_refused_unless_the_pipeline_allows_them(cli, r, tasks, target):
+    pipeline = tasks / "pipelines" / "odd.yaml"
+    pipeline.write_text(STDLIB_PIPELINE.format(target=target))
+    path = session_file(tasks, "s", "session: s\npipeline: pipelines/odd.yaml\nroot: ../data\nitems: [r1]\n")
+    code, _, err = cli("initialize", "--dry-run", str(path))
+    assert code == 1 and f"{pipeline}:4: [stages[0].handler]" in err and "standard library" in err, err
+    assert f"allow_stdlib_handlers: [{target}]" in err
+    pipeline.write_text(STDLIB_PIPELINE.format(target=target) + f"allow_stdlib_handlers: [{target}]\n")
+    code, out, err = cli("initialize", "--dry-run", str(path))
+    assert code == 0, err
+    assert r.dbsize() == 0
+
+
+def test_items_from_csv_are_sent_with_their_fields(cli, r, tasks):
+    (tasks / "rows.csv").write_text("id,vines,block\nrow-1,38,b7\nrow-2,40,b7\n")
+    path = session_file(tasks, "csv", "session: csv\npipeline: pipelines/scan.yaml\nroot: ../data\n"
+                                      "require: {vines: positive_int}\nitems_from: {csv: rows.csv}\n")
+    code, out, err = cli("initialize", str(path))
+    assert code == 0, err
+    messages = [json.loads(m) for m in r.lrange("rvm:csv", 0, -1)]
+    assert [(m["i"], m["m"]) for m in messages] == [("row-1", {"vines": 38, "block": "b7"}),
+                                                    ("row-2", {"vines": 40, "block": "b7"})]
+
+
+def test_no_session_files_says_where_it_looked(cli, r, tmp_path):
+    code, _, err = cli("initialize", "--tasks", str(tmp_path / "nowhere"))
+    assert code == 1 and f"there is no {tmp_path / 'nowhere'}" in err, err

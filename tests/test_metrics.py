@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from symphony.engine import HostStatus, ScaleSetCpu, WorkerStatus, hosts_from_workers
+from symphony.engine import ScaleSetCpu
 from symphony.engine.metrics import (AzureSample, HostMetricsWriter, azure_member, parse_azure_member, record_host_sample,
                             store_azure, write_collector_status)
 
@@ -165,25 +165,6 @@ def test_reader_costs_two_round_trips_however_many_series(engine, r):
     finally:
         engine.client.pipeline = original
     assert len(calls) == 2
-
-
-def worker(host: str, pool: str, *, cpu: float, host_cpu: float, state: str = "idle", age: float = 1.0) -> WorkerStatus:
-    return WorkerStatus(id=f"{host}-{cpu}", name=host, host=host, pid=1, pool=pool, roles=(), state=state, current="",
-                        current_age_s=None, heartbeat_age_s=age, cpu_percent=cpu, memory_percent=1.0,
-                        host_cpu_percent=host_cpu, host_memory_percent=50.0, rss_bytes=1000, cpus=8)
-
-
-def test_hosts_from_workers_gives_one_row_per_machine():
-    rows = hosts_from_workers([worker("vm1", "windows", cpu=10, host_cpu=60, state="busy", age=3.0),
-                               worker("vm1", "windows", cpu=15, host_cpu=70, age=0.5),
-                               worker("vm2", "linux", cpu=5, host_cpu=20),
-                               worker("vm3", "linux", cpu=5, host_cpu=20, state="dead")])
-    assert rows == (HostStatus(host="vm1", pools=("windows",), processes=2, host_cpu_percent=70,
-                               host_memory_percent=50.0, cpus=8, workers_cpu_percent=25.0, workers_rss_bytes=2000,
-                               busy=1),
-                    HostStatus(host="vm2", pools=("linux",), processes=1, host_cpu_percent=20,
-                               host_memory_percent=50.0, cpus=8, workers_cpu_percent=5.0, workers_rss_bytes=1000,
-                               busy=0))
 
 
 def test_no_metrics_at_all_is_an_empty_answer(engine):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from symphony.console.commands.main import build_parser, main as symphony
-from symphony.engine import FAILED, TIMED_OUT, Finish, Outcome
+from symphony.engine import Finish, Outcome, OutcomeKind
 from tests.helpers import WorkerRun, sample_tasks, wait_until, write_pipeline, write_session
 
 
@@ -22,16 +22,22 @@ def one_stage(tmp_path: Path, items, name="ops", command=None, handler="tests.ha
     return write_session(tmp_path / f"{name}.yaml", name, "pipe.yaml", items, root=str(tmp_path / "data"))
 
 
+def _verbs(parser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every verb, and every sub-verb of a verb that has them (``symphony slurm status``)."""
+    sub = next((a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"), None)
+    if sub is None:
+        return [prefix]
+    return [v for name in sorted(set(sub.choices)) for v in _verbs(sub.choices[name], prefix + (name,))]
+
+
 def all_verbs() -> list[str]:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    return sorted(set(sub.choices))
+    return [" ".join(v) for v in _verbs(build_parser())]
 
 
 @pytest.mark.parametrize("verb", all_verbs())
 def test_every_verb_has_help(verb, capsys):
     with pytest.raises(SystemExit) as info:
-        symphony([verb, "--help"])
+        symphony([*verb.split(), "--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
     assert "usage: symphony" in text
@@ -39,7 +45,7 @@ def test_every_verb_has_help(verb, capsys):
         assert "--redis URL" in text
 
 
-def fail_one(engine, session: str, stage: str, kind: str = FAILED):
+def fail_one(engine, session: str, stage: str, kind: str = OutcomeKind.FAILED):
     link = engine.worker_link("w-test", [stage])
     claimed = None
     for _ in range(5):
@@ -85,7 +91,7 @@ def test_cancel_refuses_without_yes_when_not_on_a_terminal(cli, r, tmp_path, mon
 def test_retry_puts_failed_tasks_back_with_their_metadata(cli, r, engine, tmp_path):
     cli("initialize", str(one_stage(tmp_path, [{"id": "a", "vines": 7}, "b"])))
     fail_one(engine, "ops", "work")
-    fail_one(engine, "ops", "work", TIMED_OUT)
+    fail_one(engine, "ops", "work", OutcomeKind.TIMED_OUT)
     assert r.llen("work:ops") == 0
     code, out, _ = cli("retry", "ops", "--failed-only")
     assert code == 0 and "1 task(s) back in their queues: work 1" in out
@@ -152,7 +158,7 @@ def test_status_json_and_export(cli, r, tmp_path):
 
 
 def test_a_redis_that_is_down_is_a_clear_error_without_the_password(monkeypatch, capsys):
-    from symphony.engine import free_port
+    from symphony.engine.embedded import free_port
 
     port = free_port()
     monkeypatch.setenv("REDIS_URL", f"redis://:hunter2secret@127.0.0.1:{port}/0")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from symphony.engine import DONE, FAILED, HANDBACK, RETRY, Finish, Outcome, load_session
+from symphony.engine import Finish, Outcome, OutcomeKind, load_session
 from symphony.engine.initialize import initialize_session
 from tests.helpers import WorkerRun, write_pipeline, write_session
 from tests.test_engine_queue import make_record
@@ -44,7 +44,7 @@ def test_claim_several_moves_them_in_order_into_inflight(engine, r):
 def test_reports_travel_together_and_move_the_accounting_once_each(engine, r):
     link = setup(engine)
     batch = claim_batch(link, 3)
-    result = link.step([Finish(c, Outcome(DONE), next_stage="b") for c in batch], claim=False)
+    result = link.step([Finish(c, Outcome(OutcomeKind.DONE), next_stage="b") for c in batch], claim=False)
     assert result.outcomes == ("done", "done", "done")
     assert [json.loads(m)["i"] for m in r.lrange("b:s1", 0, -1)] == ["i1", "i2", "i3"]
     counts = stats(r)
@@ -58,7 +58,7 @@ def test_a_reclaimed_task_in_a_batch_is_lost_and_the_others_count(engine, r):
     link = setup(engine)
     batch = claim_batch(link, 3)
     r.lrem("symphony:inflight:w1", 1, batch[1].raw)  # as if reclaimed meanwhile
-    result = link.step([Finish(c, Outcome(DONE), next_stage="b") for c in batch], claim=False)
+    result = link.step([Finish(c, Outcome(OutcomeKind.DONE), next_stage="b") for c in batch], claim=False)
     assert result.outcomes == ("done", "lost", "done")
     counts = stats(r)
     assert (counts["a|running"], counts["a|completed"], counts["b|enqueued"]) == (1, 2, 2)
@@ -67,10 +67,10 @@ def test_a_reclaimed_task_in_a_batch_is_lost_and_the_others_count(engine, r):
 def test_mixed_outcomes_in_one_step(engine, r):
     link = setup(engine)
     batch = claim_batch(link, 4)
-    reports = [Finish(batch[0], Outcome(DONE), next_stage="b"),
-               Finish(batch[1], Outcome(FAILED, error="RuntimeError: boom"), attempts=3),
-               Finish(batch[2], Outcome(RETRY, error="x", delay_s=30), attempts=1),
-               Finish(batch[3], Outcome(DONE), next_stage="b")]
+    reports = [Finish(batch[0], Outcome(OutcomeKind.DONE), next_stage="b"),
+               Finish(batch[1], Outcome(OutcomeKind.FAILED, error="RuntimeError: boom"), attempts=3),
+               Finish(batch[2], Outcome(OutcomeKind.RETRY, error="x", delay_s=30), attempts=1),
+               Finish(batch[3], Outcome(OutcomeKind.DONE), next_stage="b")]
     result = link.step(reports, want=2)
     assert result.outcomes == ("done", "failed", "retry", "done")
     counts = stats(r)
@@ -84,7 +84,7 @@ def test_mixed_outcomes_in_one_step(engine, r):
 def test_prefetched_tasks_handed_back_keep_their_order_and_attempts(engine, r):
     link = setup(engine)
     batch = claim_batch(link, 3)
-    back = [Finish(c, Outcome(HANDBACK), attempts=1) for c in reversed(batch)]  # as the worker does
+    back = [Finish(c, Outcome(OutcomeKind.HANDBACK), attempts=1) for c in reversed(batch)]  # as the worker does
     assert link.step(back, claim=False).outcomes == ("handback",) * 3
     assert r.lrange("a:s1", 0, 2) == [c.raw for c in batch]
     assert stats(r)["a|running"] == 0

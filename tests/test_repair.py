@@ -65,6 +65,9 @@ def test_repair_after_each_possible_partial_state(cli, r, tmp_path):
         queued = {json.loads(m)["i"] for m in r.lrange(f"{stage}:rep", 0, -1)}
         assert queued == got[stage]
     assert plan["stages"][1]["reasons"] == {"s1 done, s2 missing": 1}
+    # each stage counts done exactly the items whose output is on disk (Redis knew nothing)
+    assert {s: int(r.hget("symphony:stats:rep", f"{s}|done") or 0) for s in STAGES} == {
+        s: len(done[s]) for s in STAGES}
 
 
 def test_dry_run_changes_nothing_and_explains(cli, r, tmp_path):
@@ -82,22 +85,25 @@ def test_repair_twice_enqueues_nothing_the_second_time(cli, r, tmp_path):
     make_outputs(tmp_path, "rep", {"s1": {"i1", "i2"}, "s2": {"i2"}})
     assert cli("repair", "rep", "--file", str(path))[0] == 0
     before = {s: r.llen(f"{s}:rep") for s in STAGES}
+    done = r.hgetall("symphony:stats:rep")
     code, out, _ = cli("repair", "rep", "--file", str(path), "--json")
     plan = json.loads(out)
     assert plan["to_enqueue"] == 0 and plan["in_progress"] == 10
     assert {s: r.llen(f"{s}:rep") for s in STAGES} == before
+    assert r.hgetall("symphony:stats:rep") == done
+    assert (r.hget("symphony:stats:rep", "s1|done"), r.hget("symphony:stats:rep", "s2|done")) == ("2", "1")
 
 
 def test_failed_items_are_reported_not_retried_unless_asked(cli, r, engine, tmp_path):
     path = four_stage(tmp_path, ["a", "b"])
     assert cli("repair", "rep", "--file", str(path))[0] == 0
-    from symphony.engine import FAILED, Finish, Outcome
+    from symphony.engine import Finish, Outcome, OutcomeKind
 
     link = engine.worker_link("w", ["s1"])
     claimed = None
     for _ in range(5):
         claimed = claimed or link.step().claimed
-    link.step(Finish(claimed, Outcome(FAILED, error="boom"), attempts=2), claim=False)
+    link.step(Finish(claimed, Outcome(OutcomeKind.FAILED, error="boom"), attempts=2), claim=False)
     plan = json.loads(cli("repair", "rep", "--file", str(path), "--json", "--dry-run")[1])
     assert plan["failed"] == 1 and plan["to_enqueue"] == 0
     plan = json.loads(cli("repair", "rep", "--file", str(path), "--json", "--retry-failed")[1])
@@ -118,6 +124,8 @@ def test_repair_racing_with_busy_workers_creates_no_duplicates(cli, r, redis_url
         while int(r.hget("symphony:stats:rep", "s4|completed") or 0) < 40:
             assert cli("repair", "rep", "--file", str(path))[0] == 0
             runs += 1
+            done = {s: int(r.hget("symphony:stats:rep", f"{s}|done") or 0) for s in STAGES}
+            assert all(n <= 40 for n in done.values()), done
             assert time.monotonic() < deadline, f"the pipeline did not drain: {r.hgetall('symphony:stats:rep')}"
         wait_until(lambda: r.hlen("symphony:live:rep") == 0, message="nothing left in progress")
     finally:
@@ -127,6 +135,7 @@ def test_repair_racing_with_busy_workers_creates_no_duplicates(cli, r, redis_url
     assert stats["s1|enqueued"] == 20 and stats["s2|enqueued"] == 30
     assert stats["s3|enqueued"] == 40 and stats["s4|enqueued"] == 40
     assert all(stats[f"{s}|completed"] == stats[f"{s}|enqueued"] for s in STAGES)
+    assert all(stats[f"{s}|done"] == 40 for s in STAGES), stats  # repairs while running lost no count
     assert runs >= 2
 
 
@@ -146,6 +155,8 @@ def test_repair_after_flushall_restores_every_missing_task(cli, r, redis_url, tm
     code, out, err = cli("repair", "rep", "--tasks", str(tmp_path))  # found by name: Redis forgot the file
     assert code == 0, err
     assert "Redis did not know this session" in out and "enqueued 30 task(s): s2 5, s4 25" in out
+    # the counts Redis lost, as far as the disk proves them
+    assert [int(r.hget("symphony:stats:rep", f"{s}|done") or 0) for s in STAGES] == [30, 25, 25, 0]
     worker = WorkerRun(redis_url, "--processes", "2", "--burst", log_dir=tmp_path)
     assert worker.wait(60) == 0, worker.output()
     worker.stop()
@@ -153,6 +164,7 @@ def test_repair_after_flushall_restores_every_missing_task(cli, r, redis_url, tm
     for stage in spec.pipeline.stages:
         for item in items:
             assert Path(stage.output_path(spec.root, "rep", item)).is_file()
+    assert [int(r.hget("symphony:stats:rep", f"{s}|done")) for s in STAGES] == [30] * 4
     assert cli("repair", "rep", "--tasks", str(tmp_path), "--json")[1].count('"to_enqueue": 0') == 1
 
 

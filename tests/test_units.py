@@ -5,8 +5,10 @@ import logging
 
 import pytest
 
-from symphony.engine import (ConfigError, InvalidMessage, decode_task, name_problem, redact, redact_url, register_secret,
-                    resolve_redis)
+from symphony.engine import ConfigError, redact, resolve_redis
+from symphony.engine.messages import InvalidMessage, decode_task
+from symphony.spec import name_problem
+from symphony.engine.redaction import redact_url, register_secret
 from symphony.engine.messages import encode_task
 
 

@@ -243,9 +243,15 @@ def test_redis_restart_under_a_running_worker(own_redis, tmp_path):
         engine.close()
 
 
-def test_an_idle_worker_blocks_instead_of_polling(engine, r, redis_url, tmp_path):
+def test_an_idle_worker_blocks_instead_of_polling(own_redis, tmp_path):
     """With nothing to do, a worker process makes about one request a second (a blocking BLPOP on
-    its roles' bells, then one look at the ready sets), plus its heartbeat."""
+    its roles' bells, then one look at the ready sets), plus its heartbeat. On a server of its
+    own: the counts are the server's, and a process another test left behind must not add to them."""
+    import redis as redis_py
+
+    redis_url = own_redis.url
+    r = redis_py.Redis.from_url(redis_url, decode_responses=True)
+    engine = Engine(resolve_redis(redis_url))
     session = one_stage_session(tmp_path, "tests.handlers:ok", ["only"])
     init(engine, session)
     from tests.helpers import worker_env
@@ -274,6 +280,8 @@ def test_an_idle_worker_blocks_instead_of_polling(engine, r, redis_url, tmp_path
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+        engine.close()
+        r.close()
         log.close()
 
 

@@ -3,6 +3,13 @@
 The app never talks to Redis on the UI thread: polls go through :class:`console.poller.Poller`
 and every action through :meth:`SymphonyApp.run_io`, both of which run the blocking call in a
 thread. So keys always answer at once, even while Redis is slow or gone.
+
+The main screen's panels follow the panel protocol (``panels/base.py``): the poll thread reads
+the backend and prepares every panel's data, the UI thread diffs it into the widgets, and the
+next poll is armed only when the last one was drawn. Its layout fits the terminal: every panel
+sizes to its content; from 160 columns the scale sets sit beside the queues (a second panel,
+shown instead of the one beside the activity); each table shows the columns that fit, by
+priority, and on a short terminal the panels keep a few rows each.
 """
 from __future__ import annotations
 
@@ -18,37 +25,36 @@ from typing import Any, Callable, Iterable
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input
 
 from symphony.engine import RedisUnavailable, Snapshot, SymphonyError, describe_error, is_unavailable, redact
 
-from . import fmt
+from .actions import SessionActions
 from .backend import Backend, PollResult
-from .commands.status import export_snapshot
 from .history import QueueRates
-from .panels import ActivityPanel, HeaderBar, QueuesPanel, ScaleSetsPanel, WorkersPanel
-from .panels.base import TablePanel
+from .panels import ActivityPanel, HeaderBar, QueuesPanel, ScaleSetsPanel, SessionsPanel, WorkersPanel
+from .panels.base import Board, Frame
 from .poller import Poller
-from .screens import ConfirmScreen, DetailScreen, HelpScreen, InitializeScreen, RepairScreen
+from .screens import DetailScreen, HelpScreen, InitializeScreen, WorkerScreen
+from .sources import MainSource
 
 log = logging.getLogger("symphony.console")
 
 # Actions that only make sense on the main screen or the detail screen (not in dialogs).
 SESSION_ACTIONS = {"repair", "cancel_session", "retry_failed", "export"}
 MAIN_ACTIONS = {"initialize", "filter", "sort", "detail"}
+LIVE_DEADLINE_S = 90.0  # --screenshot of the demo: how long to wait for a worker and a completion (tui_main's)
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """One poll, ready to draw: the result and every panel's rows, built in the poll thread."""
+    """One poll of the main screen, ready to draw: what the backend read, and every panel's data
+    (prepared in the poll thread)."""
 
     result: PollResult
-    queues: Any
-    workers: Any
-    activity: Any
-    scale_sets: Any
+    frame: Frame[MainSource]
 
 
 class FilterInput(Input):
@@ -59,26 +65,29 @@ class FilterInput(Input):
         self.app.close_filter()
 
 
-class SymphonyApp(App[None]):
+class SymphonyApp(SessionActions, App[None]):
     CSS_PATH = str(Path(__file__).with_name("app.tcss"))  # absolute: subclasses live elsewhere
     TITLE = "Symphony"
     SUB_TITLE = "operations console"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide"), (160, "-huge")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
     BINDINGS = [
         Binding("r", "repair", "Repair"),
-        Binding("i", "initialize", "Initialize"),
+        Binding("i", "initialize", "Init"),
         Binding("e", "export", "Export"),
         Binding("c", "cancel_session", "Cancel"),
-        Binding("f", "retry_failed", "Retry failed"),
+        Binding("f", "retry_failed", "Retry"),
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
         Binding("question_mark", "help", "Help"),
+        Binding("z", "zoom", "Zoom", show=False),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False),
     ]
 
     def __init__(self, backend: Backend, *, refresh: float = 1.0, export_dir: str | Path = ".",
                  clock: Callable[[], float] = time.monotonic, note: str = "", handle_signals: bool = False,
-                 screenshot: tuple[str, float] | None = None):
+                 screenshot: tuple[str, float] | None = None, screenshot_live: bool = False):
         super().__init__()
         self.backend = backend
         self.refresh_s = max(0.1, float(refresh))
@@ -94,43 +103,62 @@ class SymphonyApp(App[None]):
         self.exports: list[str] = []
         self._lost = False  # Redis stopped answering (notified once, until it is back)
         self.screenshot = screenshot  # (file, after seconds): save the main screen, then quit
+        self.screenshot_live = screenshot_live  # wait for a worker and a completion first
+        self._screenshot_deadline = 0.0
         self.screenshot_saved: str | None = None
         self._notes: deque[tuple[str, str]] = deque(maxlen=20)  # from other threads (the Azure collector)
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield HeaderBar(self.backend.display, note=self.note, id="header")
-        with Vertical(id="main"):
+        with VerticalScroll(id="main", can_focus=False):
             yield FilterInput(placeholder="filter queues by name or pool · Enter keeps it · Escape clears it",
                               id="filter")
-            yield QueuesPanel(id="queues")
+            yield SessionsPanel(id="sessions")
+            with Horizontal(id="middle"):
+                yield QueuesPanel(id="queues")
+                yield ScaleSetsPanel(id="scalesets-side")  # shown beside the queues from 160 columns
             yield WorkersPanel(id="workers")
             with Horizontal(id="bottom"):
                 yield ScaleSetsPanel(id="scalesets")
                 yield ActivityPanel(id="activity")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one("#filter", FilterInput).display = False
-        self._queues_panel = self.query_one("#queues", QueuesPanel)
+        main = self.main_screen
+        self.board: Board[MainSource] = Board([main.query_one(SessionsPanel), main.query_one(QueuesPanel),
+                                               main.query_one(WorkersPanel), *main.query(ScaleSetsPanel),
+                                               main.query_one(ActivityPanel)])
         self.header.stale_after = max(5.0, 3 * self.refresh_s)
-        self.poller = Poller(self, self.fetch, self.draw, self.poll_failed, interval=self.refresh_s)
+        self.poller = Poller(self, self.fetch, self.draw, self.poll_failed, interval=self.refresh_s,
+                             view=self.board.views)
         self.poller.start()
         self.set_interval(0.5, self.tick, name="header-tick")
-        self.query_one("#queues-table", DataTable).focus()
+        self.query_one(QueuesPanel).focus()
         self.tick()
         if self.screenshot:
+            self._screenshot_deadline = self.clock() + self.screenshot[1] + LIVE_DEADLINE_S
             self.set_timer(self.screenshot[1], self._take_screenshot)
         if self.handle_signals and os.name == "posix":
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGHUP):
                 loop.add_signal_handler(sig, self.exit)
 
+    def live(self) -> bool:
+        """The data shows a live pipeline: a worker, and a completion."""
+        snapshot = self.snapshot
+        return (snapshot is not None and bool(snapshot.workers)
+                and any(q.completed for q in snapshot.queues) and self.connected)
+
     def _take_screenshot(self) -> None:
-        if self.snapshot is None and self.poller is not None and self.poller.polls < 30:
-            self.set_timer(0.5, self._take_screenshot)  # no data yet: give Redis a little longer
+        """Save the main screen once there is data (with ``live``: a worker and a completion),
+        or give up at the deadline; then quit."""
+        ready = self.live() if self.screenshot_live else (self.snapshot is not None)
+        if not ready and self.clock() < self._screenshot_deadline:
+            self.set_timer(0.5, self._take_screenshot)
             return
-        if self.snapshot is not None:
+        if ready:
             target = Path(self.screenshot[0]).resolve()
             self.screenshot_saved = self.save_screenshot(target.name, str(target.parent))
         self.exit()
@@ -162,29 +190,22 @@ class SymphonyApp(App[None]):
         self._notes.append((level, message))
 
     # --- the poll ----------------------------------------------------------------------------
-    def fetch(self) -> Prepared:
-        """The poll's thread half: read Redis, then build every row (nothing here touches a widget)."""
+    def fetch(self, views: dict[str, Any]) -> Prepared:
+        """The poll's thread half: read Redis, then prepare every panel's data (no widget here)."""
         result = self.backend.poll()
         snapshot = result.snapshot
         self.rates.update(snapshot)  # only ever used by this thread (one poll at a time)
-        flows = self.rates.flows(snapshot)
-        # the panel was looked up on the UI thread; build() only reads its filter and sort settings
-        return Prepared(result, self._queues_panel.build(snapshot, flows), WorkersPanel.build(snapshot),
-                        ActivityPanel.build(snapshot), ScaleSetsPanel.build(result.scale_sets, snapshot.taken_at))
+        source = MainSource(snapshot, tuple(result.scale_sets), self.rates.flows(snapshot))
+        return Prepared(result, self.board.prepare(source, views))
 
     async def draw(self, prepared: Prepared) -> None:
-        """The UI half: diff the prepared rows into the tables (yielding as it goes)."""
+        """The UI half: diff the prepared data into the panels (yielding as it goes)."""
         result = prepared.result
         snapshot = result.snapshot
         self.snapshot = snapshot
         self.scale_sets = tuple(result.scale_sets)
-        main = self.main_screen
-        await main.query_one(QueuesPanel).show(prepared.queues)
-        await main.query_one(WorkersPanel).show(prepared.workers)
-        await main.query_one(ActivityPanel).show(prepared.activity)
-        await main.query_one(ScaleSetsPanel).show(prepared.scale_sets)
-        for panel in main.query(TablePanel):
-            panel.set_stale(False)
+        await self.board.draw(prepared.frame)
+        self.board.set_stale(False)
         header = self.header
         header.connection.state = "connected"
         header.connection.error = ""
@@ -218,9 +239,7 @@ class SymphonyApp(App[None]):
                 self.notify(f"Reading the status failed: {describe_error(exc)}", severity="error", timeout=8)
         self.connected = False
         self._lost = True
-        main = self.main_screen
-        for panel in main.query(TablePanel):
-            panel.set_stale(True)
+        self.board.set_stale(True)
         self.tick()
 
     def poll_now(self) -> None:
@@ -258,6 +277,9 @@ class SymphonyApp(App[None]):
     def selected_session(self) -> str | None:
         if isinstance(self.screen, DetailScreen):
             return self.screen.session
+        sessions = self.main_screen.query_one(SessionsPanel)
+        if self.focused is sessions:
+            return sessions.cursor_key()
         return self.queues.selected_session()
 
     def _session_for(self, what: str) -> str | None:
@@ -279,126 +301,30 @@ class SymphonyApp(App[None]):
             return action not in SESSION_ACTIONS | MAIN_ACTIONS
         if isinstance(screen, DetailScreen):
             return action not in MAIN_ACTIONS
+        if isinstance(screen, WorkerScreen):
+            return action not in SESSION_ACTIONS | MAIN_ACTIONS
         return True
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return self.allowed(action, self.screen)
 
-    # --- actions -----------------------------------------------------------------------------
-    def action_repair(self) -> None:
-        session = self._session_for("repair")
-        if session is None:
-            return
-        self.notify(f"Planning the repair of {session} (dry run)…", timeout=2)
-
-        def show(plan: Any) -> None:
-            replan = lambda retry_failed: self.backend.plan_repair(session, retry_failed=retry_failed)  # noqa: E731
-            self.push_screen(RepairScreen(plan, replan), self._run_repair)
-
-        self.run_io("repair", self.backend.plan_repair, session, done=show)
-
-    def _run_repair(self, plan: Any) -> None:
-        if plan is None:
-            return
-        if not self.connected:
-            self.notify_disconnected("repair")
-            return
-
-        def done(result: Any) -> None:
-            enqueued = dict(result.enqueued)
-            total = sum(enqueued.values())
-            detail = fmt.join_counts(enqueued.items())
-            self.notify(f"Repair of {result.session}: {total} task(s) enqueued ({detail})"
-                        + (f"; {result.skipped} already queued or in flight" if result.skipped else ""),
-                        title="repair", timeout=8)
-            self.poll_now()
-
-        self.run_io("repair", self.backend.repair, plan, done=done)
-
-    def action_cancel_session(self) -> None:
-        session = self._session_for("cancel")
-        if session is None:
-            return
-
-        def confirmed(yes: bool | None) -> None:
-            if not yes:
-                return
-            if not self.connected:
-                self.notify_disconnected("cancel")
-                return
-            self.run_io("cancel", self.backend.cancel, session, done=lambda result: (
-                self.notify(f"Cancelled {result.session}: {result.cancelled} waiting task(s) cancelled"
-                            + (f"; {result.in_flight} running task(s) end as cancelled" if result.in_flight else ""),
-                            title="cancel", timeout=8),
-                self.poll_now()))
-
-        self.push_screen(ConfirmScreen(f"Cancel session {session}?",
-                                       "Its queued and retrying tasks are removed and counted as cancelled; "
-                                       "tasks already running finish. Initialize with 'resume' to run it again.",
-                                       confirm="Cancel the session", danger=True), confirmed)
-
-    def action_retry_failed(self) -> None:
-        session = self._session_for("retry")
-        if session is None:
-            return
-        failed = 0
-        if self.snapshot is not None:
-            status = next((s for s in self.snapshot.sessions if s.name == session), None)
-            failed = (status.failed + status.timed_out) if status else 0
-
-        def confirmed(yes: bool | None) -> None:
-            if not yes:
-                return
-            if not self.connected:
-                self.notify_disconnected("retry")
-                return
-            self.run_io("retry", self.backend.retry, session, done=lambda result: (
-                self.notify(f"{result.session}: {result.requeued} failed task(s) queued again", title="retry",
-                            timeout=8),
-                self.poll_now()))
-
-        self.push_screen(ConfirmScreen(f"Retry the failed tasks of {session}?",
-                                       f"{failed} failed or timed-out task(s) go back to their queues with a fresh "
-                                       "attempt count.", confirm="Retry"), confirmed)
-
-    def action_export(self) -> None:
-        snapshot = self.snapshot
-        if snapshot is None:
-            self.notify("Nothing to export yet: no snapshot has been read", severity="warning")
-            return
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(snapshot.taken_at))
-        stale = not self.connected
-
-        def write() -> str:
-            path, n = self.export_dir / f"symphony-status-{stamp}.json", 1
-            while path.exists():  # two exports in one second: keep both
-                n += 1
-                path = self.export_dir / f"symphony-status-{stamp}-{n}.json"
-            return export_snapshot(snapshot, str(path))
-
-        def done(written: str) -> None:
-            self.exports.append(written)
-            self.notify(redact(f"Snapshot exported to {written}"
-                               + (" (stale: Redis is unreachable, this is the last data read)" if stale else "")),
-                        title="export", timeout=10)
-
-        self.run_io("export", write, done=done)
-
-    def action_initialize(self) -> None:
-        if not self.connected:
-            self.notify_disconnected("initialize")
-            return
-        self.push_screen(InitializeScreen(self.backend))
-
+    # --- actions (the session actions are in actions.py) -------------------------------------
     def action_detail(self) -> None:
+        """Enter: the detail of the selected session, or of the selected worker."""
+        if self.focused is self.main_screen.query_one(WorkersPanel):
+            worker = self.main_screen.query_one(WorkersPanel).cursor_key()
+            if worker is not None:
+                self.push_screen(WorkerScreen(worker, self.backend, refresh=self.refresh_s, clock=self.clock))
+                return
         session = self.selected_session()
         if session is None:
-            self.notify("Select a session first (a row of the queues table)", severity="warning", timeout=4)
+            self.notify("Select a session first (a row of the queues or sessions table)", severity="warning",
+                        timeout=4)
             return
-        self.push_screen(DetailScreen(session, self.backend, refresh=self.refresh_s))
+        self.push_screen(DetailScreen(session, self.backend, refresh=self.refresh_s, clock=self.clock))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.data_table.id == "queues-table":
+        if event.data_table.id in ("queues", "sessions", "workers"):
             event.stop()
             self.action_detail()
 
@@ -411,7 +337,7 @@ class SymphonyApp(App[None]):
         box = self.main_screen.query_one("#filter", FilterInput)
         if not box.value:
             box.display = False
-        self.main_screen.query_one("#queues-table", DataTable).focus()
+        self.main_screen.query_one(QueuesPanel).focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter":
@@ -424,24 +350,41 @@ class SymphonyApp(App[None]):
     def action_sort(self) -> None:
         self.queues.cycle_sort()
 
+    def action_zoom(self) -> None:
+        """The focused panel alone on the screen (again: back to every panel)."""
+        screen = self.screen
+        if screen.maximized is not None:
+            screen.minimize()
+        elif screen.focused is not None:
+            screen.maximize(screen.focused)
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
     # --- the command palette -----------------------------------------------------------------
     PALETTE = (
         ("Repair session", "Dry-run plan of a repair of the selected session, then run it (r)", "repair"),
-        ("Initialize sessions", "Choose session files from tasks/, verify, enqueue (i)", "initialize"),
+        ("Initialize sessions", "Choose session files, verify, enqueue (i)", "initialize"),
         ("Export snapshot", "Write the status JSON (as symphony status --export) (e)", "export"),
         ("Cancel session", "Cancel the selected session, after confirming (c)", "cancel_session"),
         ("Retry failed tasks", "Queue the selected session's failed tasks again (f)", "retry_failed"),
-        ("Session detail", "Per-stage progress, failures and the last job (Enter)", "detail"),
+        ("Detail", "The selected session's stages and failures, or the selected worker's tasks (Enter)", "detail"),
         ("Filter queues", "Show only the queues matching a text (/)", "filter"),
         ("Sort queues", "Cycle the queues' sort column (s)", "sort"),
         ("Keys", "Every key of the console (?)", "help"),
+        ("Screenshot", "Save an SVG of this screen into the export folder and say where", "save_screenshot"),
     )
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Ours, then Textual's own except those ours replace (one entry per title)."""
+        titles = set()
         for title, help_text, action in self.PALETTE:
             if self.allowed(action, screen):
-                yield SystemCommand(title, help_text, getattr(self, f"action_{action}"))
-        yield from super().get_system_commands(screen)
+                titles.add(title)
+                callback = getattr(self, f"action_{action}")
+                if action == "save_screenshot":  # once the palette has closed: the screen, not the palette
+                    callback = lambda: self.set_timer(0.2, self.action_save_screenshot)  # noqa: E731
+                yield SystemCommand(title, help_text, callback)
+        for command in super().get_system_commands(screen):
+            if command.title not in titles and command.title not in ("Keys", "Screenshot"):
+                yield command

@@ -17,11 +17,15 @@ from symphony.engine import (CancelResult, Engine, InitializeResult, RepairPlan,
                     Snapshot, VerificationReport, describe_error, initialize_session, is_unavailable, verify_paths)
 
 from .history import HEARTBEATS, HeartbeatCpu
+from .sources import DetailSource, WorkerSource
 
 log = logging.getLogger("symphony.console")
 
 SCALE_SET_WINDOW_S = 3600.0
 SCALE_SET_REFRESH_S = 5.0  # the stored series move once per 30 s bucket (heartbeats) or minute (Azure)
+WORKER_EVENTS = 1000  # entries of the results stream the worker screen looks through for its tasks
+WORKER_TASKS = 50
+TASK_KINDS = frozenset({"completed", "failed", "timed_out", "cancelled", "retry", "reclaimed", "worker_lost"})
 
 
 @dataclass(frozen=True)
@@ -103,8 +107,23 @@ class Backend:
         return tuple(merged)
 
     # --- a session's detail ----------------------------------------------------------------
-    def detail(self, session: str) -> SessionDetail:
-        return self.engine.session_detail(session)
+    def detail(self, session: str) -> DetailSource:
+        detail: SessionDetail = self.engine.session_detail(session)
+        seconds, micros = self.engine.client.time()  # failure times are server times
+        return DetailSource(detail, seconds + micros / 1_000_000)
+
+    # --- a worker's detail -----------------------------------------------------------------
+    def worker(self, worker_id: str) -> WorkerSource:
+        """The worker's status, its recent tasks (the newest entries of the results stream that
+        name it), and its host's CPU history."""
+        snapshot = self.engine.snapshot(events=WORKER_EVENTS)
+        status = next((w for w in snapshot.workers if w.id == worker_id), None)
+        tasks = tuple(e for e in snapshot.events if e.worker == worker_id and e.kind in TASK_KINDS)[:WORKER_TASKS]
+        host = None
+        if status is not None:
+            hosts = self.engine.host_cpu(window_s=SCALE_SET_WINDOW_S, pool=status.pool or None)
+            host = next((h for h in hosts if h.host == status.host), None)
+        return WorkerSource(worker_id, snapshot.taken_at, status, tasks, host)
 
     # --- actions ---------------------------------------------------------------------------
     def plan_repair(self, session: str, *, retry_failed: bool = False) -> RepairPlan:

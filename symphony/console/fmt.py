@@ -1,14 +1,23 @@
-"""Formatting for the console: ages, percentages, sizes, rates, sparklines (pure functions)."""
+"""Formatting shared by both front ends (the ``symphony`` CLI and the console): ages, durations,
+percentages, sizes, rates, sparklines and progress bars, as plain strings.
+
+Pure functions with no terminal library behind them (an import-linter contract keeps Textual and
+Rich out), so the CLI prints the same figures the console draws.
+"""
 from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+from symphony.engine import ConfigError
+
 BLOCKS = "▁▂▃▄▅▆▇█"
 DASH = "–"
+FULL, EMPTY = "█", "░"
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def age(seconds: float | None) -> str:
-    """``0.4s``, ``12s``, ``5m``, ``2.1h``; a dash when unknown."""
+    """``0.4s``, ``12s``, ``5m03s``, ``12m``, ``2.1h``, ``1.5d``; a dash when unknown."""
     if seconds is None:
         return DASH
     seconds = max(0.0, seconds)
@@ -24,7 +33,7 @@ def age(seconds: float | None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """An ETA or a span: ``45s``, ``3m``, ``1h20m``; a dash when unknown."""
+    """An ETA or a span: ``45s``, ``3m05s``, ``12m``, ``1h20m``; a dash when unknown."""
     if seconds is None:
         return DASH
     seconds = max(0, int(round(seconds)))
@@ -34,6 +43,20 @@ def duration(seconds: float | None) -> str:
         return f"{seconds // 60}m{seconds % 60:02d}s" if seconds < 600 else f"{seconds // 60}m"
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m"
+
+
+def parse_duration(text: str | float | int | None, default: float | None = None) -> float | None:
+    """Seconds from ``90``, ``90s``, ``15m``, ``6h`` or ``2d`` (``default`` when empty); a
+    :class:`ConfigError` naming the text otherwise."""
+    if text is None or text == "":
+        return default
+    if isinstance(text, (int, float)):
+        return float(text)
+    s = text.strip().lower()
+    try:
+        return float(s[:-1]) * DURATION_UNITS[s[-1]] if s and s[-1] in DURATION_UNITS else float(s)
+    except (ValueError, KeyError):
+        raise ConfigError(f"{text!r} is not a duration (e.g. 90, 90s, 15m, 6h)") from None
 
 
 def percent(value: float | None) -> str:
@@ -91,6 +114,30 @@ def sparkline(points: Sequence[tuple[float, float]], *, start: float, end: float
         level = (min(high, max(low, value)) - low) / scale
         out.append(BLOCKS[min(len(BLOCKS) - 1, int(level * (len(BLOCKS) - 1) + 0.5))])
     return "".join(out)
+
+
+def bar_cells(done: int, total: int, width: int) -> int:
+    """How many of ``width`` cells a progress bar fills for ``done`` of ``total`` (never all of
+    them before everything is done, never none once something is)."""
+    if width <= 0 or total <= 0 or done <= 0:
+        return 0
+    if done >= total:
+        return width
+    return min(width - 1, max(1, int(width * done / total)))
+
+
+def bar(done: int, total: int, width: int = 20) -> str:
+    """``█████░░░░░``: ``done`` of ``total`` in ``width`` cells."""
+    filled = bar_cells(done, total, width)
+    return FULL * filled + EMPTY * (width - filled)
+
+
+def fraction(done: int, total: int) -> str:
+    """``42%`` (``100%`` only when everything is done)."""
+    if total <= 0:
+        return DASH
+    value = 100.0 * min(done, total) / total
+    return f"{min(value, 99.0) if done < total else 100.0:.0f}%"
 
 
 def join_counts(counts: Iterable[tuple[str, int]]) -> str:

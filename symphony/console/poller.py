@@ -1,7 +1,8 @@
 """Polling without ever freezing the screen, and without polls piling up.
 
-The fetch half runs in a thread (it may block on Redis, and it also prepares what to draw); the
-draw half runs on the UI thread (it may be a coroutine that yields to the event loop as it goes);
+The fetch half runs in a thread (it may block on Redis, and it also prepares what to draw, from
+the view settings taken on the UI thread when the poll started); the draw half runs on the UI
+thread (it may be a coroutine that yields to the event loop as it goes);
 the next poll is armed only once the previous one has been drawn (Dolphie's way), so a slow
 Redis slows the refresh down instead of stacking requests. After a failure the poller keeps
 the last data (the app marks it stale) and retries with an exponential backoff; the first
@@ -24,11 +25,14 @@ log = logging.getLogger("symphony.console")
 
 
 class Poller(Generic[T]):
-    def __init__(self, owner: MessagePump, fetch: Callable[[], T], draw: Callable[[T], None | Awaitable[None]],
+    def __init__(self, owner: MessagePump, fetch: Callable[..., T], draw: Callable[[T], None | Awaitable[None]],
                  failed: Callable[[BaseException], None], *, interval: float = 1.0,
-                 backoff: Backoff | None = None, name: str = "poll"):
+                 backoff: Backoff | None = None, name: str = "poll", view: Callable[[], Any] | None = None):
+        """``fetch(view())`` runs in a thread (``fetch()`` without ``view``); ``view`` runs on the
+        UI thread as the poll starts, so the thread never reads a widget."""
         self.owner = owner
         self.fetch = fetch
+        self.view = view
         self.draw = draw
         self.failed = failed
         self.interval = interval
@@ -72,13 +76,18 @@ class Poller(Generic[T]):
         if self.running or self._stopped:
             return
         self.running = True
-        self.owner.run_worker(self._cycle(), name=self.name, group=self.name, exit_on_error=False)
+        try:
+            args = () if self.view is None else (self.view(),)
+        except Exception:  # noqa: BLE001 - the screen is going away
+            self.running = False
+            return
+        self.owner.run_worker(self._cycle(args), name=self.name, group=self.name, exit_on_error=False)
 
-    async def _cycle(self) -> None:
+    async def _cycle(self, args: tuple[Any, ...] = ()) -> None:
         delay = self.interval
         try:
             try:
-                result: Any = await asyncio.to_thread(self.fetch)
+                result: Any = await asyncio.to_thread(self.fetch, *args)
             except Exception as exc:  # noqa: BLE001 - any failure: keep the last data, back off
                 self.failures += 1
                 delay = self.next_delay = self.backoff.next_delay()

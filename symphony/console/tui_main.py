@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 
 from symphony.engine import (ConfigError, Engine, SymphonyError, install_log_redaction, load_key, redact, resolve_redis,
@@ -17,6 +19,7 @@ EPILOG = ("Keys: r repair · i initialize · e export · c cancel · f retry fai
 
 
 SCREENSHOT_SIZE = (160, 48)
+LIVE_DEADLINE_S = 90.0  # --demo --screenshot: how long to wait for a worker and a completion
 
 
 def positive(text: str) -> float:
@@ -63,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def say(message: str) -> None:
+    """A line on stderr, unless the terminal is gone (closed window, dropped SSH): then nothing,
+    so that cleaning up still happens."""
+    try:
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Nothing may write to the terminal under the app: warnings go to Textual's devtools log.
@@ -71,16 +84,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, handlers=[TextualHandler()], force=True)
     install_log_redaction()
 
+    from .demo import Ended, catch_endings, ignore_endings
+
     demo = None
     backend = None
     collector = None
+    catch_endings()
     try:
         if args.demo:
             from .demo import Demo
 
-            sys.stderr.write("symphony-tui: starting the demo (embedded Redis, workers, the sample session)…\n")
-            sys.stderr.flush()
-            demo = Demo(redis_url=args.redis, processes=args.processes).start()
+            say("symphony-tui: starting the demo (embedded Redis, workers, the sample session)…")
+            demo = Demo(redis_url=args.redis, processes=args.processes)
+            demo.start()
             config = demo.config
         else:
             config = resolve_redis(args.redis, password_file=args.redis_password_file, ca_file=args.redis_ca_file)
@@ -89,47 +105,58 @@ def main(argv: list[str] | None = None) -> int:
 
         engine = Engine(config.with_client_name("symphony-tui"), socket_timeout=3.0,
                         sealer=sealer_from(load_key(args.encryption_key_file)))
-        backend = Backend(engine, tasks_dir=args.tasks)
+        # the demo's own session folder: r and i see the definition the demo registered
+        backend = Backend(engine, tasks_dir=demo.tasks_dir if demo else args.tasks)
         note = "demo (q stops it all)" if demo else ""
         app = SymphonyApp(backend, refresh=args.refresh, export_dir=args.export_dir, note=note, handle_signals=True,
-                          screenshot=(args.screenshot, args.screenshot_after) if args.screenshot else None)
+                          screenshot=(args.screenshot, args.screenshot_after) if args.screenshot else None,
+                          screenshot_live=bool(demo))
         if args.azure:
             from symphony.engine import AzureCollector
 
             collector = AzureCollector.from_env(engine, on_message=app.post_note)
             if collector is None:
-                sys.stderr.write("symphony-tui: --azure: the Azure Monitor collector is not configured (set "
-                                 "SYMPHONY_AZURE_SUBSCRIPTION and SYMPHONY_AZURE_RESOURCE_GROUP; see README)\n")
+                say("symphony-tui: --azure: the Azure Monitor collector is not configured (set "
+                    "SYMPHONY_AZURE_SUBSCRIPTION and SYMPHONY_AZURE_RESOURCE_GROUP; see README)")
                 return 2
             collector.start()
-        if args.screenshot:
-            app.run(headless=True, size=SCREENSHOT_SIZE)
-            if app.screenshot_saved:
-                sys.stderr.write(f"symphony-tui: screenshot saved to {app.screenshot_saved}\n")
+        try:
+            if args.screenshot:
+                app.run(headless=True, size=SCREENSHOT_SIZE)
             else:
-                sys.stderr.write("symphony-tui: no screenshot: no data was read from Redis\n")
+                app.run()
+        finally:
+            catch_endings()  # the app's own handlers are gone with its event loop
+        if args.screenshot:
+            if app.screenshot_saved:
+                say(f"symphony-tui: screenshot saved to {app.screenshot_saved}")
+            else:
+                say("symphony-tui: no screenshot: " + ("no live data (a worker and a completion) within "
+                                                       f"{LIVE_DEADLINE_S:.0f} s" if demo else
+                                                       "no data was read from Redis"))
                 return 1
-        else:
-            app.run()
         return int(app.return_code or 0)
     except ConfigError as exc:
-        sys.stderr.write(f"symphony-tui: {redact(exc)}\n")
+        say(f"symphony-tui: {redact(exc)}")
         return 2
     except SymphonyError as exc:
-        sys.stderr.write(f"symphony-tui: {redact(exc)}\n")
+        say(f"symphony-tui: {redact(exc)}")
         return 1
-    except FileNotFoundError as exc:  # e.g. --demo without tasks/ or without a Redis server binary
-        sys.stderr.write(f"symphony-tui: {redact(exc)}\n")
+    except FileNotFoundError as exc:  # e.g. --demo without a Redis server binary
+        say(f"symphony-tui: {redact(exc)}")
         return 1
     except KeyboardInterrupt:
         return 130
+    except Ended as ended:
+        return 128 + ended.signum
     finally:
+        ignore_endings()
         if collector is not None:
             collector.stop()
         if backend is not None:
             backend.close()
         if demo is not None:
-            sys.stderr.write("symphony-tui: stopping the demo…\n")
+            say("symphony-tui: stopping the demo…")
             demo.stop()
 
 

@@ -1,60 +1,94 @@
 """Symphony's engine: all the Redis logic, and no UI.
 
-The console and the workers use only the names exported here.
+The console, the CLI and the workers use only the names exported here (an import-linter contract
+holds them to it). They are grouped by domain, in the order a reader meets them: connecting to
+Redis, the session files, putting work in, how a task ends, the workers' side, the operator's
+verbs, the status snapshot, machine metrics, security. Everything else is internal: tests
+import it from its module. The spec files' model (pipelines, session files, verification of the
+files) lives in :mod:`symphony.spec`, which never touches Redis; the engine re-exports the names
+the front ends and workers use, and adds the checks that need Redis
+(``verify_paths(..., engine=...)``).
 """
-from .acl import reader_rules, setuser, setuser_line, worker_rules
+# --- connecting: where Redis is, the facade, the server, errors -----------------------------------
 from .config import RedisConfig, resolve_redis
-from .connection import Backoff, connect, describe_error, is_unavailable, redis_problem
-from .control import CancelResult, Failure, PurgeResult, QueueInfo, RetryResult, SessionDetail
+from .connection import Backoff, describe_error, is_unavailable, redis_problem
 from .core import Engine
-from .crypto import CryptoError, Sealer, load_key, sealer_from
-from .embedded import EmbeddedRedis, find_server_binary, free_port
-from .enqueue import EnqueueResult
+from .embedded import EmbeddedRedis
 from .errors import (ConfigError, CredentialsRefused, Problem, RedisUnavailable, SessionConflict, SpecError,
                      SymphonyError, UnknownSession)
+from .keys import Keys
+from .server import ServerInfo
+
+# --- session files: pipelines, sessions, verification (symphony.spec, plus the checks in Redis) ----
+from symphony.spec import (Handler, Item, Pipeline, SessionRecord, SessionSpec, Stage, VerificationReport, is_name,
+                           load_pipeline, load_session, register_source)
+from .verify import verify_paths
+
+# --- putting work in: initialize, enqueue, repair --------------------------------------------------
+from .enqueue import EnqueueResult
 from .initialize import InitializeResult, initialize_session
-from .jobstore import JobStore
-from .keys import DEFAULT_KEYS, Keys
-from .lease import (CANCELLED, DONE, FAILED, HANDBACK, RETRY, TIMED_OUT, Beat, Claimed, Finish, Outcome,
-                    StepResult, WorkerLink, default_worker_id)
-from .messages import InvalidMessage, Task, decode_task
-from .outcomes import Decision, OutcomeKind, SessionState, after_failure
-from .names import check_name, is_name, name_problem
-from .pipeline import Handler, Pipeline, Stage, load_pipeline
-from .metadata import register_source
-from .reclaim import ReclaimReport
 from .repair import RepairPlan, RepairResult, StagePlan
+
+# --- how a task ends: outcome kinds, the retry policy, the outcome record, session states -----------
+from .outcomes import Decision, OutcomeKind, OutcomeRecord, SessionState, after_failure
+
+# --- the workers' side: leases, reports, reclaim, job key/values -----------------------------------
+from .jobstore import JobStore
+from .lease import Beat, Claimed, Finish, Outcome, StepResult, WorkerLink
 from .lost import LostReport
-from .redaction import (SECRET_ENVIRONMENT, drop_secret_environment, install_log_redaction, redact,
-                        redact_standard_streams, redact_url, register_environment_secrets, register_secret,
-                        without_secret_environment)
-from .session_file import Item, SessionRecord, SessionSpec, load_session
-from .snapshot import Event, QueueStatus, SessionStatus, Snapshot, WorkerStatus
-from .verify import VerificationReport, session_files, verify_paths
+from .messages import Task
+from .reclaim import ReclaimReport
 from .worklog import LogLine
 
+# --- the operator's verbs ---------------------------------------------------------------------------
+from .control import CancelResult, PurgeResult, QueueInfo, RetryResult, SessionDetail
+from .registry import SessionSummary
+
+# --- the status snapshot -----------------------------------------------------------------------------
+from .snapshot import Event, QueueStatus, SessionStatus, Snapshot, WorkerStatus
+
+# --- machine metrics: host CPU from heartbeats, scale-set CPU from Azure Monitor ---------------------
+from .azure_monitor import AzureCollector, AzureMonitorConfig, CollectResult
+from .metrics import AzureSample, CollectorStatus, HostCpu, HostMetricsWriter, ScaleSetCpu
+
+# --- SLURM job accounting (symphony.slurm talks to SLURM; the engine stores what it saw) ------------
+from .slurm_accounting import (CleanupResult, JobSet, Lease, LockLost, Observation, SlurmAccounting, SlurmJob,
+                               SlurmTag, slurm_origin)
+
+# --- security: ACL users, encryption, redaction ------------------------------------------------------
+from .acl import reader_rules, setuser, setuser_line, worker_rules
+from .crypto import CryptoError, Sealer, load_key, sealer_from
+from .redaction import (SECRET_ENVIRONMENT, drop_secret_environment, install_log_redaction, redact,
+                        redact_standard_streams, register_environment_secrets, register_secret,
+                        without_secret_environment)
+
 __all__ = [
-    "Backoff", "Beat", "CANCELLED", "Claimed", "ConfigError", "CryptoError", "Sealer", "load_key",
-    "reader_rules", "sealer_from", "setuser", "setuser_line", "worker_rules", "DEFAULT_KEYS", "DONE", "EmbeddedRedis", "Engine",
-    "EnqueueResult", "Event", "InitializeResult", "initialize_session", "FAILED", "Finish", "HANDBACK", "Handler", "InvalidMessage", "Item", "JobStore", "Keys",
-    "Outcome", "Pipeline", "Problem", "QueueStatus", "RETRY", "ReclaimReport", "RedisConfig", "RedisUnavailable",
-    "SessionConflict", "SessionRecord", "SessionSpec", "SessionStatus", "Snapshot", "SpecError", "Stage",
-    "StepResult", "SymphonyError", "TIMED_OUT", "Task", "UnknownSession", "WorkerLink", "WorkerStatus",
-    "check_name", "connect", "decode_task", "default_worker_id", "describe_error", "find_server_binary",
-    "free_port", "install_log_redaction", "is_name", "is_unavailable", "load_pipeline", "load_session",
-    "name_problem", "redact", "redact_standard_streams", "redis_problem", "redact_url", "register_secret",
-    "resolve_redis", "Decision", "OutcomeKind", "SessionState", "after_failure",
-    "CredentialsRefused", "LogLine", "LostReport", "SECRET_ENVIRONMENT", "drop_secret_environment",
-    "register_environment_secrets", "without_secret_environment",
-    # operator verbs (issue 3)
-    "CancelResult", "Failure", "PurgeResult", "QueueInfo", "RepairPlan", "RepairResult", "RetryResult",
-    "SessionDetail", "StagePlan", "VerificationReport", "register_source", "session_files", "verify_paths",
+    # connecting
+    "RedisConfig", "resolve_redis", "Backoff", "describe_error", "is_unavailable", "redis_problem", "Engine",
+    "EmbeddedRedis", "ConfigError", "Problem", "RedisUnavailable", "SessionConflict", "SpecError", "SymphonyError",
+    "UnknownSession", "CredentialsRefused", "Keys", "ServerInfo",
+    # session files
+    "register_source", "is_name", "Handler", "Pipeline", "Stage", "load_pipeline", "Item", "SessionRecord",
+    "SessionSpec", "load_session", "VerificationReport", "verify_paths",
+    # putting work in
+    "EnqueueResult", "InitializeResult", "initialize_session", "RepairPlan", "RepairResult", "StagePlan",
+    # how a task ends
+    "Decision", "OutcomeKind", "OutcomeRecord", "SessionState", "after_failure",
+    # the workers' side
+    "JobStore", "Beat", "Claimed", "Finish", "Outcome", "StepResult", "WorkerLink", "Task", "ReclaimReport",
+    "LostReport", "LogLine",
+    # the operator's verbs
+    "CancelResult", "PurgeResult", "QueueInfo", "RetryResult", "SessionDetail", "SessionSummary",
+    # the status snapshot
+    "Event", "QueueStatus", "SessionStatus", "Snapshot", "WorkerStatus",
+    # machine metrics
+    "AzureCollector", "AzureMonitorConfig", "CollectResult", "AzureSample", "CollectorStatus", "HostCpu",
+    "HostMetricsWriter", "ScaleSetCpu",
+    # SLURM job accounting
+    "CleanupResult", "JobSet", "Lease", "LockLost", "Observation", "SlurmAccounting", "SlurmJob", "SlurmTag",
+    "slurm_origin",
+    # security
+    "reader_rules", "setuser", "setuser_line", "worker_rules", "CryptoError", "Sealer", "load_key", "sealer_from",
+    "install_log_redaction", "redact", "redact_standard_streams", "register_secret", "SECRET_ENVIRONMENT",
+    "register_environment_secrets", "without_secret_environment", "drop_secret_environment",
 ]
-
-# --- machine metrics (issue 5): host CPU from heartbeats, scale-set CPU from Azure Monitor ---------
-from .azure_monitor import AzureCollector, AzureMonitorConfig, CollectResult  # noqa: E402
-from .metrics import (AzureSample, CollectorStatus, HostCpu, HostMetricsWriter, HostStatus, ScaleSetCpu,  # noqa: E402
-                      hosts_from_workers)
-
-__all__ += ["AzureCollector", "AzureMonitorConfig", "AzureSample", "CollectResult", "CollectorStatus", "HostCpu",
-            "HostMetricsWriter", "HostStatus", "ScaleSetCpu", "hosts_from_workers"]

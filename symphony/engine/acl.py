@@ -19,8 +19,9 @@ import hashlib
 import shlex
 from typing import Iterable, Sequence
 
+from symphony.spec import role_problem
+
 from .keys import DEFAULT_KEYS, Keys
-from .names import role_problem
 
 # Connection set-up (redis-py sends HELLO and CLIENT SETNAME; PING checks health).
 CONNECTION = ("hello", "ping", "client|setname")
@@ -29,9 +30,9 @@ CONNECTION = ("hello", "ping", "client|setname")
 WORKER_COMMANDS = CONNECTION + (
     "info",  # the version check when a supervisor starts
     "evalsha", "script|load", "multi", "exec", "watch", "unwatch", "time",
-    "blpop", "lrange", "llen", "lindex", "lmove", "lrem", "lpush", "rpush", "ltrim",
+    "blpop", "lrange", "llen", "lindex", "lmove", "lrem", "lpush", "rpush", "ltrim", "setbit",
     "hget", "hmget", "hgetall", "hset", "hsetnx", "hdel", "hincrby",
-    "zadd", "zrem", "zrange", "zrangebyscore", "zremrangebyscore", "zscore", "zcard",
+    "zadd", "zrem", "zrange", "zrangebyscore", "zremrangebyscore", "zremrangebyrank", "zscore", "zcard",
     "xadd", "get", "set", "del", "exists", "expire", "pexpire", "pttl", "type", "sadd",
     "xrevrange", "lpos",  # why a report found its task gone (engine/lost.py), a rare path
 )
@@ -67,9 +68,10 @@ def worker_key_patterns(stages: Iterable[str], keys: Keys = DEFAULT_KEYS) -> tup
     """(read-write patterns, read-only patterns) for a worker serving ``stages``."""
     ns = _ns(keys)
     write = [f"{ns}:{part}" for part in (
-        "delayed:*", "ready:*", "bell:*", "stats:*", "live:*", "outcomes:*", "session:*", "epoch",
+        "delayed:*", "ready:*", "bell:*", "stats:*", "live:*", "done:*", "outcomes:*", "session:*", "epoch",
         "workers", "worker:*", "inflight:*", "lock:*", "clock", "grace", "results", "events", "deadletter",
         "job:*", "jobs:*", "lastjob:*", "metrics:*",  # metrics: host samples from heartbeats
+        "origin:*",  # the jobs that wrote key/values from each SLURM job
         "log:*")]  # each worker process's recent log lines
     read = [keys.sessions, keys.pools]
     return queue_patterns(stages, keys) + write, read

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from .errors import SessionConflict, UnknownSession
 from .jobstore import last_job
 from .messages import InvalidMessage, Sealed, decode_task
-from .registry import CANCELLED, add_event, list_sessions, set_session_state
+from .outcomes import RETRYABLE, STOPPED, InvalidRecord, OutcomeKind, OutcomeRecord, SessionState
+from .registry import SessionSummary, add_event, list_sessions, load_record, set_session_state
 from .scripts import scripts
 from .snapshot import STATES, QueueStatus, SessionStatus
 
@@ -40,22 +41,10 @@ class PurgeResult:
 
 
 @dataclass(frozen=True)
-class Failure:
-    item: str
-    stage: str
-    state: str  # failed | timed_out | cancelled
-    error: str
-    stderr: str
-    attempts: int
-    at: float | None
-    worker: str = ""
-
-
-@dataclass(frozen=True)
 class SessionDetail:
     status: SessionStatus
     queues: tuple[QueueStatus, ...]
-    failures: tuple[Failure, ...]
+    failures: tuple[OutcomeRecord, ...]
     last_job_id: str | None
     last_job: Mapping[str, str]
     file: str = ""
@@ -80,7 +69,7 @@ def _stages(engine: Any, session: str) -> list[str]:
     raw = engine.client.hget(engine.keys.sessions, session)
     if raw is None:
         raise UnknownSession(f"no session named {session!r} is registered")
-    return list(json.loads(raw).get("stages", ()))
+    return list(SessionSummary.from_json(session, raw).stages)
 
 
 def cancel_session(engine: Any, session: str) -> CancelResult:
@@ -88,7 +77,7 @@ def cancel_session(engine: Any, session: str) -> CancelResult:
     finishing tasks are recorded as cancelled), then cancel every waiting task."""
     keys, client, lua = engine.keys, engine.client, scripts()
     stages = _stages(engine, session)
-    set_session_state(client, keys, session, CANCELLED)
+    set_session_state(client, keys, session, SessionState.CANCELLED)
     total = 0
     for stage in stages:
         while True:
@@ -106,44 +95,41 @@ def cancel_session(engine: Any, session: str) -> CancelResult:
     return CancelResult(session, total, running)
 
 
-def iter_outcomes(engine: Any, session: str) -> Iterable[tuple[str, dict[str, Any]]]:
+def iter_outcomes(engine: Any, session: str) -> Iterator[OutcomeRecord]:
+    """Every outcome record of ``session`` (records that cannot be read are skipped)."""
     for item, raw in engine.client.hscan_iter(engine.keys.outcomes(session), count=1000):
         try:
-            record = json.loads(raw)
-        except ValueError:
+            yield OutcomeRecord.decode(item, raw)
+        except InvalidRecord:
             continue
-        if isinstance(record, dict):
-            yield item, record
+
+
+def _retried(record: OutcomeRecord) -> tuple[str, Any, int | None]:
+    """What ``enqueue`` takes to put a stopped item back: its id, metadata and ordinal, from the
+    message it had (encrypted task data is carried over as it is: retry needs no key)."""
+    try:
+        task = decode_task(record.task)
+    except InvalidMessage:
+        return record.item, None, None
+    return record.item, Sealed(task.sealed) if task.sealed is not None else task.meta, task.ordinal
 
 
 def retry_session(engine: Any, session: str, stage: str | None = None,
-                  states: Iterable[str] = ("failed", "timed_out")) -> RetryResult:
+                  states: Iterable[str] = RETRYABLE) -> RetryResult:
     """Put failed (and timed-out) tasks back in their queues with fresh attempts."""
-    spec_raw, state = engine.client.hmget(engine.keys.session(session), "spec", "state")
-    if spec_raw is None:
-        raise UnknownSession(f"no session named {session!r} is registered")
-    if state == CANCELLED:
+    record, state = load_record(engine.client, engine.keys, session)
+    if state == SessionState.CANCELLED:
         raise SessionConflict(f"session {session!r} is cancelled; use 'symphony initialize --resume' to run it again")
-    pipeline = json.loads(spec_raw)["pipeline"]
     if stage is not None:
-        names = {s["name"]: s["name"] for s in pipeline["stages"]}
-        names.update({a: s["name"] for s in pipeline["stages"] for a in s.get("aliases", [])})
-        if stage not in names:
-            raise UnknownSession(f"session {session!r} has no stage {stage!r} (stages: {', '.join(s['name'] for s in pipeline['stages'])})")
-        stage = names[stage]
-    wanted = set(states)
-    groups: dict[str, list[tuple[str, Any]]] = defaultdict(list)
-    for item, record in iter_outcomes(engine, session):
-        if record.get("state") not in wanted or (stage and record.get("stage") != stage):
-            continue
-        meta = None
-        try:
-            task = decode_task(record.get("task", ""))
-            # encrypted task data is carried over as it is: retry needs no key and loses nothing
-            meta = Sealed(task.sealed) if task.sealed is not None else task.meta
-        except InvalidMessage:
-            pass
-        groups[record.get("stage", "")].append((item, meta))
+        if not record.pipeline.has_stage(stage):
+            raise UnknownSession(f"session {session!r} has no stage {stage!r} "
+                                 f"(stages: {', '.join(record.pipeline.stage_names)})")
+        stage = record.pipeline.canonical(stage)
+    wanted = {OutcomeKind(s) for s in states}
+    groups: dict[str, list[tuple[str, Any, int | None]]] = defaultdict(list)
+    for outcome in iter_outcomes(engine, session):
+        if outcome.state in wanted and (not stage or outcome.stage == stage):
+            groups[outcome.stage].append(_retried(outcome))
     by_stage, skipped = {}, 0
     for stage_name, items in groups.items():
         if not stage_name:
@@ -166,7 +152,7 @@ def purge_session(engine: Any, session: str, *, job_keys: bool = False, force: b
     stages = _stages(engine, session)
     state = client.hget(keys.session(session), "state")
     live = client.hlen(keys.live(session))
-    if live and state != CANCELLED and not force:
+    if live and state != SessionState.CANCELLED and not force:
         raise SessionConflict(f"session {session!r} still has {live} item(s) queued or running; "
                               "cancel it first ('symphony cancel'), or pass --force")
     job_deleted = 0
@@ -185,7 +171,7 @@ def purge_session(engine: Any, session: str, *, job_keys: bool = False, force: b
     if job_keys:
         names.append(keys.jobs(session))
     for stage in stages:
-        names += [keys.queue(stage, session), keys.delayed(stage, session)]
+        names += [keys.queue(stage, session), keys.delayed(stage, session), keys.done(session, stage)]
     with client.pipeline(transaction=True) as pipe:
         pipe.delete(*names)
         pipe.hdel(keys.sessions, session)
@@ -211,20 +197,18 @@ def _recompute_pools(engine: Any) -> None:
         pipe.execute()
 
 
-def failures(engine: Any, session: str, limit: int = 200, states: Iterable[str] = ("failed", "timed_out", "cancelled")
-             ) -> tuple[Failure, ...]:
-    wanted = set(states)
-    out: list[Failure] = []
-    for item, record in iter_outcomes(engine, session):
-        if record.get("state") not in wanted:
+def failures(engine: Any, session: str, limit: int = 200, states: Iterable[str] = STOPPED
+             ) -> tuple[OutcomeRecord, ...]:
+    """Up to ``limit`` outcome records of ``session`` (failed, timed out, cancelled), newest first."""
+    wanted = {OutcomeKind(s) for s in states}
+    out: list[OutcomeRecord] = []
+    for record in iter_outcomes(engine, session):
+        if record.state not in wanted:
             continue
-        out.append(Failure(item=item, stage=str(record.get("stage", "")), state=str(record.get("state")),
-                           error=str(record.get("error", "")), stderr=str(record.get("stderr", "")),
-                           attempts=int(record.get("attempts", 0) or 0), at=record.get("at"),
-                           worker=str(record.get("worker", "") or "")))
+        out.append(record)
         if len(out) >= limit:
             break
-    out.sort(key=lambda f: f.at or 0, reverse=True)
+    out.sort(key=lambda f: f.at_ms, reverse=True)
     return tuple(out)
 
 
@@ -238,8 +222,10 @@ def session_detail(engine: Any, session: str, failure_limit: int = 50) -> Sessio
         raise UnknownSession(f"no session named {session!r} is registered")
     queues = tuple(q for q in snapshot.queues if q.session == session)
     job_id, kv = last_job(engine.client, engine.keys, session)
-    spec_raw = engine.client.hget(engine.keys.session(session), "spec")
-    root = json.loads(spec_raw).get("root", "") if spec_raw else ""
+    try:
+        root = load_record(engine.client, engine.keys, session)[0].root
+    except UnknownSession:  # purged meanwhile
+        root = ""
     return SessionDetail(status=snap_session, queues=queues, failures=failures(engine, session, failure_limit),
                          last_job_id=job_id, last_job=kv, file=snap_session.file, root=root)
 
@@ -264,5 +250,5 @@ def list_queues(engine: Any) -> list[QueueInfo]:
     return out
 
 
-__all__ = ["CancelResult", "Failure", "PurgeResult", "QueueInfo", "RetryResult", "SessionDetail", "STATES",
+__all__ = ["CancelResult", "PurgeResult", "QueueInfo", "RetryResult", "SessionDetail", "STATES",
            "cancel_session", "failures", "list_queues", "purge_session", "retry_session", "session_detail"]

@@ -5,35 +5,40 @@ workers, snapshots. Everything it returns is immutable.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 import redis
+
+from symphony.spec import SessionRecord
 
 from . import registry
 from .config import RedisConfig, resolve_redis
 from .connection import connect, ping
 from .crypto import CryptoError, Sealer, task_aad
-from .enqueue import EnqueueResult, enqueue
-from .jobstore import JobStore, last_job
+from .enqueue import EnqueueResult, ItemLike, enqueue
+from .jobstore import JobStore, last_job, origin_jobs
 from .keys import DEFAULT_KEYS, Keys
 from .lease import Finish, WorkerLink
 from .lost import LostReport, why_lost
 from .messages import Task
+from .outcomes import RETRYABLE, SessionState
 from .metrics import (HOST_BUCKET_S, HOST_RETENTION_S, CollectorStatus, HostCpu, HostMetricsWriter, ScaleSetCpu,
                       read_collector_status, read_host_cpu, read_scale_set_cpu)
 from .reclaim import ReclaimReport, lapsed_workers, reap, reclaim_worker
 from .records import RecordCache
-from .session_file import SessionRecord
+from .server import ServerInfo, read_server_info
 from .snapshot import Snapshot, read_snapshot, work_remaining
 from .worklog import LogLine, read_lines, write_lines
 
 
 class Engine:
     def __init__(self, config: RedisConfig | None = None, *, client: redis.Redis | None = None,
-                 keys: Keys = DEFAULT_KEYS, socket_timeout: float = 10.0, sealer: Sealer | None = None):
+                 keys: Keys = DEFAULT_KEYS, socket_timeout: float = 10.0, sealer: Sealer | None = None,
+                 origin: str | None = None):
         self.config = config or resolve_redis()
         self.keys = keys
         self.sealer = sealer  # encrypts task data and job key/values (engine.crypto); None: clear text
+        self.origin = origin  # the batch job (e.g. a SLURM job) jobs run in: their key/values are listed under it
         self.client = client or connect(self.config, socket_timeout=socket_timeout)
         self.records = RecordCache(self.client, keys)
 
@@ -47,6 +52,11 @@ class Engine:
 
     def ping(self) -> tuple[int, ...]:
         return ping(self.client, self.config)
+
+    def server_info(self) -> ServerInfo:
+        """The server's kind, version, TLS and memory settings, and what they mean for Symphony
+        (``problems``, in words): one round trip; "unknown" for a user that may not run INFO."""
+        return read_server_info(self.client)
 
     def close(self) -> None:
         self.client.close()
@@ -63,7 +73,7 @@ class Engine:
         return registry.register_session(self.client, self.keys, record, items=items, resume=resume,
                                          adopt_queues=adopt_queues)
 
-    def session(self, name: str) -> tuple[SessionRecord, str]:
+    def session(self, name: str) -> tuple[SessionRecord, SessionState | str]:
         return registry.load_record(self.client, self.keys, name)
 
     def sessions(self) -> list[registry.SessionSummary]:
@@ -77,8 +87,9 @@ class Engine:
         return registry.roles_for(self.pools(), pool, roles, aliases)
 
     # --- items ------------------------------------------------------------------------------
-    def enqueue(self, session: str, stage: str, items: Iterable[tuple[str, Mapping[str, Any] | None]], *,
+    def enqueue(self, session: str, stage: str, items: Iterable[ItemLike], *,
                 progress: Callable[[int], None] | None = None) -> EnqueueResult:
+        """Enqueue (id, metadata[, ordinal]) items for ``stage``; already queued or running ones are skipped."""
         from .scripts import scripts
 
         return enqueue(self.client, self.keys, scripts(), session, stage, items, progress=progress,
@@ -102,10 +113,25 @@ class Engine:
         return meta
 
     def job_store(self, session: str, stage: str, item: str) -> JobStore:
-        return JobStore(self.client, self.keys, session, stage, item, sealer=self.sealer)
+        return JobStore(self.client, self.keys, session, stage, item, sealer=self.sealer, origin=self.origin)
 
     def last_job(self, session: str) -> tuple[str | None, dict[str, str]]:
         return last_job(self.client, self.keys, session, sealer=self.sealer)
+
+    def origin_jobs(self, origin: str, limit: int = 100) -> list[tuple[str, str]]:
+        """The jobs (session, ``stage:item``) that wrote key/values from one batch job, newest first."""
+        return origin_jobs(self.client, self.keys, origin, limit)
+
+    # --- SLURM job accounting (symphony/engine/slurm_accounting.py) ----------------------------
+    @property
+    def slurm(self):
+        """The SLURM job accounting sets (:class:`~engine.slurm_accounting.SlurmAccounting`)."""
+        from .slurm_accounting import SlurmAccounting
+
+        accounting = self.__dict__.get("_slurm")
+        if accounting is None:
+            accounting = self.__dict__["_slurm"] = SlurmAccounting(self.client, self.keys)
+        return accounting
 
     # --- workers ----------------------------------------------------------------------------
     def worker_link(self, worker_id: str, roles: Iterable[str] = (), *, idle_wait_s: float = 2.0) -> WorkerLink:
@@ -169,7 +195,7 @@ class Engine:
 
         return cancel_session(self, session)
 
-    def retry(self, session: str, stage: str | None = None, states: Iterable[str] = ("failed", "timed_out")):
+    def retry(self, session: str, stage: str | None = None, states: Iterable[str] = RETRYABLE):
         from .control import retry_session
 
         return retry_session(self, session, stage, states)

@@ -186,12 +186,6 @@ class EmbeddedRedis:
                 self.process.wait(timeout=timeout)
         self.process = None
 
-    def restart(self, timeout: float = 15.0) -> None:
-        """Stop (SIGKILL) and start again on the same port and directory."""
-        self.kill()
-        self.process = None
-        self.start(timeout)
-
     def close(self) -> None:
         self.stop()
         if self._own_dir:

@@ -29,13 +29,15 @@ class EnqueueResult:
         return EnqueueResult(self.added + other.added, self.skipped + other.skipped)
 
 
-ItemLike = tuple[str, Mapping[str, Any] | None]
+# (id, metadata) or (id, metadata, ordinal): the ordinal is the item's place in the session file
+# (engine.progress), which lets its completions be counted once; without one they count as before
+ItemLike = tuple[str, Mapping[str, Any] | None] | tuple[str, Mapping[str, Any] | None, int | None]
 
 
 def enqueue(client: redis.Redis, keys: Keys, scripts, session: str, stage: str, items: Iterable[ItemLike], *,
             progress: Callable[[int], None] | None = None, batch: int = BATCH_ITEMS, sealer=None) -> EnqueueResult:
-    """Enqueue ``items`` (id, metadata) for ``stage`` of ``session``; returns counts. With a
-    ``sealer`` (:class:`engine.crypto.Sealer`) every message's metadata is encrypted."""
+    """Enqueue ``items`` (id, metadata[, ordinal]) for ``stage`` of ``session``; returns counts.
+    With a ``sealer`` (:class:`engine.crypto.Sealer`) every message's metadata is encrypted."""
     script = scripts.enqueue
     load_all(client)
     queued: list = []
@@ -65,11 +67,13 @@ def enqueue(client: redis.Redis, keys: Keys, scripts, session: str, stage: str, 
 
     args: list[str] = [stage, session, str(BELL_MAX)]
     count = 0
-    for item, meta in items:
+    for entry in items:
+        item, meta = entry[0], entry[1]
         args.append(item)
         if not isinstance(meta, Sealed):
             meta = dict(meta) if meta else None
-        args.append(encode_task(session, stage, item, 0, meta, sealer=sealer))
+        args.append(encode_task(session, stage, item, 0, meta, sealer=sealer,
+                                ordinal=entry[2] if len(entry) > 2 else None))
         count += 1
         if count >= batch:
             queued.append(script.queue(pipe, script_keys, args))

@@ -5,34 +5,11 @@ file, the line and the field; connection errors never contain a password.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from symphony.errors import SymphonyError
+from symphony.spec import Problem, SpecError
 
-
-class SymphonyError(Exception):
-    """Base class of every error the engine raises on purpose."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with an input file: where it is and what is wrong."""
-
-    file: str
-    line: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        field = f" [{self.field}]" if self.field else ""
-        return f"{where}:{field} {self.message}"
-
-
-class SpecError(SymphonyError):
-    """A pipeline or session file is invalid. Holds every problem found, not only the first."""
-
-    def __init__(self, problems: list[Problem] | tuple[Problem, ...]):
-        self.problems = tuple(problems)
-        super().__init__("\n".join(str(p) for p in self.problems) or "invalid specification")
+__all__ = ["ConfigError", "Problem", "RedisUnavailable", "SessionConflict", "SpecError", "SymphonyError",
+           "UnknownSession"]
 
 
 class ConfigError(SymphonyError):

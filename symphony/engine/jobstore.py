@@ -3,7 +3,9 @@
 A handler gets a :class:`JobStore` as ``ctx.kv``. Values live in the hash
 ``symphony:job:<session>:<stage>:<item>`` with a TTL (7 days by default); the job's id is added
 to ``symphony:jobs:<session>`` (for ``purge --keys``) and recorded as the session's last job
-(for ``symphony jobs SESSION --last``).
+(for ``symphony jobs SESSION --last``). A job run inside a batch job (a SLURM job) is also listed
+under that batch job's *origin* (``symphony:origin:<origin>``, e.g. ``slurm-<cluster>-1234_0``),
+so its key/values can be found by SLURM job id (``symphony slurm jobs 1234_0``).
 
 With a :class:`engine.crypto.Sealer`, every value is stored encrypted (AES-GCM), bound to its
 job and field name, and opened on read; a wrong key or a changed value raises
@@ -13,6 +15,7 @@ read-modify-write under ``WATCH`` (a sealed counter cannot be incremented in pla
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import redis
@@ -21,6 +24,7 @@ from .crypto import CryptoError, kv_aad
 from .keys import Keys
 
 DEFAULT_TTL_S = 7 * 24 * 3600
+ORIGIN_MAX = 10_000  # jobs listed per origin (the newest are kept)
 
 
 def _encode(value: Any) -> str:
@@ -43,8 +47,9 @@ def _open(sealer, key: str, name: str, stored: str | None) -> str | None:
 
 class JobStore:
     def __init__(self, client: redis.Redis, keys: Keys, session: str, stage: str, item: str,
-                 ttl_s: int = DEFAULT_TTL_S, sealer=None):
+                 ttl_s: int = DEFAULT_TTL_S, sealer=None, origin: str | None = None):
         self.client, self.keys = client, keys
+        self.origin = origin  # the batch job this runs in (see the module's docstring), or None
         self.session, self.stage, self.item = session, stage, item
         self.key = keys.job(session, stage, item)
         self.job_id = f"{stage}:{item}"
@@ -55,6 +60,11 @@ class JobStore:
         pipe.expire(self.key, self.ttl_s)
         pipe.sadd(self.keys.jobs(self.session), self.job_id)
         pipe.set(self.keys.last_job(self.session), self.job_id)
+        if self.origin:
+            key = self.keys.origin_jobs(self.origin)
+            pipe.zadd(key, {f"{self.session}/{self.job_id}": int(time.time() * 1000)})
+            pipe.zremrangebyrank(key, 0, -(ORIGIN_MAX + 1))
+            pipe.expire(key, self.ttl_s)
 
     def set(self, name: str, value: Any) -> None:
         with self.client.pipeline(transaction=True) as pipe:
@@ -109,3 +119,12 @@ def last_job(client: redis.Redis, keys: Keys, session: str, sealer=None) -> tupl
     if not job_id:
         return None, {}
     return job_id, read_job(client, keys, session, job_id, sealer=sealer)
+
+
+def origin_jobs(client: redis.Redis, keys: Keys, origin: str, limit: int = 100) -> list[tuple[str, str]]:
+    """The jobs (session, ``stage:item``) that wrote key/values from batch job ``origin``, newest first."""
+    out = []
+    for member in client.zrevrange(keys.origin_jobs(origin), 0, max(0, limit - 1)):
+        session, _, job_id = member.partition("/")
+        out.append((session, job_id))
+    return out

@@ -2,7 +2,7 @@
 
 Queues are named ``role:session`` (``rvm:block7``) so an operator can ``LLEN`` and ``LRANGE``
 them with plain ``redis-cli``; everything else lives under the ``symphony:`` namespace.
-Names that go into keys are validated (:mod:`engine.names`), so they never contain ``:``,
+Names that go into keys are validated (:mod:`symphony.spec.names`), so they never contain ``:``,
 braces or path separators.
 """
 from __future__ import annotations
@@ -49,6 +49,14 @@ class Keys:
     def live(self, session: str) -> str:
         """HASH item -> stage, for every item queued, delayed or in flight (dedup of enqueues)."""
         return f"{self.ns}:live:{session}"
+
+    def done(self, session: str, stage: str) -> str:
+        """STRING bitmap: bit n is set once the item of ordinal n completed ``stage`` (counted once)."""
+        return f"{self.ns}:done:{session}:{stage}"
+
+    def scratch(self, session: str) -> str:
+        """STRING a script uses and deletes within the same call (never left behind)."""
+        return f"{self.ns}:scratch:{session}"
 
     def outcomes(self, session: str) -> str:
         """HASH item -> JSON record of its failure, timeout or cancellation, with the reason."""
@@ -146,6 +154,31 @@ class Keys:
     def metric_collector(self) -> str:
         """HASH: the Azure Monitor collector's state and last message (TTL: a few intervals)."""
         return f"{self.ns}:metrics:collector"
+
+
+    # --- SLURM job accounting (symphony/engine/slurm_accounting.py; docs/slurm.md) ---------------
+    @property
+    def slurm_tags(self) -> str:
+        """HASH tag -> JSON summary of the SLURM jobs recorded under the tag (pool, cluster, counts)."""
+        return f"{self.ns}:slurm:tags"
+
+    def slurm_set(self, tag: str, state: str) -> str:
+        """ZSET of SLURM job ids under ``tag``: ``ALL`` (score: submitted, ms) or one state set such
+        as ``PENDING_AND_RUNNING`` or ``COMPLETED`` (score: when the job entered it, ms)."""
+        return f"{self.ns}:slurm:{tag}:{state}"
+
+    def slurm_jobs(self, tag: str) -> str:
+        """HASH SLURM job id -> JSON record (SLURM's state, reason, exit code, node, times)."""
+        return f"{self.ns}:slurm:{tag}:jobs"
+
+    def slurm_lock(self, what: str) -> str:
+        """STRING lock (with a TTL) of the process tracking a cluster's jobs or adapting a tag."""
+        return f"{self.ns}:slurm:lock:{what}"
+
+    def origin_jobs(self, origin: str) -> str:
+        """ZSET of the jobs (``session/stage:item``) that wrote key/values from one batch job
+        (``origin``, e.g. ``slurm-<cluster>-<job id>``), score: last write (ms)."""
+        return f"{self.ns}:origin:{origin}"
 
 
 DEFAULT_KEYS = Keys()

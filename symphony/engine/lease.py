@@ -9,26 +9,20 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import redis
 
 from .keys import Keys
-from .messages import InvalidMessage, Task, decode_task, dumps
-from .outcomes import OutcomeKind
+from .messages import InvalidMessage, Task, decode_task
+from .outcomes import MAX_ERROR, MAX_STDERR, STOPPED, OutcomeKind
 from .scripts import Queued, execute, load_all, scripts
 
 log = logging.getLogger("symphony.lease")
 RESULTS_MAXLEN = 10_000
 BELL_MAX = 64
-MAX_ERROR = 2_000
-MAX_STDERR = 4_000
 FINISH_GROUP_MAX = 64  # reports per finish.lua call
-
-DONE, RETRY, HANDBACK, FAILED, TIMED_OUT, CANCELLED = (OutcomeKind.DONE, OutcomeKind.RETRY, OutcomeKind.HANDBACK,
-                                                       OutcomeKind.FAILED, OutcomeKind.TIMED_OUT, OutcomeKind.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -119,31 +113,35 @@ class WorkerLink:
         c, kind = first.claimed, first.outcome.kind
         stage, session = c.role, c.session
         next_stage = first.next_stage or ""
-        if kind == DONE and next_stage:
+        if kind == OutcomeKind.DONE and next_stage:
             target, ready, bell = k.queue(next_stage, session), k.ready(next_stage), k.bell(next_stage)
-        elif kind == RETRY:
+        elif kind == OutcomeKind.RETRY:
             target, ready, bell = k.delayed(stage, session), k.ready(stage), k.bell(stage)
         else:  # handback: its own queue; otherwise unused, but still real keys of this session's stage
             target, ready, bell = k.queue(stage, session), k.ready(stage), k.bell(stage)
-        keys = (*self._session_keys(session), target, ready, bell)
+        keys = (*self._session_keys(session), target, ready, bell, k.done(session, stage))
         args: list[Any] = [kind, stage, session, next_stage, self.results_maxlen, BELL_MAX, self.worker_id]
+        stops = kind in STOPPED
         for fin in group:
-            c, out = fin.claimed, fin.outcome
-            push = record = ""
-            if kind == DONE and next_stage:
-                push = c.task.at_stage(next_stage).encode() if c.task else ""
-            elif kind == RETRY:
-                push = c.task.next_attempt().encode() if c.task else c.raw
-            elif kind == HANDBACK:
-                push = c.raw
-            elif kind in (FAILED, TIMED_OUT, CANCELLED):
-                record = dumps({"state": kind, "stage": stage, "error": out.error[:MAX_ERROR],
-                                "stderr": out.stderr[-MAX_STDERR:], "attempts": fin.attempts,
-                                "worker": self.worker_id, "at": round(time.time(), 3), "task": c.raw[:4000]})
-            error = out.error.strip()
-            args += (c.raw, c.item, push, int(out.delay_s * 1000), record, out.duration_ms, fin.attempts,
-                     error.splitlines()[-1][:200] if error else "")
+            args += self._finish_args(fin, kind, next_stage, stops)
         return self._lua.finish.queue(pipe, keys, args)
+
+    @staticmethod
+    def _finish_args(fin: Finish, kind: OutcomeKind, next_stage: str, stops: bool) -> tuple[Any, ...]:
+        """The 10 values ``finish.lua`` takes per task."""
+        c, out, task = fin.claimed, fin.outcome, fin.claimed.task
+        push = ""
+        if kind == OutcomeKind.DONE and next_stage:
+            push = task.at_stage(next_stage).encode() if task else ""
+        elif kind == OutcomeKind.RETRY:
+            push = task.next_attempt().encode() if task else c.raw
+        elif kind == OutcomeKind.HANDBACK:
+            push = c.raw
+        error = out.error.strip()
+        ordinal = task.ordinal if task is not None and task.ordinal is not None else ""
+        return (c.raw, c.item, push, int(out.delay_s * 1000), ordinal, out.duration_ms, fin.attempts,
+                error.splitlines()[-1][:200] if error else "",
+                out.error[:MAX_ERROR] if stops else "", out.stderr[-MAX_STDERR:] if stops and out.stderr else "")
 
     def _finish_calls(self, pipe, finishes: Sequence[Finish]) -> list[tuple[Queued, int]]:
         """Queue the reports, grouping consecutive ones that share stage, session and outcome."""

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import redis
 
 from .keys import Keys
-from .lease import DONE, HANDBACK, RETRY, Finish
+from .lease import Finish
+from .outcomes import OutcomeKind
 
 EVENTS_LOOKED_AT = 500  # recent events searched for the worker_lost event naming this worker
 RESULTS_LOOKED_AT = 2000  # recent results searched for the first attempt's record
@@ -38,9 +39,9 @@ def why_lost(client: redis.Redis, keys: Keys, worker_id: str, finish: Finish, *,
     kind = finish.outcome.kind
     with client.pipeline(transaction=False) as pipe:
         pipe.xrevrange(keys.events, count=EVENTS_LOOKED_AT)
-        if resent and kind == RETRY and claimed.task is not None:
+        if resent and kind == OutcomeKind.RETRY and claimed.task is not None:
             pipe.zscore(keys.delayed(claimed.role, claimed.session), claimed.task.next_attempt().encode())
-        elif resent and kind == HANDBACK:
+        elif resent and kind == OutcomeKind.HANDBACK:
             pipe.lpos(keys.queue(claimed.role, claimed.session), claimed.raw)
         elif resent:
             pipe.xrevrange(keys.results, count=RESULTS_LOOKED_AT)
@@ -55,10 +56,10 @@ def why_lost(client: redis.Redis, keys: Keys, worker_id: str, finish: Finish, *,
 
 def _recorded(reply, finish: Finish, worker_id: str) -> bool:
     kind = finish.outcome.kind
-    if kind in (RETRY, HANDBACK):
+    if kind in (OutcomeKind.RETRY, OutcomeKind.HANDBACK):
         return reply is not None
     claimed = finish.claimed
-    state = "completed" if kind == DONE else str(kind)
+    state = "completed" if kind == OutcomeKind.DONE else str(kind)
     for _, entry in reply or ():
         if (entry.get("w") == worker_id and entry.get("i") == claimed.item and entry.get("s") == claimed.session
                 and entry.get("t") == claimed.role and entry.get("st") == state):

@@ -3,6 +3,9 @@
 A message in queue ``rvm:block7`` looks like ``{"i":"row-0001","s":"block7","t":"rvm","a":0}``:
 
 * ``i`` item id, ``s`` session, ``t`` stage (the queue's role), ``a`` attempts already made;
+* ``o`` the item's ordinal: its place in the session file (0 for the first item), set at enqueue
+  and carried unchanged through every stage, so a completion is counted once per item and stage
+  (the stage's done bitmap, see docs/keys.md); messages queued by older versions have none;
 * ``m`` (optional) the item's metadata from the session file, e.g. ``{"vines": 12}``;
 * ``e`` instead of ``m`` when task data is encrypted: the metadata sealed with AES-GCM
   (:mod:`engine.crypto`), made once at enqueue and carried unchanged through every stage.
@@ -16,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .names import is_name, role_problem
+from symphony.spec import is_name, role_problem
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=False).encode
 
@@ -33,9 +36,12 @@ class Task:
     attempt: int = 0  # attempts already made before this one
     meta: dict[str, Any] | None = field(default=None, compare=False)
     sealed: str | None = field(default=None, compare=False)  # the metadata, encrypted (engine.crypto)
+    ordinal: int | None = None  # the item's place in the session file (None: queued by an older version)
 
     def encode(self) -> str:
         data: dict[str, Any] = {"i": self.item, "s": self.session, "t": self.stage, "a": self.attempt}
+        if self.ordinal is not None:
+            data["o"] = self.ordinal
         if self.sealed is not None:
             data["e"] = self.sealed
         elif self.meta:
@@ -43,10 +49,10 @@ class Task:
         return _dumps(data)
 
     def next_attempt(self) -> "Task":
-        return Task(self.session, self.stage, self.item, self.attempt + 1, self.meta, self.sealed)
+        return Task(self.session, self.stage, self.item, self.attempt + 1, self.meta, self.sealed, self.ordinal)
 
     def at_stage(self, stage: str) -> "Task":
-        return Task(self.session, stage, self.item, 0, self.meta, self.sealed)
+        return Task(self.session, stage, self.item, 0, self.meta, self.sealed, self.ordinal)
 
     @property
     def job_id(self) -> str:
@@ -63,12 +69,14 @@ class Sealed:
 
 
 def encode_task(session: str, stage: str, item: str, attempt: int = 0, meta: dict | Sealed | None = None,
-                sealer=None) -> str:
+                sealer=None, ordinal: int | None = None) -> str:
     """The message for a task. Names are validated (no quotes, backslashes or control characters:
-    see engine.names), so they are written without escaping; metadata goes through JSON. With a
+    see symphony.spec.names), so they are written without escaping; metadata goes through JSON. With a
     ``sealer`` (:class:`engine.crypto.Sealer`) the metadata, even none, is sealed into ``e`` and
-    bound to the session and item."""
+    bound to the session and item. ``ordinal``: the item's place in the session file."""
     head = '{"i":"' + item + '","s":"' + session + '","t":"' + stage + '","a":' + str(int(attempt))
+    if ordinal is not None:
+        head += ',"o":' + str(int(ordinal))
     if isinstance(meta, Sealed):
         return head + ',"e":' + _dumps(meta.token) + "}"
     if sealer is not None:
@@ -97,13 +105,16 @@ def decode_task(raw: str | bytes) -> Task:
         raise InvalidMessage("field 't' (stage) is missing or not a valid stage name")
     if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
         raise InvalidMessage("field 'a' (attempts) must be a non-negative integer")
+    ordinal = data.get("o")
+    if ordinal is not None and (not isinstance(ordinal, int) or isinstance(ordinal, bool) or ordinal < 0):
+        raise InvalidMessage("field 'o' (ordinal) must be a non-negative integer")
     meta = data.get("m")
     if meta is not None and not isinstance(meta, dict):
         raise InvalidMessage("field 'm' (metadata) must be an object")
     sealed = data.get("e")
     if sealed is not None and (not isinstance(sealed, str) or meta is not None):
         raise InvalidMessage("field 'e' (encrypted metadata) must be a string, and comes without 'm'")
-    return Task(session, stage, item, attempt, meta, sealed)
+    return Task(session, stage, item, attempt, meta, sealed, ordinal)
 
 
 def dumps(data: Any) -> str:

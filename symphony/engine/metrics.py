@@ -27,8 +27,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import redis
 
+from symphony.spec import role_problem
+
 from .keys import Keys
-from .names import role_problem
 
 HOSTS, AZURE = "hosts", "azure"
 SOURCE_AZURE, SOURCE_HEARTBEATS = "azure monitor", "worker heartbeats"
@@ -64,21 +65,6 @@ class HostCpu:
     cpus: int | None
     last_seen: float | None  # unix time of the latest sample
     points: tuple[tuple[float, float], ...]  # (unix time, host CPU percent)
-
-
-@dataclass(frozen=True)
-class HostStatus:
-    """One machine, live, from the heartbeats of the worker processes running on it."""
-
-    host: str
-    pools: tuple[str, ...]
-    processes: int
-    host_cpu_percent: float | None  # from the most recent heartbeat of any of its processes
-    host_memory_percent: float | None
-    cpus: int | None
-    workers_cpu_percent: float  # sum over its worker processes (and their handler children)
-    workers_rss_bytes: int
-    busy: int  # processes running a task
 
 
 @dataclass(frozen=True)
@@ -438,25 +424,4 @@ def read_host_cpu(client: redis.Redis, keys: Keys, window_s: float = 3600.0,
             out.append(HostCpu(host=host, pool=scope, current=None if stale else cpu, memory=None if stale else mem,
                                cpus=cpus, last_seen=t,
                                points=tuple((r[0], r[2]) for r in rows if r[2] is not None)))
-    return tuple(out)
-
-
-def hosts_from_workers(workers: Iterable[Any]) -> tuple[HostStatus, ...]:
-    """Group a snapshot's worker processes by machine: one row per host, however many processes
-    run on it. The host's own CPU and memory come from its most recent heartbeat."""
-    groups: dict[str, list[Any]] = {}
-    for w in workers:
-        if getattr(w, "state", "") == "dead":
-            continue
-        groups.setdefault(w.host, []).append(w)
-    out = []
-    for host, ws in sorted(groups.items()):
-        freshest = min(ws, key=lambda w: w.heartbeat_age_s if w.heartbeat_age_s is not None else math.inf)
-        out.append(HostStatus(
-            host=host, pools=tuple(sorted({w.pool for w in ws if w.pool})), processes=len(ws),
-            host_cpu_percent=freshest.host_cpu_percent, host_memory_percent=freshest.host_memory_percent,
-            cpus=getattr(freshest, "cpus", None),
-            workers_cpu_percent=round(sum(w.cpu_percent or 0.0 for w in ws), 1),
-            workers_rss_bytes=sum(w.rss_bytes or 0 for w in ws),
-            busy=sum(1 for w in ws if w.state == "busy")))
     return tuple(out)

@@ -1,15 +1,26 @@
-"""How a task can end, what a session's state can be, and the one retry policy.
+"""How a task can end, what a session's state can be, the one retry policy, and the one record
+of why an item stopped.
 
 The worker that ran a task, its watchdog, and the reaper that reclaims a dead worker's tasks all
 decide "retry or stop here" with :func:`after_failure`; nothing else compares attempts with
 ``max_attempts``.
+
+An item that stops (failed, timed out or cancelled) leaves an :class:`OutcomeRecord` in
+``symphony:outcomes:<session>``. Only the Lua scripts write it (``record_outcome`` in
+``lua/_prelude.lua``: the worker's report, the reaper, the operator's cancel), so its time is
+always the Redis server's, in milliseconds; :meth:`OutcomeRecord.decode` is its only parser.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
-from .pipeline import Stage
+from symphony.spec import Stage
+
+MAX_ERROR = 2_000  # characters of an error message kept in a record (its head)
+MAX_STDERR = 4_000  # characters of a handler's stderr kept in a record (its tail)
 
 
 class OutcomeKind(str, Enum):
@@ -26,14 +37,30 @@ class OutcomeKind(str, Enum):
         return self.value
 
 
+STOPPED = (OutcomeKind.FAILED, OutcomeKind.TIMED_OUT, OutcomeKind.CANCELLED)  # the kinds that leave a record
+RETRYABLE = (OutcomeKind.FAILED, OutcomeKind.TIMED_OUT)  # what `retry` and `repair --retry-failed` rerun
+
+
 class SessionState(str, Enum):
-    """A registered session's state (``symphony:session:<name>`` field ``state``)."""
+    """A session's state. ``ACTIVE`` and ``CANCELLED`` are stored (``symphony:session:<name>``
+    field ``state``); ``COMPLETE`` is never stored: the status snapshot says it of an active
+    session whose every item is through the last stage with nothing queued or running, so it
+    turns back to active by itself when a repair finds outputs missing."""
 
     ACTIVE = "active"
     CANCELLED = "cancelled"
+    COMPLETE = "complete"
 
     def __str__(self) -> str:
         return self.value
+
+    @classmethod
+    def of(cls, value: Any) -> "SessionState | str":
+        """The state ``value`` names, or ``value`` itself (a string) when it names none."""
+        try:
+            return cls(value)
+        except ValueError:
+            return str(value) if value is not None else "?"
 
 
 @dataclass(frozen=True)
@@ -56,3 +83,72 @@ def after_failure(stage: Stage, attempts_made: int, *, timed_out: bool = False) 
     if attempts_made < stage.max_attempts and (stage.retry_timeouts or not timed_out):
         return Decision(OutcomeKind.RETRY, stage.backoff(attempts_made))
     return Decision(OutcomeKind.TIMED_OUT if timed_out else OutcomeKind.FAILED)
+
+
+class InvalidRecord(ValueError):
+    """An outcomes hash held something that is not an outcome record."""
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """Why an item stopped at a stage: the value of ``symphony:outcomes:<session>`` for the item.
+
+    Stored as JSON with exactly the fields of :attr:`FIELDS`; ``at`` is Redis server time in
+    milliseconds. ``task`` is the message the item had, so ``retry`` can put it back unchanged
+    (metadata, encrypted or not, and its ordinal)."""
+
+    item: str  # the hash field, not part of the JSON
+    state: OutcomeKind  # FAILED, TIMED_OUT or CANCELLED
+    stage: str
+    error: str = ""
+    stderr: str = ""
+    attempts: int = 0
+    worker: str = ""  # the worker that reported it (or lost it); "" for an operator's cancel
+    at_ms: int = 0
+    task: str = ""
+
+    FIELDS = ("state", "stage", "error", "stderr", "attempts", "worker", "at", "task")
+
+    @property
+    def at(self) -> float | None:
+        """When it was recorded, in seconds since the epoch (server time), like ``Snapshot.taken_at``."""
+        return self.at_ms / 1000 if self.at_ms else None
+
+    def encode(self) -> str:
+        """The stored JSON (what ``record_outcome`` in ``lua/_prelude.lua`` writes)."""
+        return json.dumps({"state": self.state.value, "stage": self.stage, "error": self.error[:MAX_ERROR],
+                           "stderr": self.stderr[-MAX_STDERR:] if self.stderr else "", "attempts": self.attempts,
+                           "worker": self.worker, "at": self.at_ms, "task": self.task},
+                          separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def decode(cls, item: str, raw: str | bytes) -> "OutcomeRecord":
+        """Parse a stored record; :class:`InvalidRecord` says why when it is not one.
+
+        Records written before every path used server milliseconds may carry ``at`` in seconds;
+        they are read as such."""
+        try:
+            data = json.loads(raw)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRecord(f"outcome of {item!r} is not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise InvalidRecord(f"outcome of {item!r} is not a JSON object")
+        try:
+            state = OutcomeKind(data.get("state"))
+        except ValueError:
+            raise InvalidRecord(f"outcome of {item!r} has no valid state ({data.get('state')!r})") from None
+        at = data.get("at")
+        if isinstance(at, bool) or not isinstance(at, (int, float)) or at <= 0:
+            at_ms = 0
+        else:
+            at_ms = int(round(at * 1000)) if at < 1e11 else int(at)
+        return cls(item=item, state=state, stage=str(data.get("stage") or ""), error=str(data.get("error") or ""),
+                   stderr=str(data.get("stderr") or ""), attempts=_int(data.get("attempts")),
+                   worker=str(data.get("worker") or ""), at_ms=at_ms, task=str(data.get("task") or ""))
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0

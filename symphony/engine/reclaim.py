@@ -8,16 +8,14 @@ the same work; every step re-checks atomically that the lease really lapsed.
 """
 from __future__ import annotations
 
-import json
 import logging
-import time
 from dataclasses import dataclass
 
 import redis
 
 from .keys import Keys
 from .lease import BELL_MAX, RESULTS_MAXLEN
-from .messages import InvalidMessage, decode_task, dumps
+from .messages import InvalidMessage, decode_task
 from .outcomes import after_failure
 from .records import RecordCache
 from .registry import EVENTS_MAXLEN
@@ -76,9 +74,7 @@ def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: Rec
         # a stage nobody knows any more cannot run again: its task stops here
         last = stage is None or not after_failure(stage, attempts).retries
         max_attempts = stage.max_attempts if stage is not None else attempts
-        failure = dumps({"state": "failed", "stage": task.stage, "attempts": attempts, "worker": worker_id,
-                         "error": f"worker {worker_id} was lost during attempt {attempts} of {max_attempts} ({reason})",
-                         "stderr": "", "at": round(time.time(), 3), "task": raw})
+        failure = f"worker {worker_id} was lost during attempt {attempts} of {max_attempts} ({reason})"
         result = lua.reclaim(client, (k.workers, inflight, k.queue(task.stage, task.session), k.ready(task.stage),
                                       k.bell(task.stage), k.stats(task.session), k.live(task.session),
                                       k.outcomes(task.session), k.results, k.session(task.session), k.grace, k.clock),
@@ -122,7 +118,3 @@ def reap(client: redis.Redis, keys: Keys, records: RecordCache, lapsed: list[str
         except redis.exceptions.LockError:
             pass  # it expired: another reaper may already have taken over
     return reports
-
-
-def describe(report: ReclaimReport) -> str:
-    return json.dumps(report.__dict__)

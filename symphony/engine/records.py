@@ -5,16 +5,17 @@ import threading
 
 import redis
 
+from symphony.spec import SessionRecord
+
 from .errors import UnknownSession
 from .keys import Keys
 from .registry import load_record
-from .session_file import SessionRecord
 
 
 class RecordCache:
     def __init__(self, client: redis.Redis, keys: Keys):
         self.client, self.keys = client, keys
-        self._records: dict[str, tuple[SessionRecord, str]] = {}
+        self._records: dict[str, SessionRecord] = {}
         self._epoch: str | None = None
         self._lock = threading.Lock()
 
@@ -23,19 +24,14 @@ class RecordCache:
         with self._lock:
             hit = self._records.get(session)
         if hit is not None:
-            return hit[0]
+            return hit
         try:
-            record, state = load_record(self.client, self.keys, session)
+            record, _ = load_record(self.client, self.keys, session)
         except UnknownSession:
             return None
         with self._lock:
-            self._records[session] = (record, state)
+            self._records[session] = record
         return record
-
-    def state(self, session: str) -> str | None:
-        with self._lock:
-            hit = self._records.get(session)
-        return hit[1] if hit else None
 
     def clear(self) -> None:
         """Forget every cached definition (Redis may have lost its data: the epoch proves nothing)."""

@@ -9,25 +9,27 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
 import redis
+
+from symphony.spec import SessionRecord
 
 from .errors import SessionConflict, UnknownSession
 from .keys import Keys
 from .messages import dumps
 from .outcomes import SessionState
-from .session_file import SessionRecord
 
-ACTIVE, CANCELLED = SessionState.ACTIVE, SessionState.CANCELLED
 EVENTS_MAXLEN = 2000
 
 
 @dataclass(frozen=True)
 class SessionSummary:
+    """A session's entry in ``symphony:sessions``: what listing sessions needs, in one HGETALL."""
+
     name: str
-    state: str
+    state: SessionState | str  # the stored state (ACTIVE or CANCELLED), or what an unknown value said
     pipeline: str
     stages: tuple[str, ...]
     pools: tuple[str, ...]
@@ -37,21 +39,72 @@ class SessionSummary:
 
     @classmethod
     def from_json(cls, name: str, raw: str) -> "SessionSummary":
-        data = json.loads(raw)
-        return cls(name=name, state=data.get("state", "?"), pipeline=data.get("pipeline", "?"),
+        """The one parser of a summary; a value that is not one is an empty summary in state ``?``."""
+        try:
+            data = json.loads(raw)
+        except (TypeError, ValueError):
+            data = None
+        if not isinstance(data, dict):
+            data = {}
+        return cls(name=name, state=SessionState.of(data.get("state", "?")), pipeline=str(data.get("pipeline", "?")),
                    stages=tuple(data.get("stages", ())), pools=tuple(data.get("pools", ())),
-                   created=float(data.get("created", 0)), file=data.get("file", ""), items=int(data.get("items", 0)))
+                   created=float(data.get("created", 0) or 0), file=str(data.get("file", "") or ""),
+                   items=int(data.get("items", 0) or 0))
 
+    @classmethod
+    def of(cls, record: SessionRecord, state: SessionState, created: float, items: int) -> "SessionSummary":
+        return cls(name=record.name, state=state, pipeline=record.pipeline.name, stages=record.pipeline.stage_names,
+                   pools=tuple(s.pool for s in record.pipeline.stages), created=created, file=record.file, items=items)
 
-def _summary(record: SessionRecord, state: str, created: float, items: int) -> str:
-    return dumps({"state": state, "pipeline": record.pipeline.name, "stages": list(record.pipeline.stage_names),
-                  "pools": [s.pool for s in record.pipeline.stages], "created": round(created, 3),
-                  "file": record.file, "items": items})
+    def with_state(self, state: SessionState) -> "SessionSummary":
+        return replace(self, state=state)
+
+    def to_json(self) -> str:
+        return dumps({"state": str(self.state), "pipeline": self.pipeline, "stages": list(self.stages),
+                      "pools": list(self.pools), "created": round(self.created, 3), "file": self.file,
+                      "items": self.items})
 
 
 def add_event(client: redis.Redis | redis.client.Pipeline, keys: Keys, kind: str, message: str, **fields: Any) -> None:
     data = {"kind": kind, "msg": message, **{k: str(v) for k, v in fields.items() if v is not None}}
     client.xadd(keys.events, data, maxlen=EVENTS_MAXLEN, approximate=True)
+
+
+def _registration(existing: dict[str, str], record: SessionRecord, fingerprint: str, resume: bool) -> str:
+    """How a session file meets what Redis holds under its name: ``new``, ``same`` or
+    ``resumed``; a :class:`SessionConflict` for a different definition or a cancelled session."""
+    if not existing:
+        return "new"
+    if existing.get("fingerprint") != fingerprint:
+        raise SessionConflict(
+            f"session {record.name!r} is already registered from {existing.get('file') or 'another file'} "
+            f"with a different definition (pipeline, root or params); pick another session name, "
+            f"or remove the old one with 'symphony purge {record.name}'")
+    if existing.get("state") == SessionState.CANCELLED:
+        if not resume:
+            raise SessionConflict(f"session {record.name!r} was cancelled; use --resume to run it again")
+        return "resumed"
+    return "same"
+
+
+def _check_queue_names(pipe: redis.client.Pipeline, keys: Keys, record: SessionRecord, adopt_queues: bool) -> None:
+    """A new session's queue names must be free: a key of that name is another tool's."""
+    for stage in record.pipeline.stage_names:
+        qkey = keys.queue(stage, record.name)
+        kind = pipe.type(qkey)
+        if kind != "none" and not (adopt_queues and kind == "list"):
+            raise SessionConflict(
+                f"queue name clash: key {qkey!r} already exists ({kind}) but no Symphony session "
+                f"{record.name!r} is registered; another tool uses this name. Rename the session"
+                + (", or pass --adopt to take over the list" if kind == "list" else ""))
+
+
+def _merged_pools(pools_raw: dict[str, str], record: SessionRecord) -> dict[str, list[str]]:
+    """Every pool's roles with this session's added."""
+    merged: dict[str, list[str]] = {p: json.loads(v) for p, v in pools_raw.items()}
+    for pool, roles in record.pipeline.pools().items():
+        merged[pool] = sorted(set(merged.get(pool, [])) | set(roles))
+    return merged
 
 
 def register_session(client: redis.Redis, keys: Keys, record: SessionRecord, *, items: int = 0,
@@ -69,40 +122,18 @@ def register_session(client: redis.Redis, keys: Keys, record: SessionRecord, *, 
             try:
                 pipe.watch(session_key, keys.pools)
                 existing = pipe.hgetall(session_key)
-                outcome = "new"
-                if existing:
-                    if existing.get("fingerprint") != fingerprint:
-                        raise SessionConflict(
-                            f"session {record.name!r} is already registered from {existing.get('file') or 'another file'} "
-                            f"with a different definition (pipeline, root or params); pick another session name, "
-                            f"or remove the old one with 'symphony purge {record.name}'")
-                    if existing.get("state") == CANCELLED:
-                        if not resume:
-                            raise SessionConflict(f"session {record.name!r} was cancelled; use --resume to run it again")
-                        outcome = "resumed"
-                    else:
-                        outcome = "same"
-                else:
-                    for stage in record.pipeline.stage_names:
-                        qkey = keys.queue(stage, record.name)
-                        kind = pipe.type(qkey)
-                        if kind != "none" and not (adopt_queues and kind == "list"):
-                            raise SessionConflict(
-                                f"queue name clash: key {qkey!r} already exists ({kind}) but no Symphony session "
-                                f"{record.name!r} is registered; another tool uses this name. Rename the session"
-                                + (", or pass --adopt to take over the list" if kind == "list" else ""))
-                pools_raw = pipe.hgetall(keys.pools)
-                now = time.time()
-                created = float(existing.get("created", now)) if existing else now
-                items_total = max(items, int(existing.get("items", 0) or 0)) if existing else items
-                merged: dict[str, list[str]] = {p: json.loads(v) for p, v in pools_raw.items()}
-                for pool, roles in record.pipeline.pools().items():
-                    merged[pool] = sorted(set(merged.get(pool, [])) | set(roles))
+                outcome = _registration(existing, record, fingerprint, resume)
+                if outcome == "new":
+                    _check_queue_names(pipe, keys, record, adopt_queues)
+                merged = _merged_pools(pipe.hgetall(keys.pools), record)
+                created = float(existing.get("created", 0) or 0) or time.time()
+                items_total = max(items, int(existing.get("items", 0) or 0))
                 pipe.multi()
                 pipe.hset(session_key, mapping={
-                    "state": ACTIVE, "spec": dumps(record.to_dict()), "fingerprint": fingerprint,
+                    "state": SessionState.ACTIVE, "spec": dumps(record.to_dict()), "fingerprint": fingerprint,
                     "file": record.file, "created": f"{created:.3f}", "items": items_total})
-                pipe.hset(keys.sessions, record.name, _summary(record, ACTIVE, created, items_total))
+                pipe.hset(keys.sessions, record.name,
+                          SessionSummary.of(record, SessionState.ACTIVE, created, items_total).to_json())
                 pipe.hset(keys.pools, mapping={p: dumps(r) for p, r in merged.items()})
                 pipe.incr(keys.epoch)
                 if outcome != "same":
@@ -114,25 +145,29 @@ def register_session(client: redis.Redis, keys: Keys, record: SessionRecord, *, 
                 continue
 
 
-def set_session_state(client: redis.Redis, keys: Keys, name: str, state: str) -> None:
+def set_session_state(client: redis.Redis, keys: Keys, name: str, state: SessionState) -> None:
     raw = client.hget(keys.sessions, name)
     if raw is None:
         raise UnknownSession(f"no session named {name!r} is registered")
-    data = json.loads(raw)
-    data["state"] = state
+    summary = SessionSummary.from_json(name, raw).with_state(state)
     with client.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.session(name), "state", state)
-        pipe.hset(keys.sessions, name, dumps(data))
+        pipe.hset(keys.session(name), "state", str(state))
+        pipe.hset(keys.sessions, name, summary.to_json())
         pipe.incr(keys.epoch)
         pipe.execute()
 
 
-def load_record(client: redis.Redis, keys: Keys, name: str) -> tuple[SessionRecord, str]:
+def load_record(client: redis.Redis, keys: Keys, name: str) -> tuple[SessionRecord, SessionState | str]:
     """The stored definition of session ``name`` and its state."""
     spec, state = client.hmget(keys.session(name), "spec", "state")
     if spec is None:
         raise UnknownSession(f"no session named {name!r} is registered")
-    return SessionRecord.from_dict(json.loads(spec)), state or "?"
+    return _record_of(spec), SessionState.of(state or "?")
+
+
+def _record_of(spec: str) -> SessionRecord:
+    """A session's definition from its stored ``spec`` field."""
+    return SessionRecord.from_dict(json.loads(spec))
 
 
 def list_sessions(client: redis.Redis, keys: Keys) -> list[SessionSummary]:
@@ -156,7 +191,8 @@ def roles_for(pools_map: dict[str, list[str]], pool: str | None = None,
 
 
 def aliases(client: redis.Redis, keys: Keys) -> dict[str, str]:
-    """Alias -> canonical stage name, over every registered session (read only when needed)."""
+    """Alias -> canonical stage name, over every registered session's pipeline (read only when
+    needed): each pipeline resolves its own aliases (``Pipeline.canonical``)."""
     out: dict[str, str] = {}
     names = client.hkeys(keys.sessions)
     if not names:
@@ -168,7 +204,6 @@ def aliases(client: redis.Redis, keys: Keys) -> dict[str, str]:
     for spec in specs:
         if not spec:
             continue
-        for stage in json.loads(spec)["pipeline"]["stages"]:
-            for alias in stage.get("aliases", []):
-                out[alias] = stage["name"]
+        pipeline = _record_of(spec).pipeline
+        out.update({alias: pipeline.canonical(alias) for stage in pipeline.stages for alias in stage.aliases})
     return out

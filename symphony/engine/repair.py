@@ -14,10 +14,15 @@ Safety while workers run: the items in progress (and the failed ones) are read f
 *before* the directories are listed. An item in progress then is left alone even if it
 finishes before the plan is applied; an item not in progress then cannot finish meanwhile
 unless someone enqueued it, in which case the atomic enqueue (HSETNX on the live hash) skips it.
+
+Counts: applying a plan also restores each stage's done bitmap from the same listings
+(:mod:`engine.progress`), before anything is enqueued: an item whose output is on disk is done
+there, one whose output is gone is not, and the items in progress keep the bits Redis has (their
+workers may be setting them now). So progress is right again after Redis lost its data, and an
+item rerun because its output was deleted is not counted twice.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -28,10 +33,12 @@ from operator import add
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from .errors import UnknownSession
-from .session_file import SessionSpec, load_session
+from symphony.spec import Pipeline, SessionSpec, load_session
 
-RETRYABLE = ("failed", "timed_out")
+from .errors import ConfigError, UnknownSession
+from .outcomes import RETRYABLE, InvalidRecord, OutcomeRecord
+from .progress import item_ordinals, restore_done
+from .registry import add_event
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,7 @@ class RepairPlan:
     listing_s: float
     planning_s: float
     spec: SessionSpec | None = field(default=None, repr=False, compare=False)
+    evidence: "_Evidence | None" = field(default=None, repr=False, compare=False)  # what applying restores counts from
 
     @property
     def to_enqueue(self) -> int:
@@ -87,6 +95,7 @@ class RepairResult:
     enqueued: Mapping[str, int]
     skipped: int  # became queued or in flight between planning and enqueueing
     registration: str = ""
+    done: Mapping[str, int] = field(default_factory=dict)  # each stage's items done, recounted from disk
 
     @property
     def total(self) -> int:
@@ -173,6 +182,10 @@ class _Disk:
     def key(self, item: str) -> str:
         return self.prefix + item + self.suffix
 
+    def present(self, stage: int) -> Iterator[bool]:
+        """Per item, in the file's order: is ``stage``'s output listed?"""
+        return map(set(self.listings[stage]).__contains__, self.keys())
+
     def next_stage(self, keys: set[str]) -> dict[str, int]:
         """The next stage of a few keys (strays, items in progress or failed): one lookup per
         listed name in that small set."""
@@ -195,39 +208,56 @@ class _Disk:
         return tuple(chosen)
 
 
-def plan_repair(engine: Any, spec: SessionSpec, *, retry_failed: bool = False) -> RepairPlan:
-    started = time.perf_counter()
-    client, keys = engine.client, engine.keys
-    pipeline = spec.pipeline
+@dataclass(frozen=True)
+class _Evidence:
+    """What a plan saw, for applying it: the listings, the items then in progress, the ordinals."""
+
+    disk: _Disk
+    live: frozenset[str]  # keys of the items in progress
+    ordinals: Any  # Sequence[int], the ordinal of each of disk.ids
+    size: int  # bits per bitmap: the session's items
+
+
+@dataclass(frozen=True)
+class _Held:
+    """Items repair does not enqueue, by key, and the next stage of each."""
+
+    live: set[str]  # queued, retrying or running
+    failed_only: set[str]  # failed or timed out last time, not queued again since
+    where: dict[str, int]  # next stage of every key above
+
+
+def _require_outputs(pipeline: Pipeline) -> None:
     for stage in pipeline.stages:
         if stage.output is None:
-            from .errors import ConfigError
-
             raise ConfigError(f"stage {stage.name} of pipeline {pipeline.name} has no output: repair needs every "
                               "stage to write one (Luigi's rule)")
-    # 1. what is in progress and what failed, read BEFORE looking at the disk (see module doc)
-    with client.pipeline(transaction=False) as pipe:
-        pipe.exists(keys.session(spec.name))
-        pipe.hkeys(keys.live(spec.name))
-        pipe.hgetall(keys.outcomes(spec.name))
+
+
+def _read_progress(engine: Any, session: str) -> tuple[bool, list[str], list[str]]:
+    """Step 1: whether Redis knows the session, the items in progress and the failed ones (read
+    BEFORE looking at the disk, see the module doc)."""
+    with engine.client.pipeline(transaction=False) as pipe:
+        pipe.exists(engine.keys.session(session))
+        pipe.hkeys(engine.keys.live(session))
+        pipe.hgetall(engine.keys.outcomes(session))
         registered, live_items, outcomes = pipe.execute()
     failed_items = []
     for item, raw in outcomes.items():
         try:
-            state = json.loads(raw).get("state")
-        except (ValueError, AttributeError):
+            if OutcomeRecord.decode(item, raw).state in RETRYABLE:
+                failed_items.append(item)
+        except InvalidRecord:
             continue
-        if state in RETRYABLE:
-            failed_items.append(item)
-    ids = [item.id for item in spec.items]
-    if not spec.distinct_ids:
-        ids = list(dict.fromkeys(ids))  # duplicated ids in the file: each once, first place kept
-    patterns = [stage.output_dir_and_pattern(spec.root, spec.name) for stage in pipeline.stages]
+    return bool(registered), live_items, failed_items
+
+
+def _list_outputs(spec: SessionSpec, ids: list[str]) -> tuple[_Disk, float]:
+    """Step 2: one listing per stage directory (parsed back to ids only when the stages name
+    their outputs differently). Returns the disk and how long listing took."""
+    patterns = [stage.output_dir_and_pattern(spec.root, spec.name) for stage in spec.pipeline.stages]
     shapes = {pattern[1:] for pattern in patterns}
     prefix, suffix = next(iter(shapes)) if len(shapes) == 1 else ("", "")
-
-    # 2. one listing per stage directory (parsed back to ids only when the stages name their
-    #    outputs differently)
     listed = time.perf_counter()
     listings = [_listing(directory) for directory, _, _ in patterns]
     listing_s = time.perf_counter() - listed
@@ -238,28 +268,33 @@ def plan_repair(engine: Any, spec: SessionSpec, *, retry_failed: bool = False) -
             parsed.append([n[start:len(n) - end] for n in names
                            if n.startswith(pre) and n.endswith(suf) and len(n) > start + end])
         listings = parsed
-    disk = _Disk(ids, prefix, suffix, listings)
+    return _Disk(ids, prefix, suffix, listings), listing_s
 
-    # 3. how many items have each next stage. Every listed key goes into one set, from the last
-    #    stage back, counted at the stage where it is first seen (its furthest); then every
-    #    item's key is taken out of that set. Each step is one C-level pass: one hash lookup
-    #    per listed name and one per item, nothing per item and stage. What is left was listed
-    #    but is no item's (a temporary file, an item since removed from the file): not counted.
-    last = len(pipeline.stages)
-    at = [0] * (last + 1)  # at[j]: the items whose next stage is j (j == last: complete)
+
+def _count_next_stages(disk: _Disk, items: int, last: int) -> list[int]:
+    """Step 3: how many items have each next stage (``at[j]``; ``at[last]``: complete).
+
+    Every listed key goes into one set, from the last stage back, counted at the stage where it
+    is first seen (its furthest); then every item's key is taken out of that set. Each step is
+    one C-level pass: one hash lookup per listed name and one per item, nothing per item and
+    stage. What is left was listed but is no item's (a temporary file, an item since removed
+    from the file): not counted."""
+    at = [0] * (last + 1)
     seen: set[str] = set()
     for k in range(last - 1, -1, -1):
         before = len(seen)
-        seen.update(listings[k])
+        seen.update(disk.listings[k])
         at[k + 1] = len(seen) - before
     before = len(seen)
     seen.difference_update(disk.keys())
-    at[0] = len(ids) - (before - len(seen))
+    at[0] = items - (before - len(seen))
     for j in disk.next_stage(seen).values():
         at[j] -= 1
-    del seen
+    return at
 
-    # 4. items in progress are left alone; failed ones are held back unless retry_failed
+
+def _held_back(disk: _Disk, live_items: list[str], failed_items: list[str]) -> _Held:
+    """Step 4: the items in progress and the failed ones that are items of this file, by key."""
     live = {disk.key(i) for i in live_items}
     failed = {disk.key(i) for i in failed_items}
     if live or failed:
@@ -267,14 +302,20 @@ def plan_repair(engine: Any, spec: SessionSpec, *, retry_failed: bool = False) -
         outside.difference_update(disk.keys())  # not items of this file: ignored
         live -= outside
         failed -= outside
-    where = disk.next_stage(live | failed)
-    failed_only = failed - live  # failed last time and not queued again since
-    left_alone = live if retry_failed else live | failed_only
+    return _Held(live, failed - live, disk.next_stage(live | failed))
+
+
+def _stage_plans(pipeline: Pipeline, disk: _Disk, at: list[int], held: _Held,
+                 retry_failed: bool) -> tuple[StagePlan, ...]:
+    """Step 5: per stage, what to enqueue and why: items in progress are left alone, failed ones
+    are held back unless ``retry_failed``."""
+    left_alone = held.live if retry_failed else held.live | held.failed_only
+    where = held.where
     stages = []
     for k, stage in enumerate(pipeline.stages):
         excluded = frozenset(key for key in left_alone if where[key] == k)
         count = at[k] - len(excluded)
-        retrying = sum(1 for key in failed_only if where[key] == k) if retry_failed else 0
+        retrying = sum(1 for key in held.failed_only if where[key] == k) if retry_failed else 0
         reasons: dict[str, int] = {}
         fresh = count - retrying
         if fresh:
@@ -282,11 +323,37 @@ def plan_repair(engine: Any, spec: SessionSpec, *, retry_failed: bool = False) -
         if retrying:
             reasons["failed before (--retry-failed)"] = retrying
         stages.append(StagePlan(stage.name, count, reasons, partial(disk.items_at, k, excluded)))
+    return tuple(stages)
+
+
+def plan_repair(engine: Any, spec: SessionSpec, *, retry_failed: bool = False) -> RepairPlan:
+    """What repair would enqueue for ``spec``, from its outputs on disk (nothing changes)."""
+    started = time.perf_counter()
+    pipeline = spec.pipeline
+    _require_outputs(pipeline)
+    registered, live_items, failed_items = _read_progress(engine, spec.name)
+    ids, ordinals = item_ordinals([item.id for item in spec.items], spec.distinct_ids)
+    disk, listing_s = _list_outputs(spec, ids)
+    last = len(pipeline.stages)
+    at = _count_next_stages(disk, len(ids), last)
+    held = _held_back(disk, live_items, failed_items)
     return RepairPlan(session=spec.name, file=spec.file, total=len(ids), complete=at[last],
-                      in_progress=sum(1 for key in live if where[key] != last),
-                      failed=sum(1 for key in failed_only if where[key] != last),
-                      retry_failed=retry_failed, stages=tuple(stages), registered=bool(registered),
-                      listing_s=listing_s, planning_s=time.perf_counter() - started, spec=spec)
+                      in_progress=sum(1 for key in held.live if held.where[key] != last),
+                      failed=sum(1 for key in held.failed_only if held.where[key] != last),
+                      retry_failed=retry_failed, stages=_stage_plans(pipeline, disk, at, held, retry_failed),
+                      registered=registered, listing_s=listing_s, planning_s=time.perf_counter() - started,
+                      spec=spec, evidence=_Evidence(disk, frozenset(held.live), ordinals, len(spec.items)))
+
+
+def _restore_counts(engine: Any, plan: RepairPlan) -> dict[str, int]:
+    """Each stage's done bitmap and counter, from the plan's listings (see the module doc)."""
+    ev = plan.evidence
+    if ev is None or plan.spec is None:
+        return {}
+    disk = ev.disk
+    in_progress = map(ev.live.__contains__, disk.keys()) if ev.live else None
+    return restore_done(engine.client, engine.keys, plan.session, plan.spec.pipeline.stage_names, disk.present,
+                        in_progress, ev.ordinals, ev.size)
 
 
 def apply_repair(engine: Any, plan: RepairPlan, *, resume: bool = False,
@@ -294,19 +361,22 @@ def apply_repair(engine: Any, plan: RepairPlan, *, resume: bool = False,
     """Register the session if Redis forgot it, then enqueue the plan (atomically deduplicated)."""
     spec = plan.spec
     registration = engine.register_session(spec.record(), items=len(spec.items), resume=resume)
-    metas: Mapping[str, Any] = {item.id: item.message_meta() for item in spec.items} if plan.to_enqueue else {}
+    done = _restore_counts(engine, plan)  # before enqueueing: nothing enqueued now can have finished
     enqueued: dict[str, int] = {}
     skipped = 0
-    for stage in plan.stages:
-        if not stage.count:
-            continue
-        result = engine.enqueue(spec.name, stage.stage, ((i, metas.get(i)) for i in stage.items), progress=progress)
-        enqueued[stage.stage] = result.added
-        skipped += result.skipped
     if plan.to_enqueue:
-        from .registry import add_event
-
+        metas: Mapping[str, Any] = {item.id: item.message_meta() for item in spec.items}
+        ev = plan.evidence
+        ordinal = dict(zip(ev.disk.ids, ev.ordinals)) if ev is not None else {}
+        for stage in plan.stages:
+            if not stage.count:
+                continue
+            result = engine.enqueue(spec.name, stage.stage, ((i, metas.get(i), ordinal.get(i)) for i in stage.items),
+                                    progress=progress)
+            enqueued[stage.stage] = result.added
+            skipped += result.skipped
+    if plan.to_enqueue:
         add_event(engine.client, engine.keys, "repair",
                   f"repair of {spec.name}: {sum(enqueued.values())} task(s) enqueued "
                   + ", ".join(f"{k} {v}" for k, v in enqueued.items()), session=spec.name)
-    return RepairResult(spec.name, enqueued, skipped, registration)
+    return RepairResult(spec.name, enqueued, skipped, registration, done)

@@ -16,7 +16,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 NAMES = ("enqueue", "claim", "hints", "finish", "heartbeat", "lapsed", "reclaim", "forget", "cancel",
-         "retry_failed", "host_metrics", "read")
+         "recount", "host_metrics", "read", "slurm")
 
 
 @lru_cache(maxsize=None)
@@ -71,8 +71,7 @@ def load_all(client: redis.Redis) -> None:
     lua = scripts()
     with client.pipeline(transaction=False) as pipe:
         for name in NAMES:
-            if hasattr(lua, name):
-                pipe.script_load(getattr(lua, name).text)
+            pipe.script_load(getattr(lua, name).text)
         pipe.execute()
 
 
@@ -99,10 +98,7 @@ class Scripts:
 
     def __init__(self) -> None:
         for name in NAMES:
-            try:
-                setattr(self, name, Lua(name))
-            except FileNotFoundError:  # a script that a later feature adds
-                continue
+            setattr(self, name, Lua(name))
 
 
 @lru_cache(maxsize=1)

@@ -1,22 +1,29 @@
 """The status snapshot: queues, sessions, workers and recent events, immutable.
 
 It is read in exactly two pipelined round trips however many queues and workers there are:
-the first fetches the registry, the workers' leases, the recent events and the server time;
-the second fetches every session's counters, every queue's length and every worker's
-description. No ``KEYS``, no ``SCAN``. ``docs/status-json.md`` documents :meth:`Snapshot.to_dict`.
+the first fetches the registry, the workers' leases, the recent events, the server time and
+the server's facts (``INFO``); the second fetches every session's counters, every queue's
+length and every worker's description. No ``KEYS``, no ``SCAN``. ``docs/status-json.md``
+documents :meth:`Snapshot.to_dict`.
 """
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import redis
 
 from .keys import Keys
 from .messages import InvalidMessage, decode_task
+from .outcomes import SessionState
 from .redaction import redact
+from .registry import SessionSummary
 from .scripts import execute, scripts
+from .server import ServerInfo, from_replies, queue_reads
+from .slurm_accounting import SlurmTag
 
 SCHEMA_VERSION = 1
 READ_CHUNK = 1000  # keys per read.lua call
@@ -31,7 +38,7 @@ class QueueStatus:
     queued: int = 0
     delayed: int = 0
     in_flight: int = 0
-    completed: int = 0
+    completed: int = 0  # items done at this stage, each counted once (never more than the session's items)
     failed: int = 0
     timed_out: int = 0
     cancelled: int = 0
@@ -39,6 +46,7 @@ class QueueStatus:
     reclaimed: int = 0
     enqueued: int = 0
     pool: str = ""
+    completions: int = 0  # every completion recorded at this stage, reruns and repeats included
 
     @property
     def name(self) -> str:
@@ -48,7 +56,7 @@ class QueueStatus:
 @dataclass(frozen=True)
 class SessionStatus:
     name: str
-    state: str
+    state: SessionState | str  # ACTIVE, CANCELLED, or COMPLETE (every item through the last stage, nothing left)
     pipeline: str
     stages: tuple[str, ...]
     items: int
@@ -56,14 +64,57 @@ class SessionStatus:
     file: str
     queued: int = 0
     in_flight: int = 0
-    completed: int = 0  # items through the last stage
+    completed: int = 0  # items through the last stage, each counted once
     failed: int = 0
     timed_out: int = 0
     cancelled: int = 0
 
     @property
     def progress(self) -> float:
-        return (self.completed / self.items) if self.items else 0.0
+        return min(1.0, self.completed / self.items) if self.items else 0.0
+
+    @property
+    def advice(self) -> str:
+        """What an operator may do with the session now, or "" while it simply runs."""
+        name, stopped = self.name, self.failed + self.timed_out + self.cancelled
+        if self.state == SessionState.COMPLETE:
+            return (f"complete: every item is through every stage; keep it as a record, or "
+                    f"'symphony purge {name}' frees its Redis keys (outputs on disk stay)")
+        if self.state == SessionState.CANCELLED:
+            return (f"cancelled: 'symphony initialize --resume' runs it again, "
+                    f"'symphony purge {name}' forgets it (outputs on disk stay)")
+        if self.state != SessionState.ACTIVE or self.queued or self.in_flight:
+            return ""
+        if self.failed + self.timed_out:
+            return (f"nothing left to run, {self.failed + self.timed_out:,} item(s) failed or timed out: "
+                    f"'symphony retry {name}' runs them again")
+        if self.completed < self.items and not stopped:
+            return (f"nothing queued or running, {self.items - self.completed:,} item(s) not done: "
+                    f"'symphony repair {name}' enqueues what the outputs on disk say is missing")
+        return ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "state": str(self.state), "stages": list(self.stages),
+                "progress": round(self.progress, 4), "advice": self.advice}
+
+    @classmethod
+    def derive(cls, summary: SessionSummary, queues: Sequence[QueueStatus]) -> "SessionStatus":
+        """The session's totals from its queues; an active session with every item through the
+        last stage and nothing queued or running is COMPLETE."""
+        queued = in_flight = failed = timed_out = cancelled = 0
+        for q in queues:  # one pass: this runs for every session of every snapshot
+            queued += q.queued + q.delayed
+            in_flight += q.in_flight
+            failed += q.failed
+            timed_out += q.timed_out
+            cancelled += q.cancelled
+        completed = min(summary.items, queues[-1].completed) if queues else 0
+        state = summary.state
+        if state == SessionState.ACTIVE and summary.items and completed >= summary.items and not (queued or in_flight):
+            state = SessionState.COMPLETE
+        return cls(name=summary.name, state=state, pipeline=summary.pipeline, stages=summary.stages,
+                   items=summary.items, created=summary.created, file=summary.file, queued=queued,
+                   in_flight=in_flight, completed=completed, failed=failed, timed_out=timed_out, cancelled=cancelled)
 
 
 @dataclass(frozen=True)
@@ -88,6 +139,9 @@ class WorkerStatus:
     supervisor: str = ""
     completed: int = 0
     cpus: int | None = None  # logical CPUs of the host
+    slurm_job_id: str = ""  # SLURM_JOB_ID of the SLURM job this worker runs in ("" outside SLURM)
+    slurm_array_id: str = ""  # "<array job>_<task>" when that job is an array task
+    job_end: float | None = None  # when the job's time limit ends (epoch seconds), if known
 
 
 @dataclass(frozen=True)
@@ -115,6 +169,8 @@ class Snapshot:
     round_trips: int = 2
     used_memory: int | None = None
     grace_s: float = 0.0
+    server: ServerInfo | None = None  # the server's kind and settings, and the problems they mean
+    slurm: tuple[SlurmTag, ...] = ()  # SLURM jobs per tag (pool): pending, running, finished
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,16 +180,38 @@ class Snapshot:
             "redis": redact(self.redis),
             "used_memory": self.used_memory,
             "grace_s": self.grace_s,
+            "server": self.server.to_dict() if self.server is not None else None,
             "queues": [asdict(q) for q in self.queues],
-            "sessions": [{**asdict(s), "stages": list(s.stages), "progress": round(s.progress, 4)} for s in self.sessions],
+            "sessions": [s.to_dict() for s in self.sessions],
             "workers": [{**asdict(w), "roles": list(w.roles)} for w in self.workers],
             "events": [asdict(e) for e in self.events],
+            "slurm": [t.to_dict() for t in self.slurm],
         }
         data.update(self.extra)
         return data
 
     def to_json(self, indent: int | None = 2) -> str:
         return redact(json.dumps(self.to_dict(), indent=indent, sort_keys=False))
+
+    def write(self, path: str | os.PathLike[str]) -> str:
+        """Write :meth:`to_json` to ``path`` atomically (a temporary file in the same folder,
+        renamed into place: a reader never sees half a snapshot); return the absolute path written.
+        The folder is created if needed."""
+        target = os.path.abspath(os.fspath(path))
+        directory = os.path.dirname(target)
+        os.makedirs(directory, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=".snapshot-", suffix=".json", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(self.to_json())
+            os.replace(temp, target)
+        except BaseException:
+            try:
+                os.remove(temp)
+            except OSError:
+                pass
+            raise
+        return target
 
     def queue(self, role: str, session: str) -> QueueStatus | None:
         for q in self.queues:
@@ -207,8 +285,22 @@ def _read_plainly(client: redis.Redis, read_keys: list[str], ops: list[str]) -> 
     return [r if isinstance(r, int) else [x for pair in r.items() for x in pair] for r in replies]
 
 
-def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", events: int = 50) -> Snapshot:
-    """Read the whole status in two round trips."""
+@dataclass(frozen=True)
+class _First:
+    """The first round trip's replies."""
+
+    summaries: list[SessionSummary]
+    leases: list[tuple[str, float]]
+    results: list[Any]
+    system: list[Any]
+    now: float  # server time, seconds
+    grace_ms: int
+    server: ServerInfo
+    slurm: tuple[SlurmTag, ...]
+
+
+def _read_registry(client: redis.Redis, keys: Keys, events: int) -> _First:
+    """Round trip 1: the registry, the leases, the recent events, the server's time and facts."""
     with client.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.sessions)
         pipe.zrange(keys.workers, 0, -1, withscores=True)
@@ -216,97 +308,106 @@ def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", e
         pipe.xrevrange(keys.events, count=max(1, events))
         pipe.time()
         pipe.pttl(keys.grace)
-        pipe.info("memory")
-        first = pipe.execute(raise_on_error=False)
-    for reply in first[:6]:
+        pipe.hgetall(keys.slurm_tags)
+        queue_reads(pipe)  # INFO may be refused (an ACL user): the server's facts are then unknown
+        replies = pipe.execute(raise_on_error=False)
+    for reply in replies[:6]:
         if isinstance(reply, Exception):
             raise reply
-    sessions_raw, leases, results, system, server_time, grace_ms, memory = first
-    now = server_time[0] + server_time[1] / 1_000_000
-    used_memory = memory.get("used_memory") if isinstance(memory, dict) else None
+    sessions_raw, leases, results, system, server_time, grace_ms, slurm_raw = replies[:7]
+    summaries = sorted((SessionSummary.from_json(n, v) for n, v in sessions_raw.items()), key=lambda s: s.name)
+    slurm = (tuple(SlurmTag.from_summary(t, v) for t, v in sorted(slurm_raw.items()))
+             if isinstance(slurm_raw, dict) else ())
+    return _First(summaries=summaries, leases=leases, results=results, system=system,
+                  now=server_time[0] + server_time[1] / 1_000_000,
+                  grace_ms=grace_ms if isinstance(grace_ms, int) else 0, server=from_replies(client, replies[7:]),
+                  slurm=slurm)
 
-    summaries = []
-    for name, raw in sessions_raw.items():
-        try:
-            summaries.append((name, json.loads(raw)))
-        except ValueError:
-            continue
-    summaries.sort(key=lambda s: s[0])
-    worker_ids = [w for w, _ in leases]
 
-    # the second round trip: every session's counters, every queue's length and every worker's
-    # description, read by a read-only script in chunks (one reply per chunk instead of one per
-    # key keeps the client's cost low; chunks keep each atomic read short for the server)
+def _read_counts(client: redis.Redis, keys: Keys, summaries: list[SessionSummary], worker_ids: list[str]) -> list[Any]:
+    """Round trip 2: every session's counters, every queue's length and every worker's
+    description, read by a read-only script in chunks (one reply per chunk instead of one per
+    key keeps the client's cost low; chunks keep each atomic read short for the server)."""
     read_keys: list[str] = []
     ops: list[str] = []
-    for name, summary in summaries:
-        read_keys.append(keys.stats(name))
+    for summary in summaries:
+        read_keys.append(keys.stats(summary.name))
         ops.append("h")
-        for stage in summary.get("stages", ()):
-            read_keys.append(keys.queue(stage, name))
+        for stage in summary.stages:
+            read_keys.append(keys.queue(stage, summary.name))
             ops.append("l")
     for worker_id in worker_ids:
         read_keys.append(keys.worker(worker_id))
         ops.append("h")
-    second: list[Any] = []
-    if read_keys:
-        try:
-            second = _read_by_script(client, read_keys, ops)
-        except redis.ResponseError as exc:
-            if not _script_refused(exc):
-                raise
-            second = _read_plainly(client, read_keys, ops)
+    if not read_keys:
+        return []
+    try:
+        return _read_by_script(client, read_keys, ops)
+    except redis.ResponseError as exc:
+        if not _script_refused(exc):
+            raise
+        return _read_plainly(client, read_keys, ops)
 
+
+def _counts_by_stage(flat: list[str]) -> dict[str, dict[str, int]]:
+    """A session's stats hash (flat field/value list) as stage -> metric -> count."""
+    by_stage: dict[str, dict[str, int]] = {}
+    for i in range(0, len(flat), 2):
+        stage_name, _, metric = flat[i].partition("|")
+        try:
+            by_stage.setdefault(stage_name, {})[metric] = int(flat[i + 1])
+        except ValueError:
+            continue
+    return by_stage
+
+
+def _queue_status(summary: SessionSummary, index: int, stage: str, queued: int, counts: dict[str, int]) -> QueueStatus:
+    get = counts.get
+    completions = get("completed", 0)
+    # a stage without a done counter was only run by a version that counted completions
+    done = get("done", completions)
+    if done > summary.items:
+        done = summary.items
+    pools = summary.pools
+    return QueueStatus(role=stage, session=summary.name, queued=queued, delayed=max(0, get("delayed", 0)),
+                       in_flight=max(0, get("running", 0)), completed=done if done > 0 else 0,
+                       failed=get("failed", 0), timed_out=get("timed_out", 0), cancelled=get("cancelled", 0),
+                       retried=get("retried", 0), reclaimed=get("reclaimed", 0), enqueued=get("enqueued", 0),
+                       pool=pools[index] if index < len(pools) else "", completions=completions)
+
+
+def _sessions_from(summaries: list[SessionSummary], second: list[Any]
+                   ) -> tuple[list[QueueStatus], list[SessionStatus], int]:
+    """Every queue and session from the second round trip; returns where the workers begin."""
     queues: list[QueueStatus] = []
     sessions: list[SessionStatus] = []
     pos = 0
-    for name, summary in summaries:
-        flat = second[pos]
+    for summary in summaries:
+        by_stage = _counts_by_stage(second[pos])
         pos += 1
-        by_stage: dict[str, dict[str, int]] = {}
-        for i in range(0, len(flat), 2):
-            stage_name, _, metric = flat[i].partition("|")
-            try:
-                by_stage.setdefault(stage_name, {})[metric] = int(flat[i + 1])
-            except ValueError:
-                continue
-        stages = tuple(summary.get("stages", ()))
-        pools = summary.get("pools") or [""] * len(stages)
-        totals = {"queued": 0, "in_flight": 0, "failed": 0, "timed_out": 0, "cancelled": 0}
-        last_completed = 0
-        for index, stage in enumerate(stages):
-            queued_n = int(second[pos])
+        mine = []
+        for index, stage in enumerate(summary.stages):
+            mine.append(_queue_status(summary, index, stage, int(second[pos]), by_stage.get(stage, _NO_COUNTS)))
             pos += 1
-            counts = by_stage.get(stage, _NO_COUNTS)
-            get = counts.get
-            q = QueueStatus(role=stage, session=name, queued=queued_n, delayed=max(0, get("delayed", 0)),
-                            in_flight=max(0, get("running", 0)), completed=get("completed", 0),
-                            failed=get("failed", 0), timed_out=get("timed_out", 0), cancelled=get("cancelled", 0),
-                            retried=get("retried", 0), reclaimed=get("reclaimed", 0), enqueued=get("enqueued", 0),
-                            pool=pools[index] if index < len(pools) else "")
-            queues.append(q)
-            totals["queued"] += q.queued + q.delayed
-            totals["in_flight"] += q.in_flight
-            totals["failed"] += q.failed
-            totals["timed_out"] += q.timed_out
-            totals["cancelled"] += q.cancelled
-            last_completed = q.completed
-        sessions.append(SessionStatus(name=name, state=summary.get("state", "?"), pipeline=summary.get("pipeline", "?"),
-                                      stages=stages, items=int(summary.get("items", 0) or 0),
-                                      created=float(summary.get("created", 0) or 0), file=summary.get("file", ""),
-                                      completed=last_completed, **totals))
+        queues.extend(mine)
+        sessions.append(SessionStatus.derive(summary, mine))
+    return queues, sessions, pos
 
-    workers: list[WorkerStatus] = []
-    now_ms = now * 1000
-    for (worker_id, expiry), flat in zip(leases, second[pos:]):
-        it = iter(flat)
-        workers.append(_worker_status(worker_id, expiry, dict(zip(it, it)), now_ms))
 
-    events_list = [_event_from_result(i, f) for i, f in results] + [_event_from_system(i, f) for i, f in system]
+def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", events: int = 50) -> Snapshot:
+    """Read the whole status in two round trips."""
+    first = _read_registry(client, keys, events)
+    second = _read_counts(client, keys, first.summaries, [w for w, _ in first.leases])
+    queues, sessions, pos = _sessions_from(first.summaries, second)
+    now_ms = first.now * 1000
+    workers = [_worker_status(worker_id, expiry, dict(zip(it, it)), now_ms)
+               for (worker_id, expiry), it in zip(first.leases, map(iter, second[pos:]))]
+    events_list = ([_event_from_result(i, f) for i, f in first.results]
+                   + [_event_from_system(i, f) for i, f in first.system])
     events_list.sort(key=lambda e: tuple(int(p) for p in e.id.split("-")), reverse=True)
-    return Snapshot(taken_at=now, redis=redis_display, queues=tuple(queues), sessions=tuple(sessions),
-                    workers=tuple(workers), events=tuple(events_list[:events]), used_memory=used_memory,
-                    grace_s=max(0, grace_ms) / 1000 if isinstance(grace_ms, int) else 0.0)
+    return Snapshot(taken_at=first.now, redis=redis_display, queues=tuple(queues), sessions=tuple(sessions),
+                    workers=tuple(workers), events=tuple(events_list[:events]), used_memory=first.server.used_memory,
+                    grace_s=max(0, first.grace_ms) / 1000, server=first.server, slurm=first.slurm)
 
 
 def _worker_status(worker_id: str, expiry: float, info: dict[str, str], now_ms: float) -> WorkerStatus:
@@ -330,7 +431,8 @@ def _worker_status(worker_id: str, expiry: float, info: dict[str, str], now_ms: 
         host_cpu_percent=_num(info.get("host_cpu")), host_memory_percent=_num(info.get("host_mem")),
         rss_bytes=_num(info.get("rss"), int), heartbeat_s=hb_ms / 1000, started=_num(info.get("started")),
         supervisor=info.get("supervisor", ""), completed=_num(info.get("done"), int) or 0,
-        cpus=_num(info.get("cpus"), int))
+        cpus=_num(info.get("cpus"), int), slurm_job_id=info.get("slurm_job", ""),
+        slurm_array_id=info.get("slurm_array", ""), job_end=_num(info.get("job_end")))
 
 
 def work_remaining(client: redis.Redis, keys: Keys, roles: list[str] | tuple[str, ...]) -> int:
@@ -339,16 +441,12 @@ def work_remaining(client: redis.Redis, keys: Keys, roles: list[str] | tuple[str
     wanted = set(roles)
     sessions = []
     for name, raw in client.hgetall(keys.sessions).items():
-        try:
-            summary = json.loads(raw)
-        except ValueError:
+        summary = SessionSummary.from_json(name, raw)
+        if summary.state != SessionState.ACTIVE:
             continue
-        stages = list(summary.get("stages", ()))
-        if summary.get("state") != "active":
-            continue
-        indices = [i for i, s in enumerate(stages) if s in wanted]
+        indices = [i for i, s in enumerate(summary.stages) if s in wanted]
         if indices:
-            sessions.append((name, stages[: max(indices) + 1]))
+            sessions.append((name, summary.stages[: max(indices) + 1]))
     if not sessions:
         return 0
     with client.pipeline(transaction=False) as pipe:

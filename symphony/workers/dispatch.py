@@ -17,8 +17,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from symphony.engine import (CANCELLED, DONE, FAILED, HANDBACK, TIMED_OUT, Claimed, CryptoError, Engine, Finish,
-                             Outcome, SessionState, Stage, after_failure, describe_error, is_unavailable)
+from symphony.engine import (Claimed, CryptoError, Engine, Finish, Outcome, OutcomeKind, SessionState, Stage,
+                             after_failure, describe_error, is_unavailable)
 
 from . import logs, runner
 from .executor import Executor, PythonCall
@@ -27,6 +27,8 @@ from .stopping import Stopping
 
 log = logging.getLogger("symphony.worker")
 PLAN_CACHE_MAX = 4096
+DONE, FAILED, HANDBACK, CANCELLED, TIMED_OUT = (OutcomeKind.DONE, OutcomeKind.FAILED, OutcomeKind.HANDBACK,
+                                                OutcomeKind.CANCELLED, OutcomeKind.TIMED_OUT)
 
 
 @dataclass(frozen=True)

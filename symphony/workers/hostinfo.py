@@ -1,4 +1,5 @@
-"""CPU and memory of this worker process and of its host, from psutil, for the heartbeat."""
+"""CPU and memory of this worker process and of its host, from psutil, for the heartbeat (and the
+SLURM job it runs in, if any: ``batchjob.py``)."""
 from __future__ import annotations
 
 import os
@@ -6,6 +7,8 @@ import socket
 import time
 
 import psutil
+
+from .batchjob import BatchJob
 
 
 class HostSampler:
@@ -20,6 +23,7 @@ class HostSampler:
         # handler children (command handlers) by pid: psutil measures a process's CPU between two
         # calls on the same object, so each child's object is kept for as long as it lives
         self._children: dict[int, psutil.Process] = {}
+        self.job = BatchJob.from_env().heartbeat_fields()  # SLURM job and array ids, the job's end
 
     def _children_usage(self) -> tuple[float, float, int]:
         """CPU percent (of one core), memory percent and RSS of the handler children."""
@@ -52,7 +56,7 @@ class HostSampler:
             host_cpu = psutil.cpu_percent(None)
             vm = psutil.virtual_memory()
         except psutil.Error:
-            return {}
-        return {"cpu": round(min(100.0, (cpu + child_cpu) / self.cpus), 1), "mem": round(mem + child_mem, 2),
+            return dict(self.job)
+        return {**self.job, "cpu": round(min(100.0, (cpu + child_cpu) / self.cpus), 1), "mem": round(mem + child_mem, 2),
                 "rss": rss + child_rss, "host_cpu": round(host_cpu, 1), "host_mem": round(vm.percent, 1),
                 "cpus": self.cpus}

@@ -21,6 +21,7 @@ from symphony.engine import (Engine, describe_error, drop_secret_environment, re
                              register_secret, sealer_from, without_secret_environment)
 
 from . import logs
+from .batchjob import BatchJob
 from .dispatch import Dispatcher
 from .executor import Executor
 from .heart import Heart
@@ -47,7 +48,7 @@ class WorkerProcess:
         self.stopping = Stopping(stop_event, urgent_event, options.drain_timeout_s)
         config = options.redis.with_client_name(f"symphony-worker:{worker_id}")
         self.engine = Engine(config, socket_timeout=max(10.0, options.idle_wait_s + 5),
-                             sealer=sealer_from(options.encryption_key))
+                             sealer=sealer_from(options.encryption_key), origin=BatchJob.from_env().origin())
         self.link = self.engine.worker_link(worker_id, [], idle_wait_s=options.idle_wait_s)
         self.sampler = HostSampler()
         self.executor = Executor(without_secret_environment(), log_level=logging.getLogger().getEffectiveLevel())
@@ -67,8 +68,9 @@ class WorkerProcess:
                                    "state": "stopping" if self.stopping.requested else self.loop.state,
                                    "done": self.dispatcher.completed, "started": round(self.sampler.started, 3),
                                    "supervisor": self.supervisor}
-        if self.dispatcher.running is None:
-            info["current"] = ""
+        # the task being run (a beat between a claim and the task's start must not leave it blank)
+        running = self.dispatcher.running
+        info["current"] = running.claimed.raw if running is not None else ""
         info.update(self.sampler.sample())
         return info
 
@@ -82,6 +84,8 @@ class WorkerProcess:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
         if hasattr(signal, "SIGTERM"):
             signal.signal(signal.SIGTERM, lambda *_: self.stopping.request())
+        if hasattr(signal, "SIGUSR1"):
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # a batch system's time warning is the supervisor's
         self.heart.start()
         try:
             code = self.loop.run()

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from symphony.engine import Backoff, ConfigError, CredentialsRefused, Engine, RedisUnavailable, is_unavailable
 
+from .batchjob import BatchJob
 from .loop import EXIT_GAVE_UP, EXIT_OK
 from .options import WorkerOptions
 from .process import child_main, summary_line
@@ -71,9 +72,12 @@ class Supervisor:
         self.engine = Engine(config, socket_timeout=min(10.0, give_up) if give_up else 10.0)
         self.signals = 0
         self.gave_up = False
+        self.batch = BatchJob.from_env()  # the SLURM job we run in, if any: its time limit (batchjob.py)
 
     # --- signals ----------------------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
+        if self.batch.in_job and signum == getattr(signal, "SIGTERM", None):
+            self.batch.terminated()  # SLURM ends the job: SIGKILL follows after its KillWait
         self.signals += 1
         if self.signals == 1:
             log.info("stopping: children finish their current task (up to %.0fs), then exit; "
@@ -83,10 +87,29 @@ class Supervisor:
             log.info("handing back current tasks now")
             set_from_signal_handler(self.urgent_event)
 
+    def _on_time_warning(self, _signum, _frame) -> None:
+        self.batch.warned()  # acted on by _watch_walltime in the main loop
+
     def _install_signals(self) -> None:
         for name in ("SIGTERM", "SIGINT", "SIGBREAK"):
             if hasattr(signal, name):
                 signal.signal(getattr(signal, name), self._on_signal)
+        if hasattr(signal, "SIGUSR1"):  # SLURM's warning before the time limit (#SBATCH --signal=B:USR1@...)
+            signal.signal(signal.SIGUSR1, self._on_time_warning)
+
+    def _watch_walltime(self) -> None:
+        """Near the SLURM job's end: stop claiming, then hand running tasks back in time."""
+        stop, handback = self.batch.due()
+        if stop and not self.stop_event.is_set():
+            left = self.batch.handback_at - time.time() if self.batch.handback_at else 0.0
+            log.warning("SLURM job %s: time limit near; no new tasks, running tasks have %.0fs to finish "
+                        "before they go back to their queue", self.batch.tracked_id, max(0.0, left))
+            self.stop_event.set()
+        if handback and not self.urgent_event.is_set():
+            log.warning("SLURM job %s: handing running tasks back to their queue before the job ends",
+                        self.batch.tracked_id)
+            self.stop_event.set()
+            self.urgent_event.set()
 
     # --- children ---------------------------------------------------------------------------
     def _start(self, slot: Slot) -> None:
@@ -220,6 +243,7 @@ class Supervisor:
             self._reap_children()
             self._flush_reclaims()
             self._restart_due()
+            self._watch_walltime()
             alive = [s for s in self.slots if s.process is not None]
             if not alive and (self.stop_event.is_set() or all(s.finished for s in self.slots)):
                 return

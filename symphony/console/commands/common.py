@@ -57,19 +57,6 @@ def fail(message: str, code: int = 1) -> int:
     return code
 
 
-def human_age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
-
-
-def percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}%"
-
 
 class Progress:
     """A progress bar on stderr for long work (a TTY gets a live bar; logs get a few lines)."""

@@ -18,9 +18,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import Demo
+    from ..demo import Demo, Ended, catch_endings
 
-    with Demo(redis_url=args.redis, processes=args.processes, seconds=args.seconds) as demo:
+    catch_endings()  # SIGTERM and SIGHUP (the terminal closed) stop everything the demo started
+    try:
+        return _watch(Demo(redis_url=args.redis, processes=args.processes, seconds=args.seconds))
+    except Ended as ended:
+        return 128 + ended.signum
+
+
+def _watch(demo) -> int:  # noqa: ANN001
+    with demo:
         print(f"demo: Redis at {resolve_redis(demo.url).display}, session {demo.spec.name}, "
               f"{len(demo.spec.items)} items, workers for pools {', '.join(demo.spec.pipeline.pools())}")
         with Engine(resolve_redis(demo.url)) as engine:

@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{spec.file}: session {spec.name} verified ({len(spec.items)} items); nothing enqueued (--dry-run)")
         for r in results:
             print(f"{r.session}: {r.added} item(s) enqueued for {r.stage}"
-                  + (f", {r.skipped} already queued or in flight" if r.skipped else ""))
+                  + (f", {r.skipped} already queued or in flight" if r.skipped else "")
+                  + (f", {r.done} already done" if r.done else ""))
         if report.problems:
             fail(f"{len(report.problems)} problem(s) in {len(report.failed_files)} file(s); "
                  "nothing was enqueued from those files")

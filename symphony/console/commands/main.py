@@ -8,9 +8,9 @@ import redis
 
 from symphony.engine import SymphonyError, install_log_redaction, redact, redis_problem, resolve_redis
 
-from . import acl, demo, initialize, jobs, logs, metrics, queues, repair, sessions, status
+from . import acl, demo, initialize, jobs, logs, metrics, queues, repair, sessions, slurm, status
 
-VERBS = (status, sessions, queues, initialize, repair, jobs, logs, demo, metrics, acl)
+VERBS = (status, sessions, queues, initialize, repair, jobs, logs, demo, metrics, acl, slurm)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,8 +8,10 @@ from datetime import datetime
 
 from symphony.engine import AzureCollector, AzureMonitorConfig, CollectResult, Engine, redact
 
-from .common import add_redis_args, engine_from_args, fail, human_age, percent, print_json, table
+from .. import fmt
+from .common import add_redis_args, engine_from_args, fail, print_json, table
 
+SPARK_WIDTH = 30  # characters of history in `symphony metrics show`
 HELP = "collect VM scale-set metrics from Azure Monitor (collect), or show machine CPU (show)"
 
 COLLECT_EPILOG = """\
@@ -91,24 +93,14 @@ def _split(values: list[str] | None) -> tuple[str, ...] | None:
 def config_from_args(args: argparse.Namespace) -> AzureMonitorConfig:
     overrides = {
         "subscription": args.subscription, "resource_group": args.resource_group, "scale_sets": _split(args.scale_sets),
-        "region": args.region, "interval_s": _dur(args.interval), "lookback_s": _dur(args.lookback),
-        "retention_s": _dur(args.retention), "max_instances": args.max_instances, "jsonl": args.jsonl, "csv": args.csv,
+        "region": args.region, "interval_s": fmt.parse_duration(args.interval),
+        "lookback_s": fmt.parse_duration(args.lookback), "retention_s": fmt.parse_duration(args.retention),
+        "max_instances": args.max_instances, "jsonl": args.jsonl, "csv": args.csv,
         "redis": not args.no_redis,
     }
     return AzureMonitorConfig.from_env(**overrides)
 
 
-def _dur(text: str | None) -> float | None:
-    if text is None:
-        return None
-    from symphony.engine import ConfigError
-
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    s = text.strip().lower()
-    try:
-        return float(s[:-1]) * units[s[-1]] if s and s[-1] in units else float(s)
-    except (ValueError, KeyError):
-        raise ConfigError(f"{text!r} is not a duration (e.g. 90, 90s, 15m, 6h)") from None
 
 
 def _poll_line(result: CollectResult) -> str:
@@ -153,16 +145,12 @@ def run_collect(args: argparse.Namespace) -> int:
             engine.close()
 
 
-def sparkline(points, width: int = 30) -> str:
-    bars = "▁▂▃▄▅▆▇█"
-    values = [v for _, v in points][-width:]
-    if not values:
-        return ""
-    return "".join(bars[min(len(bars) - 1, max(0, int(v / 100 * len(bars))))] for v in values)
-
-
 def run_show(args: argparse.Namespace) -> int:
-    window = _dur(args.window) or 3600.0
+    window = fmt.parse_duration(args.window, 3600.0) or 3600.0
+
+    def spark(points) -> str:
+        return fmt.sparkline(points, start=now - window, end=now, width=SPARK_WIDTH)
+
     with engine_from_args(args) as engine:
         rows = engine.scale_set_cpu(window)
         status = engine.metrics_status()
@@ -179,7 +167,7 @@ def run_show(args: argparse.Namespace) -> int:
     if status is None:
         print("Azure Monitor collector: not running (CPU below is from the workers' heartbeats)")
     else:
-        print(redact(f"Azure Monitor collector: {status.state}, {human_age(now - status.at)} ago: {status.message}"))
+        print(redact(f"Azure Monitor collector: {status.state}, {fmt.age(now - status.at)} ago: {status.message}"))
     if rows and rows[0].source != "azure monitor" and status is not None:
         print("no fresh Azure Monitor data: CPU below is from the workers' heartbeats")
     print()
@@ -187,11 +175,11 @@ def run_show(args: argparse.Namespace) -> int:
         print("no machine metrics yet (workers record their host's CPU with each heartbeat)")
     else:
         table(["NAME", "SOURCE", "CPU", "INSTANCES", f"LAST {args.window}"],
-              [(r.name, r.source, percent(r.current), r.instances, sparkline(r.points)) for r in rows], right=(2, 3))
+              [(r.name, r.source, fmt.percent(r.current), r.instances, spark(r.points)) for r in rows], right=(2, 3))
     if hosts:
         print()
         table(["HOST", "POOL", "CPU", "MEM", "CPUS", "SEEN", f"LAST {args.window}"],
-              [(h.host, h.pool, percent(h.current), percent(h.memory), h.cpus or "-",
-                human_age(now - h.last_seen) if h.last_seen else "-", sparkline(h.points)) for h in hosts],
+              [(h.host, h.pool, fmt.percent(h.current), fmt.percent(h.memory), h.cpus or "-",
+                fmt.age(now - h.last_seen) if h.last_seen else "-", spark(h.points)) for h in hosts],
               right=(2, 3, 4, 5))
     return 0

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Sequence
+
+from symphony.engine import SessionStatus
 
 from .common import add_redis_args, confirm, engine_from_args, fail, print_json, table
 
@@ -42,19 +45,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_purge)
 
 
-def run_sessions(args: argparse.Namespace) -> int:
-    with engine_from_args(args) as engine:
-        snap = engine.snapshot(events=1)
-    if args.json:
-        print_json([{**s.__dict__, "stages": list(s.stages), "progress": round(s.progress, 4)} for s in snap.sessions])
-        return 0
+def print_sessions(sessions: Sequence[SessionStatus]) -> None:
+    """One row per session (DONE counts each item once, through the last stage), then what an
+    operator may do with the sessions that need it (complete, cancelled, stopped)."""
     rows = []
-    for s in snap.sessions:
+    for s in sessions:
         age = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created)) if s.created else "-"
         rows.append((s.name, s.state, s.pipeline, f"{s.items:,}", f"{s.completed:,}", f"{s.queued:,}",
                      f"{s.in_flight:,}", f"{s.failed + s.timed_out:,}", f"{100 * s.progress:.0f}%", age))
     table(["SESSION", "STATE", "PIPELINE", "ITEMS", "DONE", "QUEUED", "RUNNING", "FAILED", "PROGRESS", "CREATED"], rows,
           right=(3, 4, 5, 6, 7, 8))
+    advice = [(s.name, s.advice) for s in sessions if s.advice]
+    if advice:
+        print()
+        for name, text in advice:
+            print(f"{name}: {text}")
+
+
+def run_sessions(args: argparse.Namespace) -> int:
+    with engine_from_args(args) as engine:
+        snap = engine.snapshot(events=1)
+    if args.json:
+        print_json([s.to_dict() for s in snap.sessions])
+    else:
+        print_sessions(snap.sessions)
     return 0
 
 

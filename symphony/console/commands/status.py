@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 
 from symphony.engine import Snapshot
 
-from .common import add_redis_args, engine_from_args, human_age, percent, print_json, table
+from .. import fmt
+from .common import add_redis_args, engine_from_args, print_json, table
+from .sessions import print_sessions
 
 HELP = "show queues, workers and recent events (table, --json, or --export FILE)"
 
@@ -21,36 +21,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def export_snapshot(snapshot: Snapshot, path: str) -> str:
-    """Write the snapshot JSON to ``path`` via a temporary file and a rename; return the path."""
-    path = os.path.abspath(path)
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".snapshot-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(snapshot.to_json())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.remove(temp)
-        except OSError:
-            pass
-        raise
-    return path
+def print_server(snap: Snapshot) -> None:
+    """Which server, and every problem its settings mean for Symphony, in words."""
+    server = snap.server
+    what = f"{server.display}, {server.settings}" if server is not None else "unknown server"
+    print(f"Redis {snap.redis}: {what}   sessions {len(snap.sessions)}   queues {len(snap.queues)}   "
+          f"workers {len(snap.workers)}" + (f"   (grace window {snap.grace_s:.0f}s)" if snap.grace_s else ""))
+    for problem in server.problems if server is not None else ():
+        print(f"PROBLEM: {problem}")
 
 
 def print_snapshot(snap: Snapshot) -> None:
-    print(f"Redis {snap.redis}   sessions {len(snap.sessions)}   queues {len(snap.queues)}   "
-          f"workers {len(snap.workers)}" + (f"   (grace window {snap.grace_s:.0f}s)" if snap.grace_s else ""))
+    print_server(snap)
     print()
+    if snap.sessions:
+        print_sessions(snap.sessions)
+        print()
     table(["QUEUE", "QUEUED", "RETRY", "IN FLIGHT", "DONE", "FAILED", "TIMED OUT", "CANCELLED"],
           [(q.name, q.queued, q.delayed, q.in_flight, q.completed, q.failed, q.timed_out, q.cancelled)
            for q in snap.queues], right=range(1, 8))
     print()
     table(["WORKER", "HOST", "PID", "POOL", "STATE", "CURRENT", "FOR", "BEAT", "CPU", "MEM"],
-          [(w.name, w.host, w.pid, w.pool or "-", w.state, w.current or "-", human_age(w.current_age_s),
-            human_age(w.heartbeat_age_s), percent(w.cpu_percent), percent(w.memory_percent)) for w in snap.workers],
+          [(w.name, w.host, w.pid, w.pool or "-", w.state, w.current or "-", fmt.age(w.current_age_s),
+            fmt.age(w.heartbeat_age_s), fmt.percent(w.cpu_percent), fmt.percent(w.memory_percent)) for w in snap.workers],
           right=(2, 6, 7, 8, 9))
     if snap.events:
         print()
@@ -62,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
     with engine_from_args(args) as engine:
         snap = engine.snapshot(events=args.events)
     if args.export:
-        path = export_snapshot(snap, args.export)
-        print(f"snapshot written to {path}")
+        print(f"snapshot written to {snap.write(args.export)}")
     if args.json:
         print_json(snap.to_dict())
     elif not args.export:

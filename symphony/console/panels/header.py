@@ -1,4 +1,8 @@
-"""The header: which Redis (never its password), whether it answers, and how old the data is."""
+"""The header: which Redis (never its password), whether it answers, and how old the data is.
+
+One line at any width: its parts have priorities, and those that do not fit are left out (the
+least important first); a second line says what is wrong while Redis does not answer.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,6 +13,7 @@ from textual.widgets import Static
 from symphony.engine import redact
 
 from .. import fmt
+from .base import clip
 
 
 @dataclass
@@ -20,6 +25,20 @@ class Connection:
     poll_s: float | None = None
 
 
+def fitted(parts: list[tuple[int, Text]], width: int) -> Text:
+    """``parts`` (priority, text) in order, without the least important ones that do not fit in
+    ``width`` (priority 0 always stays; the line is clipped at a word if even those do not fit)."""
+    kept = list(parts)
+    while sum(t.cell_len for _, t in kept) > width and any(p > 0 for p, _ in kept):
+        worst = max(p for p, _ in kept)
+        index = max(i for i, (p, _) in enumerate(kept) if p == worst)
+        del kept[index]
+    line = Text(no_wrap=True)
+    for _, text in kept:
+        line.append_text(text)
+    return clip(line, width) if width > 0 else line
+
+
 class HeaderBar(Static):
     def __init__(self, redis_display: str, *, note: str = "", id: str | None = None):
         super().__init__(id=id)
@@ -28,39 +47,49 @@ class HeaderBar(Static):
         self.connection = Connection()
         self.counts = ""
         self.stale_after = 5.0
+        self._now = 0.0
+
+    def on_resize(self) -> None:
+        self.show(self._now)
 
     def show(self, now: float) -> None:
+        self._now = now
         c = self.connection
-        text = Text()
-        text.append(" Symphony ", style="bold reverse")
-        text.append(f"  {self.redis_display}  ")
+        parts: list[tuple[int, Text]] = [(0, Text(" Symphony ", style="bold reverse"))]
         if c.state == "connected":
-            text.append("● connected", style="bold green")
+            state = Text(" ● connected", style="bold green")
         elif c.state == "connecting":
-            text.append("◌ connecting…", style="bold yellow")
+            state = Text(" ◌ connecting…", style="bold yellow")
         elif c.state == "reconnecting":
-            text.append("▲ reconnecting", style="bold white on red")
+            state = Text(" ▲ reconnecting", style="bold white on red")
         else:
-            text.append("▲ error", style="bold white on red")
+            state = Text(" ▲ error", style="bold white on red")
+        parts.append((0, state))
+        parts.append((1, Text(f"  {self.redis_display}")))
         age = None if c.data_at is None else max(0.0, now - c.data_at)
         stale = c.state != "connected" or (age is not None and age > self.stale_after)
         self.set_class(stale and c.data_at is not None, "-stale")
         if age is None:
-            text.append("   no data yet", style="dim")
+            parts.append((2, Text("  no data yet", style="dim")))
         else:
-            text.append(f"   data {fmt.age(age)} old", style="bold yellow" if stale else "")
-            if stale:
-                text.append(" (stale)", style="bold yellow")
+            parts.append((2, Text(f"  data {fmt.age(age)} old" + (" (stale)" if stale else ""),
+                                  style="bold yellow" if stale else "")))
         if self.counts:
-            text.append(f"   {self.counts}", style="dim")
+            parts.append((5, Text(f"  {self.counts}", style="dim")))
         if self.note:
-            text.append(f"   {self.note}", style="italic")
+            parts.append((4, Text(f"  {self.note}", style="italic")))
+        width = self.size.width
+        text = fitted(parts, width) if width > 0 else fitted(parts, 10_000)
+        line = ""
         if c.state in ("reconnecting", "error"):
-            line = f"\n {c.error}" if c.error else "\n"
+            line = f" {c.error}" if c.error else ""
             if c.retry_at is not None:
                 line += f" · next try in {max(0.0, c.retry_at - now):.1f}s"
             line += " · actions that need Redis are disabled until it answers"
-            text.append(redact(line), style="yellow")
         elif c.state == "connected" and age is not None and age > self.stale_after:
-            text.append(f"\n Redis has not answered for {fmt.age(age)} (waiting on a slow poll)", style="yellow")
+            line = f" Redis has not answered for {fmt.age(age)} (waiting on a slow poll)"
+        if line:
+            second = Text(redact(line), style="yellow", no_wrap=True)
+            text.append("\n")
+            text.append_text(clip(second, width) if width > 0 else second)
         self.update(text)

@@ -4,5 +4,6 @@ from .detail import DetailScreen
 from .help import KEYS, HelpScreen
 from .initialize import InitializeScreen
 from .repair import RepairScreen
+from .worker import WorkerScreen
 
-__all__ = ["ConfirmScreen", "DetailScreen", "HelpScreen", "InitializeScreen", "KEYS", "RepairScreen"]
+__all__ = ["ConfirmScreen", "DetailScreen", "HelpScreen", "InitializeScreen", "KEYS", "RepairScreen", "WorkerScreen"]

@@ -11,14 +11,17 @@ from textual.widgets import Button, Static
 class ConfirmScreen(ModalScreen[bool]):
     BINDINGS = [
         Binding("enter,y", "confirm", "Confirm", show=True),
-        Binding("escape,n", "cancel", "Cancel", show=True),
+        Binding("escape,n", "cancel", "Go back", show=True),
     ]
 
-    def __init__(self, title: str, body: str, *, confirm: str = "Confirm", danger: bool = False):
+    def __init__(self, title: str, body: str, *, confirm: str = "Confirm", back: str = "Go back",
+                 danger: bool = False):
+        """``confirm`` and ``back`` label the two buttons: say what each does (never two "Cancel")."""
         super().__init__()
         self.title_text = title
         self.body = body
         self.confirm_label = confirm
+        self.back_label = back
         self.danger = danger
 
     def compose(self) -> ComposeResult:
@@ -27,7 +30,7 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Static(self.body, classes="dialog-body", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yes = Button(f"{self.confirm_label} (Enter)", variant="error" if self.danger else "primary", id="yes")
-                no = Button("Cancel (Esc)", id="no")
+                no = Button(f"{self.back_label} (Esc)", id="no")
                 yes.can_focus = no.can_focus = False  # Enter always confirms, whatever has focus
                 yield yes
                 yield no

@@ -86,3 +86,11 @@ local function observe(clock, grace, workers, now, self_id, quiet, span)
   if left < 0 then left = 0 end
   return left
 end
+
+-- The one writer of an item's outcome record (OutcomeRecord in symphony/engine/outcomes.py, its
+-- only parser): why the item stopped at `stage`, with the message it had (to retry it), and
+-- `at` in this server's milliseconds.
+local function record_outcome(outcomes, item, state, stage, err, stderr, attempts, worker, at, task)
+  redis.call('HSET', outcomes, item, cjson.encode({state = state, stage = stage, error = err or '',
+    stderr = stderr or '', attempts = tonumber(attempts) or 0, worker = worker or '', at = at, task = task or ''}))
+end

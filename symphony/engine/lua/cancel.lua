@@ -10,8 +10,7 @@ local function cancel(msg)
   local ok, task = pcall(cjson.decode, msg)
   if ok and type(task) == 'table' and type(task.i) == 'string' then
     redis.call('HDEL', KEYS[3], task.i)
-    redis.call('HSET', KEYS[4], task.i, cjson.encode({state = 'cancelled', stage = stage, error = 'session cancelled',
-      attempts = task.a or 0, at = now / 1000, task = msg}))
+    record_outcome(KEYS[4], task.i, 'cancelled', stage, 'session cancelled', '', task.a, '', now, msg)
   end
 end
 local n = 0

@@ -2,37 +2,49 @@
 -- step: the task leaves the worker's in-flight list, the accounting moves, and (on success) the
 -- item is enqueued for the next stage. Several tasks travel in one call (a worker that
 -- prefetched short tasks reports them together); counters move once per call.
+-- An item is counted done at a stage once, however often it runs there: its bit (its ordinal in
+-- the session, carried by its message) is set in the stage's done bitmap, and the stage's `done`
+-- counter moves only when the bit was not set yet. `completed` counts every completion.
 -- KEYS[1] inflight(worker)  KEYS[2] worker  KEYS[3] stats  KEYS[4] live  KEYS[5] outcomes
 -- KEYS[6] session  KEYS[7] results stream  KEYS[8] target (next queue | delayed set | own queue)
--- KEYS[9] ready(target role)  KEYS[10] bell(target role)
+-- KEYS[9] ready(target role)  KEYS[10] bell(target role)  KEYS[11] done bitmap of this stage
 -- ARGV[1] outcome: done|retry|handback|failed|timed_out|cancelled  ARGV[2] stage  ARGV[3] session
 -- ARGV[4] next stage ('' = last stage)  ARGV[5] results maxlen  ARGV[6] bell max  ARGV[7] worker id
--- ARGV[8..] 8 values per task: message, item, message to push to the target, retry delay ms,
---   outcome record (JSON), duration ms, attempts made, short error
+-- ARGV[8..] 10 values per task: message, item, message to push to the target, retry delay ms,
+--   ordinal ('' when the message has none), duration ms, attempts made, short error (one line),
+--   error, stderr tail
 -- Returns, per task: 'lost' if it was no longer ours (its lease was reclaimed: nothing changes),
 -- else the recorded outcome (done, retry, handback, failed, timed_out or cancelled).
 local now = now_ms()
 local outcome, stage, session, nxt = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local maxlen, bell_max, worker = ARGV[5], tonumber(ARGV[6]), ARGV[7]
-local active = redis.call('HGET', KEYS[6], 'state') == 'active'
+local meta = redis.call('HMGET', KEYS[6], 'state', 'items')
+local active = meta[1] == 'active'
+local items = tonumber(meta[2] or '0') or 0
 local out = {}
-local held, completed, retried, handed = 0, 0, 0, 0
+local held, completed, done, retried, handed = 0, 0, 0, 0, 0
 local pushed = {}
 
 local function result(item, state, attempts, ms, err)
   redis.call('XADD', KEYS[7], 'MAXLEN', '~', maxlen, '*', 's', session, 't', stage, 'i', item,
     'st', state, 'a', attempts, 'ms', ms, 'w', worker, 'e', err or '')
 end
-local function settle(item, at_stage, state, record)
+local function settle(item, at_stage, state, err, stderr, attempts, msg)
   redis.call('HINCRBY', KEYS[3], at_stage .. '|' .. state, 1)
   redis.call('HDEL', KEYS[4], item)
-  redis.call('HSET', KEYS[5], item, record)
+  record_outcome(KEYS[5], item, state, at_stage, err, stderr, attempts, worker, now, msg)
 end
-local function cancelled_record(at_stage)
-  return '{"state":"cancelled","stage":"' .. at_stage .. '","error":"session cancelled","at":' .. now .. '}'
+-- 1 if this completion is the item's first at this stage (its bit was clear), else 0. A message
+-- without an ordinal (queued by an older version) counts as before; an ordinal outside the
+-- session's items (a planted message) never counts, and never grows the bitmap.
+local function first_completion(ordinal)
+  if ordinal == '' then return 1 end
+  local o = tonumber(ordinal)
+  if not o or o < 0 or o >= items or o ~= math.floor(o) then return 0 end
+  return 1 - redis.call('SETBIT', KEYS[11], o, 1)
 end
 
-for i = 8, #ARGV, 8 do
+for i = 8, #ARGV, 10 do
   local msg, item, push, attempts, ms = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 6], ARGV[i + 5]
   if redis.call('LREM', KEYS[1], 1, msg) == 0 then
     out[#out + 1] = 'lost'
@@ -40,6 +52,7 @@ for i = 8, #ARGV, 8 do
     held = held + 1
     if outcome == 'done' then
       completed = completed + 1
+      done = done + first_completion(ARGV[i + 4])
       result(item, 'completed', attempts, ms, '')
       if nxt == '' then
         redis.call('HDEL', KEYS[4], item)
@@ -47,11 +60,11 @@ for i = 8, #ARGV, 8 do
         pushed[#pushed + 1] = push
         redis.call('HSET', KEYS[4], item, nxt)
       else
-        settle(item, nxt, 'cancelled', cancelled_record(nxt))
+        settle(item, nxt, 'cancelled', 'session cancelled', '', 0, push)
       end
       out[#out + 1] = 'done'
     elseif (outcome == 'retry' or outcome == 'handback') and not active then
-      settle(item, stage, 'cancelled', cancelled_record(stage))
+      settle(item, stage, 'cancelled', 'session cancelled', '', attempts, msg)
       result(item, 'cancelled', attempts, ms, 'session cancelled')
       out[#out + 1] = 'cancelled'
     elseif outcome == 'retry' then
@@ -66,7 +79,7 @@ for i = 8, #ARGV, 8 do
       out[#out + 1] = 'handback'
     else
       -- failed, timed_out or cancelled: the item stops here, with its reason
-      settle(item, stage, outcome, ARGV[i + 4])
+      settle(item, stage, outcome, ARGV[i + 8], ARGV[i + 9], attempts, msg)
       result(item, outcome, attempts, ms, ARGV[i + 7])
       out[#out + 1] = outcome
     end
@@ -78,6 +91,7 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
 end
 redis.call('HINCRBY', KEYS[3], stage .. '|running', -held)
 if completed > 0 then redis.call('HINCRBY', KEYS[3], stage .. '|completed', completed) end
+if done > 0 then redis.call('HINCRBY', KEYS[3], stage .. '|done', done) end
 if #pushed > 0 then
   redis.call('RPUSH', KEYS[8], unpack(pushed))
   redis.call('HINCRBY', KEYS[3], nxt .. '|enqueued', #pushed)

@@ -7,7 +7,8 @@
 -- ARGV[1] dead worker id  ARGV[2] message  ARGV[3] message with attempt raised  ARGV[4] stage
 -- ARGV[5] session  ARGV[6] item  ARGV[7] '1' if that was its last attempt (the stage's retry policy)
 -- ARGV[8] attempts made (incl. the lost one)
--- ARGV[9] failure record (JSON)  ARGV[10] results maxlen  ARGV[11] bell max  ARGV[12] force (1/0)
+-- ARGV[9] why it failed, if that was its last attempt  ARGV[10] results maxlen  ARGV[11] bell max
+-- ARGV[12] force (1/0)
 -- Returns {'grace'|'alive'|'gone'|'requeued'|'failed'|'cancelled'}
 local now = now_ms()
 local grace = observe(KEYS[12], KEYS[11], KEYS[1], now, '', nil, nil)
@@ -19,16 +20,15 @@ end
 if redis.call('LREM', KEYS[2], 1, ARGV[2]) == 0 then return {'gone'} end
 local stage, session, item = ARGV[4], ARGV[5], ARGV[6]
 redis.call('HINCRBY', KEYS[6], stage .. '|running', -1)
-local function stop(state, record, err)
+local function stop(state, err, short)
   redis.call('HINCRBY', KEYS[6], stage .. '|' .. state, 1)
   redis.call('HDEL', KEYS[7], item)
-  redis.call('HSET', KEYS[8], item, record)
+  record_outcome(KEYS[8], item, state, stage, err, '', ARGV[8], ARGV[1], now, ARGV[2])
   redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[10], '*', 's', session, 't', stage, 'i', item,
-    'st', state, 'a', ARGV[8], 'ms', '0', 'w', ARGV[1], 'e', err)
+    'st', state, 'a', ARGV[8], 'ms', '0', 'w', ARGV[1], 'e', short)
 end
 if redis.call('HGET', KEYS[10], 'state') ~= 'active' then
-  stop('cancelled', '{"state":"cancelled","stage":"' .. stage .. '","error":"session cancelled","at":' .. now .. '}',
-    'session cancelled')
+  stop('cancelled', 'session cancelled', 'session cancelled')
   return {'cancelled'}
 end
 if ARGV[7] == '1' then

@@ -16,10 +16,12 @@ and reports problems instead of raising.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .errors import Problem
+from .limits import LIMITS
+from .problems import Problem
 from .yamlfile import Locator
 
 # (config, base directory, locator, problems) -> {item id: metadata}
@@ -69,26 +71,38 @@ def sqlite_source(config: Mapping[str, Any], base: Path, loc: Locator, problems:
     except sqlite3.Error as exc:
         problems.append(loc.problem(("metadata", "sqlite"), f"cannot open {path_value!r}: {exc}"))
         return {}
+    deadline = time.monotonic() + LIMITS.query_s
+    # a query that runs away (a recursive CTE without end) is stopped, not waited for
+    conn.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
     try:
-        cursor = conn.execute(query)
-        columns = [d[0] for d in cursor.description or ()]
-        if id_column not in columns:
-            problems.append(loc.problem(("metadata", "query"),
-                                        f"the query returns no {id_column!r} column (columns: {', '.join(columns)})"))
-            return {}
-        index = columns.index(id_column)
-        rows: dict[str, dict[str, Any]] = {}
-        for row in cursor:
-            item = row[index]
-            if item is None:
-                continue
-            rows[str(item)] = {c: v for c, v in zip(columns, row) if c != id_column}
-        return rows
+        return _rows(conn.execute(query), id_column, loc, problems)
     except sqlite3.Error as exc:
-        problems.append(loc.problem(("metadata", "query"), f"query failed: {exc}"))
+        late = time.monotonic() > deadline
+        problems.append(loc.problem(("metadata", "query"), f"query stopped after {LIMITS.query_s:.0f} s, the limit"
+                                    if late else f"query failed: {exc}"))
         return {}
     finally:
         conn.close()
+
+
+def _rows(cursor: sqlite3.Cursor, id_column: str, loc: Locator, problems: list[Problem]) -> dict[str, dict]:
+    columns = [d[0] for d in cursor.description or ()]
+    if id_column not in columns:
+        problems.append(loc.problem(("metadata", "query"),
+                                    f"the query returns no {id_column!r} column (columns: {', '.join(columns)})"))
+        return {}
+    index = columns.index(id_column)
+    rows: dict[str, dict[str, Any]] = {}
+    for row in cursor:
+        item = row[index]
+        if item is None:
+            continue
+        rows[str(item)] = {c: v for c, v in zip(columns, row) if c != id_column}
+        if len(rows) > LIMITS.items:
+            problems.append(loc.problem(("metadata", "query"), f"the query returns more than {LIMITS.items:,} rows, "
+                                                               "the limit of items per session"))
+            return {}
+    return rows
 
 
 register_source("sqlite", sqlite_source)

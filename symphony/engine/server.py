@@ -1,0 +1,162 @@
+"""What kind of Redis server Symphony is on, and whether its settings can destroy Symphony's state.
+
+Read from ``INFO server`` and ``INFO memory`` (``maxmemory_policy`` is in ``INFO memory``, so no
+``CONFIG GET`` is needed and a restricted ACL user works); a user that may not run ``INFO`` gets
+"unknown" instead of an error. The status snapshot carries the same facts (``Snapshot.server``)
+at no extra round trip.
+
+Eviction: under ``allkeys-*`` policies Redis deletes any key when it reaches ``maxmemory``
+(queues, sessions, in-flight lists: work is lost or runs twice); under ``volatile-*`` it deletes
+keys that have a TTL, which Symphony gives to worker descriptions, the reaper's lock, the grace
+window, the jobs' key/values and the metrics series. With ``noeviction`` nothing is deleted, but
+a full server refuses writes: no task can be claimed or finished until memory is freed.
+
+Whether it refuses writes now follows Redis's own rule on the ``INFO`` figures: a write is refused
+when the memory that counts for eviction (used memory, less replication and AOF buffers), with
+the write's own size, is over ``maxmemory``. Symphony says the server refuses writes when less
+than :data:`WRITE_ROOM` is left: room for one of its larger commands (a claim, a batch of
+reports, a batch of enqueued items), so a server that still takes a tiny write but not a
+report is called what it is for Symphony. Nothing is written to find out, so a read-only user
+gets the same answer.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+import redis
+
+EVICTS_ANY_KEY = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
+EVICTS_TTL_KEYS = ("volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl")
+NEAR_FULL = 0.9  # share of maxmemory from which a noeviction server is said to be nearly full
+UNKNOWN = "unknown"
+WRITE_ROOM = 64 * 1024  # bytes: less than this left under maxmemory, and Symphony's writes are refused
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Facts about the Redis server, and the problems they mean for Symphony, in plain words."""
+
+    kind: str  # valkey | redis | unknown
+    version: str  # e.g. "7.0.15", or "unknown"
+    tls: bool  # this connection is encrypted
+    maxmemory: int | None = None  # bytes; 0: no limit; None: unknown
+    maxmemory_policy: str | None = None  # None: unknown
+    used_memory: int | None = None  # bytes
+    can_evict: bool | None = None  # the policy can delete Symphony's keys (None: unknown)
+    out_of_memory: bool | None = None  # over maxmemory: writes are refused (None: unknown)
+    problems: tuple[str, ...] = ()
+
+    @property
+    def known(self) -> bool:
+        """False when the Redis user may not read the server's settings (``INFO``)."""
+        return self.maxmemory_policy is not None
+
+    @property
+    def display(self) -> str:
+        """``valkey 9.0.0``, ``redis 7.0.15 (TLS)``, ``unknown server``."""
+        name = f"{self.kind} {self.version}" if self.kind != UNKNOWN else "unknown server"
+        return name + (" (TLS)" if self.tls else "")
+
+    @property
+    def settings(self) -> str:
+        """``maxmemory 1.0 GB, maxmemory-policy noeviction, 12.3 MB used``, or why it is unknown."""
+        if not self.known:
+            return "memory settings unknown (this Redis user may not run INFO)"
+        limit = f"maxmemory {_size(self.maxmemory)}" if self.maxmemory else "no maxmemory"
+        used = f", {_size(self.used_memory)} used" if self.used_memory is not None else ""
+        return f"{limit}, maxmemory-policy {self.maxmemory_policy}{used}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["problems"] = list(self.problems)
+        return data
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _problems(policy: str | None, maxmemory: int | None, counted: int | None, evicting: bool,
+              out_of_memory: bool) -> tuple[str, ...]:
+    if policy is None or not maxmemory:
+        return ()
+    limit = f"maxmemory {_size(maxmemory)}"
+    problems = []
+    if evicting and policy in EVICTS_ANY_KEY:
+        problems.append(f"maxmemory-policy is {policy}: when Redis reaches its {limit} it deletes any key, "
+                        "Symphony's queues, sessions and in-flight tasks included, so work is lost or runs twice; "
+                        "set maxmemory-policy to noeviction")
+    elif evicting:
+        problems.append(f"maxmemory-policy is {policy}: when Redis reaches its {limit} it deletes keys that have "
+                        "a TTL, among them Symphony's worker descriptions, the reaper's lock, the grace window "
+                        "after an outage and the jobs' key/values; set maxmemory-policy to noeviction")
+    if out_of_memory:
+        problems.append(f"Redis is out of memory ({_size(counted or 0)} used, {limit}, policy {policy}): it "
+                        "refuses writes, so no task can be claimed or finished; raise maxmemory, or free memory "
+                        "(symphony purge a finished session)")
+    elif policy == "noeviction" and counted is not None and counted >= NEAR_FULL * maxmemory:
+        problems.append(f"Redis memory is {100 * counted / maxmemory:.0f}% full ({_size(counted)} of {limit}): "
+                        "when it is full it refuses writes and no task can be claimed or finished")
+    return tuple(problems)
+
+
+def server_info_from(server: Mapping[str, Any] | None, memory: Mapping[str, Any] | None, *,
+                     tls: bool = False) -> ServerInfo:
+    """The facts from ``INFO server`` and ``INFO memory`` replies (None: the user may not run INFO)."""
+    server = server or {}
+    memory = memory or {}
+    valkey = str(server.get("server_name", "")).lower() == "valkey" or "valkey_version" in server
+    version = str(server.get("valkey_version" if valkey else "redis_version", "") or "")
+    kind = "valkey" if valkey else "redis" if version else UNKNOWN
+    policy = memory.get("maxmemory_policy")
+    policy = str(policy) if policy not in (None, "") else None
+    maxmemory = _int(memory.get("maxmemory"))
+    used = _int(memory.get("used_memory"))
+    counted = used - (_int(memory.get("mem_not_counted_for_evict")) or 0) if used is not None else None
+    if policy is None or maxmemory is None:
+        evicting = oom = None
+    else:
+        evicting = bool(maxmemory) and (policy in EVICTS_ANY_KEY or policy in EVICTS_TTL_KEYS)
+        # an allkeys policy evicts until a write fits; the others refuse it
+        oom = (bool(maxmemory) and counted is not None and counted + WRITE_ROOM > maxmemory
+               and policy not in EVICTS_ANY_KEY)
+    return ServerInfo(kind=kind, version=version or UNKNOWN, tls=tls, maxmemory=maxmemory, maxmemory_policy=policy,
+                      used_memory=used, can_evict=evicting, out_of_memory=oom,
+                      problems=_problems(policy, maxmemory, counted, bool(evicting), bool(oom)))
+
+
+def uses_tls(client: redis.Redis) -> bool:
+    """Whether ``client`` connects with TLS."""
+    return issubclass(client.connection_pool.connection_class, redis.SSLConnection)
+
+
+def queue_reads(pipe: redis.client.Pipeline) -> None:
+    """Queue the reads the facts come from (:func:`from_replies` takes their replies)."""
+    pipe.info("server")
+    pipe.info("memory")
+
+
+def from_replies(client: redis.Redis, replies: list[Any]) -> ServerInfo:
+    """The facts from the replies of :func:`queue_reads` (executed with ``raise_on_error=False``):
+    an error reply (``INFO`` refused to an ACL user, or renamed away) makes them unknown."""
+    server, memory = (r if isinstance(r, dict) else None for r in replies)
+    return server_info_from(server, memory, tls=uses_tls(client))
+
+
+def read_server_info(client: redis.Redis) -> ServerInfo:
+    """One round trip."""
+    with client.pipeline(transaction=False) as pipe:
+        queue_reads(pipe)
+        replies = pipe.execute(raise_on_error=False)
+    return from_replies(client, replies)

@@ -1,0 +1,267 @@
+"""Session files (``tasks/*.yaml``): one scan job, its pipeline, data root and items.
+
+::
+
+    session: block7-2024-06-01
+    pipeline: pipelines/scan.yaml      # relative to this file
+    root: ../.symphony-data            # data root, relative to this file
+    input: "{root}/input/{item}.json"  # optional: the first stage's input file per item
+    require: [vines]                   # metadata every item must carry
+    params: {rvm: {seconds: 0.2}}      # per-stage parameter overrides
+    items:
+      - {id: row-001, vines: 12}
+      - row-002                         # an id alone is fine when nothing is required
+    # or, for large sessions:
+    items_from: {range: {prefix: row-, start: 1, count: 100000, width: 6}}
+
+Paths are resolved relative to the session file, so a checkout runs anywhere. The fields are
+declared once (:data:`SESSION_FIELDS`) and checked by :func:`symphony.spec.fields.read_fields`;
+the items by :mod:`symphony.spec.items`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import templates
+from .fields import INVALID, Context, Field, Invalid, name, read_fields, targets, text, valid
+from .items import Item, RowFile, parse_items
+from .limits import LIMITS, Limits
+from .metadata import load_metadata
+from .pipeline import Pipeline, load_pipeline, pipeline_from_dict
+from .problems import Problem, SpecError
+from .yamlfile import Locator, load_yaml_with_list
+
+REQUIRE_TYPES = ("any", "int", "positive_int", "number", "string", "bool")
+INPUT_FIELDS = ("root", "session", "item")
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """A validated session file."""
+
+    name: str
+    pipeline: Pipeline
+    root: str
+    file: str
+    items: tuple[Item, ...] = ()
+    params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    input: str | None = None
+    require: tuple[tuple[str, str], ...] = ()  # (field, type)
+    description: str = ""
+    checks: tuple[str, ...] = ()  # extra site checks, "module:function"
+    locator: Locator | None = field(default=None, compare=False, repr=False)
+    # True when the items' ids are distinct by construction (one generated source: a range, or a
+    # metadata table's keys), so nobody needs to look for duplicates
+    distinct_ids: bool = field(default=False, compare=False, repr=False)
+
+    def stage_params(self, stage: str) -> dict[str, Any]:
+        merged = dict(self.pipeline.stage(stage).params)
+        merged.update(self.params.get(self.pipeline.canonical(stage), {}))
+        return merged
+
+    def input_path(self, item: Item) -> str | None:
+        if item.input:
+            return item.input
+        if self.input:
+            return self.input.format(item=item.id)
+        return None
+
+    def problem(self, path: tuple, message: str) -> Problem:
+        """A problem at ``path`` of the session file."""
+        loc = self.locator or Locator(self.file)
+        return loc.problem(path, message)
+
+    def item_problem(self, item: Item, message: str, field_name: str | None = None) -> Problem:
+        """A problem about ``item``, where it was defined: its line in the session file (with the
+        field, when the item has that field there), or its row in a CSV or JSON Lines file."""
+        origin = item.origin
+        if origin and isinstance(origin[0], RowFile):
+            return origin[0].problem(origin[1], field_name or "", message)
+        loc = self.locator or Locator(self.file)
+        if field_name and loc.has(origin + (field_name,)):
+            origin = origin + (field_name,)
+        return loc.problem(origin, message)
+
+    def item_line(self, item: Item) -> int | None:
+        if item.origin and isinstance(item.origin[0], RowFile):
+            return item.origin[1]
+        return self.locator.line(item.origin) if self.locator else None
+
+    def record(self) -> "SessionRecord":
+        return SessionRecord(name=self.name, pipeline=self.pipeline, root=self.root, file=self.file,
+                             params={k: dict(v) for k, v in self.params.items()}, input=self.input,
+                             description=self.description)
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """What Redis keeps about a session: enough for any worker to run its stages."""
+
+    name: str
+    pipeline: Pipeline
+    root: str
+    file: str = ""
+    params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    input: str | None = None
+    description: str = ""
+
+    def stage_params(self, stage: str) -> dict[str, Any]:
+        merged = dict(self.pipeline.stage(stage).params)
+        merged.update(self.params.get(self.pipeline.canonical(stage), {}))
+        return merged
+
+    def input_path(self, item: str, meta: Mapping[str, Any] | None = None) -> str | None:
+        if meta and isinstance(meta.get("input"), str):
+            return meta["input"]
+        if self.input:
+            return self.input.format(item=item)
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "pipeline": self.pipeline.to_dict(), "root": self.root, "file": self.file,
+                "params": {k: dict(v) for k, v in self.params.items()}, "input": self.input,
+                "description": self.description}
+
+    def fingerprint(self) -> str:
+        data = self.to_dict()
+        data.pop("description", None)
+        data.pop("file", None)
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SessionRecord":
+        return cls(name=data["name"], pipeline=pipeline_from_dict(data["pipeline"]), root=data["root"],
+                   file=data.get("file", ""), params=data.get("params") or {}, input=data.get("input"),
+                   description=data.get("description", ""))
+
+
+def resolve(base: Path, value: str) -> str:
+    """``value`` (``~`` and ``$VARS`` expanded) as an absolute path, relative to ``base``."""
+    path = Path(os.path.expandvars(os.path.expanduser(value)))
+    if not path.is_absolute():
+        path = base / path
+    return os.path.normpath(str(path)).replace("\\", "/")
+
+
+# --- the fields of a session file ------------------------------------------------------------------------------
+def _pipeline(value: Any, ctx: Context) -> Pipeline:
+    if not isinstance(value, str) or not value:
+        raise Invalid("missing the pipeline file ('pipeline: pipelines/NAME.yaml')")
+    path = Path(resolve(ctx.base, value))
+    if not path.is_file():
+        raise Invalid(f"pipeline file {value!r} not found (looked at {path})")
+    try:
+        return load_pipeline(path, limits=ctx.extra["limits"])
+    except SpecError as exc:
+        raise Invalid(problems=exc.problems) from None
+
+
+def _root(value: Any, ctx: Context) -> str:
+    if not isinstance(value, str) or not value:
+        raise Invalid("root must be a directory path")
+    return resolve(ctx.base, value)
+
+
+def _input(value: Any, ctx: Context) -> str:
+    """The template's shape; it is filled with the root and the session's name later."""
+    if not isinstance(value, str) or "{item}" not in value:
+        raise Invalid("input must be a path template containing {item}")
+    try:
+        templates.check(value, INPUT_FIELDS, " in input")
+    except templates.TemplateError as exc:
+        raise Invalid(str(exc)) from None
+    return value
+
+
+def _require(value: Any, ctx: Context) -> tuple[tuple[str, str], ...]:
+    """``require: [vines]`` or ``require: {vines: positive_int, block: string}``."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple((v, "any") for v in value)
+    if not (isinstance(value, dict) and all(isinstance(k, str) for k in value)):
+        raise Invalid("require must be a list of field names or a mapping field: type")
+    for field_name, kind in value.items():
+        if kind not in REQUIRE_TYPES:
+            raise Invalid(f"unknown type {kind!r} (known: {', '.join(REQUIRE_TYPES)})", at=(field_name,))
+    return tuple(value.items())
+
+
+def _params(value: Any, ctx: Context) -> dict:
+    if not isinstance(value, dict):
+        raise Invalid("params must map stage names to parameter mappings")
+    return value
+
+
+SESSION_FIELDS = (
+    Field("session", name("session name"), missing="missing the session's name ('session: NAME')"),
+    Field("description", text, default=""),
+    Field("pipeline", _pipeline, missing="missing the pipeline file ('pipeline: pipelines/NAME.yaml')"),
+    Field("root", _root, default="."),
+    Field("input", _input),
+    Field("require", _require, default=()),
+    Field("params", _params, default={}),
+    Field("items"),
+    Field("items_from"),
+    Field("metadata"),
+    Field("checks", targets("checks"), default=()),
+)
+
+
+# --- parsing ---------------------------------------------------------------------------------------------------
+def _stage_params(params: Mapping[Any, Any], pipeline: Any, ctx: Context) -> dict[str, dict[str, Any]]:
+    """Per-stage parameters, by canonical stage name; every stage named must exist."""
+    clean: dict[str, dict[str, Any]] = {}
+    known = isinstance(pipeline, Pipeline)
+    for stage_name, values in params.items():
+        path = ("params", stage_name)
+        if known and not pipeline.has_stage(str(stage_name)):
+            ctx.report(path, f"unknown stage {stage_name!r} (stages: {', '.join(pipeline.stage_names)})")
+        elif not isinstance(values, dict):
+            ctx.report(path, "stage params must be a mapping")
+        else:
+            clean[pipeline.canonical(stage_name) if known else str(stage_name)] = dict(values)
+    return clean
+
+
+def _input_template(v: Mapping[str, Any], base: Path) -> str | None:
+    """The input template with the root and the session's name filled in (``{item}`` left)."""
+    template = v["input"]
+    if template in (None, INVALID) or v["root"] is INVALID:
+        return None
+    filled = templates.fill(template, {"root": v["root"], "session": v["session"]})
+    if os.path.isabs(filled):
+        return filled
+    return resolve(Path(str(base).replace("{", "{{").replace("}", "}}")), filled)
+
+
+def parse_session(data: Any, loc: Locator, file: Path, *, limits: Limits = LIMITS) -> SessionSpec:
+    """Validate the structure of a session file; deeper checks live in :mod:`symphony.spec.verify`."""
+    ctx = Context(loc, [], base=file.parent, extra={"limits": limits})
+    v = read_fields(data, SESSION_FIELDS, (), ctx,
+                    what="a session file must be a mapping with 'session', 'pipeline' and 'items'")
+    if v is None:
+        raise SpecError(ctx.problems)
+    params = _stage_params(v["params"], v["pipeline"], ctx) if v["params"] is not INVALID else {}
+    metadata = load_metadata(v["metadata"], ctx.base, loc, ctx.problems)
+    items = parse_items(v, ctx, metadata)
+    if v["items"] is None and v["items_from"] is None and v["metadata"] is None:
+        ctx.report((), "a session needs 'items' (a list) or 'items_from'")
+    if ctx.problems or not valid(v):
+        raise SpecError(ctx.problems)
+    return SessionSpec(name=v["session"], pipeline=v["pipeline"], root=v["root"], file=str(file), items=tuple(items),
+                       params=params, input=_input_template(v, ctx.base), require=v["require"],
+                       description=v["description"], checks=v["checks"], locator=loc,
+                       distinct_ids=v["items"] is None and v["items_from"] is not None)
+
+
+def load_session(path: str | Path, *, limits: Limits = LIMITS) -> SessionSpec:
+    path = Path(path)
+    data, loc = load_yaml_with_list(path, "items", limits=limits, what="session file")
+    return parse_session(data, loc, path.resolve(), limits=limits)
