@@ -115,7 +115,7 @@ def test_refused_credentials_are_a_typed_error_not_a_text_to_search(locked):
                 engine.ping()
     with Engine(resolve_redis(f"redis://:{PASSWORD}@127.0.0.1:{locked.port}/0")) as engine:
         assert engine.ping()
-    from symphony.engine import free_port
+    from symphony.engine.embedded import free_port
 
     with Engine(resolve_redis(f"redis://127.0.0.1:{free_port()}/0")) as engine:
         with pytest.raises(RedisUnavailable) as unreachable:
