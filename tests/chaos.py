@@ -112,6 +112,7 @@ class ChaosRun:
         self.worker: WorkerRun | None = None
         self.engine: Engine | None = None
         self.killed: dict[int, float] = {}  # pid -> when we killed it
+        self.killed_with: dict[int, float] = {}  # the handler executors of those: they died with them
         self.killed_at_ms: dict[int, int] = {}  # pid -> server time just before the kill
         self.count_on_disk = False  # settled() counts final outputs instead of completions
         self.started = time.monotonic()
@@ -220,7 +221,7 @@ class ChaosRun:
         self.killed[victim.pid] = now
         self.killed_at_ms[victim.pid] = at
         for child in executors:
-            self.killed[child.pid] = now
+            self.killed_with[child.pid] = now
         return victim.pid
 
     # --- audit --------------------------------------------------------------------------------
@@ -228,7 +229,7 @@ class ChaosRun:
         """Fill ``figures`` from the outputs on disk, the execution markers and Redis.
         ``explained(pid, started)`` says whether a losing execution (one whose output is not the
         one on disk) is explained by a fault; by default: its process was killed."""
-        explained = explained or (lambda pid, started: pid in self.killed)
+        explained = explained or (lambda pid, started: pid in self.killed or pid in self.killed_with)
         final = STAGES[-1]
         figures.tasks = len(self.items) * len(STAGES)
         s = self.stats()

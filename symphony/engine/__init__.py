@@ -59,8 +59,7 @@ from .slurm_accounting import (CleanupResult, JobSet, Lease, LockLost, Observati
 from .acl import reader_rules, setuser, setuser_line, worker_rules
 from .crypto import CryptoError, Sealer, load_key, sealer_from
 from .redaction import (SECRET_ENVIRONMENT, drop_secret_environment, install_log_redaction, redact,
-                        redact_standard_streams, register_environment_secrets, register_secret,
-                        without_secret_environment)
+                        redact_standard_streams, register_environment_secrets, without_secret_environment)
 
 __all__ = [
     # connecting
@@ -89,6 +88,6 @@ __all__ = [
     "slurm_origin",
     # security
     "reader_rules", "setuser", "setuser_line", "worker_rules", "CryptoError", "Sealer", "load_key", "sealer_from",
-    "install_log_redaction", "redact", "redact_standard_streams", "register_secret", "SECRET_ENVIRONMENT",
+    "install_log_redaction", "redact", "redact_standard_streams", "SECRET_ENVIRONMENT",
     "register_environment_secrets", "without_secret_environment", "drop_secret_environment",
 ]

@@ -271,8 +271,12 @@ def _context(job: Job) -> dict[str, Any]:
             "params": dict(job.plan.params), "meta": job.meta}
 
 
+TALLY = {OutcomeKind.DONE: "done", OutcomeKind.RETRY: "retried", OutcomeKind.FAILED: "failed",
+         OutcomeKind.TIMED_OUT: "timed_out", OutcomeKind.CANCELLED: "cancelled", OutcomeKind.HANDBACK: "handed_back",
+         "lost": "lost"}
+
+
 def tally_key(outcome: str) -> str | None:
-    """Which summary count a recorded outcome adds to."""
-    return {"done": "done", "retry": "retried", "failed": "failed", "timed_out": "timed_out",
-            "cancelled": "cancelled", "handback": "handed_back", "lost": "lost"}.get(str(outcome))
+    """Which summary count a recorded outcome (as Redis answered: its value, or 'lost') adds to."""
+    return TALLY.get(str(outcome))
 

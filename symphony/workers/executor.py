@@ -195,7 +195,7 @@ class _Batch:
 
     def _handle(self, frame: dict[str, Any]) -> int | None:
         op = frame.get("op")
-        if op == "done" and frame.get("n") == self.n:
+        if op == "result" and frame.get("n") == self.n:
             self.on_done(self.n, _result(frame))
             self.n += 1
             now = time.monotonic()

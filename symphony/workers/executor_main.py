@@ -140,12 +140,12 @@ class Executor:
             ctx = JobContext(kv=store, **spec["ctx"])
             self.resolve(str(spec["target"]))(ctx)
         except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too: the task's failure
-            return {"op": "done", "n": n, "ok": False, "error": _describe(exc), "trace": _trace(exc),
+            return {"op": "result", "n": n, "ok": False, "error": _describe(exc), "trace": _trace(exc),
                     "ms": _ms(started), "t": time.monotonic()}
         finally:
             store.closed = True
             _flush_streams()
-        return {"op": "done", "n": n, "ok": True, "ms": _ms(started), "t": time.monotonic()}
+        return {"op": "result", "n": n, "ok": True, "ms": _ms(started), "t": time.monotonic()}
 
     def resolve(self, target: str) -> Callable[..., Any]:
         fn = self._callables.get(target)

@@ -17,8 +17,8 @@ import os
 import signal
 import sys
 
-from symphony.engine import (Engine, describe_error, drop_secret_environment, redact_standard_streams,
-                             register_secret, sealer_from, without_secret_environment)
+from symphony.engine import (Engine, describe_error, drop_secret_environment, redact_standard_streams, sealer_from,
+                             without_secret_environment)
 
 from . import logs
 from .batchjob import BatchJob
@@ -116,6 +116,19 @@ def summary_line(tally: dict[str, int], seconds: float) -> str:
     return ", ".join(parts) + f" in {seconds:.1f}s"
 
 
+def name_process(name: str) -> None:
+    """Linux: the name ``ps -o comm``, ``top`` and ``pkill -x`` show (forked workers share their
+    supervisor's command line)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
 def not_dumpable() -> None:
     """Linux: other processes of this user (a handler's) may not read this one's memory or
     environment through /proc or ptrace: it holds the Redis password and the encryption key."""
@@ -137,16 +150,11 @@ def child_main(options: WorkerOptions, worker_id: str, stop_event, urgent_event,
     started = time.monotonic()
     redact_standard_streams()  # what this process prints is masked like the log
     logs.setup_logging(options.log_level, worker_id, options.log_format)
-    # the options carry what this process needs (and its start method may not have run their
-    # constructors again): its secrets are registered for redaction, none stays in the environment
-    register_secret(options.redis.password)
-    if options.encryption_key:
-        import base64
-
-        register_secret(base64.b64encode(options.encryption_key).decode())
-        register_secret(options.encryption_key.hex())
+    # the options carry what this process needs (its Redis password is registered for redaction
+    # when its client's configuration is made); no secret stays in the environment
     drop_secret_environment()
     not_dumpable()
+    name_process("symphony-worker")
     if options.nice:
         from .priority import lower_priority
 
