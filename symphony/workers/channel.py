@@ -48,7 +48,10 @@ class Channel:
 
     # --- writing --------------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
-        data = json.dumps(message, separators=(",", ":"), default=str).encode("utf-8")
+        self.send_raw(json.dumps(message, separators=(",", ":"), default=str).encode("utf-8"))
+
+    def send_raw(self, data: bytes) -> None:
+        """Send ``data``, the encoding of a JSON object (the caller vouches for it)."""
         frame = HEADER.pack(len(data)) + data
         with self._send_lock:
             view = memoryview(frame)
@@ -86,6 +89,12 @@ class Channel:
         if not chunk:
             raise ChannelClosed("end of stream")
         self._buffer += chunk
+
+    def has_frame(self) -> bool:
+        """A whole frame is already read and waiting (taking it needs no system call)."""
+        if len(self._buffer) < HEADER.size:
+            return False
+        return len(self._buffer) >= HEADER.size + HEADER.unpack_from(self._buffer)[0]
 
     def _readable(self, timeout: float) -> bool:
         if self._reader is not None:

@@ -31,7 +31,7 @@ from .runner import ERROR, INTERRUPTED, OK, TAIL_BYTES, TIMEOUT, RunResult
 log = logging.getLogger("symphony.worker")
 handler_log = logging.getLogger("symphony.handler")
 TICK_S = 0.25  # how often a waiting worker looks at cancellation and stop requests
-START_TIMEOUT_S = 60.0
+GATHER_MAX_S = 0.002  # while a batch of short tasks runs, its results are read in bursts at most this far apart
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class Executor:
         self.channel: Channel | None = None
         self._pump: threading.Thread | None = None
         self.started_count = 0
+        self.cadence_s: float | None = None  # how far apart results of a batch come (the executor's clock)
 
     # --- the process --------------------------------------------------------------------------
     @property
@@ -170,6 +171,7 @@ class _Batch:
         self.n = 0
         self.started = time.monotonic()  # when task n started
         self.skip_sent = False
+        self.interactive = False  # a handler of this batch used ctx.kv: answer at once, never pause
 
     def wait(self) -> int:
         channel = self.executor.channel
@@ -182,6 +184,7 @@ class _Batch:
             if not self.skip_sent and self.n + 1 < len(self.calls) and self.stopping():
                 self._send({"op": "skip"})
                 self.skip_sent = True
+            self._gather(deadline - now)
             try:
                 frame = channel.poll(min(TICK_S, deadline - now))
             except (ChannelClosed, ProtocolError) as exc:
@@ -193,6 +196,20 @@ class _Batch:
                 return finished
         return self.n
 
+    def _gather(self, until_deadline: float) -> None:
+        """Let the results of a batch of short tasks pile up a moment, then read them together:
+        with two processes on few cores, waking the worker for each result is what a short task
+        costs most. The pause is what the rest of the batch should take (at most GATHER_MAX_S),
+        never past the running task's deadline; a batch whose handlers use ``ctx.kv`` (the
+        executor waits for the worker's answer) is never paused."""
+        cadence = self.executor.cadence_s
+        remaining = len(self.calls) - self.n
+        if cadence is None or remaining < 2 or self.interactive or self.executor.channel.has_frame():
+            return
+        pause = min(GATHER_MAX_S, cadence * remaining, until_deadline)
+        if pause > 0:
+            time.sleep(pause)  # the pace of reading, not a synchronisation: the pipe keeps every result
+
     def _handle(self, frame: dict[str, Any]) -> int | None:
         op = frame.get("op")
         if op == "result" and frame.get("n") == self.n:
@@ -200,10 +217,16 @@ class _Batch:
             self.n += 1
             now = time.monotonic()
             try:
-                self.started = min(now, max(self.started, float(frame.get("t") or now)))
+                ended = float(frame.get("t") or now)
             except (TypeError, ValueError):
-                self.started = now
+                ended = now
+            if self.n > 1:  # the interval between two results: the executor's pace on this batch
+                gap = max(0.0, ended - self.started)
+                cadence = self.executor.cadence_s
+                self.executor.cadence_s = gap if cadence is None else cadence + (gap - cadence) * 0.2
+            self.started = min(now, max(self.started, ended))
         elif op == "kv":
+            self.interactive = True
             self._send(_serve_kv(self.job_store(self.n), frame))
         elif op == "log":
             _log_from_handler(frame)
