@@ -1,6 +1,6 @@
 """Run Symphony's chaos scenarios at any size and print the figures.
 
-    python bench/chaos.py                       # every scenario, the issue's size (5,000 items, a minute of kills)
+    python bench/chaos.py                       # every scenario at full size (5,000 items, a minute of kills)
     python bench/chaos.py kills --items 500 --seconds 20
     python bench/chaos.py --small               # the sizes the test suite uses
     python bench/chaos.py --json results.jsonl  # also append the figures as JSON lines

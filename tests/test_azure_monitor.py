@@ -13,8 +13,10 @@ from datetime import datetime
 
 import pytest
 
-from symphony.engine import AzureCollector, AzureMonitorConfig, ConfigError
-from symphony.engine.azure_monitor import AUTH, NOT_FOUND, THROTTLED, FileSink, classify, retry_after_s
+from symphony.azure.monitor import AzureCollector, AzureMonitorConfig
+from symphony.azure.monitor.problems import AUTH, NOT_FOUND, THROTTLED, classify, retry_after_s
+from symphony.azure.monitor.sinks import FileSink
+from symphony.engine import ConfigError
 from symphony.engine.metrics import parse_azure_member
 from tests.azure_fake import (RECORDED_END, RG, SUB, TOKEN, AzureFake, FakeCredential, recorded, standard,
                               transport_for, vmss_id)
@@ -198,7 +200,7 @@ def test_a_credential_failure_never_prints_the_client_secret(engine, r, capsys, 
 
     secret = "Zq8~s3cr3t.Value-for-the-test_0123456789"
     monkeypatch.setenv("AZURE_CLIENT_SECRET", secret)
-    from symphony.engine.azure_monitor import register_azure_secrets
+    from symphony.azure.monitor.arm import register_azure_secrets
 
     register_azure_secrets()
     fake = standard(AzureFake())
@@ -322,7 +324,8 @@ def test_the_engine_works_without_the_azure_packages():
             "            raise ImportError('blocked ' + name)\n"
             "sys.meta_path.insert(0, Block())\n"
             "import symphony.engine, symphony.workers.process\n"
-            "from symphony.engine import AzureCollector, AzureMonitorConfig, ConfigError\n"
+            "from symphony.azure.monitor import AzureCollector, AzureMonitorConfig\n"
+            "from symphony.engine import ConfigError\n"
             "config = AzureMonitorConfig(subscription='s', resource_group='g')\n"
             "try:\n"
             "    AzureCollector(None, config)\n"
@@ -333,6 +336,7 @@ def test_the_engine_works_without_the_azure_packages():
     assert "pip install 'redis-symphony[azure]'" in out.stdout
 
 
+@pytest.mark.slow
 def test_metrics_show_says_where_the_cpu_comes_from(engine, r, redis_url):
     from symphony.engine.metrics import record_host_sample
 

@@ -9,9 +9,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import ROOT, worker_env
 
 
+@pytest.mark.slow
 def test_bench_smoke_runs_every_case_and_writes_sane_json(tmp_path):
     out = tmp_path / "bench.json"
     env = worker_env("redis://127.0.0.1:1/0")

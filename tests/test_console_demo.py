@@ -95,6 +95,7 @@ def alive(proc: psutil.Process) -> bool:
 
 
 @pytest.mark.parametrize("how", ["q", "SIGTERM", "SIGHUP"])
+@pytest.mark.slow
 def test_demo_starts_everything_and_quitting_stops_everything(how):
     """q, SIGTERM, and the terminal closing (a dropped SSH, tmux kill-session: the terminal goes
     away and the console gets SIGHUP) all stop every process the demo started and remove its
@@ -198,6 +199,7 @@ def test_azure_option_without_configuration_is_a_clear_error(redis_url, capsys, 
     assert "not configured" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_keyboard_repair_and_initialize_work_in_the_demo(tmp_path):
     """In the demo, r plans from the session the demo registered (nothing to redo once every item
     is done) and i verifies the demo's own session file without a clash with itself."""
@@ -252,6 +254,7 @@ def test_keyboard_repair_and_initialize_work_in_the_demo(tmp_path):
     assert not demo.workdir.exists()
 
 
+@pytest.mark.slow
 def test_screenshot_of_the_demo_waits_for_live_data(tmp_path):
     """--screenshot fires only once a worker exists and something completed (or gives up at a deadline)."""
     import asyncio

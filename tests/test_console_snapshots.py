@@ -19,6 +19,12 @@ SIZES = [(80, 24), (120, 40), (160, 48), (200, 60)]
 IDS = [f"{w}x{h}" for w, h in SIZES]
 
 
+def smallest_quick(sizes):
+    """The sizes as parameters, all but the smallest in the slow tier (the quick tier keeps 80x24)."""
+    return [pytest.param(size, id=f"{size[0]}x{size[1]}", marks=() if i == 0 else pytest.mark.slow)
+            for i, size in enumerate(sizes)]
+
+
 def make_app() -> SymphonyApp:
     return SymphonyApp(FakeBackend(), refresh=0.2, clock=fixed_clock)
 
@@ -33,7 +39,7 @@ def test_main_screen(snap_compare, size):
     assert snap_compare(make_app(), terminal_size=size, run_before=two_polls)
 
 
-@pytest.mark.parametrize("size", SIZES, ids=IDS)
+@pytest.mark.parametrize("size", smallest_quick(SIZES))
 def test_detail_screen(snap_compare, size):
     async def open_detail(pilot) -> None:
         await two_polls(pilot)
@@ -45,7 +51,7 @@ def test_detail_screen(snap_compare, size):
     assert snap_compare(make_app(), terminal_size=size, run_before=open_detail)
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)], ids=["80x24", "120x40", "200x60"])
+@pytest.mark.parametrize("size", smallest_quick([(80, 24), (120, 40), (200, 60)]))
 def test_worker_screen(snap_compare, size):
     async def open_worker(pilot) -> None:
         await two_polls(pilot)
@@ -60,6 +66,7 @@ def test_worker_screen(snap_compare, size):
     assert snap_compare(make_app(), terminal_size=size, run_before=open_worker)
 
 
+@pytest.mark.slow
 def test_main_screen_filtered_and_sorted(snap_compare):
     async def filter_and_sort(pilot) -> None:
         await two_polls(pilot)

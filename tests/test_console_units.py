@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import pytest
 from textual.app import App
 
 from symphony.console import fmt
@@ -234,6 +235,7 @@ def test_scale_sets_come_from_the_engine_with_a_live_now_and_fall_back_to_heartb
     assert set(got) == {"linux", "windows"} and all(s.source == HEARTBEATS for s in got.values())
 
 
+@pytest.mark.slow
 def test_ten_thousand_queues_draw_a_bounded_table():
     """Drawing costs the same at 10 queues or 10,000: the table holds at most MAX_ROWS rows (the
     first in the current order), the title says so, and a filter reaches every queue."""

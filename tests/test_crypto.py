@@ -1,4 +1,4 @@
-"""Seed 002: encrypted task data and job key/values (AES-GCM), unit and end to end."""
+"""Encrypted task data and job key/values (AES-GCM), unit and end to end."""
 from __future__ import annotations
 
 import base64
@@ -21,7 +21,7 @@ def test_seal_and_open_and_every_way_to_fail():
     sealer = Sealer(KEY)
     token = sealer.seal_json({"vines": 12}, "symphony-task|s|row-1")
     assert sealer.open_json(token, "symphony-task|s|row-1") == {"vines": 12}
-    assert "12" not in token and "vines" not in token
+    assert "vines" not in token  # (not "12": a random base64 token contains it now and then)
     with pytest.raises(CryptoError, match="another key"):
         Sealer(OTHER).open_json(token, "symphony-task|s|row-1")
     tampered = token[:-6] + ("A" if token[-6] != "A" else "B") + token[-5:]
@@ -134,6 +134,7 @@ def stats(r) -> dict[str, int]:
     return {k: int(v) for k, v in r.hgetall("symphony:stats:sealed").items()}
 
 
+@pytest.mark.slow
 def test_a_worker_with_the_key_runs_sealed_tasks(sealed_session, redis_url, r):
     log = run_worker(redis_url, sealed_session, SYMPHONY_KEY=KEY.hex())
     assert stats(r)["b|completed"] == 5, log
@@ -149,6 +150,7 @@ def test_a_worker_with_the_key_runs_sealed_tasks(sealed_session, redis_url, r):
     ({"SYMPHONY_KEY": OTHER.hex()}, "encrypted with another key"),
     ({}, "encrypted but this process has no key"),
 ])
+@pytest.mark.slow
 def test_a_wrong_or_missing_key_fails_every_task_with_the_reason_and_runs_nothing(sealed_session, redis_url, r, env,
                                                                                  reason):
     run_worker(redis_url, sealed_session, **env)
@@ -158,6 +160,7 @@ def test_a_wrong_or_missing_key_fails_every_task_with_the_reason_and_runs_nothin
     assert not (sealed_session / "data" / "markers").exists(), "a handler ran on data it could not trust"
 
 
+@pytest.mark.slow
 def test_tampered_or_clear_task_data_is_rejected_and_the_rest_flows(sealed_session, redis_url, r):
     first = json.loads(r.lindex("a:sealed", 0))
     token = first["e"]
@@ -177,6 +180,7 @@ def test_tampered_or_clear_task_data_is_rejected_and_the_rest_flows(sealed_sessi
     assert not ran & {first["i"], second["i"], "row-9"}, "a handler ran on rejected data"
 
 
+@pytest.mark.slow
 def test_retry_carries_encrypted_task_data_over_unchanged(sealed_session, redis_url, r):
     """retry rebuilds a failed task from its recorded message; sealed data must come back as it
     was (not re-sealed empty, not needing the key)."""
@@ -192,6 +196,7 @@ def test_retry_carries_encrypted_task_data_over_unchanged(sealed_session, redis_
     assert out["meta"] == {"vines": 2, "owner": "confidential grower"}
 
 
+@pytest.mark.slow
 def test_the_console_takes_the_key_too(redis_url, tmp_path):
     """symphony-tui's initialize and repair must seal what they enqueue, as the CLI does: it reads
     the same key (here a malformed one is refused before anything starts)."""

@@ -109,7 +109,7 @@ def test_failure_is_recorded_with_its_reason(engine, r, session):
     assert record["state"] == "failed" and record["error"] == "RuntimeError: boom" and record["stderr"] == "trace..."
     assert r.hget("symphony:stats:s1", "a|failed") == "1"
     assert r.hlen("symphony:live:s1") == 0
-    # enqueuing it again moves it out of "failed" (an atomic move, as in seed 004)
+    # enqueuing it again moves it out of "failed" (one atomic move between accounting states)
     engine.enqueue("s1", "a", [("i1", None)])
     assert r.hget("symphony:stats:s1", "a|failed") == "0"
     assert not r.hexists("symphony:outcomes:s1", "i1")

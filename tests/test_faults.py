@@ -71,6 +71,7 @@ def test_a_claim_whose_reply_was_lost_is_delivered_again_not_orphaned(own_redis,
         r.close()
 
 
+@pytest.mark.slow
 def test_a_short_outage_does_not_steal_a_live_lease(engine, r, session):
     """Redis unavailable for 1.75 heartbeats: long enough for a live worker's lease (2.5
     heartbeats, renewed up to one heartbeat before the outage) to run out, too short for the
@@ -92,6 +93,7 @@ def test_a_short_outage_does_not_steal_a_live_lease(engine, r, session):
     assert x.beat(hb, lease, {}).known  # x beats again: its lease and its task are still its own
 
 
+@pytest.mark.slow
 def test_a_reaper_that_runs_first_after_an_outage_does_not_steal(engine, r, session):
     """After an outage, the first script to reach Redis may be a reaper (the console, or a
     worker's scheduled check), not a heartbeat. Before the fix only heartbeats looked for an
@@ -108,6 +110,7 @@ def test_a_reaper_that_runs_first_after_an_outage_does_not_steal(engine, r, sess
     assert beat.known and beat.grace_ms > 0
 
 
+@pytest.mark.slow
 def test_a_worker_that_really_died_is_still_reaped_after_the_grace_window(engine, r, session):
     """The grace window delays reclaim; it never prevents it."""
     hb, lease = 0.2, 0.5
@@ -164,6 +167,7 @@ def test_a_burst_worker_does_not_exit_before_it_knows_its_roles(engine, r, redis
     assert (tmp_path / "data" / "s1" / "work" / "i1.json").is_file(), "the burst worker exited without working"
 
 
+@pytest.mark.slow
 def test_a_worker_notices_that_redis_lost_its_registry_even_if_the_epoch_looks_the_same(engine, r, redis_url,
                                                                                        tmp_path):
     """After FLUSHALL the registry's epoch starts again at 1: a worker that saw epoch 1 before
@@ -274,6 +278,7 @@ def test_a_supervisor_waiting_for_redis_stops_on_sigterm(tmp_path):
             proc.wait(10)
 
 
+@pytest.mark.slow
 def test_idle_workers_stop_when_the_whole_group_gets_sigterm(engine, redis_url, tmp_path):
     """systemd and container runtimes send SIGTERM to every process: a worker with nothing to
     serve waits on the same stop Event, and its own handler deadlocked the same way (its

@@ -154,6 +154,7 @@ def test_the_sample_sessions_verify(cli, r):
     assert "block7-2026-06-01 verified (24 items)" in out and "block9-2026-06-02 verified (30 items)" in out
 
 
+@pytest.mark.slow
 def test_initialize_a_large_generated_session(redis_url, r, tmp_path):
     gen = subprocess.run([sys.executable, str(ROOT / "tasks" / "generate.py"), "--items", "100000", "--out",
                           str(tmp_path)], capture_output=True, text=True, timeout=120)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 from collections import Counter
 
+import pytest
+
 from tests.helpers import WorkerRun, wait_until
 from tests.test_worker import init, one_stage_session
 
@@ -16,6 +18,7 @@ def buckets(r, pool: str) -> Counter:
     return Counter(tuple(m.split("|")[:2]) for m in r.zrange(SERIES.format(pool=pool), 0, -1))
 
 
+@pytest.mark.slow
 def test_three_processes_on_one_host_write_one_sample_per_bucket(engine, r, redis_url, tmp_path):
     worker = WorkerRun(redis_url, "--pool", "windows", "--processes", "3", "--metrics-interval", "1",
                        log_dir=tmp_path, heartbeat=0.25)
@@ -47,6 +50,7 @@ def test_three_processes_on_one_host_write_one_sample_per_bucket(engine, r, redi
         worker.stop()
 
 
+@pytest.mark.slow
 def test_metrics_interval_zero_turns_the_history_off(engine, r, redis_url, tmp_path):
     worker = WorkerRun(redis_url, "--pool", "linux", "--processes", "1", "--metrics-interval", "0",
                        log_dir=tmp_path, heartbeat=0.25)
@@ -68,6 +72,7 @@ BURN = ("import time\n"
         "    sum(i * i for i in range(10000))\n")
 
 
+@pytest.mark.slow
 def test_a_command_handler_cpu_counts_as_its_worker_cpu(engine, r, redis_url, tmp_path):
     session = one_stage_session(tmp_path, "", ["hot"], params={"seconds": 8},
                                 command=["{python}", "-c", BURN.replace("{seconds}", "8")])

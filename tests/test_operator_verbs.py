@@ -41,8 +41,8 @@ def test_every_verb_has_help(verb, capsys):
     assert info.value.code == 0
     text = capsys.readouterr().out
     assert "usage: symphony" in text
-    if verb not in ("demo",):
-        assert "--redis URL" in text
+    if verb != "completion":  # every verb that talks to Redis takes the shared options
+        assert "--redis URL" in text and "--redis-password-file" in text and "--encryption-key-file" in text
 
 
 def fail_one(engine, session: str, stage: str, kind: str = OutcomeKind.FAILED):
@@ -62,6 +62,7 @@ def test_sessions_lists_progress(cli, r, tmp_path):
     assert data[0]["name"] == "ops" and data[0]["items"] == 3 and data[0]["queued"] == 3
 
 
+@pytest.mark.slow
 def test_cancel_drops_waiting_tasks_and_stops_running_ones(cli, r, redis_url, tmp_path):
     path = one_stage(tmp_path, [f"i{n}" for n in range(10)], command=["{python}", "-c", "import time; time.sleep(60)"])
     cli("initialize", str(path))
@@ -121,6 +122,7 @@ def test_purge_refuses_live_sessions_then_forgets_everything(cli, r, engine, tmp
     assert cli("initialize", str(path))[0] == 0
 
 
+@pytest.mark.slow
 def test_jobs_shows_the_last_jobs_key_values(cli, r, redis_url, tmp_path):
     sample_tasks(tmp_path, seconds=0.0)
     cli("initialize", str(tmp_path / "tasks" / "block7.yaml"))

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from symphony.engine import Finish, Outcome, OutcomeKind, load_session
 from symphony.engine.initialize import initialize_session
 from tests.helpers import WorkerRun, write_pipeline, write_session
@@ -99,6 +101,7 @@ def test_a_dead_worker_holding_a_batch_gives_every_task_back(engine, r):
     assert r.llen("a:s1") == 5 and stats(r)["a|running"] == 0
 
 
+@pytest.mark.slow
 def test_short_tasks_are_prefetched_by_a_real_worker_and_every_count_adds_up(engine, r, redis_url, tmp_path):
     stages = [{"name": name, "pool": "p", "handler": "tests.handlers:noop"} for name in ("a", "b")]
     write_pipeline(tmp_path / "pipe.yaml", stages)
@@ -130,6 +133,7 @@ def test_prefetch_option_of_symphony_worker():
         opts("--prefetch", "0")
 
 
+@pytest.mark.slow
 def test_a_host_lost_while_holding_prefetched_tasks_loses_none_of_them(engine, r, redis_url, tmp_path):
     """SIGKILL a worker host mid-run while its short tasks are prefetched: another worker reclaims
     whatever it held (reported or not) and every item completes exactly once in the accounting."""

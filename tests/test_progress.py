@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import WorkerRun, write_pipeline, write_session
 
 STAGES = ["s1", "s2", "s3", "s4"]
@@ -41,6 +43,7 @@ def output(tmp_path: Path, stage: str, item: str, name: str = "prog") -> Path:
     return tmp_path / "data" / name / stage / f"{item}.json"
 
 
+@pytest.mark.slow
 def test_rerun_after_deleting_outputs_and_repair_counts_each_item_once(cli, r, redis_url, tmp_path):
     path = session(tmp_path)
     assert cli("initialize", str(path))[0] == 0
@@ -62,6 +65,7 @@ def test_rerun_after_deleting_outputs_and_repair_counts_each_item_once(cli, r, r
     assert q["s4"]["completions"] == 28  # the executions are still there, counted apart
 
 
+@pytest.mark.slow
 def test_flushall_then_repair_restores_the_counts_proven_on_disk(cli, r, redis_url, tmp_path):
     path = session(tmp_path)
     assert cli("initialize", str(path))[0] == 0
@@ -81,6 +85,7 @@ def test_flushall_then_repair_restores_the_counts_proven_on_disk(cli, r, redis_u
     assert (s["completed"], s["state"]) == (24, "complete"), s
 
 
+@pytest.mark.slow
 def test_rerunning_done_items_never_counts_past_the_items(cli, r, redis_url, tmp_path, engine):
     """Cancel mid-way, resume, retry, enqueue again: however often an item runs, it is done once."""
     path = session(tmp_path, ITEMS[:6])
@@ -113,6 +118,7 @@ def test_a_planted_ordinal_outside_the_session_is_not_counted_and_grows_nothing(
     assert sessions(cli)["prog"]["completed"] == 3
 
 
+@pytest.mark.slow
 def test_a_session_at_100_percent_says_it_is_complete_and_what_to_do(cli, r, redis_url, tmp_path):
     path = session(tmp_path, ITEMS[:4])
     assert cli("initialize", str(path))[0] == 0
@@ -145,6 +151,7 @@ def test_a_session_at_100_percent_says_it_is_complete_and_what_to_do(cli, r, red
     assert not r.exists("symphony:done:prog:s1", "symphony:done:prog:s4", "symphony:stats:prog")
 
 
+@pytest.mark.slow
 def test_a_complete_session_that_was_cancelled_stays_cancelled(cli, r, redis_url, tmp_path):
     path = session(tmp_path, ITEMS[:2])
     assert cli("initialize", str(path))[0] == 0
@@ -168,6 +175,7 @@ def test_an_active_session_with_nothing_left_but_failures_says_retry(cli, r, eng
     assert s["state"] == "active" and "symphony retry prog" in s["advice"], s
 
 
+@pytest.mark.slow
 def test_cancel_then_resume_reruns_nothing_done_and_never_counts_past_the_items(cli, r, redis_url, tmp_path):
     path = session(tmp_path, ITEMS[:6])
     assert cli("initialize", str(path))[0] == 0

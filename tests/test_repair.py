@@ -111,6 +111,7 @@ def test_failed_items_are_reported_not_retried_unless_asked(cli, r, engine, tmp_
     assert r.hget("symphony:stats:rep", "s1|failed") == "0"
 
 
+@pytest.mark.slow
 def test_repair_racing_with_busy_workers_creates_no_duplicates(cli, r, redis_url, tmp_path):
     items = [f"i{n:02d}" for n in range(40)]
     path = four_stage(tmp_path, items, seconds=0.02)
@@ -139,6 +140,7 @@ def test_repair_racing_with_busy_workers_creates_no_duplicates(cli, r, redis_url
     assert runs >= 2
 
 
+@pytest.mark.slow
 def test_repair_after_flushall_restores_every_missing_task(cli, r, redis_url, tmp_path):
     items = [f"i{n:02d}" for n in range(30)]
     path = four_stage(tmp_path, items)

@@ -61,6 +61,7 @@ def locked(tmp_path):
 # --- AUTH -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("source", ["url", "environment", "file"])
+@pytest.mark.slow
 def test_password_from_url_environment_or_file_lets_the_cli_and_a_worker_in(locked, tmp_path, source):
     session = small_session(tmp_path)
     plain = f"redis://127.0.0.1:{locked.port}/0"
@@ -88,6 +89,7 @@ def test_password_from_url_environment_or_file_lets_the_cli_and_a_worker_in(lock
         assert PASSWORD not in text
 
 
+@pytest.mark.slow
 def test_a_missing_or_wrong_password_is_a_clear_error_not_a_traceback(locked, tmp_path):
     url = f"redis://127.0.0.1:{locked.port}/0"
     for env in (clean_env(REDIS_URL=url), clean_env(REDIS_URL=url, REDIS_PASSWORD="wrong-password-123")):
@@ -147,6 +149,7 @@ def tls_server(tmp_path):
 
 
 @needs_tls
+@pytest.mark.slow
 def test_tls_worker_cli_and_status_with_a_ca_file(tls_server, tmp_path):
     session = small_session(tmp_path)
     url = f"rediss://127.0.0.1:{tls_server.port}/0"
@@ -214,6 +217,7 @@ def as_user(server: EmbeddedRedis, user: str, password: str) -> str:
     return f"redis://{user}:{password}@127.0.0.1:{server.port}/0"
 
 
+@pytest.mark.slow
 def test_the_worker_user_drains_a_session_and_needs_nothing_more(acl_server, tmp_path):
     """The sample pipeline (Python and command handlers, job key/values) plus a planted invalid
     message, drained by two worker processes logged in as the worker user: nothing denied."""
@@ -233,6 +237,7 @@ def test_the_worker_user_drains_a_session_and_needs_nothing_more(acl_server, tmp
     assert WORKER_PW not in log
 
 
+@pytest.mark.slow
 def test_the_worker_user_reclaims_a_dead_workers_tasks(acl_server, tmp_path):
     """Crash (the supervisor reclaims at once) and a vanished host (another worker reaps under
     the reaper lock), both as the worker user."""
@@ -284,6 +289,7 @@ def test_the_worker_user_cannot_touch_anything_else(acl_server):
         assert admin.get("billing:invoice:1") == "42"
 
 
+@pytest.mark.slow
 def test_the_read_only_user_reads_a_snapshot_but_cannot_write(acl_server, tmp_path):
     session = small_session(tmp_path)
     with Engine(resolve_redis(acl_server.url)) as admin:
@@ -330,6 +336,7 @@ def careless_session(locked, tmp_path) -> tuple[str, dict[str, str]]:
     return url, env
 
 
+@pytest.mark.slow
 def test_secrets_never_appear_in_any_output(locked, tmp_path):
     """The password in logs, status (table, --json, --export), the snapshot header, events,
     exception messages, outcome records and the processes' command lines."""
@@ -373,7 +380,7 @@ def test_json_worker_logs_are_one_object_a_line_with_the_task_and_no_secret(lock
     worker.stop()
     assert PASSWORD not in log
     records = [json.loads(line) for line in log.splitlines() if line.strip()]  # every line is one object
-    assert all(set(r) == {"time", "level", "worker", "session", "stage", "item", "attempt", "message"}
+    assert all({"time", "level", "worker", "session", "stage", "item", "attempt", "message"} <= set(r)
                for r in records)
     failures = [r for r in records if "failed after 1 attempt" in r["message"]]
     assert len(failures) == 2 and all(r["session"] == "sec" and r["stage"] == "work" and r["attempt"] == 1
@@ -381,7 +388,7 @@ def test_json_worker_logs_are_one_object_a_line_with_the_task_and_no_secret(lock
     assert {r["item"] for r in failures} == {"i0", "i1"} and all(r["level"] == "WARNING" for r in failures)
     printed = [r for r in records if r["message"].startswith("about to fail with")]
     assert printed and all(r["message"] == "about to fail with ***" for r in printed), printed
-    assert records[0]["time"].startswith(("19", "20")) and records[0]["time"].endswith("+00:00")
+    assert records[0]["time"].startswith(("19", "20")) and records[0]["time"].endswith("Z")
 
 
 # --- no shell, no path escape, no key injection ---------------------------------------------------
@@ -390,6 +397,7 @@ HOSTILE = "$(touch pwned); `touch pwned2` && rm -rf / ; echo 'x' \"y\" > pwned3"
 
 
 @pytest.mark.parametrize("shell", [False, True])
+@pytest.mark.slow
 def test_untrusted_values_reach_a_command_as_one_literal_argument(engine, r, redis_url, tmp_path, shell):
     script = ("import json,sys; open(sys.argv[1],'w').write(json.dumps(sys.argv[2:]))")
     if shell:
@@ -423,6 +431,7 @@ def test_hostile_names_in_a_session_file_are_refused_and_nothing_is_enqueued(red
     assert r.dbsize() == 0, "nothing may be enqueued from a refused file"
 
 
+@pytest.mark.slow
 def test_a_planted_message_with_hostile_names_never_becomes_a_key_or_a_path(engine, r, redis_url, tmp_path):
     session = small_session(tmp_path, items=1)
     initialize_session(engine, load_session(session))
@@ -443,6 +452,7 @@ def test_a_planted_message_with_hostile_names_never_becomes_a_key_or_a_path(engi
     assert outputs(tmp_path) == ["i0"]
 
 
+@pytest.mark.slow
 def test_symphony_acl_prints_and_applies_the_rules(tmp_path):
     """The operator's path: symphony acl prints the rule (password only as a hash) or applies it;
     a worker then drains a session as that user."""
@@ -476,6 +486,7 @@ def tui(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 @needs_tls
+@pytest.mark.slow
 def test_the_console_works_over_tls_and_never_shows_the_password(tls_server, tmp_path):
     session = small_session(tmp_path)
     env = clean_env(REDIS_URL=f"rediss://:{PASSWORD}@127.0.0.1:{tls_server.port}/0")
@@ -488,6 +499,7 @@ def test_the_console_works_over_tls_and_never_shows_the_password(tls_server, tmp
     assert PASSWORD not in svg + out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_the_console_watches_as_the_read_only_user(acl_server, tmp_path):
     """Watch mode under the reader: the screen fills; the only thing refused is reaping (it writes),
     which the console skips with a warning."""

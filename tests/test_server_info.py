@@ -78,6 +78,7 @@ def test_an_evicting_policy_without_a_memory_limit_evicts_nothing(private):
     assert got.maxmemory == 0 and got.can_evict is False and got.problems == ()
 
 
+@pytest.mark.slow
 def test_noeviction_at_its_limit_refuses_writes_and_every_reader_says_so(private):
     server = private("--maxmemory", "3mb", "--maxmemory-policy", "noeviction")
     with server.client() as c:

@@ -94,6 +94,7 @@ def tracked(engine, slurm_client: SlurmClient, tag: str, ids, want: set[str], ti
         tracker.close()
 
 
+@pytest.mark.slow
 def test_two_jobs_drain_a_four_stage_session_and_end_completed(slurm, engine, cli, tmp_path):
     items = [f"i{n}" for n in range(8)]
     session = pipeline(tmp_path, [stage("a", "tests.handlers:slurm_kv", seconds=0.1),
@@ -133,6 +134,7 @@ def test_two_jobs_drain_a_four_stage_session_and_end_completed(slurm, engine, cl
 
 
 @pytest.mark.parametrize("how", ["scancel", "kill"])
+@pytest.mark.slow
 def test_a_cancelled_or_killed_job_loses_nothing(slurm, engine, cli, tmp_path, redis_url, how):
     session = pipeline(tmp_path, [stage("work", "tests.handlers:hang_in_slurm", hang=300)], ["x1"])
     initialize_session(engine, load_session(session))
@@ -163,6 +165,7 @@ def test_a_cancelled_or_killed_job_loses_nothing(slurm, engine, cli, tmp_path, r
         assert where[job] == "FAILED"  # SLURM's word for a batch script killed by a signal
 
 
+@pytest.mark.slow
 def test_the_warning_signal_hands_the_task_back_before_the_time_limit(slurm, engine, cli, tmp_path, redis_url):
     session = pipeline(tmp_path, [stage("work", "tests.handlers:hang_in_slurm", hang=600)], ["x1"])
     initialize_session(engine, load_session(session))
@@ -185,6 +188,7 @@ def test_the_warning_signal_hands_the_task_back_before_the_time_limit(slurm, eng
     assert (tmp_path / "data" / "s1" / "work" / "x1.json").is_file()
 
 
+@pytest.mark.slow
 def test_jobs_that_fail_at_start_show_slurms_reason(slurm, engine, cli, tmp_path):
     session = pipeline(tmp_path, [stage("work", "tests.handlers:ok")], ["x1"])
     initialize_session(engine, load_session(session))
@@ -202,6 +206,7 @@ def test_jobs_that_fail_at_start_show_slurms_reason(slurm, engine, cli, tmp_path
     assert "does not exist" in (tmp_path / f"symphony-hpc-{bad_env}.out").read_text()
 
 
+@pytest.mark.slow
 def test_adapt_scales_to_max_for_1000_items_and_back_to_zero(slurm, engine, tmp_path):
     items = [f"i{n:04d}" for n in range(1000)]
     session = pipeline(tmp_path, [stage("work", "tests.handlers:ok", pool="burst", seconds=0.02)], items)
@@ -239,6 +244,7 @@ def test_adapt_scales_to_max_for_1000_items_and_back_to_zero(slurm, engine, tmp_
     assert engine.snapshot(events=0).slurm[0].live == 0
 
 
+@pytest.mark.slow
 def test_trackers_restarted_and_run_twice_keep_each_id_in_one_set(slurm, engine, cli, tmp_path):
     session = pipeline(tmp_path, [stage("work", "tests.handlers:ok", seconds=0.5)], [f"i{n}" for n in range(6)])
     initialize_session(engine, load_session(session))
@@ -280,6 +286,7 @@ def test_trackers_restarted_and_run_twice_keep_each_id_in_one_set(slurm, engine,
     assert any("standing by" in text for text in logs), logs
 
 
+@pytest.mark.slow
 def test_a_job_slurm_never_knew_becomes_unknown(slurm, engine, cli):
     code, out, err = cli("slurm", "adopt", "--tag", "hpc", "--pool", "hpc", "999999")
     assert code == 0, err

@@ -36,6 +36,7 @@ def slurm(cluster, monkeypatch):
     cluster.cancel_all()
 
 
+@pytest.mark.slow
 def test_a_tracker_started_late_sorts_out_past_jobs_with_sacct(slurm, engine, cli, tmp_path):
     session = pipeline(tmp_path, [stage("work", "tests.handlers:ok")], ["x1", "x2"])
     initialize_session(engine, load_session(session))

@@ -114,6 +114,7 @@ def test_the_number_of_items_is_bounded_whatever_their_source(tmp_path):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_a_runaway_metadata_query_is_stopped(tmp_path, monkeypatch):
     import symphony.spec.metadata as metadata
 

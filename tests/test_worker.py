@@ -32,6 +32,7 @@ def inflight_total(r) -> int:
     return sum(r.llen(f"symphony:inflight:{w}") for w in r.zrange("symphony:workers", 0, -1))
 
 
+@pytest.mark.slow
 def test_sample_session_drains_end_to_end_with_burst(redis_url, r, tmp_path):
     tasks = sample_tasks(tmp_path, seconds=0.0)
     out = symphony(redis_url, "initialize", cwd=tmp_path)
@@ -80,6 +81,7 @@ def worker_of(handler: int) -> int:
     return psutil.Process(handler).ppid()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_task_is_reclaimed_and_completed(engine, r, redis_url, tmp_path):
     session = one_stage_session(tmp_path, "tests.handlers:hang_first_attempt", ["x1"], params={"hang": 60})
     init(engine, session)
@@ -99,6 +101,7 @@ def test_sigkill_mid_task_is_reclaimed_and_completed(engine, r, redis_url, tmp_p
         worker.stop()
 
 
+@pytest.mark.slow
 def test_whole_host_lost_is_reclaimed_by_another_worker_within_three_heartbeats(engine, r, redis_url, tmp_path):
     """SIGKILL the supervisor and its children together (a VM that vanishes): another worker
     reclaims the task once the lease lapses."""
@@ -127,9 +130,10 @@ def test_whole_host_lost_is_reclaimed_by_another_worker_within_three_heartbeats(
             rescuer.stop()
 
 
-DATED = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} "
+DATED = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
 
 
+@pytest.mark.slow
 def test_always_failing_task_ends_failed_with_its_error_while_others_complete(engine, r, redis_url, tmp_path):
     """...and the log says so: every line dated, tasks named stage:item@session (not their raw
     message), and a burst ends with a summary of what it did."""
@@ -158,6 +162,7 @@ def test_always_failing_task_ends_failed_with_its_error_while_others_complete(en
 
 
 @pytest.mark.parametrize("kind", ["python", "command"])
+@pytest.mark.slow
 def test_stage_timeout_ends_as_timed_out(engine, r, redis_url, tmp_path, kind):
     if kind == "python":
         session = one_stage_session(tmp_path, "tests.handlers:hang", ["slow", "fast"], timeout=1.0,
@@ -177,6 +182,7 @@ def test_stage_timeout_ends_as_timed_out(engine, r, redis_url, tmp_path, kind):
         worker.stop()
 
 
+@pytest.mark.slow
 def test_two_sessions_of_one_role_are_both_served(engine, r, redis_url, tmp_path):
     first = one_stage_session(tmp_path, "tests.handlers:ok", [f"a{n}" for n in range(30)], name="first")
     second = write_session(tmp_path / "second.yaml", "second", "pipe.yaml", [f"b{n}" for n in range(30)],
@@ -191,6 +197,7 @@ def test_two_sessions_of_one_role_are_both_served(engine, r, redis_url, tmp_path
     assert set(order[:10]) == {"first", "second"}, f"one session starved the other: {order[:10]}"
 
 
+@pytest.mark.slow
 def test_sigterm_exits_cleanly_and_leaves_nothing_in_flight(engine, r, redis_url, tmp_path):
     session = one_stage_session(tmp_path, "tests.handlers:ok", [f"i{n}" for n in range(20)], params={"seconds": 0.3})
     init(engine, session)
@@ -205,6 +212,7 @@ def test_sigterm_exits_cleanly_and_leaves_nothing_in_flight(engine, r, redis_url
     assert counts["work|completed"] + r.llen("work:s1") == 20  # nothing lost
 
 
+@pytest.mark.slow
 def test_sigterm_hands_back_a_task_that_does_not_finish_in_time(engine, r, redis_url, tmp_path):
     session = one_stage_session(tmp_path, "", ["long"], command=["{python}", "-c", "import time; time.sleep(30)"])
     init(engine, session)
@@ -217,6 +225,7 @@ def test_sigterm_hands_back_a_task_that_does_not_finish_in_time(engine, r, redis
     assert inflight_total(r) == 0 and stats(r, "s1")["work|running"] == 0
 
 
+@pytest.mark.slow
 def test_redis_restart_under_a_running_worker(own_redis, tmp_path):
     url = own_redis.url
     engine = Engine(resolve_redis(url))
@@ -243,6 +252,7 @@ def test_redis_restart_under_a_running_worker(own_redis, tmp_path):
         engine.close()
 
 
+@pytest.mark.slow
 def test_an_idle_worker_blocks_instead_of_polling(own_redis, tmp_path):
     """With nothing to do, a worker process makes about one request a second (a blocking BLPOP on
     its roles' bells, then one look at the ready sets), plus its heartbeat. On a server of its

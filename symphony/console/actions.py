@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from symphony.engine import redact
+from symphony.engine import CANCEL_EFFECT, redact
 
 from . import fmt
 from .screens import ConfirmScreen, InitializeScreen, RepairScreen
@@ -85,10 +85,7 @@ class SessionActions:
                             title="cancel", timeout=8),
                 self.poll_now()))
 
-        self.push_screen(ConfirmScreen(f"Cancel session {session}?",
-                                       "Its queued and retrying tasks are removed and counted as cancelled; running "
-                                       "command handlers are stopped, and every running task ends as cancelled. "
-                                       "Initialize with 'resume' to run it again.",
+        self.push_screen(ConfirmScreen(f"Cancel session {session}?", CANCEL_EFFECT,
                                        confirm="Yes, cancel the session", back="No, keep it running",
                                        danger=True), self._when_confirmed("cancel", confirmed))
 

@@ -26,8 +26,8 @@ from typing import Any
 import yaml
 
 import symphony
-from symphony.engine import (EmbeddedRedis, Engine, RedisConfig, SessionSpec, initialize_session, load_session,
-                             resolve_redis)
+from symphony.engine import (EmbeddedRedis, Engine, RedisConfig, SessionSpec, SharedOptions, initialize_session,
+                             load_session, resolve_redis)
 
 SAMPLE = "block7.yaml"
 PIPELINE = "pipelines/scan.yaml"
@@ -108,9 +108,10 @@ def restore_endings(previous: dict[int, Any]) -> None:
 
 
 class Demo:
-    def __init__(self, *, redis_url: str | None = None, processes: int = 2, seconds: float | None = None,
-                 heartbeat: float = 2.0):
+    def __init__(self, *, redis_url: str | None = None, options: SharedOptions | None = None, processes: int = 2,
+                 seconds: float | None = None, heartbeat: float = 2.0):
         self.requested_url = redis_url
+        self.options = options  # the shared command-line options: a server named there, TLS, the key
         self.processes = processes
         self.seconds = seconds
         self.heartbeat = heartbeat
@@ -123,7 +124,7 @@ class Demo:
     # -------------------------------------------------------------------------------------
     def start(self) -> "Demo":
         try:
-            configured = resolve_redis(self.requested_url)
+            configured = self.options.redis if self.options is not None else resolve_redis(self.requested_url)
             if configured.explicit:
                 self.config = configured
             else:
@@ -131,7 +132,8 @@ class Demo:
                 (self.workdir / "redis").mkdir(exist_ok=True)
                 self.server.start()
                 self.config = resolve_redis(self.server.url)
-            with Engine(self.config) as engine:
+            sealer = self.options.sealer() if self.options is not None else None
+            with Engine(self.config, sealer=sealer) as engine:
                 engine.ping()
                 self.spec = load_session(write_demo_session(self.tasks_dir, self.workdir / "data",
                                                             seconds=self.seconds))
@@ -150,9 +152,13 @@ class Demo:
 
     def _spawn_workers(self, pool: str) -> None:
         env = dict(os.environ)
-        env["REDIS_URL"] = self.config.url
+        env["REDIS_URL"] = env["SYMPHONY_REDIS_URL"] = self.config.url
         if self.config.password:
             env["REDIS_PASSWORD"] = self.config.password
+        if self.config.ca_file:
+            env["SYMPHONY_REDIS_CA_FILE"] = self.config.ca_file
+        if self.options is not None and self.options.key_file:
+            env["SYMPHONY_KEY_FILE"] = self.options.key_file
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
         log = open(self.workdir / f"workers-{pool}.log", "wb")
         cmd = [sys.executable, "-m", "symphony.workers", "--pool", pool, "--processes", str(self.processes),

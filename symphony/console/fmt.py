@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from symphony.engine import ConfigError
+from symphony.engine import parse_duration  # noqa: F401  (one parser: the engine's, for the CLI, the console and the collector)
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 DASH = "–"
 FULL, EMPTY = "█", "░"
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def age(seconds: float | None) -> str:
@@ -43,20 +42,6 @@ def duration(seconds: float | None) -> str:
         return f"{seconds // 60}m{seconds % 60:02d}s" if seconds < 600 else f"{seconds // 60}m"
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m"
-
-
-def parse_duration(text: str | float | int | None, default: float | None = None) -> float | None:
-    """Seconds from ``90``, ``90s``, ``15m``, ``6h`` or ``2d`` (``default`` when empty); a
-    :class:`ConfigError` naming the text otherwise."""
-    if text is None or text == "":
-        return default
-    if isinstance(text, (int, float)):
-        return float(text)
-    s = text.strip().lower()
-    try:
-        return float(s[:-1]) * DURATION_UNITS[s[-1]] if s and s[-1] in DURATION_UNITS else float(s)
-    except (ValueError, KeyError):
-        raise ConfigError(f"{text!r} is not a duration (e.g. 90, 90s, 15m, 6h)") from None
 
 
 def percent(value: float | None) -> str:

@@ -2,20 +2,17 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import signal
 import sys
 
-from symphony.engine import (ConfigError, Engine, SymphonyError, install_log_redaction, load_key, redact, resolve_redis,
-                    sealer_from)
+from symphony.engine import ConfigError, Engine, SymphonyError, add_shared_options, configure_logging, redact, shared_options
 
 DESCRIPTION = ("The Symphony operations console: live queues, workers, scale-set CPU and activity, with "
                "keyboard-triggered repair, initialize, export, cancel and retry.")
 EPILOG = ("Keys: r repair · i initialize · e export · c cancel · f retry failed · Enter session detail · "
           "/ filter · s sort · ? every key · q quit.  "
           "Redis: --redis, else $SYMPHONY_REDIS_URL or $REDIS_URL; the password may also come from "
-          "$REDIS_PASSWORD or --redis-password-file, and never appears on screen.")
+          "$REDIS_PASSWORD or --redis-password-file, and never appears on screen. Log lines go to Textual's "
+          "devtools console (textual console).")
 
 
 SCREENSHOT_SIZE = (160, 48)
@@ -55,14 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--screenshot-after seconds, and quit (for docs and bug reports)")
     p.add_argument("--screenshot-after", type=positive, default=8.0, metavar="SECONDS",
                    help="with --screenshot: seconds of live data before the shot (default %(default)s)")
-    g = p.add_argument_group("Redis")
-    g.add_argument("--redis", metavar="URL",
-                   help="Redis URL (default: $SYMPHONY_REDIS_URL, $REDIS_URL, or redis://127.0.0.1:6379/0)")
-    g.add_argument("--redis-password-file", metavar="FILE", help="read the Redis password from FILE")
-    g.add_argument("--redis-ca-file", metavar="FILE", help="CA certificate for rediss:// (TLS)")
-    p.add_argument("--encryption-key-file", metavar="FILE",
-                   help="AES key of encrypted task data (default: $SYMPHONY_KEY_FILE, $SYMPHONY_KEY): what 'i' "
-                        "and 'r' enqueue is then encrypted, as the workers expect (docs/security.md)")
+    add_shared_options(p, key_help="AES key of encrypted task data (default: $SYMPHONY_KEY_FILE, $SYMPHONY_KEY): "
+                                   "what 'i' and 'r' enqueue is then encrypted, as the workers expect "
+                                   "(docs/security.md)")
     return p
 
 
@@ -81,30 +73,30 @@ def main(argv: list[str] | None = None) -> int:
     # Nothing may write to the terminal under the app: warnings go to Textual's devtools log.
     from textual.logging import TextualHandler
 
-    logging.basicConfig(level=logging.WARNING, handlers=[TextualHandler()], force=True)
-    install_log_redaction()
+    configure_logging(args.log_level, args.log_format, handler=TextualHandler())
 
-    from .demo import Ended, catch_endings, ignore_endings
+    from .demo import Ended, catch_endings, ignore_endings, restore_endings
 
     demo = None
     backend = None
     collector = None
+    callers = ignore_endings()  # the caller's handlers, given back at the end (main() may run in-process)
+    restore_endings(callers)
     catch_endings()
     try:
+        options = shared_options(args, client_name="symphony-tui")
+        config = options.redis
         if args.demo:
             from .demo import Demo
 
             say("symphony-tui: starting the demo (embedded Redis, workers, the sample session)…")
-            demo = Demo(redis_url=args.redis, processes=args.processes)
+            demo = Demo(options=options, processes=args.processes)
             demo.start()
-            config = demo.config
-        else:
-            config = resolve_redis(args.redis, password_file=args.redis_password_file, ca_file=args.redis_ca_file)
+            config = demo.config.with_client_name("symphony-tui")
         from .app import SymphonyApp
         from .backend import Backend
 
-        engine = Engine(config.with_client_name("symphony-tui"), socket_timeout=3.0,
-                        sealer=sealer_from(load_key(args.encryption_key_file)))
+        engine = Engine(config, socket_timeout=3.0, sealer=options.sealer())
         # the demo's own session folder: r and i see the definition the demo registered
         backend = Backend(engine, tasks_dir=demo.tasks_dir if demo else args.tasks)
         note = "demo (q stops it all)" if demo else ""
@@ -112,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                           screenshot=(args.screenshot, args.screenshot_after) if args.screenshot else None,
                           screenshot_live=bool(demo))
         if args.azure:
-            from symphony.engine import AzureCollector
+            from symphony.azure.monitor import AzureCollector
 
             collector = AzureCollector.from_env(engine, on_message=app.post_note)
             if collector is None:
@@ -158,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         if demo is not None:
             say("symphony-tui: stopping the demo…")
             demo.stop()
+        restore_endings(callers)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ the front ends and workers use, and adds the checks that need Redis
 """
 # --- connecting: where Redis is, the facade, the server, errors -----------------------------------
 from .config import RedisConfig, resolve_redis
+from .options import SharedOptions, add_shared_options, parse_duration, shared_options
+from .logsetup import configure_logging
 from .connection import Backoff, describe_error, is_unavailable, redis_problem
 from .core import Engine
 from .embedded import EmbeddedRedis
@@ -41,15 +43,15 @@ from .reclaim import ReclaimReport
 from .worklog import LogLine
 
 # --- the operator's verbs ---------------------------------------------------------------------------
-from .control import CancelResult, PurgeResult, QueueInfo, RetryResult, SessionDetail
+from .control import CANCEL_EFFECT, CancelResult, PurgeResult, QueueInfo, RetryResult, SessionDetail
+from .definition import Change, Comparison, compare_definitions
 from .registry import SessionSummary
 
 # --- the status snapshot -----------------------------------------------------------------------------
 from .snapshot import Event, QueueStatus, SessionStatus, Snapshot, WorkerStatus
 
-# --- machine metrics: host CPU from heartbeats, scale-set CPU from Azure Monitor ---------------------
-from .azure_monitor import AzureCollector, AzureMonitorConfig, CollectResult
-from .metrics import AzureSample, CollectorStatus, HostCpu, HostMetricsWriter, ScaleSetCpu
+# --- machine metrics: host CPU from heartbeats, scale-set CPU from Azure Monitor (symphony.azure) ---
+from .metrics import AZURE_RETENTION_S, AzureSample, CollectorStatus, HostCpu, HostMetricsWriter, ScaleSetCpu
 
 # --- SLURM job accounting (symphony.slurm talks to SLURM; the engine stores what it saw) ------------
 from .slurm_accounting import (CleanupResult, JobSet, Lease, LockLost, Observation, SlurmAccounting, SlurmJob,
@@ -59,13 +61,16 @@ from .slurm_accounting import (CleanupResult, JobSet, Lease, LockLost, Observati
 from .acl import reader_rules, setuser, setuser_line, worker_rules
 from .crypto import CryptoError, Sealer, load_key, sealer_from
 from .redaction import (SECRET_ENVIRONMENT, drop_secret_environment, install_log_redaction, redact,
-                        redact_standard_streams, register_environment_secrets, without_secret_environment)
+                        redact_standard_streams, register_environment_secrets, register_secret,
+                        without_secret_environment)
 
 __all__ = [
     # connecting
     "RedisConfig", "resolve_redis", "Backoff", "describe_error", "is_unavailable", "redis_problem", "Engine",
     "EmbeddedRedis", "ConfigError", "Problem", "RedisUnavailable", "SessionConflict", "SpecError", "SymphonyError",
     "UnknownSession", "CredentialsRefused", "Keys", "ServerInfo",
+    # the options every entry point shares, and logging
+    "SharedOptions", "add_shared_options", "parse_duration", "shared_options", "configure_logging",
     # session files
     "register_source", "is_name", "Handler", "Pipeline", "Stage", "load_pipeline", "Item", "SessionRecord",
     "SessionSpec", "load_session", "VerificationReport", "verify_paths",
@@ -78,16 +83,16 @@ __all__ = [
     "LostReport", "LogLine",
     # the operator's verbs
     "CancelResult", "PurgeResult", "QueueInfo", "RetryResult", "SessionDetail", "SessionSummary",
+    "CANCEL_EFFECT", "Change", "Comparison", "compare_definitions",
     # the status snapshot
     "Event", "QueueStatus", "SessionStatus", "Snapshot", "WorkerStatus",
     # machine metrics
-    "AzureCollector", "AzureMonitorConfig", "CollectResult", "AzureSample", "CollectorStatus", "HostCpu",
-    "HostMetricsWriter", "ScaleSetCpu",
+    "AZURE_RETENTION_S", "AzureSample", "CollectorStatus", "HostCpu", "HostMetricsWriter", "ScaleSetCpu",
     # SLURM job accounting
     "CleanupResult", "JobSet", "Lease", "LockLost", "Observation", "SlurmAccounting", "SlurmJob", "SlurmTag",
     "slurm_origin",
     # security
     "reader_rules", "setuser", "setuser_line", "worker_rules", "CryptoError", "Sealer", "load_key", "sealer_from",
-    "install_log_redaction", "redact", "redact_standard_streams", "SECRET_ENVIRONMENT",
+    "install_log_redaction", "redact", "redact_standard_streams", "register_secret", "SECRET_ENVIRONMENT",
     "register_environment_secrets", "without_secret_environment", "drop_secret_environment",
 ]

@@ -1,9 +1,12 @@
 """Where Redis is and how to log in: URL, password, TLS, from arguments or the environment.
 
 Precedence: an explicit ``--redis URL`` beats ``SYMPHONY_REDIS_URL``, which beats ``REDIS_URL``;
-the default is ``redis://127.0.0.1:6379/0``. A password can also come from ``REDIS_PASSWORD``
-or from a file (``--redis-password-file`` / ``REDIS_PASSWORD_FILE``), so it need not appear on
-a command line. Every password read here is registered for redaction.
+the default is ``redis://127.0.0.1:6379/0``. The password comes from a file
+(``--redis-password-file``, else ``SYMPHONY_REDIS_PASSWORD_FILE`` or ``REDIS_PASSWORD_FILE``: it
+then appears on no command line), else the URL, else ``REDIS_PASSWORD``. The CA certificate of a
+``rediss://`` server comes from ``--redis-ca-file``, ``SYMPHONY_REDIS_CA_FILE`` or
+``REDIS_CA_FILE``. Every password read here is registered for redaction. The command-line
+options themselves are declared once, in :mod:`engine.options`.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from .errors import ConfigError
 from .redaction import redact_url, register_secret
@@ -47,10 +50,6 @@ class RedisConfig:
     def __str__(self) -> str:
         return self.display
 
-    def with_url(self, url: str, explicit: bool = True) -> "RedisConfig":
-        return RedisConfig(url=url, password=self.password, username=self.username,
-                           ca_file=self.ca_file, explicit=explicit, client_name=self.client_name)
-
     def with_client_name(self, name: str) -> "RedisConfig":
         return RedisConfig(url=self.url, password=self.password, username=self.username,
                            ca_file=self.ca_file, explicit=self.explicit, client_name=name)
@@ -67,37 +66,53 @@ def _read_password_file(path: str) -> str:
     return password
 
 
-def resolve_redis(url: str | None = None, password_file: str | None = None,
-                  ca_file: str | None = None, env: Mapping[str, str] | None = None) -> RedisConfig:
-    """Build a :class:`RedisConfig` from arguments, falling back on the environment."""
-    env = os.environ if env is None else env
-    explicit = url is not None
-    if url is None:
-        for var in URL_VARS:
-            if env.get(var):
-                url, explicit = env[var], True
-                break
-    url = url or DEFAULT_URL
+def _first(env: Mapping[str, str], names: tuple[str, ...]) -> str | None:
+    """The value of the first of ``names`` set (non-empty) in ``env``."""
+    return next((env[name] for name in names if env.get(name)), None)
+
+
+def _parse_url(url: str) -> SplitResult:
     try:
         parts = urlsplit(url)
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL {redact_url(url)}: {exc}") from None
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(f"invalid Redis URL {redact_url(url)}: the scheme must be redis://, rediss:// or unix://")
-    password = unquote(parts.password) if parts.password else None
-    username = unquote(parts.username) if parts.username else None
+    return parts
+
+
+def _password(parts: SplitResult, password_file: str | None, env: Mapping[str, str]) -> str | None:
+    """A password file (flag, then environment) beats ``?password=``, which beats the URL's own,
+    which beats ``$REDIS_PASSWORD``."""
+    password_file = password_file or _first(env, PASSWORD_FILE_VARS)
+    if password_file:
+        return _read_password_file(password_file)
     query = parse_qs(parts.query)
     if "password" in query:
-        password = query["password"][0]
-    if password is None and env.get(PASSWORD_VAR):
-        password = env[PASSWORD_VAR]
-    if password_file is None:
-        password_file = next((env[v] for v in PASSWORD_FILE_VARS if env.get(v)), None)
-    if password_file:
-        password = _read_password_file(password_file)
-    if ca_file is None:
-        ca_file = next((env[v] for v in CA_FILE_VARS if env.get(v)), None)
+        return query["password"][0]
+    if parts.password:
+        return unquote(parts.password)
+    return env.get(PASSWORD_VAR) or None
+
+
+def _ca_file(ca_file: str | None, env: Mapping[str, str]) -> str | None:
+    ca_file = ca_file or _first(env, CA_FILE_VARS)
     if ca_file and not Path(ca_file).is_file():
         raise ConfigError(f"the Redis CA file {ca_file} does not exist")
+    return ca_file
+
+
+def resolve_redis(url: str | None = None, password_file: str | None = None,
+                  ca_file: str | None = None, env: Mapping[str, str] | None = None) -> RedisConfig:
+    """Build a :class:`RedisConfig` from arguments, falling back on the environment."""
+    env = os.environ if env is None else env
+    explicit = url is not None
+    if url is None:
+        url = _first(env, URL_VARS)
+        explicit = url is not None
+    url = url or DEFAULT_URL
+    parts = _parse_url(url)
+    password = _password(parts, password_file, env)
     register_secret(password)
-    return RedisConfig(url=url, password=password, username=username, ca_file=ca_file, explicit=explicit)
+    return RedisConfig(url=url, password=password, username=unquote(parts.username) if parts.username else None,
+                       ca_file=_ca_file(ca_file, env), explicit=explicit)

@@ -1,6 +1,7 @@
 """Redis clients for the engine, and the reconnect backoff every long-running process uses."""
 from __future__ import annotations
 
+import importlib.util
 import random
 import time
 
@@ -57,11 +58,12 @@ def connect(config: RedisConfig, *, socket_timeout: float = 10.0, connect_timeou
         kwargs["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
     except ImportError:  # pragma: no cover - older redis-py
         pass
-    try:  # no CLIENT SETINFO: one command less per connection, and none an ACL user must be granted
-        import redis.driver_info  # noqa: F401  (redis-py 7.1+)
-
+    # no CLIENT SETINFO: one command less per connection, and none an ACL user must be granted.
+    # (Never ``import redis.driver_info`` here: an import statement makes ``redis`` a local name of
+    # this function, unbound below when the module does not exist.)
+    if importlib.util.find_spec("redis.driver_info") is not None:  # redis-py 7.1+
         kwargs["driver_info"] = None
-    except ImportError:  # pragma: no cover - older redis-py
+    else:
         kwargs["lib_name"] = kwargs["lib_version"] = None
     if config.password is not None:
         kwargs["password"] = config.password

@@ -72,6 +72,14 @@ def _stages(engine: Any, session: str) -> list[str]:
     return list(SessionSummary.from_json(session, raw).stages)
 
 
+# What cancelling a session does, in the words of the CLI's help, the console's dialog and
+# docs/sessions.md (all three say this one text).
+CANCEL_EFFECT = ("Its waiting tasks (queued or retrying) are removed and recorded as cancelled; its running tasks "
+                 "are stopped within a heartbeat and recorded as cancelled, their partial outputs discarded. Outputs "
+                 "already written stay. Initializing it again with resume (symphony initialize --resume) runs it "
+                 "again.")
+
+
 def cancel_session(engine: Any, session: str) -> CancelResult:
     """Mark the session cancelled (workers stop claiming it, running commands are interrupted,
     finishing tasks are recorded as cancelled), then cancel every waiting task."""
@@ -145,7 +153,7 @@ def retry_session(engine: Any, session: str, stage: str | None = None,
 
 
 def purge_session(engine: Any, session: str, *, job_keys: bool = False, force: bool = False) -> PurgeResult:
-    """Forget everything Redis keeps about a session (seed 004's cleanup): queues, accounting,
+    """Forget everything Redis keeps about a session (the cleanup of finished work): queues, accounting,
     failure records, registration; with ``job_keys`` also the jobs' own key/values. Outputs on
     disk are untouched. Refused while tasks are queued or running, unless ``force``."""
     keys, client = engine.keys, engine.client
@@ -231,8 +239,8 @@ def session_detail(engine: Any, session: str, failure_limit: int = 50) -> Sessio
 
 
 def list_queues(engine: Any) -> list[QueueInfo]:
-    """Every queue of every registered session, with its length: the seed's ``keys *`` habit,
-    without ``KEYS``. A key of a queue's name that is not a list is shown as a clash."""
+    """Every queue of every registered session, with its length: what operators used ``KEYS *``
+    for, without ``KEYS``. A key of a queue's name that is not a list is shown as a clash."""
     summaries = list_sessions(engine.client, engine.keys)
     pairs = [(s, stage) for s in summaries for stage in s.stages]
     with engine.client.pipeline(transaction=False) as pipe:

@@ -5,7 +5,7 @@ workers, snapshots. Everything it returns is immutable.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import redis
 
@@ -22,8 +22,9 @@ from .lease import Finish, WorkerLink
 from .lost import LostReport, why_lost
 from .messages import Task
 from .outcomes import RETRYABLE, SessionState
-from .metrics import (HOST_BUCKET_S, HOST_RETENTION_S, CollectorStatus, HostCpu, HostMetricsWriter, ScaleSetCpu,
-                      read_collector_status, read_host_cpu, read_scale_set_cpu)
+from .metrics import (AZURE_RETENTION_S, HOST_BUCKET_S, HOST_RETENTION_S, AzureSample, CollectorStatus, HostCpu,
+                      HostMetricsWriter, ScaleSetCpu, read_collector_status, read_host_cpu, read_scale_set_cpu,
+                      store_azure, write_collector_status)
 from .reclaim import ReclaimReport, lapsed_workers, reap, reclaim_worker
 from .records import RecordCache
 from .server import ServerInfo, read_server_info
@@ -75,6 +76,12 @@ class Engine:
 
     def session(self, name: str) -> tuple[SessionRecord, SessionState | str]:
         return registry.load_record(self.client, self.keys, name)
+
+    def update_definition(self, record: SessionRecord, *, expected: SessionRecord) -> None:
+        """Replace the registered definition ``expected`` of ``record.name`` by ``record`` (a
+        compatible change, see :func:`engine.definition.compare_definitions`); workers use it for
+        the tasks they start from their next heartbeat on."""
+        registry.update_definition(self.client, self.keys, record, expected_fingerprint=expected.fingerprint())
 
     def sessions(self) -> list[registry.SessionSummary]:
         return registry.list_sessions(self.client, self.keys)
@@ -178,6 +185,13 @@ class Engine:
 
         return verify_paths(paths, engine=self, resume=resume, tasks_dir=tasks_dir)
 
+    def session_spec(self, session: str, *, tasks_dir: str = "tasks", file: str | None = None):
+        """The session's definition as its file says now: ``file``, else the file Redis remembers,
+        else the one in ``tasks_dir`` that names it. Raises :class:`SpecError` for a bad file."""
+        from .repair import resolve_spec
+
+        return resolve_spec(self, session, tasks_dir, file)
+
     def plan_repair(self, session: str, *, retry_failed: bool = False, tasks_dir: str = "tasks",
                     file: str | None = None):
         """What ``repair`` would enqueue for ``session``, from the outputs on disk (nothing changes)."""
@@ -238,7 +252,7 @@ class Engine:
     def snapshot(self, *, events: int = 50) -> Snapshot:
         return read_snapshot(self.client, self.keys, redis_display=self.display, events=events)
 
-    # --- machine metrics (symphony/engine/metrics.py, symphony/engine/azure_monitor.py) ------------------------
+    # --- machine metrics (symphony/engine/metrics.py; the Azure collector is symphony/azure/monitor) ---------
     def scale_set_cpu(self, window_s: float = 3600.0) -> tuple[ScaleSetCpu, ...]:
         """CPU per VM scale set from Azure Monitor when its data is fresh, else per worker pool
         from the workers' heartbeats (``source`` tells which); two round trips."""
@@ -257,10 +271,16 @@ class Engine:
         """For a worker's heartbeat: ``writer.offer(beat.now_ms, sample)`` on every beat."""
         return HostMetricsWriter(self.client, self.keys, pool, host, interval_s=interval_s, retention_s=retention_s)
 
-    def azure_collector(self, config=None, **kwargs: Any):
-        """An :class:`~engine.azure_monitor.AzureCollector` writing into this engine's Redis
-        (``config`` defaults to the environment); raises ``ConfigError`` when Azure is not
-        configured or the ``azure`` extra is not installed."""
-        from .azure_monitor import AzureCollector, AzureMonitorConfig
+    def store_azure(self, scale_set: str, window: tuple[float, float], totals: Sequence[AzureSample] | None,
+                    instances: Sequence[AzureSample] | None, *, retention_s: float = AZURE_RETENTION_S,
+                    now: float | None = None) -> int:
+        """Replace a scale set's Azure Monitor samples inside ``window`` (unix seconds) by the ones
+        just read, in one transaction (None leaves that series alone); the number written."""
+        return store_azure(self.client, self.keys, scale_set, window, totals, instances, retention_s=retention_s,
+                           now=now)
 
-        return AzureCollector(self, config or AzureMonitorConfig.from_env(), **kwargs)
+    def write_collector_status(self, state: str, message: str, *, interval_s: float | None,
+                               scale_sets: Iterable[str] = (), now: float | None = None) -> None:
+        """What the Azure Monitor collector says now, for :meth:`metrics_status` (expires by itself)."""
+        write_collector_status(self.client, self.keys, state, message, interval_s=interval_s,
+                               scale_sets=scale_sets, now=now)

@@ -1,4 +1,4 @@
-"""Optional authenticated encryption of task data and job key/values (seed 002), AES-256-GCM.
+"""Optional authenticated encryption of task data and job key/values, AES-256-GCM.
 
 With a key configured (``SYMPHONY_KEY``, base64 or hex of 16/24/32 bytes, or a file named by
 ``SYMPHONY_KEY_FILE`` / ``--encryption-key-file``):

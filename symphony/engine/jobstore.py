@@ -1,4 +1,4 @@
-"""Each job's own key/values (seed 004's ``<prefix>:<key>``), scoped to one session, stage and item.
+"""Each job's own key/values (a namespace of its own), scoped to one session, stage and item.
 
 A handler gets a :class:`JobStore` as ``ctx.kv``. Values live in the hash
 ``symphony:job:<session>:<stage>:<item>`` with a TTL (7 days by default); the job's id is added

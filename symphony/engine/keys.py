@@ -67,7 +67,7 @@ class Keys:
         return f"{self.ns}:jobs:{session}"
 
     def job(self, session: str, stage: str, item: str) -> str:
-        """HASH of one job's own key/values (seed 004's ``<prefix>:<key>``); has a TTL."""
+        """HASH of one job's own key/values (its own namespace); has a TTL."""
         return f"{self.ns}:job:{session}:{stage}:{item}"
 
     def last_job(self, session: str) -> str:

@@ -7,10 +7,10 @@ Two writers, one reader:
   one member ``bucket|host|cpu|mem|cpus`` into its pool's series ``symphony:metrics:hosts:<pool>``
   (``host_metrics.lua``: dedup by host, trim by age, all in one call). A host running eight worker
   processes still has exactly one sample per bucket, and a process calls at most once per bucket.
-* **Azure Monitor samples** (:func:`store_azure`, written by :mod:`engine.azure_monitor`): one
-  member per minute per scale set (``symphony:metrics:azure:<scale set>``) and per instance
-  (``...:vm``). Each poll replaces the window it fetched (Azure revises its latest minutes), in
-  one ``MULTI``.
+* **Azure Monitor samples** (:func:`store_azure`, called by the collector in
+  ``symphony.azure.monitor`` through ``Engine.store_azure``): one member per minute per scale
+  set (``symphony:metrics:azure:<scale set>``) and per instance (``...:vm``). Each poll replaces
+  the window it fetched (Azure revises its latest minutes), in one ``MULTI``.
 * :func:`read_scale_set_cpu` (``Engine.scale_set_cpu``) returns Azure data when it is fresh,
   else the heartbeat samples grouped by pool, in two pipelined round trips; no ``SCAN``: every
   series is listed in the index ZSET ``symphony:metrics:index``.

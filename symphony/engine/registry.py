@@ -145,6 +145,41 @@ def register_session(client: redis.Redis, keys: Keys, record: SessionRecord, *, 
                 continue
 
 
+def update_definition(client: redis.Redis, keys: Keys, record: SessionRecord, *, expected_fingerprint: str) -> None:
+    """Replace the registered definition of ``record.name`` by ``record``, keeping its state,
+    creation time and item count, and bump the epoch so that workers read it again.
+
+    The caller checked that the change is compatible (:func:`engine.definition.compare_definitions`).
+    Raises :class:`UnknownSession` if the session is not registered, and :class:`SessionConflict`
+    if its definition is no longer ``expected_fingerprint`` (someone changed it meanwhile).
+    """
+    session_key = keys.session(record.name)
+    with client.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(session_key)
+                existing = pipe.hgetall(session_key)
+                if not existing:
+                    raise UnknownSession(f"no session named {record.name!r} is registered")
+                if existing.get("fingerprint") != expected_fingerprint:
+                    raise SessionConflict(f"the definition of session {record.name!r} changed while this command "
+                                          "ran; nothing was updated: run it again to see the new differences")
+                state = existing.get("state") or SessionState.ACTIVE
+                created = float(existing.get("created") or time.time())
+                items = int(existing.get("items") or 0)
+                pipe.multi()
+                pipe.hset(session_key, mapping={"spec": dumps(record.to_dict()), "fingerprint": record.fingerprint(),
+                                                "file": record.file})
+                pipe.hset(keys.sessions, record.name, SessionSummary.of(record, state, created, items).to_json())
+                pipe.incr(keys.epoch)
+                add_event(pipe, keys, "session", f"session {record.name}: definition updated from {record.file}",
+                          session=record.name)
+                pipe.execute()
+                return
+            except redis.WatchError:
+                continue
+
+
 def set_session_state(client: redis.Redis, keys: Keys, name: str, state: SessionState) -> None:
     raw = client.hget(keys.sessions, name)
     if raw is None:

@@ -35,7 +35,7 @@ MOVE_CHUNK = 1000  # observations per Lua call (keeps each atomic step to a few 
 
 
 class JobSet(str, Enum):
-    """The state sets a recorded SLURM job moves between (names as seed 004's job lists)."""
+    """The state sets a recorded SLURM job moves between (every recorded job is also in the set ALL)."""
 
     PENDING_AND_RUNNING = "PENDING_AND_RUNNING"
     COMPLETED = "COMPLETED"
@@ -237,7 +237,7 @@ class SlurmAccounting:
         return moved, updated
 
     def cleanup(self, tag: str, *, force: bool = False) -> CleanupResult:
-        """Forget every job recorded under ``tag`` (seed 004's cleanup); refused while jobs are
+        """Forget every job recorded under ``tag`` (cleanup of finished work); refused while jobs are
         pending or running unless ``force`` (they would no longer be tracked)."""
         done, n = self._call("cleanup", tag, ["1" if force else "0"])
         return CleanupResult(tag=tag, done=bool(int(done)), jobs=int(n))

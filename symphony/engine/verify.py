@@ -8,12 +8,14 @@
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-from symphony.spec import Problem, SessionSpec, VerificationReport
+from symphony.spec import Problem, SessionRecord, SessionSpec, VerificationReport
 from symphony.spec import verify_paths as verify_files
 
+from .definition import compare_definitions
 from .outcomes import SessionState
 
 
@@ -33,11 +35,22 @@ def check_registry(spec: SessionSpec, engine: Any, resume: bool) -> list[Problem
             for stage, kind in zip(spec.pipeline.stage_names, kinds) if kind != "none"]
 
 
+def _differences(existing: Mapping[str, str], record: SessionRecord) -> str:
+    """What differs between the registered definition (its hash fields) and ``record``, in words."""
+    try:
+        registered = SessionRecord.from_dict(json.loads(existing.get("spec") or "{}"))
+    except Exception:  # an unreadable registration: say so rather than guess
+        return "the registered one cannot be read"
+    return compare_definitions(registered, record).summary()
+
+
 def _registered(spec: SessionSpec, existing: dict, fingerprint: str, resume: bool) -> list[Problem]:
     if existing.get("fingerprint") != fingerprint:
         return [spec.problem(("session",), f"session {spec.name!r} is already registered from "
-                                           f"{existing.get('file') or 'another file'} with a different definition; "
-                                           "rename it, or 'symphony purge' the old one")]
+                                           f"{existing.get('file') or 'another file'} with a different definition "
+                                           f"({_differences(existing, spec.record())}); 'symphony update {spec.name}' "
+                                           "applies this file to it when the stages stay the same; else rename the "
+                                           "session, or 'symphony purge' the old one")]
     if resume:
         return []
     if existing.get("state") == SessionState.ACTIVE.value:

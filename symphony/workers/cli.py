@@ -6,10 +6,10 @@ import logging
 import os
 import sys
 
-from symphony.engine import (ConfigError, SymphonyError, drop_secret_environment, is_name, load_key, redact,
-                             register_environment_secrets, resolve_redis)
+from symphony.engine import (ConfigError, SymphonyError, add_shared_options, drop_secret_environment, is_name, redact,
+                             register_environment_secrets, shared_options)
 
-from .logs import FORMATS, setup_logging
+from .logs import setup_logging
 from .options import WorkerOptions
 from .process import not_dumpable
 from .supervisor import Supervisor
@@ -19,9 +19,10 @@ examples:
   symphony-worker --pool windows --processes 4          # a Windows VM of the scan pipeline
   symphony-worker --roles detection --nice 10           # only detection, at low CPU priority
   symphony-worker --burst                               # serve every stage, exit when no work is left
-environment:
-  SYMPHONY_REDIS_URL / REDIS_URL, REDIS_PASSWORD, REDIS_PASSWORD_FILE, REDIS_CA_FILE,
-  SYMPHONY_KEY / SYMPHONY_KEY_FILE (AES key: encrypted task data and job values, docs/security.md)
+environment (every variable Symphony reads: docs/configuration.md):
+  SYMPHONY_REDIS_URL / REDIS_URL, REDIS_PASSWORD, SYMPHONY_REDIS_PASSWORD_FILE / REDIS_PASSWORD_FILE,
+  SYMPHONY_REDIS_CA_FILE / REDIS_CA_FILE,
+  SYMPHONY_KEY_FILE / SYMPHONY_KEY (AES key: encrypted task data and job values, docs/security.md)
 """
 
 
@@ -36,13 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="", help="a name for these workers (default: the host name)")
     p.add_argument("--burst", action="store_true", help="exit when no work is left for the served stages")
     p.add_argument("--nice", type=int, default=0, help="lower the CPU priority by this much (e.g. 10)")
-    p.add_argument("--redis", metavar="URL", help="Redis URL (default: $SYMPHONY_REDIS_URL, $REDIS_URL, "
-                                                   "or redis://127.0.0.1:6379/0)")
-    p.add_argument("--redis-password-file", metavar="FILE", help="read the Redis password from FILE")
-    p.add_argument("--redis-ca-file", metavar="FILE", help="CA certificate for rediss:// (TLS)")
-    p.add_argument("--encryption-key-file", metavar="FILE",
-                   help="AES key (hex or base64) of encrypted task data and job values (default: $SYMPHONY_KEY_FILE, "
-                        "$SYMPHONY_KEY); with a key, only encrypted task data is accepted")
     p.add_argument("--heartbeat", type=float, default=5.0, metavar="SECONDS",
                    help="heartbeat interval (default %(default)s)")
     p.add_argument("--lease", type=float, default=None, metavar="SECONDS",
@@ -62,10 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-for-redis", type=float, default=None, metavar="SECONDS",
                    help="give up (exit 2) when Redis does not answer for this long (default: wait forever; "
                         "with --burst, 30 s; 0: forever)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    p.add_argument("--log-format", default="text", choices=FORMATS,
-                   help="text lines, or one JSON object a line (time, level, worker, session, stage, item, "
-                        "attempt, message) (default %(default)s)")
+    add_shared_options(p, log_level="INFO",
+                       key_help="AES key (hex or base64) of encrypted task data and job values (default: "
+                                "$SYMPHONY_KEY_FILE, $SYMPHONY_KEY); with a key, only encrypted task data is accepted")
     return p
 
 
@@ -88,12 +81,12 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
     roles = tuple(r.strip() for r in (args.roles or "").split(",") if r.strip())
     if args.wait_for_redis is not None and args.wait_for_redis < 0:
         raise ConfigError("--wait-for-redis must be 0 (forever) or positive")
-    config = resolve_redis(args.redis, password_file=args.redis_password_file, ca_file=args.redis_ca_file)
-    return WorkerOptions(redis=config, name=args.name, pool=args.pool, roles=roles,
+    shared = shared_options(args)
+    return WorkerOptions(redis=shared.redis, name=args.name, pool=args.pool, roles=roles,
                          processes=args.processes, burst=args.burst, nice=args.nice, heartbeat_s=args.heartbeat,
                          lease_s=lease, drain_timeout_s=args.drain_timeout, idle_wait_s=args.idle_wait,
-                         prefetch=args.prefetch, log_level=args.log_level, log_format=args.log_format,
-                         skip_existing=not args.rerun_existing, encryption_key=load_key(args.encryption_key_file),
+                         prefetch=args.prefetch, log_level=shared.log_level, log_format=shared.log_format,
+                         skip_existing=not args.rerun_existing, encryption_key=shared.key,
                          metrics_interval_s=args.metrics_interval, give_up_s=args.wait_for_redis)
 
 

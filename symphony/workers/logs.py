@@ -1,9 +1,10 @@
 """Logging for workers: one line per event, dated, secrets redacted, as text or JSON.
 
-Text: ``2026-06-01 14:02:03.123 INFO    [worker-id] message``. JSON (``--log-format json``): one
-object a line with ``time`` (ISO 8601, UTC), ``level``, ``worker``, ``session``, ``stage``,
-``item``, ``attempt`` (of the task running when the line was written; null between tasks) and
-``message``. Tasks are named ``stage:item@session`` in messages.
+The formats are every Symphony process's (``engine.configure_logging``): text
+``2026-06-01 14:02:03 INFO    [worker-id] message``, or (``--log-format json``) one object a line
+with ``time`` (UTC), ``level``, ``logger``, ``process``, ``message``, to which a worker adds
+``worker``, ``session``, ``stage``, ``item`` and ``attempt`` (of the task running when the line
+was written; null between tasks). Tasks are named ``stage:item@session`` in messages.
 
 Each worker process also keeps its recent lines in Redis (a small capped stream, see
 ``Engine.worker_log``), so ``symphony logs WORKER`` and the console show why a worker is unhappy
@@ -12,18 +13,13 @@ the thread that logged.
 """
 from __future__ import annotations
 
-import json
 import logging
-import sys
 import threading
 from collections import deque
-from datetime import datetime, timezone
 from typing import Callable, Iterable
 
-from symphony.engine import install_log_redaction
+from symphony.engine import configure_logging, install_log_redaction
 
-TEXT, JSON = "text", "json"
-FORMATS = (TEXT, JSON)
 SHIP_EVERY_S = 0.5  # lines reach Redis within about this
 SHIP_BUFFER = 1000  # lines kept while Redis is unavailable (the oldest go first)
 
@@ -47,48 +43,26 @@ def clear_task() -> None:
 
 
 class TaskFields(logging.Filter):
-    """Adds the running task's session, stage, item and attempt to every record."""
+    """Adds this process's name (``worker``) and the running task's session, stage, item and
+    attempt to every record (the JSON lines show them)."""
+
+    def __init__(self, worker: str = ""):
+        super().__init__()
+        self.worker = worker
 
     def filter(self, record: logging.LogRecord) -> bool:
         task = _task
+        record.worker = self.worker
         record.session, record.stage, record.item, record.attempt = task if task else (None, None, None, None)
         return True
 
 
-class JsonFormatter(logging.Formatter):
-    def __init__(self, worker: str):
-        super().__init__()
-        self.worker = worker
-
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if record.exc_text:
-            message += "\n" + record.exc_text
-        return json.dumps({
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
-            "level": record.levelname, "worker": self.worker, "session": getattr(record, "session", None),
-            "stage": getattr(record, "stage", None), "item": getattr(record, "item", None),
-            "attempt": getattr(record, "attempt", None), "message": message}, ensure_ascii=False)
-
-
-def text_formatter(name: str) -> logging.Formatter:
-    prefix = f"[{name}] " if name else ""
-    return logging.Formatter(f"%(asctime)s.%(msecs)03d %(levelname)-7s {prefix}%(message)s", "%Y-%m-%d %H:%M:%S")
-
-
-def setup_logging(level: str = "INFO", name: str = "", fmt: str = TEXT) -> None:
-    """Log to stderr in ``fmt`` (text or json) at ``level``, every line redacted."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        if isinstance(handler, RedisLogShipper):
-            handler.close()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(name) if fmt == JSON else text_formatter(name))
-    handler.addFilter(TaskFields())
-    root.addHandler(handler)
-    root.setLevel(getattr(logging, str(level).upper(), logging.INFO))
-    install_log_redaction(root)
+def setup_logging(level: str = "INFO", name: str = "", fmt: str = "text") -> None:
+    """Log to stderr in ``fmt`` (text or json, ``engine.configure_logging``) at ``level``, every line
+    redacted; JSON lines carry this process's name as ``worker`` and its running task's fields."""
+    configure_logging(level, fmt, name=name)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(TaskFields(name))
 
 
 class RedisLogShipper(logging.Handler):

@@ -22,7 +22,7 @@ class WorkerOptions:
     drain_timeout_s: float = 30.0  # on SIGTERM: finish the current task within this, else hand it back
     idle_wait_s: float = 2.0  # longest block on the bells before looking again
     log_level: str = "INFO"
-    log_format: str = "text"  # text | json (symphony.workers.logs)
+    log_format: str = "text"  # text | json (engine.logsetup)
     prefetch: int = 32  # most tasks claimed at once when tasks are short (1: one at a time)
     skip_existing: bool = True  # a stage whose output exists is done (Luigi's rule)
     encryption_key: bytes | None = field(default=None, repr=False)  # AES key for task data and job values

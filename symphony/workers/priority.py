@@ -1,4 +1,4 @@
-"""Lowering the CPU priority of worker processes (seed 003's ``os.nice(10)``), on every platform."""
+"""Lowering the CPU priority of worker processes (``os.nice`` on POSIX), on every platform."""
 from __future__ import annotations
 
 import logging

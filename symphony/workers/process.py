@@ -116,30 +116,28 @@ def summary_line(tally: dict[str, int], seconds: float) -> str:
     return ", ".join(parts) + f" in {seconds:.1f}s"
 
 
-def name_process(name: str) -> None:
-    """Linux: the name ``ps -o comm``, ``top`` and ``pkill -x`` show (forked workers share their
-    supervisor's command line)."""
+def _prctl(option: int, value) -> None:
+    """Linux's prctl(2) for this process; nothing elsewhere (or if the C library refuses)."""
     if not sys.platform.startswith("linux"):
         return
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+def name_process(name: str) -> None:
+    """The name ``ps -o comm``, ``top`` and ``pkill -x`` show (forked workers share their
+    supervisor's command line)."""
+    _prctl(15, name.encode()[:15])  # PR_SET_NAME
 
 
 def not_dumpable() -> None:
-    """Linux: other processes of this user (a handler's) may not read this one's memory or
-    environment through /proc or ptrace: it holds the Redis password and the encryption key."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
-    except (OSError, AttributeError):
-        pass
+    """Other processes of this user (a handler's) may not read this one's memory or environment
+    through /proc or ptrace: it holds the Redis password and the encryption key."""
+    _prctl(4, 0)  # PR_SET_DUMPABLE 0
 
 
 def child_main(options: WorkerOptions, worker_id: str, stop_event, urgent_event, supervisor: str,

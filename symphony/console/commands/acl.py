@@ -13,7 +13,7 @@ from pathlib import Path
 
 from symphony.engine import ConfigError, reader_rules, setuser, setuser_line, worker_rules
 
-from .common import add_redis_args, engine_from_args
+from .common import add_verb_options, engine_from_args
 
 HELP = "print (or apply) the ACL rule of Symphony's worker user or read-only user"
 
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--password-file", metavar="FILE", help="the user's password (written as its SHA-256 only)")
     p.add_argument("--redis6", action="store_true", help="Redis 6.2: no key selectors (%%R~)")
     p.add_argument("--apply", action="store_true", help="run ACL SETUSER on the server (needs an admin user)")
-    add_redis_args(p)
+    add_verb_options(p)
     p.set_defaults(func=run)
 
 

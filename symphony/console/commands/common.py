@@ -6,24 +6,18 @@ import json
 import sys
 from typing import Any, Iterable, Sequence
 
-from symphony.engine import Engine, load_key, redact, resolve_redis, sealer_from
+from symphony.engine import Engine, add_shared_options, redact, shared_options
 
 
-def add_redis_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("Redis")
-    group.add_argument("--redis", metavar="URL",
-                       help="Redis URL (default: $SYMPHONY_REDIS_URL, $REDIS_URL, or redis://127.0.0.1:6379/0)")
-    group.add_argument("--redis-password-file", metavar="FILE", help="read the Redis password from FILE")
-    group.add_argument("--redis-ca-file", metavar="FILE", help="CA certificate for rediss:// (TLS)")
-    crypto = parser.add_argument_group("encryption")
-    crypto.add_argument("--encryption-key-file", metavar="FILE",
-                        help="AES key (hex or base64) to encrypt task data (default: $SYMPHONY_KEY_FILE, $SYMPHONY_KEY)")
+def add_verb_options(parser: argparse.ArgumentParser) -> None:
+    """The shared Redis, encryption and logging options on a verb's parser (they may come before
+    the verb too: ``symphony --redis URL status``)."""
+    add_shared_options(parser, nested=True)
 
 
 def engine_from_args(args: argparse.Namespace, client_name: str = "symphony-cli") -> Engine:
-    config = resolve_redis(getattr(args, "redis", None), password_file=getattr(args, "redis_password_file", None),
-                           ca_file=getattr(args, "redis_ca_file", None)).with_client_name(client_name)
-    return Engine(config, socket_timeout=10.0, sealer=sealer_from(load_key(getattr(args, "encryption_key_file", None))))
+    options = shared_options(args, client_name=client_name)
+    return Engine(options.redis, socket_timeout=10.0, sealer=options.sealer())
 
 
 def print_json(data: Any, stream=None) -> None:

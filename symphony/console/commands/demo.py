@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from symphony.engine import Engine, resolve_redis
+from symphony.engine import Engine, shared_options
+
+from .common import add_verb_options
 
 HELP = "run the sample pipeline on an embedded Redis and print its progress (the TUI: symphony-tui --demo)"
 
@@ -13,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help=HELP, description=HELP)
     p.add_argument("--seconds", type=float, default=None, help="seconds each stage takes per item")
     p.add_argument("--processes", type=int, default=2, help="worker processes per pool (default %(default)s)")
-    p.add_argument("--redis", metavar="URL", help="use this Redis instead of an embedded one")
+    add_verb_options(p)  # --redis URL: use this Redis instead of an embedded one
     p.set_defaults(func=run)
 
 
@@ -22,16 +24,17 @@ def run(args: argparse.Namespace) -> int:
 
     catch_endings()  # SIGTERM and SIGHUP (the terminal closed) stop everything the demo started
     try:
-        return _watch(Demo(redis_url=args.redis, processes=args.processes, seconds=args.seconds))
+        options = shared_options(args, client_name="symphony-demo")
+        return _watch(Demo(options=options, processes=args.processes, seconds=args.seconds))
     except Ended as ended:
         return 128 + ended.signum
 
 
 def _watch(demo) -> int:  # noqa: ANN001
     with demo:
-        print(f"demo: Redis at {resolve_redis(demo.url).display}, session {demo.spec.name}, "
+        print(f"demo: Redis at {demo.config.display}, session {demo.spec.name}, "
               f"{len(demo.spec.items)} items, workers for pools {', '.join(demo.spec.pipeline.pools())}")
-        with Engine(resolve_redis(demo.url)) as engine:
+        with Engine(demo.config) as engine:
             try:
                 while True:
                     snap = engine.snapshot(events=0)

@@ -2,15 +2,17 @@
 
 Every file is verified first (all problems reported, with file, line and field); a file with
 a problem enqueues nothing. Exit status: 0 when everything was sent, 1 when any file failed
-verification (the others were sent), 2 when Redis or the configuration is unusable.
+verification (the others were sent), 2 when Redis or the configuration is unusable, 130 when
+interrupted (it says what was left and how to finish).
 """
 from __future__ import annotations
 
 import argparse
+import sys
 
-from symphony.engine import RedisUnavailable, initialize_session, verify_paths
+from symphony.engine import RedisUnavailable, SessionSpec, initialize_session, verify_paths
 
-from .common import Progress, add_redis_args, engine_from_args, fail, print_json, print_problems
+from .common import Progress, add_verb_options, engine_from_args, fail, print_json, print_problems
 
 HELP = "verify session files (default: every tasks/*.yaml), then enqueue their items"
 
@@ -25,8 +27,41 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="accept a session that is already active or was cancelled; only what is not "
                         "queued or running yet is enqueued")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    add_redis_args(p)
+    add_verb_options(p)
     p.set_defaults(func=run)
+
+
+def _interrupted(engine, spec: SessionSpec, progress: Progress, sent: list) -> int:
+    """Ctrl-C while enqueueing: say what is registered and queued, and how to finish."""
+    first = spec.pipeline.stages[0].name
+    queued, registered = f"at least {progress.done:,}", True
+    try:
+        snap = engine.snapshot(events=0)
+        registered = any(s.name == spec.name for s in snap.sessions)
+        queue = next((q for q in snap.queues if q.session == spec.name and q.role == first), None)
+        if queue is not None:
+            queued = f"{queue.enqueued:,}"
+    except Exception:  # Redis may be what hung: say what we know
+        pass
+    done = "".join(f"{r.session}: {r.added:,} item(s) enqueued for {r.stage}\n" for r in sent)
+    if not registered:
+        sys.stderr.write(done + f"symphony: interrupted before session {spec.name} was registered; nothing of it "
+                         "was enqueued\n")
+        return 130
+    sys.stderr.write(done + f"symphony: interrupted while enqueueing session {spec.name}: it is registered and "
+                     f"{queued} of its {len(spec.items):,} items were enqueued for {first} (workers may be running "
+                     f"them). To enqueue the rest: symphony initialize --resume {spec.file} (items already queued "
+                     f"or running are skipped). To drop it instead: symphony cancel {spec.name}, then symphony "
+                     f"purge {spec.name}\n")
+    return 130
+
+
+def _verify(args: argparse.Namespace, engine):
+    try:
+        return verify_paths(args.paths, engine=engine, resume=args.resume, tasks_dir=args.tasks)
+    except KeyboardInterrupt:
+        sys.stderr.write("symphony: interrupted while verifying; nothing was registered or enqueued\n")
+        raise
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,15 +74,20 @@ def run(args: argparse.Namespace) -> int:
                 raise
             print_problems([], [f"{exc}; the checks that need Redis (session already active, queue clashes) were skipped"])
             engine = None
-        report = verify_paths(args.paths, engine=engine, resume=args.resume, tasks_dir=args.tasks)
+        report = _verify(args, engine)
         results = []
         if not args.dry_run:
             for spec in report.specs:
                 progress = Progress(len(spec.items), f"enqueue {spec.name}")
                 try:
-                    results.append(initialize_session(engine, spec, resume=args.resume, progress=progress))
-                finally:
-                    progress.close()
+                    result = initialize_session(engine, spec, resume=args.resume, progress=progress)
+                except BaseException as exc:
+                    progress.close()  # the bar's line ends before any message
+                    if isinstance(exc, KeyboardInterrupt):
+                        return _interrupted(engine, spec, progress, results)
+                    raise
+                progress.close()
+                results.append(result)
     finally:
         if engine is not None:
             engine.close()

@@ -1,9 +1,9 @@
-"""``symphony jobs SESSION``: the key/values jobs wrote (seed 004's per-job namespace and last-job view)."""
+"""``symphony jobs SESSION``: the key/values jobs wrote, each job in its own namespace, or the most recent job's."""
 from __future__ import annotations
 
 import argparse
 
-from .common import add_redis_args, engine_from_args, fail, print_json, table
+from .common import add_verb_options, engine_from_args, fail, print_json, table
 
 HELP = "show the key/values the jobs of a session wrote (--last: the most recent job's)"
 
@@ -16,12 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--job", metavar="STAGE:ITEM", help="the key/values of one job")
     p.add_argument("--limit", type=int, default=100, help="how many job ids to list (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print as JSON")
-    add_redis_args(p)
+    add_verb_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     with engine_from_args(args) as engine:
+        engine.session(args.session)  # an unknown session is an error (exit 2), as for every verb
         if args.last or args.job:
             if args.last:
                 job_id, values = engine.last_job(args.session)

@@ -6,16 +6,20 @@ import sys
 
 import redis
 
-from symphony.engine import SymphonyError, install_log_redaction, redact, redis_problem, resolve_redis
+from symphony.engine import (SymphonyError, add_shared_options, configure_logging, redact, redis_problem,
+                             resolve_redis)
 
-from . import acl, demo, initialize, jobs, logs, metrics, queues, repair, sessions, slurm, status
+from . import acl, completion, demo, initialize, jobs, logs, metrics, queues, repair, sessions, slurm, status, update
 
-VERBS = (status, sessions, queues, initialize, repair, jobs, logs, demo, metrics, acl, slurm)
+VERBS = (status, sessions, queues, initialize, repair, update, jobs, logs, demo, metrics, acl, slurm, completion)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="symphony", description="Operate Symphony pipelines on Redis.",
-                                     epilog="Run 'symphony VERB --help' for the options of each verb.")
+                                     epilog="Run 'symphony VERB --help' for the options of each verb. "
+                                            "The Redis, encryption and logging options may come before the verb "
+                                            "or after it.")
+    add_shared_options(parser)
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
     for verb in VERBS:
@@ -31,11 +35,8 @@ def _display(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import logging
-
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    install_log_redaction()
     args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
     try:
         return int(args.func(args) or 0)
     except SymphonyError as exc:

@@ -5,11 +5,15 @@ import argparse
 import logging
 import time
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from symphony.engine import AzureCollector, AzureMonitorConfig, CollectResult, Engine, redact
+from symphony.engine import Engine, redact
 
 from .. import fmt
-from .common import add_redis_args, engine_from_args, fail, print_json, table
+from .common import add_verb_options, engine_from_args, fail, print_json, table
+
+if TYPE_CHECKING:  # the collector is imported when it runs: 'metrics show' needs no Azure extra
+    from symphony.azure.monitor import AzureMonitorConfig, CollectResult
 
 SPARK_WIDTH = 30  # characters of history in `symphony metrics show`
 HELP = "collect VM scale-set metrics from Azure Monitor (collect), or show machine CPU (show)"
@@ -31,14 +35,14 @@ credentials (azure-identity's DefaultAzureCredential): AZURE_TENANT_ID + AZURE_C
 examples:
   symphony metrics collect --subscription SUB --resource-group scan-rg
   symphony metrics collect --scale-set win-vmss --scale-set linux-vmss --jsonl vm-metrics.jsonl
-  symphony metrics collect --once --no-redis --csv vm-metrics.csv     # from cron, like seed 002
+  symphony metrics collect --once --no-redis --csv vm-metrics.csv     # from cron, files only
 """
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("metrics", help=HELP, description=HELP,
                        epilog="Run 'symphony metrics ACTION --help' for the options of each action.")
-    add_redis_args(p)  # here (symphony metrics --redis URL show) or after the action
+    add_verb_options(p)  # here (symphony metrics --redis URL show), before it, or after the action
     verbs = p.add_subparsers(dest="metrics_verb", metavar="ACTION")
     verbs.required = True
 
@@ -63,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--jsonl", metavar="FILE", help="append settled minutes to FILE as JSON Lines")
     w.add_argument("--csv", metavar="FILE", help="append settled minutes to FILE as CSV")
     w.add_argument("--no-redis", action="store_true", help="write only the files, not Redis")
-    _add_action_redis_args(c)
+    add_verb_options(c)
     c.set_defaults(func=run_collect)
 
     s = verbs.add_parser("show", help="show CPU per scale set (Azure) or per worker pool (heartbeats)",
@@ -72,16 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--window", metavar="DURATION", default="1h", help="history to show (default %(default)s)")
     s.add_argument("--hosts", action="store_true", help="also show every host (from the heartbeats)")
     s.add_argument("--json", action="store_true", help="print JSON")
-    _add_action_redis_args(s)
+    add_verb_options(s)
     s.set_defaults(func=run_show)
-
-
-def _add_action_redis_args(parser: argparse.ArgumentParser) -> None:
-    """The Redis options after the action too; absent there, they keep what came before it."""
-    add_redis_args(parser)
-    for action in parser._actions:
-        if action.dest in ("redis", "redis_password_file", "redis_ca_file"):
-            action.default = argparse.SUPPRESS
 
 
 def _split(values: list[str] | None) -> tuple[str, ...] | None:
@@ -90,20 +86,21 @@ def _split(values: list[str] | None) -> tuple[str, ...] | None:
     return tuple(n.strip() for v in values for n in v.split(",") if n.strip())
 
 
-def config_from_args(args: argparse.Namespace) -> AzureMonitorConfig:
+def config_from_args(args: argparse.Namespace) -> "AzureMonitorConfig":
+    from symphony.azure.monitor import AzureMonitorConfig
+
     overrides = {
         "subscription": args.subscription, "resource_group": args.resource_group, "scale_sets": _split(args.scale_sets),
         "region": args.region, "interval_s": fmt.parse_duration(args.interval),
         "lookback_s": fmt.parse_duration(args.lookback), "retention_s": fmt.parse_duration(args.retention),
-        "max_instances": args.max_instances, "jsonl": args.jsonl, "csv": args.csv,
-        "redis": not args.no_redis,
+        "max_instances": args.max_instances, "jsonl": args.jsonl, "csv": args.csv, "redis": not args.no_redis,
     }
     return AzureMonitorConfig.from_env(**overrides)
 
 
 
 
-def _poll_line(result: CollectResult) -> str:
+def _poll_line(result: "CollectResult") -> str:
     stamp = datetime.now().strftime("%H:%M:%S")
     latest = result.latest()
     if not latest:
@@ -115,6 +112,8 @@ def _poll_line(result: CollectResult) -> str:
 
 
 def run_collect(args: argparse.Namespace) -> int:
+    from symphony.azure.monitor import AzureCollector
+
     config = config_from_args(args)
     if config.missing:
         return fail(config.off_reason, 2)
@@ -130,7 +129,7 @@ def run_collect(args: argparse.Namespace) -> int:
         print(redact(f"Azure Monitor: {config.describe()}, {every}, into {', '.join(where)}"
                      + ("" if args.once else "; Ctrl-C stops")), flush=True)
 
-        def show(result: CollectResult) -> None:
+        def show(result: "CollectResult") -> None:
             print(redact(_poll_line(result)), flush=True)
 
         try:

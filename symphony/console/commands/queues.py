@@ -1,9 +1,9 @@
-"""``symphony queues``: every queue and its length (the seed's ``keys *`` habit, without KEYS)."""
+"""``symphony queues``: every queue and its length (what ``KEYS *`` showed, without KEYS)."""
 from __future__ import annotations
 
 import argparse
 
-from .common import add_redis_args, engine_from_args, print_json, table
+from .common import add_verb_options, engine_from_args, print_json, table
 
 HELP = "list every queue (role:session) with its length; flags names clashing with other keys"
 
@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("queues", help=HELP, description=HELP)
     p.add_argument("--all", action="store_true", help="include empty queues")
     p.add_argument("--json", action="store_true", help="print as JSON")
-    add_redis_args(p)
+    add_verb_options(p)
     p.set_defaults(func=run)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import Progress, add_redis_args, engine_from_args, print_json, table
+from .common import Progress, add_verb_options, engine_from_args, print_json, table
 
 HELP = "enqueue what each item of a session is missing, judging by the outputs on disk"
 
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", default="tasks", metavar="DIR", help="where to find the session file (default %(default)s)")
     p.add_argument("--file", metavar="PATH", help="the session file (default: the one Redis remembers, or --tasks)")
     p.add_argument("--resume", action="store_true", help="repair a cancelled session (it becomes active again)")
-    add_redis_args(p)
+    add_verb_options(p)
     p.set_defaults(func=run)
 
 

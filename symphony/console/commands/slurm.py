@@ -16,10 +16,10 @@ import sys
 import threading
 import time
 
-from symphony.engine import ConfigError, JobSet, SlurmJob, resolve_redis, slurm_origin
+from symphony.engine import ConfigError, JobSet, SlurmJob, shared_options, slurm_origin
 
 from .. import fmt
-from .common import add_redis_args, confirm, engine_from_args, fail, print_json, table
+from .common import add_verb_options, confirm, engine_from_args, fail, print_json, table
 
 HELP = "workers as SLURM jobs: batch script, submit, track their states, status, adapt, cleanup"
 SETS = [s.value for s in JobSet]
@@ -54,7 +54,7 @@ def _script_args(p: argparse.ArgumentParser, *, adapt: bool = False) -> None:
     g.add_argument("--term-grace", type=int, default=20, metavar="SECONDS",
                    help="after SIGTERM (scancel, preemption) running tasks are handed back after this; keep it "
                         "below the cluster's KillWait (default %(default)s)")
-    add_redis_args(p)
+    add_verb_options(p)
 
 
 def _options(args: argparse.Namespace, *, processes: int | None = None, burst: bool | None = None):
@@ -75,7 +75,7 @@ def _render(args: argparse.Namespace, options) -> str:
 
 
 def _config(args: argparse.Namespace):
-    return resolve_redis(args.redis, password_file=args.redis_password_file, ca_file=args.redis_ca_file)
+    return shared_options(args).redis
 
 
 def _slurm_client(args: argparse.Namespace):
@@ -112,7 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--tag", action="append", default=[], help="only these tags (default: every tag of this cluster)")
     s.add_argument("--once", action="store_true", help="poll once, print what happened, exit")
     s.add_argument("--json", action="store_true", help="with --once: the report as JSON")
-    add_redis_args(s)
+    add_verb_options(s)
     s.set_defaults(func=run_track)
 
     h = "show the recorded jobs of every tag: state sets, SLURM's state and reason, workers"
@@ -122,7 +122,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--limit", type=int, default=50, help="newest jobs shown per tag (default %(default)s)")
     s.add_argument("--ids", action="store_true", help="list every set's ids (seed-style job lists)")
     s.add_argument("--json", action="store_true", help="print as JSON")
-    add_redis_args(s)
+    add_verb_options(s)
     s.set_defaults(func=run_status)
 
     h = "forget the job ids recorded under a tag (--keys: also the key/values their tasks wrote)"
@@ -133,7 +133,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--keys", action="store_true", help="also delete the key/values the tasks of those jobs wrote")
     s.add_argument("--force", action="store_true", help="even if jobs are still pending or running (they are no longer tracked)")
     s.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    add_redis_args(s)
+    add_verb_options(s)
     s.set_defaults(func=run_cleanup)
 
     h = "keep pending+running jobs proportional to the pool's queued work (submit, cancel pending, burst workers)"
@@ -153,7 +153,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("ids", nargs="+", metavar="JOBID", help="job ids (1234, 1234_0, or an array range 1234_[0-7])")
     s.add_argument("--tag", required=True)
     s.add_argument("--pool", required=True)
-    add_redis_args(s)
+    add_verb_options(s)
     s.set_defaults(func=run_adopt)
 
     h = "the key/values written by the tasks one SLURM job ran (--last: the most recent)"
@@ -163,7 +163,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--cluster", help="the SLURM cluster (default: the job's tag's, else this machine's)")
     s.add_argument("--limit", type=int, default=100)
     s.add_argument("--json", action="store_true", help="print as JSON")
-    add_redis_args(s)
+    add_verb_options(s)
     s.set_defaults(func=run_jobs)
 
 

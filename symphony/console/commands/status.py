@@ -6,7 +6,7 @@ import argparse
 from symphony.engine import Snapshot
 
 from .. import fmt
-from .common import add_redis_args, engine_from_args, print_json, table
+from .common import add_verb_options, engine_from_args, print_json, table
 from .sessions import print_sessions
 
 HELP = "show queues, workers and recent events (table, --json, or --export FILE)"
@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the snapshot as JSON (docs/status-json.md)")
     p.add_argument("--export", metavar="FILE", help="write the JSON snapshot to FILE (atomically)")
     p.add_argument("--events", type=int, default=20, help="how many recent events to include (default %(default)s)")
-    add_redis_args(p)
+    add_verb_options(p)
     p.set_defaults(func=run)
 
 

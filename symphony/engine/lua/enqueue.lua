@@ -14,7 +14,7 @@ for i = 4, #ARGV, 2 do
     batch[#batch + 1] = ARGV[i + 1]
     local old = any_outcomes and redis.call('HGET', KEYS[7], item)
     if old then
-      -- the item leaves its failed/timed-out/cancelled state (an atomic move, as in seed 004)
+      -- the item leaves its failed/timed-out/cancelled state (one atomic move between accounting states)
       local ok, rec = pcall(cjson.decode, old)
       if ok and type(rec) == 'table' and rec.state and rec.stage then
         redis.call('HINCRBY', KEYS[3], rec.stage .. '|' .. rec.state, -1)
