@@ -9,7 +9,7 @@ from datetime import datetime
 
 from symphony.engine import redact
 
-from .common import add_redis_args, engine_from_args, fail
+from .common import add_verb_options, engine_from_args, fail
 
 HELP = "print a worker process's recent log lines (kept in Redis while it runs, and a minute after)"
 FOLLOW_EVERY_S = 0.5
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-n", "--lines", type=int, default=100, help="how many of the last lines (default %(default)s)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines as they come (Ctrl-C stops)")
     p.add_argument("--json", action="store_true", help="one JSON object a line (at_ms, level, message)")
-    add_redis_args(p)
+    add_verb_options(p)
     p.set_defaults(func=run)
 
 
