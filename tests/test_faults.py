@@ -225,6 +225,7 @@ def test_a_lost_report_tells_recorded_reclaimed_and_redis_lost_its_data(engine, 
     assert engine.why_lost("w1", gone, resent=False).kind == "gone"
 
 
+@pytest.mark.slow
 def test_a_worker_whose_redis_lost_its_data_does_not_say_its_task_was_reclaimed(engine, r, redis_url, tmp_path):
     from symphony.engine import initialize_session, load_session
     from tests.helpers import WorkerRun, write_pipeline, write_session

@@ -569,6 +569,7 @@ COMMAND_SEES = ("import json,os,sys,time; "  # no braces: they would be placehol
                 "time.sleep(float(sys.argv[3]))")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
 def test_no_secret_reaches_a_handler_environment_command_line_or_memory(locked, tmp_path):
     """Every secret variable the project knows is set, and the password is also on the worker's

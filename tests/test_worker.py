@@ -301,6 +301,7 @@ def workers_seen(r) -> set[str]:
     return set(r.zrange("symphony:workers", 0, -1))
 
 
+@pytest.mark.slow
 def test_a_python_handler_holding_the_gil_is_timed_out_on_time_and_never_runs_twice(engine, r, redis_url, tmp_path):
     """A catastrophic regex holds the GIL for minutes with a 2 s stage timeout. In the worker's
     own process it starved the heartbeat and the watchdog: never timed out, its lease lapsed and
@@ -422,6 +423,7 @@ def test_an_os_error_preparing_an_output_fails_the_task_with_its_message_not_the
     assert "died" not in log and "Traceback" not in log, log
 
 
+@pytest.mark.slow
 def test_a_burst_worker_gives_up_on_a_redis_that_never_answers(tmp_path):
     """A server that accepts connections and never replies (a frozen Redis, a black hole): a
     burst worker used to wait forever. It gives up with one clear line and exit 2."""
@@ -445,6 +447,7 @@ def test_a_burst_worker_gives_up_on_a_redis_that_never_answers(tmp_path):
 
 # --- what the worker says ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sigterm_hands_back_a_python_task_without_calling_the_worker_lost(engine, r, redis_url, tmp_path):
     """A Python task still running when the drain window closes is handed back; its worker used
     to end itself from its watchdog, and its supervisor then logged "worker lost ... exited with
@@ -465,6 +468,7 @@ def test_sigterm_hands_back_a_python_task_without_calling_the_worker_lost(engine
 
 # --- the worker's log in Redis, and symphony logs -------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_workers_recent_lines_are_in_redis_and_symphony_logs_prints_them(engine, r, redis_url, tmp_path):
     items = [f"i{n}" for n in range(4)]
     session = one_stage_session(tmp_path, "tests.handlers:fail_some", items, params={"bad": ["i2"]},
