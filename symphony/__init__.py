@@ -6,11 +6,19 @@
 """
 from __future__ import annotations
 
-try:
-    from importlib.metadata import PackageNotFoundError, version as _version
-
-    __version__ = _version("redis-symphony")
-except PackageNotFoundError:  # running from a checkout that was never installed
-    __version__ = "0+unknown"
-
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> str:
+    """``__version__``, read from the installed distribution on first use (importlib.metadata
+    costs tens of milliseconds, which every worker process and handler executor would pay)."""
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        value = version("redis-symphony")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        value = "0+unknown"
+    globals()["__version__"] = value
+    return value

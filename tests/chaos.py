@@ -112,6 +112,7 @@ class ChaosRun:
         self.worker: WorkerRun | None = None
         self.engine: Engine | None = None
         self.killed: dict[int, float] = {}  # pid -> when we killed it
+        self.killed_with: dict[int, float] = {}  # the handler executors of those: they died with them
         self.killed_at_ms: dict[int, int] = {}  # pid -> server time just before the kill
         self.count_on_disk = False  # settled() counts final outputs instead of completions
         self.started = time.monotonic()
@@ -143,7 +144,8 @@ class ChaosRun:
         return self.worker
 
     def children(self) -> list[psutil.Process]:
-        """The supervisor's worker processes (not multiprocessing's resource tracker)."""
+        """The supervisor's worker processes (not multiprocessing's resource tracker, if any; a
+        worker's handler executor is its own child, not the supervisor's)."""
         if self.worker is None:
             return []
         try:
@@ -153,7 +155,7 @@ class ChaosRun:
         out = []
         for proc in procs:
             try:
-                if "spawn_main" in " ".join(proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE:
+                if "resource_tracker" not in " ".join(proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE:
                     out.append(proc)
             except psutil.Error:
                 continue
@@ -211,11 +213,15 @@ class ChaosRun:
         victim = rng.choice(candidates)
         at = self.server_ms()
         try:
+            executors = victim.children(recursive=True)  # they die with it (and ran its handlers)
             victim.send_signal(signal.SIGKILL)
         except psutil.Error:
             return None
-        self.killed[victim.pid] = time.time()
+        now = time.time()
+        self.killed[victim.pid] = now
         self.killed_at_ms[victim.pid] = at
+        for child in executors:
+            self.killed_with[child.pid] = now
         return victim.pid
 
     # --- audit --------------------------------------------------------------------------------
@@ -223,7 +229,7 @@ class ChaosRun:
         """Fill ``figures`` from the outputs on disk, the execution markers and Redis.
         ``explained(pid, started)`` says whether a losing execution (one whose output is not the
         one on disk) is explained by a fault; by default: its process was killed."""
-        explained = explained or (lambda pid, started: pid in self.killed)
+        explained = explained or (lambda pid, started: pid in self.killed or pid in self.killed_with)
         final = STAGES[-1]
         figures.tasks = len(self.items) * len(STAGES)
         s = self.stats()
@@ -519,4 +525,39 @@ def poison(workdir: Path, *, items: int = 40, processes: int = 2) -> Figures:
         figures.notes.append("; ".join(f"{k}: {v['state']}" for k, v in sorted(outcomes.items())))
         figures.details["outcomes"] = outcomes
         figures.details["root"] = str(run.data)
+    return figures
+
+
+def hostile_handlers(workdir: Path, *, items: int = 40, processes: int = 2, timeout: float = 2.0) -> Figures:
+    """Handlers that misbehave: one holds the GIL in a catastrophic regex for minutes (past its
+    ``timeout``), one raises SystemExit, one KeyboardInterrupt, one ends its own process with
+    os._exit. Python handlers run in each worker's executor: the worker keeps beating (no lease
+    lapses, nothing is reclaimed or runs twice), ends the regex at its timeout, and records each
+    as that task's failure; no worker process is replaced; every other item completes."""
+    extra = ["gil-1", "exit-1", "interrupt-1", "die-1"]
+    figures = Figures("hostile handlers", items, processes)
+    with ChaosRun(workdir, items, processes, handler="tests.handlers:hostile", max_attempts=2, timeout=timeout,
+                  extra_items=extra) as run:
+        run.start_workers()
+        before = {p.pid for p in run.children()}
+        figures.faults = len(extra)
+
+        def all_done() -> bool:
+            s = run.stats()
+            stopped = sum(s.get(f"{st}|{k}", 0) for st in STAGES for k in ("failed", "timed_out"))
+            running = sum(s.get(f"{st}|running", 0) for st in STAGES)
+            return s.get(f"{STAGES[-1]}|completed", 0) >= items and stopped >= len(extra) and running == 0
+
+        wait_until(all_done, timeout=120, interval=0.1, message=f"the hostile handlers to settle ({run.stats()})")
+        run.audit(figures, explained=lambda pid, started: False)
+        figures.worker_restarts = len(before - {p.pid for p in run.children()})
+        with run.client() as c:
+            outcomes = {k: json.loads(v) for k, v in c.hgetall(f"symphony:outcomes:{SESSION}").items()}
+        hostile = defaultdict(int)
+        for marker in run.markers.glob("hostile-*"):
+            hostile[marker.name.split("-", 2)[2].rsplit("-", 2)[0]] += 1
+        figures.notes.append("; ".join(f"{k}: {v['state']} after {v['attempts']}" for k, v in sorted(outcomes.items())))
+        figures.details["outcomes"] = outcomes
+        figures.details["runs"] = dict(hostile)
+        assert run.inflight_total() == 0
     return figures

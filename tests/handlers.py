@@ -93,6 +93,47 @@ def noop(ctx) -> None:
     """Nothing at all: a task as short as a task can be (prefetch kicks in)."""
 
 
+def hostile(ctx) -> None:
+    """Items say how to misbehave: ``exit-*`` raise SystemExit, ``interrupt-*`` KeyboardInterrupt,
+    ``die-*`` end the process (os._exit), ``gil-*`` hold the GIL in a catastrophic regex far past
+    any timeout; every other item is an ordinary chaos task."""
+    import re
+    import sys
+
+    kind = ctx.item.split("-", 1)[0]
+    if kind in ("exit", "interrupt", "die", "gil"):
+        _mark(ctx, "hostile")
+    if kind == "exit":
+        sys.exit(3)
+    if kind == "interrupt":
+        raise KeyboardInterrupt
+    if kind == "die":
+        os._exit(7)
+    if kind == "gil":
+        re.match(r"(a+)+$", "a" * int(ctx.params.get("gil_size", 32)) + "b")  # 4x longer per 2 characters
+    chaos(ctx)
+
+
+def see_secrets(ctx) -> None:
+    """Write everything a handler can see of its own process: /proc/self/environ and cmdline,
+    os.environ and sys.argv; then hang if asked (so a test can read this process's memory)."""
+    import json
+    import sys
+
+    seen = {"environ": open("/proc/self/environ", "rb").read().decode("utf-8", "replace"),
+            "cmdline": open("/proc/self/cmdline", "rb").read().decode("utf-8", "replace"),
+            "os.environ": dict(os.environ), "sys.argv": list(sys.argv), "pid": os.getpid()}
+    with open(ctx.output, "w") as fh:
+        json.dump(seen, fh)
+    _mark(ctx, "saw")
+    time.sleep(float(ctx.params.get("hang", 0)))
+
+
+def handler_env(ctx) -> None:
+    """Record the SYMPHONY_* variables the handler's process has."""
+    ctx.write_output_json({k: v for k, v in os.environ.items() if k.startswith("SYMPHONY_")})
+
+
 def slurm_kv(ctx) -> None:
     """Record which SLURM job ran this task in the job's key/values, then as ``ok``."""
     ctx.kv.set("slurm_job", os.environ.get("SLURM_JOB_ID", ""))

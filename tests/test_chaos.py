@@ -100,3 +100,19 @@ def test_redis_loses_everything_and_repair_restores_every_missing_task(tmp_path,
     # the counters were lost with everything else: repair restored what the disk proves, and
     # each item is done once per stage, whatever ran again
     assert every_item_done_once(figures), figures.details["done"]
+
+
+def test_hostile_handlers_fail_their_own_task_and_never_starve_the_lease(tmp_path, capsys):
+    figures = chaos.hostile_handlers(tmp_path, items=ITEMS or 40, processes=2)
+    report(capsys, figures)
+    outcomes, runs = figures.details["outcomes"], figures.details["runs"]
+    assert figures.lost == 0 and figures.double_completions == 0
+    assert figures.reclaimed == 0 and figures.duplicates == 0, "a lease lapsed: the task ran twice"
+    assert figures.worker_restarts == 0, "a handler took its worker process down"
+    gil = outcomes["gil-1"]
+    assert gil["state"] == "timed_out" and "timed out after 2s" in gil["error"] and runs["gil-1"] == 1
+    assert outcomes["exit-1"]["state"] == "failed" and "SystemExit" in outcomes["exit-1"]["error"]
+    assert outcomes["interrupt-1"]["state"] == "failed" and "KeyboardInterrupt" in outcomes["interrupt-1"]["error"]
+    assert outcomes["die-1"]["state"] == "failed" and "exited with code 7" in outcomes["die-1"]["error"]
+    assert all(outcomes[k]["attempts"] == 2 for k in ("exit-1", "interrupt-1", "die-1"))
+    assert set(outcomes) == {"gil-1", "exit-1", "interrupt-1", "die-1"}

@@ -69,9 +69,9 @@ def test_every_environment_variable_the_code_reads_is_in_the_table():
 
 
 def test_the_variables_given_to_handlers_are_in_the_table():
-    source = (ROOT / "symphony" / "workers" / "process.py").read_text()
-    given = set(re.findall(r'"(SYMPHONY_[A-Z]+)":', source))
-    assert given == {"SYMPHONY_SESSION", "SYMPHONY_STAGE", "SYMPHONY_ITEM", "SYMPHONY_ATTEMPT"}
+    source = (ROOT / "symphony" / "workers" / "dispatch.py").read_text()
+    given = set(re.findall(r'"(SYMPHONY_[A-Z_]+)":', source))
+    assert given == {"SYMPHONY_SESSION", "SYMPHONY_STAGE", "SYMPHONY_ITEM", "SYMPHONY_ATTEMPT", "SYMPHONY_ITEM_INPUT"}
     assert given <= documented()
 
 

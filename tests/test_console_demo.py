@@ -107,8 +107,10 @@ def test_demo_starts_everything_and_quitting_stops_everything(how):
         def everything_up():
             procs = [p for p in descendants(term.process.pid) if alive(p)]
             names = " ".join(cmdline(p) for p in procs)
-            supervisors = [p for p in procs if "-m symphony.workers" in cmdline(p)]
-            processes = [p for p in procs if "spawn_main" in cmdline(p)]  # the supervisors' worker processes
+            workers = [p for p in procs if "-m symphony.workers" in cmdline(p)]  # forked children have it too
+            supervisors = [p for p in workers if p.ppid() not in {w.pid for w in workers}]
+            processes = [p for p in procs if p.ppid() in {s.pid for s in supervisors}
+                         and "resource_tracker" not in cmdline(p)]  # the supervisors' worker processes
             server = "redis-server" in names or "valkey" in names
             return server and len(supervisors) == 2 and len(processes) >= 4 and procs
 

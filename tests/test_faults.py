@@ -144,9 +144,10 @@ def test_the_console_alone_reaps_a_dead_fleet(engine, r, session):
 
 
 def test_a_burst_worker_does_not_exit_before_it_knows_its_roles(engine, r, redis_url, tmp_path):
-    """The heartbeat thread may note the registry's epoch before it has loaded the roles; the
-    main loop used to take that as "roles loaded", step with no roles, find no work for no
-    roles, and exit 0 in burst mode with the session untouched (seen in the AUTH tests)."""
+    """The heartbeat thread may follow the registry's epoch before the loop has loaded its roles;
+    the loop used to take that as "roles loaded", step with no roles, find no work for no roles,
+    and exit 0 in burst mode with the session untouched (seen in the AUTH tests). Now only the
+    loop loads its roles; the heart merely says they are stale."""
     from symphony.engine import initialize_session, load_session
     from tests.helpers import write_pipeline, write_session
     from symphony.workers.options import WorkerOptions
@@ -156,11 +157,12 @@ def test_a_burst_worker_does_not_exit_before_it_knows_its_roles(engine, r, redis
                                              "output": "{root}/{session}/{stage}/{item}.json"}])
     initialize_session(engine, load_session(write_session(tmp_path / "s.yaml", "s1", "pipe.yaml", ["i1"],
                                                           root=str(tmp_path / "data"))))
-    worker = WorkerProcess(WorkerOptions(redis_url=redis_url, burst=True, idle_wait_s=0.2), "w-burst")
-    worker.epoch = r.get("symphony:epoch")  # what the heartbeat thread does first, racing the main loop
+    worker = WorkerProcess(WorkerOptions(redis=resolve_redis(redis_url), burst=True, idle_wait_s=0.2), "w-burst")
+    worker.heart.beat()  # what the heartbeat thread does first, racing the main loop
     try:
-        assert worker._loop() == 0
+        assert worker.loop.run() == 0
     finally:
+        worker.executor.close()
         worker.engine.close()
     assert (tmp_path / "data" / "s1" / "work" / "i1.json").is_file(), "the burst worker exited without working"
 
@@ -195,30 +197,55 @@ def test_a_worker_notices_that_redis_lost_its_registry_even_if_the_epoch_looks_t
         worker.stop()
 
 
-def test_a_resent_report_tells_recorded_from_reclaimed(engine, r, redis_url, session):
-    """A report sent again after a connection failure finds its task gone either because its
-    first attempt was recorded (only the reply was lost) or because the lease was reclaimed
-    meanwhile; the worker logged the second for both (seen after a 12 s freeze: 'reclaimed by
-    another process' with nothing reclaimed). It now looks where the item is."""
-    from symphony.workers.options import WorkerOptions
-    from symphony.workers.process import WorkerProcess
+def test_a_lost_report_tells_recorded_reclaimed_and_redis_lost_its_data(engine, r, redis_url, session):
+    """A report that finds its task gone (finish.lua says 'lost'): its first attempt was recorded
+    and only the reply was lost; or its lease was reclaimed meanwhile; or Redis lost its data.
+    The worker logged "already recorded" for a resent report whatever happened, and "reclaimed by
+    another process (our lease lapsed)" when nothing had been reclaimed."""
+    engine.enqueue("s1", "a", [("i1", None), ("i2", None), ("i3", None)])
+    link = engine.worker_link("w1", ["a"])
+    link.beat(5, 12.5, {})
+    first = claim(link)
+    recorded = Finish(first, Outcome(OutcomeKind.DONE), next_stage="b", attempts=1)
+    link.step(recorded, claim=False)  # recorded; imagine its reply lost
+    assert link.step(recorded, claim=False).finished == "lost"  # the resend
+    assert engine.why_lost("w1", recorded, resent=True).kind == "recorded"
+    second = claim(link)
+    engine.reclaim_worker("w1", force=True, reason="its lease lapsed")  # taken while the worker was cut off
+    stolen = Finish(second, Outcome(OutcomeKind.DONE), next_stage="b", attempts=1)
+    assert link.step(stolen, claim=False).finished == "lost"
+    why = engine.why_lost("w1", stolen, resent=True)
+    assert why.kind == "reclaimed" and "its lease lapsed" in why.detail
+    link.beat(5, 12.5, {})
+    third = claim(link)
+    r.flushall()  # Redis loses everything while the task runs
+    gone = Finish(third, Outcome(OutcomeKind.DONE), next_stage="b", attempts=1)
+    assert link.step(gone, claim=False).finished == "lost"
+    assert engine.why_lost("w1", gone, resent=True).kind == "gone"
+    assert engine.why_lost("w1", gone, resent=False).kind == "gone"
 
-    engine.enqueue("s1", "a", [("i1", None), ("i2", None)])
-    worker = WorkerProcess(WorkerOptions(redis_url=redis_url), "w1")
+
+@pytest.mark.slow
+def test_a_worker_whose_redis_lost_its_data_does_not_say_its_task_was_reclaimed(engine, r, redis_url, tmp_path):
+    from symphony.engine import initialize_session, load_session
+    from tests.helpers import WorkerRun, write_pipeline, write_session
+
+    write_pipeline(tmp_path / "pipe.yaml", [{"name": "work", "pool": "p", "handler": "tests.handlers:hang",
+                                             "params": {"hang": 1.5}, "output": "{root}/{session}/{stage}/{item}.json"}])
+    initialize_session(engine, load_session(write_session(tmp_path / "s.yaml", "s1", "pipe.yaml", ["i1"],
+                                                          root=str(tmp_path / "data"))))
+    worker = WorkerRun(redis_url, "--processes", "1", log_dir=tmp_path, heartbeat=0.5)
     try:
-        link = engine.worker_link("w1", ["a"])
-        first = claim(link)
-        recorded = Finish(first, Outcome(OutcomeKind.DONE), next_stage="b", attempts=1)
-        link.step(recorded, claim=False)  # recorded; imagine its reply lost
-        assert link.step(recorded, claim=False).finished == "lost"  # the resend
-        assert worker._report_was_recorded(recorded)
-        second = claim(link)
-        engine.reclaim_worker("w1", force=True)  # the lease is taken while the worker is cut off
-        stolen = Finish(second, Outcome(OutcomeKind.DONE), next_stage="b", attempts=1)
-        assert link.step(stolen, claim=False).finished == "lost"
-        assert not worker._report_was_recorded(stolen)
+        markers = tmp_path / "data" / "markers"
+        wait_until(lambda: markers.is_dir() and list(markers.glob("started-*")), message="the task to start")
+        r.flushall()
+        wait_until(lambda: "work:i1@s1 was no longer in this worker's hands" in worker.output(), timeout=30,
+                   message="the worker to say what happened to its report")
+        log = worker.output()
+        assert "reclaimed by another process" not in log and "reclaimed from this worker" not in log, log
+        assert "already recorded" not in log, log
     finally:
-        worker.engine.close()
+        worker.stop()
 
 
 def _stops_within(process: subprocess.Popen, seconds: float) -> float | None:

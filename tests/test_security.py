@@ -105,6 +105,26 @@ def test_a_missing_or_wrong_password_is_a_clear_error_not_a_traceback(locked, tm
     assert "refused the credentials" in log and "Traceback" not in log and "wrong-password-123" not in log
 
 
+def test_refused_credentials_are_a_typed_error_not_a_text_to_search(locked):
+    """The supervisor told refused credentials (stop) from an unreachable server (wait) by
+    searching the exception's text for "credentials"."""
+    from symphony.engine import CredentialsRefused, RedisUnavailable
+
+    for password in (None, "wrong-password-123"):
+        with Engine(resolve_redis(f"redis://127.0.0.1:{locked.port}/0", env={"REDIS_PASSWORD": password} if password
+                                  else {})) as engine:
+            with pytest.raises(CredentialsRefused):
+                engine.ping()
+    with Engine(resolve_redis(f"redis://:{PASSWORD}@127.0.0.1:{locked.port}/0")) as engine:
+        assert engine.ping()
+    from symphony.engine.embedded import free_port
+
+    with Engine(resolve_redis(f"redis://127.0.0.1:{free_port()}/0")) as engine:
+        with pytest.raises(RedisUnavailable) as unreachable:
+            engine.ping()
+        assert not isinstance(unreachable.value, CredentialsRefused)
+
+
 # --- TLS --------------------------------------------------------------------------------------
 
 def _tls_binary() -> str | None:
@@ -304,16 +324,23 @@ def test_the_read_only_user_reads_a_snapshot_but_cannot_write(acl_server, tmp_pa
 
 # --- secrets in outputs -------------------------------------------------------------------------
 
-@pytest.mark.slow
-def test_secrets_never_appear_in_any_output(locked, tmp_path):
-    """The password in logs, status (table, --json, --export), the snapshot header, events,
-    exception messages, outcome records and the processes' command lines."""
+def careless_session(locked, tmp_path) -> tuple[str, dict[str, str]]:
+    """Two tasks whose handler prints the password (read from a file) and fails with it in its
+    error; returns the server's URL (with the password) and the environment to reach it."""
     leak_file = tmp_path / "pw-for-handler"
     leak_file.write_text(PASSWORD)
     session = small_session(tmp_path, items=2, handler="tests.handlers:leak_secret", params={"file": str(leak_file)})
     url = f"redis://:{PASSWORD}@127.0.0.1:{locked.port}/0"
     env = clean_env(REDIS_URL=url)
     assert cli("initialize", str(session), env=env).returncode == 0
+    return url, env
+
+
+@pytest.mark.slow
+def test_secrets_never_appear_in_any_output(locked, tmp_path):
+    """The password in logs, status (table, --json, --export), the snapshot header, events,
+    exception messages, outcome records and the processes' command lines."""
+    url, env = careless_session(locked, tmp_path)
     worker = WorkerRun(url, "--processes", "1", "--log-level", "DEBUG", log_dir=tmp_path, env=env)
     try:
         with locked.client() as c:
@@ -343,6 +370,25 @@ def test_secrets_never_appear_in_any_output(locked, tmp_path):
     for where, text in texts.items():
         assert PASSWORD not in text, f"the password appeared in the {where}"
     assert PASSWORD.encode().hex() not in dump
+
+
+def test_json_worker_logs_are_one_object_a_line_with_the_task_and_no_secret(locked, tmp_path):
+    url, env = careless_session(locked, tmp_path)
+    worker = WorkerRun(url, "--burst", "--processes", "1", "--log-format", "json", log_dir=tmp_path, env=env)
+    assert worker.wait(60) == 0, worker.output()
+    log = worker.output()
+    worker.stop()
+    assert PASSWORD not in log
+    records = [json.loads(line) for line in log.splitlines() if line.strip()]  # every line is one object
+    assert all({"time", "level", "worker", "session", "stage", "item", "attempt", "message"} <= set(r)
+               for r in records)
+    failures = [r for r in records if "failed after 1 attempt" in r["message"]]
+    assert len(failures) == 2 and all(r["session"] == "sec" and r["stage"] == "work" and r["attempt"] == 1
+                                      for r in failures)
+    assert {r["item"] for r in failures} == {"i0", "i1"} and all(r["level"] == "WARNING" for r in failures)
+    printed = [r for r in records if r["message"].startswith("about to fail with")]
+    assert printed and all(r["message"] == "about to fail with ***" for r in printed), printed
+    assert records[0]["time"].startswith(("19", "20")) and records[0]["time"].endswith("Z")
 
 
 # --- no shell, no path escape, no key injection ---------------------------------------------------
@@ -483,3 +529,105 @@ def test_a_snapshot_reads_plainly_where_read_only_scripts_are_not_allowed(acl_se
         plain = reader.snapshot()
     assert [(q.name, q.queued, q.enqueued) for q in plain.queues] == [(q.name, q.queued, q.enqueued)
                                                                         for q in scripted.queues] == [("work:sec", 4, 4)]
+
+
+# --- no secret reaches a handler --------------------------------------------------------------------
+
+def memory_contains(pid: int, needle: bytes) -> bool:
+    """Whether ``needle`` is anywhere in the readable memory of process ``pid`` (needs root, or
+    ptrace rights over it)."""
+    with open(f"/proc/{pid}/maps") as fh:
+        regions = fh.read().splitlines()
+    with open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in regions:
+            span, perms = line.split()[:2]
+            start, end = (int(x, 16) for x in span.split("-"))
+            if "r" not in perms or end - start > 1 << 30:
+                continue
+            try:
+                mem.seek(start)
+                if needle in mem.read(end - start):
+                    return True
+            except (OSError, OverflowError, ValueError):
+                continue
+    return False
+
+
+def can_read_memory() -> bool:
+    try:
+        return memory_contains(os.getpid(), b"can_read_memory") or True
+    except OSError:
+        return False
+
+
+COMMAND_SEES = ("import json,os,sys,time; "  # no braces: they would be placeholders of the command
+                "seen=dict([('environ', open('/proc/self/environ','rb').read().decode('utf-8','replace')), "
+                "('cmdline', open('/proc/self/cmdline','rb').read().decode('utf-8','replace')), "
+                "('os.environ', dict(os.environ)), ('sys.argv', sys.argv), ('pid', os.getpid())]); "
+                "json.dump(seen, open(sys.argv[1],'w')); "
+                "os.makedirs(sys.argv[2], exist_ok=True); open(os.path.join(sys.argv[2], 'saw-command-%d' % os.getpid()),'w'); "
+                "time.sleep(float(sys.argv[3]))")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
+def test_no_secret_reaches_a_handler_environment_command_line_or_memory(locked, tmp_path):
+    """Every secret variable the project knows is set, and the password is also on the worker's
+    command line (--redis URL): a Python handler and a command handler see none of them, in
+    /proc/self/environ, /proc/self/cmdline, os.environ or sys.argv, and their processes' memory
+    holds neither the password nor the encryption key (the worker process's does: the scan works)."""
+    import base64
+
+    from symphony.engine import SECRET_ENVIRONMENT
+
+    key = base64.b64encode(os.urandom(32)).decode()
+    (tmp_path / "key").write_text(key)
+    (tmp_path / "pw").write_text(PASSWORD)
+    url = f"redis://:{PASSWORD}@127.0.0.1:{locked.port}/0"
+    azure = {"AZURE_CLIENT_SECRET": "azure-client-secret-4417", "AZURE_CLIENT_CERTIFICATE_PASSWORD": "cert-pass-8890",
+             "AZURE_PASSWORD": "azure-user-pass-2231"}
+    secrets = {"REDIS_URL": url, "SYMPHONY_REDIS_URL": url, "REDIS_PASSWORD": PASSWORD,
+               "REDIS_PASSWORD_FILE": str(tmp_path / "pw"), "SYMPHONY_REDIS_PASSWORD_FILE": str(tmp_path / "pw"),
+               "SYMPHONY_KEY": key, "SYMPHONY_KEY_FILE": str(tmp_path / "key"),
+               "AZURE_CLIENT_CERTIFICATE_PATH": str(tmp_path / "cert.pem"), **azure}
+    assert set(secrets) == set(SECRET_ENVIRONMENT), "the test must set every secret variable the project knows"
+    env = clean_env(**secrets)
+    stages = [{"name": "py", "pool": "p", "handler": "tests.handlers:see_secrets", "params": {"hang": 60},
+               "output": "{root}/{session}/{stage}/{item}.json", "max_attempts": 1, "timeout": 120},
+              {"name": "cmd", "pool": "p", "command": ["{python}", "-c", COMMAND_SEES, "{output}", "{root}/markers",
+                                                        "60"],
+               "output": "{root}/{session}/{stage}/{item}.json", "max_attempts": 1, "timeout": 120}]
+    for stage in stages:  # one session each, so that ending one handler does not stop the other
+        write_pipeline(tmp_path / f"{stage['name']}.yaml", [stage], name=f"pipe{stage['name']}")
+        session = write_session(tmp_path / f"sec{stage['name']}.yaml", f"sec{stage['name']}", f"{stage['name']}.yaml",
+                                ["i0"], root=str(tmp_path / "data"))
+        out = cli("initialize", str(session), env=env)
+        assert out.returncode == 0, out.stderr
+    worker = WorkerRun(url, "--processes", "1", "--redis", url, log_dir=tmp_path, env=env)
+    markers = tmp_path / "data" / "markers"
+    needles = [PASSWORD.encode(), key.encode(), *(v.encode() for v in azure.values())]
+    try:
+        for stage, pattern in (("py", "saw-py-*"), ("cmd", "saw-command-*")):
+            wait_until(lambda: markers.is_dir() and list(markers.glob(pattern)), timeout=60,
+                       message=f"the {stage} handler to look around")
+            pid = int(list(markers.glob(pattern))[0].name.rsplit("-", 1)[1])
+            seen = json.loads(next((tmp_path / "data" / f"sec{stage}" / stage).glob("i0.json.part-*")).read_text())
+            assert seen["pid"] == pid
+            text = json.dumps(seen)
+            for name in SECRET_ENVIRONMENT:
+                assert name not in seen["os.environ"] and f"{name}=" not in seen["environ"], (stage, name)
+            for needle in needles:
+                assert needle.decode() not in text, f"a secret reached the {stage} handler"
+            if can_read_memory():
+                import psutil
+
+                parent = psutil.Process(pid).ppid()
+                assert memory_contains(parent, PASSWORD.encode()), "the memory scan does not work"
+                assert PASSWORD not in " ".join(psutil.Process(parent).cmdline()), "in the worker's command line"
+                for needle in needles:
+                    assert not memory_contains(pid, needle), f"a secret is in the memory of the {stage} handler"
+            os.kill(pid, signal.SIGKILL)  # enough seen: end this handler (its task fails)
+        with locked.client() as c:
+            wait_until(lambda: c.hlen("symphony:outcomes:seccmd") == 1, timeout=30, message="the last task to end")
+    finally:
+        worker.stop()

@@ -19,7 +19,7 @@ from symphony.engine.embedded import free_port
 from tests.helpers import ROOT, kill_process_group, wait_until, worker_env
 
 PASSWORD = "json-logs-secret-7781"
-FIELDS = {"time", "level", "message"}  # of every line
+FIELDS = {"time", "level", "worker", "session", "stage", "item", "attempt", "message"}  # of every line
 
 
 def json_lines(text: str) -> list[dict]:
@@ -107,6 +107,8 @@ def test_the_exporters_json_log_through_redis_gone_and_back(locked, tmp_path):
     assert any(m.startswith("cannot read Redis: ") for m in messages), messages
     assert any(m.startswith("Redis answers again") for m in messages) and messages[-1] == "stopped"
     assert {line["level"] for line in lines} >= {"INFO", "WARNING"}
+    assert {line["worker"] for line in lines} == {"symphony-exporter"}  # the process; it runs no task
+    assert {(line["session"], line["stage"], line["item"], line["attempt"]) for line in lines} == {(None,) * 4}
     assert PASSWORD not in text
 
 
@@ -138,6 +140,7 @@ def test_the_collectors_json_log_never_holds_a_secret(locked, monkeypatch, capsy
     lines = json_lines(out.err)
     assert any(line["level"] == "WARNING" and "AADSTS7000222" in line["message"] for line in lines), lines
     assert any(line["message"].startswith("Azure Monitor: ") for line in lines)
+    assert {line["worker"] for line in lines} == {"symphony-metrics"}
     assert secret not in out.err and PASSWORD not in out.err and "***" in out.err
 
 
@@ -189,4 +192,5 @@ def test_the_slurm_trackers_json_log_through_redis_gone_and_back(cluster, locked
     assert messages[0].startswith("tracking SLURM jobs of cluster") and messages[-1].startswith("tracker stopped")
     assert any("1 moved" in m for m in messages), messages
     assert any(line["level"] == "WARNING" and "Redis unavailable" in line["message"] for line in lines)
+    assert {line["worker"] for line in lines} == {"symphony-slurm-tracker"}
     assert PASSWORD not in text

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -36,7 +37,8 @@ class WebServer:
                                         stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self) -> None:
@@ -152,7 +154,8 @@ def test_a_bad_token_file_is_refused_with_its_name(redis_url, tmp_path, token, m
 def test_with_a_token_every_request_needs_it_and_the_socket_only_its_own_page(redis_url, tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
-    web = WebServer(redis_url, tmp_path, "--bind", "0.0.0.0", "--web-token-file", str(token_file))
+    web = WebServer(redis_url, tmp_path, "--bind", "0.0.0.0", "--web-token-file", str(token_file),
+                    "--log-format", "json")
     try:
         web.wait_ready()
         for path in ("/", "/ws", "/static/js/textual.js", "/?token=wrong-token-of-enough-length"):
@@ -175,9 +178,13 @@ def test_with_a_token_every_request_needs_it_and_the_socket_only_its_own_page(re
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(foreign, timeout=10)
         assert refused.value.code == 403
-        assert TOKEN not in web.output()
     finally:
         assert web.stop() == 0, web.output()
+    log = [json.loads(line) for line in web.output().splitlines() if line.strip()]  # every line one object
+    assert {line["worker"] for line in log} == {"symphony-web"}
+    assert any(line["message"].startswith("symphony-tui: serving the console on") for line in log)
+    assert any(line["level"] == "WARNING" and "origin http://evil.example" in line["message"] for line in log)
+    assert TOKEN not in web.output()
 
 
 def test_without_the_web_extra_the_error_says_what_to_install(monkeypatch):

@@ -68,6 +68,19 @@ def one_stage_session(tmp_path: Path, handler: str, items, *, params=None, timeo
     return write_session(tmp_path / f"{name}.yaml", name, "pipe.yaml", items, root=str(tmp_path / "data"))
 
 
+def handler_pid(markers: Path, pattern: str) -> int:
+    """The pid of the process that ran a handler (its executor), from its marker file."""
+    wait_until(lambda: markers.is_dir() and list(markers.glob(pattern)), message=f"a marker {pattern}")
+    return int(list(markers.glob(pattern))[0].name.rsplit("-", 1)[1])
+
+
+def worker_of(handler: int) -> int:
+    """The worker process whose executor ran a Python handler: the executor's parent."""
+    import psutil
+
+    return psutil.Process(handler).ppid()
+
+
 @pytest.mark.slow
 def test_sigkill_mid_task_is_reclaimed_and_completed(engine, r, redis_url, tmp_path):
     session = one_stage_session(tmp_path, "tests.handlers:hang_first_attempt", ["x1"], params={"hang": 60})
@@ -75,9 +88,8 @@ def test_sigkill_mid_task_is_reclaimed_and_completed(engine, r, redis_url, tmp_p
     worker = WorkerRun(redis_url, "--processes", "1", log_dir=tmp_path, heartbeat=0.5)
     try:
         markers = tmp_path / "data" / "markers"
-        wait_until(lambda: markers.is_dir() and list(markers.glob("started-*-1-*")), message="attempt 1 to start")
-        pid = int(list(markers.glob("started-*-1-*"))[0].name.rsplit("-", 1)[1])
-        os.kill(pid, signal.SIGKILL)
+        executor = handler_pid(markers, "started-*-1-*")
+        os.kill(worker_of(executor), signal.SIGKILL)  # the worker process, mid-task: its executor dies with it
         output = tmp_path / "data" / "s1" / "work" / "x1.json"
         wait_until(output.is_file, timeout=30, message="the reclaimed task to complete")
         assert json.loads(output.read_text())["attempt"] == 2  # attempt count raised
@@ -118,15 +130,28 @@ def test_whole_host_lost_is_reclaimed_by_another_worker_within_three_heartbeats(
             rescuer.stop()
 
 
+DATED = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+
+
 @pytest.mark.slow
 def test_always_failing_task_ends_failed_with_its_error_while_others_complete(engine, r, redis_url, tmp_path):
+    """...and the log says so: every line dated, tasks named stage:item@session (not their raw
+    message), and a burst ends with a summary of what it did."""
+    import re
+
     items = [f"i{n}" for n in range(6)]
     session = one_stage_session(tmp_path, "tests.handlers:fail_some", items, params={"bad": ["i3"]},
                                 max_attempts=3, backoff=0.05)
     init(engine, session)
     worker = WorkerRun(redis_url, "--burst", "--processes", "2", log_dir=tmp_path)
     assert worker.wait(60) == 0, worker.output()
+    log = worker.output()
     worker.stop()
+    lines = [line for line in log.splitlines() if line.strip()]
+    assert lines and all(re.match(DATED, line) for line in lines), log
+    assert "work:i3@s1 failed (attempt 1 of 3)" in log and "work:i3@s1 failed after 3 attempt(s)" in log
+    assert '{"i":' not in log, "a task named by its raw message"
+    assert "burst finished: 5 done, 1 failed, 2 retried, 0 timed out in " in log, log
     counts = stats(r, "s1")
     assert counts["work|completed"] == 5 and counts["work|failed"] == 1 and counts["work|retried"] == 2
     record = json.loads(r.hget("symphony:outcomes:s1", "i3"))
@@ -268,3 +293,279 @@ def test_an_idle_worker_blocks_instead_of_polling(own_redis, tmp_path):
         engine.close()
         r.close()
         log.close()
+
+
+# --- handlers that misbehave, in the executor ---------------------------------------------------
+
+def workers_seen(r) -> set[str]:
+    return set(r.zrange("symphony:workers", 0, -1))
+
+
+@pytest.mark.slow
+def test_a_python_handler_holding_the_gil_is_timed_out_on_time_and_never_runs_twice(engine, r, redis_url, tmp_path):
+    """A catastrophic regex holds the GIL for minutes with a 2 s stage timeout. In the worker's
+    own process it starved the heartbeat and the watchdog: never timed out, its lease lapsed and
+    a second worker ran the same task. In the executor it is killed at its timeout; the worker
+    keeps beating, nobody reclaims it, and the same worker process goes on with the next task."""
+    session = one_stage_session(tmp_path, "tests.handlers:hostile", ["gil-1", "after-1", "after-2"], timeout=2.0,
+                                max_attempts=1, params={"gil_size": 34})
+    init(engine, session)
+    first = WorkerRun(redis_url, "--processes", "1", "--name", "first", log_dir=tmp_path, heartbeat=0.5)
+    second = None
+    try:
+        markers = tmp_path / "data" / "markers"
+        wait_until(lambda: markers.is_dir() and list(markers.glob("hostile-work-gil-1-*")), message="the regex to start")
+        second = WorkerRun(redis_url, "--processes", "1", "--name", "second", log_dir=tmp_path, heartbeat=0.5)
+        wait_until(lambda: len(workers_seen(r)) == 2, message="the second worker to register")
+        before = {w for w in workers_seen(r) if w.startswith("first")}
+        wait_until(lambda: stats(r, "s1").get("work|timed_out") == 1, timeout=60, message="the timeout")
+        wait_until(lambda: stats(r, "s1").get("work|completed") == 2, timeout=60, message="the other items")
+        record = json.loads(r.hget("symphony:outcomes:s1", "gil-1"))
+        assert record["state"] == "timed_out" and "timed out after 2s" in record["error"]
+        assert len(list(markers.glob("hostile-work-gil-1-*"))) == 1, "the task ran twice"
+        counts = stats(r, "s1")
+        assert counts.get("work|reclaimed", 0) == 0 and counts["work|running"] == 0, counts
+        assert before <= workers_seen(r), "the worker process was replaced"
+        assert "died" not in first.output() and "this process ends" not in first.output()
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+def test_systemexit_keyboardinterrupt_and_os_exit_fail_their_task_not_the_worker(engine, r, redis_url, tmp_path):
+    items = ["exit-1", "interrupt-1", "die-1", "ok-1", "ok-2", "ok-3"]
+    session = one_stage_session(tmp_path, "tests.handlers:hostile", items, max_attempts=2, backoff=0.05)
+    init(engine, session)
+    worker = WorkerRun(redis_url, "--burst", "--processes", "1", log_dir=tmp_path, heartbeat=0.5)
+    assert worker.wait(90) == 0, worker.output()
+    log = worker.output()
+    worker.stop()
+    outcomes = {k: json.loads(v) for k, v in r.hgetall("symphony:outcomes:s1").items()}
+    assert {k: v["state"] for k, v in outcomes.items()} == {"exit-1": "failed", "interrupt-1": "failed",
+                                                             "die-1": "failed"}
+    assert "SystemExit: 3" in outcomes["exit-1"]["error"] and outcomes["exit-1"]["attempts"] == 2
+    assert "KeyboardInterrupt" in outcomes["interrupt-1"]["error"]
+    assert "exited with code 7" in outcomes["die-1"]["error"]
+    assert stats(r, "s1")["work|completed"] == 3
+    assert "died" not in log and "reclaimed" not in log, log
+
+
+def test_handlers_get_their_task_in_the_environment(engine, r, redis_url, tmp_path):
+    """SYMPHONY_SESSION, SYMPHONY_STAGE, SYMPHONY_ITEM, SYMPHONY_ATTEMPT and SYMPHONY_ITEM_INPUT (the
+    item's own input, at every stage: a later stage's {input} is the previous stage's output), for
+    a Python handler (in its executor's os.environ) and a command, whose stdout is its output."""
+    printer = "import json,os; print(json.dumps(dict((k,v) for k,v in sorted(os.environ.items()) if k.startswith('SYMPHONY_'))))"
+    stages = [{"name": "py", "pool": "p", "handler": "tests.handlers:handler_env",
+               "output": "{root}/{session}/{stage}/{item}.json"},
+              {"name": "cmd", "pool": "p", "command": ["{python}", "-c", printer], "stdout": "output",
+               "output": "{root}/{session}/{stage}/{item}.json"}]
+    write_pipeline(tmp_path / "pipe.yaml", stages)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a1.txt").write_text("the item's own input")
+    init(engine, write_session(tmp_path / "s1.yaml", "s1", "pipe.yaml", ["a1"], root=str(tmp_path / "data"),
+                               input=str(tmp_path / "in" / "{item}.txt")))
+    worker = WorkerRun(redis_url, "--burst", "--processes", "1", log_dir=tmp_path)
+    assert worker.wait(60) == 0, worker.output()
+    worker.stop()
+    for stage in ("py", "cmd"):
+        seen = json.loads((tmp_path / "data" / "s1" / stage / "a1.json").read_text())
+        assert seen == {"SYMPHONY_ATTEMPT": "1", "SYMPHONY_ITEM": "a1", "SYMPHONY_SESSION": "s1",
+                        "SYMPHONY_STAGE": stage, "SYMPHONY_ITEM_INPUT": str(tmp_path / "in" / "a1.txt")}, (stage, seen)
+
+
+def test_a_command_whose_stdout_is_its_output_writes_it_atomically(engine, r, redis_url, tmp_path):
+    """sha256sum, jq, gzip -c: the stage's output is what the command prints, renamed into place
+    when it exits 0; a command that prints and then fails leaves no output and no temporary file."""
+    tool = ("import sys; print('digest of', sys.argv[1]); sys.stdout.flush(); "
+            "sys.exit(3 if sys.argv[1].startswith('bad') else 0)")
+    session = one_stage_session(tmp_path, "", ["good-1", "bad-1"], max_attempts=1,
+                                command=["{python}", "-c", tool, "{item}"])
+    pipe = tmp_path / "pipe.yaml"
+    import yaml
+
+    data = yaml.safe_load(pipe.read_text())
+    data["stages"][0]["stdout"] = "output"
+    pipe.write_text(yaml.safe_dump(data))
+    init(engine, session)
+    worker = WorkerRun(redis_url, "--burst", "--processes", "1", log_dir=tmp_path)
+    assert worker.wait(60) == 0, worker.output()
+    worker.stop()
+    out = tmp_path / "data" / "s1" / "work"
+    assert (out / "good-1.json").read_text() == "digest of good-1\n"
+    assert not (out / "bad-1.json").exists() and not list(out.glob("*.part-*"))
+    assert "exit code 3" in json.loads(r.hget("symphony:outcomes:s1", "bad-1"))["error"]
+
+
+# --- outputs that cannot be written ---------------------------------------------------------------
+
+def test_an_os_error_preparing_an_output_fails_the_task_with_its_message_not_the_worker(engine, r, redis_url,
+                                                                                         tmp_path):
+    """The data root cannot be created (here: it lies under a file; root itself is allowed
+    everything): each task fails with the OS's message; no worker crash-loops on os.makedirs and
+    no task ends as "worker lost"."""
+    blocker = tmp_path / "not-a-dir"
+    session = one_stage_session(tmp_path, "tests.handlers:ok", ["i1", "i2"], max_attempts=2, backoff=0.05)
+    text = session.read_text().replace(str(tmp_path / "data"), str(blocker / "data"))
+    session.write_text(text)
+    init(engine, session)
+    blocker.write_text("a file where the data root's parent should be")
+    worker = WorkerRun(redis_url, "--burst", "--processes", "1", log_dir=tmp_path)
+    assert worker.wait(60) == 0, worker.output()
+    log = worker.output()
+    worker.stop()
+    outcomes = {k: json.loads(v) for k, v in r.hgetall("symphony:outcomes:s1").items()}
+    assert set(outcomes) == {"i1", "i2"}
+    for record in outcomes.values():
+        assert record["state"] == "failed" and record["attempts"] == 2
+        assert "cannot create the output directory" in record["error"] and "Not a directory" in record["error"]
+        assert "lost" not in record["error"]
+    assert "died" not in log and "Traceback" not in log, log
+
+
+@pytest.mark.slow
+def test_a_burst_worker_gives_up_on_a_redis_that_never_answers(tmp_path):
+    """A server that accepts connections and never replies (a frozen Redis, a black hole): a
+    burst worker used to wait forever. It gives up with one clear line and exit 2."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)  # connections complete in the backlog; nobody ever answers
+    url = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    try:
+        worker = WorkerRun(url, "--burst", "--processes", "1", "--wait-for-redis", "2", log_dir=tmp_path)
+        assert worker.wait(60) == 2
+        log = worker.output()
+        worker.stop()
+    finally:
+        listener.close()
+    assert "Traceback" not in log, log
+    errors = [line for line in log.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "gave up" in errors[0], log
+
+
+# --- what the worker says ------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_sigterm_hands_back_a_python_task_without_calling_the_worker_lost(engine, r, redis_url, tmp_path):
+    """A Python task still running when the drain window closes is handed back; its worker used
+    to end itself from its watchdog, and its supervisor then logged "worker lost ... exited with
+    code 0" and recorded a worker_lost event for an ordinary stop."""
+    session = one_stage_session(tmp_path, "tests.handlers:hang", ["long"], params={"hang": 60})
+    init(engine, session)
+    worker = WorkerRun(redis_url, "--processes", "1", "--drain-timeout", "0.5", log_dir=tmp_path)
+    wait_until(lambda: stats(r, "s1").get("work|running") == 1, message="the task to start")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
+    log = worker.output()
+    worker.stop()
+    assert json.loads(r.lindex("work:s1", 0))["a"] == 0  # handed back, attempt not counted
+    assert inflight_total(r) == 0 and stats(r, "s1")["work|running"] == 0
+    assert not [f for _, f in r.xrange("symphony:events") if f.get("kind") == "worker_lost"]
+    assert " lost" not in log and "died" not in log, log
+
+
+# --- the worker's log in Redis, and symphony logs -------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_workers_recent_lines_are_in_redis_and_symphony_logs_prints_them(engine, r, redis_url, tmp_path):
+    items = [f"i{n}" for n in range(4)]
+    session = one_stage_session(tmp_path, "tests.handlers:fail_some", items, params={"bad": ["i2"]},
+                                max_attempts=2, backoff=0.05)
+    init(engine, session)
+    worker = WorkerRun(redis_url, "--processes", "1", "--name", "logged", log_dir=tmp_path)
+    try:
+        wait_until(lambda: stats(r, "s1").get("work|failed") == 1 and stats(r, "s1").get("work|completed") == 3,
+                   message="the session to drain")
+        worker_id = next(iter(workers_seen(r)))
+        key = f"symphony:log:{worker_id}"
+        wait_until(lambda: any("work:i2@s1 failed after 2" in line.message for line in engine.worker_log(worker_id)),
+                   message="the failure to reach the worker's log in Redis")
+        lines = engine.worker_log(worker_id)
+        assert all(line.at_ms > 0 and line.level in ("INFO", "WARNING", "ERROR", "DEBUG") for line in lines)
+        assert r.type(key) == "stream" and 0 < r.pttl(key) <= 60_000
+        out = symphony(redis_url, "logs", worker_id, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert "work:i2@s1 failed after 2 attempt(s)" in out.stdout
+        by_name = symphony(redis_url, "logs", "logged", "-n", "2", cwd=tmp_path)
+        assert by_name.returncode == 0 and len(by_name.stdout.strip().splitlines()) == 2, by_name
+        unknown = symphony(redis_url, "logs", "nobody", cwd=tmp_path)
+        assert unknown.returncode == 2 and "no worker 'nobody'" in unknown.stderr
+        follow = subprocess.Popen([sys.executable, "-m", "symphony.console.commands", "logs", worker_id, "--follow",
+                                   "-n", "1"], cwd=tmp_path, env=worker_env(redis_url), stdout=subprocess.PIPE,
+                                  text=True)
+        seen: list[str] = []
+        import threading
+
+        threading.Thread(target=lambda: seen.extend(iter(follow.stdout.readline, "")), daemon=True).start()
+        try:
+            wait_until(lambda: seen, message="the last line so far")
+            engine.enqueue("s1", "work", [("i2", None)])  # fails again: a new line
+            wait_until(lambda: "work:i2@s1 failed (attempt 1 of 2)" in "".join(seen[1:]), timeout=30,
+                       message="the follower to print the new line")
+        finally:
+            follow.kill()
+            follow.wait(10)
+    finally:
+        worker.stop()
+
+
+def test_worker_options_hold_the_one_redis_config(monkeypatch):
+    """WorkerOptions used to re-spell RedisConfig field by field (url, password, username, CA)."""
+    from symphony.engine import RedisConfig
+    from symphony.workers.cli import build_parser, options_from_args
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("SYMPHONY_REDIS_URL", raising=False)
+    args = build_parser().parse_args(["--redis", "redis://someone:s3cret-pw@example.org:6380/2", "--burst",
+                                      "--log-format", "json", "--wait-for-redis", "5"])
+    options = options_from_args(args)
+    assert isinstance(options.redis, RedisConfig)
+    assert (options.redis.username, options.redis.password) == ("someone", "s3cret-pw")
+    assert options.redis.display == "redis://someone:***@example.org:6380/2"
+    assert options.log_format == "json" and options.give_up_after_s == 5.0
+    assert options_from_args(build_parser().parse_args(["--burst"])).give_up_after_s == 30.0
+    assert options_from_args(build_parser().parse_args([])).give_up_after_s is None
+    assert "s3cret-pw" not in repr(options)
+
+
+# --- the frames between a worker and its executor ---------------------------------------------------
+
+@pytest.mark.parametrize("reader_thread", [False, True], ids=["select", "reader-thread"])
+def test_frames_are_whole_json_objects_and_a_hostile_sender_cannot_block_or_fool_the_reader(reader_thread):
+    """The worker reads what handler code could write: a partial frame never blocks it past its
+    timeout, a huge announced length or a non-JSON frame is a protocol error (never unpickled,
+    never run). ``reader-thread`` is the path of platforms whose pipes cannot be selected."""
+    import struct
+    import time
+
+    from symphony.workers.channel import Channel, ChannelClosed, ProtocolError
+
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    sender, receiver = Channel(r2, w1), Channel(r1, w2, reader_thread=reader_thread)
+    try:
+        import threading
+
+        big = threading.Thread(target=sender.send, args=({"op": "done", "n": 0, "text": "x" * 300_000},))
+        big.start()  # larger than a pipe's buffer: it arrives in parts
+        assert receiver.poll(5)["text"] == "x" * 300_000
+        big.join(5)
+        assert receiver.poll(0.05) is None
+        os.write(w1, struct.pack(">I", 100) + b'{"op":')  # a frame that never completes
+        began = time.monotonic()
+        assert receiver.poll(0.3) is None and time.monotonic() - began < 5
+        os.write(w1, b'"x"}' + b" " * 90)
+        assert receiver.poll(5) == {"op": "x"}
+        for bad in (struct.pack(">I", 1 << 31), struct.pack(">I", 3) + b"\x80(.", struct.pack(">I", 2) + b"[]"):
+            os.write(w1, bad)
+            with pytest.raises(ProtocolError):
+                receiver.poll(5)
+            receiver._buffer.clear()
+        sender.close()
+        with pytest.raises(ChannelClosed):
+            receiver.poll(5)
+    finally:
+        sender.close()
+        receiver.close()

@@ -160,8 +160,15 @@ def serve(options: WebOptions, command: str, environment: Mapping[str, str], *, 
 
 
 def run(args: argparse.Namespace, options: SharedOptions, say) -> int:
-    """``symphony-tui --web``: check the options, start the demo if asked, serve until stopped."""
+    """``symphony-tui --web``: check the options, start the demo if asked, serve until stopped.
+    The server is no Textual app: its log goes to stderr (``--log-format json``: JSON lines, what
+    it reports included)."""
+    from .commands.common import service_log
+
     web = web_options(args)
+    reported = service_log(args, "symphony-web", "symphony.web")
+    if getattr(args, "log_format", "text") == "json":
+        say = reported
     if args.azure:
         raise ConfigError("--web and --azure do not go together: run 'symphony metrics collect' beside the web "
                           "console (every browser tab would otherwise start a collector)")

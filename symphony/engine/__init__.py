@@ -16,8 +16,8 @@ from .logsetup import configure_logging
 from .connection import Backoff, describe_error, is_unavailable, redis_problem
 from .core import Engine
 from .embedded import EmbeddedRedis
-from .errors import (ConfigError, Problem, RedisUnavailable, SessionConflict, SpecError, SymphonyError,
-                     UnknownSession)
+from .errors import (ConfigError, CredentialsRefused, Problem, RedisUnavailable, SessionConflict, SpecError,
+                     SymphonyError, UnknownSession)
 from .keys import Keys
 from .server import ServerInfo
 
@@ -37,8 +37,10 @@ from .outcomes import Decision, OutcomeKind, OutcomeRecord, SessionState, after_
 # --- the workers' side: leases, reports, reclaim, job key/values -----------------------------------
 from .jobstore import JobStore
 from .lease import Beat, Claimed, Finish, Outcome, StepResult, WorkerLink
+from .lost import LostReport
 from .messages import Task
 from .reclaim import ReclaimReport
+from .worklog import LogLine
 
 # --- the operator's verbs ---------------------------------------------------------------------------
 from .control import CANCEL_EFFECT, CancelResult, PurgeResult, QueueInfo, RetryResult, SessionDetail
@@ -59,13 +61,15 @@ from .slurm_accounting import (CleanupResult, JobSet, Lease, LockLost, Observati
 # --- security: ACL users, encryption, redaction ------------------------------------------------------
 from .acl import reader_rules, setuser, setuser_line, worker_rules
 from .crypto import CryptoError, Sealer, load_key, sealer_from
-from .redaction import install_log_redaction, redact, redact_standard_streams, register_secret
+from .redaction import (SECRET_ENVIRONMENT, drop_secret_environment, install_log_redaction, redact,
+                        redact_standard_streams, register_environment_secrets, register_secret,
+                        without_secret_environment)
 
 __all__ = [
     # connecting
     "RedisConfig", "resolve_redis", "Backoff", "describe_error", "is_unavailable", "redis_problem", "Engine",
     "EmbeddedRedis", "ConfigError", "Problem", "RedisUnavailable", "SessionConflict", "SpecError", "SymphonyError",
-    "UnknownSession", "Keys", "ServerInfo",
+    "UnknownSession", "CredentialsRefused", "Keys", "ServerInfo",
     # the options every entry point shares, and logging
     "SharedOptions", "add_shared_options", "parse_duration", "shared_options", "configure_logging",
     # session files
@@ -77,6 +81,7 @@ __all__ = [
     "Decision", "OutcomeKind", "OutcomeRecord", "SessionState", "after_failure",
     # the workers' side
     "JobStore", "Beat", "Claimed", "Finish", "Outcome", "StepResult", "WorkerLink", "Task", "ReclaimReport",
+    "LostReport", "LogLine",
     # the operator's verbs
     "CancelResult", "PurgeResult", "QueueInfo", "RetryResult", "SessionDetail", "SessionSummary",
     "CANCEL_EFFECT", "Change", "Comparison", "compare_definitions",
@@ -89,5 +94,6 @@ __all__ = [
     "slurm_origin",
     # security
     "reader_rules", "setuser", "setuser_line", "worker_rules", "CryptoError", "Sealer", "load_key", "sealer_from",
-    "install_log_redaction", "redact", "redact_standard_streams", "register_secret",
+    "install_log_redaction", "redact", "redact_standard_streams", "register_secret", "SECRET_ENVIRONMENT",
+    "register_environment_secrets", "without_secret_environment", "drop_secret_environment",
 ]

@@ -34,6 +34,7 @@ WORKER_COMMANDS = CONNECTION + (
     "hget", "hmget", "hgetall", "hset", "hsetnx", "hdel", "hincrby",
     "zadd", "zrem", "zrange", "zrangebyscore", "zremrangebyscore", "zremrangebyrank", "zscore", "zcard",
     "xadd", "get", "set", "del", "exists", "expire", "pexpire", "pttl", "type", "sadd",
+    "xrevrange", "lpos",  # why a report found its task gone (engine/lost.py), a rare path
 )
 
 # What the status snapshot and the console's watch mode read (two pipelined round trips), plus
@@ -70,7 +71,8 @@ def worker_key_patterns(stages: Iterable[str], keys: Keys = DEFAULT_KEYS) -> tup
         "delayed:*", "ready:*", "bell:*", "stats:*", "live:*", "done:*", "outcomes:*", "session:*", "epoch",
         "workers", "worker:*", "inflight:*", "lock:*", "clock", "grace", "results", "events", "deadletter",
         "job:*", "jobs:*", "lastjob:*", "metrics:*",  # metrics: host samples from heartbeats
-        "origin:*")]  # the jobs that wrote key/values from each SLURM job
+        "origin:*",  # the jobs that wrote key/values from each SLURM job
+        "log:*")]  # each worker process's recent log lines
     read = [keys.sessions, keys.pools]
     return queue_patterns(stages, keys) + write, read
 

@@ -10,7 +10,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .config import RedisConfig
-from .errors import ConfigError, RedisUnavailable
+from .errors import ConfigError, CredentialsRefused, RedisUnavailable
 from .redaction import redact
 
 # Errors that mean "Redis is not reachable right now" (as opposed to a bug or a bad command).
@@ -115,7 +115,7 @@ def ping(client: redis.Redis, config: RedisConfig) -> tuple[int, ...]:
     try:
         info = client.info("server")
     except redis.AuthenticationError as exc:
-        raise RedisUnavailable(f"Redis at {config.display} refused the credentials: {describe_error(exc)}") from None
+        raise CredentialsRefused(f"Redis at {config.display} refused the credentials: {describe_error(exc)}") from None
     except redis.ResponseError as exc:
         # an ACL user without INFO (the worker user): assume a modern server. redis-py strips the
         # NOPERM prefix and raises NoPermissionError, so test the class, not only the text

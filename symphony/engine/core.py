@@ -19,7 +19,8 @@ from .durations import DurationHistogram, read_durations
 from .enqueue import EnqueueResult, ItemLike, enqueue
 from .jobstore import JobStore, last_job, origin_jobs
 from .keys import DEFAULT_KEYS, Keys
-from .lease import WorkerLink
+from .lease import Finish, WorkerLink
+from .lost import LostReport, why_lost
 from .messages import Task
 from .outcomes import RETRYABLE, SessionState
 from .metrics import (AZURE_RETENTION_S, HOST_BUCKET_S, HOST_RETENTION_S, AzureSample, CollectorStatus, HostCpu,
@@ -29,6 +30,7 @@ from .reclaim import ReclaimReport, lapsed_workers, reap, reclaim_worker
 from .records import RecordCache
 from .server import ServerInfo, read_server_info
 from .snapshot import Snapshot, read_snapshot, work_remaining
+from .worklog import LogLine, read_lines, write_lines
 
 
 class Engine:
@@ -151,6 +153,23 @@ class Engine:
         if lapsed is None:
             lapsed, _, _ = lapsed_workers(self.client, self.keys)
         return reap(self.client, self.keys, self.records, list(lapsed), lock_ttl_s)
+
+    def why_lost(self, worker_id: str, finish: Finish, *, resent: bool = False) -> LostReport:
+        """Why ``finish`` came back ``lost``: its lease was reclaimed, an earlier attempt of the
+        same report was recorded (``resent``), or Redis no longer had it at all."""
+        return why_lost(self.client, self.keys, worker_id, finish, resent=resent)
+
+    def worker_log(self, worker_id: str, count: int = 100, *, after: str | None = None) -> tuple[LogLine, ...]:
+        """A worker process's recent log lines, oldest first (``after``: only those after that id)."""
+        return read_lines(self.client, self.keys, worker_id, count, after=after)
+
+    def write_worker_log(self, worker_id: str, lines, *, ttl_ms: int) -> int:
+        """Append ``(at_ms, level, message)`` lines (already redacted) to a worker's log stream."""
+        return write_lines(self.client, self.keys, worker_id, lines, ttl_ms=ttl_ms)
+
+    def keep_worker_log(self, worker_id: str, *, ttl_ms: int) -> None:
+        """Renew the TTL of a worker's log stream (its heartbeat does, so a quiet worker keeps its log)."""
+        self.client.pexpire(self.keys.worker_log(worker_id), int(ttl_ms))
 
     def item_stage(self, session: str, item: str) -> str | None:
         """The stage where ``item`` is queued, retrying or in flight (None: it finished or stopped)."""

@@ -20,6 +20,10 @@ class RedisUnavailable(SymphonyError):
     """Redis could not be reached (the message never contains a password)."""
 
 
+class CredentialsRefused(RedisUnavailable):
+    """Redis answered but refused the user name or password: waiting will not help."""
+
+
 class SessionConflict(SymphonyError):
     """A session name is already in use by a different definition, or is in the wrong state."""
 

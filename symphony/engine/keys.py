@@ -94,6 +94,11 @@ class Keys:
         """HASH describing one worker process (host, pid, pool, roles, current task, cpu, memory)."""
         return f"{self.ns}:worker:{worker_id}"
 
+    def worker_log(self, worker_id: str) -> str:
+        """STREAM of a worker process's recent log lines (``t`` ms, ``l`` level, ``m`` redacted
+        message), capped, with the TTL of the worker's hash."""
+        return f"{self.ns}:log:{worker_id}"
+
     def inflight(self, worker_id: str) -> str:
         """LIST of the task messages a worker process has claimed and not yet finished."""
         return f"{self.ns}:inflight:{worker_id}"

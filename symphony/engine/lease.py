@@ -100,6 +100,12 @@ class WorkerLink:
     _loaded: bool = field(default=False, repr=False)
     _cache: dict = field(default_factory=dict, repr=False)  # key names by session / queue (hot path)
 
+    def serve(self, roles: Sequence[str]) -> None:
+        """Claim from ``roles`` from now on (the worker re-read the registry)."""
+        if list(roles) != list(self.roles):
+            self.roles = list(roles)
+            self.hint = None
+
     # --- claim and finish -------------------------------------------------------------------
     def _finish_group(self, pipe, group: Sequence[Finish]) -> Queued:
         """One ``finish.lua`` call for reports of one stage of one session with the same outcome."""

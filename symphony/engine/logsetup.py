@@ -2,8 +2,11 @@
 
 ``text``: ``2026-06-01 10:15:02 INFO    [name] message``, dated so that a log kept for days can be
 read. ``json``: one object a line, ``{"time": "2026-06-01T10:15:02.123Z", "level": "INFO",
-"logger": "symphony.worker", "process": "name", "message": "..."}`` (plus ``"exception"`` with
-the traceback), for log collectors. Every handler redacts secrets before formatting.
+"logger": "symphony.worker", "process": "name", "worker": "name", "session": null, "stage": null,
+"item": null, "attempt": null, "message": "..."}`` (plus ``"exception"`` with the traceback), for
+log collectors: every line of every process has the same fields; a worker fills ``worker`` with
+its id and the others with its running task, any other process ``worker`` with its name. Every
+handler redacts secrets before formatting.
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ import time
 from .redaction import install_log_redaction
 
 TEXT_DATE = "%Y-%m-%d %H:%M:%S"
+# fields a process's own filter may add to its records (a worker: its id and its running task)
+RECORD_FIELDS = ("worker", "session", "stage", "item", "attempt")
 
 
 class JsonFormatter(logging.Formatter):
@@ -29,6 +34,8 @@ class JsonFormatter(logging.Formatter):
         data = {"time": stamp, "level": record.levelname, "logger": record.name}
         if self.name:
             data["process"] = self.name
+        for key in RECORD_FIELDS:  # on every line, null where they mean nothing (the exporter has no task)
+            data[key] = getattr(record, key, (self.name or None) if key == "worker" else None)
         data["message"] = record.getMessage()
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)

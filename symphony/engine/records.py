@@ -33,6 +33,11 @@ class RecordCache:
             self._records[session] = record
         return record
 
+    def clear(self) -> None:
+        """Forget every cached definition (Redis may have lost its data: the epoch proves nothing)."""
+        with self._lock:
+            self._records.clear()
+
     def observe_epoch(self, epoch: str) -> bool:
         """Forget cached definitions if the registry changed; True if it did."""
         if epoch == self._epoch:

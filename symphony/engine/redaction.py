@@ -9,11 +9,24 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import threading
-from urllib.parse import urlsplit, urlunsplit
+from typing import Mapping, MutableMapping
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 MASK = "***"
+
+# Every environment variable Symphony knows that holds a secret, or the path of a file that
+# holds one. Handlers never get any of them (worker processes drop them before a handler runs);
+# the values of those that hold a secret are masked in every output (of a URL, its password; a
+# ``*_FILE`` / ``*_PATH`` variable names where a secret is, which is not itself masked).
+SECRET_ENVIRONMENT: tuple[str, ...] = (
+    "REDIS_URL", "SYMPHONY_REDIS_URL", "REDIS_PASSWORD",
+    "REDIS_PASSWORD_FILE", "SYMPHONY_REDIS_PASSWORD_FILE",
+    "SYMPHONY_KEY", "SYMPHONY_KEY_FILE",
+    "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_PASSWORD", "AZURE_CLIENT_CERTIFICATE_PATH",
+)
 _lock = threading.Lock()
 _secrets: set[str] = set()
 # scheme://user:password@host  or  scheme://:password@host
@@ -26,6 +39,46 @@ def register_secret(value: str | None) -> None:
     if value and len(value) >= 4:
         with _lock:
             _secrets.add(value)
+
+
+def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
+    """The secrets held by the variables of :data:`SECRET_ENVIRONMENT` set in ``env``."""
+    env = os.environ if env is None else env
+    values = []
+    for name in SECRET_ENVIRONMENT:
+        value = env.get(name)
+        if not value or name.endswith(("_FILE", "_PATH")):
+            continue
+        if "://" in value:  # a URL: only its password is secret
+            try:
+                password = urlsplit(value).password
+            except ValueError:
+                password = None
+            if password:
+                values.append(unquote(password))
+            continue
+        values.append(value)
+    return values
+
+
+def register_environment_secrets(env: Mapping[str, str] | None = None) -> None:
+    """Mask, from now on, every secret held by a variable of :data:`SECRET_ENVIRONMENT`."""
+    for value in secret_values(env):
+        register_secret(value)
+
+
+def without_secret_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``env`` (the process's environment by default) without :data:`SECRET_ENVIRONMENT`."""
+    env = os.environ if env is None else env
+    return {k: v for k, v in env.items() if k not in SECRET_ENVIRONMENT}
+
+
+def drop_secret_environment(env: MutableMapping[str, str] | None = None) -> None:
+    """Remove :data:`SECRET_ENVIRONMENT` from ``env`` (this process's environment by default, so
+    that processes started from now on never inherit them)."""
+    env = os.environ if env is None else env
+    for name in SECRET_ENVIRONMENT:
+        env.pop(name, None)
 
 
 def redact(text: object) -> str:

@@ -6,10 +6,12 @@ import logging
 import os
 import sys
 
-from symphony.engine import ConfigError, SymphonyError, add_shared_options, is_name, shared_options
+from symphony.engine import (ConfigError, SymphonyError, add_shared_options, drop_secret_environment, is_name, redact,
+                             register_environment_secrets, shared_options)
 
 from .logs import setup_logging
 from .options import WorkerOptions
+from .process import not_dumpable
 from .supervisor import Supervisor
 
 EPILOG = """\
@@ -51,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-interval", type=float, default=30.0, metavar="SECONDS",
                    help="record this host's CPU and memory once per this many seconds, for the console's history "
                         "(one sample per host however many processes run on it; 0 turns it off; default %(default)s)")
+    p.add_argument("--wait-for-redis", type=float, default=None, metavar="SECONDS",
+                   help="give up (exit 2) when Redis does not answer for this long (default: wait forever; "
+                        "with --burst, 30 s; 0: forever)")
     add_shared_options(p, log_level="INFO",
                        key_help="AES key (hex or base64) of encrypted task data and job values (default: "
                                 "$SYMPHONY_KEY_FILE, $SYMPHONY_KEY); with a key, only encrypted task data is accepted")
@@ -74,29 +79,46 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
     if args.metrics_interval < 0:
         raise ConfigError("--metrics-interval must be 0 (off) or positive")
     roles = tuple(r.strip() for r in (args.roles or "").split(",") if r.strip())
+    if args.wait_for_redis is not None and args.wait_for_redis < 0:
+        raise ConfigError("--wait-for-redis must be 0 (forever) or positive")
     shared = shared_options(args)
-    config = shared.redis
-    return WorkerOptions(redis_url=config.url, redis_password=config.password, redis_username=config.username,
-                         redis_ca_file=config.ca_file, name=args.name, pool=args.pool, roles=roles,
+    return WorkerOptions(redis=shared.redis, name=args.name, pool=args.pool, roles=roles,
                          processes=args.processes, burst=args.burst, nice=args.nice, heartbeat_s=args.heartbeat,
                          lease_s=lease, drain_timeout_s=args.drain_timeout, idle_wait_s=args.idle_wait,
-                         prefetch=args.prefetch,
-                         log_level=shared.log_level, log_format=shared.log_format,
+                         prefetch=args.prefetch, log_level=shared.log_level, log_format=shared.log_format,
                          skip_existing=not args.rerun_existing, encryption_key=shared.key,
-                         metrics_interval_s=args.metrics_interval)
+                         metrics_interval_s=args.metrics_interval, give_up_s=args.wait_for_redis)
+
+
+def forget_secrets_of_this_process() -> bool:
+    """The options now hold what the workers need: no secret stays where a child could see it
+    (the environment it inherits, the command line its ``sys.argv`` is copied from). True if a
+    secret was on the command line."""
+    drop_secret_environment()
+    scrubbed = [redact(arg) for arg in sys.argv]
+    on_command_line = scrubbed != sys.argv
+    sys.argv[:] = scrubbed
+    if on_command_line:
+        logging.getLogger("symphony").warning(
+            "the Redis password is on this command line, where ps shows it to every user of this machine; "
+            "use --redis-password-file or REDIS_PASSWORD instead")
+    return on_command_line
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, "supervisor", args.log_format)
+    register_environment_secrets()
     try:
         options = options_from_args(args)
+        secret_on_command_line = forget_secrets_of_this_process()
+        not_dumpable()
         if options.nice:
             from .priority import lower_priority
 
             lower_priority(options.nice)  # children inherit it; they do not lower it again
-            options = WorkerOptions(**{**options.__dict__, "nice": 0})
-        return Supervisor(options).run()
+            options = options.but(nice=0)
+        return Supervisor(options, secret_on_command_line=secret_on_command_line).run()
     except SymphonyError as exc:
         logging.getLogger("symphony").error("%s", exc)
         return 2

@@ -14,7 +14,7 @@ class JobContext:
     stage: str
     item: str
     attempt: int  # 1 for the first attempt
-    input: str | None  # previous stage's output (or the session's input file for the first stage)
+    input: str | None  # previous stage's output (or the item's own input file for the first stage)
     output: str | None  # where to write: a temporary name, renamed to ``final_output`` on success
     final_output: str | None
     root: str
@@ -22,6 +22,7 @@ class JobContext:
     meta: Mapping[str, Any] = field(default_factory=dict)  # the item's metadata from the session file
     kv: Any = None  # JobStore: this job's own key/values in Redis
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("symphony.handler"))
+    item_input: str | None = None  # the item's own input file (its session's ``input``), at every stage
 
     def read_input_json(self) -> Any:
         if not self.input:

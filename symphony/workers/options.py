@@ -1,15 +1,16 @@
 """Settings shared by the supervisor and its worker processes (picklable for the spawn start method)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from symphony.engine import RedisConfig
+
+from .stopping import set_from_signal_handler  # noqa: F401  (where it used to live)
 
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    redis_url: str
-    redis_password: str | None = field(default=None, repr=False)
-    redis_username: str | None = None
-    redis_ca_file: str | None = None
+    redis: RedisConfig = field(default_factory=RedisConfig, repr=False)  # where Redis is and how to log in
     name: str = ""
     pool: str | None = None
     roles: tuple[str, ...] = ()
@@ -26,15 +27,18 @@ class WorkerOptions:
     skip_existing: bool = True  # a stage whose output exists is done (Luigi's rule)
     encryption_key: bytes | None = field(default=None, repr=False)  # AES key for task data and job values
     metrics_interval_s: float = 30.0  # one host CPU/memory sample per host per this many seconds (0: off)
+    # how long to wait for Redis before giving up (None: forever); burst workers default to 30 s
+    give_up_s: float | None = None
+
+    @property
+    def give_up_after_s(self) -> float | None:
+        """How long Redis may be unavailable before this worker gives up (None: never)."""
+        if self.give_up_s is not None:
+            return self.give_up_s if self.give_up_s > 0 else None
+        return BURST_GIVE_UP_S if self.burst else None
+
+    def but(self, **changes) -> "WorkerOptions":
+        return replace(self, **changes)
 
 
-def set_from_signal_handler(event) -> None:
-    """Set a multiprocessing Event from a signal handler without deadlocking.
-
-    The handler runs in the main thread, which may be inside ``event.wait()`` at that moment;
-    multiprocessing's ``Condition.notify`` waits for the sleeper to wake up, and the sleeper is
-    the interrupted thread itself, so calling ``event.set()`` there never returns. A short-lived
-    thread sets it instead, once the handler has returned and the wait can be woken."""
-    import threading
-
-    threading.Thread(target=event.set, name="signal", daemon=True).start()
+BURST_GIVE_UP_S = 30.0

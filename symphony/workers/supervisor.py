@@ -1,9 +1,14 @@
-"""The supervisor: N worker processes (spawn start method, so it also runs on Windows VMs).
+"""The supervisor: N worker processes, restarted when they crash, stopped cleanly.
 
-It restarts a crashed child at once, reclaiming the child's in-flight tasks without waiting
-for its lease to lapse; backs off when a child keeps crashing; and on SIGTERM or Ctrl-C asks
-every child to finish its current task (or hand it back after ``--drain-timeout``; a second
-Ctrl-C hands back at once). In burst mode it exits when every child found no work left.
+It restarts a crashed child at once, reclaiming the child's in-flight tasks without waiting for
+its lease to lapse; backs off when a child keeps crashing; and on SIGTERM or Ctrl-C asks every
+child to finish its current task (or hand it back after ``--drain-timeout``; a second Ctrl-C
+hands back at once). In burst mode it exits when every child found no work left, with a summary.
+
+Children are forked on Linux (a new worker is ready in milliseconds, not after importing
+everything again) and spawned elsewhere (Windows VMs, macOS). Before any child starts, the
+secret variables are gone from the environment and the command line seen by the children (the
+options carry what they need), so no handler inherits them.
 """
 from __future__ import annotations
 
@@ -13,19 +18,31 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
-from symphony.engine import ConfigError, Engine, RedisConfig, RedisUnavailable, describe_error, is_unavailable
+from symphony.engine import Backoff, ConfigError, CredentialsRefused, Engine, RedisUnavailable, is_unavailable
 
 from .batchjob import BatchJob
-from .options import WorkerOptions, set_from_signal_handler
-from .process import EXIT_OK, EXIT_WATCHDOG, child_main
+from .loop import EXIT_GAVE_UP, EXIT_OK
+from .options import WorkerOptions
+from .process import child_main, summary_line
+from .stopping import set_from_signal_handler
 
 log = logging.getLogger("symphony.supervisor")
 CRASH_WINDOW_S = 60.0
 MAX_RESTART_DELAY_S = 60.0
+EXIT_UNAVAILABLE = 2  # the supervisor's exit status when Redis refused it or never answered
+STOP_GRACE_S = 15.0  # beyond the drain timeout, before a child that does not stop is killed
+
+
+def start_method(*, secret_on_command_line: bool = False) -> str:
+    """Fork on Linux; spawn elsewhere, and wherever a secret was on the command line (a forked
+    child would show it in ``ps`` again, a spawned one has a command line of its own)."""
+    return "fork" if sys.platform.startswith("linux") and not secret_on_command_line else "spawn"
 
 
 @dataclass
@@ -39,21 +56,22 @@ class Slot:
 
 
 class Supervisor:
-    def __init__(self, options: WorkerOptions):
+    def __init__(self, options: WorkerOptions, *, secret_on_command_line: bool = False):
         self.options = options
-        self.ctx = mp.get_context("spawn")
+        self.ctx = mp.get_context(start_method(secret_on_command_line=secret_on_command_line))
         self.stop_event = self.ctx.Event()
         self.urgent_event = self.ctx.Event()
+        self.summaries = self.ctx.SimpleQueue()
         host = socket.gethostname().split(".")[0] or "host"
         self.base = options.name or host
         self.supervisor_id = f"{self.base}-{os.getpid()}"
         self.slots = [Slot(i) for i in range(options.processes)]
         self.to_reclaim: list[tuple[str, str]] = []
-        config = RedisConfig(url=options.redis_url, password=options.redis_password, username=options.redis_username,
-                             ca_file=options.redis_ca_file, explicit=True,
-                             client_name=f"symphony-supervisor:{self.supervisor_id}")
-        self.engine = Engine(config, socket_timeout=10.0)
+        give_up = options.give_up_after_s
+        config = options.redis.with_client_name(f"symphony-supervisor:{self.supervisor_id}")
+        self.engine = Engine(config, socket_timeout=min(10.0, give_up) if give_up else 10.0)
         self.signals = 0
+        self.gave_up = False
         self.batch = BatchJob.from_env()  # the SLURM job we run in, if any: its time limit (batchjob.py)
 
     # --- signals ----------------------------------------------------------------------------
@@ -98,14 +116,14 @@ class Supervisor:
         slot.worker_id = f"{self.base}-{slot.index}-{uuid.uuid4().hex[:6]}"
         slot.process = self.ctx.Process(target=child_main, name=f"symphony-worker-{slot.index}",
                                         args=(self.options, slot.worker_id, self.stop_event, self.urgent_event,
-                                              self.supervisor_id), daemon=False)
+                                              self.supervisor_id, self.summaries), daemon=False)
         slot.process.start()
         log.debug("started worker %s (pid %s)", slot.worker_id, slot.process.pid)
 
     def _reclaim(self, worker_id: str, reason: str) -> bool:
         try:
             report = self.engine.reclaim_worker(worker_id, force=True, reason=reason)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             if not is_unavailable(exc):
                 log.exception("reclaiming %s failed", worker_id)
             return False
@@ -121,24 +139,30 @@ class Supervisor:
             code = proc.exitcode
             proc.join(timeout=0)
             slot.process = None
-            reason = f"process {proc.pid} exited with code {code}"
-            if code not in (EXIT_OK, EXIT_WATCHDOG) or code is None:
-                log.warning("worker %s died (%s)", slot.worker_id, reason)
+            self._child_ended(slot, proc.pid, code)
+
+    def _child_ended(self, slot: Slot, pid: int | None, code: int | None) -> None:
+        clean = code in (EXIT_OK, EXIT_GAVE_UP)
+        if not clean:
+            # it crashed (or was killed): its tasks go back now, not when its lease lapses
+            reason = f"process {pid} exited with code {code}" if code is None or code >= 0 else \
+                f"process {pid} was killed by {_signal_name(-code)}"
+            log.warning("worker %s died (%s)", slot.worker_id, reason)
             self.to_reclaim.append((slot.worker_id, reason))
-            if self.stop_event.is_set():
-                slot.finished = True
-                continue
-            if code == EXIT_OK and self.options.burst:
-                slot.finished = True
-                continue
-            now = time.monotonic()
-            if code not in (EXIT_OK, EXIT_WATCHDOG):
-                slot.crashes = [t for t in slot.crashes if now - t < CRASH_WINDOW_S] + [now]
-            delay = 0.0 if len(slot.crashes) <= 2 else min(MAX_RESTART_DELAY_S, 2.0 ** (len(slot.crashes) - 2))
-            if delay:
-                log.warning("worker slot %d keeps crashing (%d times in %.0fs); restarting in %.0fs",
-                            slot.index, len(slot.crashes), CRASH_WINDOW_S, delay)
-            slot.restart_at = now + delay
+        elif code == EXIT_GAVE_UP:
+            self.gave_up = True
+            self.to_reclaim.append((slot.worker_id, f"process {pid} gave up waiting for Redis"))
+        if self.stop_event.is_set() or (self.options.burst and clean):
+            slot.finished = True
+            return
+        now = time.monotonic()
+        if not clean:
+            slot.crashes = [t for t in slot.crashes if now - t < CRASH_WINDOW_S] + [now]
+        delay = 0.0 if len(slot.crashes) <= 2 else min(MAX_RESTART_DELAY_S, 2.0 ** (len(slot.crashes) - 2))
+        if delay:
+            log.warning("worker slot %d keeps crashing (%d times in %.0fs); restarting in %.0fs",
+                        slot.index, len(slot.crashes), CRASH_WINDOW_S, delay)
+        slot.restart_at = now + delay
 
     def _restart_due(self) -> None:
         if self.stop_event.is_set():
@@ -154,8 +178,13 @@ class Supervisor:
             if not self._reclaim(worker_id, reason):
                 self.to_reclaim.append((worker_id, reason))
 
+    # --- Redis --------------------------------------------------------------------------------
     def _wait_for_redis(self) -> bool:
-        delay = 0.5
+        """True once Redis answers; False if stopped first. Raises when waiting will not help:
+        refused credentials, a bad configuration, or (burst) Redis unavailable for too long."""
+        backoff = Backoff(initial=0.5, maximum=10.0)
+        give_up = self.options.give_up_after_s
+        began = time.monotonic()
         announced = False
         while not self.stop_event.is_set():
             try:
@@ -163,65 +192,91 @@ class Supervisor:
                 if announced:
                     log.info("Redis at %s is reachable", self.engine.display)
                 return True
+            except CredentialsRefused:
+                raise
             except RedisUnavailable as exc:
-                if "credentials" in str(exc):
-                    raise
+                if give_up is not None and time.monotonic() - began + backoff.initial >= give_up:
+                    raise RedisUnavailable(f"{exc}; gave up after {time.monotonic() - began:.0f}s") from None
                 if not announced:
-                    log.warning("%s; waiting for it", exc)
+                    log.warning("%s; waiting for it%s", exc,
+                                f" (giving up after {give_up:.0f}s)" if give_up is not None else "")
                     announced = True
+            delay = backoff.next_delay()
+            if give_up is not None:
+                delay = max(0.05, min(delay, give_up - (time.monotonic() - began)))
             self.stop_event.wait(delay)
-            delay = min(10.0, delay * 2)
         return False
 
+    # --- the supervision loop -------------------------------------------------------------------
     def run(self) -> int:
         self._install_signals()
+        started = time.monotonic()
         try:
             if not self._wait_for_redis():
                 return 0
         except (RedisUnavailable, ConfigError) as exc:
             log.error("%s", exc)
-            return 2
+            return EXIT_UNAVAILABLE
         what = (f"pool {self.options.pool}" if self.options.pool else
                 f"roles {','.join(self.options.roles)}" if self.options.roles else "every stage")
         log.info("symphony-worker %s: %d process(es) serving %s on %s%s", self.base, len(self.slots), what,
                  self.engine.display, " (burst)" if self.options.burst else "")
         for slot in self.slots:
             self._start(slot)
+        self._supervise()
+        self._final_reclaims()
+        tally = self._tally()
+        if self.options.burst:
+            log.info("burst finished: %s", summary_line(tally, time.monotonic() - started))
+        log.info("all workers stopped")
+        return EXIT_UNAVAILABLE if self.gave_up else 0
+
+    def _supervise(self) -> None:
+        """Wait on the children until every one finished (burst), or stopped after a stop request."""
         stop_deadline: float | None = None
         while True:
             sentinels = [s.process.sentinel for s in self.slots if s.process is not None]
             if sentinels:
                 multiprocessing.connection.wait(sentinels, timeout=0.5)
             else:
-                time.sleep(0.2)
+                self.stop_event.wait(0.2)
             self._reap_children()
             self._flush_reclaims()
             self._restart_due()
             self._watch_walltime()
             alive = [s for s in self.slots if s.process is not None]
-            if all(s.finished for s in self.slots) and not alive:
-                break
+            if not alive and (self.stop_event.is_set() or all(s.finished for s in self.slots)):
+                return
             if self.stop_event.is_set():
-                if stop_deadline is None:
-                    stop_deadline = time.monotonic() + self.options.drain_timeout_s + 15
-                elif time.monotonic() > stop_deadline:
+                stop_deadline = stop_deadline or time.monotonic() + self.options.drain_timeout_s + STOP_GRACE_S
+                if time.monotonic() > stop_deadline:
                     for slot in alive:
                         log.warning("worker %s did not stop in time; killing it", slot.worker_id)
                         slot.process.kill()
-                if not alive:
-                    break
+
+    def _final_reclaims(self) -> None:
         for _ in range(20):
             if not self.to_reclaim:
-                break
+                return
             self._flush_reclaims()
             if self.to_reclaim:
-                time.sleep(0.5)
+                time.sleep(0.5)  # Redis unavailable: the pace of the retries
         if self.to_reclaim:
             log.warning("could not reach Redis to reclaim %d worker(s); their leases will lapse and other "
                         "workers will reclaim their tasks", len(self.to_reclaim))
-        log.info("all workers stopped")
-        return 0
+
+    def _tally(self) -> Counter:
+        total: Counter = Counter()
+        try:
+            while not self.summaries.empty():
+                total.update(self.summaries.get())
+        except (OSError, EOFError, ValueError):
+            pass
+        return total
 
 
-def describe(exc: BaseException) -> str:
-    return describe_error(exc)
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

@@ -10,23 +10,19 @@ from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
-from symphony.engine import ConfigError, register_secret
+from symphony.engine import ConfigError, register_environment_secrets
 
 from .config import AzureMonitorConfig
 from .samples import INSTANCE_DIMENSION, METRICS, NAMESPACE, ScaleSet
 
 ARM_API_VERSION = "2024-07-01"  # Microsoft.Compute virtualMachineScaleSets GET / LIST
 INSTALL_HINT = "the Azure packages are not installed: pip install 'redis-symphony[azure]'"
-# The Azure credentials azure-identity reads from the environment that are secret. One list, here,
-# until the engine's one tuple of every secret variable (engine.redaction) is on main.
-AZURE_SECRET_ENVIRONMENT = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_PASSWORD")
 
 
 def register_azure_secrets(env: Mapping[str, str] | None = None) -> None:
-    """Mask the values of the Azure secret variables in every output from now on."""
-    env = os.environ if env is None else env
-    for name in AZURE_SECRET_ENVIRONMENT:
-        register_secret(env.get(name))
+    """Mask the secrets of the environment in every output from now on: the Azure credentials
+    azure-identity reads, among every variable of the engine's one list (SECRET_ENVIRONMENT)."""
+    register_environment_secrets(env)
 
 
 def default_credential() -> Any:

@@ -1,0 +1,253 @@
+"""The handler executor: the interpreter in which a worker process runs its Python handlers.
+
+    python -m symphony.workers.executor_main --parent PID      (started by the worker, never by hand)
+
+It is started fresh (not forked), with an environment without any secret variable and an argv
+with none, and it never gets the Redis connection, the password or the encryption key: handler
+code runs where no secret is. It runs one task at a time, as long as its worker lives; a
+handler that overruns its timeout, or whose session is cancelled, is ended by killing this
+process (the worker starts a new one for the next task). Anything a handler raises, SystemExit
+and KeyboardInterrupt included, is that task's failure, reported to the worker.
+
+Its standard input and output carry the frames of :mod:`symphony.workers.channel`; what the
+handler prints (file descriptors 1 and 2) goes to a pipe the worker reads, redacts and logs.
+``ctx.kv`` calls travel to the worker, which runs them on the job's store (encrypting values
+when task data is encrypted) and sends the answer back.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+from .channel import Channel, ChannelClosed
+from .context import JobContext
+
+TRACE_CHARS = 4000
+SKIP_LOOK_S = 0.005  # between two tasks, look for the worker's stop request at most this often
+
+
+class JobStoreError(RuntimeError):
+    """A ``ctx.kv`` call failed in the worker (Redis unavailable, a wrong key, a bad value)."""
+
+
+class RemoteJobStore:
+    """``ctx.kv`` in the executor: every call is answered by the worker process."""
+
+    def __init__(self, executor: "Executor", n: int):
+        self._executor, self._n = executor, n
+        self.closed = False
+
+    def _call(self, call: str, *args: Any) -> Any:
+        if self.closed:
+            raise JobStoreError("this task is over: its job store can no longer be used")
+        return self._executor.kv(self._n, call, list(args))
+
+    def set(self, name: str, value: Any) -> None:
+        self._call("set", name, value)
+
+    def update(self, values: dict[str, Any]) -> None:
+        self._call("update", dict(values))
+
+    def incr(self, name: str, amount: int = 1) -> int:
+        return int(self._call("incr", name, int(amount)))
+
+    def get(self, name: str, default: Any = None) -> Any:
+        value = self._call("get", name)
+        return default if value is None else value
+
+    def all(self) -> dict[str, str]:
+        return dict(self._call("all"))
+
+
+class ChannelLogHandler(logging.Handler):
+    """Handler log records (``ctx.log``, any library) go to the worker, which logs them."""
+
+    def __init__(self, channel: Channel):
+        super().__init__()
+        self.channel = channel
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.exc_info:
+                message += "\n" + "".join(traceback.format_exception(*record.exc_info))
+            self.channel.send({"op": "log", "level": record.levelno, "name": record.name, "message": message})
+        except Exception:  # noqa: BLE001 - logging must never break a handler
+            pass
+
+
+class Executor:
+    def __init__(self, channel: Channel):
+        self.channel = channel
+        self._callables: dict[str, Callable[..., Any]] = {}
+        self._kv_lock = threading.Lock()
+        self._skip = False
+        self._skip_looked = 0.0
+        self._env: dict[str, str] = {}  # the handler variables set last (only changes are set again)
+
+    # --- what the worker asks -------------------------------------------------------------------
+    def serve(self) -> int:
+        while True:
+            try:
+                frame = self.channel.recv()
+            except ChannelClosed:
+                return 0
+            op = frame.get("op")
+            if op == "init":
+                sys.path[:] = [str(p) for p in frame.get("path") or sys.path]
+                logging.getLogger().setLevel(int(frame.get("level") or logging.INFO))
+            elif op == "run":
+                self._skip = False
+                self.run_batch(list(frame.get("tasks") or ()))
+            # a "skip" that arrives after its batch ended has nothing left to skip
+
+    def run_batch(self, tasks: list[dict[str, Any]]) -> None:
+        for n, spec in enumerate(tasks):
+            if n and self._skip_requested():
+                self.channel.send({"op": "skipped", "n": n})
+                return
+            self.send_result(self.run_one(n, spec))
+
+    def _skip_requested(self) -> bool:
+        """Between two tasks: did the worker ask to stop after the current one? (Looked at every
+        few milliseconds, not before each of a batch of short tasks: a system call each.)"""
+        now = time.monotonic()
+        if self._skip or now - self._skip_looked < SKIP_LOOK_S:
+            return self._skip
+        self._skip_looked = now
+        while not self._skip:
+            frame = self.channel.poll(0)
+            if frame is None:
+                break
+            if frame.get("op") == "skip":
+                self._skip = True
+        return self._skip
+
+    # --- one task -------------------------------------------------------------------------------
+    def _set_env(self, env: dict[str, Any]) -> None:
+        for key, value in env.items():
+            value = str(value)
+            if self._env.get(key) != value:
+                os.environ[str(key)] = value
+                self._env[key] = value
+
+    def run_one(self, n: int, spec: dict[str, Any]) -> dict[str, Any]:
+        self._set_env(spec.get("env") or {})
+        store = RemoteJobStore(self, n)
+        started = time.monotonic()
+        try:
+            ctx = JobContext(kv=store, **spec["ctx"])
+            self.resolve(str(spec["target"]))(ctx)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too: the task's failure
+            return {"op": "result", "n": n, "ok": False, "error": _describe(exc), "trace": _trace(exc),
+                    "ms": _ms(started), "t": time.monotonic()}
+        finally:
+            store.closed = True
+            _flush_streams()
+        return {"op": "result", "n": n, "ok": True, "ms": _ms(started), "t": time.monotonic()}
+
+    def send_result(self, result: dict[str, Any]) -> None:
+        if result.get("ok"):  # the common case, written without the JSON encoder
+            self.channel.send_raw(b'{"op":"result","n":%d,"ok":true,"ms":%.3f,"t":%.6f}'
+                                  % (result["n"], result["ms"], result["t"]))
+        else:
+            self.channel.send(result)
+
+    def resolve(self, target: str) -> Callable[..., Any]:
+        fn = self._callables.get(target)
+        if fn is None:
+            module_name, _, func_name = target.partition(":")
+            fn = getattr(importlib.import_module(module_name), func_name)
+            if not callable(fn):
+                raise TypeError(f"{target} is not callable")
+            self._callables[target] = fn
+        return fn
+
+    def kv(self, n: int, call: str, args: list[Any]) -> Any:
+        """Ask the worker to run a job store call for task ``n``; wait for its answer."""
+        with self._kv_lock:
+            self.channel.send({"op": "kv", "n": n, "call": call, "args": args})
+            while True:
+                frame = self.channel.recv()
+                op = frame.get("op")
+                if op == "skip":
+                    self._skip = True
+                elif op == "kv":
+                    if frame.get("ok"):
+                        return frame.get("value")
+                    raise JobStoreError(str(frame.get("error") or "the job store call failed"))
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a hostile __str__
+        text = "(its message could not be read)"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _trace(exc: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-TRACE_CHARS:]
+    except Exception:  # noqa: BLE001
+        return _describe(exc)
+
+
+def _ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 3)
+
+
+def _flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this process when its worker dies (even by SIGKILL)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the worker was gone before the request took effect
+        os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m symphony.workers.executor_main",
+                                     description="The process in which a worker runs its Python handlers "
+                                                 "(started by symphony-worker).")
+    parser.add_argument("--parent", type=int, required=True, help="the worker process's pid")
+    args = parser.parse_args(argv)
+    _die_with_parent(args.parent)
+    if hasattr(signal, "SIGINT"):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    control_in, control_out = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)  # handlers read nothing from stdin
+    os.close(null)
+    os.dup2(2, 1)  # what a handler prints goes where its stderr goes: to the worker, redacted there
+    channel = Channel(control_in, control_out)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(ChannelLogHandler(channel))
+    return Executor(channel).serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""A worker process's main loop: claim, run, report, in as few round trips as it can.
+
+Each round trip (``WorkerLink.step``) sends the reports of the tasks that finished and claims
+the next ones. While tasks are short the loop claims several at once (prefetch, bounded by
+time: about :data:`PREFETCH_BUDGET_S` of work) and reports them together with the next claim; a
+report that waited longer than :data:`REPORT_DELAY_S` goes at once (the next task may be long).
+With nothing to do it blocks on its roles' bells. When Redis is unavailable it keeps its
+reports, backs off and says so once; a burst worker gives up after ``give_up_after_s``.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from typing import Sequence
+
+from symphony.engine import Backoff, Claimed, Engine, Finish, StepResult, WorkerLink, describe_error, is_unavailable
+
+from . import logs
+from .dispatch import Dispatcher, tally_key
+from .options import WorkerOptions
+from .stopping import Stopping
+
+log = logging.getLogger("symphony.worker")
+EXIT_OK, EXIT_GAVE_UP = 0, 4
+PREFETCH_BUDGET_S = 0.005  # claim several tasks at once only while they take less than this, together
+REPORT_DELAY_S = 0.02  # a finished task's report waits at most this long for the next claim
+EAGER_CLAIMS = 16  # claims in a row while the hint says a queue is eligible, before blocking on the bells
+
+
+class GaveUp(Exception):
+    """Redis was unavailable for longer than the worker may wait."""
+
+
+class TaskLoop:
+    def __init__(self, engine: Engine, link: WorkerLink, options: WorkerOptions, stopping: Stopping,
+                 dispatcher: Dispatcher, *, roles_stale: threading.Event | None = None):
+        self.engine, self.link, self.options = engine, link, options
+        self.stopping, self.dispatcher = stopping, dispatcher
+        self.roles_stale = roles_stale or threading.Event()  # set by the heart when the registry changed
+        self.state = "starting"
+        self.tally: Counter[str] = Counter()  # recorded outcomes (the burst summary)
+        self.backoff = Backoff()
+        self.pending: list[Finish] = []  # finished, not yet reported (sent with the next claim)
+        self._oldest = 0.0  # when the oldest pending report was made
+        self._roles_loaded = False
+        self._resending = False  # the reports being sent are a retry after a failed attempt
+        self._avg_s: float | None = None  # running average of task durations (decides prefetch)
+        self._down_since: float | None = None
+
+    # --- the loop -----------------------------------------------------------------------------
+    def run(self) -> int:
+        try:
+            return self._run()
+        except GaveUp as exc:
+            log.error("%s", exc)
+            return EXIT_GAVE_UP
+
+    def _run(self) -> int:
+        eager = 0
+        while True:
+            stopping = self.stopping.requested
+            if stopping and not self.pending:
+                return EXIT_OK
+            result = self._step(claim=not stopping, want=self._want())
+            if result is None or stopping:
+                continue
+            if result.batch:
+                eager = 0
+                self._run_batch(result.batch)
+            elif result.eligible and eager < EAGER_CLAIMS:
+                eager += 1
+            else:
+                eager = 0
+                if self._idle(result):
+                    return EXIT_OK
+
+    def _want(self) -> int:
+        """How many tasks to claim at once: one, unless this worker's tasks are short (prefetch).
+
+        A claimed task sits in this worker's in-flight list until it is reported, so prefetch is
+        bounded by time: at most about ``PREFETCH_BUDGET_S`` of work (by the running average of
+        recent task durations) and ``options.prefetch`` tasks. A worker that just started, or
+        whose tasks take longer than the budget, claims one at a time.
+        """
+        limit, avg = self.options.prefetch, self._avg_s
+        if limit <= 1 or avg is None or avg >= PREFETCH_BUDGET_S:
+            return 1
+        return max(1, min(limit, int(PREFETCH_BUDGET_S / max(avg, 1e-6))))
+
+    def _run_batch(self, batch: Sequence[Claimed]) -> None:
+        self.state = "busy"
+        started = time.perf_counter()
+        self.dispatcher.run(batch, self._finished)
+        took = (time.perf_counter() - started) / len(batch)
+        self._avg_s = took if self._avg_s is None else self._avg_s + (took - self._avg_s) * 0.2
+
+    def _finished(self, finish: Finish) -> None:
+        """A task's report: kept for the next claim, or sent now if it has waited long enough."""
+        now = time.monotonic()
+        if not self.pending:
+            self._oldest = now
+        self.pending.append(finish)
+        if now - self._oldest > REPORT_DELAY_S:
+            self._send_reports()
+
+    def _idle(self, result: StepResult) -> bool:
+        """Nothing to claim: wait for work (True: a burst worker is done)."""
+        self.state = "idle"
+        if self.options.burst and self._nothing_left():
+            log.info("burst: no work left for roles %s; exiting", ",".join(self.link.roles) or "-")
+            return True
+        try:
+            self.link.wait_for_work(result.wait_s if self.link.roles else self.options.idle_wait_s)
+        except Exception as exc:  # noqa: BLE001 - Redis unavailable
+            self._disconnected(exc)
+            self.backoff.sleep(self.stopping.stop_event)
+        if not self.link.roles:
+            self.stopping.wait(self.options.idle_wait_s)
+        return False
+
+    # --- round trips --------------------------------------------------------------------------
+    def _step(self, *, claim: bool, want: int) -> StepResult | None:
+        """One round trip: send the pending reports and (unless ``claim=False``) claim.
+        None when Redis was unavailable: we backed off, and the same reports go again next time."""
+        try:
+            if claim and (self.roles_stale.is_set() or not self._roles_loaded):
+                self._refresh_roles()
+            result = self.link.step(self.pending, claim=claim, want=want)
+        except GaveUp:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if not is_unavailable(exc):
+                log.exception("unexpected error talking to Redis; retrying")
+            self._disconnected(exc)
+            self._resending = bool(self.pending)
+            self.backoff.sleep(self.stopping.stop_event if not self.pending else None)
+            return None
+        self._reported(result)
+        self.backoff.reset()
+        return result
+
+    def _send_reports(self) -> None:
+        """Send the waiting reports now, without claiming (in the middle of a batch: one try, no backoff)."""
+        try:
+            result = self.link.step(self.pending, claim=False)
+        except Exception as exc:  # noqa: BLE001 - they go with the next claim
+            self._disconnected(exc)
+            self._resending = True
+            return
+        self._reported(result)
+
+    def _reported(self, result: StepResult) -> None:
+        """Redis has the pending reports: count them, say why any found its task gone."""
+        self._connected()
+        reports, self.pending = self.pending, []
+        resent, self._resending = self._resending, False
+        for finish, outcome in zip(reports, result.outcomes):
+            key = tally_key(outcome)
+            if key:
+                self.tally[key] += 1
+            if outcome == "lost":
+                self._log_lost(finish, resent)
+
+    def _log_lost(self, finish: Finish, resent: bool) -> None:
+        c = finish.claimed
+        name = logs.task_name(c.role, c.item, c.session)
+        try:
+            why = self.engine.why_lost(self.link.worker_id, finish, resent=resent)
+        except Exception as exc:  # noqa: BLE001 - say what we know
+            log.warning("the report of task %s found it gone, and Redis could not say why (%s); its result "
+                        "stays on disk", name, describe_error(exc))
+            return
+        if why.kind == "recorded":
+            log.info("the report of task %s was already recorded (its first reply was lost when the connection "
+                     "failed)", name)
+        elif why.kind == "reclaimed":
+            log.warning("task %s was reclaimed from this worker while it ran (%s); its result stays on disk and "
+                        "the task runs again", name, why.detail or "its lease lapsed")
+        else:
+            log.warning("task %s was no longer in this worker's hands and nothing shows it was reclaimed or "
+                        "recorded: Redis lost its data, or it was removed; its result stays on disk "
+                        "(symphony repair %s restores what is missing)", name, c.session)
+
+    def _refresh_roles(self) -> None:
+        self.roles_stale.clear()
+        roles = self.engine.roles_for(self.options.pool, self.options.roles or None)
+        if list(roles) != list(self.link.roles) or not self._roles_loaded:
+            if roles:
+                log.info("serving roles: %s", ", ".join(roles))
+            elif self.options.pool:
+                log.info("no registered session has a stage for pool %r yet; waiting", self.options.pool)
+        self.link.serve(roles)
+        self._roles_loaded = True
+
+    def _nothing_left(self) -> bool:
+        try:
+            return self.engine.work_remaining(self.link.roles) == 0
+        except Exception as exc:  # noqa: BLE001
+            self._disconnected(exc)
+            return False
+
+    # --- Redis unavailable --------------------------------------------------------------------
+    def _connected(self) -> None:
+        if self._down_since is not None:
+            log.warning("Redis is back after %.1fs; resuming", time.monotonic() - self._down_since)
+            self._down_since = None
+
+    def _disconnected(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+            log.warning("Redis unavailable (%s); retrying with backoff", describe_error(exc))
+        limit = self.options.give_up_after_s
+        if limit is not None and now - self._down_since >= limit:
+            raise GaveUp(f"Redis at {self.engine.display} has been unavailable for {now - self._down_since:.0f}s "
+                         f"({describe_error(exc)}); giving up")
