@@ -79,6 +79,32 @@ def terminate(process: subprocess.Popen, timeout: float = 20.0) -> None:
         process.wait(timeout=10)
 
 
+class ProcessRun:
+    """A command running as a real process group, its output (stdout and stderr) in a file."""
+
+    def __init__(self, argv: list[str], log_path: Path, *, env: dict[str, str], cwd: Path | None = None):
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        self.process = subprocess.Popen(argv, cwd=str(cwd or ROOT), env=env, stdout=self.log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+
+    def output(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        """SIGTERM to the group, SIGKILL if it has not ended within 30 s; its exit code."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                kill_process_group(self.process)
+        self.log.close()
+        return self.process.returncode
+
+
 class WorkerRun:
     """``symphony-worker`` running as a real process group, with its log in a file."""
 

@@ -4,8 +4,6 @@ secret) never in them, through trouble (Redis gone and back, a refused credentia
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -16,7 +14,8 @@ import pytest
 
 from symphony.engine import EmbeddedRedis, Engine, resolve_redis
 from symphony.engine.embedded import free_port
-from tests.helpers import ROOT, kill_process_group, wait_until, worker_env
+from tests.helpers import ROOT, ProcessRun, wait_until, worker_env
+from tests.test_slurm import cluster  # noqa: F401 - the fixture: a real SLURM cluster (skips without one)
 
 PASSWORD = "json-logs-secret-7781"
 FIELDS = {"time", "level", "worker", "session", "stage", "item", "attempt", "message"}  # of every line
@@ -51,30 +50,15 @@ def url_of(server: EmbeddedRedis) -> str:
     return f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0"
 
 
-class Service:
-    """A ``symphony --log-format json ...`` verb as a real process group, its output in a file."""
+class Service(ProcessRun):
+    """A ``symphony --log-format json ...`` verb as a real process group."""
 
     def __init__(self, tmp_path: Path, redis_url: str, *args: str, **env: str):
-        self.path = tmp_path / f"service-{free_port()}.log"
-        self.log = open(self.path, "wb")
-        self.process = subprocess.Popen([sys.executable, "-m", "symphony.console.commands", "--log-format", "json",
-                                         *args], cwd=ROOT, env=worker_env(redis_url, **env), stdout=self.log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        super().__init__([sys.executable, "-m", "symphony.console.commands", "--log-format", "json", *args],
+                         tmp_path / f"service-{free_port()}.log", env=worker_env(redis_url, **env))
 
     def text(self) -> str:
-        if not self.log.closed:
-            self.log.flush()
-        return self.path.read_text(errors="replace")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                kill_process_group(self.process)
-        self.log.close()
-        return self.process.returncode
+        return self.output()
 
 
 def health(port: int) -> int:
@@ -145,27 +129,6 @@ def test_the_collectors_json_log_never_holds_a_secret(locked, monkeypatch, capsy
 
 
 # --- the SLURM tracker, on a real SLURM cluster (tests/slurm_cluster.py) ----------------------------
-def slurm_missing() -> str | None:
-    from tests.slurm_cluster import unavailable
-
-    return unavailable()
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    reason = slurm_missing()
-    if reason:
-        pytest.skip(reason)
-    from tests.slurm_cluster import SlurmCluster
-
-    try:
-        c = SlurmCluster().start()
-    except Exception as exc:  # noqa: BLE001 - e.g. a port or munge problem on this machine
-        pytest.skip(f"the test SLURM cluster did not start: {exc}")
-    yield c
-    c.stop()
-
-
 @pytest.mark.slow
 def test_the_slurm_trackers_json_log_through_redis_gone_and_back(cluster, locked, tmp_path):
     url = url_of(locked)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -18,28 +17,20 @@ from symphony.engine import EmbeddedRedis, Engine, load_session, resolve_redis
 from symphony.engine.embedded import free_port
 from symphony.engine.initialize import initialize_session
 from tests.browser import Browser, chromium_binary
-from tests.helpers import ROOT, kill_process_group, sample_tasks, wait_until, worker_env
+from tests.helpers import ProcessRun, sample_tasks, wait_until, worker_env
 
 PASSWORD = "web-console-secret-4242"
 TOKEN = "an-access-token-of-32-characters"
 
 
-class WebServer:
-    """``symphony-tui --web`` as a real process group, its output in a file."""
+class WebServer(ProcessRun):
+    """``symphony-tui --web`` as a real process group."""
 
     def __init__(self, redis_url: str, tmp_path: Path, *args: str, env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = tmp_path / f"web-{self.port}.log"
-        self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen([sys.executable, "-m", "symphony.console.tui_main", "--web", "--port",
-                                         str(self.port), *args], cwd=tmp_path, env=env or worker_env(redis_url),
-                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def output(self) -> str:
-        if not self.log.closed:
-            self.log.flush()
-        return self.log_path.read_text(errors="replace")
+        super().__init__([sys.executable, "-m", "symphony.console.tui_main", "--web", "--port", str(self.port), *args],
+                         tmp_path / f"web-{self.port}.log", env=env or worker_env(redis_url), cwd=tmp_path)
 
     def wait_ready(self) -> None:
         def answers() -> bool:
@@ -51,16 +42,6 @@ class WebServer:
             return True
 
         wait_until(answers, timeout=60, interval=0.1, message="the web console to listen")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                kill_process_group(self.process)
-        self.log.close()
-        return self.process.returncode
 
 
 def group_command_lines(pgid: int) -> list[str]:
