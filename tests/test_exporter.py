@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 from symphony.console.exporter import Exporter
@@ -219,8 +220,10 @@ def test_counters_never_go_backwards_across_a_worker_crash_and_a_redis_restart(o
     try:
         markers = tmp_path / "data" / "markers"
         wait_until(lambda: list(markers.glob("started-work-i05-1-*")), timeout=60, message="i05 to start")
-        pid = int(list(markers.glob("started-work-i05-1-*"))[0].name.rsplit("-", 1)[1])
-        os.kill(pid, signal.SIGKILL)  # a worker process crashes mid-task: its supervisor reclaims it
+        handler = int(list(markers.glob("started-work-i05-1-*"))[0].name.rsplit("-", 1)[1])
+        # the worker process running it (the handler runs in its executor) crashes mid-task: its
+        # supervisor reclaims the task
+        os.kill(psutil.Process(handler).ppid(), signal.SIGKILL)
         labels = frozenset({"session": "s1", "stage": "work", "pool": "p"}.items())
         reclaimed = ("symphony_tasks_reclaimed_total", labels)
         completed = ("symphony_tasks_completed_total", labels)

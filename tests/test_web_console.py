@@ -80,25 +80,25 @@ def test_the_console_in_headless_chromium_shows_the_queues_and_a_key_reaches_it(
     try:
         web.wait_ready()
 
-        async def drive() -> tuple[str, str, str]:
+        async def drive() -> tuple[str, str, str, list[str]]:
             browser = await Browser(binary, tmp_path).open()
             try:
                 await browser.goto(web.url + "/")
                 main = await browser.wait_for_text("block7", "rvm", "preprocess", "detection")
+                lines = group_command_lines(web.process.pid)  # the server and the tab's console, now
                 await browser.click(700, 450)  # focus the terminal, as a person would
                 await browser.press("?", "Slash", 191, text="?")
                 helped = await browser.wait_for_text("command palette", "this help")
                 await browser.press("Escape", "Escape", 27)
                 back = await browser.wait_for_text("block7", gone=("command palette",))
-                return main, helped, back
+                return main, helped, back, lines
             finally:
                 await browser.close()
 
-        main, helped, back = asyncio.run(drive())
+        main, helped, back, lines = asyncio.run(drive())
         assert "rvm" in main and "block7" in main
         assert "command palette" not in main and "command palette" in helped
         assert "command palette" not in back, "Escape reached the app too"
-        lines = group_command_lines(web.process.pid)
         assert any("symphony.console.tui_main" in line and "--web" not in line for line in lines), lines
         for line in lines:
             assert PASSWORD not in line, "the Redis password is on a command line"

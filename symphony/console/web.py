@@ -163,7 +163,7 @@ def run(args: argparse.Namespace, options: SharedOptions, say) -> int:
     """``symphony-tui --web``: check the options, start the demo if asked, serve until stopped.
     The server is no Textual app: its log goes to stderr (``--log-format json``: JSON lines, what
     it reports included)."""
-    from .commands.common import service_log
+    from .servicelog import service_log
 
     web = web_options(args)
     reported = service_log(args, "symphony-web", "symphony.web")

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
-from symphony.engine import Engine, add_shared_options, configure_logging, redact, shared_options
+from symphony.engine import Engine, add_shared_options, redact, shared_options
 
 
 def add_verb_options(parser: argparse.ArgumentParser) -> None:
@@ -19,26 +18,6 @@ def add_verb_options(parser: argparse.ArgumentParser) -> None:
 def engine_from_args(args: argparse.Namespace, client_name: str = "symphony-cli") -> Engine:
     options = shared_options(args, client_name=client_name)
     return Engine(options.redis, socket_timeout=10.0, sealer=options.sealer())
-
-
-def service_log(args: argparse.Namespace, name: str, logger: str) -> Callable[[str], None]:
-    """For a verb that runs as a service (the exporter, the SLURM tracker, the Azure collector):
-    its log lines name the process (``name``, the JSON lines' ``worker``), its own logger says at
-    least INFO (it reports its start, its stop and its troubles), and what it reports as it runs
-    goes where its log goes: printed lines with ``--log-format text``, INFO records (one JSON
-    object a line) with ``--log-format json``. Returns the function that reports a line."""
-    fmt = getattr(args, "log_format", "text")
-    configure_logging(getattr(args, "log_level", "WARNING"), fmt, name=name)
-    own = logging.getLogger(logger)
-    if own.getEffectiveLevel() > logging.INFO:
-        own.setLevel(logging.INFO)
-    if fmt == "json":
-        return lambda line: own.info("%s", line)
-
-    def say(line: str) -> None:
-        print(redact(line), flush=True)
-
-    return say
 
 
 def print_json(data: Any, stream=None) -> None:

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from symphony.engine import Engine, redact
 
 from .. import fmt
-from .common import add_verb_options, engine_from_args, fail, print_json, service_log, table
+from ..servicelog import service_log
+from .common import add_verb_options, engine_from_args, fail, print_json, table
 
 if TYPE_CHECKING:  # the collector is imported when it runs: 'metrics show' needs no Azure extra
     from symphony.azure.monitor import AzureMonitorConfig, CollectResult

@@ -19,7 +19,8 @@ import time
 from symphony.engine import ConfigError, JobSet, SlurmJob, shared_options, slurm_origin
 
 from .. import fmt
-from .common import add_verb_options, confirm, engine_from_args, fail, print_json, service_log, table
+from ..servicelog import service_log
+from .common import add_verb_options, confirm, engine_from_args, fail, print_json, table
 
 HELP = "workers as SLURM jobs: batch script, submit, track their states, status, adapt, cleanup"
 SETS = [s.value for s in JobSet]
