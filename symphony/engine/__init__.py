@@ -31,6 +31,10 @@ from .enqueue import EnqueueResult
 from .initialize import InitializeResult, initialize_session
 from .repair import RepairPlan, RepairResult, StagePlan
 
+# --- where outputs live: local paths or object stores (the stores behind the storage extra) ---------
+from .stores import (LOCAL, STORE_VARIABLES, LocalStore, OutputStore, capture_store_environment, forget_stores,
+                     is_url, open_store, register_store, store_environment, store_key, url_scheme)
+
 # --- how a task ends: outcome kinds, the retry policy, the outcome record, session states -----------
 from .outcomes import Decision, OutcomeKind, OutcomeRecord, SessionState, after_failure
 
@@ -60,7 +64,7 @@ from .slurm_accounting import (CleanupResult, JobSet, Lease, LockLost, Observati
 
 # --- security: ACL users, encryption, redaction ------------------------------------------------------
 from .acl import reader_rules, setuser, setuser_line, worker_rules
-from .crypto import CryptoError, Sealer, load_key, sealer_from
+from .crypto import CryptoError, Sealer, load_key, output_aad, sealer_from
 from .redaction import (SECRET_ENVIRONMENT, drop_secret_environment, install_log_redaction, redact,
                         redact_standard_streams, register_environment_secrets, register_secret,
                         without_secret_environment)
@@ -77,6 +81,9 @@ __all__ = [
     "SessionSpec", "load_session", "VerificationReport", "verify_paths",
     # putting work in
     "EnqueueResult", "InitializeResult", "initialize_session", "RepairPlan", "RepairResult", "StagePlan",
+    # where outputs live
+    "LOCAL", "STORE_VARIABLES", "LocalStore", "OutputStore", "capture_store_environment", "forget_stores", "is_url",
+    "open_store", "register_store", "store_environment", "store_key", "url_scheme",
     # how a task ends
     "Decision", "OutcomeKind", "OutcomeRecord", "SessionState", "after_failure",
     # the workers' side
@@ -93,7 +100,8 @@ __all__ = [
     "CleanupResult", "JobSet", "Lease", "LockLost", "Observation", "SlurmAccounting", "SlurmJob", "SlurmTag",
     "slurm_origin",
     # security
-    "reader_rules", "setuser", "setuser_line", "worker_rules", "CryptoError", "Sealer", "load_key", "sealer_from",
+    "reader_rules", "setuser", "setuser_line", "worker_rules", "CryptoError", "Sealer", "load_key", "output_aad",
+    "sealer_from",
     "install_log_redaction", "redact", "redact_standard_streams", "register_secret", "SECRET_ENVIRONMENT",
     "register_environment_secrets", "without_secret_environment", "drop_secret_environment",
 ]

@@ -9,6 +9,7 @@ need Redis and re-exports the names below for the front ends and workers.
 """
 from .items import Item, RowFile
 from .limits import LIMITS, Limits
+from .locations import is_url, url_scheme
 from .metadata import register_source
 from .names import check_name, is_name, name_problem, role_problem
 from .pipeline import Handler, Pipeline, Stage, load_pipeline, pipeline_from_dict
@@ -21,5 +22,5 @@ __all__ = [
     "Handler", "Item", "LIMITS", "Limits", "Locator", "Pipeline", "Problem", "RowFile", "SessionRecord", "SessionSpec",
     "SpecError", "Stage", "VerificationReport", "check_name", "in_standard_library", "is_name", "load_pipeline",
     "load_session", "name_problem", "pipeline_from_dict", "register_source", "role_problem", "session_files",
-    "verify_paths",
+    "verify_paths", "is_url", "url_scheme",
 ]

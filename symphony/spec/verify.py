@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from .locations import is_url
 from .problems import Problem, SpecError
 from .session import SessionSpec, load_session
 from .yamlfile import Locator
@@ -127,7 +128,7 @@ def check_inputs_exist(spec: SessionSpec) -> list[Problem]:
     by_dir: dict[str, list[tuple[Any, str]]] = defaultdict(list)
     for item in spec.items:
         path = spec.input_path(item)
-        if path:
+        if path and not is_url(path):  # inputs in an object store: the engine lists them through its store
             directory, name = os.path.split(path)
             by_dir[directory or "."].append((item, name))
     problems = []
@@ -189,7 +190,10 @@ def check_handlers(spec: SessionSpec) -> tuple[list[Problem], list[Problem]]:
 
 def check_root_writable(spec: SessionSpec) -> list[Problem]:
     """The data root exists and is writable, or can be created: a directory is made (and removed)
-    in its nearest existing ancestor (the permission bits alone say yes to root, even in /proc)."""
+    in its nearest existing ancestor (the permission bits alone say yes to root, even in /proc).
+    An object-store root is checked by the engine, through its store."""
+    if is_url(spec.root):
+        return []
     probe = Path(spec.root)
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 
-from symphony.engine import (Engine, describe_error, drop_secret_environment, redact_standard_streams, sealer_from,
+from symphony.engine import (Engine, capture_store_environment, describe_error, drop_secret_environment, redact_standard_streams, sealer_from,
                              without_secret_environment)
 
 from . import logs
@@ -151,6 +151,7 @@ def child_main(options: WorkerOptions, worker_id: str, stop_event, urgent_event,
     # the options carry what this process needs (its Redis password is registered for redaction
     # when its client's configuration is made); no secret stays in the environment
     drop_secret_environment()
+    capture_store_environment(dict(options.store_env))  # the stores' credentials, in this process's memory only
     not_dumpable()
     name_process("symphony-worker")
     if options.nice:
