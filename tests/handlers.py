@@ -156,3 +156,13 @@ def hang_listed(ctx) -> None:
     if ctx.attempt == 1 and ctx.item in ctx.params.get("hang", []):
         time.sleep(3600)
     ok(ctx)
+
+
+def big_output(ctx) -> None:
+    """Write ``size`` bytes (the storage tests kill a worker while this is being uploaded)."""
+    size = int(ctx.params.get("size", 1 << 20))
+    with open(ctx.output, "wb") as fh:
+        block = (f"{ctx.item}:{ctx.attempt}:".encode() * 4096)[:65536]
+        while size > 0:
+            fh.write(block[:size])
+            size -= len(block)

@@ -1,0 +1,278 @@
+"""Outputs in Azure Blob Storage, against a real Azurite (tests/azurite.py): the store interface,
+the sample pipeline drained by real workers, atomic uploads under SIGKILL, repair by listing,
+encryption at rest, and the errors of a bad configuration at initialize."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from symphony.engine import LocalStore, Sealer, forget_stores, load_session, open_store, output_aad
+from tests.helpers import WorkerRun, sample_tasks, wait_until, worker_env, write_pipeline, write_session
+
+pytestmark = pytest.mark.slow
+
+
+def fresh_container(azurite) -> str:
+    name = f"c{uuid.uuid4().hex[:12]}"
+    azurite.container(name)
+    return name
+
+
+def symphony(env: dict, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "symphony.console.commands", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=180)
+
+
+def storage_env(redis_url: str, azurite, **extra: str) -> dict:
+    return worker_env(redis_url, AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string, **extra)
+
+
+def blobs(azurite, container: str, prefix: str = "", uncommitted: bool = False) -> dict[str, int]:
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    include = ["uncommittedblobs"] if uncommitted else None
+    return {b.name: b.size for b in service.get_container_client(container).list_blobs(name_starts_with=prefix,
+                                                                                        include=include)}
+
+
+def read_blob(azurite, container: str, name: str) -> bytes:
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    return service.get_blob_client(container, name).download_blob().readall()
+
+
+def blob_session(tmp_path: Path, container: str, **extra) -> tuple[Path, Path]:
+    """The sample tasks/ (handlers without delay), its block7 session rooted at az://CONTAINER/data."""
+    tasks = sample_tasks(tmp_path, seconds=0.0)
+    (tasks / "block9.yaml").unlink()
+    path = tasks / "block7.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["root"] = f"az://{container}/data"
+    data.update(extra)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return tasks, path
+
+
+# --- the interface ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["local", "az", "fsspec"])
+def test_every_store_answers_the_same_five_questions(kind, azurite, tmp_path):
+    forget_stores()
+    if kind == "local":
+        root, store = str(tmp_path / "root"), LocalStore()
+    elif kind == "az":
+        root = f"az://{fresh_container(azurite)}/p"
+        store = open_store(root)
+    else:
+        from symphony.storage.fsspec_store import FsspecStore
+
+        root = f"abfs://{fresh_container(azurite)}/p"
+        store = FsspecStore(root)
+    assert store.check_writable(root) is None
+    assert store.list_prefix(root + "/stage") == []
+    source = tmp_path / "out.json"
+    source.write_text('{"ok": true}')
+    for name in ("a.json", "b.json"):
+        store.put_atomic(str(source), f"{root}/stage/{name}")
+    store.put_atomic(str(source), f"{root}/stage/deeper/c.json")  # not directly under stage/
+    assert sorted(store.list_prefix(root + "/stage")) == (["a.json", "b.json", "deeper"] if kind == "local"
+                                                          else ["a.json", "b.json"])
+    assert store.exists(f"{root}/stage/a.json") and not store.exists(f"{root}/stage/zz.json")
+    store.get(f"{root}/stage/a.json", str(tmp_path / "back"))
+    assert (tmp_path / "back").read_text() == '{"ok": true}'
+    with pytest.raises(FileNotFoundError):
+        store.get(f"{root}/stage/zz.json", str(tmp_path / "none"))
+    store.delete(f"{root}/stage/a.json")
+    store.delete(f"{root}/stage/a.json")  # deleting what is gone is fine
+    assert not store.exists(f"{root}/stage/a.json")
+
+
+# --- the sample pipeline on Blob Storage --------------------------------------------------------------
+def test_sample_session_on_blob_storage_is_drained_by_workers(azurite, redis_url, r, tmp_path):
+    container = fresh_container(azurite)
+    tasks, session = blob_session(tmp_path, container)
+    env = storage_env(redis_url, azurite)
+    out = symphony(env, "initialize", str(session), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "24 item(s) enqueued for rvm" in out.stdout
+    scratch = tmp_path / "scratch"
+    worker = WorkerRun(redis_url, "--burst", "--processes", "2", "--scratch-dir", str(scratch), log_dir=tmp_path,
+                       cwd=tmp_path, env=env)
+    assert worker.wait(180) == 0, worker.output()
+    spec = load_session(session)
+    expected = {f"data/{spec.name}/{stage}/{item.id}.json" for stage in spec.pipeline.stage_names
+                for item in spec.items}
+    found = blobs(azurite, container, uncommitted=True)
+    assert set(found) == expected, f"missing {expected - set(found)}, unexpected {set(found) - expected}"
+    final = json.loads(read_blob(azurite, container, f"data/{spec.name}/process/row-001.json"))
+    assert final["row"] == "row-001" and final["clusters"] > 0
+    counts = {k: int(v) for k, v in r.hgetall(f"symphony:stats:{spec.name}").items()}
+    assert all(counts[f"{s}|completed"] == 24 for s in spec.pipeline.stage_names), counts
+    assert not list(scratch.rglob("*")) or all(p.is_dir() for p in scratch.rglob("*")), "scratch files left behind"
+    assert not (tmp_path / "data").exists() and not (tmp_path / ".symphony-data").exists()
+
+
+def test_a_worker_killed_mid_upload_leaves_no_partial_blob_and_the_task_completes_elsewhere(azurite, redis_url, r,
+                                                                                          tmp_path):
+    container = fresh_container(azurite)
+    size = 8 << 20
+    write_pipeline(tmp_path / "pipe.yaml", [{"name": "big", "pool": "p", "handler": "tests.handlers:big_output",
+                                             "output": "{root}/{session}/{stage}/{item}.bin", "params": {"size": size},
+                                             "max_attempts": 5, "retry_backoff": 0.05}])
+    session = write_session(tmp_path / "s.yaml", "up1", "pipe.yaml", ["x1"], root=f"az://{container}/data")
+    # tiny blocks: the upload is hundreds of Put Block requests, so the kill lands in the middle of it
+    env = storage_env(redis_url, azurite, SYMPHONY_STORAGE_BLOCK_BYTES="16384")
+    out = symphony(env, "initialize", str(session), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    doomed = WorkerRun(redis_url, "--processes", "1", "--name", "doomed", log_dir=tmp_path, env=env, heartbeat=0.5)
+    name = "data/up1/big/x1.bin"
+    from azure.storage.blob import BlobServiceClient
+
+    blob = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(container, name)
+
+    def uploading() -> bool:
+        try:
+            return bool(blob.get_block_list("uncommitted")[1])
+        except Exception:  # noqa: BLE001 - no blocks staged yet
+            return False
+
+    wait_until(uploading, timeout=60, interval=0.005, message="the upload to be under way")
+    doomed.kill_group()
+    assert name not in blobs(azurite, container), "a partial blob is visible"
+    assert not blob.exists()
+    rescuer = WorkerRun(redis_url, "--processes", "1", "--name", "rescuer", log_dir=tmp_path, env=env, heartbeat=0.5)
+    try:
+        wait_until(lambda: blobs(azurite, container).get(name) == size, timeout=90,
+                   message="the reclaimed task to upload the whole output")
+        wait_until(lambda: r.hget("symphony:stats:up1", "big|completed") == "1", message="completion accounting")
+        assert blobs(azurite, container, uncommitted=True) == {name: size}
+        assert read_blob(azurite, container, name)[:4] == b"x1:2"  # the second attempt's output
+    finally:
+        rescuer.stop()
+
+
+# --- repair -----------------------------------------------------------------------------------------------
+def test_repair_on_blob_storage_restores_exactly_the_furthest_output_rule(azurite, redis_url, r, tmp_path):
+    container = fresh_container(azurite)
+    stages = ["a", "b", "c", "d"]
+    write_pipeline(tmp_path / "pipe.yaml", [{"name": s, "pool": "p", "handler": "tests.handlers:ok",
+                                             "output": "{root}/{session}/{stage}/{item}.json"} for s in stages])
+    items = [f"i{n:03d}" for n in range(120)]
+    session = write_session(tmp_path / "s.yaml", "rep1", "pipe.yaml", items, root=f"az://{container}/data")
+    forget_stores()
+    store = open_store(f"az://{container}/data")
+    source = tmp_path / "o.json"
+    source.write_text("{}")
+    rng = random.Random(16)
+    for item in items:  # every output there, then a random set deleted
+        for stage in stages:
+            store.put_atomic(str(source), f"az://{container}/data/rep1/{stage}/{item}.json")
+    present = {(s, i) for s in stages for i in items}
+    for gone in rng.sample(sorted(present), 220):
+        store.delete(f"az://{container}/data/rep1/{gone[0]}/{gone[1]}.json")
+        present.discard(gone)
+    expected: dict[str, set[str]] = {s: set() for s in stages}
+    for item in items:
+        furthest = max((k + 1 for k, s in enumerate(stages) if (s, item) in present), default=0)
+        if furthest < len(stages):
+            expected[stages[furthest]].add(item)
+    env = storage_env(redis_url, azurite)
+    out = symphony(env, "repair", "rep1", "--file", str(session), "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for stage in stages:
+        assert {json.loads(m)["i"] for m in r.lrange(f"{stage}:rep1", 0, -1)} == expected[stage], stage
+    again = symphony(env, "repair", "rep1", "--file", str(session), "--json", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads(again.stdout)["to_enqueue"] == 0, again.stdout
+    assert sum(r.llen(f"{s}:rep1") for s in stages) == sum(len(v) for v in expected.values())
+
+
+# --- encryption at rest --------------------------------------------------------------------------------
+def test_encrypted_outputs_are_unreadable_without_the_key_and_the_pipeline_completes(azurite, redis_url, r, tmp_path):
+    container = fresh_container(azurite)
+    key = os.urandom(32)
+    tasks, session = blob_session(tmp_path, container, encrypt_outputs=True)
+    env = storage_env(redis_url, azurite, SYMPHONY_KEY=key.hex())
+    out = symphony(env, "initialize", str(session), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    worker = WorkerRun(redis_url, "--burst", "--processes", "2", log_dir=tmp_path, cwd=tmp_path, env=env)
+    assert worker.wait(180) == 0, worker.output()
+    spec = load_session(session)
+    counts = {k: int(v) for k, v in r.hgetall(f"symphony:stats:{spec.name}").items()}
+    assert all(counts[f"{s}|completed"] == 24 for s in spec.pipeline.stage_names), counts
+    sealer = Sealer(key)
+    for stage in spec.pipeline.stage_names:
+        raw = read_blob(azurite, container, f"data/{spec.name}/{stage}/row-007.json")
+        assert b"row-007" not in raw and raw.startswith(b"v1.")
+        with pytest.raises(ValueError):
+            json.loads(raw)
+        clear = json.loads(sealer.open(raw.decode(), output_aad(spec.name, stage, "row-007")))
+        assert clear["row"] == "row-007"
+    with pytest.raises(Exception):  # bound to its item: another item's name does not open it
+        sealer.open(read_blob(azurite, container, f"data/{spec.name}/rvm/row-007.json").decode(),
+                    output_aad(spec.name, "rvm", "row-008"))
+
+
+def test_a_tampered_sealed_output_fails_the_next_stage_with_the_reason(azurite, redis_url, r, tmp_path):
+    container = fresh_container(azurite)
+    key = os.urandom(32)
+    write_pipeline(tmp_path / "pipe.yaml", [{"name": s, "pool": "p", "handler": "tests.handlers:ok",
+                                             "output": "{root}/{session}/{stage}/{item}.json", "max_attempts": 1}
+                                            for s in ("a", "b")])
+    session = write_session(tmp_path / "s.yaml", "tamper1", "pipe.yaml", ["x1"], root=f"az://{container}/data",
+                            encrypt_outputs=True)
+    env = storage_env(redis_url, azurite, SYMPHONY_KEY=key.hex())
+    assert symphony(env, "initialize", str(session), cwd=tmp_path).returncode == 0
+    worker = WorkerRun(redis_url, "--burst", "--roles", "a", "--processes", "1", log_dir=tmp_path, env=env)
+    assert worker.wait(120) == 0, worker.output()
+    from azure.storage.blob import BlobServiceClient
+
+    blob = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
+        container, "data/tamper1/a/x1.json")
+    token = blob.download_blob().readall()
+    blob.upload_blob(token[:-6] + (b"AAAAAA" if not token.endswith(b"AAAAAA") else b"BBBBBB"), overwrite=True)
+    worker = WorkerRun(redis_url, "--burst", "--roles", "b", "--processes", "1", log_dir=tmp_path, env=env)
+    assert worker.wait(120) == 0, worker.output()
+    record = json.loads(r.hget("symphony:outcomes:tamper1", "x1"))
+    assert "cannot be opened" in json.dumps(record) and "failed authentication" in json.dumps(record), record
+
+
+# --- a bad configuration ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", ["missing container", "wrong key", "no credentials"])
+def test_a_bad_storage_configuration_is_one_clear_line_at_initialize_and_nothing_is_enqueued(case, azurite, redis_url,
+                                                                                          r, tmp_path):
+    container = fresh_container(azurite)
+    write_pipeline(tmp_path / "pipe.yaml", [{"name": "a", "pool": "p", "handler": "tests.handlers:ok",
+                                             "output": "{root}/{session}/{stage}/{item}.json"}])
+    root = f"az://{container if case != 'missing container' else 'nosuchcontainer'}/data"
+    session = write_session(tmp_path / "s.yaml", "bad1", "pipe.yaml", ["x1", "x2"], root=root)
+    env = storage_env(redis_url, azurite)
+    if case == "wrong key":
+        from tests.azurite import KEY
+
+        env["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string.replace(KEY, "A" * 86 + "==")
+    elif case == "no credentials":
+        del env["AZURE_STORAGE_CONNECTION_STRING"]
+    out = symphony(env, "initialize", str(session), cwd=tmp_path)
+    assert out.returncode != 0
+    text = out.stdout + out.stderr
+    lines = [line for line in text.splitlines() if "s.yaml" in line and "[root]" in line]
+    assert len(lines) == 1, text
+    expected = {"missing container": "'nosuchcontainer' of storage account 'devstoreaccount1' does not exist",
+                "wrong key": "refused the credentials", "no credentials": "no Azure Storage credentials"}[case]
+    assert expected in lines[0], text
+    assert "Traceback" not in text
+    from tests.azurite import KEY
+
+    assert KEY not in text and "A" * 86 not in text
+    assert r.llen("a:bad1") == 0 and not r.exists("symphony:session:bad1")
