@@ -40,6 +40,7 @@ def split_url(url: str) -> tuple[str, str | None, str]:
 def _describe(exc: BaseException) -> str:
     """An Azure SDK error in one line (its error code, never a header or a secret)."""
     code = getattr(exc, "error_code", None)
+    code = getattr(code, "value", code)  # the service's own code (AuthorizationFailure), not the enum's name
     message = str(getattr(exc, "message", "") or exc).strip().splitlines()
     text = message[0] if message else type(exc).__name__
     return f"{code}: {text}" if code and str(code) not in text else text
