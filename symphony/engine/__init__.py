@@ -45,6 +45,7 @@ from .lost import LostReport
 from .messages import Task
 from .reclaim import ReclaimReport
 from .worklog import LogLine
+from .forwarding import ResultRecord, ResultsReader
 
 # --- the operator's verbs ---------------------------------------------------------------------------
 from .control import CANCEL_EFFECT, CancelResult, PurgeResult, QueueInfo, RetryResult, SessionDetail
@@ -88,7 +89,7 @@ __all__ = [
     "Decision", "OutcomeKind", "OutcomeRecord", "SessionState", "after_failure",
     # the workers' side
     "JobStore", "Beat", "Claimed", "Finish", "Outcome", "StepResult", "WorkerLink", "Task", "ReclaimReport",
-    "LostReport", "LogLine",
+    "LostReport", "LogLine", "ResultRecord", "ResultsReader",
     # the operator's verbs
     "CancelResult", "PurgeResult", "QueueInfo", "RetryResult", "SessionDetail", "SessionSummary",
     "CANCEL_EFFECT", "Change", "Comparison", "compare_definitions",
