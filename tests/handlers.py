@@ -166,3 +166,9 @@ def big_output(ctx) -> None:
         while size > 0:
             fh.write(block[:size])
             size -= len(block)
+
+
+def where(ctx) -> None:
+    """Write the root this worker sees and whether the input is there (the per-pool roots test)."""
+    ctx.write_output_json({"root": ctx.root, "input": ctx.input, "input_exists": bool(ctx.input) and
+                           os.path.exists(ctx.input)})

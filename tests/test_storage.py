@@ -276,3 +276,50 @@ def test_a_bad_storage_configuration_is_one_clear_line_at_initialize_and_nothing
 
     assert KEY not in text and "A" * 86 not in text
     assert r.llen("a:bad1") == 0 and not r.exists("symphony:session:bad1")
+
+
+# --- per-pool roots: one share, mounted at different paths ------------------------------------------------
+def test_pools_that_mount_one_share_at_different_paths_agree_on_what_exists(redis_url, r, tmp_path):
+    share = tmp_path / "share"
+    share.mkdir()
+    (tmp_path / "mnt-linux").symlink_to(share)  # the Linux VMs' mount point
+    (tmp_path / "Z").symlink_to(share)  # the Windows VMs' (Z:\scans there)
+    (tmp_path / "operator").symlink_to(share)  # where the operator's machine sees it
+    write_pipeline(tmp_path / "pipe.yaml", [
+        {"name": "a", "pool": "windows", "handler": "tests.handlers:where",
+         "output": "{root}/{session}/{stage}/{item}.json"},
+        {"name": "b", "pool": "linux", "handler": "tests.handlers:where",
+         "output": "{root}/{session}/{stage}/{item}.json"}])
+    session = write_session(tmp_path / "s.yaml", "pools1", "pipe.yaml", ["x1", "x2", "x3"],
+                            root=str(tmp_path / "operator"),
+                            pool_roots={"windows": str(tmp_path / "Z"), "linux": str(tmp_path / "mnt-linux")})
+    env = worker_env(redis_url)
+    assert symphony(env, "initialize", str(session), cwd=tmp_path).returncode == 0
+    for pool in ("windows", "linux"):
+        worker = WorkerRun(redis_url, "--burst", "--pool", pool, "--processes", "1", log_dir=tmp_path, env=env)
+        assert worker.wait(120) == 0, worker.output()
+    assert sorted(p.name for p in (share / "pools1" / "b").iterdir()) == ["x1.json", "x2.json", "x3.json"]
+    seen = json.loads((share / "pools1" / "b" / "x1.json").read_text())
+    assert seen == {"root": str(tmp_path / "mnt-linux"), "input": str(tmp_path / "mnt-linux" / "pools1" / "a" / "x1.json"),
+                    "input_exists": True}
+    assert json.loads((share / "pools1" / "a" / "x1.json").read_text())["root"] == str(tmp_path / "Z")
+    (share / "pools1" / "b" / "x2.json").unlink()
+    (share / "pools1" / "a" / "x3.json").unlink()
+    out = symphony(env, "repair", "pools1", "--file", str(session), "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert {s["stage"]: s["count"] for s in json.loads(out.stdout)["stages"]} == {"a": 0, "b": 1}  # x3's b exists
+
+
+def test_a_pool_root_must_be_absolute_on_its_machines(tmp_path):
+    from symphony.engine import SpecError
+
+    write_pipeline(tmp_path / "pipe.yaml", [{"name": "a", "pool": "windows", "handler": "tests.handlers:ok",
+                                             "output": "{root}/{session}/{stage}/{item}.json"}])
+    ok = write_session(tmp_path / "ok.yaml", "p1", "pipe.yaml", ["x"], pool_roots={"windows": "Z:\\scans",
+                                                                                  "linux": "/mnt/scans"})
+    spec = load_session(ok)
+    assert spec.record().root_for("windows") == "Z:\\scans" and spec.record().root_for("other") == spec.root
+    bad = write_session(tmp_path / "bad.yaml", "p2", "pipe.yaml", ["x"], pool_roots={"windows": "scans"})
+    with pytest.raises(SpecError) as caught:
+        load_session(bad)
+    assert "the root of pool windows must be an absolute path on its machines" in str(caught.value)
