@@ -323,3 +323,33 @@ def test_a_pool_root_must_be_absolute_on_its_machines(tmp_path):
     with pytest.raises(SpecError) as caught:
         load_session(bad)
     assert "the root of pool windows must be an absolute path on its machines" in str(caught.value)
+
+
+# --- VM metrics for analysis, in append blobs -----------------------------------------------------------
+def test_the_collectors_file_sinks_append_to_one_blob_per_day_without_duplicates(azurite, tmp_path):
+    pytest.importorskip("azure.monitor.querymetrics")
+    import csv
+    import io
+
+    from symphony.azure.monitor.sinks import FILE_FIELDS, FileSink
+    from symphony.engine import AzureSample
+
+    container = fresh_container(azurite)
+    day1 = 1_796_083_200.0  # 2026-12-01T00:00:00Z
+    samples = [AzureSample(time=day1 - 120 + 60 * n, scale_set=f"vmss-{k}", cpu=10.0 + n, instances=2)
+               for n in range(5) for k in ("win", "linux")]
+    url = f"az://{container}/vm-metrics"
+    sink = FileSink(url, url, settle_s=0)
+    assert sink.write(samples[:6], now=day1 + 3600) == 6
+    assert FileSink(url, url, settle_s=0).write(samples, now=day1 + 3600) == 4  # after a restart: only the new ones
+    from azure.storage.blob import BlobServiceClient
+
+    client = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(container)
+    found = {b.name: b.blob_type for b in client.list_blobs()}
+    assert set(found) == {f"vm-metrics/{d}.{ext}" for d in ("2026-11-30", "2026-12-01") for ext in ("jsonl", "csv")}
+    assert {str(t).lower().split(".")[-1] for t in found.values()} == {"appendblob"}
+    lines = [json.loads(line) for d in ("2026-11-30", "2026-12-01")
+             for line in read_blob(azurite, container, f"vm-metrics/{d}.jsonl").decode().splitlines()]
+    assert sorted((r["scale_set"], r["ts"]) for r in lines) == sorted((s.scale_set, int(s.time)) for s in samples)
+    table = list(csv.DictReader(io.StringIO(read_blob(azurite, container, "vm-metrics/2026-12-01.csv").decode())))
+    assert list(table[0]) == list(FILE_FIELDS) and len(table) == 6
