@@ -353,3 +353,27 @@ def test_the_collectors_file_sinks_append_to_one_blob_per_day_without_duplicates
     assert sorted((r["scale_set"], r["ts"]) for r in lines) == sorted((s.scale_set, int(s.time)) for s in samples)
     table = list(csv.DictReader(io.StringIO(read_blob(azurite, container, "vm-metrics/2026-12-01.csv").decode())))
     assert list(table[0]) == list(FILE_FIELDS) and len(table) == 6
+
+
+def test_listing_takes_names_from_every_page_and_unescapes_them(azurite, tmp_path):
+    forget_stores()
+    container = fresh_container(azurite)
+    store = open_store(f"az://{container}/p")
+    source = tmp_path / "o"
+    source.write_text("")
+    odd = ["a&b.json", "c<d>.json", "é ü.json", "q'\"x.json"]
+    for name in odd:
+        store.put_atomic(str(source), f"az://{container}/p/s/{name}")
+    from symphony.storage import azure_blob
+
+    old = azure_blob.PAGE
+    azure_blob.PAGE = 2  # three pages
+    try:
+        assert sorted(store.list_prefix(f"az://{container}/p/s")) == sorted(odd)
+        assert sorted(store._list_sdk("p/s/")) == sorted(f"p/s/{n}" for n in odd)
+    finally:
+        azure_blob.PAGE = old
+    from symphony.engine import ConfigError
+
+    with pytest.raises(ConfigError, match="does not exist"):
+        open_store("az://nosuchcontainer/p").list_prefix("az://nosuchcontainer/p/s")
