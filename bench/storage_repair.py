@@ -4,7 +4,7 @@
 embedded Redis, uploads the outputs of a session of N items x 4 stages as empty blobs (item n
 has the outputs of its first ``n % 5`` stages, as in the local-disk case 5: every kind of repair
 occurs), then, alternately, three times: lists the four prefixes once with the SDK (one paged
-List Blobs walk each, names only: the floor) and runs ``Engine.plan_repair`` (read Redis, one
+List Blobs walk each, names only: the floor; and the SDK's own ``list_blobs``, for reference) and runs ``Engine.plan_repair`` (read Redis, one
 listing per stage through the store, decide per item). Prints one JSON object.
 """
 from __future__ import annotations
@@ -67,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
                           chunksize=256))
         upload_s = time.perf_counter() - started
 
-        def bare() -> tuple[float, int]:
+        from symphony.engine import open_store
+
+        store = open_store("az://bench/data")
+
+        def sdk() -> tuple[float, int]:
+            """The SDK's own listing (what a script would write): names and every blob's properties."""
             t = time.perf_counter()
             count = 0
             for stage in STAGES:
@@ -76,9 +81,18 @@ def main(argv: list[str] | None = None) -> int:
                     count += sum(1 for _ in page)
             return time.perf_counter() - t, count
 
+        def bare() -> tuple[float, int]:
+            """The floor: the same List Blobs pages, names only, nothing else."""
+            t = time.perf_counter()
+            count = sum(len(store._list_fast(f"data/{session}/{stage}/")) for stage in STAGES)
+            return time.perf_counter() - t, count
+
         engine = Engine(resolve_redis(redis_server.url))
-        listings, plans, listed_in_plan, totals = [], [], [], []
+        listings, plans, listed_in_plan, totals, sdks = [], [], [], [], []
         for _ in range(args.rounds):
+            seconds, count = sdk()
+            assert count == len(names), (count, len(names))
+            sdks.append(seconds)
             seconds, count = bare()
             assert count == len(names), (count, len(names))
             listings.append(seconds)
@@ -93,11 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         listing, planning = statistics.median(listings), statistics.median(plans)
         print(json.dumps({"items": args.items, "stages": len(STAGES), "blobs": len(names),
                           "upload_s": round(upload_s, 1), "blobs_per_s_uploaded": round(len(names) / upload_s),
+                          "sdk_listing_s": round(statistics.median(sdks), 3),
                           "bare_listing_s": round(listing, 3), "plan_s": round(planning, 3),
                           "plan_listing_s": round(statistics.median(listed_in_plan), 3),
                           "end_to_end_s": round(statistics.median(totals), 3),
                           "plan_over_listing": round(planning / listing, 2),
-                          "rounds": {"bare": [round(x, 3) for x in listings], "plan": [round(x, 3) for x in plans]}}))
+                          "rounds": {"sdk": [round(x, 3) for x in sdks], "bare": [round(x, 3) for x in listings],
+                                     "plan": [round(x, 3) for x in plans]}}))
     finally:
         redis_server.close()
         azurite.close()
