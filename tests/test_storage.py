@@ -109,6 +109,7 @@ def test_sample_session_on_blob_storage_is_drained_by_workers(azurite, redis_url
     worker = WorkerRun(redis_url, "--burst", "--processes", "2", "--scratch-dir", str(scratch), log_dir=tmp_path,
                        cwd=tmp_path, env=env)
     assert worker.wait(180) == 0, worker.output()
+    assert "MB stored through the scratch folder" in worker.output()
     spec = load_session(session)
     expected = {f"data/{spec.name}/{stage}/{item.id}.json" for stage in spec.pipeline.stage_names
                 for item in spec.items}
@@ -377,3 +378,43 @@ def test_listing_takes_names_from_every_page_and_unescapes_them(azurite, tmp_pat
 
     with pytest.raises(ConfigError, match="does not exist"):
         open_store("az://nosuchcontainer/p").list_prefix("az://nosuchcontainer/p/s")
+
+
+# --- credentials never reach a handler; the scratch limit ------------------------------------------------
+def test_no_handler_sees_the_storage_credentials_and_no_log_shows_them(azurite, redis_url, r, tmp_path):
+    container = fresh_container(azurite)
+    dump = "import os, json, sys; json.dump(dict(os.environ), open(sys.argv[1], 'w'))"
+    write_pipeline(tmp_path / "pipe.yaml", [
+        {"name": "py", "pool": "p", "handler": "tests.handlers:see_secrets",
+         "output": f"az://{container}/{{session}}/{{stage}}/{{item}}.json"},  # a stage's own URL, a local root
+        {"name": "cmd", "pool": "p", "command": ["{python}", "-c", dump, "{output}"],
+         "output": f"az://{container}/{{session}}/{{stage}}/{{item}}.json"}])
+    session = write_session(tmp_path / "s.yaml", "sec1", "pipe.yaml", ["x1"], root=str(tmp_path / "data"))
+    from tests.azurite import KEY
+
+    env = storage_env(redis_url, azurite, AZURE_STORAGE_KEY=KEY, AZURE_STORAGE_SAS_TOKEN="sv=2020&sig=secretsig123")
+    assert symphony(env, "initialize", str(session), cwd=tmp_path).returncode == 0
+    worker = WorkerRun(redis_url, "--burst", "--processes", "1", "--log-level", "DEBUG", log_dir=tmp_path, env=env)
+    assert worker.wait(120) == 0, worker.output()
+    assert r.hget("symphony:stats:sec1", "cmd|completed") == "1", worker.output()
+    seen_py = json.loads(read_blob(azurite, container, "sec1/py/x1.json"))
+    seen_cmd = json.loads(read_blob(azurite, container, "sec1/cmd/x1.json"))
+    for text in (json.dumps(seen_py), json.dumps(seen_cmd), worker.output()):
+        assert KEY not in text and "secretsig123" not in text and "AZURE_STORAGE_CONNECTION_STRING" not in text
+
+
+def test_an_output_over_the_scratch_limit_fails_its_task_with_the_sizes(azurite, redis_url, r, tmp_path):
+    container = fresh_container(azurite)
+    write_pipeline(tmp_path / "pipe.yaml", [{"name": "big", "pool": "p", "handler": "tests.handlers:big_output",
+                                             "output": "{root}/{session}/{stage}/{item}.bin",
+                                             "params": {"size": 2_000_000}, "max_attempts": 1}])
+    session = write_session(tmp_path / "s.yaml", "lim1", "pipe.yaml", ["x1"], root=f"az://{container}/data")
+    env = storage_env(redis_url, azurite)
+    assert symphony(env, "initialize", str(session), cwd=tmp_path).returncode == 0
+    scratch = tmp_path / "scratch"
+    worker = WorkerRun(redis_url, "--burst", "--processes", "1", "--scratch-limit", "1", "--scratch-dir", str(scratch),
+                       log_dir=tmp_path, env=env)
+    assert worker.wait(120) == 0, worker.output()
+    record = json.dumps(json.loads(r.hget("symphony:outcomes:lim1", "x1")))
+    assert "2,000,000 bytes, over this worker's scratch limit of 1,000,000 bytes" in record, record
+    assert blobs(azurite, container) == {} and not [p for p in scratch.rglob("*") if p.is_file()]

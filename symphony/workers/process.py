@@ -103,7 +103,11 @@ class WorkerProcess:
             log.debug("could not retire cleanly: %s", describe_error(exc))
 
     def summary(self) -> dict[str, int]:
-        return dict(self.loop.tally)
+        tally = dict(self.loop.tally)
+        staging = self.dispatcher.staging
+        if staging.bytes_in or staging.bytes_out:
+            tally["staged_in_bytes"], tally["staged_out_bytes"] = staging.bytes_in, staging.bytes_out
+        return tally
 
 
 def summary_line(tally: dict[str, int], seconds: float) -> str:
@@ -113,6 +117,9 @@ def summary_line(tally: dict[str, int], seconds: float) -> str:
     for key, words in (("cancelled", "cancelled"), ("handed_back", "handed back"), ("lost", "lost")):
         if tally.get(key):
             parts.append(f"{tally[key]} {words}")
+    if tally.get("staged_in_bytes") or tally.get("staged_out_bytes"):  # outputs in an object store, or sealed
+        parts.append(f"{tally.get('staged_in_bytes', 0) / 1e6:.1f} MB fetched, "
+                     f"{tally.get('staged_out_bytes', 0) / 1e6:.1f} MB stored through the scratch folder")
     return ", ".join(parts) + f" in {seconds:.1f}s"
 
 

@@ -116,6 +116,7 @@ class Staging:
         except Exception as exc:  # noqa: BLE001 - the store's own errors, in one line
             raise StageError(f"cannot store the output {final}: {_describe(exc)}") from None
         self.bytes_out += size
+        log.debug("stored %s (%d bytes)", final, size)
 
     @staticmethod
     def release(scratch: str | None) -> None:
