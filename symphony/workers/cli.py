@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-for-redis", type=float, default=None, metavar="SECONDS",
                    help="give up (exit 2) when Redis does not answer for this long (default: wait forever; "
                         "with --burst, 30 s; 0: forever)")
+    p.add_argument("--scheduled-events", default="", metavar="URL",
+                   help="watch Azure Scheduled Events at this URL (on an Azure VM: "
+                        "http://169.254.169.254/metadata/scheduledevents): before a Preempt, Terminate or Reboot "
+                        "of this VM, stop claiming, hand tasks back, acknowledge the event and exit "
+                        "(default: off)")
     add_shared_options(p, log_level="INFO",
                        key_help="AES key (hex or base64) of encrypted task data and job values (default: "
                                 "$SYMPHONY_KEY_FILE, $SYMPHONY_KEY); with a key, only encrypted task data is accepted")
@@ -95,7 +100,8 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
                          lease_s=lease, drain_timeout_s=args.drain_timeout, idle_wait_s=args.idle_wait,
                          prefetch=args.prefetch, log_level=shared.log_level, log_format=shared.log_format,
                          skip_existing=not args.rerun_existing, encryption_key=shared.key,
-                         metrics_interval_s=args.metrics_interval, give_up_s=args.wait_for_redis)
+                         metrics_interval_s=args.metrics_interval, give_up_s=args.wait_for_redis,
+                         scheduled_events_url=args.scheduled_events.strip())
 
 
 def forget_secrets_of_this_process() -> bool:
