@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from symphony.engine import Backoff, ConfigError, CredentialsRefused, Engine, RedisUnavailable, is_unavailable
 
 from .batchjob import BatchJob
-from .loop import EXIT_GAVE_UP, EXIT_OK
+from .loop import EXIT_DRAINED, EXIT_GAVE_UP, EXIT_OK
 from .options import WorkerOptions
 from .process import child_main, summary_line
 from .scheduled_events import ScheduledEventsWatcher
@@ -172,7 +172,7 @@ class Supervisor:
             self._child_ended(slot, proc.pid, code)
 
     def _child_ended(self, slot: Slot, pid: int | None, code: int | None) -> None:
-        clean = code in (EXIT_OK, EXIT_GAVE_UP)
+        clean = code in (EXIT_OK, EXIT_GAVE_UP, EXIT_DRAINED)
         if not clean:
             # it crashed (or was killed): its tasks go back now, not when its lease lapses
             reason = f"process {pid} exited with code {code}" if code is None or code >= 0 else \
@@ -182,7 +182,9 @@ class Supervisor:
         elif code == EXIT_GAVE_UP:
             self.gave_up = True
             self.to_reclaim.append((slot.worker_id, f"process {pid} gave up waiting for Redis"))
-        if self.stop_event.is_set() or (self.options.burst and clean):
+        if code == EXIT_DRAINED:
+            log.info("worker %s was drained and exited; not restarting it", slot.worker_id)
+        if self.stop_event.is_set() or code == EXIT_DRAINED or (self.options.burst and clean):
             slot.finished = True
             return
         now = time.monotonic()

@@ -22,7 +22,7 @@ import math
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from symphony.engine import ConfigError, describe_error
@@ -220,7 +220,6 @@ class EngineFleet:
     """The Fleet of the engine's public API: the pool's work, the workers' hosts, drains."""
 
     engine: object
-    pool_roles: dict[str, list[str]] = field(default_factory=dict)
 
     def work(self, pool: str) -> int:
         roles = set(self.engine.roles_for(pool))
@@ -238,21 +237,11 @@ class EngineFleet:
         return out
 
     def drained_hosts(self) -> set[str]:
-        drains = getattr(self.engine, "drains", None)
-        if drains is None:
-            return set(self._drained)
-        return {d.host for d in drains() if getattr(d, "host", None)}
+        return {d.target for d in self.engine.drains() if d.kind == "host"}
 
     def drain_host(self, host: str) -> None:
-        if hasattr(self.engine, "drain"):
-            self.engine.drain(host=host, idle=True, by="symphony scale vmss")
-        else:
-            self._drained.add(host)
+        # idle: the workers stay up without claiming (not restarted, not exiting) until the VM goes
+        self.engine.drain(host=host, idle=True, by="symphony scale vmss")
 
     def undrain_host(self, host: str) -> None:
-        if hasattr(self.engine, "undrain"):
-            self.engine.undrain(host=host)
-        else:
-            self._drained.discard(host)
-
-    _drained: set = field(default_factory=set)
+        self.engine.undrain(host=host, by="symphony scale vmss")
