@@ -125,8 +125,8 @@ class VmssScaler:
 
     def _step(self) -> ScaleStep:
         work = self.fleet.work(self.pool)
+        capacity = self.arm.capacity()
         instances = [i for i in self.arm.instances() if not i.leaving]
-        capacity = len(instances)
         by_host = {i.computer_name: i for i in instances}
         drained = self.fleet.drained_hosts() & set(by_host)
         step = ScaleStep(work=work, capacity=capacity)
