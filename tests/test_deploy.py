@@ -83,9 +83,15 @@ def test_the_user_data_installs_configures_and_starts_the_service(capsys):
         files["/etc/systemd/system/symphony-worker.service"]["content"]
     commands = [" ".join(c) for c in doc["runcmd"]]
     assert "/opt/symphony/venv/bin/pip install --quiet --upgrade redis-symphony" in commands
-    assert any("symphony.deploy.keyvault --vault scan-kv --secret symphony-redis-password --file "
-               "/etc/symphony/redis-password --owner symphony" in c for c in commands)
+    assert "install -d -m 0750 -o symphony -g symphony /var/lib/symphony" in commands  # the unit's ~
     assert commands[-1] == "systemctl enable --now symphony-worker.service"
+    # the secret files, from Key Vault before every start, as root (+), for the service user
+    unit = unit_directives(files["/etc/systemd/system/symphony-worker.service"]["content"])
+    assert unit["ExecStartPre"] == [
+        f"+/opt/symphony/venv/bin/python -m symphony.deploy.keyvault --vault scan-kv --secret {secret} --file "
+        f"/etc/symphony/{name} --owner symphony --tries 5"
+        for secret, name in (("symphony-redis-password", "redis-password"),
+                             ("symphony-encryption-key", "encryption-key"))]
 
 
 def test_what_deploy_prints_holds_no_secret(capsys):
@@ -105,7 +111,9 @@ def test_the_unit_passes_systemd_analyze_verify(capsys, tmp_path):
         pytest.skip("systemd-analyze is not installed (Debian package systemd)")
     if not WORKER.is_file():
         pytest.skip(f"{WORKER} is not installed (pip install -e .)")
-    unit = generated(capsys, "systemd", "--venv", sys.prefix, "-n", "2", "--drain-timeout", "45")
+    unit = generated(capsys, "systemd", "--venv", sys.prefix, "-n", "2", "--drain-timeout", "45",
+                     "--key-vault", "scan-kv")
+    assert "ExecStartPre=+" in unit
     d = unit_directives(unit)
     assert d["Restart"] == ["on-failure"] and d["KillMode"] == ["mixed"] and d["Nice"] == ["10"]
     assert d["TimeoutStopSec"] == ["90s"]  # the drain window, the supervisor's 15 s grace, a 30 s margin

@@ -149,13 +149,16 @@ def test_capacity_follows_queued_work_up_and_down_within_bounds_and_cooldown(eng
     clock.now += 61
     assert scaler.step().set_capacity is None  # at the maximum: no request
     assert len(vmss.changes()) == 2
-    # the work is gone (cancelled): down to the minimum, idle VMs first, drained then deleted
+    # the work is gone (cancelled): down to the minimum, idle VMs first, drained then deleted;
+    # a VM an operator drained (to look at it) is neither chosen nor deleted
+    engine.drain(host=f"{NAME}000000", idle=True, by="alice")
     engine.cancel("s1")
     clock.now += 61
     down = scaler.step()
     assert down.work == 0 and down.target == 1
-    assert vmss.changes()[-1] == ("DELETE", ("0", "1"))  # the first two by name: none runs a task
-    assert vmss.hosts == [f"{NAME}000002"] and not list(engine.drains())  # their drains removed with them
+    assert vmss.changes()[-1] == ("DELETE", ("1", "2"))  # the next two by name: none runs a task
+    assert vmss.hosts == [f"{NAME}000000"]
+    assert [(d.target, d.by) for d in engine.drains()] == [(f"{NAME}000000", "alice")]  # ours removed with them
     clock.now += 61
     assert scaler.step().target == 1 and len(vmss.changes()) == 3  # at the minimum: nothing more
 

@@ -46,11 +46,11 @@ def cloud_init(service: WorkerService) -> str:
 
     config_dir = service.config_path.rsplit("/", 1)[0] or "/"
     home = f"/var/lib/{service.user}"
-    runcmd: list[list[str]] = [["install", "-d", "-m", "0750", "-o", "root", "-g", service.user, config_dir]]
+    # a system user gets no home from useradd: the unit's working directory is made here
+    runcmd: list[list[str]] = [["install", "-d", "-m", "0750", "-o", "root", "-g", service.user, config_dir],
+                               ["install", "-d", "-m", "0750", "-o", service.user, "-g", service.user, home]]
     runcmd += install_commands(service)
-    for secret, path in service.secret_files():
-        runcmd.append([f"{service.venv}/bin/python", "-m", "symphony.deploy.keyvault", "--vault", service.key_vault,
-                       "--secret", secret, "--file", path, "--owner", service.user])
+    # the secret files are filled by the unit before every start (ExecStartPre, systemd.py)
     runcmd += [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", UNIT_NAME]]
     document = {
         "groups": [service.user],

@@ -21,8 +21,20 @@ def exec_start(service: WorkerService) -> str:
     return shlex.join([service.worker_command, "--config", service.config_path])
 
 
+def fetch_secrets(service: WorkerService) -> list[str]:
+    """ExecStartPre lines that fill the secret files from Key Vault before every start (as root:
+    the ``+`` prefix; the files end up 0600, owned by the service user). A start after a rotation
+    of the secret reads the new value; a vault not reachable yet fails the start, retried."""
+    return ["+" + shlex.join([f"{service.venv}/bin/python", "-m", "symphony.deploy.keyvault", "--vault",
+                              str(service.key_vault), "--secret", secret, "--file", path, "--owner", service.user,
+                              "--tries", "5"])
+            for secret, path in service.secret_files()]
+
+
 def systemd_unit(service: WorkerService) -> str:
     from symphony import __version__
+
+    pre = "".join(f"ExecStartPre={line}\n" for line in fetch_secrets(service))
 
     return f"""\
 # The Symphony worker of pool {service.pool} (symphony deploy systemd, Symphony {__version__}).
@@ -38,7 +50,7 @@ Type=exec
 User={service.user}
 Group={service.user}
 WorkingDirectory=~
-ExecStart={exec_start(service)}
+{pre}ExecStart={exec_start(service)}
 Environment=PYTHONUNBUFFERED=1
 Restart=on-failure
 RestartSec=10s

@@ -31,6 +31,7 @@ from .arm import Instance
 
 log = logging.getLogger("symphony.scale")
 MAX_BACKOFF_S = 900.0
+DRAINED_BY = "symphony scale vmss"  # the drains this scaler made (and may finish by deleting the VM)
 
 
 class Fleet(Protocol):
@@ -41,7 +42,11 @@ class Fleet(Protocol):
     def busy_hosts(self) -> dict[str, int]:
         """Running tasks per host, over every live worker."""
 
-    def drained_hosts(self) -> set[str]: ...
+    def drained_hosts(self) -> set[str]:
+        """The hosts this scaler drained."""
+
+    def held_hosts(self) -> set[str]:
+        """Hosts someone else drained: never chosen, never deleted."""
 
     def drain_host(self, host: str) -> None: ...
 
@@ -154,7 +159,9 @@ class VmssScaler:
                          self.limits.per_vm, capacity, target)
             else:
                 busy = self.fleet.busy_hosts()
-                candidates = sorted((h for h in by_host if h not in drained), key=lambda h: (busy.get(h, 0), h))
+                held = self.fleet.held_hosts()
+                candidates = sorted((h for h in by_host if h not in drained and h not in held),
+                                    key=lambda h: (busy.get(h, 0), h))
                 for host in candidates[: staying - target]:
                     self.fleet.drain_host(host)
                     drained.add(host)
@@ -237,11 +244,15 @@ class EngineFleet:
         return out
 
     def drained_hosts(self) -> set[str]:
-        return {d.target for d in self.engine.drains() if d.kind == "host"}
+        """The hosts this scaler drained (an operator's drain of a host is left alone: never deleted)."""
+        return {d.target for d in self.engine.drains() if d.kind == "host" and d.by == DRAINED_BY}
+
+    def held_hosts(self) -> set[str]:
+        return {d.target for d in self.engine.drains() if d.kind == "host" and d.by != DRAINED_BY}
 
     def drain_host(self, host: str) -> None:
         # idle: the workers stay up without claiming (not restarted, not exiting) until the VM goes
-        self.engine.drain(host=host, idle=True, by="symphony scale vmss")
+        self.engine.drain(host=host, idle=True, by=DRAINED_BY)
 
     def undrain_host(self, host: str) -> None:
-        self.engine.undrain(host=host, by="symphony scale vmss")
+        self.engine.undrain(host=host, by=DRAINED_BY)

@@ -34,8 +34,9 @@ New-Item -ItemType Directory -Force -Path (Split-Path $Config), $SecretDir | Out
 $WorkerConfig = @'
 {{config_toml}}'@
 Set-Content -Path $Config -Value $WorkerConfig -Encoding ascii
-# the secret files: readable by the worker's account and the administrators only
-icacls $SecretDir /inheritance:r /grant:r 'NT AUTHORITY\NETWORK SERVICE:(OI)(CI)R' 'BUILTIN\Administrators:(OI)(CI)F' | Out-Null
+# the secret files: for the worker's account (which fills them from Key Vault at each boot) and the
+# administrators only
+icacls $SecretDir /inheritance:r /grant:r 'NT AUTHORITY\NETWORK SERVICE:(OI)(CI)M' 'BUILTIN\Administrators:(OI)(CI)F' | Out-Null
 
 # 3. the launcher
 $LauncherText = @'
