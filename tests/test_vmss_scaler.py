@@ -6,6 +6,7 @@ clear message and a backoff."""
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import re
 import time
@@ -188,23 +189,20 @@ def test_a_vm_running_a_task_is_drained_and_deleted_only_once_idle(engine, r, re
     assert [d.target for d in engine.drains()] == [victim]
     assert scaler.step().deleted == () and not [c for c in vmss.changes() if c[0] == "DELETE"]
     # its task finishes (a drain without --now lets it), then the VM goes
-    ran = {r.hget("symphony:worker:" + w, "current") for w in r.zrange("symphony:workers", 0, -1)}
-    assert len([c for c in ran if c]) == 2
-    victim_item = None
-    for item in ("i0", "i1"):
-        (gates / item).write_text("")
-        wait_until(lambda: (tmp_path / "data" / "s1" / "work" / f"{item}.json").is_file(), message=f"{item} done")
-        import json
-
-        if json.loads((tmp_path / "data" / "s1" / "work" / f"{item}.json").read_text())["host"] == victim:
-            victim_item = item
-            break
-    assert victim_item is not None, "the drained VM's task did not complete there"
+    (current,) = [w.current for w in engine.snapshot(events=0).workers if w.host == victim and w.current]
+    victim_item = current.split(":", 1)[1].split("@", 1)[0]  # stage:item@session
+    (gates / victim_item).write_text("")
+    output = tmp_path / "data" / "s1" / "work" / f"{victim_item}.json"
+    wait_until(output.is_file, message="the drained VM's task to complete")
+    assert json.loads(output.read_text()) == {"host": victim}  # finished there, not handed back
     wait_until(lambda: victim not in fleet.busy_hosts(), message="the drained VM to be idle")
     done = scaler.step()
     assert done.deleted == ("0",) and vmss.changes() == [("DELETE", ("0",))]
     assert vmss.hosts == [f"{NAME}000001"] and not list(engine.drains())
-    assert int(r.hget("symphony:stats:s1", "work|completed") or 0) >= 1
+    assert fleet.busy_hosts() == {f"{NAME}000001": 1}  # the other VM's task still runs
+    for item in ("i0", "i1"):
+        (gates / item).write_text("")
+    wait_until(lambda: r.hget("symphony:stats:s1", "work|completed") == "2", message="both tasks completed")
     for worker in workers.values():
         worker.stop()
 
