@@ -92,7 +92,7 @@ TEST_DEPENDENCY_USE = {"pytest": "import pytest", "pytest-timeout": "timeout", "
                        "hypothesis": "from hypothesis", "pytest-textual-snapshot": "snap_compare",
                        "azure-identity": "azure.identity", "azure-monitor-querymetrics": "azure.monitor.querymetrics",
                        "azure-mgmt-compute": "azure.mgmt.compute",
-                       "requests": "import requests", "textual-serve": "textual_serve"}
+                       "requests": "import requests", "textual-serve": "textual_serve", "radon": "radon.complexity"}
 
 
 def test_every_test_dependency_is_used():
