@@ -161,31 +161,40 @@ def env_name(prefix: str, key: str) -> str:
     return prefix + key.upper().replace("-", "_")
 
 
+def _flag(action: argparse.Action, value, from_text: bool, bad) -> bool:
+    """A store_true/store_false option's value: TOML true/false, or a variable's 1/0, yes/no, ..."""
+    if from_text:
+        text = str(value).strip().lower()
+        if text not in _TRUE | _FALSE:
+            raise bad("true or false")
+        flag = text in _TRUE
+    elif isinstance(value, bool):
+        flag = value
+    else:
+        raise bad("true or false")
+    return flag if isinstance(action, argparse._StoreTrueAction) else not flag  # noqa: SLF001
+
+
+def _check_toml_type(action: argparse.Action, value, bad) -> None:
+    if isinstance(value, (dict, list)):
+        raise bad("a single value (not a table or a list)")
+    if action.type is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise bad("an integer")
+    if action.type is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise bad("a number")
+    if action.type in (None, str) and not isinstance(value, str):
+        raise bad("a string")
+
+
 def _convert(action: argparse.Action, key: str, value, where: str, *, from_text: bool):
     """An option's value from a file (typed TOML) or a variable (text), checked as argparse would."""
     def bad(expected: str) -> ConfigError:
         return ConfigError(f"{where}: {key}: expected {expected}, got {value!r}")
 
     if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):  # noqa: SLF001
-        if from_text:
-            text = str(value).strip().lower()
-            if text not in _TRUE | _FALSE:
-                raise bad("true or false")
-            flag = text in _TRUE
-        elif isinstance(value, bool):
-            flag = value
-        else:
-            raise bad("true or false")
-        return flag if isinstance(action, argparse._StoreTrueAction) else not flag  # noqa: SLF001
+        return _flag(action, value, from_text, bad)
     if not from_text:
-        if isinstance(value, (dict, list)):
-            raise bad("a single value (not a table or a list)")
-        if action.type is int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise bad("an integer")
-        if action.type is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise bad("a number")
-        if action.type in (None, str) and not isinstance(value, str):
-            raise bad("a string")
+        _check_toml_type(action, value, bad)
     converted = value
     if action.type is not None:
         try:
@@ -276,6 +285,21 @@ def _given(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
     return given
 
 
+def _exclusive(parser: argparse.ArgumentParser, values: dict, given: set[str]) -> None:
+    """Of a mutually exclusive group, a member on the command line replaces the others from the
+    file or the environment; two of them set there is an error naming both."""
+    for group in parser._mutually_exclusive_groups:  # noqa: SLF001
+        dests = [a.dest for a in group._group_actions]  # noqa: SLF001
+        if any(d in given for d in dests):
+            for d in dests:
+                values.pop(d, None)
+            continue
+        chosen = [d for d in dests if d in values and values[d][0] not in (None, "", False)]
+        if len(chosen) > 1:
+            raise ConfigError(" and ".join(f"{values[d][1].option} ({values[d][1].where})" for d in chosen)
+                              + ": only one of them may be set")
+
+
 def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None, *, env_prefix: str,
                       env: Mapping[str, str] | None = None) -> argparse.Namespace:
     """Parse ``argv`` with defaults from the TOML file of ``--config`` (or ``$<prefix>CONFIG``) and
@@ -301,16 +325,7 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None, *
             del values[dest]
     values.update(read_environment(env_prefix, parser, env))
     given = _given(parser, argv)
-    for group in parser._mutually_exclusive_groups:  # noqa: SLF001
-        dests = [a.dest for a in group._group_actions]  # noqa: SLF001
-        if any(d in given for d in dests):
-            for d in dests:
-                values.pop(d, None)
-        else:
-            chosen = [d for d in dests if d in values and values[d][0] not in (None, "", False)]
-            if len(chosen) > 1:
-                raise ConfigError(" and ".join(f"{values[d][1].option} ({values[d][1].where})" for d in chosen)
-                                  + ": only one of them may be set")
+    _exclusive(parser, values, given)
     parser.set_defaults(**{dest: value for dest, (value, _) in values.items()})
     args = parser.parse_args(argv)
     args.config = path

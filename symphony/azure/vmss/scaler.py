@@ -131,56 +131,66 @@ class VmssScaler:
     def _step(self) -> ScaleStep:
         work = self.fleet.work(self.pool)
         capacity = self.arm.capacity()
-        instances = [i for i in self.arm.instances() if not i.leaving]
-        by_host = {i.computer_name: i for i in instances}
+        by_host = {i.computer_name: i for i in self.arm.instances() if not i.leaving}
         drained = self.fleet.drained_hosts() & set(by_host)
-        step = ScaleStep(work=work, capacity=capacity)
-        target = wanted(work, capacity, self.limits)
-        step.target = target
+        step = ScaleStep(work=work, capacity=capacity, target=wanted(work, capacity, self.limits))
         now = self.clock()
+        self._undrain_wanted(step, drained)
         staying = capacity - len(drained)
-        if target > staying and drained:  # VMs on their way out are the quickest capacity
-            back = sorted(drained)[: target - staying]
-            for host in back:
-                self.fleet.undrain_host(host)
-            drained -= set(back)
-            staying += len(back)
-            step.undrained = tuple(back)
-            log.info("work %d: undrained %s (wanted again)", work, ", ".join(back))
-        change_due = not step.undrained and (target > capacity or target < staying)
+        change_due = not step.undrained and (step.target > capacity or step.target < staying)
         if change_due and self._cooling(now):
             step.cooling = True
+        elif change_due and step.target > capacity:
+            self.arm.set_capacity(step.target)
+            step.set_capacity = step.target
+            self.state.last_change = now
+            log.info("work %d, %d VM(s) at %d task(s) each: capacity %d -> %d", work, capacity,
+                     self.limits.per_vm, capacity, step.target)
         elif change_due:
-            if target > capacity:
-                self.arm.set_capacity(target)
-                step.set_capacity = target
-                self.state.last_change = now
-                log.info("work %d, %d VM(s) at %d task(s) each: capacity %d -> %d", work, capacity,
-                         self.limits.per_vm, capacity, target)
-            else:
-                busy = self.fleet.busy_hosts()
-                held = self.fleet.held_hosts()
-                candidates = sorted((h for h in by_host if h not in drained and h not in held),
-                                    key=lambda h: (busy.get(h, 0), h))
-                for host in candidates[: staying - target]:
-                    self.fleet.drain_host(host)
-                    drained.add(host)
-                    log.info("work %d: draining %s (%d running task(s)) before deleting it", work, host,
-                             busy.get(host, 0))
-                self.state.last_change = now
+            self._drain_for_scale_in(step, by_host, drained, staying - step.target)
+            self.state.last_change = now
         if drained:
-            busy = self.fleet.busy_hosts()
-            idle = sorted(h for h in drained if busy.get(h, 0) == 0)
-            if idle:
-                ids = [by_host[h].instance_id for h in idle]
-                self.arm.delete_instances(ids)
-                for host in idle:
-                    self.fleet.undrain_host(host)  # the name may come back with a new VM
-                log.info("deleted %d drained idle VM(s): %s", len(idle), ", ".join(idle))
-                step.deleted = tuple(ids)
-                drained -= set(idle)
-            step.draining = tuple(sorted(drained))
+            self._delete_idle(step, by_host, drained)
         return step
+
+    def _undrain_wanted(self, step: ScaleStep, drained: set[str]) -> None:
+        """VMs on their way out are the quickest capacity when the work comes back."""
+        staying = step.capacity - len(drained)
+        if step.target <= staying or not drained:
+            return
+        back = sorted(drained)[: step.target - staying]
+        for host in back:
+            self.fleet.undrain_host(host)
+        drained -= set(back)
+        step.undrained = tuple(back)
+        log.info("work %d: undrained %s (wanted again)", step.work, ", ".join(back))
+
+    def _drain_for_scale_in(self, step: ScaleStep, by_host: dict[str, Instance], drained: set[str],
+                            count: int) -> None:
+        """Drain ``count`` VMs: idle ones first, then the least busy; never one someone else drained."""
+        busy = self.fleet.busy_hosts()
+        held = self.fleet.held_hosts()
+        candidates = sorted((h for h in by_host if h not in drained and h not in held),
+                            key=lambda h: (busy.get(h, 0), h))
+        for host in candidates[:count]:
+            self.fleet.drain_host(host)
+            drained.add(host)
+            log.info("work %d: draining %s (%d running task(s)) before deleting it", step.work, host,
+                     busy.get(host, 0))
+
+    def _delete_idle(self, step: ScaleStep, by_host: dict[str, Instance], drained: set[str]) -> None:
+        """Delete the drained VMs whose workers run no task; the others wait for a later round."""
+        busy = self.fleet.busy_hosts()
+        idle = sorted(h for h in drained if busy.get(h, 0) == 0)
+        if idle:
+            ids = [by_host[h].instance_id for h in idle]
+            self.arm.delete_instances(ids)
+            for host in idle:
+                self.fleet.undrain_host(host)  # the name may come back with a new VM
+            log.info("deleted %d drained idle VM(s): %s", len(idle), ", ".join(idle))
+            step.deleted = tuple(ids)
+            drained -= set(idle)
+        step.draining = tuple(sorted(drained))
 
     def _cooling(self, now: float) -> bool:
         last = self.state.last_change
