@@ -34,6 +34,7 @@ class WorkerOptions:
     scratch_limit_bytes: int = 0  # the largest input or output a task may stage (0: no limit)
     # the object stores' credentials, captured before the secret variables left the environment
     store_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    scheduled_events_url: str = ""  # Azure Scheduled Events (scheduled_events.py); "" off
 
     @property
     def give_up_after_s(self) -> float | None:
