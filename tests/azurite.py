@@ -58,8 +58,9 @@ def _listening(port: int) -> bool:
 class Azurite:
     """One Azurite process: ``start()``, then ``connection_string``; ``close()`` stops it by PID."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, in_memory: bool = False):
         self.directory = directory
+        self.in_memory = in_memory  # no persistence to disk (the benchmark's large containers)
         self.blob_port, self.queue_port, self.table_port = _free_port(), _free_port(), _free_port()
         self.process: subprocess.Popen | None = None
         self.log_path = directory / "azurite.log"
@@ -83,10 +84,12 @@ class Azurite:
         self.directory.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [binary, "--silent", "--location", str(self.directory / "data"), "--blobPort", str(self.blob_port),
+            [binary, "--silent", *([] if self.in_memory else ["--location", str(self.directory / "data")]),
+             "--blobPort", str(self.blob_port),
              "--queuePort", str(self.queue_port), "--tablePort", str(self.table_port), "--skipApiVersionCheck",
-             "--loose", "--disableTelemetry"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+             "--loose", "--disableTelemetry", *(["--inMemoryPersistence"] if self.in_memory else [])],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            cwd=str(self.directory))
         log.close()
         deadline = time.monotonic() + timeout
         while not (_listening(self.blob_port) and _listening(self.queue_port)):

@@ -18,7 +18,6 @@ import yaml
 from symphony.engine import LocalStore, Sealer, forget_stores, load_session, open_store, output_aad
 from tests.helpers import WorkerRun, sample_tasks, wait_until, worker_env, write_pipeline, write_session
 
-pytestmark = pytest.mark.slow
 
 
 def fresh_container(azurite) -> str:
@@ -98,6 +97,7 @@ def test_every_store_answers_the_same_five_questions(kind, azurite, tmp_path):
 
 
 # --- the sample pipeline on Blob Storage --------------------------------------------------------------
+@pytest.mark.slow
 def test_sample_session_on_blob_storage_is_drained_by_workers(azurite, redis_url, r, tmp_path):
     container = fresh_container(azurite)
     tasks, session = blob_session(tmp_path, container)
@@ -123,6 +123,7 @@ def test_sample_session_on_blob_storage_is_drained_by_workers(azurite, redis_url
     assert not (tmp_path / "data").exists() and not (tmp_path / ".symphony-data").exists()
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_upload_leaves_no_partial_blob_and_the_task_completes_elsewhere(azurite, redis_url, r,
                                                                                           tmp_path):
     container = fresh_container(azurite)
@@ -163,6 +164,7 @@ def test_a_worker_killed_mid_upload_leaves_no_partial_blob_and_the_task_complete
 
 
 # --- repair -----------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_repair_on_blob_storage_restores_exactly_the_furthest_output_rule(azurite, redis_url, r, tmp_path):
     container = fresh_container(azurite)
     stages = ["a", "b", "c", "d"]
@@ -199,6 +201,7 @@ def test_repair_on_blob_storage_restores_exactly_the_furthest_output_rule(azurit
 
 
 # --- encryption at rest --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_encrypted_outputs_are_unreadable_without_the_key_and_the_pipeline_completes(azurite, redis_url, r, tmp_path):
     container = fresh_container(azurite)
     key = os.urandom(32)
@@ -224,6 +227,7 @@ def test_encrypted_outputs_are_unreadable_without_the_key_and_the_pipeline_compl
                     output_aad(spec.name, "rvm", "row-008"))
 
 
+@pytest.mark.slow
 def test_a_tampered_sealed_output_fails_the_next_stage_with_the_reason(azurite, redis_url, r, tmp_path):
     container = fresh_container(azurite)
     key = os.urandom(32)
@@ -249,6 +253,7 @@ def test_a_tampered_sealed_output_fails_the_next_stage_with_the_reason(azurite, 
 
 
 # --- a bad configuration ---------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing container", "wrong key", "no credentials"])
 def test_a_bad_storage_configuration_is_one_clear_line_at_initialize_and_nothing_is_enqueued(case, azurite, redis_url,
                                                                                           r, tmp_path):
@@ -280,6 +285,7 @@ def test_a_bad_storage_configuration_is_one_clear_line_at_initialize_and_nothing
 
 
 # --- per-pool roots: one share, mounted at different paths ------------------------------------------------
+@pytest.mark.slow
 def test_pools_that_mount_one_share_at_different_paths_agree_on_what_exists(redis_url, r, tmp_path):
     share = tmp_path / "share"
     share.mkdir()
@@ -381,6 +387,7 @@ def test_listing_takes_names_from_every_page_and_unescapes_them(azurite, tmp_pat
 
 
 # --- credentials never reach a handler; the scratch limit ------------------------------------------------
+@pytest.mark.slow
 def test_no_handler_sees_the_storage_credentials_and_no_log_shows_them(azurite, redis_url, r, tmp_path):
     container = fresh_container(azurite)
     dump = "import os, json, sys; json.dump(dict(os.environ), open(sys.argv[1], 'w'))"
@@ -403,6 +410,7 @@ def test_no_handler_sees_the_storage_credentials_and_no_log_shows_them(azurite, 
         assert KEY not in text and "secretsig123" not in text and "AZURE_STORAGE_CONNECTION_STRING" not in text
 
 
+@pytest.mark.slow
 def test_an_output_over_the_scratch_limit_fails_its_task_with_the_sizes(azurite, redis_url, r, tmp_path):
     container = fresh_container(azurite)
     write_pipeline(tmp_path / "pipe.yaml", [{"name": "big", "pool": "p", "handler": "tests.handlers:big_output",
