@@ -426,3 +426,29 @@ def test_an_output_over_the_scratch_limit_fails_its_task_with_the_sizes(azurite,
     record = json.dumps(json.loads(r.hget("symphony:outcomes:lim1", "x1")))
     assert "2,000,000 bytes, over this worker's scratch limit of 1,000,000 bytes" in record, record
     assert blobs(azurite, container) == {} and not [p for p in scratch.rglob("*") if p.is_file()]
+
+
+@pytest.mark.slow
+def test_inputs_in_blob_storage_are_checked_at_initialize_and_fetched_for_the_first_stage(azurite, redis_url, r,
+                                                                                         tmp_path):
+    container = fresh_container(azurite)
+    write_pipeline(tmp_path / "pipe.yaml", [{"name": "a", "pool": "p", "handler": "tests.handlers:where",
+                                             "output": "{root}/{session}/{stage}/{item}.json"}])
+    session = write_session(tmp_path / "s.yaml", "in1", "pipe.yaml", ["x1", "x2"], root=f"az://{container}/data",
+                            input="{root}/raw/{item}.json")
+    forget_stores()
+    store = open_store(f"az://{container}/data")
+    source = tmp_path / "raw.json"
+    source.write_text('{"raw": true}')
+    store.put_atomic(str(source), f"az://{container}/data/raw/x1.json")
+    env = storage_env(redis_url, azurite)
+    out = symphony(env, "initialize", str(session), cwd=tmp_path)
+    assert out.returncode != 0 and f"[input] input not found: az://{container}/data/raw/x2.json" in out.stdout + out.stderr
+    assert not r.exists("symphony:session:in1")
+    store.put_atomic(str(source), f"az://{container}/data/raw/x2.json")
+    out = symphony(env, "initialize", str(session), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    worker = WorkerRun(redis_url, "--burst", "--processes", "1", log_dir=tmp_path, env=env)
+    assert worker.wait(120) == 0, worker.output()
+    seen = json.loads(read_blob(azurite, container, "data/in1/a/x2.json"))
+    assert seen["input_exists"] and seen["input"].endswith("/in/x2.json") and not seen["input"].startswith("az://")
