@@ -21,18 +21,15 @@ there, or None).
 from __future__ import annotations
 
 import os
-import re
-import tempfile
 import threading
 import uuid
-from typing import Callable, Iterable, Mapping, Protocol, runtime_checkable
+from typing import Callable, Mapping, Protocol, runtime_checkable
 
-from symphony.spec import is_url, url_scheme
+from symphony.spec import is_url, root_not_writable, url_scheme
 
 from .errors import ConfigError
 
 ENTRY_POINTS = "symphony.stores"
-_URL = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
 @runtime_checkable
@@ -103,16 +100,7 @@ class LocalStore:
             pass
 
     def check_writable(self, root: str) -> str | None:
-        probe = root
-        while not os.path.exists(probe) and os.path.dirname(probe) != probe:
-            probe = os.path.dirname(probe)
-        if not os.path.isdir(probe):
-            return f"the data root {root} cannot be created or written ({probe} is not a directory)"
-        try:
-            os.rmdir(tempfile.mkdtemp(prefix=".symphony-probe-", dir=probe))
-        except OSError as exc:
-            return f"the data root {root} cannot be created or written ({probe} is not writable: {exc.strerror or exc})"
-        return None
+        return root_not_writable(root)
 
 
 # The variables object stores read their credentials from. A worker captures them once, before it
@@ -158,21 +146,20 @@ def _opener(scheme: str) -> Callable[[str], OutputStore] | None:
     from importlib.metadata import entry_points
 
     found = {ep.name: ep for ep in entry_points(group=ENTRY_POINTS)}
-    ep = found.get(scheme) or found.get("*")
+    ep = found.get(scheme) or found.get("*")  # "*": a generic store (fsspec) for every other scheme
     if ep is None:
         return None
-    opener = ep.load()
-    _openers[scheme] = opener if ep.name == scheme else (lambda url, generic=opener: generic(url))
+    _openers[scheme] = ep.load()
     return _openers[scheme]
 
 
 def store_key(path: str) -> str:
     """What one store serves: ``scheme://container`` (its first path segment) for a URL."""
-    match = _URL.match(path)
-    if not match:
+    scheme = url_scheme(path)
+    if scheme is None:
         return ""
-    rest = path[match.end():]
-    return f"{match.group('scheme').lower()}://{rest.split('/', 1)[0]}"
+    rest = path.split("://", 1)[1]
+    return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
 def open_store(path: str | None) -> OutputStore:
@@ -202,10 +189,6 @@ def forget_stores() -> None:
     """Drop the opened stores (after a fork, or when credentials changed)."""
     with _lock:
         _opened.clear()
-
-
-def stores_of(paths: Iterable[str | None]) -> list[OutputStore]:
-    return [open_store(p) for p in paths if p]
 
 
 if hasattr(os, "register_at_fork"):
