@@ -125,3 +125,17 @@ def test_no_credentials_for_the_queue_is_one_line(redis_url, tmp_path):
                          text=True, timeout=60)
     assert out.returncode == 2
     assert out.stderr.strip().startswith("symphony: no Azure Storage credentials") and len(out.stderr.splitlines()) == 1
+
+
+def test_a_running_forwarder_hands_on_new_records_and_stops_cleanly_on_sigterm(redis_url, r, tmp_path):
+    out = tmp_path / "records.jsonl"
+    argv = forward_cmd(redis_url, {}, "--jsonl", str(out), "--from", "now")
+    add_records(r, 10)  # before the group exists: --from now leaves them out
+    run = ProcessRun(argv, tmp_path / "f.log", env=worker_env(redis_url))
+    wait_until(lambda: any(g["name"].startswith("forward:jsonl:") for g in r.xinfo_groups(RESULTS)),
+               message="the forwarder's group")
+    ids = add_records(r, 25, start=10)
+    wait_until(lambda: out.exists() and len(out.read_text().splitlines()) == 25, message="the new records")
+    assert run.stop() == 0
+    assert "forwarded 25 record(s)" in run.output()
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ids
