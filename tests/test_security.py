@@ -631,3 +631,13 @@ def test_no_secret_reaches_a_handler_environment_command_line_or_memory(locked, 
             wait_until(lambda: c.hlen("symphony:outcomes:seccmd") == 1, timeout=30, message="the last task to end")
     finally:
         worker.stop()
+
+
+def test_a_redis_config_never_shows_its_password_in_repr_or_str():
+    from symphony.engine import RedisConfig
+
+    for config in (RedisConfig(url="redis://:hunter2-in-url@example:6379/0"),
+                   RedisConfig(url="redis://user:hunter2-in-url@example:6379/0", password="hunter2-apart")):
+        for shown in (repr(config), str(config), config.display, f"{config!r} {config}"):
+            assert "hunter2" not in shown, shown
+        assert "example:6379" in repr(config)

@@ -26,9 +26,10 @@ PASSWORD_FILE_VARS = ("SYMPHONY_REDIS_PASSWORD_FILE", "REDIS_PASSWORD_FILE")
 CA_FILE_VARS = ("SYMPHONY_REDIS_CA_FILE", "REDIS_CA_FILE")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RedisConfig:
-    """How to reach Redis. ``password`` never appears in ``repr`` or :attr:`display`."""
+    """How to reach Redis. ``password`` (given apart or inside the URL) never appears in ``repr``,
+    ``str`` or :attr:`display`."""
 
     url: str = DEFAULT_URL
     password: str | None = field(default=None, repr=False)
@@ -49,6 +50,10 @@ class RedisConfig:
 
     def __str__(self) -> str:
         return self.display
+
+    def __repr__(self) -> str:
+        return (f"RedisConfig(url={self.display!r}, username={self.username!r}, ca_file={self.ca_file!r}, "
+                f"explicit={self.explicit!r}, client_name={self.client_name!r})")
 
     def with_client_name(self, name: str) -> "RedisConfig":
         return RedisConfig(url=self.url, password=self.password, username=self.username,
