@@ -307,8 +307,8 @@ def test_pools_that_mount_one_share_at_different_paths_agree_on_what_exists(redi
         assert worker.wait(120) == 0, worker.output()
     assert sorted(p.name for p in (share / "pools1" / "b").iterdir()) == ["x1.json", "x2.json", "x3.json"]
     seen = json.loads((share / "pools1" / "b" / "x1.json").read_text())
-    assert seen == {"root": str(tmp_path / "mnt-linux"), "input": str(tmp_path / "mnt-linux" / "pools1" / "a" / "x1.json"),
-                    "input_exists": True}
+    linux = tmp_path / "mnt-linux"
+    assert seen == {"root": str(linux), "input": str(linux / "pools1" / "a" / "x1.json"), "input_exists": True}
     assert json.loads((share / "pools1" / "a" / "x1.json").read_text())["root"] == str(tmp_path / "Z")
     (share / "pools1" / "b" / "x2.json").unlink()
     (share / "pools1" / "a" / "x3.json").unlink()
@@ -443,7 +443,8 @@ def test_inputs_in_blob_storage_are_checked_at_initialize_and_fetched_for_the_fi
     store.put_atomic(str(source), f"az://{container}/data/raw/x1.json")
     env = storage_env(redis_url, azurite)
     out = symphony(env, "initialize", str(session), cwd=tmp_path)
-    assert out.returncode != 0 and f"[input] input not found: az://{container}/data/raw/x2.json" in out.stdout + out.stderr
+    assert out.returncode != 0
+    assert f"[input] input not found: az://{container}/data/raw/x2.json" in out.stdout + out.stderr
     assert not r.exists("symphony:session:in1")
     store.put_atomic(str(source), f"az://{container}/data/raw/x2.json")
     out = symphony(env, "initialize", str(session), cwd=tmp_path)

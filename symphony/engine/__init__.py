@@ -34,7 +34,7 @@ from .repair import RepairPlan, RepairResult, StagePlan
 
 # --- where outputs live: local paths or object stores (the stores behind the storage extra) ---------
 from .stores import (LOCAL, STORE_VARIABLES, LocalStore, OutputStore, capture_store_environment, forget_stores,
-                     is_url, open_store, register_store, store_environment, store_key, url_scheme)
+                     is_url, open_store, register_store, store_environment, store_key, store_variables, url_scheme)
 
 # --- how a task ends: outcome kinds, the retry policy, the outcome record, session states -----------
 from .outcomes import Decision, OutcomeKind, OutcomeRecord, SessionState, after_failure
@@ -87,7 +87,7 @@ __all__ = [
     "EnqueueResult", "InitializeResult", "initialize_session", "RepairPlan", "RepairResult", "StagePlan",
     # where outputs live
     "LOCAL", "STORE_VARIABLES", "LocalStore", "OutputStore", "capture_store_environment", "forget_stores", "is_url",
-    "open_store", "register_store", "store_environment", "store_key", "url_scheme",
+    "open_store", "register_store", "store_environment", "store_key", "store_variables", "url_scheme",
     # how a task ends
     "Decision", "OutcomeKind", "OutcomeRecord", "SessionState", "after_failure",
     # the workers' side

@@ -111,12 +111,17 @@ STORE_VARIABLES = ("AZURE_STORAGE_", "AZURE_CLIENT_", "AZURE_TENANT_ID", "AZURE_
 _environment: dict[str, str] | None = None
 
 
+def store_variables(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The store variables of ``env`` (the environment by default)."""
+    env = os.environ if env is None else env
+    return {k: v for k, v in env.items() if k.startswith(STORE_VARIABLES)}
+
+
 def capture_store_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Keep (in this process's memory) the store variables of ``env`` (the environment by
     default), for the stores opened from now on; returns them."""
     global _environment
-    env = os.environ if env is None else env
-    _environment = {k: v for k, v in env.items() if k.startswith(STORE_VARIABLES)}
+    _environment = store_variables(env)
     forget_stores()
     return dict(_environment)
 

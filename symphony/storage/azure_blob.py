@@ -1,4 +1,5 @@
-"""Outputs in Azure Blob Storage: ``az://container/prefix/...`` (and ``abfs://container@account.dfs.core.windows.net/...``).
+"""Outputs in Azure Blob Storage: ``az://container/prefix/...``
+(and ``abfs://container@account.dfs.core.windows.net/...``).
 
 * **Atomic**: an upload is one Put Blob, or (above the single-put size) staged blocks committed by
   one Put Block List; a blob exists only once committed, and the blocks of an upload that died

@@ -7,8 +7,8 @@ import os
 import sys
 
 from symphony.engine import (SHARED_ENVIRONMENT, ConfigError, SymphonyError, add_shared_options,
-                             capture_store_environment, drop_secret_environment, is_name, parse_with_config, redact,
-                             register_environment_secrets, secret_file_problem, shared_options)
+                             drop_secret_environment, is_name, parse_with_config, redact,
+                             register_environment_secrets, secret_file_problem, shared_options, store_variables)
 
 from .logs import setup_logging
 from .options import WorkerOptions
@@ -112,7 +112,7 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
                          skip_existing=not args.rerun_existing, encryption_key=shared.key,
                          metrics_interval_s=args.metrics_interval, give_up_s=args.wait_for_redis,
                          scratch_dir=args.scratch_dir, scratch_limit_bytes=int(args.scratch_limit * 1e6),
-                         store_env=tuple(sorted(capture_store_environment().items())),
+                         store_env=tuple(sorted(store_variables().items())),
                          scheduled_events_url=args.scheduled_events.strip())
 
 

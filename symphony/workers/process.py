@@ -17,7 +17,8 @@ import os
 import signal
 import sys
 
-from symphony.engine import (Engine, capture_store_environment, describe_error, drop_secret_environment, redact_standard_streams, sealer_from,
+from symphony.engine import (Engine, capture_store_environment, describe_error, drop_secret_environment,
+                             redact_standard_streams, sealer_from,
                              without_secret_environment)
 
 from . import logs
