@@ -453,3 +453,23 @@ def test_inputs_in_blob_storage_are_checked_at_initialize_and_fetched_for_the_fi
     assert worker.wait(120) == 0, worker.output()
     seen = json.loads(read_blob(azurite, container, "data/in1/a/x2.json"))
     assert seen["input_exists"] and seen["input"].endswith("/in/x2.json") and not seen["input"].startswith("az://")
+
+
+@pytest.mark.slow
+def test_local_outputs_can_be_sealed_at_rest_too(redis_url, r, tmp_path):
+    key = os.urandom(32)
+    write_pipeline(tmp_path / "pipe.yaml", [{"name": s, "pool": "p", "handler": "tests.handlers:where",
+                                             "output": "{root}/{session}/{stage}/{item}.json"} for s in ("a", "b")])
+    session = write_session(tmp_path / "s.yaml", "loc1", "pipe.yaml", ["x1", "x2"], root=str(tmp_path / "data"),
+                            encrypt_outputs=True)
+    env = worker_env(redis_url, SYMPHONY_KEY=key.hex())
+    assert symphony(env, "initialize", str(session), cwd=tmp_path).returncode == 0
+    worker = WorkerRun(redis_url, "--burst", "--processes", "1", log_dir=tmp_path, env=env)
+    assert worker.wait(120) == 0, worker.output()
+    assert r.hget("symphony:stats:loc1", "b|completed") == "2", worker.output()
+    sealer = Sealer(key)
+    for stage in ("a", "b"):
+        raw = (tmp_path / "data" / "loc1" / stage / "x1.json").read_text()
+        assert raw.startswith("v1.") and "input" not in raw
+        assert json.loads(sealer.open(raw, output_aad("loc1", stage, "x1")))["input_exists"] is (stage == "b")
+    assert not list((tmp_path / "data").rglob("*.part-*"))
