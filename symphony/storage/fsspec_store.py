@@ -52,7 +52,7 @@ class FsspecStore:
 
     def delete(self, path: str) -> None:
         try:
-            self.fs.rm_file(path)
+            self.fs.rm(path)
         except FileNotFoundError:
             pass
 
@@ -61,8 +61,9 @@ class FsspecStore:
 
         probe = root.rstrip("/") + f"/.symphony-probe-{uuid.uuid4().hex[:8]}"
         try:
-            self.fs.pipe_file(probe, b"")
-            self.fs.rm_file(probe)
+            with self.fs.open(probe, "wb") as fh:
+                fh.write(b"")
+            self.fs.rm(probe)
         except Exception as exc:  # noqa: BLE001 - one sentence whatever the backend raised
             return f"cannot write under {root}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         return None
