@@ -1,7 +1,7 @@
 """Lines appended to Azure append blobs, one blob per day: ``az://container/prefix`` names
 ``prefix/YYYY-MM-DD.jsonl`` (or ``.csv``). What the Azure Monitor collector's file sinks write
-when ``--jsonl`` / ``--csv`` is a URL: VM metrics kept in Blob Storage for analysis, as seed
-deployments kept them. Each append is one Append Block (at most 4 MiB, split above that)."""
+when ``--jsonl`` / ``--csv`` is a URL: VM metrics kept in Blob Storage for
+analysis. Each append is one Append Block (at most 4 MiB, split above that)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
