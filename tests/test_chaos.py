@@ -77,11 +77,14 @@ def test_poison_ends_failed_or_timed_out_with_a_reason_and_the_rest_flows(tmp_pa
     crash = outcomes["crash-1"]
     assert crash["state"] == "failed" and crash["attempts"] == 2 and "always crashes" in crash["error"]
     assert outcomes["hang-1"]["state"] == "timed_out" and "timed out after 1.5s" in outcomes["hang-1"]["error"]
-    planted = {k: v for k, v in outcomes.items() if k.startswith("invalid-")}
-    assert len(planted) == 4, outcomes
-    reasons = " | ".join(v["error"] for v in planted.values())
-    assert all(v["state"] == "failed" for v in planted.values())
-    assert "not valid JSON" in reasons and "field 'i' (item)" in reasons and "found in queue s1:chaos" in reasons
+    # planted messages are no items: each is set aside once in the dead-letter list, with its reason
+    assert set(outcomes) == {"crash-1", "hang-1"}, outcomes
+    planted = figures.details["deadletter"]
+    assert len(planted) == len(chaos.PLANTED), planted
+    reasons = " | ".join(e["reason"] for e in planted)
+    assert "not valid JSON" in reasons and "nested too deeply" in reasons and "not valid UTF-8" in reasons, reasons
+    assert "has no live entry in session chaos" in reasons and "found in queue s1:chaos" in reasons, reasons
+    assert figures.details["tracebacks"] == 0, "a planted message made a worker log a traceback"
     # the hostile ids never became paths: nothing was written outside the data root
     root = Path(figures.details["root"])
     assert not (root.parent / "etc").exists() and not list(root.rglob("*passwd*"))

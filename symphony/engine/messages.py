@@ -89,9 +89,23 @@ def encode_task(session: str, stage: str, item: str, attempt: int = 0, meta: dic
 
 
 def decode_task(raw: str | bytes) -> Task:
-    """Parse a queue message; raise :class:`InvalidMessage` with the reason if it is not one."""
+    """Parse a queue message; raise :class:`InvalidMessage` with the reason if it is not one.
+
+    Nothing a message holds makes this raise anything else: bytes that are not UTF-8 (as read
+    from Redis they are lone surrogates, see engine.connection), nesting deeper than the parser
+    goes, or any other JSON are each a reason."""
+    if isinstance(raw, str) and not raw.isascii():
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = raw[exc.start].encode("utf-8", "surrogateescape")
+            raise InvalidMessage(f"not valid UTF-8 (byte 0x{bad.hex()} at position {exc.start})") from None
     try:
         data = json.loads(raw)
+    except RecursionError:
+        raise InvalidMessage("nested too deeply to be a task message") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidMessage(f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at position {exc.start})") from None
     except (ValueError, TypeError) as exc:
         raise InvalidMessage(f"not valid JSON ({exc.__class__.__name__}: {exc})") from None
     if not isinstance(data, dict):
@@ -115,6 +129,27 @@ def decode_task(raw: str | bytes) -> Task:
     if sealed is not None and (not isinstance(sealed, str) or meta is not None):
         raise InvalidMessage("field 'e' (encrypted metadata) must be a string, and comes without 'm'")
     return Task(session, stage, item, attempt, meta, sealed, ordinal)
+
+
+def wire(raw: str) -> str | bytes:
+    """A message as read from Redis, ready to be sent back (LREM, LPOS) byte for byte: as it is,
+    unless it holds bytes that were not UTF-8 (lone surrogates), which go back as those bytes."""
+    if raw.isascii():
+        return raw
+    try:
+        raw.encode("utf-8")
+        return raw
+    except UnicodeEncodeError:
+        return raw.encode("utf-8", "surrogateescape")
+
+
+def printable(raw: str | bytes, limit: int = 2000) -> str:
+    """A message as text that is safe to store and show: bytes that are not UTF-8 as ``\\xNN``,
+    cut to ``limit`` characters (a planted message may be huge)."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogateescape")
+    text = raw[:limit * 4].decode("utf-8", "backslashreplace")
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(raw)} bytes)"
 
 
 def dumps(data: Any) -> str:

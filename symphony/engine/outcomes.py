@@ -32,6 +32,9 @@ class OutcomeKind(str, Enum):
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
+    # not a task at all (undecodable, or no item of its session): set aside in the dead-letter
+    # list with the reason, never run, never an item's outcome
+    DEADLETTER = "deadletter"
 
     def __str__(self) -> str:  # the bare value in messages and Lua arguments
         return self.value

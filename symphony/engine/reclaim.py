@@ -15,14 +15,14 @@ import redis
 
 from .keys import Keys
 from .lease import BELL_MAX, RESULTS_MAXLEN
-from .messages import InvalidMessage, decode_task
+from .messages import InvalidMessage, decode_task, dumps, printable, wire
 from .outcomes import after_failure
 from .records import RecordCache
 from .registry import EVENTS_MAXLEN
 from .scripts import scripts
 
 log = logging.getLogger("symphony.reclaim")
-DEADLETTER_MAX = 1000
+DEADLETTER_MAX = 1000  # the dead-letter list's bound (also DEADLETTER_MAX in lua/_prelude.lua)
 
 
 @dataclass(frozen=True)
@@ -59,14 +59,18 @@ def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: Rec
         charged = position == 0
         try:
             task = decode_task(raw)
-        except InvalidMessage as exc:
-            with client.pipeline(transaction=True) as pipe:
-                pipe.lrem(inflight, 1, raw)
-                pipe.lpush(keys.deadletter, raw)
-                pipe.ltrim(keys.deadletter, 0, DEADLETTER_MAX - 1)
-                pipe.execute()
-            log.warning("undecodable message in flight at %s moved to %s: %s", worker_id, keys.deadletter, exc)
-            counts["deadletter"] += 1
+        except InvalidMessage as exc:  # set aside once, with its reason (the entry finish.lua writes)
+            if client.lrem(inflight, 1, wire(raw)):
+                sec, usec = client.time()
+                entry = dumps({"at": sec * 1000 + usec // 1000, "stage": "", "session": "", "worker": worker_id,
+                               "reason": str(exc), "message": printable(raw)})
+                with client.pipeline(transaction=True) as pipe:
+                    pipe.lpush(keys.deadletter, entry)
+                    pipe.ltrim(keys.deadletter, 0, DEADLETTER_MAX - 1)
+                    pipe.execute()
+                log.warning("a message in flight at %s is not a task (%s); moved to the dead-letter list %s",
+                            worker_id, exc, keys.deadletter)
+                counts["deadletter"] += 1
             continue
         record = records.get(task.session)
         stage = record.pipeline.stage(task.stage) if record is not None and record.pipeline.has_stage(task.stage) else None

@@ -104,9 +104,10 @@ class Dispatcher:
 
     def prepare(self, claimed: Claimed) -> Job | Finish:
         """A job to run, or (when it must not or need not run) its report already."""
-        if claimed.invalid:
-            log.warning("invalid message in %s:%s: %s", claimed.role, claimed.session, claimed.invalid)
-            return Finish(claimed, Outcome(FAILED, error=f"invalid task message: {claimed.invalid}"), attempts=1)
+        if claimed.invalid:  # never run: set aside, with the reason, in the dead-letter list
+            log.warning("message in queue %s:%s is not a task (%s); moved to the dead-letter list",
+                        claimed.role, claimed.session, claimed.invalid)
+            return Finish(claimed, Outcome(OutcomeKind.DEADLETTER, error=claimed.invalid), attempts=0)
         task = claimed.task
         attempts = task.attempt + 1
         try:
@@ -273,6 +274,7 @@ def _context(job: Job) -> dict[str, Any]:
 
 TALLY = {OutcomeKind.DONE: "done", OutcomeKind.RETRY: "retried", OutcomeKind.FAILED: "failed",
          OutcomeKind.TIMED_OUT: "timed_out", OutcomeKind.CANCELLED: "cancelled", OutcomeKind.HANDBACK: "handed_back",
+         OutcomeKind.DEADLETTER: "dead_lettered",
          "lost": "lost"}
 
 

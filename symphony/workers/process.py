@@ -110,7 +110,8 @@ def summary_line(tally: dict[str, int], seconds: float) -> str:
     """``12 done, 1 failed, 2 retried, 0 timed out in 3.4s`` (and the rarer outcomes when there were any)."""
     parts = [f"{tally.get('done', 0)} done", f"{tally.get('failed', 0)} failed", f"{tally.get('retried', 0)} retried",
              f"{tally.get('timed_out', 0)} timed out"]
-    for key, words in (("cancelled", "cancelled"), ("handed_back", "handed back"), ("lost", "lost")):
+    for key, words in (("cancelled", "cancelled"), ("handed_back", "handed back"), ("lost", "lost"),
+                       ("dead_lettered", "not task messages (dead-lettered)")):
         if tally.get(key):
             parts.append(f"{tally[key]} {words}")
     return ", ".join(parts) + f" in {seconds:.1f}s"

@@ -1,0 +1,95 @@
+"""Hostile messages and hosts: what a planted or undecodable message does, and what a host whose
+handlers all fail does, against a real Redis and real worker processes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from symphony.engine import Engine, load_session
+from symphony.engine.initialize import initialize_session
+from tests.helpers import WorkerRun, wait_until, write_pipeline, write_session
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def one_stage(tmp_path: Path, items, *, handler="tests.handlers:ok", name="s1", max_attempts=3, **stage_extra):
+    stage = {"name": "work", "pool": "p", "handler": handler, "output": "{root}/{session}/{stage}/{item}.json",
+             "max_attempts": max_attempts, "retry_backoff": 0.05, **stage_extra}
+    write_pipeline(tmp_path / "pipe.yaml", [stage])
+    return write_session(tmp_path / f"{name}.yaml", name, "pipe.yaml", items, root=str(tmp_path / "data"))
+
+
+def stats(r, session: str) -> dict[str, int]:
+    return {k: int(v) for k, v in r.hgetall(f"symphony:stats:{session}").items()}
+
+
+def deadletters(r) -> list[dict]:
+    return [json.loads(e) for e in r.lrange("symphony:deadletter", 0, -1)]
+
+
+@pytest.mark.slow
+def test_undecodable_and_planted_messages_go_to_the_dead_letter_list_once(engine, r, redis_url, tmp_path):
+    """A 100,000-level nested array, a message with byte 0xff, and a valid-looking message for an
+    item the session does not have, planted between real tasks: each goes to the dead-letter list
+    once with its reason, nothing runs or is counted for them, every real item completes, and the
+    worker logs no traceback."""
+    items = [f"i{n}" for n in range(6)]
+    initialize_session(engine, load_session(one_stage(tmp_path, items)))
+    raw = Engine  # noqa: F841 - keep the import used
+    import redis as redislib
+
+    binary = redislib.Redis.from_url(redis_url)  # no decoding: plant raw bytes
+    queue = "work:s1"
+    real = binary.lrange(queue, 0, -1)
+    binary.delete(queue)
+    planted = [DEEP.encode(), b'{"i":"i9\xff","s":"s1","t":"work","a":0}',
+               b'{"i":"i2","s":"s1","t":"work","a":0,"m":{"bad":"\xff"}}',  # a real item: claimed, then refused
+               b'{"i":"ghost","s":"s1","t":"work","a":0,"o":3}']
+    binary.rpush(queue, real[0], *planted[:2], real[1], *planted[2:], *real[2:])
+    worker = WorkerRun(redis_url, "--processes", "1", "--prefetch", "8", log_dir=tmp_path, heartbeat=0.5)
+    try:
+        wait_until(lambda: stats(r, "s1").get("work|completed", 0) >= len(items), timeout=30,
+                   message="every real item to complete")
+        wait_until(lambda: r.llen("symphony:deadletter") >= len(planted) and stats(r, "s1").get("work|running") == 0,
+                   timeout=30, message="the planted messages to be dead-lettered")
+        counts = stats(r, "s1")
+        assert counts["work|completed"] == len(items) and counts["work|done"] == len(items), counts
+        assert counts.get("work|failed", 0) == 0 and counts["work|running"] == 0, counts
+        entries = deadletters(r)
+        assert len(entries) == len(planted), entries
+        reasons = " | ".join(e["reason"] for e in entries)
+        assert "nested too deeply" in reasons, reasons
+        assert "not valid UTF-8" in reasons, reasons
+        assert "not an item of session s1" in reasons or "no live entry" in reasons, reasons
+        assert all((e["stage"], e["session"]) == ("work", "s1") for e in entries), entries
+        assert r.hlen("symphony:outcomes:s1") == 0, r.hgetall("symphony:outcomes:s1")
+        assert not (tmp_path / "data" / "s1" / "work" / "ghost.json").exists()
+        assert r.llen(queue) == 0
+        log = worker.output()
+        assert "Traceback" not in log, log[-3000:]
+    finally:
+        worker.stop()
+
+
+def test_reclaiming_undecodable_messages_moves_each_to_the_dead_letter_list_once(engine, r, redis_url):
+    """A dead worker's in-flight list holding a deep array and a 0xff message: its reclaim moves
+    each to the dead-letter list with its reason, once (it used to fail on every try, forever)."""
+    import redis as redislib
+
+    from tests.test_engine_queue import make_record
+
+    engine.register_session(make_record(), items=3)
+    engine.enqueue("s1", "a", [("i1", None)])
+    link = engine.worker_link("w1", ["a"])
+    link.beat(5, 12.5, {})
+    binary = redislib.Redis.from_url(redis_url)
+    binary.rpush("symphony:inflight:w1", DEEP.encode(), b'{"i":"i1","s":"s1","t":"a","a":0,"m":{"x":"\xff"}}')
+    report = engine.reclaim_worker("w1", force=True, reason="test")
+    assert report.deadletter == 2, report
+    assert r.llen("symphony:inflight:w1") == 0
+    reasons = [e["reason"] for e in deadletters(r)]
+    assert len(reasons) == 2 and "nested too deeply" in reasons[0] and "not valid UTF-8" in reasons[1], reasons
+    again = engine.reclaim_worker("w1", force=True, reason="test")
+    assert again.deadletter == 0 and r.llen("symphony:deadletter") == 2
