@@ -170,6 +170,7 @@ def test_tampered_or_clear_task_data_is_rejected_and_the_rest_flows(sealed_sessi
     second["e"] = json.loads(r.lindex("a:sealed", 2))["e"]  # another item's sealed data
     r.lset("a:sealed", 1, json.dumps(second, separators=(",", ":")))
     r.rpush("a:sealed", '{"i":"row-9","s":"sealed","t":"a","a":0,"m":{"vines":99}}')  # planted in clear
+    r.hset("symphony:live:sealed", "row-9", "a")  # as if it were an item of the session (else the claim refuses it)
     run_worker(redis_url, sealed_session, SYMPHONY_KEY_FILE=str(sealed_session / "symphony.key"))
     outcomes = {k: json.loads(v)["error"] for k, v in r.hgetall("symphony:outcomes:sealed").items()}
     assert set(outcomes) == {first["i"], second["i"], "row-9"}, outcomes

@@ -93,3 +93,34 @@ def test_reclaiming_undecodable_messages_moves_each_to_the_dead_letter_list_once
     assert len(reasons) == 2 and "nested too deeply" in reasons[0] and "not valid UTF-8" in reasons[1], reasons
     again = engine.reclaim_worker("w1", force=True, reason="test")
     assert again.deadletter == 0 and r.llen("symphony:deadletter") == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [(), ("--pool", "p"), ("--roles", "work")],
+                         ids=["every-stage", "pool", "roles"])
+def test_every_worker_mode_works_under_the_applied_worker_rule(tmp_path, mode):
+    """`symphony acl worker --apply`, then a burst worker in each mode logged in as that user:
+    the session drains and nothing was refused (ACL LOG empty). --roles needed HKEYS."""
+    from symphony.engine import EmbeddedRedis
+    from tests.test_security import WORKER_PW, acl_log, as_user, clean_env, cli, outputs, small_session
+
+    pw_file = tmp_path / "worker.pw"
+    pw_file.write_text(WORKER_PW + "\n")
+    (tmp_path / "redis").mkdir()
+    with EmbeddedRedis(directory=str(tmp_path / "redis")) as server:
+        session = small_session(tmp_path)
+        admin_env = clean_env(REDIS_URL=server.url)
+        assert cli("initialize", str(session), env=admin_env).returncode == 0
+        applied = cli("acl", "worker", "--apply", "--password-file", str(pw_file), env=admin_env)
+        assert applied.returncode == 0, applied.stderr
+        with server.client() as admin:
+            admin.execute_command("ACL", "LOG", "RESET")
+        env = clean_env(REDIS_URL=as_user(server, "symphony-worker", WORKER_PW))
+        worker = WorkerRun(server.url, "--burst", "--processes", "1", "--wait-for-redis", "20", *mode,
+                           log_dir=tmp_path, env=env)
+        code = worker.wait(60)
+        log = worker.output()
+        worker.stop()
+        assert code == 0, log
+        assert outputs(tmp_path) == ["i0", "i1", "i2", "i3"], log
+        assert acl_log(server) == [], acl_log(server)

@@ -30,8 +30,8 @@ CONNECTION = ("hello", "ping", "client|setname")
 WORKER_COMMANDS = CONNECTION + (
     "info",  # the version check when a supervisor starts
     "evalsha", "script|load", "multi", "exec", "watch", "unwatch", "time",
-    "blpop", "lrange", "llen", "lindex", "lmove", "lrem", "lpush", "rpush", "ltrim", "setbit",
-    "hget", "hmget", "hgetall", "hset", "hsetnx", "hdel", "hincrby",
+    "blpop", "lrange", "llen", "lindex", "lmove", "lpop", "lrem", "lpush", "rpush", "ltrim", "setbit",
+    "hget", "hmget", "hgetall", "hkeys", "hset", "hsetnx", "hdel", "hincrby",
     "zadd", "zrem", "zrange", "zrangebyscore", "zremrangebyscore", "zremrangebyrank", "zscore", "zcard",
     "xadd", "get", "set", "del", "exists", "expire", "pexpire", "pttl", "type", "sadd",
     "xrevrange", "lpos",  # why a report found its task gone (engine/lost.py), a rare path

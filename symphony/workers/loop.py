@@ -131,7 +131,7 @@ class TaskLoop:
         except GaveUp:
             raise
         except Exception as exc:  # noqa: BLE001
-            if not is_unavailable(exc):
+            if not is_unavailable(exc) and self._down_since is None:  # its traceback once, not every retry
                 log.exception("unexpected error talking to Redis; retrying")
             self._disconnected(exc)
             self._resending = bool(self.pending)
@@ -211,8 +211,22 @@ class TaskLoop:
         now = time.monotonic()
         if self._down_since is None:
             self._down_since = now
-            log.warning("Redis unavailable (%s); retrying with backoff", describe_error(exc))
+            if _refused(exc):
+                log.error("Redis refused a command of this worker's user (%s): its ACL rule does not allow it "
+                          "(symphony acl worker prints the rule workers need); retrying with backoff",
+                          describe_error(exc))
+            else:
+                log.warning("Redis unavailable (%s); retrying with backoff", describe_error(exc))
         limit = self.options.give_up_after_s
         if limit is not None and now - self._down_since >= limit:
             raise GaveUp(f"Redis at {self.engine.display} has been unavailable for {now - self._down_since:.0f}s "
                          f"({describe_error(exc)}); giving up")
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether Redis refused a command for lack of permission (ACL), directly or inside a script."""
+    import redis
+
+    text = str(exc)
+    return isinstance(exc, redis.exceptions.NoPermissionError) or text.startswith("NOPERM") or \
+        "can't run this command" in text or "No permissions to access" in text
