@@ -11,8 +11,10 @@ With a key configured (``SYMPHONY_KEY``, base64 or hex of 16/24/32 bytes, or a f
   and item (associated data), so it cannot be moved to another item.
 * a job's key/values (``ctx.kv``) are stored sealed, each bound to its job and field name.
 
-A token is ``v1.<key id>.<base64url(nonce | ciphertext | tag)>``; the key id (8 hex digits of
-the key's SHA-256) only tells a wrong key from tampered data in the error message. A worker
+A token is ``v2.<key id>.<base64url(nonce | ciphertext | tag)>``; the key id (8 hex digits of
+the key's SHA-256) tells a wrong key from tampered data in the error message, and is itself
+authenticated (associated data, with the version), so changing it fails the task like any other
+changed byte. Tokens made by earlier versions (``v1.``, whose key id was not bound) still open. A worker
 with a key refuses task data that is not sealed; one without a key refuses sealed data; a
 wrong key or a changed byte fails authentication. Each ends the task failed, with the reason,
 and the handler never runs.
@@ -32,7 +34,8 @@ from .redaction import register_secret
 
 KEY_VAR = "SYMPHONY_KEY"
 KEY_FILE_VAR = "SYMPHONY_KEY_FILE"
-VERSION = "v1"
+VERSION = "v2"  # the key id is bound as associated data
+LEGACY = "v1"  # earlier tokens: opened, never made
 NONCE_BYTES = 12
 
 
@@ -97,18 +100,18 @@ class Sealer:
 
     def seal(self, data: bytes, aad: str) -> str:
         nonce = os.urandom(NONCE_BYTES)
-        blob = nonce + self._aead.encrypt(nonce, data, aad.encode("utf-8"))
+        blob = nonce + self._aead.encrypt(nonce, data, _bound(VERSION, self.key_id, aad))
         return f"{VERSION}.{self.key_id}.{base64.urlsafe_b64encode(blob).decode('ascii').rstrip('=')}"
 
     def open(self, token: Any, aad: str) -> bytes:
         from cryptography.exceptions import InvalidTag
 
-        if not isinstance(token, str) or not token.startswith(VERSION + "."):
+        if not isinstance(token, str) or not token.startswith((VERSION + ".", LEGACY + ".")):
             raise CryptoError("the data is not encrypted, but this process has a key and accepts only encrypted data")
         parts = token.split(".")
         if len(parts) != 3:
             raise CryptoError("the encrypted data is malformed (tampered?)")
-        _, kid, body = parts
+        version, kid, body = parts
         try:
             blob = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         except (ValueError, binascii.Error):
@@ -116,7 +119,7 @@ class Sealer:
         if len(blob) < NONCE_BYTES + 16:
             raise CryptoError("the encrypted data is truncated (tampered?)")
         try:
-            return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad.encode("utf-8"))
+            return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], _bound(version, kid, aad))
         except InvalidTag:
             if kid != self.key_id:
                 raise CryptoError(f"the data was encrypted with another key (key id {kid}; this process has "
@@ -133,6 +136,14 @@ class Sealer:
             return json.loads(data)
         except ValueError:
             raise CryptoError("the decrypted data is not JSON") from None
+
+
+def _bound(version: str, kid: str, aad: str) -> bytes:
+    """The associated data of a token: its version and key id with the caller's binding
+    (a ``v1`` token bound only the caller's)."""
+    if version == LEGACY:
+        return aad.encode("utf-8")
+    return f"{version}|{kid}|{aad}".encode("utf-8")
 
 
 def task_aad(session: str, item: str) -> str:
