@@ -156,3 +156,10 @@ def hang_listed(ctx) -> None:
     if ctx.attempt == 1 and ctx.item in ctx.params.get("hang", []):
         time.sleep(3600)
     ok(ctx)
+
+
+def broken_host(ctx) -> None:
+    """Fails on a host whose environment is broken (a file BROKEN in its working directory), works elsewhere."""
+    if os.path.exists("BROKEN"):
+        raise RuntimeError("this host's environment is broken")
+    ok(ctx)

@@ -124,3 +124,65 @@ def test_every_worker_mode_works_under_the_applied_worker_rule(tmp_path, mode):
         assert code == 0, log
         assert outputs(tmp_path) == ["i0", "i1", "i2", "i3"], log
         assert acl_log(server) == [], acl_log(server)
+
+
+def test_a_host_is_quarantined_only_while_another_host_completes_tasks(engine, r):
+    """The record behind the quarantine: a streak of failures alone (no other host succeeding:
+    the tasks are to blame) sets nothing aside; the same streak while another host completes
+    tasks does, for a while, with an event that says why."""
+    from symphony.engine.outcomes import HOST_FAILURE_STREAK, QUARANTINE_S
+
+    alone = engine.report_host("hostA", failed=HOST_FAILURE_STREAK + 3)
+    assert alone.streak == HOST_FAILURE_STREAK + 3 and not alone.quarantined_s and alone.healthy_peers == 0
+    assert engine.report_host("hostB", completed=4).healthy_peers == 0
+    now = engine.report_host("hostA", failed=1)
+    assert now.quarantined_s > QUARANTINE_S - 5 and now.healthy_peers == 1, now
+    assert set(engine.quarantined_hosts()) == {"hostA"}
+    events = [f for _, f in r.xrange("symphony:events") if f.get("kind") == "host_quarantined"]
+    assert len(events) == 1 and "host hostA set aside" in events[0]["msg"], events
+    # hostB, still completing, has hostA as no healthy peer (it is quarantined)
+    assert engine.report_host("hostB", completed=1).healthy_peers == 0
+    # a completion ends a streak
+    engine.report_host("hostC", failed=3)
+    assert engine.report_host("hostC", completed=1).streak == 0
+
+
+@pytest.mark.slow
+def test_a_host_whose_handlers_all_fail_is_set_aside_and_its_retries_run_elsewhere(engine, r, redis_url, tmp_path):
+    """Host 'good' completes tasks; host 'broken' (its environment breaks every handler) joins:
+    its failures' retries go to 'good', it is quarantined after a few and claims nothing more,
+    its worker shows as quarantined; no item fails although each has only two attempts."""
+    items = [f"i{n:02d}" for n in range(40)]
+    initialize_session(engine, load_session(one_stage(tmp_path, items, handler="tests.handlers:broken_host",
+                                                      max_attempts=2, params={"seconds": 0.05})))
+    good = WorkerRun(redis_url, "--processes", "1", "--host", "good", "--name", "good", log_dir=tmp_path,
+                     heartbeat=0.5)
+    broken = None
+    try:
+        wait_until(lambda: stats(r, "s1").get("work|completed", 0) >= 2, timeout=30, message="host good to complete")
+        (tmp_path / "broken").mkdir()
+        (tmp_path / "broken" / "BROKEN").write_text("")
+        broken = WorkerRun(redis_url, "--processes", "2", "--host", "broken", "--name", "broken", log_dir=tmp_path,
+                           heartbeat=0.5, cwd=tmp_path / "broken")
+        wait_until(lambda: "broken" in engine.quarantined_hosts(), timeout=60, message="host broken to be set aside")
+
+        def broken_rows() -> list[dict]:
+            rows = []
+            for worker_id in r.zrange("symphony:workers", 0, -1):
+                row = r.hgetall(f"symphony:worker:{worker_id}")
+                if row.get("host") == "broken":
+                    rows.append(row)
+            return rows
+
+        wait_until(lambda: stats(r, "s1").get("work|completed", 0) >= len(items), timeout=90,
+                   message="every item to complete")
+        counts = stats(r, "s1")
+        assert counts.get("work|failed", 0) == 0 and counts["work|done"] == len(items), counts
+        assert r.hlen("symphony:outcomes:s1") == 0
+        wait_until(lambda: any(row.get("state") == "quarantined" for row in broken_rows()), timeout=20,
+                   message="a worker of host broken to show as quarantined")
+        assert "set aside" in broken.output()
+    finally:
+        if broken is not None:
+            broken.stop()
+        good.stop()

@@ -17,6 +17,8 @@ from .connection import connect, ping
 from .crypto import CryptoError, Sealer, task_aad
 from .durations import DurationHistogram, read_durations
 from .enqueue import EnqueueResult, ItemLike, enqueue
+from .hosts import HostHealth, quarantined_hosts, report_host
+from .hosts import HostHealth, quarantined_hosts, report_host
 from .jobstore import JobStore, last_job, origin_jobs
 from .keys import DEFAULT_KEYS, Keys
 from .lease import Finish, WorkerLink
@@ -153,6 +155,14 @@ class Engine:
         if lapsed is None:
             lapsed, _, _ = lapsed_workers(self.client, self.keys)
         return reap(self.client, self.keys, self.records, list(lapsed), lock_ttl_s)
+
+    def report_host(self, host: str, *, failed: int = 0, completed: int = 0) -> HostHealth:
+        """Record a host's failed attempts and completions; its streak, quarantine and healthy peers."""
+        return report_host(self.client, self.keys, host, failed, completed)
+
+    def quarantined_hosts(self) -> dict[str, int]:
+        """Hosts set aside now (their attempts kept failing while others completed): host -> until (server ms)."""
+        return quarantined_hosts(self.client, self.keys)
 
     def why_lost(self, worker_id: str, finish: Finish, *, resent: bool = False) -> LostReport:
         """Why ``finish`` came back ``lost``: its lease was reclaimed, an earlier attempt of the

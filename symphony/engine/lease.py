@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import redis
@@ -63,6 +63,8 @@ class Finish:
     outcome: Outcome
     next_stage: str | None = None  # for DONE
     attempts: int = 1  # attempts made, including this one
+    failed_on: str = ""  # for RETRY and the failures: the host the attempt failed on
+    charged: bool = True  # for RETRY: the attempt counts (False: it goes back as it was, for another host)
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,12 @@ class WorkerLink:
         if kind == OutcomeKind.DONE and next_stage:
             push = task.at_stage(next_stage).encode() if task else ""
         elif kind == OutcomeKind.RETRY:
-            push = task.next_attempt().encode() if task else wire(c.raw)
+            if task is None:
+                push = wire(c.raw)
+            elif fin.charged:
+                push = task.next_attempt(fin.failed_on).encode()
+            else:  # not this task's fault: the same attempt again, on another host
+                push = replace(task, failed_on=fin.failed_on or task.failed_on).encode()
         elif kind == OutcomeKind.HANDBACK:
             push = wire(c.raw)
         elif kind == OutcomeKind.DEADLETTER:

@@ -8,7 +8,9 @@ A message in queue ``rvm:block7`` looks like ``{"i":"row-0001","s":"block7","t":
   (the stage's done bitmap, see docs/keys.md); messages queued by older versions have none;
 * ``m`` (optional) the item's metadata from the session file, e.g. ``{"vines": 12}``;
 * ``e`` instead of ``m`` when task data is encrypted: the metadata sealed with AES-GCM
-  (:mod:`engine.crypto`), made once at enqueue and carried unchanged through every stage.
+  (:mod:`engine.crypto`), made once at enqueue and carried unchanged through every stage;
+* ``h`` (optional, retries only) the host its last attempt failed on: another host runs it when
+  one is completing tasks (see ``run_here`` in :mod:`engine.outcomes`).
 
 The fields are short because a million queued tasks must fit in a small Redis; they are
 still readable with ``LRANGE``.
@@ -37,19 +39,24 @@ class Task:
     meta: dict[str, Any] | None = field(default=None, compare=False)
     sealed: str | None = field(default=None, compare=False)  # the metadata, encrypted (engine.crypto)
     ordinal: int | None = None  # the item's place in the session file (None: queued by an older version)
+    failed_on: str | None = field(default=None, compare=False)  # the host its last attempt failed on
 
     def encode(self) -> str:
         data: dict[str, Any] = {"i": self.item, "s": self.session, "t": self.stage, "a": self.attempt}
         if self.ordinal is not None:
             data["o"] = self.ordinal
+        if self.failed_on:
+            data["h"] = self.failed_on
         if self.sealed is not None:
             data["e"] = self.sealed
         elif self.meta:
             data["m"] = self.meta
         return _dumps(data)
 
-    def next_attempt(self) -> "Task":
-        return Task(self.session, self.stage, self.item, self.attempt + 1, self.meta, self.sealed, self.ordinal)
+    def next_attempt(self, failed_on: str | None = None) -> "Task":
+        """The message of its next attempt (``failed_on``: the host this one failed on)."""
+        return Task(self.session, self.stage, self.item, self.attempt + 1, self.meta, self.sealed, self.ordinal,
+                    failed_on or None)
 
     def at_stage(self, stage: str) -> "Task":
         return Task(self.session, stage, self.item, 0, self.meta, self.sealed, self.ordinal)
@@ -128,7 +135,10 @@ def decode_task(raw: str | bytes) -> Task:
     sealed = data.get("e")
     if sealed is not None and (not isinstance(sealed, str) or meta is not None):
         raise InvalidMessage("field 'e' (encrypted metadata) must be a string, and comes without 'm'")
-    return Task(session, stage, item, attempt, meta, sealed, ordinal)
+    host = data.get("h")
+    if host is not None and (not isinstance(host, str) or len(host) > 255):
+        raise InvalidMessage("field 'h' (the host it failed on) must be a string of at most 255 characters")
+    return Task(session, stage, item, attempt, meta, sealed, ordinal, host or None)
 
 
 def wire(raw: str) -> str | bytes:

@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", "-n", type=int, default=os.cpu_count() or 1,
                    help="worker processes to run (default: CPU count, %(default)s here)")
     p.add_argument("--name", default="", help="a name for these workers (default: the host name)")
+    p.add_argument("--host", default="", metavar="NAME",
+                   help="the host name these workers report (default: this machine's); a host whose every task "
+                        "fails while other hosts complete theirs is set aside for a while under this name")
     p.add_argument("--burst", action="store_true", help="exit when no work is left for the served stages")
     p.add_argument("--nice", type=int, default=0, help="lower the CPU priority by this much (e.g. 10)")
     p.add_argument("--heartbeat", type=float, default=5.0, metavar="SECONDS",
@@ -71,6 +74,8 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
         raise ConfigError("--heartbeat must be positive")
     if args.name and not is_name(args.name):
         raise ConfigError(f"--name {args.name!r} may only contain letters, digits and . _ + @ = , -")
+    if args.host and not is_name(args.host):
+        raise ConfigError(f"--host {args.host!r} may only contain letters, digits and . _ + @ = , -")
     lease = args.lease if args.lease is not None else 2.5 * args.heartbeat
     if lease < 2 * args.heartbeat:
         # below two heartbeats a live worker whose beat is a little late, or a short Redis outage,
@@ -82,7 +87,7 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
     if args.wait_for_redis is not None and args.wait_for_redis < 0:
         raise ConfigError("--wait-for-redis must be 0 (forever) or positive")
     shared = shared_options(args)
-    return WorkerOptions(redis=shared.redis, name=args.name, pool=args.pool, roles=roles,
+    return WorkerOptions(redis=shared.redis, name=args.name, host=args.host, pool=args.pool, roles=roles,
                          processes=args.processes, burst=args.burst, nice=args.nice, heartbeat_s=args.heartbeat,
                          lease_s=lease, drain_timeout_s=args.drain_timeout, idle_wait_s=args.idle_wait,
                          prefetch=args.prefetch, log_level=shared.log_level, log_format=shared.log_format,

@@ -12,9 +12,9 @@ from .batchjob import BatchJob
 
 
 class HostSampler:
-    def __init__(self) -> None:
+    def __init__(self, host: str = "") -> None:
         self.process = psutil.Process(os.getpid())
-        self.host = socket.gethostname()
+        self.host = host or socket.gethostname()
         # the first cpu_percent() call always returns 0.0: prime both counters now
         self.process.cpu_percent(None)
         psutil.cpu_percent(None)

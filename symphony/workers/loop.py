@@ -19,6 +19,7 @@ from symphony.engine import Backoff, Claimed, Engine, Finish, StepResult, Worker
 
 from . import logs
 from .dispatch import Dispatcher, tally_key
+from .health import HostState
 from .options import WorkerOptions
 from .stopping import Stopping
 
@@ -35,8 +36,10 @@ class GaveUp(Exception):
 
 class TaskLoop:
     def __init__(self, engine: Engine, link: WorkerLink, options: WorkerOptions, stopping: Stopping,
-                 dispatcher: Dispatcher, *, roles_stale: threading.Event | None = None):
+                 dispatcher: Dispatcher, *, roles_stale: threading.Event | None = None,
+                 host: HostState | None = None):
         self.engine, self.link, self.options = engine, link, options
+        self.host = host  # this host's health: no claims while it is set aside
         self.stopping, self.dispatcher = stopping, dispatcher
         self.roles_stale = roles_stale or threading.Event()  # set by the heart when the registry changed
         self.state = "starting"
@@ -63,6 +66,12 @@ class TaskLoop:
             stopping = self.stopping.requested
             if stopping and not self.pending:
                 return EXIT_OK
+            if not stopping and self.host is not None and self.host.quarantined():
+                self.state = "quarantined"
+                if self.pending:
+                    self._step(claim=False, want=1)
+                self.stopping.wait(max(0.05, min(1.0, self.host.left_s())))
+                continue
             result = self._step(claim=not stopping, want=self._want())
             if result is None or stopping:
                 continue
@@ -156,12 +165,19 @@ class TaskLoop:
         self._connected()
         reports, self.pending = self.pending, []
         resent, self._resending = self._resending, False
+        failed = completed = 0
         for finish, outcome in zip(reports, result.outcomes):
             key = tally_key(outcome)
             if key:
                 self.tally[key] += 1
             if outcome == "lost":
                 self._log_lost(finish, resent)
+            elif finish.failed_on:
+                failed += 1
+            elif outcome == "done":
+                completed += 1
+        if self.host is not None and (failed or completed):
+            self.host.report(failed, completed)
 
     def _log_lost(self, finish: Finish, resent: bool) -> None:
         c = finish.claimed

@@ -12,6 +12,7 @@ from .stopping import set_from_signal_handler  # noqa: F401  (where it used to l
 class WorkerOptions:
     redis: RedisConfig = field(default_factory=RedisConfig, repr=False)  # where Redis is and how to log in
     name: str = ""
+    host: str = ""  # the host name these workers report (default: the machine's)
     pool: str | None = None
     roles: tuple[str, ...] = ()
     processes: int = 1

@@ -25,6 +25,7 @@ from .batchjob import BatchJob
 from .dispatch import Dispatcher
 from .executor import Executor
 from .heart import Heart
+from .health import HostState
 from .hostinfo import HostSampler
 from .loop import EXIT_GAVE_UP, EXIT_OK, TaskLoop
 from .options import WorkerOptions
@@ -50,10 +51,11 @@ class WorkerProcess:
         self.engine = Engine(config, socket_timeout=max(10.0, options.idle_wait_s + 5),
                              sealer=sealer_from(options.encryption_key), origin=BatchJob.from_env().origin())
         self.link = self.engine.worker_link(worker_id, [], idle_wait_s=options.idle_wait_s)
-        self.sampler = HostSampler()
+        self.sampler = HostSampler(options.host)
         self.executor = Executor(without_secret_environment(), log_level=logging.getLogger().getEffectiveLevel())
-        self.dispatcher = Dispatcher(self.engine, options, self.executor, self.stopping)
-        self.loop = TaskLoop(self.engine, self.link, options, self.stopping, self.dispatcher)
+        self.host = HostState(self.engine, self.sampler.host)
+        self.dispatcher = Dispatcher(self.engine, options, self.executor, self.stopping, self.host)
+        self.loop = TaskLoop(self.engine, self.link, options, self.stopping, self.dispatcher, host=self.host)
         self.heart = Heart(self.engine, self.link, heartbeat_s=options.heartbeat_s, lease_s=options.lease_s,
                            info=self.info, registry_changed=self._registry_changed, log_ttl_ms=log_ttl_ms(options),
                            host_metrics=self.engine.host_metrics_writer(options.pool, self.sampler.host,
