@@ -130,7 +130,7 @@ class WorkerStatus:
     pid: int
     pool: str
     roles: tuple[str, ...]
-    state: str  # busy | idle | stopping | stale | dead
+    state: str  # busy | idle | stopping | quarantined (its host is set aside) | stale | dead
     current: str  # "stage:item@session" or ""
     current_age_s: float | None
     heartbeat_age_s: float | None

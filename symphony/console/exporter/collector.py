@@ -27,8 +27,8 @@ from symphony.engine import SessionState, Snapshot
 from . import catalogue as c
 from .reading import Reading, ReadingCache
 
-WORKER_STATES = ("starting", "busy", "idle", "stopping", "stale", "dead")
-ALIVE = ("starting", "busy", "idle", "stale")  # a late heartbeat may still be a live worker
+WORKER_STATES = ("starting", "busy", "idle", "stopping", "quarantined", "stale", "dead")
+ALIVE = ("starting", "busy", "idle", "quarantined", "stale")  # a late heartbeat may still be a live worker
 FORGET_AFTER_S = 3600.0
 SLURM_LIVE_SET = "PENDING_AND_RUNNING"  # exported as its two parts, pending and running
 
