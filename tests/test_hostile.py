@@ -186,3 +186,60 @@ def test_a_host_whose_handlers_all_fail_is_set_aside_and_its_retries_run_elsewhe
         if broken is not None:
             broken.stop()
         good.stop()
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_workers_is_a_stop_not_a_loss(engine, r, redis_url, tmp_path):
+    """SIGTERM to the whole group while tasks run: the log says they stopped, nothing says a
+    worker was lost or died, and no worker_lost event is recorded."""
+    import os
+    import signal
+
+    initialize_session(engine, load_session(one_stage(tmp_path, [f"i{n}" for n in range(6)],
+                                                      handler="tests.handlers:hang", params={"hang": 1.0})))
+    worker = WorkerRun(redis_url, "--processes", "2", log_dir=tmp_path, heartbeat=0.5)
+    try:
+        markers = tmp_path / "data" / "markers"
+        wait_until(lambda: markers.is_dir() and len(list(markers.glob("started-*"))) >= 2, timeout=30,
+                   message="both processes to run a task")
+        os.killpg(worker.process.pid, signal.SIGTERM)
+        assert worker.wait(60) == 0
+        log = worker.output()
+        assert "all workers stopped" in log, log
+        assert " lost" not in log and "died" not in log and "exited with code" not in log, log
+        kinds = [f.get("kind") for _, f in r.xrange("symphony:events")]
+        assert "worker_lost" not in kinds, kinds
+    finally:
+        worker.stop()
+
+
+def test_a_child_ended_by_the_stop_signal_is_said_to_have_stopped(engine, r, redis_url, caplog):
+    """A worker process the stop signal ends before its own handler is in place (it was starting)
+    exits by SIGTERM: it stopped, it was not lost; its task goes back uncharged."""
+    import logging
+    import signal
+
+    from symphony.engine import resolve_redis
+    from symphony.workers.options import WorkerOptions
+    from symphony.workers.supervisor import Supervisor
+    from tests.test_engine_queue import make_record
+
+    engine.register_session(make_record(), items=3)
+    engine.enqueue("s1", "a", [("i1", None)])
+    link = engine.worker_link("w1", ["a"])
+    link.beat(5, 12.5, {})
+    assert link.step(want=1).claimed is None  # the first step only reads the hints
+    assert link.step(want=1).claimed is not None
+    supervisor = Supervisor(WorkerOptions(redis=resolve_redis(redis_url), processes=1))
+    supervisor.stop_event.set()
+    slot = supervisor.slots[0]
+    slot.worker_id = "w1"
+    with caplog.at_level(logging.INFO, logger="symphony"):
+        supervisor._child_ended(slot, 4242, -signal.SIGTERM)
+        supervisor._flush_reclaims()
+    text = caplog.text
+    assert "worker w1 stopped (process 4242 ended by SIGTERM" in text and "died" not in text, text
+    kinds = [f.get("kind") for _, f in r.xrange("symphony:events")]
+    assert "worker_stopped" in kinds and "worker_lost" not in kinds, kinds
+    assert r.lrange("a:s1", 0, -1) and '"a":0' in r.lindex("a:s1", 0), r.lrange("a:s1", 0, -1)
+    supervisor.engine.close()

@@ -147,8 +147,10 @@ class Engine:
     def worker_link(self, worker_id: str, roles: Iterable[str] = (), *, idle_wait_s: float = 2.0) -> WorkerLink:
         return WorkerLink(self.client, self.keys, worker_id, list(roles), idle_wait_s=idle_wait_s)
 
-    def reclaim_worker(self, worker_id: str, *, force: bool = False, reason: str = "its lease lapsed") -> ReclaimReport:
-        return reclaim_worker(self.client, self.keys, worker_id, self.records, force=force, reason=reason)
+    def reclaim_worker(self, worker_id: str, *, force: bool = False, reason: str = "its lease lapsed",
+                       stopped: bool = False) -> ReclaimReport:
+        return reclaim_worker(self.client, self.keys, worker_id, self.records, force=force, reason=reason,
+                              stopped=stopped)
 
     def reap(self, lapsed: Iterable[str] | None = None, lock_ttl_s: float = 10.0) -> list[ReclaimReport]:
         """Reclaim the tasks of workers whose lease lapsed (any process may call this)."""

@@ -41,8 +41,9 @@ class ReclaimReport:
 
 
 def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: RecordCache, *,
-                   force: bool = False, reason: str = "its lease lapsed") -> ReclaimReport:
-    """Give back every task ``worker_id`` holds; then remove it from the registry."""
+                   force: bool = False, reason: str = "its lease lapsed", stopped: bool = False) -> ReclaimReport:
+    """Give back every task ``worker_id`` holds; then remove it from the registry. ``stopped``:
+    it was not lost but stopped (a stop signal ended it), and the log and event say so."""
     lua = scripts()
     k = keys
     counts = {"requeued": 0, "failed": 0, "cancelled": 0, "deadletter": 0}
@@ -56,7 +57,7 @@ def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: Rec
     # keeps their order.
     for position in range(len(entries) - 1, -1, -1):
         raw = entries[position]
-        charged = position == 0
+        charged = position == 0 and not stopped  # a stopped worker was not running anything to blame
         try:
             task = decode_task(raw)
         except InvalidMessage as exc:  # set aside once, with its reason (the entry finish.lua writes)
@@ -90,9 +91,13 @@ def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: Rec
         if result in counts:
             counts[result] += 1
     total = sum(counts.values())
-    message = f"worker {worker_id} lost ({reason}); {total} task(s) reclaimed"
+    if stopped:
+        message = f"worker {worker_id} stopped ({reason}); {total} task(s) given back"
+    else:
+        message = f"worker {worker_id} lost ({reason}); {total} task(s) reclaimed"
     forgotten = bool(lua.forget(client, (k.workers, k.worker(worker_id), inflight, k.events, k.grace, k.clock),
-                                (worker_id, "1" if force else "0", EVENTS_MAXLEN, "worker_lost", message)))
+                                (worker_id, "1" if force else "0", EVENTS_MAXLEN,
+                                 "worker_stopped" if stopped else "worker_lost", message)))
     if total or forgotten:
         log.info(message)
     return ReclaimReport(worker_id, forgotten=forgotten, **counts)
