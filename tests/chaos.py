@@ -579,3 +579,38 @@ def hostile_handlers(workdir: Path, *, items: int = 40, processes: int = 2, time
         figures.details["runs"] = dict(hostile)
         assert run.inflight_total() == 0
     return figures
+
+
+def broken_host(workdir: Path, *, items: int = 120, processes: int = 2, broken_processes: int = 2) -> Figures:
+    """A host whose environment breaks every handler joins a fleet whose host completes tasks
+    (each task has 2 attempts). Its failures' retries go to the good host, it is set aside
+    (quarantined) after a few, and no item fails. Recovery: from the broken host's start to its
+    quarantine. Figures: the attempts it charged before it was set aside."""
+    figures = Figures("broken host", items, processes + broken_processes)
+    with ChaosRun(workdir, items, processes, handler="tests.handlers:chaos_unless_broken", max_attempts=2) as run:
+        run.start_workers("--host", "good")
+        wait_until(lambda: run.completed(STAGES[0]) >= 3, timeout=60, message="the good host to complete tasks")
+        (workdir / "broken").mkdir()
+        (workdir / "broken" / "BROKEN").write_text("")
+        started = time.monotonic()
+        broken = WorkerRun(run.server.url, "--pool", "chaos", "--processes", str(broken_processes), "--name", "broken",
+                           "--host", "broken", log_dir=workdir, heartbeat=HEARTBEAT, cwd=workdir / "broken",
+                           env=worker_env(run.server.url))
+        figures.faults = 1
+        try:
+            wait_until(lambda: "broken" in run.engine.quarantined_hosts(), timeout=120,
+                       message="the broken host to be set aside")
+            figures.recover_s = round(time.monotonic() - started, 2)
+            run.wait_settled()
+            log = broken.output()
+        finally:
+            broken.stop()
+        run.audit(figures)
+        charged = log.count("retrying in") + log.count("failed after")
+        uncharged = log.count("back to its queue for another host, uncharged")
+        with run.client() as c:
+            quarantines = [f for _, f in c.xrange("symphony:events") if f.get("kind") == "host_quarantined"]
+        figures.details.update(charged=charged, uncharged=uncharged, quarantines=len(quarantines))
+        figures.notes.append(f"broken host charged {charged} attempt(s) before it was set aside, {uncharged} "
+                             f"uncharged after; {len(quarantines)} quarantine(s)")
+    return figures

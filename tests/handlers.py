@@ -163,3 +163,11 @@ def broken_host(ctx) -> None:
     if os.path.exists("BROKEN"):
         raise RuntimeError("this host's environment is broken")
     ok(ctx)
+
+
+def chaos_unless_broken(ctx) -> None:
+    """The chaos handler, except on a host whose environment is broken (a file BROKEN in its
+    working directory): there every task fails at once."""
+    if os.path.exists("BROKEN"):
+        raise RuntimeError("this host's environment is broken")
+    chaos(ctx)

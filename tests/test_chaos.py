@@ -119,3 +119,13 @@ def test_hostile_handlers_fail_their_own_task_and_never_starve_the_lease(tmp_pat
     assert outcomes["die-1"]["state"] == "failed" and "exited with code 7" in outcomes["die-1"]["error"]
     assert all(outcomes[k]["attempts"] == 2 for k in ("exit-1", "interrupt-1", "die-1"))
     assert set(outcomes) == {"gil-1", "exit-1", "interrupt-1", "die-1"}
+
+
+def test_a_broken_host_is_set_aside_and_no_item_fails(tmp_path, capsys):
+    figures = chaos.broken_host(tmp_path, items=ITEMS or 120, processes=2, broken_processes=2)
+    report(capsys, figures)
+    assert figures.lost == 0 and figures.failed == 0 and figures.double_completions == 0, figures.notes
+    assert every_item_done_once(figures), figures.details["done"]
+    assert figures.details["quarantines"] >= 1
+    # before it was set aside it burned at most a batch per process, never every attempt of every item
+    assert figures.details["charged"] <= 2 * 32 + 5, figures.notes
