@@ -134,7 +134,10 @@ def test_a_host_is_quarantined_only_while_another_host_completes_tasks(engine, r
 
     alone = engine.report_host("hostA", failed=HOST_FAILURE_STREAK + 3)
     assert alone.streak == HOST_FAILURE_STREAK + 3 and not alone.quarantined_s and alone.healthy_peers == 0
-    assert engine.report_host("hostB", completed=4).healthy_peers == 0
+    # another host that fails half of its tasks too (items that fail everywhere): not healthier
+    engine.report_host("hostB", failed=4, completed=4)
+    assert not engine.report_host("hostA", failed=2).quarantined_s
+    assert engine.report_host("hostB", completed=20).healthy_peers == 0
     now = engine.report_host("hostA", failed=1)
     assert now.quarantined_s > QUARANTINE_S - 5 and now.healthy_peers == 1, now
     assert set(engine.quarantined_hosts()) == {"hostA"}

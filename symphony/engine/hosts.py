@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import redis
 
 from .keys import Keys
-from .outcomes import HOST_FAILURE_STREAK, HOST_PEER_WINDOW_S, QUARANTINE_S
+from .outcomes import HEALTHY_RATIO, HOST_FAILURE_STREAK, HOST_PEER_WINDOW_S, QUARANTINE_S
 from .registry import EVENTS_MAXLEN
 from .scripts import scripts
 
@@ -29,13 +29,17 @@ class HostHealth:
         return max(0.0, (self.quarantined_until_ms - self.now_ms) / 1000) if self.quarantined_until_ms else 0.0
 
 
-def report_host(client: redis.Redis, keys: Keys, host: str, failed: int = 0, completed: int = 0) -> HostHealth:
-    """Record ``failed`` attempts and ``completed`` tasks of ``host`` (both may be 0: just read)."""
-    streak, until, peers, now = scripts().host_health(
-        client, (keys.host_fails(host), keys.hosts_ok, keys.hosts_quarantined, keys.events),
+def report_host(client: redis.Redis, keys: Keys, host: str, failed: int = 0, completed: int = 0, *,
+                peers: bool = True) -> HostHealth:
+    """Record ``failed`` attempts and ``completed`` tasks of ``host`` (both may be 0: just read).
+    ``peers``: count the healthy peers (always after failures; a report of completions alone
+    need not). Its ``healthy_peers`` is 0 when not counted."""
+    streak, until, count, now = scripts().host_health(
+        client, (keys.host_fails(host), keys.host_rates, keys.hosts_quarantined, keys.events),
         (host, int(failed), int(completed), HOST_FAILURE_STREAK, int(QUARANTINE_S * 1000),
-         int(HOST_PEER_WINDOW_S * 1000), EVENTS_MAXLEN))
-    return HostHealth(host, int(streak), int(until), int(peers), int(now))
+         int(HOST_PEER_WINDOW_S * 1000), EVENTS_MAXLEN, HEALTHY_RATIO, "1" if peers or failed else "0"))
+    peers_counted = count
+    return HostHealth(host, int(streak), int(until), int(peers_counted), int(now))
 
 
 def quarantined_hosts(client: redis.Redis, keys: Keys) -> dict[str, int]:

@@ -140,9 +140,9 @@ class Keys:
         return f"{self.ns}:hosts:fails:{host}"
 
     @property
-    def hosts_ok(self) -> str:
-        """ZSET host -> server ms of its latest reported completion (hosts silent for an hour removed)."""
-        return f"{self.ns}:hosts:ok"
+    def host_rates(self) -> str:
+        """HASH host -> "completions,failures,at ms": its recent outcomes, decaying over a minute."""
+        return f"{self.ns}:hosts:rates"
 
     @property
     def hosts_quarantined(self) -> str:

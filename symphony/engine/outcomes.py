@@ -81,13 +81,16 @@ class Decision:
 
 # --- hosts that fail everything ---------------------------------------------------------------
 # A host whose attempts failed HOST_FAILURE_STREAK times in a row (over all its worker processes,
-# no completion in between) while another host completed tasks in the last HOST_PEER_WINDOW_S, is
-# to blame, not its tasks: it is set aside (quarantined) for QUARANTINE_S, during which its workers
-# claim nothing and the failures it still reports are not charged. A retry goes to another host
-# when one has completed tasks recently (the task message names the host it failed on). When no
-# other host is succeeding either, the tasks are to blame: nothing is quarantined or moved.
-HOST_FAILURE_STREAK = 5
+# no completion in between) while another host is healthy, is to blame, not its tasks: it is set
+# aside (quarantined) for QUARANTINE_S, during which its workers claim nothing and the failures it
+# still reports are not charged. A retry goes to another host when one is healthy (the task
+# message names the host it failed on). Healthy: not quarantined, and over about the last
+# HOST_PEER_WINDOW_S (decaying counts) some completions (at least half a one, decayed) and at least HEALTHY_RATIO of its
+# attempts completed. When no other host does better, the tasks are to blame (items that fail
+# everywhere): nothing is quarantined or moved.
+HOST_FAILURE_STREAK = 8
 HOST_PEER_WINDOW_S = 60.0
+HEALTHY_RATIO = 0.8
 QUARANTINE_S = 60.0
 ELSEWHERE_DELAY_S = 0.5  # how long a retry that this host must not run waits before another host may claim it
 

@@ -23,6 +23,7 @@ class HostState:
         self.streak = 0
         self._read_at = float("-inf")
         self._ok_at = float("-inf")
+        self._completed = 0  # completions not reported yet
 
     def quarantined(self) -> bool:
         return time.monotonic() < self.until
@@ -33,16 +34,19 @@ class HostState:
     def report(self, failed: int, completed: int) -> None:
         """Tell Redis about reported outcomes (failures at once, completions at most every few seconds)."""
         now = time.monotonic()
-        if not failed and (not completed or (now - self._ok_at < REFRESH_S and not self.streak)):
+        self._completed += completed
+        if not failed and (not self._completed or (now - self._ok_at < REFRESH_S and not self.streak)):
             return
+        completed, self._completed = self._completed, 0
         try:
-            health = self.engine.report_host(self.host, failed=failed, completed=completed)
+            health = self.engine.report_host(self.host, failed=failed, completed=completed, peers=bool(failed))
         except Exception as exc:  # noqa: BLE001 - the next report tries again; nothing depends on it
             log.debug("could not report this host's health: %s", describe_error(exc))
+            self._completed += completed
             return
         if completed:
             self._ok_at = now
-        self._apply(health, now)
+        self._apply(health, now, counted=bool(failed))
 
     def healthy_peers(self) -> int:
         """Other hosts completing tasks now (read again when older than a few seconds)."""
@@ -55,9 +59,11 @@ class HostState:
                 return 0
         return self.peers
 
-    def _apply(self, health: HostHealth, now: float) -> None:
+    def _apply(self, health: HostHealth, now: float, counted: bool = True) -> None:
         was = self.quarantined()
-        self.streak, self.peers, self._read_at = health.streak, health.healthy_peers, now
+        self.streak = health.streak
+        if counted:
+            self.peers, self._read_at = health.healthy_peers, now
         self.until = now + health.quarantined_s if health.quarantined_s else 0.0
         if self.quarantined() and not was:
             log.warning("host %s is set aside for %.0fs: its attempts kept failing while %d other host(s) completed "

@@ -1,18 +1,35 @@
 -- A host's record of failing attempts, and its quarantine (the policy: engine/outcomes.py).
--- Called by a worker process after reports of failed attempts, and now and then after
--- completions (which name the host as healthy and end its streak).
--- KEYS[1] fails(host)  KEYS[2] hosts ok (ZSET host -> last completion ms)
--- KEYS[3] quarantined (ZSET host -> until ms)  KEYS[4] events
+-- Called by a worker process after reports of failed attempts, and now and then with the
+-- completions it reported since (a completion ends the host's streak).
+-- KEYS[1] fails(host)  KEYS[2] rates (HASH host -> "completions,failures,at ms", both decaying
+-- with time constant ARGV[6])  KEYS[3] quarantined (ZSET host -> until ms)  KEYS[4] events
 -- ARGV[1] host  ARGV[2] failed attempts reported  ARGV[3] completions reported  ARGV[4] streak limit
--- ARGV[5] quarantine ms  ARGV[6] peer window ms  ARGV[7] events maxlen
+-- ARGV[5] quarantine ms  ARGV[6] peer window ms  ARGV[7] events maxlen  ARGV[8] healthy ratio
+-- ARGV[9] '1': count the healthy peers (after failures, or to decide where a retry runs)
 -- Returns {streak, quarantined until (server ms, 0: not quarantined), healthy peers, now}
+-- A healthy peer: another host, not quarantined, with some completions (0.5, decayed) in the window and
+-- a share of completions of at least the healthy ratio (a data set whose items fail everywhere
+-- makes no host healthier than another, so nothing is quarantined).
 local now = now_ms()
 local host = ARGV[1]
 local failed, completed = tonumber(ARGV[2]), tonumber(ARGV[3])
 local limit, quarantine_ms, window = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local ratio = tonumber(ARGV[8])
+
+local function rates(value)
+  if not value then return 0, 0 end
+  local ok, fail, at = string.match(value, '^([%d%.e%-]+),([%d%.e%-]+),(%d+)$')
+  if not at then return 0, 0 end
+  local f = math.exp(-math.max(0, now - tonumber(at)) / window)
+  return tonumber(ok) * f, tonumber(fail) * f
+end
+
+if failed > 0 or completed > 0 then
+  local ok, fail = rates(redis.call('HGET', KEYS[2], host))
+  redis.call('HSET', KEYS[2], host, string.format('%.3f,%.3f,%d', ok + completed, fail + failed, now))
+end
 local streak = 0
 if completed > 0 then
-  redis.call('ZADD', KEYS[2], now, host)
   -- a completion ends the streak; failures reported with it count from zero again
   if failed > 0 then
     redis.call('SET', KEYS[1], failed, 'PX', 600000)
@@ -26,12 +43,20 @@ elseif failed > 0 then
 else
   streak = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 3600000)  -- hosts silent for an hour
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)  -- quarantines that ended
 local until_ms = tonumber(redis.call('ZSCORE', KEYS[3], host) or '0') or 0
 local peers = 0
-for _, other in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now - window, '+inf')) do
-  if other ~= host and not redis.call('ZSCORE', KEYS[3], other) then peers = peers + 1 end
+if ARGV[9] == '1' then
+  local all = redis.call('HGETALL', KEYS[2])
+  for i = 1, #all, 2 do
+    local other = all[i]
+    local ok, fail = rates(all[i + 1])
+    if ok + fail < 0.01 then
+      redis.call('HDEL', KEYS[2], other)  -- silent for many windows
+    elseif other ~= host and ok >= 0.5 and ok / (ok + fail) >= ratio and not redis.call('ZSCORE', KEYS[3], other) then
+      peers = peers + 1
+    end
+  end
 end
 if until_ms == 0 and streak >= limit and peers > 0 then
   until_ms = now + quarantine_ms
