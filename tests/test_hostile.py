@@ -246,3 +246,14 @@ def test_a_child_ended_by_the_stop_signal_is_said_to_have_stopped(engine, r, red
     assert "worker_stopped" in kinds and "worker_lost" not in kinds, kinds
     assert r.lrange("a:s1", 0, -1) and '"a":0' in r.lindex("a:s1", 0), r.lrange("a:s1", 0, -1)
     supervisor.engine.close()
+
+
+@pytest.mark.parametrize("raw", [DEEP, '{"a":' * 100_000 + "1" + "}" * 100_000, "[" * 5_000_000,
+                                 "\udcff{}", b"\xff\xfe{}", '{"i":"a\udcff","s":"s","t":"x","a":0}',
+                                 '{"i":"a","s":"s","t":"x","a":0,"m":{"k":"\udcff"}}', "\x00", "", "null",
+                                 '{"i":"a","s":"s","t":"x","a":0,"h":5}', '{"i":"a","s":"s","t":"x","a":1e999}'])
+def test_decoding_any_message_raises_only_invalid_message(raw):
+    from symphony.engine.messages import InvalidMessage, decode_task
+
+    with pytest.raises(InvalidMessage):
+        decode_task(raw)
