@@ -588,14 +588,14 @@ def broken_host(workdir: Path, *, items: int = 120, processes: int = 2, broken_p
     quarantine. Figures: the attempts it charged before it was set aside."""
     figures = Figures("broken host", items, processes + broken_processes)
     with ChaosRun(workdir, items, processes, handler="tests.handlers:chaos_unless_broken", max_attempts=2) as run:
-        run.start_workers("--host", "good")
+        run.start_workers(env=worker_env(run.server.url, SYMPHONY_HOSTNAME="good"))
         wait_until(lambda: run.completed(STAGES[0]) >= 3, timeout=60, message="the good host to complete tasks")
         (workdir / "broken").mkdir()
         (workdir / "broken" / "BROKEN").write_text("")
         started = time.monotonic()
         broken = WorkerRun(run.server.url, "--pool", "chaos", "--processes", str(broken_processes), "--name", "broken",
-                           "--host", "broken", log_dir=workdir, heartbeat=HEARTBEAT, cwd=workdir / "broken",
-                           env=worker_env(run.server.url))
+                           log_dir=workdir, heartbeat=HEARTBEAT, cwd=workdir / "broken",
+                           env=worker_env(run.server.url, SYMPHONY_HOSTNAME="broken"))
         figures.faults = 1
         try:
             wait_until(lambda: "broken" in run.engine.quarantined_hosts(), timeout=120,

@@ -155,18 +155,20 @@ def test_a_host_whose_handlers_all_fail_is_set_aside_and_its_retries_run_elsewhe
     """Host 'good' completes tasks; host 'broken' (its environment breaks every handler) joins:
     its failures' retries go to 'good', it is quarantined after a few and claims nothing more,
     its worker shows as quarantined; no item fails although each has only two attempts."""
+    from tests.helpers import worker_env
+
     items = [f"i{n:02d}" for n in range(40)]
     initialize_session(engine, load_session(one_stage(tmp_path, items, handler="tests.handlers:broken_host",
                                                       max_attempts=2, params={"seconds": 0.05})))
-    good = WorkerRun(redis_url, "--processes", "1", "--host", "good", "--name", "good", log_dir=tmp_path,
-                     heartbeat=0.5)
+    good = WorkerRun(redis_url, "--processes", "1", "--name", "good", log_dir=tmp_path, heartbeat=0.5,
+                     env=worker_env(redis_url, SYMPHONY_HOSTNAME="good"))
     broken = None
     try:
         wait_until(lambda: stats(r, "s1").get("work|completed", 0) >= 2, timeout=30, message="host good to complete")
         (tmp_path / "broken").mkdir()
         (tmp_path / "broken" / "BROKEN").write_text("")
-        broken = WorkerRun(redis_url, "--processes", "2", "--host", "broken", "--name", "broken", log_dir=tmp_path,
-                           heartbeat=0.5, cwd=tmp_path / "broken")
+        broken = WorkerRun(redis_url, "--processes", "2", "--name", "broken", log_dir=tmp_path, heartbeat=0.5,
+                           cwd=tmp_path / "broken", env=worker_env(redis_url, SYMPHONY_HOSTNAME="broken"))
         wait_until(lambda: "broken" in engine.quarantined_hosts(), timeout=60, message="host broken to be set aside")
 
         def broken_rows() -> list[dict]:

@@ -12,7 +12,6 @@ from .stopping import set_from_signal_handler  # noqa: F401  (where it used to l
 class WorkerOptions:
     redis: RedisConfig = field(default_factory=RedisConfig, repr=False)  # where Redis is and how to log in
     name: str = ""
-    host: str = ""  # the host name these workers report (default: the machine's)
     pool: str | None = None
     roles: tuple[str, ...] = ()
     processes: int = 1
@@ -30,6 +29,7 @@ class WorkerOptions:
     metrics_interval_s: float = 30.0  # one host CPU/memory sample per host per this many seconds (0: off)
     # how long to wait for Redis before giving up (None: forever); burst workers default to 30 s
     give_up_s: float | None = None
+    scheduled_events_url: str = ""  # Azure Scheduled Events (scheduled_events.py); "" off
 
     @property
     def give_up_after_s(self) -> float | None:
