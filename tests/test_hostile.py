@@ -25,6 +25,11 @@ def stats(r, session: str) -> dict[str, int]:
     return {k: int(v) for k, v in r.hgetall(f"symphony:stats:{session}").items()}
 
 
+def r_outcomes(server) -> dict:
+    with server.client() as c:
+        return c.hgetall("symphony:outcomes:sec")
+
+
 def deadletters(r) -> list[dict]:
     return [json.loads(e) for e in r.lrange("symphony:deadletter", 0, -1)]
 
@@ -100,7 +105,8 @@ def test_reclaiming_undecodable_messages_moves_each_to_the_dead_letter_list_once
                          ids=["every-stage", "pool", "roles"])
 def test_every_worker_mode_works_under_the_applied_worker_rule(tmp_path, mode):
     """`symphony acl worker --apply`, then a burst worker in each mode logged in as that user:
-    the session drains and nothing was refused (ACL LOG empty). --roles needed HKEYS."""
+    the session drains (one item fails: the host's failure record is written too) and nothing
+    was refused (ACL LOG empty). --roles needed HKEYS."""
     from symphony.engine import EmbeddedRedis
     from tests.test_security import WORKER_PW, acl_log, as_user, clean_env, cli, outputs, small_session
 
@@ -108,7 +114,7 @@ def test_every_worker_mode_works_under_the_applied_worker_rule(tmp_path, mode):
     pw_file.write_text(WORKER_PW + "\n")
     (tmp_path / "redis").mkdir()
     with EmbeddedRedis(directory=str(tmp_path / "redis")) as server:
-        session = small_session(tmp_path)
+        session = small_session(tmp_path, handler="tests.handlers:fail_some", params={"bad": ["i3"]})
         admin_env = clean_env(REDIS_URL=server.url)
         assert cli("initialize", str(session), env=admin_env).returncode == 0
         applied = cli("acl", "worker", "--apply", "--password-file", str(pw_file), env=admin_env)
@@ -122,7 +128,8 @@ def test_every_worker_mode_works_under_the_applied_worker_rule(tmp_path, mode):
         log = worker.output()
         worker.stop()
         assert code == 0, log
-        assert outputs(tmp_path) == ["i0", "i1", "i2", "i3"], log
+        assert outputs(tmp_path) == ["i0", "i1", "i2"], log
+        assert "i3" in r_outcomes(server), log
         assert acl_log(server) == [], acl_log(server)
 
 

@@ -33,7 +33,7 @@ WORKER_COMMANDS = CONNECTION + (
     "blpop", "lrange", "llen", "lindex", "lmove", "lpop", "lrem", "lpush", "rpush", "ltrim", "setbit",
     "hget", "hmget", "hgetall", "hkeys", "hset", "hsetnx", "hdel", "hincrby",
     "zadd", "zrem", "zrange", "zrangebyscore", "zremrangebyscore", "zremrangebyrank", "zscore", "zcard",
-    "xadd", "get", "set", "del", "exists", "expire", "pexpire", "pttl", "type", "sadd",
+    "xadd", "get", "set", "incrby", "del", "exists", "expire", "pexpire", "pttl", "type", "sadd",
     "xrevrange", "lpos",  # why a report found its task gone (engine/lost.py), a rare path
 )
 

@@ -101,6 +101,23 @@ def decode_task(raw: str | bytes) -> Task:
     Nothing a message holds makes this raise anything else: bytes that are not UTF-8 (as read
     from Redis they are lone surrogates, see engine.connection), nesting deeper than the parser
     goes, or any other JSON are each a reason."""
+    data = _parse(raw)
+    if not isinstance(data, dict):
+        raise InvalidMessage("not a JSON object")
+    item, session, stage, attempt = data.get("i"), data.get("s"), data.get("t"), data.get("a", 0)
+    _check_names(item, session, stage)
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
+        raise InvalidMessage("field 'a' (attempts) must be a non-negative integer")
+    ordinal = data.get("o")
+    if ordinal is not None and (not isinstance(ordinal, int) or isinstance(ordinal, bool) or ordinal < 0):
+        raise InvalidMessage("field 'o' (ordinal) must be a non-negative integer")
+    meta, sealed, host = data.get("m"), data.get("e"), data.get("h")
+    _check_payload(meta, sealed, host)
+    return Task(session, stage, item, attempt, meta, sealed, ordinal, host or None)
+
+
+def _parse(raw: str | bytes) -> Any:
+    """The JSON of a message; :class:`InvalidMessage` for anything that is not UTF-8 JSON."""
     if isinstance(raw, str) and not raw.isascii():
         try:
             raw.encode("utf-8")
@@ -108,37 +125,31 @@ def decode_task(raw: str | bytes) -> Task:
             bad = raw[exc.start].encode("utf-8", "surrogateescape")
             raise InvalidMessage(f"not valid UTF-8 (byte 0x{bad.hex()} at position {exc.start})") from None
     try:
-        data = json.loads(raw)
+        return json.loads(raw)
     except RecursionError:
         raise InvalidMessage("nested too deeply to be a task message") from None
     except UnicodeDecodeError as exc:
         raise InvalidMessage(f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at position {exc.start})") from None
     except (ValueError, TypeError) as exc:
         raise InvalidMessage(f"not valid JSON ({exc.__class__.__name__}: {exc})") from None
-    if not isinstance(data, dict):
-        raise InvalidMessage("not a JSON object")
-    item, session, stage, attempt = data.get("i"), data.get("s"), data.get("t"), data.get("a", 0)
+
+
+def _check_names(item: Any, session: Any, stage: Any) -> None:
     if not is_name(item):
         raise InvalidMessage("field 'i' (item) is missing or not a valid name")
     if not is_name(session):
         raise InvalidMessage("field 's' (session) is missing or not a valid name")
     if role_problem(stage):
         raise InvalidMessage("field 't' (stage) is missing or not a valid stage name")
-    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
-        raise InvalidMessage("field 'a' (attempts) must be a non-negative integer")
-    ordinal = data.get("o")
-    if ordinal is not None and (not isinstance(ordinal, int) or isinstance(ordinal, bool) or ordinal < 0):
-        raise InvalidMessage("field 'o' (ordinal) must be a non-negative integer")
-    meta = data.get("m")
+
+
+def _check_payload(meta: Any, sealed: Any, host: Any) -> None:
     if meta is not None and not isinstance(meta, dict):
         raise InvalidMessage("field 'm' (metadata) must be an object")
-    sealed = data.get("e")
     if sealed is not None and (not isinstance(sealed, str) or meta is not None):
         raise InvalidMessage("field 'e' (encrypted metadata) must be a string, and comes without 'm'")
-    host = data.get("h")
     if host is not None and (not isinstance(host, str) or len(host) > 255):
         raise InvalidMessage("field 'h' (the host it failed on) must be a string of at most 255 characters")
-    return Task(session, stage, item, attempt, meta, sealed, ordinal, host or None)
 
 
 def wire(raw: str) -> str | bytes:
