@@ -69,6 +69,8 @@ def test_undecodable_and_planted_messages_go_to_the_dead_letter_list_once(engine
         assert "not valid UTF-8" in reasons, reasons
         assert "not an item of session s1" in reasons or "no live entry" in reasons, reasons
         assert all((e["stage"], e["session"]) == ("work", "s1") for e in entries), entries
+        status = next(q for q in engine.snapshot().queues if q.name == "work:s1")
+        assert status.dead_lettered == len(planted) and status.completed == len(items), status
         assert r.hlen("symphony:outcomes:s1") == 0, r.hgetall("symphony:outcomes:s1")
         assert not (tmp_path / "data" / "s1" / "work" / "ghost.json").exists()
         assert r.llen(queue) == 0
