@@ -268,3 +268,39 @@ def test_decoding_any_message_raises_only_invalid_message(raw):
 
     with pytest.raises(InvalidMessage):
         decode_task(raw)
+
+
+def test_one_claim_of_real_and_undecodable_messages_gives_every_real_task(engine, r, redis_url):
+    """A batch claim whose reply holds a deep array and a 0xff message among real tasks: the
+    reply decodes, the real tasks come out as tasks, the others as invalid with their reason;
+    reported together, the real ones complete and the others go to the dead-letter list."""
+    import redis as redislib
+
+    from symphony.engine import Finish, Outcome, OutcomeKind
+    from tests.test_engine_queue import make_record
+
+    engine.register_session(make_record(stages=("a",)), items=3)
+    engine.enqueue("s1", "a", [("i1", None), ("i2", None), ("i3", None)])
+    binary = redislib.Redis.from_url(redis_url)
+    real = binary.lrange("a:s1", 0, -1)
+    binary.delete("a:s1")
+    binary.rpush("a:s1", real[0], DEEP.encode(), real[1], b'{"i":"i3","s":"s1","t":"a","a":0,"m":{"x":"\xff"}}',
+                 real[2])
+    link = engine.worker_link("w1", ["a"])
+    link.beat(5, 12.5, {})
+    batch = ()
+    for _ in range(3):
+        batch = link.step(want=8).batch or batch
+        if batch:
+            break
+    assert [c.item for c in batch if c.task] == ["i1", "i2", "i3"], batch
+    invalid = [c.invalid for c in batch if c.invalid]
+    assert len(invalid) == 2 and "nested too deeply" in invalid[0] and "not valid UTF-8" in invalid[1], invalid
+    reports = [Finish(c, Outcome(OutcomeKind.DONE)) if c.task else Finish(c, Outcome(OutcomeKind.DEADLETTER,
+                                                                                       error=c.invalid), attempts=0)
+               for c in batch]
+    result = link.step(reports, claim=False)
+    assert list(result.outcomes) == ["done", "deadletter", "done", "deadletter", "done"], result.outcomes
+    assert r.llen("symphony:inflight:w1") == 0
+    assert r.hget("symphony:stats:s1", "a|completed") == "3" and r.hget("symphony:stats:s1", "a|running") == "0"
+    assert [e["reason"][:17] for e in deadletters(r)] == ["not valid UTF-8 (", "nested too deeply"]
