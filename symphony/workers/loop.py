@@ -15,7 +15,8 @@ import time
 from collections import Counter
 from typing import Sequence
 
-from symphony.engine import Backoff, Claimed, Engine, Finish, StepResult, WorkerLink, describe_error, is_unavailable
+from symphony.engine import (Backoff, Claimed, Engine, Finish, OutcomeKind, StepResult, WorkerLink, describe_error,
+                             is_unavailable)
 
 from . import logs
 from .dispatch import Dispatcher, tally_key
@@ -178,7 +179,7 @@ class TaskLoop:
                 self._log_lost(finish, resent)
             elif finish.failed_on:
                 failed += 1
-            elif outcome == "done":
+            elif outcome == OutcomeKind.DONE:
                 completed += 1
         if self.host is not None and (failed or completed):
             self.host.report(failed, completed)
