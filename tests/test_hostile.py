@@ -141,22 +141,25 @@ def test_a_host_is_quarantined_only_while_another_host_completes_tasks(engine, r
     tasks does, for a while, with an event that says why."""
     from symphony.engine.outcomes import HOST_FAILURE_STREAK, QUARANTINE_S
 
-    alone = engine.report_host("hostA", failed=HOST_FAILURE_STREAK + 3)
+    alone = engine.report_host("hostA", "a", failed=HOST_FAILURE_STREAK + 3)
     assert alone.streak == HOST_FAILURE_STREAK + 3 and not alone.quarantined_s and alone.healthy_peers == 0
     # another host that fails half of its tasks too (items that fail everywhere): not healthier
-    engine.report_host("hostB", failed=4, completed=4)
-    assert not engine.report_host("hostA", failed=2).quarantined_s
-    assert engine.report_host("hostB", completed=20).healthy_peers == 0
-    now = engine.report_host("hostA", failed=1)
+    engine.report_host("hostB", "a", failed=4, completed=4)
+    assert not engine.report_host("hostA", "a", failed=2).quarantined_s
+    # a host healthy at another stage is no peer at this one
+    engine.report_host("hostC", "b", completed=20)
+    assert not engine.report_host("hostA", "a", failed=1).quarantined_s
+    assert engine.report_host("hostB", "a", completed=20).healthy_peers == 0
+    now = engine.report_host("hostA", "a", failed=1)
     assert now.quarantined_s > QUARANTINE_S - 5 and now.healthy_peers == 1, now
     assert set(engine.quarantined_hosts()) == {"hostA"}
     events = [f for _, f in r.xrange("symphony:events") if f.get("kind") == "host_quarantined"]
     assert len(events) == 1 and "host hostA set aside" in events[0]["msg"], events
     # hostB, still completing, has hostA as no healthy peer (it is quarantined)
-    assert engine.report_host("hostB", completed=1).healthy_peers == 0
+    assert engine.report_host("hostB", "a", completed=1).healthy_peers == 0
     # a completion ends a streak
-    engine.report_host("hostC", failed=3)
-    assert engine.report_host("hostC", completed=1).streak == 0
+    engine.report_host("hostD", "a", failed=3)
+    assert engine.report_host("hostD", "a", completed=1).streak == 0
 
 
 @pytest.mark.slow

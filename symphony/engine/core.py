@@ -158,10 +158,11 @@ class Engine:
             lapsed, _, _ = lapsed_workers(self.client, self.keys)
         return reap(self.client, self.keys, self.records, list(lapsed), lock_ttl_s)
 
-    def report_host(self, host: str, *, failed: int = 0, completed: int = 0, peers: bool = True) -> HostHealth:
-        """Record a host's failed attempts and completions; its streak, quarantine and (``peers``,
-        always after failures) how many other hosts are healthy."""
-        return report_host(self.client, self.keys, host, failed, completed, peers=peers)
+    def report_host(self, host: str, stage: str, *, failed: int = 0, completed: int = 0,
+                    peers: bool = True) -> HostHealth:
+        """Record a host's failed attempts and completions at ``stage``; its streak, quarantine and
+        (``peers``, always after failures) how many other hosts are healthy at that stage."""
+        return report_host(self.client, self.keys, host, stage, failed, completed, peers=peers)
 
     def quarantined_hosts(self) -> dict[str, int]:
         """Hosts set aside now (their attempts kept failing while others completed): host -> until (server ms)."""

@@ -29,14 +29,14 @@ class HostHealth:
         return max(0.0, (self.quarantined_until_ms - self.now_ms) / 1000) if self.quarantined_until_ms else 0.0
 
 
-def report_host(client: redis.Redis, keys: Keys, host: str, failed: int = 0, completed: int = 0, *,
+def report_host(client: redis.Redis, keys: Keys, host: str, stage: str, failed: int = 0, completed: int = 0, *,
                 peers: bool = True) -> HostHealth:
-    """Record ``failed`` attempts and ``completed`` tasks of ``host`` (both may be 0: just read).
-    ``peers``: count the healthy peers (always after failures; a report of completions alone
-    need not). Its ``healthy_peers`` is 0 when not counted."""
+    """Record ``failed`` attempts and ``completed`` tasks of ``host`` at ``stage`` (both may be 0:
+    just read). ``peers``: count the other hosts healthy at that stage (always after failures; a
+    report of completions alone need not). Its ``healthy_peers`` is 0 when not counted."""
     streak, until, count, now = scripts().host_health(
         client, (keys.host_fails(host), keys.host_rates, keys.hosts_quarantined, keys.events),
-        (host, int(failed), int(completed), HOST_FAILURE_STREAK, int(QUARANTINE_S * 1000),
+        (host, stage, int(failed), int(completed), HOST_FAILURE_STREAK, int(QUARANTINE_S * 1000),
          int(HOST_PEER_WINDOW_S * 1000), EVENTS_MAXLEN, HEALTHY_RATIO, "1" if peers or failed else "0"))
     peers_counted = count
     return HostHealth(host, int(streak), int(until), int(peers_counted), int(now))

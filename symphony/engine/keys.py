@@ -147,7 +147,7 @@ class Keys:
 
     @property
     def host_rates(self) -> str:
-        """HASH host -> "completions,failures,at ms": its recent outcomes, decaying over a minute."""
+        """HASH "host|stage" -> "completions,failures,at ms": recent outcomes, decaying over a minute."""
         return f"{self.ns}:hosts:rates"
 
     @property

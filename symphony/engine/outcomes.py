@@ -81,10 +81,10 @@ class Decision:
 
 # --- hosts that fail everything ---------------------------------------------------------------
 # A host whose attempts failed HOST_FAILURE_STREAK times in a row (over all its worker processes,
-# no completion in between) while another host is healthy, is to blame, not its tasks: it is set
+# no completion in between) while another host is healthy at the same stage, is to blame, not its tasks: it is set
 # aside (quarantined) for QUARANTINE_S, during which its workers claim nothing and the failures it
-# still reports are not charged. A retry goes to another host when one is healthy (the task
-# message names the host it failed on). Healthy: not quarantined, and over about the last
+# still reports are not charged. A retry goes to another host when one is healthy at its stage
+# (the task message names the host it failed on). Healthy: not quarantined, and over about the last
 # HOST_PEER_WINDOW_S (decaying counts) some completions (at least half a one, decayed) and at least HEALTHY_RATIO of its
 # attempts completed. When no other host does better, the tasks are to blame (items that fail
 # everywhere): nothing is quarantined or moved.

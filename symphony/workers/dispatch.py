@@ -158,7 +158,7 @@ class Dispatcher:
         """The decision to leave a retry to another host, if its last attempt failed on this one."""
         if self.host is None or not task.failed_on or task.failed_on != self.host.host:
             return None
-        return run_here(task.failed_on, self.host.host, self.host.healthy_peers())
+        return run_here(task.failed_on, self.host.host, self.host.healthy_peers(task.stage))
 
     @staticmethod
     def _host_to_blame(exc: CryptoError) -> bool:

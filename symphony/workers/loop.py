@@ -170,7 +170,8 @@ class TaskLoop:
         self._connected()
         reports, self.pending = self.pending, []
         resent, self._resending = self._resending, False
-        failed = completed = 0
+        failed: Counter[str] = Counter()
+        completed: Counter[str] = Counter()
         for finish, outcome in zip(reports, result.outcomes):
             key = tally_key(outcome)
             if key:
@@ -178,9 +179,9 @@ class TaskLoop:
             if outcome == "lost":
                 self._log_lost(finish, resent)
             elif finish.failed_on:
-                failed += 1
+                failed[finish.claimed.role] += 1
             elif outcome == OutcomeKind.DONE:
-                completed += 1
+                completed[finish.claimed.role] += 1
         if self.host is not None and (failed or completed):
             self.host.report(failed, completed)
 
