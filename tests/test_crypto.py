@@ -231,3 +231,16 @@ def test_the_console_takes_the_key_too(redis_url, tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode in (0, 1), out.stderr  # 1: nothing registered to draw yet, still no key error
     assert "bytes" not in out.stderr and KEY.hex() not in out.stderr
+
+
+def test_a_refusal_says_whether_this_process_or_the_data_is_to_blame():
+    """Another key, no key, or clear data on a process with a key: this process (its host fails
+    over, the task is retried elsewhere); tampered data or another item's token: the data."""
+    token = Sealer(KEY).seal_json({"v": 1}, "symphony-task|s|row-1")
+    with pytest.raises(CryptoError) as wrong:
+        Sealer(OTHER).open_json(token, "symphony-task|s|row-1")
+    with pytest.raises(CryptoError) as moved:
+        Sealer(KEY).open_json(token, "symphony-task|s|row-2")
+    with pytest.raises(CryptoError) as clear:
+        Sealer(KEY).open_json({"v": 1}, "symphony-task|s|row-1")
+    assert wrong.value.this_process and clear.value.this_process and not moved.value.this_process

@@ -112,11 +112,11 @@ class Engine:
         if self.sealer is None:
             if task.sealed is not None:
                 raise CryptoError("the task's data is encrypted but this process has no key "
-                                  "(set SYMPHONY_KEY or SYMPHONY_KEY_FILE, or --encryption-key-file)")
+                                  "(set SYMPHONY_KEY or SYMPHONY_KEY_FILE, or --encryption-key-file)", this_process=True)
             return dict(task.meta or {})
         if task.sealed is None:
             raise CryptoError("the task's data is not encrypted, but this process has a key and accepts only "
-                              "encrypted task data")
+                              "encrypted task data", this_process=True)
         meta = self.sealer.open_json(task.sealed, task_aad(task.session, task.item))
         if not isinstance(meta, dict):
             raise CryptoError("the decrypted task data is not an object")

@@ -40,7 +40,13 @@ NONCE_BYTES = 12
 
 
 class CryptoError(SymphonyError):
-    """Sealed data could not be opened (wrong key, tampered, not sealed, or no key)."""
+    """Sealed data could not be opened (wrong key, tampered, not sealed, or no key).
+    ``this_process``: the cause is this process's key (another key, or none, or clear data where
+    it requires sealed data), not the data: another process may open it."""
+
+    def __init__(self, message: str, *, this_process: bool = False):
+        super().__init__(message)
+        self.this_process = this_process
 
 
 def _parse_key(text: str | bytes, where: str) -> bytes:
@@ -107,7 +113,8 @@ class Sealer:
         from cryptography.exceptions import InvalidTag
 
         if not isinstance(token, str) or not token.startswith((VERSION + ".", LEGACY + ".")):
-            raise CryptoError("the data is not encrypted, but this process has a key and accepts only encrypted data")
+            raise CryptoError("the data is not encrypted, but this process has a key and accepts only encrypted data",
+                              this_process=True)
         parts = token.split(".")
         if len(parts) != 3:
             raise CryptoError("the encrypted data is malformed (tampered?)")
@@ -123,7 +130,7 @@ class Sealer:
         except InvalidTag:
             if kid != self.key_id:
                 raise CryptoError(f"the data was encrypted with another key (key id {kid}; this process has "
-                                  f"{self.key_id})") from None
+                                  f"{self.key_id})", this_process=True) from None
             raise CryptoError("the encrypted data failed authentication: it was tampered with or belongs to "
                               "another item") from None
 

@@ -133,7 +133,7 @@ class Dispatcher:
             meta = self.engine.open_task(task)  # decrypted, if task data is encrypted
         except CryptoError as exc:  # wrong key, tampered, or not encrypted as required: never run it
             log.warning("rejected %s: %s", logs.task_name(task.stage, task.item, task.session), exc)
-            if self._host_to_blame(exc):  # this host's key (or lack of one): another host may open it
+            if exc.this_process:  # this host's key (or lack of one): a retry, another host may open it
                 job = Job(claimed, plan, attempts, {}, None, None, None, None)
                 return self._failed(job, runner.RunResult(runner.ERROR, error=f"task data rejected: {exc}"))
             return Finish(claimed, Outcome(FAILED, error=f"task data rejected: {exc}"), attempts=attempts)
@@ -159,11 +159,6 @@ class Dispatcher:
         if self.host is None or not task.failed_on or task.failed_on != self.host.host:
             return None
         return run_here(task.failed_on, self.host.host, self.host.healthy_peers(task.stage))
-
-    @staticmethod
-    def _host_to_blame(exc: CryptoError) -> bool:
-        text = str(exc)
-        return "another key" in text or "not encrypted, but this process has a key" in text or "no key" in text
 
     # --- run ----------------------------------------------------------------------------------
     def run(self, batch: Sequence[Claimed], on_finish: Callable[[Finish], None]) -> None:
