@@ -167,7 +167,7 @@ QUEUE_GAUGES = ((c.TASKS_QUEUED, "queued"), (c.TASKS_DELAYED, "delayed"), (c.TAS
                 (c.ITEMS_COMPLETED, "completed"), (c.ITEMS_FAILED, "failed"), (c.ITEMS_TIMED_OUT, "timed_out"), (c.ITEMS_CANCELLED, "cancelled"))
 QUEUE_COUNTERS = ((c.ENQUEUED, "enqueued"), (c.COMPLETED, "completions"), (c.FAILED, "failures"),
                   (c.TIMED_OUT, "timeouts"), (c.CANCELLED, "cancellations"), (c.RETRIED, "retried"),
-                  (c.RECLAIMED, "reclaimed"))
+                  (c.RECLAIMED, "reclaimed"), (c.DEAD_LETTERED, "dead_lettered"))
 
 
 def queue_families(snap: Snapshot, monotonic: Monotonic) -> list[Any]:
