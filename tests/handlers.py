@@ -172,3 +172,18 @@ def where(ctx) -> None:
     """Write the root this worker sees and whether the input is there (the per-pool roots test)."""
     ctx.write_output_json({"root": ctx.root, "input": ctx.input, "input_exists": bool(ctx.input) and
                            os.path.exists(ctx.input)})
+
+
+def broken_host(ctx) -> None:
+    """Fails on a host whose environment is broken (a file BROKEN in its working directory), works elsewhere."""
+    if os.path.exists("BROKEN"):
+        raise RuntimeError("this host's environment is broken")
+    ok(ctx)
+
+
+def chaos_unless_broken(ctx) -> None:
+    """The chaos handler, except on a host whose environment is broken (a file BROKEN in its
+    working directory): there every task fails at once."""
+    if os.path.exists("BROKEN"):
+        raise RuntimeError("this host's environment is broken")
+    chaos(ctx)

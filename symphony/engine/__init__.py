@@ -37,7 +37,8 @@ from .stores import (LOCAL, STORE_VARIABLES, LocalStore, OutputStore, capture_st
                      is_url, open_store, register_store, store_environment, store_key, store_variables, url_scheme)
 
 # --- how a task ends: outcome kinds, the retry policy, the outcome record, session states -----------
-from .outcomes import Decision, OutcomeKind, OutcomeRecord, SessionState, after_failure
+from .hosts import HostHealth
+from .outcomes import Decision, OutcomeKind, OutcomeRecord, SessionState, after_failure, run_here
 
 # --- the workers' side: leases, reports, reclaim, job key/values -----------------------------------
 from .jobstore import JobStore
@@ -89,7 +90,7 @@ __all__ = [
     "LOCAL", "STORE_VARIABLES", "LocalStore", "OutputStore", "capture_store_environment", "forget_stores", "is_url",
     "open_store", "register_store", "store_environment", "store_key", "store_variables", "url_scheme",
     # how a task ends
-    "Decision", "OutcomeKind", "OutcomeRecord", "SessionState", "after_failure",
+    "Decision", "OutcomeKind", "OutcomeRecord", "SessionState", "after_failure", "run_here", "HostHealth",
     # the workers' side
     "JobStore", "Beat", "Claimed", "Finish", "Outcome", "StepResult", "WorkerLink", "Task", "ReclaimReport",
     "LostReport", "LogLine", "ResultRecord", "ResultsReader",
