@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from symphony.engine import LocalStore, Sealer, forget_stores, load_session, open_store, output_aad
+from symphony.engine.crypto import VERSION
 from tests.helpers import WorkerRun, sample_tasks, wait_until, worker_env, write_pipeline, write_session
 
 
@@ -217,7 +218,7 @@ def test_encrypted_outputs_are_unreadable_without_the_key_and_the_pipeline_compl
     sealer = Sealer(key)
     for stage in spec.pipeline.stage_names:
         raw = read_blob(azurite, container, f"data/{spec.name}/{stage}/row-007.json")
-        assert b"row-007" not in raw and raw.startswith(b"v1.")
+        assert b"row-007" not in raw and raw.startswith(VERSION.encode() + b".")
         with pytest.raises(ValueError):
             json.loads(raw)
         clear = json.loads(sealer.open(raw.decode(), output_aad(spec.name, stage, "row-007")))
@@ -470,6 +471,6 @@ def test_local_outputs_can_be_sealed_at_rest_too(redis_url, r, tmp_path):
     sealer = Sealer(key)
     for stage in ("a", "b"):
         raw = (tmp_path / "data" / "loc1" / stage / "x1.json").read_text()
-        assert raw.startswith("v1.") and "input" not in raw
+        assert raw.startswith(VERSION + ".") and "input" not in raw
         assert json.loads(sealer.open(raw, output_aad("loc1", stage, "x1")))["input_exists"] is (stage == "b")
     assert not list((tmp_path / "data").rglob("*.part-*"))
