@@ -119,7 +119,8 @@ class WorkerLink:
             target, ready, bell = k.delayed(stage, session), k.ready(stage), k.bell(stage)
         else:  # handback: its own queue; otherwise unused, but still real keys of this session's stage
             target, ready, bell = k.queue(stage, session), k.ready(stage), k.bell(stage)
-        keys = (*self._session_keys(session), target, ready, bell, k.done(session, stage), k.durations(stage))
+        keys = (*self._session_keys(session), target, ready, bell, k.done(session, stage), k.durations(stage),
+                k.control(stage))
         args: list[Any] = [kind, stage, session, next_stage, self.results_maxlen, BELL_MAX, self.worker_id]
         stops = kind in STOPPED
         for fin in group:
@@ -179,7 +180,7 @@ class WorkerLink:
             k = self.keys
             keys = (k.inflight(self.worker_id), k.worker(self.worker_id), k.queue(role, session),
                     k.delayed(role, session), k.ready(role), k.stats(session), k.session(session), k.bell(role),
-                    *(k.ready(r) for r in roles))
+                    k.control(role), *(k.ready(r) for r in roles))
             if len(self._cache) > 4096:
                 self._cache.clear()
             self._cache[cache_key] = keys

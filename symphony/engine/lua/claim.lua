@@ -4,9 +4,16 @@
 -- sessions), and returns a hint of which queue to claim from next. Workers claim one task at a
 -- time unless their tasks are short (prefetch, see symphony/workers/process.py).
 -- KEYS[1] inflight(worker)  KEYS[2] worker  KEYS[3] queue  KEYS[4] delayed  KEYS[5] ready(role)
--- KEYS[6] stats  KEYS[7] session  KEYS[8] bell(role)  KEYS[9..] ready(r) for each role served
+-- KEYS[6] stats  KEYS[7] session  KEYS[8] bell(role)  KEYS[9] control(role)
+-- KEYS[10..] ready(r) for each role served
 -- ARGV[1] role  ARGV[2] session  ARGV[3] bell max  ARGV[4] how many to claim (>= 1)
--- ARGV[5..] role names matching KEYS[9..]
+-- ARGV[5..] role names matching KEYS[10..]
+-- Operator control (docs/control.md), in the same step: a paused session (or stage of it) is
+-- claimed from by nobody and leaves the ready set until resumed; the stage's fleet-wide
+-- max_running (and the session's own) and its rate (a token bucket on this server's clock) cap
+-- how many are claimed, and a capped queue is eligible again when a slot or a token may be free;
+-- a session's priority shifts its ready score by PRIORITY_US per level (higher goes first, LRU
+-- among equals).
 -- Returns {hint role, hint session, hint score (us), now (us), '1' if delivered again or '', message...}
 -- (no message: none claimed).
 -- A worker claims only when it holds nothing else (its reports travel before the claim, and it
@@ -26,13 +33,51 @@ if #due > 0 then
   redis.call('HINCRBY', KEYS[6], role .. '|delayed', -#due)
 end
 local held = redis.call('LRANGE', KEYS[1], 0, -1)
+local ctl = redis.call('HMGET', KEYS[7], 'state', 'paused', 'paused|' .. role, 'priority', 'max_running|' .. role)
+-- How many of `want` the stage's limits admit now, and (none admitted) when to look again (ms).
+local LIMIT_RETRY_MS = 20
+local stage_ctl, bucket = nil, nil
+local function admit(want, session_cap)
+  stage_ctl = redis.call('HMGET', KEYS[9], 'max_running', 'max_running_declared', 'running', 'rate', 'rate_declared',
+    'tokens', 'at')
+  local allow = want
+  local cap = tonumber(stage_ctl[1]) or tonumber(stage_ctl[2])
+  if cap then allow = math.min(allow, cap - math.max(0, tonumber(stage_ctl[3]) or 0)) end
+  cap = tonumber(session_cap)
+  if cap then allow = math.min(allow, cap - math.max(0, tonumber(redis.call('HGET', KEYS[6], role .. '|running')) or 0)) end
+  if allow <= 0 then return 0, now + LIMIT_RETRY_MS end
+  local n, per = string.match(stage_ctl[4] or stage_ctl[5] or '', '^(%d+)/(%d+)$')
+  n, per = tonumber(n), tonumber(per)
+  if n and per and n > 0 and per > 0 then
+    local burst = math.max(1, math.min(n, math.ceil(n * 1000 / per)))  -- at most one second's worth at once
+    local tokens, at = tonumber(stage_ctl[6]), tonumber(stage_ctl[7])
+    if not tokens or not at then tokens, at = burst, now end
+    tokens = math.min(burst, tokens + math.max(0, now - at) * n / per)
+    bucket = tokens
+    if tokens < 1 then return 0, now + math.ceil((1 - tokens) * per / n) end
+    allow = math.min(allow, math.floor(tokens))
+  end
+  return allow, nil
+end
+-- Count what was claimed: the stage's running tasks (released by finish and reclaim), its tokens.
+local function admitted(n)
+  if n > 0 then redis.call('HINCRBY', KEYS[9], 'running', n) end
+  if bucket then redis.call('HSET', KEYS[9], 'tokens', tostring(bucket - n), 'at', now) end
+end
+local PRIORITY_US = 1000000000000  -- one priority level outranks 11.6 days of waiting
+local function prioritized(score, priority)
+  local p = tonumber(priority) or 0
+  if p <= 0 then return score end
+  return string.format('%.0f', tonumber(score) - p * PRIORITY_US)
+end
 if #held > 0 then
   got = held
   if redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('HSET', KEYS[2], 'current', got[1], 'since', now, 'state', 'busy')
   end
-elseif redis.call('HGET', KEYS[7], 'state') == 'active' then
-  for i = 1, want do
+elseif ctl[1] == 'active' and not ctl[2] and not ctl[3] then
+  local allow, later = admit(want, ctl[5])
+  for i = 1, allow do
     local msg = redis.call('LMOVE', KEYS[3], KEYS[1], 'LEFT', 'RIGHT')
     if not msg then break end
     got[i] = msg
@@ -43,8 +88,11 @@ elseif redis.call('HGET', KEYS[7], 'state') == 'active' then
       redis.call('HSET', KEYS[2], 'current', got[1], 'since', now, 'state', 'busy')
     end
   end
-  if redis.call('LLEN', KEYS[3]) > 0 then
-    redis.call('ZADD', KEYS[5], now_u, session)
+  admitted(#got)
+  if later and redis.call('LLEN', KEYS[3]) > 0 then
+    redis.call('ZADD', KEYS[5], ms_to_us(later), session)  -- capped: eligible again when a slot or token may be free
+  elseif redis.call('LLEN', KEYS[3]) > 0 then
+    redis.call('ZADD', KEYS[5], prioritized(now_u, ctl[4]), session)
     if #got > 0 and redis.call('LLEN', KEYS[8]) == 0 then redis.call('RPUSH', KEYS[8], '1') end
   else
     local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
@@ -55,10 +103,10 @@ elseif redis.call('HGET', KEYS[7], 'state') == 'active' then
     end
   end
 else
-  -- cancelled or unknown session: nothing here may be claimed
+  -- paused (resume puts it back), cancelled or unknown session: nothing here may be claimed
   redis.call('ZREM', KEYS[5], session)
 end
-local hint = best_hint(9, -4)
+local hint = best_hint(10, -5)
 local out = {hint[1], hint[2], hint[3], now_u, #held > 0 and '1' or ''}
 for i = 1, #got do out[5 + i] = got[i] end
 return out

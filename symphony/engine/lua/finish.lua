@@ -8,7 +8,7 @@
 -- KEYS[1] inflight(worker)  KEYS[2] worker  KEYS[3] stats  KEYS[4] live  KEYS[5] outcomes
 -- KEYS[6] session  KEYS[7] results stream  KEYS[8] target (next queue | delayed set | own queue)
 -- KEYS[9] ready(target role)  KEYS[10] bell(target role)  KEYS[11] done bitmap of this stage
--- KEYS[12] durations histogram of this stage
+-- KEYS[12] durations histogram of this stage  KEYS[13] control(stage): its running tasks are released
 -- ARGV[1] outcome: done|retry|handback|failed|timed_out|cancelled  ARGV[2] stage  ARGV[3] session
 -- ARGV[4] next stage ('' = last stage)  ARGV[5] results maxlen  ARGV[6] bell max  ARGV[7] worker id
 -- ARGV[8..] 10 values per task: message, item, message to push to the target, retry delay ms,
@@ -106,6 +106,7 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('HSET', KEYS[2], 'current', '', 'since', now, 'state', 'idle')
 end
 redis.call('HINCRBY', KEYS[3], stage .. '|running', -held)
+if redis.call('HINCRBY', KEYS[13], 'running', -held) < 0 then redis.call('HSET', KEYS[13], 'running', 0) end
 if completed > 0 then
   redis.call('HINCRBY', KEYS[3], stage .. '|completed', completed)
   for bound, n in pairs(buckets) do redis.call('HINCRBY', KEYS[12], bound, n) end
