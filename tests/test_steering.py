@@ -131,3 +131,30 @@ def test_the_status_carries_steering(engine, r):
     assert queue["paused"] and queue["priority"] == 7 and queue["max_running"] == 4 and queue["rate"] == "120/min"
     assert snap["stages"] == [{"stage": "a", "running": 0, "max_running": 4, "rate": "120/min",
                                "max_running_set_live": True, "rate_set_live": True}]
+
+
+def test_the_spec_files_declare_limits_rates_and_priority_with_file_line_field_errors(tmp_path):
+    from symphony.engine import SpecError, load_session
+    from tests.helpers import write_pipeline, write_session
+
+    stage = {"name": "work", "handler": "tests.handlers:ok", "output": "{root}/{session}/{stage}/{item}.json"}
+    write_pipeline(tmp_path / "pipe.yaml", [{**stage, "max_running": 8, "rate": "120/min"}])
+    good = load_session(write_session(tmp_path / "s.yaml", "s", "pipe.yaml", ["a"], priority=10,
+                                      max_running={"work": 2}))
+    assert good.pipeline.stages[0].max_running == 8 and good.pipeline.stages[0].rate == "120/min"
+    assert good.priority == 10 and dict(good.max_running) == {"work": 2}
+    # steering is not the definition: changing it never conflicts with what is registered
+    write_pipeline(tmp_path / "pipe.yaml", [{**stage, "max_running": 3}])
+    assert load_session(tmp_path / "s.yaml").record().fingerprint() == good.record().fingerprint()
+
+    write_pipeline(tmp_path / "bad.yaml", [{**stage, "max_running": -1, "rate": "lots"}])
+    with pytest.raises(SpecError) as caught:
+        load_session(write_session(tmp_path / "b.yaml", "b", "bad.yaml", ["a"]))
+    text = str(caught.value)
+    assert "bad.yaml" in text and "stages[0].max_running" in text and "stages[0].rate" in text
+    assert ":5" in text or ":6" in text or ":4" in text  # a line number
+    with pytest.raises(SpecError) as caught:
+        load_session(write_session(tmp_path / "c.yaml", "c", "pipe.yaml", ["a"], priority=2000,
+                                   max_running={"nope": 1}))
+    text = str(caught.value)
+    assert "c.yaml" in text and "priority" in text and "max_running.nope" in text

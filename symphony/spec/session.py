@@ -135,6 +135,9 @@ class SessionRecord:
         data = self.to_dict()
         data.pop("description", None)
         data.pop("file", None)
+        for stage in data["pipeline"].get("stages", ()):  # steering, not definition (docs/control.md)
+            stage.pop("max_running", None)
+            stage.pop("rate", None)
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
