@@ -30,6 +30,9 @@ from .keys import Keys
 from .lease import BELL_MAX
 from .registry import SessionSummary, add_event
 
+# What pausing a session does, in the words of the CLI's help, the console's dialog and docs/control.md.
+PAUSE_EFFECT = ("No new task of it is claimed from now on; tasks already running finish and are recorded as "
+                "usual; its queues keep their order. Resuming lets workers claim from it again.")
 PRIORITY_US = 1_000_000_000_000  # as in claim.lua: one level outranks 11.6 days of waiting
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from symphony.engine import Drain, Engine, SymphonyError
+from symphony.engine import PAUSE_EFFECT, Drain, Engine, SymphonyError
 
 from .common import add_verb_options, engine_from_args, print_json
 
@@ -22,8 +22,6 @@ def _target_options(p: argparse.ArgumentParser, verb: str) -> None:
     p.add_argument("--pool", help="every worker of this pool")
 
 
-PAUSE_EFFECT = ("No new task of it is claimed from now on; tasks already running finish and are recorded as "
-                "usual; its queues keep their order. 'symphony resume' lets workers claim from it again.")
 
 
 def _limit_value(text: str) -> int | None:

@@ -14,6 +14,8 @@ STATE_STYLE = {
     "busy": "bold green",
     "idle": "",
     "stopping": "yellow",
+    "draining": "bold yellow",
+    "drained": "yellow",
     "stale": "bold yellow",
     "dead": "bold white on red",
 }
@@ -21,8 +23,10 @@ STATE_STYLE = {
 STATE_WORDS = {
     "stale": "STALE (late beat)",
     "dead": "DEAD (lease lapsed)",
+    "draining": "draining",
+    "drained": "drained (idle)",
 }
-STATE_ORDER = {"dead": 0, "stale": 1, "stopping": 2, "busy": 3, "idle": 4}
+STATE_ORDER = {"dead": 0, "stale": 1, "stopping": 2, "draining": 2, "drained": 2, "busy": 3, "idle": 4}
 MAX_ROWS = 500  # the first ones: the dead and stale, then by pool, host and id
 
 
