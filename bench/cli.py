@@ -201,6 +201,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ratio = data["summary"].get("minimal", {}).get("symphony_ratio")
         add(f"throughput {key.replace('_', ' ')}", "symphony / minimal loop", ratio, ">= 1.0",
             None if ratio is None else ratio >= 1.0)
+        steered = median(rw["steered"]["rate"] / rw["minimal"]["rate"] for rw in data["rounds"]
+                         if rw.get("steered", {}).get("rate") and rw.get("minimal", {}).get("rate"))
+        if steered is not None:
+            add(f"throughput {key.replace('_', ' ')}", "steered (1,000 sessions, priorities, a limit) / minimal loop",
+                round(steered, 3), ">= 1.0", steered >= 1.0)
     if "enqueue" in results:
         rate = results["enqueue"]["summary"]["rate"]
         add("enqueue", "initialize items/s (verification included)", rate, ">= 50000", rate >= 50_000)
