@@ -67,6 +67,7 @@ def symphony_commands(url: str, processes: int, stages: int, heartbeat: float) -
 # --- Symphony steered: many sessions at mixed priorities, a concurrency limit on one stage ---------
 STEERED_SESSIONS = 1000
 STEERED_PRIORITIES = (0, 5, 10)
+STEERED_MIN_PER_SESSION = 200  # items per session at least (docs/benchmarks.md: why)
 
 
 def steered_limit(stages: int) -> tuple[str, int]:
@@ -77,7 +78,8 @@ def steered_limit(stages: int) -> tuple[str, int]:
 
 
 def steered_prefill(url: str, items: int, stages: int, workdir: str) -> None:
-    """``items`` tasks per stage spread over 1,000 sessions, priorities 0, 5 and 10 in turn."""
+    """``items`` tasks per stage (at least 200 a session) spread over 1,000 sessions, priorities 0,
+    5 and 10 in turn; a smoke run's few items fill fewer sessions."""
     import dataclasses
 
     from symphony.engine import Engine, initialize_session, load_session
@@ -89,8 +91,9 @@ def steered_prefill(url: str, items: int, stages: int, workdir: str) -> None:
                 "stages": [{"name": STAGE_NAMES[i], "pool": "bench", "handler": "bench.noop:symphony_task",
                             **({"max_running": limit} if STAGE_NAMES[i] == limited else {})} for i in range(stages)]}
     (base / "pipelines" / f"steered{stages}.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
-    per = max(1, -(-items // STEERED_SESSIONS))
-    left = items
+    smoke = items < STEERED_SESSIONS
+    per = max(1 if smoke else STEERED_MIN_PER_SESSION, -(-items // STEERED_SESSIONS))
+    left = items if smoke else per * STEERED_SESSIONS
     with Engine.from_url(url) as engine:
         for n in range(STEERED_SESSIONS):
             count = min(per, left)
