@@ -5,6 +5,9 @@ the first fetches the registry, the workers' leases, the recent events, the serv
 the server's facts (``INFO``); the second fetches every session's counters, every queue's
 length and every worker's description. No ``KEYS``, no ``SCAN``. ``docs/status-json.md``
 documents :meth:`Snapshot.to_dict`.
+
+length: a little over 500 lines: the snapshot's model and the reading and parsing of its two
+round trips are one unit (each reply is parsed where its command is queued).
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ from .registry import SessionSummary
 from .scripts import execute, scripts
 from .server import ServerInfo, from_replies, queue_reads
 from .slurm_accounting import SlurmTag
-from .steering import StageControl, all_steering
+from .drain import decode_drains
+from .steering import StageControl, all_steering, decode_controls
 
 SCHEMA_VERSION = 1
 READ_CHUNK = 1000  # keys per read.lua call
@@ -53,9 +57,8 @@ class QueueStatus:
     failures: int = 0
     timeouts: int = 0
     cancellations: int = 0
-    # steering (docs/control.md): the session or this stage of it paused, the session's priority,
-    # the stage's fleet-wide limit in force and its running tasks over the fleet, its rate
-    paused: bool = False
+    # steering (docs/control.md): paused (the session or this stage), the session's priority, the
+    paused: bool = False  # stage's fleet-wide limit in force, its running tasks over the fleet, its rate
     priority: int = 0
     max_running: int | None = None
     stage_running: int = 0
@@ -348,15 +351,7 @@ def _read_registry(client: redis.Redis, keys: Keys, events: int) -> _First:
     return _First(summaries=summaries, leases=leases, results=results, system=system,
                   now=server_time[0] + server_time[1] / 1_000_000,
                   grace_ms=grace_ms if isinstance(grace_ms, int) else 0, server=from_replies(client, replies[9:]),
-                  slurm=slurm, drains=_drains(drain_raw), steering=all_steering(steering_raw))
-
-
-def _drains(raw: Any) -> tuple[Any, ...]:
-    from .drain import Drain
-
-    if not isinstance(raw, dict):
-        return ()
-    return tuple(sorted((Drain.decode(f, v) for f, v in raw.items()), key=lambda d: (d.at_ms, d.field)))
+                  slurm=slurm, drains=decode_drains(drain_raw), steering=all_steering(steering_raw))
 
 
 def _read_counts(client: redis.Redis, keys: Keys, summaries: list[SessionSummary], worker_ids: list[str],
@@ -449,8 +444,7 @@ def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", e
     first = _read_registry(client, keys, events)
     stages = sorted({stage for summary in first.summaries for stage in summary.stages})
     second = _read_counts(client, keys, first.summaries, [w for w, _ in first.leases], stages)
-    tail = second[len(second) - len(stages):] if stages else []
-    controls = {stage: StageControl.decode(stage, dict(zip(it, it))) for stage, it in zip(stages, map(iter, tail))}
+    controls = decode_controls(stages, second[len(second) - len(stages):] if stages else [])
     queues, sessions, pos = _sessions_from(first.summaries, second, first.steering, controls)
     now_ms = first.now * 1000
     workers = [_worker_status(worker_id, expiry, dict(zip(it, it)), now_ms)

@@ -310,6 +310,11 @@ def declare(client: redis.Redis, keys: Keys, spec: Any) -> None:
         set_session_limit(client, keys, spec.name, stage, int(cap), by="session file", quiet=True)
 
 
+def decode_controls(stages: list[str], replies: list[Any]) -> dict[str, StageControl]:
+    """Each stage's control hash as read by the snapshot (flat field, value lists)."""
+    return {stage: StageControl.decode(stage, dict(zip(it, it))) for stage, it in zip(stages, map(iter, replies))}
+
+
 def all_steering(raw: Mapping[str, str] | Any) -> dict[str, Steering]:
     if not isinstance(raw, dict):
         return {}

@@ -31,15 +31,8 @@ def print_server(snap: Snapshot) -> None:
         print(f"PROBLEM: {problem}")
 
 
-def print_snapshot(snap: Snapshot) -> None:
-    print_server(snap)
-    print()
-    if snap.sessions:
-        print_sessions(snap.sessions)
-        print()
-    table(["QUEUE", "QUEUED", "RETRY", "IN FLIGHT", "DONE", "FAILED", "TIMED OUT", "CANCELLED"],
-          [(q.name, q.queued, q.delayed, q.in_flight, q.completed, q.failed, q.timed_out, q.cancelled)
-           for q in snap.queues], right=range(1, 8))
+def print_steering(snap: Snapshot) -> None:
+    """The stages with a limit or a rate, and the drains (docs/control.md), when there are any."""
     steered = [c for c in snap.stages if c.max_running is not None or c.rate]
     if steered:
         print()
@@ -50,6 +43,18 @@ def print_snapshot(snap: Snapshot) -> None:
         print()
         table(["DRAINED", "NOW", "IDLE", "BY"],
               [(f"{d.kind} {d.target}", "yes" if d.now else "no", "yes" if d.idle else "no", d.by) for d in snap.drains])
+
+
+def print_snapshot(snap: Snapshot) -> None:
+    print_server(snap)
+    print()
+    if snap.sessions:
+        print_sessions(snap.sessions)
+        print()
+    table(["QUEUE", "QUEUED", "RETRY", "IN FLIGHT", "DONE", "FAILED", "TIMED OUT", "CANCELLED"],
+          [(q.name, q.queued, q.delayed, q.in_flight, q.completed, q.failed, q.timed_out, q.cancelled)
+           for q in snap.queues], right=range(1, 8))
+    print_steering(snap)
     print()
     table(["WORKER", "HOST", "PID", "POOL", "STATE", "CURRENT", "FOR", "BEAT", "CPU", "MEM"],
           [(w.name, w.host, w.pid, w.pool or "-", w.state, w.current or "-", fmt.age(w.current_age_s),
