@@ -158,3 +158,25 @@ def test_the_spec_files_declare_limits_rates_and_priority_with_file_line_field_e
                                    max_running={"nope": 1}))
     text = str(caught.value)
     assert "c.yaml" in text and "priority" in text and "max_running.nope" in text
+
+
+def test_the_verbs_pause_resume_priority_and_limit(engine, r, cli):
+    register(engine, "s1", 3)
+    code, out, err = cli("pause", "s1", "--stage", "a", "--json")
+    assert code == 0 and json.loads(out)["paused_stages"] == ["a"], out + err
+    assert cli("resume", "s1")[0] == 0 and not engine.steering("s1").paused_stages
+    code, out, _ = cli("priority", "s1", "7")
+    assert code == 0 and "priority 7" in out
+    code, out, _ = cli("limit", "a", "5", "--rate", "10/s", "--json")
+    assert code == 0 and json.loads(out) == {"stage": "a", "running": 0, "max_running": 5, "rate": "10/s",
+                                             "max_running_set_live": True, "rate_set_live": True}
+    code, out, _ = cli("limit", "a", "none", "--rate", "none")
+    assert code == 0 and "no limit" in out and "no rate limit" in out
+    code, out, _ = cli("limit", "a", "2", "--session", "s1")
+    assert code == 0 and engine.steering("s1").max_running == {"a": 2}
+    code, _, err = cli("priority", "s1", "5000")
+    assert code == 2 and "priority" in err
+    code, _, err = cli("pause", "nope")
+    assert code == 2 and "nope" in err
+    code, out, _ = cli("status")
+    assert "prio 7" in out
