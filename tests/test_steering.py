@@ -180,3 +180,25 @@ def test_the_verbs_pause_resume_priority_and_limit(engine, r, cli):
     assert code == 2 and "nope" in err
     code, out, _ = cli("status")
     assert "prio 7" in out
+
+
+def test_a_full_stage_keeps_its_queues_in_priority_order(engine, r):
+    register(engine, "lo", 6)
+    register(engine, "hi", 6)
+    engine.set_priority("hi", 10)
+    engine.set_stage_limits("a", max_running=1)
+    w1, w2 = engine.worker_link("w1", ["a"]), engine.worker_link("w2", ["a"])
+    order = []
+    holder, other = w1, w2
+    task = claims(holder, 3)[0]
+    for _ in range(8):
+        assert claims(other, 2) == []  # the stage is full: nothing for the other worker
+        result = other.step()
+        assert not result.batch and not result.eligible  # the hint waits for the stage to open
+        holder.step(Finish(task, Outcome(OutcomeKind.DONE)), claim=False)
+        order.append(task.session)
+        task = claims(other, 3)[0]
+        holder, other = other, holder
+    # every task of the high-priority session within the first seven (the very first claim may go
+    # to the older queue, before the priority has placed the other one)
+    assert order[:7].count("hi") == 6, order

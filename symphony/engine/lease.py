@@ -180,7 +180,7 @@ class WorkerLink:
             k = self.keys
             keys = (k.inflight(self.worker_id), k.worker(self.worker_id), k.queue(role, session),
                     k.delayed(role, session), k.ready(role), k.stats(session), k.session(session), k.bell(role),
-                    k.control(role), *(k.ready(r) for r in roles))
+                    k.control(role), *(k.ready(r) for r in roles), *(k.control(r) for r in roles))
             if len(self._cache) > 4096:
                 self._cache.clear()
             self._cache[cache_key] = keys
@@ -188,7 +188,8 @@ class WorkerLink:
 
     def _hints_call(self, pipe) -> Queued:
         roles = list(self.roles)
-        return self._lua.hints.queue(pipe, [self.keys.ready(r) for r in roles], roles)
+        k = self.keys
+        return self._lua.hints.queue(pipe, [*(k.ready(r) for r in roles), *(k.control(r) for r in roles)], roles)
 
     def step(self, finish: Finish | Sequence[Finish] | None = None, *, claim: bool = True,
              want: int = 1) -> StepResult:

@@ -5,13 +5,14 @@
 -- time unless their tasks are short (prefetch, see symphony/workers/process.py).
 -- KEYS[1] inflight(worker)  KEYS[2] worker  KEYS[3] queue  KEYS[4] delayed  KEYS[5] ready(role)
 -- KEYS[6] stats  KEYS[7] session  KEYS[8] bell(role)  KEYS[9] control(role)
--- KEYS[10..] ready(r) for each role served
+-- KEYS[10..9+n] ready(r) for each of the n roles served, KEYS[10+n..9+2n] control(r) of each
 -- ARGV[1] role  ARGV[2] session  ARGV[3] bell max  ARGV[4] how many to claim (>= 1)
--- ARGV[5..] role names matching KEYS[10..]
+-- ARGV[5..4+n] role names matching KEYS[10..]
 -- Operator control (docs/control.md), in the same step: a paused session (or stage of it) is
 -- claimed from by nobody and leaves the ready set until resumed; the stage's fleet-wide
 -- max_running (and the session's own) and its rate (a token bucket on this server's clock) cap
--- how many are claimed, and a capped queue is eligible again when a slot or a token may be free;
+-- how many are claimed (a full stage's queues keep their order, and the hint skips the stage until a
+-- slot or a token may be free; a session at its own cap is eligible again shortly);
 -- a session's priority shifts its ready score by PRIORITY_US per level (higher goes first, LRU
 -- among equals).
 -- Returns {hint role, hint session, hint score (us), now (us), '1' if delivered again or '', message...}
@@ -34,30 +35,23 @@ if #due > 0 then
 end
 local held = redis.call('LRANGE', KEYS[1], 0, -1)
 local ctl = redis.call('HMGET', KEYS[7], 'state', 'paused', 'paused|' .. role, 'priority', 'max_running|' .. role)
--- How many of `want` the stage's limits admit now, and (none admitted) when to look again (ms).
-local LIMIT_RETRY_MS = 20
-local stage_ctl, bucket = nil, nil
+-- How many of `want` the limits admit now; none admitted: when to look again (ms), and whether
+-- the stage's own limits (not the session's) are what stopped it.
+local bucket = nil
 local function admit(want, session_cap)
-  stage_ctl = redis.call('HMGET', KEYS[9], 'max_running', 'max_running_declared', 'running', 'rate', 'rate_declared',
-    'tokens', 'at')
+  local st = stage_limits(KEYS[9], now)
   local allow = want
-  local cap = tonumber(stage_ctl[1]) or tonumber(stage_ctl[2])
-  if cap then allow = math.min(allow, cap - math.max(0, tonumber(stage_ctl[3]) or 0)) end
-  cap = tonumber(session_cap)
+  if st.cap then allow = math.min(allow, st.cap - st.running) end
+  local opens = stage_opens(st, now)
+  if opens > 0 then return 0, opens, true end
+  local cap = tonumber(session_cap)
   if cap then allow = math.min(allow, cap - math.max(0, tonumber(redis.call('HGET', KEYS[6], role .. '|running')) or 0)) end
-  if allow <= 0 then return 0, now + LIMIT_RETRY_MS end
-  local n, per = string.match(stage_ctl[4] or stage_ctl[5] or '', '^(%d+)/(%d+)$')
-  n, per = tonumber(n), tonumber(per)
-  if n and per and n > 0 and per > 0 then
-    local burst = math.max(1, math.min(n, math.ceil(n * 1000 / per)))  -- at most one second's worth at once
-    local tokens, at = tonumber(stage_ctl[6]), tonumber(stage_ctl[7])
-    if not tokens or not at then tokens, at = burst, now end
-    tokens = math.min(burst, tokens + math.max(0, now - at) * n / per)
-    bucket = tokens
-    if tokens < 1 then return 0, now + math.ceil((1 - tokens) * per / n) end
-    allow = math.min(allow, math.floor(tokens))
+  if allow <= 0 then return 0, now + LIMIT_RETRY_MS, false end
+  if st.tokens then
+    bucket = st.tokens
+    allow = math.min(allow, math.floor(st.tokens))
   end
-  return allow, nil
+  return allow, nil, false
 end
 -- Count what was claimed: the stage's running tasks (released by finish and reclaim), its tokens.
 local function admitted(n)
@@ -76,7 +70,7 @@ if #held > 0 then
     redis.call('HSET', KEYS[2], 'current', got[1], 'since', now, 'state', 'busy')
   end
 elseif ctl[1] == 'active' and not ctl[2] and not ctl[3] then
-  local allow, later = admit(want, ctl[5])
+  local allow, later, stage_full = admit(want, ctl[5])
   for i = 1, allow do
     local msg = redis.call('LMOVE', KEYS[3], KEYS[1], 'LEFT', 'RIGHT')
     if not msg then break end
@@ -89,8 +83,10 @@ elseif ctl[1] == 'active' and not ctl[2] and not ctl[3] then
     end
   end
   admitted(#got)
-  if later and redis.call('LLEN', KEYS[3]) > 0 then
-    redis.call('ZADD', KEYS[5], ms_to_us(later), session)  -- capped: eligible again when a slot or token may be free
+  if later and stage_full and redis.call('LLEN', KEYS[3]) > 0 then
+    -- the stage is full (or out of tokens): its queues keep their place; the hint skips the stage until it opens
+  elseif later and redis.call('LLEN', KEYS[3]) > 0 then
+    redis.call('ZADD', KEYS[5], ms_to_us(later), session)  -- this session at its own cap: eligible again shortly
   elseif redis.call('LLEN', KEYS[3]) > 0 then
     redis.call('ZADD', KEYS[5], prioritized(now_u, ctl[4]), session)
     if #got > 0 and redis.call('LLEN', KEYS[8]) == 0 then redis.call('RPUSH', KEYS[8], '1') end
@@ -106,7 +102,8 @@ else
   -- paused (resume puts it back), cancelled or unknown session: nothing here may be claimed
   redis.call('ZREM', KEYS[5], session)
 end
-local hint = best_hint(10, -5)
+local served = #ARGV - 4
+local hint = best_open_hint(10, served, -5, now)
 local out = {hint[1], hint[2], hint[3], now_u, #held > 0 and '1' or ''}
 for i = 1, #got do out[5 + i] = got[i] end
 return out
