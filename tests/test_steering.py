@@ -202,3 +202,25 @@ def test_a_full_stage_keeps_its_queues_in_priority_order(engine, r):
     # every task of the high-priority session within the first seven (the very first claim may go
     # to the older queue, before the priority has placed the other one)
     assert order[:7].count("hi") == 6, order
+
+
+def test_the_console_cells_say_paused_priority_limits_and_draining():
+    from dataclasses import replace
+
+    from symphony.console.panels.queues import queue_cells
+    from symphony.console.panels.sessions import _state_cell
+    from symphony.console.panels.workers import worker_cells
+    from symphony.engine import QueueStatus, SessionState
+    from tests import console_fakes
+
+    q = QueueStatus(role="detection", session="block7", queued=3, paused=True, priority=10, max_running=8,
+                    stage_running=8, rate="120/min")
+    cells = [getattr(c, "plain", None) or str(c) for c in queue_cells(q, None, SessionState.ACTIVE)]
+    assert cells[0] == "detection:block7 (paused)"
+    assert cells[-2:] == ["8/8", "120/min"]  # the stage's running/limit over the fleet, its rate
+    s = replace(console_fakes.sessions(console_fakes.T0)[0], state=SessionState.ACTIVE, paused=True)
+    assert _state_cell(s).plain == "paused"
+    s = replace(s, paused=False, paused_stages=("detection",))
+    assert _state_cell(s).plain == "paused: detection"
+    w = replace(console_fakes.workers()[0], state="drained")
+    assert "drained (idle)" in [getattr(c, "plain", "") for c in worker_cells(w)]
