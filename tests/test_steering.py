@@ -224,3 +224,14 @@ def test_the_console_cells_say_paused_priority_limits_and_draining():
     assert _state_cell(s).plain == "paused: detection"
     w = replace(console_fakes.workers()[0], state="drained")
     assert "drained (idle)" in [getattr(c, "plain", "") for c in worker_cells(w)]
+
+
+def test_a_prioritized_session_keeps_its_place_when_its_tasks_reach_the_next_stage(engine, r):
+    engine.register_session(make_record("hi", stages=("a", "b")), items=2)
+    engine.enqueue("hi", "a", [("i1", None, 0), ("i2", None, 1)])
+    engine.set_priority("hi", 10)
+    link = engine.worker_link("w1", ["a", "b"])
+    task = claims(link, 3)[0]
+    link.step(Finish(task, Outcome(OutcomeKind.DONE), next_stage="b"), claim=False)
+    seconds, _ = r.time()
+    assert float(r.zscore("symphony:ready:b", "hi")) < (seconds - 5 * 86400) * 1e6  # shifted by its priority

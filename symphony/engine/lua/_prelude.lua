@@ -15,6 +15,15 @@ local function ms_to_us(ms)
   return string.format('%.0f', ms) .. '000'
 end
 
+-- A session's place in a ready set: its score (µs) shifted by its priority (the session hash's
+-- `priority`, 0..1000), so a higher priority goes first and equals keep their LRU order.
+local PRIORITY_US = 1000000000000  -- one priority level outranks 11.6 days of waiting
+local function prioritized(score, priority)
+  local p = tonumber(priority) or 0
+  if p <= 0 then return score end
+  return string.format('%.0f', tonumber(score) - p * PRIORITY_US)
+end
+
 -- A stage's fleet-wide limits now (its control hash, symphony:control:<stage>; docs/control.md):
 -- the max_running in force (the operator's, else the pipeline's) and its running tasks, and its
 -- rate's token bucket refilled to `now` (tokens = nil without a rate). Nothing is written here.

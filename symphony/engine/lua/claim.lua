@@ -58,12 +58,6 @@ local function admitted(n)
   if n > 0 then redis.call('HINCRBY', KEYS[9], 'running', n) end
   if bucket then redis.call('HSET', KEYS[9], 'tokens', tostring(bucket - n), 'at', now) end
 end
-local PRIORITY_US = 1000000000000  -- one priority level outranks 11.6 days of waiting
-local function prioritized(score, priority)
-  local p = tonumber(priority) or 0
-  if p <= 0 then return score end
-  return string.format('%.0f', tonumber(score) - p * PRIORITY_US)
-end
 if #held > 0 then
   got = held
   if redis.call('EXISTS', KEYS[2]) == 1 then

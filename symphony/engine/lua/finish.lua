@@ -19,7 +19,7 @@
 local now = now_ms()
 local outcome, stage, session, nxt = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local maxlen, bell_max, worker = ARGV[5], tonumber(ARGV[6]), ARGV[7]
-local meta = redis.call('HMGET', KEYS[6], 'state', 'items')
+local meta = redis.call('HMGET', KEYS[6], 'state', 'items', 'priority')
 local active = meta[1] == 'active'
 local items = tonumber(meta[2] or '0') or 0
 local out = {}
@@ -116,7 +116,7 @@ if done > 0 then redis.call('HINCRBY', KEYS[3], stage .. '|done', done) end
 if #pushed > 0 then
   redis.call('RPUSH', KEYS[8], unpack(pushed))
   redis.call('HINCRBY', KEYS[3], nxt .. '|enqueued', #pushed)
-  redis.call('ZADD', KEYS[9], 'LT', now_us(), session)
+  redis.call('ZADD', KEYS[9], 'LT', prioritized(now_us(), meta[3]), session)
   ring(KEYS[10], #pushed, bell_max)
 end
 if retried > 0 then
@@ -124,7 +124,7 @@ if retried > 0 then
   redis.call('HINCRBY', KEYS[3], stage .. '|delayed', retried)
 end
 if handed > 0 then
-  redis.call('ZADD', KEYS[9], 'LT', now_us(), session)
+  redis.call('ZADD', KEYS[9], 'LT', prioritized(now_us(), meta[3]), session)
   ring(KEYS[10], handed, bell_max)
 end
 return out

@@ -39,6 +39,6 @@ if ARGV[7] == '1' then
 end
 redis.call('LPUSH', KEYS[3], ARGV[3])
 redis.call('HINCRBY', KEYS[6], stage .. '|reclaimed', 1)
-redis.call('ZADD', KEYS[4], 'LT', now_us(), session)
+redis.call('ZADD', KEYS[4], 'LT', prioritized(now_us(), redis.call('HGET', KEYS[10], 'priority')), session)
 ring(KEYS[5], 1, tonumber(ARGV[11]))
 return {'requeued'}
