@@ -235,3 +235,14 @@ def test_a_prioritized_session_keeps_its_place_when_its_tasks_reach_the_next_sta
     link.step(Finish(task, Outcome(OutcomeKind.DONE), next_stage="b"), claim=False)
     seconds, _ = r.time()
     assert float(r.zscore("symphony:ready:b", "hi")) < (seconds - 5 * 86400) * 1e6  # shifted by its priority
+
+
+def test_limit_without_a_number_shows_the_stage(engine, r, cli):
+    register(engine, "s1", 2)
+    engine.set_stage_limits("a", max_running=3)
+    code, out, err = cli("limit", "a")
+    assert code == 0 and "max_running 3" in out and "0 running" in out, out + err
+    code, out, err = cli("limit", "a", "--rate", "5/s")
+    assert code == 0 and "max_running 3" in out and "rate 5/s" in out, out + err
+    engine.pause("s1", "a")
+    assert "paused: a" in cli("sessions")[1]

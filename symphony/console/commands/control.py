@@ -24,6 +24,9 @@ def _target_options(p: argparse.ArgumentParser, verb: str) -> None:
 
 
 
+_KEEP = object()  # no max_running given: show the limits, or change only the rate
+
+
 def _limit_value(text: str) -> int | None:
     if text.lower() in ("none", "off", "-"):
         return None
@@ -63,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("limit", help=h, description=h + ". Set live, they replace what the pipeline declares "
                        "(max_running, rate) until set to 'none'. With --session, the cap is that session's own.")
     p.add_argument("stage")
-    p.add_argument("max_running", nargs="?", type=_limit_value, default=argparse.SUPPRESS,
+    p.add_argument("max_running", nargs="?", type=_limit_value, default=_KEEP,
                    help="a number of tasks (0 stops the stage), or 'none' (back to the pipeline's)")
     p.add_argument("--rate", help="e.g. 120/min, 5/s, 1000/hour; 'none': back to the pipeline's")
     p.add_argument("--session", help="set this session's own max_running for the stage instead")
@@ -192,7 +195,7 @@ def run_priority(args: argparse.Namespace) -> int:
 
 
 def run_limit(args: argparse.Namespace) -> int:
-    has_max = hasattr(args, "max_running")
+    has_max = args.max_running is not _KEEP
     rate = args.rate
     with engine_from_args(args) as engine:
         if args.session:

@@ -56,6 +56,7 @@ def print_sessions(sessions: Sequence[SessionStatus]) -> None:
     for s in sessions:
         age = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created)) if s.created else "-"
         state = "paused" if s.paused and s.state == SessionState.ACTIVE else s.state
+        state = f"{state} (paused: {','.join(s.paused_stages)})" if s.paused_stages and not s.paused else state
         state = f"{state} (prio {s.priority})" if s.priority else state
         rows.append((s.name, state, s.pipeline, f"{s.items:,}", f"{s.completed:,}", f"{s.queued:,}",
                      f"{s.in_flight:,}", f"{s.failed + s.timed_out:,}", f"{100 * s.progress:.0f}%", age))
