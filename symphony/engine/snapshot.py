@@ -57,6 +57,7 @@ class QueueStatus:
     failures: int = 0
     timeouts: int = 0
     cancellations: int = 0
+    dead_lettered: int = 0  # messages found in this queue that were no task (symphony:deadletter)
     # steering (docs/control.md): paused (the session or this stage), the session's priority, the
     paused: bool = False  # stage's fleet-wide limit in force, its running tasks over the fleet, its rate
     priority: int = 0
@@ -147,7 +148,7 @@ class WorkerStatus:
     pid: int
     pool: str
     roles: tuple[str, ...]
-    state: str  # busy | idle | stopping | stale | dead
+    state: str  # busy | idle | stopping | quarantined (its host is set aside) | stale | dead
     current: str  # "stage:item@session" or ""
     current_age_s: float | None
     heartbeat_age_s: float | None
@@ -412,6 +413,7 @@ def _queue_status(summary: SessionSummary, index: int, stage: str, queued: int, 
                        failures=get("failed", 0) + get("cleared_failed", 0),
                        timeouts=get("timed_out", 0) + get("cleared_timed_out", 0),
                        cancellations=get("cancelled", 0) + get("cleared_cancelled", 0),
+                       dead_lettered=get("deadletter", 0),
                        paused=bool(steering and (steering.paused or stage in steering.paused_stages)),
                        priority=steering.priority if steering else 0,
                        max_running=control.max_running if control else None,

@@ -16,6 +16,7 @@ STATE_STYLE = {
     "stopping": "yellow",
     "draining": "bold yellow",
     "drained": "yellow",
+    "quarantined": "bold magenta",
     "stale": "bold yellow",
     "dead": "bold white on red",
 }
@@ -25,8 +26,10 @@ STATE_WORDS = {
     "dead": "DEAD (lease lapsed)",
     "draining": "draining",
     "drained": "drained (idle)",
+    "quarantined": "SET ASIDE (host fails every task)",
 }
-STATE_ORDER = {"dead": 0, "stale": 1, "stopping": 2, "draining": 2, "drained": 2, "busy": 3, "idle": 4}
+STATE_ORDER = {"dead": 0, "stale": 1, "quarantined": 2, "stopping": 3, "draining": 3, "drained": 3, "busy": 4,
+               "idle": 5}
 MAX_ROWS = 500  # the first ones: the dead and stale, then by pool, host and id
 
 
