@@ -232,7 +232,7 @@ def test_encrypted_outputs_are_unreadable_without_the_key_and_the_pipeline_compl
 def test_a_tampered_sealed_output_fails_the_next_stage_with_the_reason(azurite, redis_url, r, tmp_path):
     container = fresh_container(azurite)
     key = os.urandom(32)
-    write_pipeline(tmp_path / "pipe.yaml", [{"name": s, "pool": "p", "handler": "tests.handlers:ok",
+    write_pipeline(tmp_path / "pipe.yaml", [{"name": s, "pool": "p", "handler": "tests.handlers:where",
                                              "output": "{root}/{session}/{stage}/{item}.json", "max_attempts": 1}
                                             for s in ("a", "b")])
     session = write_session(tmp_path / "s.yaml", "tamper1", "pipe.yaml", ["x1"], root=f"az://{container}/data",
