@@ -87,7 +87,8 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
                          lease_s=lease, drain_timeout_s=args.drain_timeout, idle_wait_s=args.idle_wait,
                          prefetch=args.prefetch, log_level=shared.log_level, log_format=shared.log_format,
                          skip_existing=not args.rerun_existing, encryption_key=shared.key,
-                         metrics_interval_s=args.metrics_interval, give_up_s=args.wait_for_redis)
+                         metrics_interval_s=args.metrics_interval, give_up_s=args.wait_for_redis,
+                         accept_eviction=shared.accept_eviction)
 
 
 def forget_secrets_of_this_process() -> bool:

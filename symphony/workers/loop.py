@@ -15,7 +15,8 @@ import time
 from collections import Counter
 from typing import Sequence
 
-from symphony.engine import Backoff, Claimed, Engine, Finish, StepResult, WorkerLink, describe_error, is_unavailable
+from symphony.engine import (Backoff, Claimed, Engine, Finish, StepResult, WorkerLink, describe_error, is_out_of_memory,
+                             is_unavailable)
 
 from . import logs
 from .dispatch import Dispatcher, tally_key
@@ -23,10 +24,23 @@ from .options import WorkerOptions
 from .stopping import Stopping
 
 log = logging.getLogger("symphony.worker")
-EXIT_OK, EXIT_GAVE_UP = 0, 4
+EXIT_OK, EXIT_REFUSED, EXIT_GAVE_UP = 0, 3, 4
+POLICY_CHECK_S = 60.0  # Redis' maxmemory-policy is looked at again this often (and after every reconnect)
 PREFETCH_BUDGET_S = 0.005  # claim several tasks at once only while they take less than this, together
 REPORT_DELAY_S = 0.02  # a finished task's report waits at most this long for the next claim
 EAGER_CLAIMS = 16  # claims in a row while the hint says a queue is eligible, before blocking on the bells
+
+
+def eviction_refusal(engine: Engine, options: WorkerOptions) -> str | None:
+    """Why this worker must not run on ``engine``'s Redis (its maxmemory-policy can delete
+    Symphony's keys and the operator did not accept it), or None. A server whose settings
+    cannot be read (an ACL user without INFO, Redis unavailable) is not refused."""
+    if options.accept_eviction:
+        return None
+    try:
+        return engine.server_info().policy_refusal
+    except Exception:  # noqa: BLE001 - unreadable now: looked at again after the next reconnect
+        return None
 
 
 class GaveUp(Exception):
@@ -48,6 +62,9 @@ class TaskLoop:
         self._resending = False  # the reports being sent are a retry after a failed attempt
         self._avg_s: float | None = None  # running average of task durations (decides prefetch)
         self._down_since: float | None = None
+        self._full_since: float | None = None  # Redis refuses writes for lack of memory since then
+        self._policy_due = 0.0  # when to look at Redis' maxmemory-policy again (monotonic)
+        self.refused: str | None = None  # why this worker stopped claiming: an evicting policy
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self) -> int:
@@ -60,9 +77,9 @@ class TaskLoop:
     def _run(self) -> int:
         eager = 0
         while True:
-            stopping = self.stopping.requested
+            stopping = self.stopping.requested or self.refused is not None
             if stopping and not self.pending:
-                return EXIT_OK
+                return EXIT_REFUSED if self.refused is not None else EXIT_OK
             result = self._step(claim=not stopping, want=self._want())
             if result is None or stopping:
                 continue
@@ -127,33 +144,55 @@ class TaskLoop:
         try:
             if claim and (self.roles_stale.is_set() or not self._roles_loaded):
                 self._refresh_roles()
+            wrote = bool(self.pending) or (claim and self.link.hint is not None)
             result = self.link.step(self.pending, claim=claim, want=want)
         except GaveUp:
             raise
         except Exception as exc:  # noqa: BLE001
-            if not is_unavailable(exc):
-                log.exception("unexpected error talking to Redis; retrying")
-            self._disconnected(exc)
+            if is_out_of_memory(exc):
+                self._out_of_memory(exc)
+            else:
+                if not is_unavailable(exc):
+                    log.exception("unexpected error talking to Redis; retrying")
+                self._disconnected(exc)
             self._resending = bool(self.pending)
             self.backoff.sleep(self.stopping.stop_event if not self.pending else None)
             return None
-        self._reported(result)
+        self._reported(result, wrote=wrote)
         self.backoff.reset()
+        self._check_policy()
         return result
+
+    def _check_policy(self) -> None:
+        """At start, after every reconnect and every :data:`POLICY_CHECK_S`: stop claiming (and
+        exit once the reports are in) if Redis' maxmemory-policy can delete Symphony's keys."""
+        now = time.monotonic()
+        if now < self._policy_due or self.refused is not None:
+            return
+        self._policy_due = now + POLICY_CHECK_S
+        refusal = eviction_refusal(self.engine, self.options)
+        if refusal:
+            log.error("%s; this worker stops claiming and exits", refusal)
+            self.refused = refusal
 
     def _send_reports(self) -> None:
         """Send the waiting reports now, without claiming (in the middle of a batch: one try, no backoff)."""
         try:
             result = self.link.step(self.pending, claim=False)
         except Exception as exc:  # noqa: BLE001 - they go with the next claim
-            self._disconnected(exc)
+            if is_out_of_memory(exc):
+                self._out_of_memory(exc)
+            else:
+                self._disconnected(exc)
             self._resending = True
             return
         self._reported(result)
 
-    def _reported(self, result: StepResult) -> None:
+    def _reported(self, result: StepResult, *, wrote: bool = True) -> None:
         """Redis has the pending reports: count them, say why any found its task gone."""
         self._connected()
+        if wrote:
+            self._writable()
         reports, self.pending = self.pending, []
         resent, self._resending = self._resending, False
         for finish, outcome in zip(reports, result.outcomes):
@@ -206,6 +245,27 @@ class TaskLoop:
         if self._down_since is not None:
             log.warning("Redis is back after %.1fs; resuming", time.monotonic() - self._down_since)
             self._down_since = None
+            self._policy_due = 0.0  # another server may be answering now: look at its policy again
+
+    # --- Redis out of memory (noeviction at its limit) ----------------------------------------------
+    def _out_of_memory(self, exc: BaseException) -> None:
+        """Said once: Redis answers but refuses every write; the reports are kept and sent again."""
+        if self._full_since is not None:
+            return
+        self._full_since = time.monotonic()
+        try:
+            settings = self.engine.server_info().settings
+        except Exception:  # noqa: BLE001
+            settings = "memory settings unknown"
+        log.error("Redis is out of memory (%s): it refuses writes, so this worker can neither claim nor report "
+                  "tasks; it keeps its %d report(s) and tries again with backoff, nothing is lost. Free memory: "
+                  "raise maxmemory, or 'symphony purge' a finished session", settings, len(self.pending))
+
+    def _writable(self) -> None:
+        if self._full_since is not None:
+            log.warning("Redis accepts writes again after %.0fs out of memory; resuming",
+                        time.monotonic() - self._full_since)
+            self._full_since = None
 
     def _disconnected(self, exc: BaseException) -> None:
         now = time.monotonic()

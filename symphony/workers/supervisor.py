@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from symphony.engine import Backoff, ConfigError, CredentialsRefused, Engine, RedisUnavailable, is_unavailable
 
 from .batchjob import BatchJob
-from .loop import EXIT_GAVE_UP, EXIT_OK
+from .loop import EXIT_GAVE_UP, EXIT_OK, EXIT_REFUSED, eviction_refusal
 from .options import WorkerOptions
 from .process import child_main, summary_line
 from .stopping import set_from_signal_handler
@@ -72,6 +72,7 @@ class Supervisor:
         self.engine = Engine(config, socket_timeout=min(10.0, give_up) if give_up else 10.0)
         self.signals = 0
         self.gave_up = False
+        self.refused = False  # a worker stopped because Redis' maxmemory-policy can evict Symphony's keys
         self.batch = BatchJob.from_env()  # the SLURM job we run in, if any: its time limit (batchjob.py)
 
     # --- signals ----------------------------------------------------------------------------
@@ -142,13 +143,16 @@ class Supervisor:
             self._child_ended(slot, proc.pid, code)
 
     def _child_ended(self, slot: Slot, pid: int | None, code: int | None) -> None:
-        clean = code in (EXIT_OK, EXIT_GAVE_UP)
+        clean = code in (EXIT_OK, EXIT_GAVE_UP, EXIT_REFUSED)
         if not clean:
             # it crashed (or was killed): its tasks go back now, not when its lease lapses
             reason = f"process {pid} exited with code {code}" if code is None or code >= 0 else \
                 f"process {pid} was killed by {_signal_name(-code)}"
             log.warning("worker %s died (%s)", slot.worker_id, reason)
             self.to_reclaim.append((slot.worker_id, reason))
+        elif code == EXIT_REFUSED:  # Redis' policy changed to one that evicts: every worker stops
+            self.refused = True
+            self.stop_event.set()
         elif code == EXIT_GAVE_UP:
             self.gave_up = True
             self.to_reclaim.append((slot.worker_id, f"process {pid} gave up waiting for Redis"))
@@ -217,6 +221,12 @@ class Supervisor:
         except (RedisUnavailable, ConfigError) as exc:
             log.error("%s", exc)
             return EXIT_UNAVAILABLE
+        refusal = eviction_refusal(self.engine, self.options.but(accept_eviction=False))
+        if refusal and not self.options.accept_eviction:
+            log.error("%s", refusal)
+            return EXIT_REFUSED
+        if refusal:
+            log.warning("Redis' maxmemory-policy can delete Symphony's keys; running anyway (--accept-eviction)")
         what = (f"pool {self.options.pool}" if self.options.pool else
                 f"roles {','.join(self.options.roles)}" if self.options.roles else "every stage")
         log.info("symphony-worker %s: %d process(es) serving %s on %s%s", self.base, len(self.slots), what,
@@ -229,7 +239,7 @@ class Supervisor:
         if self.options.burst:
             log.info("burst finished: %s", summary_line(tally, time.monotonic() - started))
         log.info("all workers stopped")
-        return EXIT_UNAVAILABLE if self.gave_up else 0
+        return EXIT_REFUSED if self.refused else EXIT_UNAVAILABLE if self.gave_up else 0
 
     def _supervise(self) -> None:
         """Wait on the children until every one finished (burst), or stopped after a stop request."""

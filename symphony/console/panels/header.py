@@ -23,6 +23,8 @@ class Connection:
     data_at: float | None = None  # console clock when the shown data arrived
     retry_at: float | None = None  # console clock of the next attempt
     poll_s: float | None = None
+    out_of_memory: bool = False  # the server refuses writes (noeviction at its maxmemory)
+    problem: str = ""  # what the server's settings mean for Symphony (ServerInfo.problems), first one
 
 
 def fitted(parts: list[tuple[int, Text]], width: int) -> Text:
@@ -56,7 +58,9 @@ class HeaderBar(Static):
         self._now = now
         c = self.connection
         parts: list[tuple[int, Text]] = [(0, Text(" Symphony ", style="bold reverse"))]
-        if c.state == "connected":
+        if c.state == "connected" and c.out_of_memory:
+            state = Text(" ▲ Redis out of memory", style="bold white on red")
+        elif c.state == "connected":
             state = Text(" ● connected", style="bold green")
         elif c.state == "connecting":
             state = Text(" ◌ connecting…", style="bold yellow")
@@ -88,6 +92,8 @@ class HeaderBar(Static):
             line += " · actions that need Redis are disabled until it answers"
         elif c.state == "connected" and age is not None and age > self.stale_after:
             line = f" Redis has not answered for {fmt.age(age)} (waiting on a slow poll)"
+        elif c.state == "connected" and c.problem:
+            line = f" ▲ {c.problem}"
         if line:
             second = Text(redact(line), style="yellow", no_wrap=True)
             text.append("\n")
