@@ -184,3 +184,180 @@ def test_the_console_header_says_the_policy_can_evict(private, tmp_path):
             app.backend.close()
 
     asyncio.run(main())
+
+
+# --- repair after a partial loss: one key kind at a time ------------------------------------------
+
+ITEMS = [f"i{n}" for n in range(6)]
+STAGES = ("st0", "st1")
+
+
+@pytest.fixture
+def two_stages(engine, tmp_path):
+    """A two-stage session of six items, one task of which worker w1 holds (claimed by hand)."""
+    path = session_file(tmp_path, ITEMS, stages=2)
+    initialize_session(engine, load_session(path))
+    link = engine.worker_link("w1", ["st0"])
+    claimed = None
+    for _ in range(5):
+        claimed = claimed or link.step().claimed
+    assert claimed is not None
+    return path, link, claimed
+
+
+def finish(link, claimed, tmp_path: Path):
+    """Report the task held by hand done, with its output written as a worker would."""
+    from symphony.engine import Finish, Outcome, OutcomeKind
+
+    output = tmp_path / "data" / "s1" / claimed.role / f"{claimed.item}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("{}")
+    return link.step(Finish(claimed, Outcome(OutcomeKind.DONE), next_stage="st1"), claim=False).finished
+
+
+def repair(redis_url: str, path: Path, *args: str) -> subprocess.CompletedProcess:
+    out = symphony(redis_url, "repair", "s1", "--file", str(path), *args)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+def drain(redis_url: str, tmp_path: Path, r) -> None:
+    """A burst worker runs what is left; every item is then done at every stage, each counted once."""
+    worker = WorkerRun(redis_url, "--burst", "--processes", "1", log_dir=tmp_path)
+    assert worker.wait(120) == 0, worker.output()
+    counts = stats(r)
+    for stage in STAGES:
+        assert counts[f"{stage}|done"] == len(ITEMS), counts
+        assert counts.get(f"{stage}|running", 0) == 0, counts
+        for item in ITEMS:
+            assert (tmp_path / "data" / "s1" / stage / f"{item}.json").is_file(), (stage, item)
+    assert r.hlen("symphony:live:s1") == 0
+    assert "nothing to enqueue" in repair(redis_url, tmp_path / "s1.yaml").stdout  # nothing left to heal
+
+
+def runs(tmp_path: Path, stage: str) -> dict[str, int]:
+    """How often each item ran at ``stage`` (the handler's markers)."""
+    seen: dict[str, int] = {}
+    for marker in (tmp_path / "data" / "markers").glob(f"ran-{stage}-*"):
+        item = marker.name.split("-")[2]
+        seen[item] = seen.get(item, 0) + 1
+    return seen
+
+
+def test_an_in_flight_list_lost_while_its_task_runs_is_enqueued_again_by_repair(redis_url, r, two_stages, tmp_path):
+    path, link, claimed = two_stages
+    r.delete("symphony:inflight:w1")
+    assert finish(link, claimed, tmp_path) == "lost"  # its report finds it gone, and changes nothing
+    plan = json.loads(repair(redis_url, path, "--dry-run", "--json").stdout)
+    assert plan["lost"] == 1 and plan["in_progress"] == 5 and plan["to_enqueue"] == 1, plan
+    out = repair(redis_url, path)
+    assert "1 item(s) were in progress in Redis but their task message is gone" in out.stdout, out.stdout
+    assert stats(r)["st0|running"] == 0  # the counter its lost report never took back
+    drain(redis_url, tmp_path, r)
+
+
+def test_a_queue_lost_is_enqueued_again_by_repair(redis_url, r, two_stages, tmp_path):
+    path, link, claimed = two_stages
+    r.delete("st0:s1")
+    plan = json.loads(repair(redis_url, path, "--dry-run", "--json").stdout)
+    assert plan["lost"] == 5 and plan["in_progress"] == 1, plan
+    repair(redis_url, path)
+    assert r.llen("st0:s1") == 5
+    assert finish(link, claimed, tmp_path) == "done"
+    drain(redis_url, tmp_path, r)
+    assert max(runs(tmp_path, "st0").values()) == 1
+
+
+def test_a_live_hash_lost_is_restored_and_nothing_is_queued_twice(redis_url, r, two_stages, tmp_path):
+    path, link, claimed = two_stages
+    r.delete("symphony:live:s1")
+    plan = json.loads(repair(redis_url, path, "--dry-run", "--json").stdout)
+    assert plan["relisted"] == 6 and plan["to_enqueue"] == 0 and plan["in_progress"] == 6, plan
+    repair(redis_url, path)
+    assert r.hlen("symphony:live:s1") == 6 and r.llen("st0:s1") == 5
+    assert finish(link, claimed, tmp_path) == "done"
+    drain(redis_url, tmp_path, r)
+    assert set(runs(tmp_path, "st0").values()) == {1} and set(runs(tmp_path, "st1").values()) == {1}
+
+
+def test_a_lost_session_definition_is_registered_again_and_its_queue_taken_back(redis_url, r, two_stages, tmp_path):
+    path, link, claimed = two_stages
+    r.delete("symphony:session:s1")
+    out = repair(redis_url, path)
+    assert "Redis did not know this session" in out.stdout and "clash" not in out.stdout + out.stderr
+    assert r.hget("symphony:session:s1", "state") == "active" and r.llen("st0:s1") == 5
+    assert finish(link, claimed, tmp_path) == "done"
+    drain(redis_url, tmp_path, r)
+
+
+def test_a_lost_registry_is_rewritten_by_repair_and_pool_workers_find_their_stages(redis_url, r, two_stages, tmp_path):
+    path, link, claimed = two_stages
+    r.delete("symphony:sessions", "symphony:pools")
+    assert "s1" not in symphony(redis_url, "sessions").stdout
+    repair(redis_url, path)
+    assert "s1" in r.hgetall("symphony:sessions") and "p" in r.hgetall("symphony:pools")
+    assert finish(link, claimed, tmp_path) == "done"
+    worker = WorkerRun(redis_url, "--burst", "--pool", "p", log_dir=tmp_path)
+    assert worker.wait(120) == 0, worker.output()
+    assert stats(r)["st1|done"] == len(ITEMS)
+
+
+@pytest.mark.parametrize("verb", ["repair", "initialize"])
+def test_registration_lost_but_queues_kept_resume_takes_them_back_without_duplicates(redis_url, r, two_stages,
+                                                                                     tmp_path, verb):
+    path, link, claimed = two_stages
+    r.delete("symphony:session:s1", "symphony:sessions")
+    if verb == "repair":
+        repair(redis_url, path)
+    else:
+        out = symphony(redis_url, "initialize", "--resume", str(path))
+        assert out.returncode == 0 and "clash" not in out.stdout + out.stderr, out.stdout + out.stderr
+    assert r.llen("st0:s1") == 5
+    assert finish(link, claimed, tmp_path) == "done"
+    drain(redis_url, tmp_path, r)
+    assert max(runs(tmp_path, "st0").values()) == 1
+
+
+def test_a_foreign_list_named_like_a_queue_needs_adopt(redis_url, r, tmp_path):
+    path = session_file(tmp_path, ITEMS, stages=2)
+    r.rpush("st0:s1", "another tool's job")
+    for verb in (("initialize", str(path)), ("repair", "s1", "--file", str(path))):
+        out = symphony(redis_url, *verb)
+        assert out.returncode != 0 and "queue name clash" in out.stdout + out.stderr and "--adopt" in out.stdout + out.stderr
+        assert not r.exists("symphony:session:s1")
+    out = symphony(redis_url, "initialize", "--adopt", str(path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert r.llen("st0:s1") == 7 and r.hget("symphony:session:s1", "state") == "active"
+
+
+def test_lost_counters_are_recounted_no_running_minus_one(redis_url, r, two_stages, tmp_path):
+    path, link, claimed = two_stages
+    r.delete("symphony:stats:s1")
+    assert finish(link, claimed, tmp_path) == "done"
+    assert stats(r)["st0|running"] == -1
+    out = repair(redis_url, path)
+    assert "recounted: st0|running" in out.stdout, out.stdout
+    assert stats(r)["st0|running"] == 0
+    drain(redis_url, tmp_path, r)
+
+
+def test_lost_done_bitmaps_are_recounted_from_the_disk(redis_url, r, two_stages, tmp_path):
+    path, link, claimed = two_stages
+    assert finish(link, claimed, tmp_path) == "done"
+    drain(redis_url, tmp_path, r)
+    r.delete("symphony:done:s1:st0", "symphony:done:s1:st1", "symphony:stats:s1")
+    repair(redis_url, path)
+    assert stats(r)["st0|done"] == stats(r)["st1|done"] == len(ITEMS)
+    assert r.bitcount("symphony:done:s1:st1") == len(ITEMS)
+
+
+def test_an_unregistered_worker_holding_tasks_gets_a_lease_and_is_reclaimed(redis_url, r, engine, two_stages, tmp_path):
+    path, link, claimed = two_stages
+    r.zrem("symphony:workers", "w1")
+    r.delete("symphony:worker:w1")
+    out = repair(redis_url, path)
+    assert "1 unregistered worker(s) hold tasks" in out.stdout, out.stdout
+    assert r.zscore("symphony:workers", "w1") is not None  # a lease: renewed if it lives, else reclaimed
+    reports = engine.reclaim_worker("w1", force=True, reason="test")
+    assert reports.requeued == 1 and r.llen("st0:s1") == 6
+    drain(redis_url, tmp_path, r)

@@ -1,0 +1,172 @@
+"""Where a session's task messages really are, and healing what a partial loss of keys left.
+
+Redis can lose some keys and keep others (an evicting policy, an operator's ``DEL``, a restore
+of part of the data). Every item in progress has two traces: its **live entry** (``live`` hash:
+item -> stage) and its **task message**, in exactly one of the stage's queue, its retry set or
+a worker's in-flight list. Each can vanish alone:
+
+* the message vanished (a queue or an in-flight list was deleted): the live entry says "in
+  progress" forever, nothing will run it, and ``enqueue`` skips it (its dedup). Such an entry is
+  an **orphan**: nothing can give it a message again (only ``enqueue`` makes messages, and it
+  skips items that have an entry; a report for a message that is gone changes nothing), so
+  repair may remove it and enqueue what the disk says the item is missing.
+* the live entry vanished: the message runs, but ``enqueue`` would queue the item a second
+  time. The entry is restored (atomically, only while the message is still where it was seen).
+
+:func:`locate` reads both sides in one ``MULTI`` (a consistent view): first only the counts
+(cheap whatever the queues' length), and the messages themselves only when the counts disagree.
+:func:`heal` applies the result with ``heal.lua``, which also sets the counters that describe
+the present (running, delayed, failed, timed out, cancelled) from the keys themselves.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+import redis
+
+from .errors import SymphonyError
+from .keys import Keys
+from .messages import decode_task
+from .scripts import scripts
+
+SCAN_COUNT = 1000
+AGAIN = "again"  # heal.lua: a worker registered meanwhile, look again
+LEASE_MS = 15_000  # the lease given to an unregistered worker found holding tasks (the default lease, and a beat)
+
+
+@dataclass(frozen=True)
+class Whereabouts:
+    """One consistent look at a session's live entries and task messages."""
+
+    session: str
+    live: Mapping[str, str]  # item -> stage, the live hash as read
+    orphans: Mapping[str, str] = field(default_factory=dict)  # live entries whose message is nowhere
+    unlisted: Mapping[str, tuple[str, int, str]] = field(default_factory=dict)  # item -> (stage, key index, message)
+    workers: tuple[str, ...] = ()  # the workers whose in-flight lists were read
+    inflight_keys: tuple[str, ...] = ()
+    unregistered: tuple[str, ...] = ()  # workers holding tasks of any session that are not registered
+    counters_off: tuple[str, ...] = ()  # `stage|running` / `stage|delayed` counters that say otherwise
+    stats: Mapping[str, str] = field(default_factory=dict)  # the session's counters, as read
+
+    @property
+    def needs_healing(self) -> bool:
+        return bool(self.orphans or self.unlisted or self.unregistered or self.counters_off)
+
+    @property
+    def held(self) -> set[str]:
+        """The items really in progress: a live entry with its message, or a message whose entry
+        is restored."""
+        return (set(self.live) - set(self.orphans)) | set(self.unlisted)
+
+
+def _inflight_lists(client: redis.Redis, keys: Keys) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Every in-flight list: of the registered workers, and any other left behind (its worker's
+    registration vanished). Returns (worker ids, keys, the ids not registered)."""
+    prefix = keys.inflight("")
+    registered = set(client.zrange(keys.workers, 0, -1))
+    ids = set(registered)
+    for key in client.scan_iter(match=keys.inflight("*"), count=SCAN_COUNT, _type="list"):
+        ids.add(key[len(prefix):])
+    ordered = tuple(sorted(ids))
+    return ordered, tuple(keys.inflight(w) for w in ordered), tuple(sorted(ids - registered))
+
+
+def _task(raw: str) -> tuple[str, str, str] | None:
+    """(item, session, stage) of a message, or None if it is not one."""
+    try:
+        task = decode_task(raw)
+    except Exception:  # noqa: BLE001 - an undecodable message is nobody's: the reaper dead-letters it
+        return None
+    return task.item, task.session, task.stage
+
+
+def locate(client: redis.Redis, keys: Keys, session: str, stages: Sequence[str]) -> Whereabouts:
+    """Where ``session``'s items are, by their live entries and their task messages."""
+    workers, inflight, unregistered = _inflight_lists(client, keys)
+    queues = [keys.queue(s, session) for s in stages]
+    delayed = [keys.delayed(s, session) for s in stages]
+    with client.pipeline(transaction=True) as pipe:
+        pipe.hgetall(keys.stats(session))
+        pipe.hlen(keys.live(session))
+        for q in queues:
+            pipe.llen(q)
+        for d in delayed:
+            pipe.zcard(d)
+        for key in inflight:
+            pipe.lrange(key, 0, -1)
+        replies = pipe.execute()
+    stats, live_n = replies[0], replies[1]
+    lengths, retrying = replies[2:2 + len(stages)], replies[2 + len(stages):2 + 2 * len(stages)]
+    lists = replies[2 + 2 * len(stages):]
+    holding = {key for key, entries in zip(inflight, lists) if entries}
+    unregistered = tuple(w for w in unregistered if keys.inflight(w) in holding)
+    running = dict.fromkeys(stages, 0)
+    for entries in lists:
+        for raw in entries:
+            task = _task(raw)
+            if task is not None and task[1] == session and task[2] in running:
+                running[task[2]] += 1
+    off = tuple(f"{s}|running" for s in stages if int(stats.get(f"{s}|running", 0) or 0) != running[s])
+    off += tuple(f"{s}|delayed" for s, z in zip(stages, retrying) if int(stats.get(f"{s}|delayed", 0) or 0) != z)
+    if live_n == sum(lengths) + sum(retrying) + sum(running.values()):  # one message per live entry
+        return Whereabouts(session, client.hgetall(keys.live(session)), workers=workers, inflight_keys=inflight,
+                           unregistered=unregistered, counters_off=off, stats=stats)
+    # the counts disagree: read the messages themselves, and the live hash, in one MULTI
+    with client.pipeline(transaction=True) as pipe:
+        pipe.hgetall(keys.live(session))
+        for q in queues:
+            pipe.lrange(q, 0, -1)
+        for d in delayed:
+            pipe.zrange(d, 0, -1)
+        for key in inflight:
+            pipe.lrange(key, 0, -1)
+        replies = pipe.execute()
+    live = replies[0]
+    # KEYS of heal.lua: live, stats, workers, outcomes, in-flight lists, retry sets, queues
+    # (1-based, as Lua counts): in-flight lists from 5, then the retry sets, then the queues
+    n, m = len(inflight), len(stages)
+    containers = [(5 + n + k, entries) for k, entries in enumerate(replies[1 + m:1 + 2 * m])]
+    containers += [(5 + n + m + k, entries) for k, entries in enumerate(replies[1:1 + m])]
+    containers += [(5 + k, entries) for k, entries in enumerate(replies[1 + 2 * m:])]
+    found: dict[str, tuple[str, int, str]] = {}
+    for index, entries in containers:
+        for raw in entries:
+            task = _task(raw)
+            if task is not None and task[1] == session:
+                found.setdefault(task[0], (task[2], index, raw))
+    orphans = {item: stage for item, stage in live.items() if item not in found}
+    unlisted = {item: where for item, where in found.items() if item not in live}
+    return Whereabouts(session, live, orphans, unlisted, workers, inflight, unregistered, off, stats)
+
+
+@dataclass(frozen=True)
+class Healed:
+    removed: int = 0  # orphaned live entries removed (their items are enqueued by repair)
+    restored: int = 0  # live entries given back to messages that had lost theirs
+    leased: int = 0  # unregistered workers holding tasks, given a lease (renewed if alive, else reclaimed)
+
+
+def heal(client: redis.Redis, keys: Keys, where: Whereabouts, stages: Sequence[str],
+         items: Iterable[str] | None = None, lease_ms: int = LEASE_MS) -> Healed:
+    """Apply :func:`locate`'s findings (only for ``items``, when given) and recount the counters
+    of the present; looks again if a worker registered meanwhile."""
+    wanted = None if items is None else set(items)
+    for _ in range(5):
+        records: list[str] = []
+        for item, stage in where.orphans.items():
+            if wanted is None or item in wanted:
+                records += ["o", item, stage]
+        for item, (stage, index, raw) in where.unlisted.items():
+            if wanted is None or item in wanted:
+                records += ["u", item, stage, str(index), raw]
+        session = where.session
+        key_list = [keys.live(session), keys.stats(session), keys.workers, keys.outcomes(session),
+                    *where.inflight_keys, *(keys.delayed(s, session) for s in stages),
+                    *(keys.queue(s, session) for s in stages)]
+        reply = scripts().heal(client, key_list, [session, len(where.workers), len(stages), lease_ms,
+                                                  *where.workers, *stages, *records])
+        if reply and reply[0] != AGAIN:
+            return Healed(int(reply[0]), int(reply[1]), int(reply[2]))
+        where = locate(client, keys, session, stages)
+    raise SymphonyError("workers kept registering while repair counted their tasks; run repair again")
