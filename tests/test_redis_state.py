@@ -361,3 +361,54 @@ def test_an_unregistered_worker_holding_tasks_gets_a_lease_and_is_reclaimed(redi
     reports = engine.reclaim_worker("w1", force=True, reason="test")
     assert reports.requeued == 1 and r.llen("st0:s1") == 6
     drain(redis_url, tmp_path, r)
+
+
+# --- counts: late reports of a purged or replaced session, cancel then resume -------------------------
+
+def test_a_late_report_for_a_purged_and_reinitialized_session_changes_nothing(redis_url, r, engine, two_stages,
+                                                                               tmp_path):
+    path, link, claimed = two_stages
+    out = symphony(redis_url, "purge", "s1", "--force", "--yes")
+    assert out.returncode == 0, out.stdout + out.stderr
+    initialize_session(engine, load_session(path))  # a new session of the same name
+    before = stats(r)
+    assert finish(link, claimed, tmp_path) == "lost"  # it ran for the purged session
+    assert stats(r) == before and r.llen("st0:s1") == 6 and r.llen("st1:s1") == 0 and r.hlen("symphony:live:s1") == 6
+    assert not r.exists("symphony:inflight:w1")
+    drain(redis_url, tmp_path, r)
+    assert stats(r)["st0|completed"] == stats(r)["st1|completed"] == len(ITEMS)
+
+
+def test_a_late_report_for_a_purged_session_recreates_nothing(redis_url, r, two_stages, tmp_path):
+    path, link, claimed = two_stages
+    assert symphony(redis_url, "purge", "s1", "--force", "--yes").returncode == 0
+    assert finish(link, claimed, tmp_path) == "lost"
+    assert not r.exists("symphony:stats:s1") and not r.exists("symphony:live:s1") and not r.exists("st1:s1")
+    assert not r.exists("symphony:done:s1:st0")
+
+
+def test_a_reclaimed_task_of_a_purged_session_does_not_reach_the_new_one(redis_url, r, engine, two_stages, tmp_path):
+    path, link, claimed = two_stages
+    assert symphony(redis_url, "purge", "s1", "--force", "--yes").returncode == 0
+    initialize_session(engine, load_session(path))
+    before = stats(r)
+    engine.reclaim_worker("w1", force=True, reason="test")
+    assert r.llen("st0:s1") == 6 and stats(r) == before
+
+
+def test_cancel_then_resume_counts_each_item_once(redis_url, r, engine, tmp_path):
+    path = session_file(tmp_path, ITEMS, stages=2)
+    initialize_session(engine, load_session(path))
+    link = engine.worker_link("w1", ["st0"])
+    claimed = None
+    for _ in range(5):
+        claimed = claimed or link.step().claimed
+    out = symphony(redis_url, "cancel", "s1", "--yes")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert finish(link, claimed, tmp_path) in ("cancelled", "done")  # finished after the cancel
+    out = symphony(redis_url, "initialize", "--resume", str(path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    drain(redis_url, tmp_path, r)
+    counts = stats(r)
+    assert counts["st0|completed"] == len(ITEMS), counts  # the item done before the cancel is not run again
+    assert counts["st1|completed"] == len(ITEMS), counts

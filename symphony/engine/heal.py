@@ -60,7 +60,7 @@ class Whereabouts:
         return (set(self.live) - set(self.orphans)) | set(self.unlisted)
 
 
-def _inflight_lists(client: redis.Redis, keys: Keys) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+def inflight_lists(client: redis.Redis, keys: Keys) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """Every in-flight list: of the registered workers, and any other left behind (its worker's
     registration vanished). Returns (worker ids, keys, the ids not registered)."""
     prefix = keys.inflight("")
@@ -83,7 +83,7 @@ def _task(raw: str) -> tuple[str, str, str] | None:
 
 def locate(client: redis.Redis, keys: Keys, session: str, stages: Sequence[str]) -> Whereabouts:
     """Where ``session``'s items are, by their live entries and their task messages."""
-    workers, inflight, unregistered = _inflight_lists(client, keys)
+    workers, inflight, unregistered = inflight_lists(client, keys)
     queues = [keys.queue(s, session) for s in stages]
     delayed = [keys.delayed(s, session) for s in stages]
     with client.pipeline(transaction=True) as pipe:

@@ -108,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
         for r in results:
             print(f"{r.session}: {r.added} item(s) enqueued for {r.stage}"
                   + (f", {r.skipped} already queued or in flight" if r.skipped else "")
-                  + (f", {r.done} already done" if r.done else ""))
+                  + (f", {r.done} already done" if r.done else "")
+                  + (f"; {r.resumed} cancelled task(s) enqueued again at the stage they were cancelled at"
+                     if r.resumed else ""))
         if report.problems:
             fail(f"{len(report.problems)} problem(s) in {len(report.failed_files)} file(s); "
                  "nothing was enqueued from those files")
