@@ -412,3 +412,23 @@ def test_cancel_then_resume_counts_each_item_once(redis_url, r, engine, tmp_path
     counts = stats(r)
     assert counts["st0|completed"] == len(ITEMS), counts  # the item done before the cancel is not run again
     assert counts["st1|completed"] == len(ITEMS), counts
+
+
+def test_a_lost_ready_set_is_rebuilt_so_workers_find_the_queue(redis_url, r, two_stages, tmp_path):
+    path, link, claimed = two_stages
+    r.delete("symphony:ready:st0")
+    plan = json.loads(repair(redis_url, path, "--dry-run", "--json").stdout)
+    assert plan["unready"] == ["st0"] and plan["to_enqueue"] == 0, plan
+    repair(redis_url, path)
+    assert r.zscore("symphony:ready:st0", "s1") is not None
+    assert finish(link, claimed, tmp_path) == "done"
+    drain(redis_url, tmp_path, r)
+
+
+def test_a_report_after_the_session_definition_vanished_records_no_cancel(redis_url, r, two_stages, tmp_path):
+    path, link, claimed = two_stages
+    r.delete("symphony:session:s1")
+    assert finish(link, claimed, tmp_path) == "done"  # nobody cancelled it
+    assert not r.hgetall("symphony:outcomes:s1") and r.llen("st1:s1") == 1
+    repair(redis_url, path)
+    drain(redis_url, tmp_path, r)

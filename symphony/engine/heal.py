@@ -27,6 +27,7 @@ import redis
 
 from .errors import SymphonyError
 from .keys import Keys
+from .lease import BELL_MAX
 from .messages import decode_task
 from .scripts import scripts
 
@@ -48,10 +49,11 @@ class Whereabouts:
     unregistered: tuple[str, ...] = ()  # workers holding tasks of any session that are not registered
     counters_off: tuple[str, ...] = ()  # `stage|running` / `stage|delayed` counters that say otherwise
     stats: Mapping[str, str] = field(default_factory=dict)  # the session's counters, as read
+    unready: tuple[str, ...] = ()  # stages with queued or retrying tasks the stage's ready set does not name
 
     @property
     def needs_healing(self) -> bool:
-        return bool(self.orphans or self.unlisted or self.unregistered or self.counters_off)
+        return bool(self.orphans or self.unlisted or self.unregistered or self.counters_off or self.unready)
 
     @property
     def held(self) -> set[str]:
@@ -95,7 +97,11 @@ def locate(client: redis.Redis, keys: Keys, session: str, stages: Sequence[str])
             pipe.zcard(d)
         for key in inflight:
             pipe.lrange(key, 0, -1)
+        for stage in stages:
+            pipe.zscore(keys.ready(stage), session)
         replies = pipe.execute()
+    ready = replies[len(replies) - len(stages):]
+    replies = replies[:len(replies) - len(stages)]
     stats, live_n = replies[0], replies[1]
     lengths, retrying = replies[2:2 + len(stages)], replies[2 + len(stages):2 + 2 * len(stages)]
     lists = replies[2 + 2 * len(stages):]
@@ -109,9 +115,12 @@ def locate(client: redis.Redis, keys: Keys, session: str, stages: Sequence[str])
                 running[task[2]] += 1
     off = tuple(f"{s}|running" for s in stages if int(stats.get(f"{s}|running", 0) or 0) != running[s])
     off += tuple(f"{s}|delayed" for s, z in zip(stages, retrying) if int(stats.get(f"{s}|delayed", 0) or 0) != z)
+    # a queue with work that its stage's ready set does not name is never claimed from (workers
+    # find queues through the ready sets)
+    unready = tuple(s for s, n, z, score in zip(stages, lengths, retrying, ready) if (n or z) and score is None)
     if live_n == sum(lengths) + sum(retrying) + sum(running.values()):  # one message per live entry
         return Whereabouts(session, client.hgetall(keys.live(session)), workers=workers, inflight_keys=inflight,
-                           unregistered=unregistered, counters_off=off, stats=stats)
+                           unregistered=unregistered, counters_off=off, stats=stats, unready=unready)
     # the counts disagree: read the messages themselves, and the live hash, in one MULTI
     with client.pipeline(transaction=True) as pipe:
         pipe.hgetall(keys.live(session))
@@ -137,7 +146,7 @@ def locate(client: redis.Redis, keys: Keys, session: str, stages: Sequence[str])
                 found.setdefault(task[0], (task[2], index, raw))
     orphans = {item: stage for item, stage in live.items() if item not in found}
     unlisted = {item: where for item, where in found.items() if item not in live}
-    return Whereabouts(session, live, orphans, unlisted, workers, inflight, unregistered, off, stats)
+    return Whereabouts(session, live, orphans, unlisted, workers, inflight, unregistered, off, stats, unready)
 
 
 @dataclass(frozen=True)
@@ -163,8 +172,9 @@ def heal(client: redis.Redis, keys: Keys, where: Whereabouts, stages: Sequence[s
         session = where.session
         key_list = [keys.live(session), keys.stats(session), keys.workers, keys.outcomes(session),
                     *where.inflight_keys, *(keys.delayed(s, session) for s in stages),
-                    *(keys.queue(s, session) for s in stages)]
-        reply = scripts().heal(client, key_list, [session, len(where.workers), len(stages), lease_ms,
+                    *(keys.queue(s, session) for s in stages), *(keys.ready(s) for s in stages),
+                    *(keys.bell(s) for s in stages)]
+        reply = scripts().heal(client, key_list, [session, len(where.workers), len(stages), lease_ms, BELL_MAX,
                                                   *where.workers, *stages, *records])
         if reply and reply[0] != AGAIN:
             return Healed(int(reply[0]), int(reply[1]), int(reply[2]))

@@ -88,7 +88,8 @@ class RepairPlan:
     @property
     def needs_applying(self) -> bool:
         """Something to enqueue, or Redis' state to heal (see :mod:`engine.heal`)."""
-        return bool(self.to_enqueue or self.counters_off or (self.where is not None and self.where.needs_healing))
+        return bool(self.to_enqueue or self.counters_off or not self.registered
+                    or (self.where is not None and self.where.needs_healing))
 
     def to_dict(self, items: bool = False) -> dict[str, Any]:
         return {"session": self.session, "file": self.file, "total": self.total, "complete": self.complete,
@@ -96,6 +97,7 @@ class RepairPlan:
                 "to_enqueue": self.to_enqueue, "registered": self.registered, "lost": self.lost,
                 "relisted": self.relisted,
                 "recount": list(self.counters_off),
+                "unready": list(self.where.unready) if self.where is not None else [],
                 "listing_s": round(self.listing_s, 4), "planning_s": round(self.planning_s, 4),
                 "stages": [{"stage": s.stage, "count": s.count, "reasons": dict(s.reasons),
                             **({"items": list(s.items)} if items else {})} for s in self.stages]}

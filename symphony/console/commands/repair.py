@@ -45,6 +45,9 @@ def print_plan(plan) -> None:
     if plan.where is not None and plan.where.unregistered:
         print(f"{len(plan.where.unregistered):,} unregistered worker(s) hold tasks: they get a lease (a live worker "
               "renews it, a dead one's tasks are reclaimed when it lapses)")
+    if plan.where is not None and plan.where.unready:
+        print("queued tasks no worker can find (the stage's ready set lost the session) are announced again: "
+              + ", ".join(plan.where.unready))
     if plan.counters_off:
         print("counters that disagree with the queues, in-flight lists or outputs on disk are recounted: "
               + ", ".join(plan.counters_off))

@@ -10,35 +10,39 @@
 --   vanished, leave no -1 and no stale count).
 -- KEYS[1] live  KEYS[2] stats  KEYS[3] workers  KEYS[4] outcomes
 -- KEYS[5 .. 4+n] the in-flight lists read (n = ARGV[2])
--- KEYS[5+n .. 4+n+m] the stages' retry sets, KEYS[5+n+m .. 4+n+2m] their queues (m = ARGV[3])
+-- KEYS[5+n .. 4+n+m] the stages' retry sets, KEYS[5+n+m .. 4+n+2m] their queues (m = ARGV[3]),
+-- KEYS[5+n+2m .. 4+n+3m] their ready sets, KEYS[5+n+3m .. 4+n+4m] their bells
+-- * a stage with queued or retrying tasks is named in its ready set again (workers find queues
+--   there) and its bell rung.
 -- * an in-flight list whose worker is not registered (the workers set vanished) gets a lease of
 --   ARGV[4] ms: a live worker renews it with its next heartbeat, a dead one's tasks are reclaimed
 --   by the reaper when it lapses, as for any worker.
--- ARGV[1] session  ARGV[2] n  ARGV[3] m  ARGV[4] lease ms  ARGV[5 .. 4+n] the ids of the workers whose
--- lists are read, ARGV[5+n .. 4+n+m] the stage names, then records: 'o', item, stage (an orphaned live entry) or
+-- ARGV[1] session  ARGV[2] n  ARGV[3] m  ARGV[4] lease ms  ARGV[5] bell max  ARGV[6 .. 5+n] the ids of
+-- the workers whose lists are read, ARGV[6+n .. 5+n+m] the stage names, then records: 'o', item, stage (an orphaned live entry) or
 --   'u', item, stage, key index, message (a message without a live entry, found in KEYS[index])
 -- Returns {'again'} when a worker registered since the lists were chosen, else
 -- {removed, restored, leases given}.
 local session, n, m, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local bell_max = tonumber(ARGV[5])
 local chosen = {}
-for i = 1, n do chosen[ARGV[4 + i]] = true end
+for i = 1, n do chosen[ARGV[5 + i]] = true end
 for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
   if not chosen[id] then return {'again'} end
 end
 local leased = 0
 local now = now_ms()
 for i = 1, n do
-  if redis.call('LLEN', KEYS[4 + i]) > 0 and redis.call('ZADD', KEYS[3], 'NX', now + lease, ARGV[4 + i]) == 1 then
+  if redis.call('LLEN', KEYS[4 + i]) > 0 and redis.call('ZADD', KEYS[3], 'NX', now + lease, ARGV[5 + i]) == 1 then
     leased = leased + 1
   end
 end
 local stages, running = {}, {}
 for j = 1, m do
-  stages[j] = ARGV[4 + n + j]
+  stages[j] = ARGV[5 + n + j]
   running[stages[j]] = 0
 end
 local removed, restored = 0, 0
-local i = 5 + n + m
+local i = 6 + n + m
 while i <= #ARGV do
   local kind, item, stage = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if kind == 'o' then
@@ -84,4 +88,15 @@ for j = 1, m do
     redis.call('ZCARD', KEYS[4 + n + j]))
 end
 for field, count in pairs(stopped) do redis.call('HSET', KEYS[2], field, count) end
+for j = 1, m do
+  local queued, retrying = redis.call('LLEN', KEYS[4 + n + m + j]), redis.call('ZCARD', KEYS[4 + n + j])
+  local ready, bell = KEYS[4 + n + 2 * m + j], KEYS[4 + n + 3 * m + j]
+  if queued > 0 then
+    redis.call('ZADD', ready, 'LT', now_us(), session)
+    ring(bell, queued, bell_max)
+  elseif retrying > 0 then
+    local first = redis.call('ZRANGE', KEYS[4 + n + j], 0, 0, 'WITHSCORES')
+    redis.call('ZADD', ready, 'LT', ms_to_us(tonumber(first[2])), session)
+  end
+end
 return {removed, restored, leased}
