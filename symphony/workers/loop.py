@@ -24,7 +24,7 @@ from .options import WorkerOptions
 from .stopping import Stopping
 
 log = logging.getLogger("symphony.worker")
-EXIT_OK, EXIT_REFUSED, EXIT_GAVE_UP = 0, 3, 4
+EXIT_OK, EXIT_REFUSED, EXIT_GAVE_UP, EXIT_DRAINED = 0, 3, 4, 5  # drained: exited on an operator's drain (not restarted)
 POLICY_CHECK_S = 60.0  # Redis' maxmemory-policy is looked at again this often (and after every reconnect)
 PREFETCH_BUDGET_S = 0.005  # claim several tasks at once only while they take less than this, together
 REPORT_DELAY_S = 0.02  # a finished task's report waits at most this long for the next claim
@@ -79,7 +79,13 @@ class TaskLoop:
         while True:
             stopping = self.stopping.requested or self.refused is not None
             if stopping and not self.pending:
-                return EXIT_REFUSED if self.refused is not None else EXIT_OK
+                if self.refused is not None:
+                    return EXIT_REFUSED
+                if self.stopping.exiting:
+                    return EXIT_DRAINED if self.stopping.drained else EXIT_OK
+                self.state = "drained"  # drained, staying up: claim nothing until undrained
+                self.stopping.rest(self.options.idle_wait_s)
+                continue
             result = self._step(claim=not stopping, want=self._want())
             if result is None or stopping:
                 continue

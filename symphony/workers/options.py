@@ -30,6 +30,7 @@ class WorkerOptions:
     # how long to wait for Redis before giving up (None: forever); burst workers default to 30 s
     give_up_s: float | None = None
     accept_eviction: bool = False  # run even where Redis' maxmemory-policy can delete Symphony's keys
+    scheduled_events_url: str = ""  # Azure Scheduled Events (scheduled_events.py); "" off
 
     @property
     def give_up_after_s(self) -> float | None:
