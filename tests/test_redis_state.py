@@ -432,3 +432,22 @@ def test_a_report_after_the_session_definition_vanished_records_no_cancel(redis_
     assert not r.hgetall("symphony:outcomes:s1") and r.llen("st1:s1") == 1
     repair(redis_url, path)
     drain(redis_url, tmp_path, r)
+
+
+def test_the_sessions_eta_stalls_while_redis_is_out_of_memory():
+    import dataclasses
+
+    from symphony.console.history import QueueFlow
+    from symphony.console.panels.sessions import session_cells
+    from symphony.console.sources import MainSource
+    from symphony.engine.server import server_info_from
+    from tests import console_fakes
+
+    snap = console_fakes.snapshot()
+    active = snap.sessions[0]
+    flows = {f"{active.stages[-1]}:{active.name}": QueueFlow(per_minute=12.0, remaining=90, eta_s=450.0)}
+    memory = {"maxmemory": 1 << 20, "maxmemory_policy": "noeviction", "used_memory": 1 << 20}
+    full = dataclasses.replace(snap, server=server_info_from({"redis_version": "7.0.15"}, memory))
+    eta = lambda s: str(session_cells(active, {}, MainSource(s, (), flows))[6])  # noqa: E731
+    assert eta(snap) == "7m30s"
+    assert eta(full) == "stalled"
