@@ -88,10 +88,10 @@ def test_accept_eviction_runs_the_workers_anyway_and_says_so(private, tmp_path, 
     assert stats(client(server.url))["st0|done"] == 2
 
 
-def test_a_policy_changed_under_a_running_worker_stops_it_after_the_reconnect(private, tmp_path):
+def test_a_policy_changed_under_a_running_worker_stops_it(private, tmp_path):
     server = private()
     path = session_file(tmp_path, ["a"])
-    worker = WorkerRun(server.url, "--processes", "2", log_dir=tmp_path)
+    worker = WorkerRun(server.url, "--processes", "2", "--policy-check", "1", log_dir=tmp_path)
     init(server.url, path)
     c = client(server.url)
     wait_until(lambda: stats(c).get("st0|done") == 1, message="the first task done")
@@ -100,6 +100,24 @@ def test_a_policy_changed_under_a_running_worker_stops_it_after_the_reconnect(pr
     c.client_kill_filter(_type="normal", skipme=True)  # every worker connection drops: they reconnect
     assert worker.wait(60) == 3, worker.output()
     assert "maxmemory-policy allkeys-lfu" in worker.output() and "this worker stops claiming" in worker.output()
+
+
+def test_a_worker_looks_at_the_policy_again_after_a_reconnect(private, tmp_path):
+    server = private()
+    init(server.url, session_file(tmp_path, ["a"]))
+    worker = WorkerRun(server.url, "--processes", "1", "--policy-check", "3600", log_dir=tmp_path)
+    c = client(server.url)
+    wait_until(lambda: stats(c).get("st0|done") == 1, message="the task done (the worker then waits on its bell)")
+    c.config_set("maxmemory", "64mb")
+    c.config_set("maxmemory-policy", "volatile-lru")
+
+    def dropped() -> bool:  # its connections drop (a blocked BLPOP fails): it reconnects, and looks again
+        c.client_kill_filter(_type="normal", skipme=True)
+        return worker.process.poll() is not None
+
+    wait_until(dropped, timeout=60, interval=0.5, message="the worker to stop after a reconnect")
+    assert worker.wait(10) == 3 and "maxmemory-policy volatile-lru" in worker.output()
+    assert "Redis is back" in worker.output()
 
 
 def test_status_and_its_json_say_workers_refuse_an_evicting_policy(private):

@@ -25,7 +25,6 @@ from .stopping import Stopping
 
 log = logging.getLogger("symphony.worker")
 EXIT_OK, EXIT_REFUSED, EXIT_GAVE_UP, EXIT_DRAINED = 0, 3, 4, 5  # drained: exited on an operator's drain (not restarted)
-POLICY_CHECK_S = 60.0  # Redis' maxmemory-policy is looked at again this often (and after every reconnect)
 PREFETCH_BUDGET_S = 0.005  # claim several tasks at once only while they take less than this, together
 REPORT_DELAY_S = 0.02  # a finished task's report waits at most this long for the next claim
 EAGER_CLAIMS = 16  # claims in a row while the hint says a queue is eligible, before blocking on the bells
@@ -170,12 +169,12 @@ class TaskLoop:
         return result
 
     def _check_policy(self) -> None:
-        """At start, after every reconnect and every :data:`POLICY_CHECK_S`: stop claiming (and
+        """At start, after every reconnect and every ``options.policy_check_s``: stop claiming (and
         exit once the reports are in) if Redis' maxmemory-policy can delete Symphony's keys."""
         now = time.monotonic()
         if now < self._policy_due or self.refused is not None:
             return
-        self._policy_due = now + POLICY_CHECK_S
+        self._policy_due = now + self.options.policy_check_s
         refusal = eviction_refusal(self.engine, self.options)
         if refusal:
             log.error("%s; this worker stops claiming and exits", refusal)

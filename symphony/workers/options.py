@@ -21,6 +21,7 @@ class WorkerOptions:
     lease_s: float = 12.5  # a worker is dead once it has not beaten for this long
     drain_timeout_s: float = 30.0  # on SIGTERM: finish the current task within this, else hand it back
     idle_wait_s: float = 2.0  # longest block on the bells before looking again
+    policy_check_s: float = 60.0  # how often Redis' maxmemory-policy is looked at again (and after a reconnect)
     log_level: str = "INFO"
     log_format: str = "text"  # text | json (engine.logsetup)
     prefetch: int = 32  # most tasks claimed at once when tasks are short (1: one at a time)

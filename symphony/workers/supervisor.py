@@ -181,6 +181,9 @@ class Supervisor:
             log.warning("worker %s died (%s)", slot.worker_id, reason)
             self.to_reclaim.append((slot.worker_id, reason))
         elif code == EXIT_REFUSED:  # Redis' policy changed to one that evicts: every worker stops
+            if not self.refused:
+                log.error("worker %s stopped: Redis' maxmemory-policy can delete Symphony's keys (its log says "
+                          "which and what to set); stopping every worker, not restarting them", slot.worker_id)
             self.refused = True
             self.stop_event.set()
         elif code == EXIT_GAVE_UP:
