@@ -74,6 +74,7 @@ def test_a_worker_refuses_an_evicting_policy_in_one_line_and_claims_nothing(priv
     assert c.llen("st0:s1") == 2 and not stats(c).get("st0|running")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_accept_eviction_runs_the_workers_anyway_and_says_so(private, tmp_path, how):
     server = private("--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
@@ -88,6 +89,7 @@ def test_accept_eviction_runs_the_workers_anyway_and_says_so(private, tmp_path, 
     assert stats(client(server.url))["st0|done"] == 2
 
 
+@pytest.mark.slow
 def test_a_policy_changed_under_a_running_worker_stops_it(private, tmp_path):
     server = private()
     path = session_file(tmp_path, ["a"])
@@ -102,6 +104,7 @@ def test_a_policy_changed_under_a_running_worker_stops_it(private, tmp_path):
     assert "maxmemory-policy allkeys-lfu" in worker.output() and "this worker stops claiming" in worker.output()
 
 
+@pytest.mark.slow
 def test_a_worker_looks_at_the_policy_again_after_a_reconnect(private, tmp_path):
     server = private()
     init(server.url, session_file(tmp_path, ["a"]))
@@ -120,6 +123,7 @@ def test_a_worker_looks_at_the_policy_again_after_a_reconnect(private, tmp_path)
     assert "Redis is back" in worker.output()
 
 
+@pytest.mark.slow
 def test_status_and_its_json_say_workers_refuse_an_evicting_policy(private):
     server = private("--maxmemory", "64mb", "--maxmemory-policy", "volatile-ttl")
     out = symphony(server.url, "status")
@@ -138,6 +142,7 @@ def oom_errors(c: redis.Redis) -> int:
     return int(c.info("errorstats").get("errorstat_OOM", {}).get("count", 0))
 
 
+@pytest.mark.slow
 def test_out_of_memory_is_said_once_in_words_and_nothing_is_lost(private, tmp_path):
     server = private("--maxmemory-policy", "noeviction")
     c = client(server.url)
@@ -262,6 +267,7 @@ def runs(tmp_path: Path, stage: str) -> dict[str, int]:
     return seen
 
 
+@pytest.mark.slow
 def test_an_in_flight_list_lost_while_its_task_runs_is_enqueued_again_by_repair(redis_url, r, two_stages, tmp_path):
     path, link, claimed = two_stages
     r.delete("symphony:inflight:w1")
@@ -274,6 +280,7 @@ def test_an_in_flight_list_lost_while_its_task_runs_is_enqueued_again_by_repair(
     drain(redis_url, tmp_path, r)
 
 
+@pytest.mark.slow
 def test_a_queue_lost_is_enqueued_again_by_repair(redis_url, r, two_stages, tmp_path):
     path, link, claimed = two_stages
     r.delete("st0:s1")
@@ -286,6 +293,7 @@ def test_a_queue_lost_is_enqueued_again_by_repair(redis_url, r, two_stages, tmp_
     assert max(runs(tmp_path, "st0").values()) == 1
 
 
+@pytest.mark.slow
 def test_a_live_hash_lost_is_restored_and_nothing_is_queued_twice(redis_url, r, two_stages, tmp_path):
     path, link, claimed = two_stages
     r.delete("symphony:live:s1")
@@ -298,6 +306,7 @@ def test_a_live_hash_lost_is_restored_and_nothing_is_queued_twice(redis_url, r, 
     assert set(runs(tmp_path, "st0").values()) == {1} and set(runs(tmp_path, "st1").values()) == {1}
 
 
+@pytest.mark.slow
 def test_a_lost_session_definition_is_registered_again_and_its_queue_taken_back(redis_url, r, two_stages, tmp_path):
     path, link, claimed = two_stages
     r.delete("symphony:session:s1")
@@ -308,6 +317,7 @@ def test_a_lost_session_definition_is_registered_again_and_its_queue_taken_back(
     drain(redis_url, tmp_path, r)
 
 
+@pytest.mark.slow
 def test_a_lost_registry_is_rewritten_by_repair_and_pool_workers_find_their_stages(redis_url, r, two_stages, tmp_path):
     path, link, claimed = two_stages
     r.delete("symphony:sessions", "symphony:pools")
@@ -320,6 +330,7 @@ def test_a_lost_registry_is_rewritten_by_repair_and_pool_workers_find_their_stag
     assert stats(r)["st1|done"] == len(ITEMS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verb", ["repair", "initialize"])
 def test_registration_lost_but_queues_kept_resume_takes_them_back_without_duplicates(redis_url, r, two_stages,
                                                                                      tmp_path, verb):
@@ -336,6 +347,7 @@ def test_registration_lost_but_queues_kept_resume_takes_them_back_without_duplic
     assert max(runs(tmp_path, "st0").values()) == 1
 
 
+@pytest.mark.slow
 def test_a_foreign_list_named_like_a_queue_needs_adopt(redis_url, r, tmp_path):
     path = session_file(tmp_path, ITEMS, stages=2)
     r.rpush("st0:s1", "another tool's job")
@@ -348,6 +360,7 @@ def test_a_foreign_list_named_like_a_queue_needs_adopt(redis_url, r, tmp_path):
     assert r.llen("st0:s1") == 7 and r.hget("symphony:session:s1", "state") == "active"
 
 
+@pytest.mark.slow
 def test_lost_counters_are_recounted_no_running_minus_one(redis_url, r, two_stages, tmp_path):
     path, link, claimed = two_stages
     r.delete("symphony:stats:s1")
@@ -359,6 +372,7 @@ def test_lost_counters_are_recounted_no_running_minus_one(redis_url, r, two_stag
     drain(redis_url, tmp_path, r)
 
 
+@pytest.mark.slow
 def test_lost_done_bitmaps_are_recounted_from_the_disk(redis_url, r, two_stages, tmp_path):
     path, link, claimed = two_stages
     assert finish(link, claimed, tmp_path) == "done"
@@ -369,6 +383,7 @@ def test_lost_done_bitmaps_are_recounted_from_the_disk(redis_url, r, two_stages,
     assert r.bitcount("symphony:done:s1:st1") == len(ITEMS)
 
 
+@pytest.mark.slow
 def test_an_unregistered_worker_holding_tasks_gets_a_lease_and_is_reclaimed(redis_url, r, engine, two_stages, tmp_path):
     path, link, claimed = two_stages
     r.zrem("symphony:workers", "w1")
@@ -383,6 +398,7 @@ def test_an_unregistered_worker_holding_tasks_gets_a_lease_and_is_reclaimed(redi
 
 # --- counts: late reports of a purged or replaced session, cancel then resume -------------------------
 
+@pytest.mark.slow
 def test_a_late_report_for_a_purged_and_reinitialized_session_changes_nothing(redis_url, r, engine, two_stages,
                                                                                tmp_path):
     path, link, claimed = two_stages
@@ -414,6 +430,7 @@ def test_a_reclaimed_task_of_a_purged_session_does_not_reach_the_new_one(redis_u
     assert r.llen("st0:s1") == 6 and stats(r) == before
 
 
+@pytest.mark.slow
 def test_cancel_then_resume_counts_each_item_once(redis_url, r, engine, tmp_path):
     path = session_file(tmp_path, ITEMS, stages=2)
     initialize_session(engine, load_session(path))
@@ -432,6 +449,7 @@ def test_cancel_then_resume_counts_each_item_once(redis_url, r, engine, tmp_path
     assert counts["st1|completed"] == len(ITEMS), counts
 
 
+@pytest.mark.slow
 def test_a_lost_ready_set_is_rebuilt_so_workers_find_the_queue(redis_url, r, two_stages, tmp_path):
     path, link, claimed = two_stages
     r.delete("symphony:ready:st0")
@@ -443,6 +461,7 @@ def test_a_lost_ready_set_is_rebuilt_so_workers_find_the_queue(redis_url, r, two
     drain(redis_url, tmp_path, r)
 
 
+@pytest.mark.slow
 def test_a_report_after_the_session_definition_vanished_records_no_cancel(redis_url, r, two_stages, tmp_path):
     path, link, claimed = two_stages
     r.delete("symphony:session:s1")
