@@ -359,7 +359,10 @@ def plan_repair(engine: Any, spec: SessionSpec, *, retry_failed: bool = False) -
     # counter above the disk plus them, or below the disk less them, says so
     off = list(where.counters_off)
     for k, stage in enumerate(pipeline.stage_names):
-        on_disk = sum(disk.present(k))
+        # the items whose furthest output is at this stage or later: what the disk proves done here
+        # (but for an item missing an earlier output, which only makes the plan apply once more;
+        # no pass over the items, so planning costs what it did)
+        on_disk = sum(at[k + 1:])
         counted = int(where.stats.get(f"{stage}|done", 0) or 0)
         if not on_disk - len(held.live) <= counted <= on_disk + len(held.live) or (on_disk and not counted):
             off.append(f"{stage}|done")
