@@ -488,3 +488,12 @@ def test_the_sessions_eta_stalls_while_redis_is_out_of_memory():
     eta = lambda s: str(session_cells(active, {}, MainSource(s, (), flows))[6])  # noqa: E731
     assert eta(snap) == "7m30s"
     assert eta(full) == "stalled"
+
+
+def test_initialize_and_repair_warn_about_an_evicting_policy(private, tmp_path):
+    server = private("--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
+    path = session_file(tmp_path, ["a"])
+    for verb in (("initialize", str(path)), ("repair", "s1", "--file", str(path), "--dry-run")):
+        out = symphony(server.url, *verb)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "symphony: warning: maxmemory-policy is allkeys-lru" in out.stderr

@@ -12,7 +12,7 @@ import sys
 
 from symphony.engine import RedisUnavailable, SessionSpec, initialize_session, verify_paths
 
-from .common import Progress, add_verb_options, engine_from_args, fail, print_json, print_problems
+from .common import Progress, add_verb_options, engine_from_args, fail, print_json, print_problems, warn_about_server
 
 HELP = "verify session files (default: every tasks/*.yaml), then enqueue their items"
 
@@ -78,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
                 raise
             print_problems([], [f"{exc}; the checks that need Redis (session already active, queue clashes) were skipped"])
             engine = None
+        if engine is not None and not args.json:
+            warn_about_server(engine)
         report = _verify(args, engine)
         results = []
         if not args.dry_run:

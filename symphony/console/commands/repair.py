@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import Progress, add_verb_options, engine_from_args, print_json, table
+from .common import Progress, add_verb_options, engine_from_args, print_json, table, warn_about_server
 
 HELP = "enqueue what each item of a session is missing, judging by the outputs on disk"
 
@@ -61,6 +61,8 @@ def print_plan(plan) -> None:
 
 def run(args: argparse.Namespace) -> int:
     with engine_from_args(args) as engine:
+        if not args.json:
+            warn_about_server(engine)
         plan = engine.plan_repair(args.session, retry_failed=args.retry_failed, tasks_dir=args.tasks, file=args.file)
         result = None
         if not args.dry_run and plan.needs_applying:
