@@ -283,10 +283,12 @@ def test_an_idle_worker_blocks_instead_of_polling(own_redis, tmp_path):
             return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in top_level)
 
         start, began = total(), time.monotonic()
-        wait_until(lambda: time.monotonic() - began >= 6, timeout=10, interval=0.5)  # observe for 6 s
+        wait_until(lambda: time.monotonic() - began >= 10, timeout=15, interval=0.5)  # observe for 10 s
         elapsed = time.monotonic() - began
         rate = (total() - start) / elapsed
-        assert rate <= 1.6, f"an idle worker made {rate:.2f} requests/s"
+        # about one a second plus the heartbeats; a polling worker makes tens (a heartbeat more or
+        # less in the window, or a late wake-up on a loaded machine, must not decide it)
+        assert rate <= 2.0, f"an idle worker made {rate:.2f} requests/s"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

@@ -285,6 +285,19 @@ class Engine:
 
         forget_worker(self.client, self.keys, worker_id)
 
+    # --- cooldowns (symphony/engine/cooldown.py) --------------------------------------------------
+    def start_cooldown(self, target: str, seconds: float) -> None:
+        """Record a scale action on ``target`` now (server time); it cools for ``seconds``."""
+        from .cooldown import start_cooldown
+
+        start_cooldown(self.client, self.keys, target, seconds)
+
+    def cooldown_left(self, target: str) -> float:
+        """Seconds until ``target`` may act again (0: now), whichever process acted last."""
+        from .cooldown import cooldown_left
+
+        return cooldown_left(self.client, self.keys, target)
+
     # --- status -----------------------------------------------------------------------------
     def snapshot(self, *, events: int = 50) -> Snapshot:
         return read_snapshot(self.client, self.keys, redis_display=self.display, events=events)

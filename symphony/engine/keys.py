@@ -166,6 +166,11 @@ class Keys:
         """HASH: the Azure Monitor collector's state and last message (TTL: a few intervals)."""
         return f"{self.ns}:metrics:collector"
 
+    # --- autoscaling (symphony/engine/cooldown.py; docs/deploy.md) ---------------------------------
+    def scale_cooldown(self, target: str) -> str:
+        """STRING: server ms of the last scale action on ``target`` (a scale set:
+        ``vmss/<subscription>/<resource group>/<name>``, lower case); TTL: the cooldown."""
+        return f"{self.ns}:scale:cooldown:{target}"
 
     # --- SLURM job accounting (symphony/engine/slurm_accounting.py; docs/slurm.md) ---------------
     @property
