@@ -83,70 +83,101 @@ def _task(raw: str) -> tuple[str, str, str] | None:
     return task.item, task.session, task.stage
 
 
-def locate(client: redis.Redis, keys: Keys, session: str, stages: Sequence[str]) -> Whereabouts:
-    """Where ``session``'s items are, by their live entries and their task messages."""
-    workers, inflight, unregistered = inflight_lists(client, keys)
-    queues = [keys.queue(s, session) for s in stages]
-    delayed = [keys.delayed(s, session) for s in stages]
+@dataclass(frozen=True)
+class _Counts:
+    """The cheap first look (one MULTI): counters, lengths, the in-flight lists, the ready sets."""
+
+    stats: Mapping[str, str]
+    live: int  # entries in the live hash
+    lengths: Sequence[int]  # each stage's queue
+    retrying: Sequence[int]  # each stage's retry set
+    lists: Sequence[Sequence[str]]  # each in-flight list's messages
+    ready: Sequence[float | None]  # the session's score in each stage's ready set
+
+
+def _count(client: redis.Redis, keys: Keys, session: str, stages: Sequence[str], inflight: Sequence[str]) -> _Counts:
+    m = len(stages)
     with client.pipeline(transaction=True) as pipe:
         pipe.hgetall(keys.stats(session))
         pipe.hlen(keys.live(session))
-        for q in queues:
-            pipe.llen(q)
-        for d in delayed:
-            pipe.zcard(d)
+        for stage in stages:
+            pipe.llen(keys.queue(stage, session))
+        for stage in stages:
+            pipe.zcard(keys.delayed(stage, session))
         for key in inflight:
             pipe.lrange(key, 0, -1)
         for stage in stages:
             pipe.zscore(keys.ready(stage), session)
-        replies = pipe.execute()
-    ready = replies[len(replies) - len(stages):]
-    replies = replies[:len(replies) - len(stages)]
-    stats, live_n = replies[0], replies[1]
-    lengths, retrying = replies[2:2 + len(stages)], replies[2 + len(stages):2 + 2 * len(stages)]
-    lists = replies[2 + 2 * len(stages):]
-    holding = {key for key, entries in zip(inflight, lists) if entries}
-    unregistered = tuple(w for w in unregistered if keys.inflight(w) in holding)
+        r = pipe.execute()
+    return _Counts(r[0], r[1], r[2:2 + m], r[2 + m:2 + 2 * m], r[2 + 2 * m:len(r) - m], r[len(r) - m:])
+
+
+def _running(counts: _Counts, session: str, stages: Sequence[str]) -> dict[str, int]:
+    """The session's messages in the in-flight lists, per stage."""
     running = dict.fromkeys(stages, 0)
-    for entries in lists:
+    for entries in counts.lists:
         for raw in entries:
             task = _task(raw)
             if task is not None and task[1] == session and task[2] in running:
                 running[task[2]] += 1
+    return running
+
+
+def _disagreements(counts: _Counts, running: Mapping[str, int], stages: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The counters that say otherwise than the keys, and the stages whose queue or retry set has
+    work that the stage's ready set does not name (workers find queues there: never claimed)."""
+    stats = counts.stats
     off = tuple(f"{s}|running" for s in stages if int(stats.get(f"{s}|running", 0) or 0) != running[s])
-    off += tuple(f"{s}|delayed" for s, z in zip(stages, retrying) if int(stats.get(f"{s}|delayed", 0) or 0) != z)
-    # a queue with work that its stage's ready set does not name is never claimed from (workers
-    # find queues through the ready sets)
-    unready = tuple(s for s, n, z, score in zip(stages, lengths, retrying, ready) if (n or z) and score is None)
-    if live_n == sum(lengths) + sum(retrying) + sum(running.values()):  # one message per live entry
-        return Whereabouts(session, client.hgetall(keys.live(session)), workers=workers, inflight_keys=inflight,
-                           unregistered=unregistered, counters_off=off, stats=stats, unready=unready)
-    # the counts disagree: read the messages themselves, and the live hash, in one MULTI
+    off += tuple(f"{s}|delayed" for s, z in zip(stages, counts.retrying) if int(stats.get(f"{s}|delayed", 0) or 0) != z)
+    unready = tuple(s for s, n, z, score in zip(stages, counts.lengths, counts.retrying, counts.ready)
+                    if (n or z) and score is None)
+    return off, unready
+
+
+def _messages(client: redis.Redis, keys: Keys, session: str, stages: Sequence[str],
+              inflight: Sequence[str]) -> tuple[dict[str, str], dict[str, tuple[str, int, str]]]:
+    """The live hash and where each item's message is (one MULTI): item -> (stage, index of its
+    key in heal.lua's KEYS, message)."""
+    m, n = len(stages), len(inflight)
     with client.pipeline(transaction=True) as pipe:
         pipe.hgetall(keys.live(session))
-        for q in queues:
-            pipe.lrange(q, 0, -1)
-        for d in delayed:
-            pipe.zrange(d, 0, -1)
+        for stage in stages:
+            pipe.lrange(keys.queue(stage, session), 0, -1)
+        for stage in stages:
+            pipe.zrange(keys.delayed(stage, session), 0, -1)
         for key in inflight:
             pipe.lrange(key, 0, -1)
-        replies = pipe.execute()
-    live = replies[0]
-    # KEYS of heal.lua: live, stats, workers, outcomes, in-flight lists, retry sets, queues
-    # (1-based, as Lua counts): in-flight lists from 5, then the retry sets, then the queues
-    n, m = len(inflight), len(stages)
-    containers = [(5 + n + k, entries) for k, entries in enumerate(replies[1 + m:1 + 2 * m])]
-    containers += [(5 + n + m + k, entries) for k, entries in enumerate(replies[1:1 + m])]
-    containers += [(5 + k, entries) for k, entries in enumerate(replies[1 + 2 * m:])]
+        r = pipe.execute()
+    # heal.lua's KEYS (1-based, as Lua counts): live, stats, workers, outcomes, then the in-flight
+    # lists from 5, the retry sets, the queues
+    containers = [(5 + n + k, entries) for k, entries in enumerate(r[1 + m:1 + 2 * m])]
+    containers += [(5 + n + m + k, entries) for k, entries in enumerate(r[1:1 + m])]
+    containers += [(5 + k, entries) for k, entries in enumerate(r[1 + 2 * m:])]
     found: dict[str, tuple[str, int, str]] = {}
     for index, entries in containers:
         for raw in entries:
             task = _task(raw)
             if task is not None and task[1] == session:
                 found.setdefault(task[0], (task[2], index, raw))
+    return r[0], found
+
+
+def locate(client: redis.Redis, keys: Keys, session: str, stages: Sequence[str]) -> Whereabouts:
+    """Where ``session``'s items are, by their live entries and their task messages."""
+    workers, inflight, unregistered = inflight_lists(client, keys)
+    counts = _count(client, keys, session, stages, inflight)
+    holding = {key for key, entries in zip(inflight, counts.lists) if entries}
+    unregistered = tuple(w for w in unregistered if keys.inflight(w) in holding)
+    running = _running(counts, session, stages)
+    off, unready = _disagreements(counts, running, stages)
+    common = dict(workers=workers, inflight_keys=inflight, unregistered=unregistered, counters_off=off,
+                  stats=counts.stats, unready=unready)
+    if counts.live == sum(counts.lengths) + sum(counts.retrying) + sum(running.values()):
+        return Whereabouts(session, client.hgetall(keys.live(session)), **common)  # one message per live entry
+    live, found = _messages(client, keys, session, stages, inflight)  # the counts disagree: look closer
     orphans = {item: stage for item, stage in live.items() if item not in found}
     unlisted = {item: where for item, where in found.items() if item not in live}
-    return Whereabouts(session, live, orphans, unlisted, workers, inflight, unregistered, off, stats, unready)
+    return Whereabouts(session, live, orphans, unlisted, **common)
 
 
 @dataclass(frozen=True)
