@@ -69,7 +69,8 @@ from .redaction import (SECRET_ENVIRONMENT, drop_secret_environment, install_log
 
 __all__ = [
     # connecting
-    "RedisConfig", "resolve_redis", "Backoff", "describe_error", "is_out_of_memory", "is_unavailable", "redis_problem", "Engine",
+    "RedisConfig", "resolve_redis", "Backoff", "describe_error", "is_out_of_memory",
+    "is_unavailable", "redis_problem", "Engine",
     "EmbeddedRedis", "ConfigError", "Problem", "RedisUnavailable", "SessionConflict", "SpecError", "SymphonyError",
     "UnknownSession", "CredentialsRefused", "Keys", "ServerInfo",
     # the options every entry point shares, and logging

@@ -42,7 +42,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
     Redis answers, but writes fail until memory is freed."""
     if isinstance(exc, getattr(redis.exceptions, "OutOfMemoryError", ())):
         return True
-    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(("OOM", "command not allowed when used memory"))
+    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(
+        ("OOM", "command not allowed when used memory"))
 
 
 def connect(config: RedisConfig, *, socket_timeout: float = 10.0, connect_timeout: float = 5.0) -> redis.Redis:

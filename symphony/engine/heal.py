@@ -123,7 +123,8 @@ def _running(counts: _Counts, session: str, stages: Sequence[str]) -> dict[str, 
     return running
 
 
-def _disagreements(counts: _Counts, running: Mapping[str, int], stages: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _disagreements(counts: _Counts, running: Mapping[str, int],
+                   stages: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The counters that say otherwise than the keys, and the stages whose queue or retry set has
     work that the stage's ready set does not name (workers find queues there: never claimed)."""
     stats = counts.stats

@@ -38,8 +38,8 @@ def print_plan(plan) -> None:
           + (" (retried)" if plan.retry_failed else " (not retried; use --retry-failed)")
           + ("" if plan.registered else "; Redis did not know this session: it will be registered again"))
     if plan.lost:
-        print(f"{plan.lost:,} item(s) were in progress in Redis but their task message is gone (a queue or an in-flight "
-              "list was lost): they are enqueued again, at the stage their outputs on disk say")
+        print(f"{plan.lost:,} item(s) were in progress in Redis but their task message is gone (a queue or an "
+              "in-flight list was lost): they are enqueued again, at the stage their outputs on disk say")
     if plan.relisted:
         print(f"{plan.relisted:,} queued or running task(s) had lost their live entry: it is restored (no duplicate)")
     if plan.where is not None and plan.where.unregistered:
