@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
 
 from tests import chaos  # noqa: E402
 
-SCENARIOS = ("kills", "restart", "network", "poison", "hostile", "flush", "eviction", "oom")
+SCENARIOS = ("kills", "restart", "network", "poison", "hostile", "broken", "flush", "eviction", "oom")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                 figures = chaos.poison(workdir, items=items or 40, processes=min(args.processes, 2))
             elif name == "hostile":
                 figures = chaos.hostile_handlers(workdir, items=items or 40, processes=args.processes)
+            elif name == "broken":
+                figures = chaos.broken_host(workdir, items=items or 120, processes=max(1, args.processes // 2),
+                                            broken_processes=max(1, args.processes // 2))
             elif name == "eviction":  # both policies that evict: any key, and keys with a TTL
                 figures = chaos.eviction(workdir, items=items or 120, processes=args.processes, policy="allkeys-random")
                 print(figures.line(), flush=True)

@@ -156,3 +156,18 @@ def hang_listed(ctx) -> None:
     if ctx.attempt == 1 and ctx.item in ctx.params.get("hang", []):
         time.sleep(3600)
     ok(ctx)
+
+
+def broken_host(ctx) -> None:
+    """Fails on a host whose environment is broken (a file BROKEN in its working directory), works elsewhere."""
+    if os.path.exists("BROKEN"):
+        raise RuntimeError("this host's environment is broken")
+    ok(ctx)
+
+
+def chaos_unless_broken(ctx) -> None:
+    """The chaos handler, except on a host whose environment is broken (a file BROKEN in its
+    working directory): there every task fails at once."""
+    if os.path.exists("BROKEN"):
+        raise RuntimeError("this host's environment is broken")
+    chaos(ctx)

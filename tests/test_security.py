@@ -443,9 +443,9 @@ def test_a_planted_message_with_hostile_names_never_becomes_a_key_or_a_path(engi
     worker = WorkerRun(redis_url, "--burst", "--processes", "1", log_dir=tmp_path)
     assert worker.wait(60) == 0, worker.output()
     worker.stop()
-    outcomes = r.hgetall("symphony:outcomes:sec")
-    assert len(outcomes) == 4 and all(k.startswith("invalid-") for k in outcomes)
-    assert all("not a valid name" in json.loads(v)["error"] for v in outcomes.values())
+    assert r.hlen("symphony:outcomes:sec") == 0, "a planted message is no item of the session"
+    refused = [json.loads(e) for e in r.lrange("symphony:deadletter", 0, -1)]
+    assert len(refused) == 4 and all("has no live entry in session sec" in e["reason"] for e in refused), refused
     keys = set(r.scan_iter())
     assert not [k for k in keys if "evil" in k or "pwned" in k or k.count(":") > 4], keys
     assert not Path("/tmp/pwned").exists() and not list(tmp_path.rglob("*pwned*"))

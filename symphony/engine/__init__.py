@@ -33,7 +33,8 @@ from .initialize import InitializeResult, initialize_session
 from .repair import RepairPlan, RepairResult, StagePlan
 
 # --- how a task ends: outcome kinds, the retry policy, the outcome record, session states -----------
-from .outcomes import Decision, OutcomeKind, OutcomeRecord, SessionState, after_failure
+from .hosts import HostHealth
+from .outcomes import Decision, OutcomeKind, OutcomeRecord, SessionState, after_failure, run_here
 
 # --- the workers' side: leases, reports, reclaim, job key/values -----------------------------------
 from .jobstore import JobStore
@@ -82,7 +83,7 @@ __all__ = [
     # putting work in
     "EnqueueResult", "InitializeResult", "initialize_session", "RepairPlan", "RepairResult", "StagePlan",
     # how a task ends
-    "Decision", "OutcomeKind", "OutcomeRecord", "SessionState", "after_failure",
+    "Decision", "OutcomeKind", "OutcomeRecord", "SessionState", "after_failure", "run_here", "HostHealth",
     # the workers' side
     "JobStore", "Beat", "Claimed", "Finish", "Outcome", "StepResult", "WorkerLink", "Task", "ReclaimReport",
     "LostReport", "LogLine",

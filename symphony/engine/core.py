@@ -17,6 +17,8 @@ from .connection import connect, ping
 from .crypto import CryptoError, Sealer, task_aad
 from .durations import DurationHistogram, read_durations
 from .enqueue import EnqueueResult, ItemLike, enqueue
+from .hosts import HostHealth, quarantined_hosts, report_host
+from .hosts import HostHealth, quarantined_hosts, report_host
 from .jobstore import JobStore, last_job, origin_jobs
 from .keys import DEFAULT_KEYS, Keys
 from .lease import Finish, WorkerLink
@@ -110,11 +112,11 @@ class Engine:
         if self.sealer is None:
             if task.sealed is not None:
                 raise CryptoError("the task's data is encrypted but this process has no key "
-                                  "(set SYMPHONY_KEY or SYMPHONY_KEY_FILE, or --encryption-key-file)")
+                                  "(set SYMPHONY_KEY or SYMPHONY_KEY_FILE, or --encryption-key-file)", this_process=True)
             return dict(task.meta or {})
         if task.sealed is None:
             raise CryptoError("the task's data is not encrypted, but this process has a key and accepts only "
-                              "encrypted task data")
+                              "encrypted task data", this_process=True)
         meta = self.sealer.open_json(task.sealed, task_aad(task.session, task.item))
         if not isinstance(meta, dict):
             raise CryptoError("the decrypted task data is not an object")
@@ -145,14 +147,26 @@ class Engine:
     def worker_link(self, worker_id: str, roles: Iterable[str] = (), *, idle_wait_s: float = 2.0) -> WorkerLink:
         return WorkerLink(self.client, self.keys, worker_id, list(roles), idle_wait_s=idle_wait_s)
 
-    def reclaim_worker(self, worker_id: str, *, force: bool = False, reason: str = "its lease lapsed") -> ReclaimReport:
-        return reclaim_worker(self.client, self.keys, worker_id, self.records, force=force, reason=reason)
+    def reclaim_worker(self, worker_id: str, *, force: bool = False, reason: str = "its lease lapsed",
+                       stopped: bool = False) -> ReclaimReport:
+        return reclaim_worker(self.client, self.keys, worker_id, self.records, force=force, reason=reason,
+                              stopped=stopped)
 
     def reap(self, lapsed: Iterable[str] | None = None, lock_ttl_s: float = 10.0) -> list[ReclaimReport]:
         """Reclaim the tasks of workers whose lease lapsed (any process may call this)."""
         if lapsed is None:
             lapsed, _, _ = lapsed_workers(self.client, self.keys)
         return reap(self.client, self.keys, self.records, list(lapsed), lock_ttl_s)
+
+    def report_host(self, host: str, stage: str, *, failed: int = 0, completed: int = 0,
+                    peers: bool = True) -> HostHealth:
+        """Record a host's failed attempts and completions at ``stage``; its streak, quarantine and
+        (``peers``, always after failures) how many other hosts are healthy at that stage."""
+        return report_host(self.client, self.keys, host, stage, failed, completed, peers=peers)
+
+    def quarantined_hosts(self) -> dict[str, int]:
+        """Hosts set aside now (their attempts kept failing while others completed): host -> until (server ms)."""
+        return quarantined_hosts(self.client, self.keys)
 
     def why_lost(self, worker_id: str, finish: Finish, *, resent: bool = False) -> LostReport:
         """Why ``finish`` came back ``lost``: its lease was reclaimed, an earlier attempt of the

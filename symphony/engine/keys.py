@@ -140,6 +140,21 @@ class Keys:
         """LIST of undecodable messages found in flight (trimmed)."""
         return f"{self.ns}:deadletter"
 
+    # --- hosts that fail everything (symphony/engine/hosts.py; the policy: engine/outcomes.py) -----
+    def host_fails(self, host: str) -> str:
+        """STRING: failed attempts on ``host`` since its last completion (PX 10 minutes)."""
+        return f"{self.ns}:hosts:fails:{host}"
+
+    @property
+    def host_rates(self) -> str:
+        """HASH "host|stage" -> "completions,failures,at ms": recent outcomes, decaying over a minute."""
+        return f"{self.ns}:hosts:rates"
+
+    @property
+    def hosts_quarantined(self) -> str:
+        """ZSET host -> server ms its quarantine ends (ended ones removed by every write)."""
+        return f"{self.ns}:hosts:quarantined"
+
     # --- metrics (symphony/engine/metrics.py; docs/keys.md) -------------------------------------------
     def metric_series(self, source: str, scope: str, part: str = "") -> str:
         """ZSET time series of one scope (a pool's hosts, a scale set), score: sample time in ms,

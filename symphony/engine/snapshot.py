@@ -52,6 +52,7 @@ class QueueStatus:
     failures: int = 0
     timeouts: int = 0
     cancellations: int = 0
+    dead_lettered: int = 0  # messages found in this queue that were no task (symphony:deadletter)
 
     @property
     def name(self) -> str:
@@ -130,7 +131,7 @@ class WorkerStatus:
     pid: int
     pool: str
     roles: tuple[str, ...]
-    state: str  # busy | idle | stopping | stale | dead
+    state: str  # busy | idle | stopping | quarantined (its host is set aside) | stale | dead
     current: str  # "stage:item@session" or ""
     current_age_s: float | None
     heartbeat_age_s: float | None
@@ -393,7 +394,8 @@ def _queue_status(summary: SessionSummary, index: int, stage: str, queued: int, 
                        pool=pools[index] if index < len(pools) else "", completions=completions,
                        failures=get("failed", 0) + get("cleared_failed", 0),
                        timeouts=get("timed_out", 0) + get("cleared_timed_out", 0),
-                       cancellations=get("cancelled", 0) + get("cleared_cancelled", 0))
+                       cancellations=get("cancelled", 0) + get("cleared_cancelled", 0),
+                       dead_lettered=get("deadletter", 0))
 
 
 def _sessions_from(summaries: list[SessionSummary], second: list[Any]

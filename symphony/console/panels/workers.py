@@ -14,6 +14,7 @@ STATE_STYLE = {
     "busy": "bold green",
     "idle": "",
     "stopping": "yellow",
+    "quarantined": "bold magenta",
     "stale": "bold yellow",
     "dead": "bold white on red",
 }
@@ -21,8 +22,9 @@ STATE_STYLE = {
 STATE_WORDS = {
     "stale": "STALE (late beat)",
     "dead": "DEAD (lease lapsed)",
+    "quarantined": "SET ASIDE (host fails every task)",
 }
-STATE_ORDER = {"dead": 0, "stale": 1, "stopping": 2, "busy": 3, "idle": 4}
+STATE_ORDER = {"dead": 0, "stale": 1, "quarantined": 2, "stopping": 3, "busy": 4, "idle": 5}
 MAX_ROWS = 500  # the first ones: the dead and stale, then by pool, host and id
 
 

@@ -94,3 +94,21 @@ local function record_outcome(outcomes, item, state, stage, err, stderr, attempt
   redis.call('HSET', outcomes, item, cjson.encode({state = state, stage = stage, error = err or '',
     stderr = stderr or '', attempts = tonumber(attempts) or 0, worker = worker or '', at = at, task = task or ''}))
 end
+
+-- Set a message that is no task aside in the dead-letter list (a LIST, newest first, trimmed to
+-- DEADLETTER_MAX entries; engine/reclaim.py uses the same bound): one JSON entry with why, where
+-- it was found and when (server ms). It is never run and never counted as an item's outcome.
+-- The message is kept as printable text: its first 2,000 bytes, every byte above 127 (of the
+-- message and the reason) written \xNN, so the entry is valid UTF-8 whatever was planted.
+local DEADLETTER_MAX = 1000
+local function printable(text)
+  local shown = string.gsub(string.sub(text, 1, 2000), '[\128-\255]', function(c)
+    return string.format('\\x%02x', string.byte(c)) end)
+  if #text > 2000 then shown = shown .. '... (' .. #text .. ' bytes)' end
+  return shown
+end
+local function dead_letter(key, at, stage, session, worker, reason, message)
+  redis.call('LPUSH', key, cjson.encode({at = at, stage = stage, session = session, worker = worker or '',
+    reason = printable(reason), message = printable(message)}))
+  redis.call('LTRIM', key, 0, DEADLETTER_MAX - 1)
+end

@@ -9,7 +9,8 @@
 -- KEYS[6] session  KEYS[7] results stream  KEYS[8] target (next queue | delayed set | own queue)
 -- KEYS[9] ready(target role)  KEYS[10] bell(target role)  KEYS[11] done bitmap of this stage
 -- KEYS[12] durations histogram of this stage
--- ARGV[1] outcome: done|retry|handback|failed|timed_out|cancelled  ARGV[2] stage  ARGV[3] session
+-- ARGV[1] outcome: done|retry|handback|failed|timed_out|cancelled|deadletter (KEYS[8]: the
+--   dead-letter list; the message to push: the message as printable text, the error: why)  ARGV[2] stage  ARGV[3] session
 -- ARGV[4] next stage ('' = last stage)  ARGV[5] results maxlen  ARGV[6] bell max  ARGV[7] worker id
 -- ARGV[8..] 10 values per task: message, item, message to push to the target, retry delay ms,
 --   ordinal ('' when the message has none), duration ms, attempts made, short error (one line),
@@ -26,7 +27,7 @@ local meta = redis.call('HMGET', KEYS[6], 'state', 'items')
 local active = meta[1] ~= 'cancelled'
 local items = tonumber(meta[2] or '0') or 0
 local out = {}
-local held, completed, done, retried, handed = 0, 0, 0, 0, 0
+local held, completed, done, retried, handed, dead = 0, 0, 0, 0, 0, 0
 local pushed = {}
 -- Completed tasks' durations go into the stage's histogram: a count per bucket (its upper bound
 -- in ms) and their sum, moved once per call like the counters. The bounds are defined here only;
@@ -96,6 +97,11 @@ for i = 8, #ARGV, 10 do
       redis.call('ZADD', KEYS[9], 'LT', ms_to_us(due), session)
       retried = retried + 1
       out[#out + 1] = 'retry'
+    elseif outcome == 'deadletter' then
+      -- not a task message: set aside with its reason; no item of the session is touched
+      dead_letter(KEYS[8], now, stage, session, worker, ARGV[i + 8], push)
+      dead = dead + 1
+      out[#out + 1] = 'deadletter'
     elseif outcome == 'handback' then
       redis.call('LPUSH', KEYS[8], push)
       handed = handed + 1
@@ -119,6 +125,7 @@ if completed > 0 then
   redis.call('HINCRBY', KEYS[12], 'sum_ms', duration_sum)
 end
 if done > 0 then redis.call('HINCRBY', KEYS[3], stage .. '|done', done) end
+if dead > 0 then redis.call('HINCRBY', KEYS[3], stage .. '|deadletter', dead) end
 if #pushed > 0 then
   redis.call('RPUSH', KEYS[8], unpack(pushed))
   redis.call('HINCRBY', KEYS[3], nxt .. '|enqueued', #pushed)
