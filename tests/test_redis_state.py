@@ -138,6 +138,9 @@ def test_status_and_its_json_say_workers_refuse_an_evicting_policy(private):
 
 # --- out of memory (noeviction at its limit) --------------------------------------------------------
 
+ITEMS_OOM = 100
+
+
 def oom_errors(c: redis.Redis) -> int:
     return int(c.info("errorstats").get("errorstat_OOM", {}).get("count", 0))
 
@@ -146,10 +149,11 @@ def oom_errors(c: redis.Redis) -> int:
 def test_out_of_memory_is_said_once_in_words_and_nothing_is_lost(private, tmp_path):
     server = private("--maxmemory-policy", "noeviction")
     c = client(server.url)
-    init(server.url, session_file(tmp_path, [f"i{n}" for n in range(40)], params={"seconds": 0.05}))
+    init(server.url, session_file(tmp_path, [f"i{n}" for n in range(ITEMS_OOM)], params={"seconds": 0.1}))
     worker = WorkerRun(server.url, "--processes", "2", log_dir=tmp_path)
     wait_until(lambda: stats(c).get("st0|done", 0) >= 3, message="some tasks done")
     c.config_set("maxmemory", "1")  # every write is refused from now on
+    assert stats(c)["st0|done"] < ITEMS_OOM - 10, "the session must still be running"
     wait_until(lambda: oom_errors(c) >= 12, timeout=60, message="the workers to try again and again")
     out = symphony(server.url, "status")
     assert out.returncode == 3 and "Redis is out of memory" in out.stderr, out.stdout + out.stderr
@@ -158,10 +162,11 @@ def test_out_of_memory_is_said_once_in_words_and_nothing_is_lost(private, tmp_pa
     assert 1 <= len(said) <= 2 and "nothing is lost" in said[0], log  # once per worker process
     assert "Traceback" not in log and "Redis unavailable" not in log and "is back after" not in log, log
     c.config_set("maxmemory", "0")
-    wait_until(lambda: stats(c).get("st0|done", 0) == 40, timeout=60, message="every item done after the memory came back")
+    wait_until(lambda: stats(c).get("st0|done", 0) == ITEMS_OOM, timeout=90,
+               message="every item done after the memory came back")
     wait_until(lambda: "accepts writes again" in worker.output(), message="the worker to say it resumed")
     counts = stats(c)
-    assert counts["st0|running"] == 0 and counts["st0|completed"] == 40 and c.hlen("symphony:live:s1") == 0
+    assert counts["st0|running"] == 0 and counts["st0|completed"] == ITEMS_OOM and c.hlen("symphony:live:s1") == 0
 
 
 def test_the_console_header_says_out_of_memory_and_the_eta_stalls(private, tmp_path):

@@ -21,6 +21,7 @@ from symphony.engine import (Backoff, Claimed, Engine, Finish, OutcomeKind, Step
 from . import logs
 from .dispatch import Dispatcher, tally_key
 from .health import HostState
+from .memory import MemoryNotice
 from .options import WorkerOptions
 from .stopping import Stopping
 
@@ -50,7 +51,7 @@ class GaveUp(Exception):
 class TaskLoop:
     def __init__(self, engine: Engine, link: WorkerLink, options: WorkerOptions, stopping: Stopping,
                  dispatcher: Dispatcher, *, roles_stale: threading.Event | None = None,
-                 host: HostState | None = None):
+                 host: HostState | None = None, memory: MemoryNotice | None = None):
         self.engine, self.link, self.options = engine, link, options
         self.host = host  # this host's health: no claims while it is set aside
         self.stopping, self.dispatcher = stopping, dispatcher
@@ -64,7 +65,7 @@ class TaskLoop:
         self._resending = False  # the reports being sent are a retry after a failed attempt
         self._avg_s: float | None = None  # running average of task durations (decides prefetch)
         self._down_since: float | None = None
-        self._full_since: float | None = None  # Redis refuses writes for lack of memory since then
+        self.memory = memory or MemoryNotice(engine)  # Redis out of memory: said once (shared with the heart)
         self._policy_due = 0.0  # when to look at Redis' maxmemory-policy again (monotonic)
         self.refused: str | None = None  # why this worker stopped claiming: an evicting policy
 
@@ -158,7 +159,6 @@ class TaskLoop:
         try:
             if claim and (self.roles_stale.is_set() or not self._roles_loaded):
                 self._refresh_roles()
-            wrote = bool(self.pending) or (claim and self.link.hint is not None)
             result = self.link.step(self.pending, claim=claim, want=want)
         except GaveUp:
             raise
@@ -172,7 +172,7 @@ class TaskLoop:
             self._resending = bool(self.pending)
             self.backoff.sleep(self.stopping.stop_event if not self.pending else None)
             return None
-        self._reported(result, wrote=wrote)
+        self._reported(result)
         self.backoff.reset()
         self._check_policy()
         return result
@@ -202,11 +202,9 @@ class TaskLoop:
             return
         self._reported(result)
 
-    def _reported(self, result: StepResult, *, wrote: bool = True) -> None:
+    def _reported(self, result: StepResult) -> None:
         """Redis has the pending reports: count them, say why any found its task gone."""
         self._connected()
-        if wrote:
-            self._writable()
         reports, self.pending = self.pending, []
         resent, self._resending = self._resending, False
         failed: Counter[str] = Counter()
@@ -269,25 +267,9 @@ class TaskLoop:
             self._down_since = None
             self._policy_due = 0.0  # another server may be answering now: look at its policy again
 
-    # --- Redis out of memory (noeviction at its limit) ----------------------------------------------
+    # --- Redis out of memory (noeviction at its limit): workers/memory.py ------------------------------
     def _out_of_memory(self, exc: BaseException) -> None:
-        """Said once: Redis answers but refuses every write; the reports are kept and sent again."""
-        if self._full_since is not None:
-            return
-        self._full_since = time.monotonic()
-        try:
-            settings = self.engine.server_info().settings
-        except Exception:  # noqa: BLE001
-            settings = "memory settings unknown"
-        log.error("Redis is out of memory (%s): it refuses writes, so this worker can neither claim nor report "
-                  "tasks; it keeps its %d report(s) and tries again with backoff, nothing is lost. Free memory: "
-                  "raise maxmemory, or 'symphony purge' a finished session", settings, len(self.pending))
-
-    def _writable(self) -> None:
-        if self._full_since is not None:
-            log.warning("Redis accepts writes again after %.0fs out of memory; resuming",
-                        time.monotonic() - self._full_since)
-            self._full_since = None
+        self.memory.refused(len(self.pending))
 
     def _disconnected(self, exc: BaseException) -> None:
         now = time.monotonic()

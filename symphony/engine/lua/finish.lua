@@ -59,11 +59,11 @@ end
 -- While the session's definition is missing (Redis lost it; repair registers it again) its item
 -- count is unknown: ordinals below LOST_BOUND still count, so no completion goes uncounted.
 local LOST_BOUND = 16777216  -- 2 MB of bitmap at most
-local bound = meta[1] and items or LOST_BOUND
+local ordinal_bound = meta[1] and items or LOST_BOUND
 local function first_completion(ordinal)
   if ordinal == '' then return 1 end
   local o = tonumber(ordinal)
-  if not o or o < 0 or o >= bound or o ~= math.floor(o) then return 0 end
+  if not o or o < 0 or o >= ordinal_bound or o ~= math.floor(o) then return 0 end
   return 1 - redis.call('SETBIT', KEYS[11], o, 1)
 end
 
