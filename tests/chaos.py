@@ -613,6 +613,7 @@ def broken_host(workdir: Path, *, items: int = 120, processes: int = 2, broken_p
         figures.details.update(charged=charged, uncharged=uncharged, quarantines=len(quarantines))
         figures.notes.append(f"broken host charged {charged} attempt(s) before it was set aside, {uncharged} "
                              f"uncharged after; {len(quarantines)} quarantine(s)")
+    return figures
 
 
 def _repair(workdir: Path, url: str) -> dict:
@@ -633,8 +634,8 @@ def eviction(workdir: Path, *, items: int = 120, processes: int = 3, policy: str
     run while ballast keys push Redis over its maxmemory until it has evicted at least
     ``evictions`` keys, ``symphony_keys`` of them Symphony's (of those that existed before: with
     ``*-random`` any of them, the queues, in-flight lists, session, counters, worker
-    descriptions; with ``volatile-*`` those with a TTL). Then the pressure stops (the ballast goes) and the operator runs
-    ``symphony repair``, as often as it still finds something to heal (at most 5 times). Every
+    descriptions; with ``volatile-*`` those with a TTL). Then the pressure stops (the ballast goes)
+    and the operator runs ``symphony repair``, as often as it still finds something to heal (at most 5 times). Every
     item must end with its final output, and each stage done once per item; duplicates are
     explained by the loss (any execution that began before the last repair). Recovery: from the
     last repair to every final output on disk."""

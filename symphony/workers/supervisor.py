@@ -175,25 +175,10 @@ class Supervisor:
 
     def _child_ended(self, slot: Slot, pid: int | None, code: int | None) -> None:
         clean = code in (EXIT_OK, EXIT_GAVE_UP, EXIT_DRAINED, EXIT_REFUSED)
-        stopped = (not clean and code is not None and code < 0 and self.stop_event.is_set()
-                   and _signal_name(-code) in ("SIGTERM", "SIGINT"))
-        if stopped:
-            # the stop signal reached it before it could stop on its own (it was starting): not a loss
-            reason = f"process {pid} ended by {_signal_name(-code)} while the workers were stopping"
-            log.info("worker %s stopped (%s)", slot.worker_id, reason)
-            self.to_reclaim.append((slot.worker_id, reason))
-        elif not clean:
-            # it crashed (or was killed): its tasks go back now, not when its lease lapses
-            reason = f"process {pid} exited with code {code}" if code is None or code >= 0 else \
-                f"process {pid} was killed by {_signal_name(-code)}"
-            log.warning("worker %s died (%s)", slot.worker_id, reason)
-            self.to_reclaim.append((slot.worker_id, reason))
-        elif code == EXIT_REFUSED:  # Redis' policy changed to one that evicts: every worker stops
-            if not self.refused:
-                log.error("worker %s stopped: Redis' maxmemory-policy can delete Symphony's keys (its log says "
-                          "which and what to set); stopping every worker, not restarting them", slot.worker_id)
-            self.refused = True
-            self.stop_event.set()
+        if not clean:
+            self._ended_unclean(slot, pid, code)
+        elif code == EXIT_REFUSED:
+            self._refused(slot)
         elif code == EXIT_GAVE_UP:
             self.gave_up = True
             self.to_reclaim.append((slot.worker_id, f"process {pid} gave up waiting for Redis"))
@@ -210,6 +195,28 @@ class Supervisor:
             log.warning("worker slot %d keeps crashing (%d times in %.0fs); restarting in %.0fs",
                         slot.index, len(slot.crashes), CRASH_WINDOW_S, delay)
         slot.restart_at = now + delay
+
+    def _ended_unclean(self, slot: Slot, pid: int | None, code: int | None) -> None:
+        """A child that did not exit on its own: its tasks go back now, not when its lease lapses."""
+        stopped = (code is not None and code < 0 and self.stop_event.is_set()
+                   and _signal_name(-code) in ("SIGTERM", "SIGINT"))
+        if stopped:
+            # the stop signal reached it before it could stop on its own (it was starting): not a loss
+            reason = f"process {pid} ended by {_signal_name(-code)} while the workers were stopping"
+            log.info("worker %s stopped (%s)", slot.worker_id, reason)
+        else:  # it crashed (or was killed)
+            reason = f"process {pid} exited with code {code}" if code is None or code >= 0 else \
+                f"process {pid} was killed by {_signal_name(-code)}"
+            log.warning("worker %s died (%s)", slot.worker_id, reason)
+        self.to_reclaim.append((slot.worker_id, reason))
+
+    def _refused(self, slot: Slot) -> None:
+        """Redis' policy changed to one that evicts Symphony's keys: every worker stops, none restarts."""
+        if not self.refused:
+            log.error("worker %s stopped: Redis' maxmemory-policy can delete Symphony's keys (its log says "
+                      "which and what to set); stopping every worker, not restarting them", slot.worker_id)
+        self.refused = True
+        self.stop_event.set()
 
     def _restart_due(self) -> None:
         if self.stop_event.is_set():
