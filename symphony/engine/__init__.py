@@ -47,6 +47,7 @@ from .worklog import LogLine
 # --- the operator's verbs ---------------------------------------------------------------------------
 from .control import CANCEL_EFFECT, CancelResult, PurgeResult, QueueInfo, RetryResult, SessionDetail
 from .drain import Drain
+from .steering import PAUSE_EFFECT, StageControl, Steering
 from .definition import Change, Comparison, compare_definitions
 from .registry import SessionSummary
 
@@ -89,7 +90,7 @@ __all__ = [
     "LostReport", "LogLine",
     # the operator's verbs
     "CancelResult", "PurgeResult", "QueueInfo", "RetryResult", "SessionDetail", "SessionSummary",
-    "CANCEL_EFFECT", "Drain", "Change", "Comparison", "compare_definitions",
+    "CANCEL_EFFECT", "PAUSE_EFFECT", "Drain", "StageControl", "Steering", "Change", "Comparison", "compare_definitions",
     # the status snapshot
     "Event", "QueueStatus", "SessionStatus", "Snapshot", "WorkerStatus", "DurationHistogram",
     # machine metrics

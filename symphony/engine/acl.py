@@ -74,7 +74,8 @@ def worker_key_patterns(stages: Iterable[str], keys: Keys = DEFAULT_KEYS) -> tup
         "origin:*",  # the jobs that wrote key/values from each SLURM job
         "log:*",  # each worker process's recent log lines
         "hosts:*",  # hosts' failure streaks, recent outcomes and quarantines
-        "drain")]  # a worker that exits drained removes its own entry
+        "drain",  # a worker that exits drained removes its own entry
+        "control:*")]  # a stage's running tasks and token bucket, counted by claim, finish and reclaim
     read = [keys.sessions, keys.pools]
     return queue_patterns(stages, keys) + write, read
 

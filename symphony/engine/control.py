@@ -196,11 +196,13 @@ def purge_session(engine: Any, session: str, *, job_keys: bool = False, force: b
     with client.pipeline(transaction=True) as pipe:
         pipe.delete(*names)
         pipe.hdel(keys.sessions, session)
+        pipe.hdel(keys.steering, session)
         for stage in stages:
             pipe.zrem(keys.ready(stage), session)
         pipe.incr(keys.epoch)
         if inflight:  # tasks still running for it: their late reports must change nothing (unclaim.lua)
-            scripts().unclaim.queue(pipe, inflight, (session,))
+            scripts().unclaim.queue(pipe, (*inflight, *(keys.control(s) for s in stages)),
+                                    (session, len(inflight), *stages))
         deleted = pipe.execute()[0]
     _recompute_pools(engine)
     add_event(client, keys, "purge", f"session {session} purged" + (" with its jobs' key/values" if job_keys else ""),

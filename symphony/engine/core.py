@@ -264,6 +264,50 @@ class Engine:
 
         return read_job(self.client, self.keys, session, job_id)
 
+    # --- steering (symphony/engine/steering.py): pause, priority, limits, rate ---------------------
+    def pause(self, session: str, stage: str | None = None, *, by: str | None = None):
+        """No new claims of ``session`` (or of one stage of it); tasks in flight finish. Atomic."""
+        from .steering import pause
+
+        return pause(self.client, self.keys, session, stage, by=by)
+
+    def resume(self, session: str, stage: str | None = None, *, by: str | None = None):
+        """Undo a pause (the whole session and every paused stage, or one stage)."""
+        from .steering import resume
+
+        return resume(self.client, self.keys, session, stage, by=by)
+
+    def set_priority(self, session: str, priority: int, *, by: str | None = None):
+        """0 (default) .. 1000: workers take the highest-priority ready session first."""
+        from .steering import set_priority
+
+        return set_priority(self.client, self.keys, session, priority, by=by)
+
+    def set_session_limit(self, session: str, stage: str, limit: int | None, *, by: str | None = None):
+        """The session's own cap on its running tasks of ``stage`` (None: none of its own)."""
+        from .steering import set_session_limit
+
+        return set_session_limit(self.client, self.keys, session, stage, limit, by=by)
+
+    def set_stage_limits(self, stage: str, **limits):
+        """Live fleet-wide limits of a stage: ``max_running=N|None``, ``rate="120/min"|None``
+        (None: back to what the pipeline declares)."""
+        from .steering import set_stage_limits
+
+        return set_stage_limits(self.client, self.keys, stage, **limits)
+
+    def stage_control(self, stages: Iterable[str]):
+        """Each stage's limits and its running tasks over the fleet (:class:`StageControl`)."""
+        from .steering import stage_control
+
+        return stage_control(self.client, self.keys, stages)
+
+    def steering(self, session: str):
+        """How ``session`` is steered (:class:`Steering`): paused, priority, its own caps."""
+        from .steering import steering
+
+        return steering(self.client, self.keys, session)
+
     # --- drain (symphony/engine/drain.py) ----------------------------------------------------------
     def drain(self, worker: str | None = None, host: str | None = None, pool: str | None = None, *,
               now: bool = False, idle: bool = False, by: str | None = None):

@@ -205,7 +205,7 @@ def heal(client: redis.Redis, keys: Keys, where: Whereabouts, stages: Sequence[s
         key_list = [keys.live(session), keys.stats(session), keys.workers, keys.outcomes(session),
                     *where.inflight_keys, *(keys.delayed(s, session) for s in stages),
                     *(keys.queue(s, session) for s in stages), *(keys.ready(s) for s in stages),
-                    *(keys.bell(s) for s in stages)]
+                    *(keys.bell(s) for s in stages), *(keys.control(s) for s in stages)]
         reply = scripts().heal(client, key_list, [session, len(where.workers), len(stages), lease_ms, BELL_MAX,
                                                   *where.workers, *stages, *records])
         if reply and reply[0] != AGAIN:

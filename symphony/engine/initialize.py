@@ -10,6 +10,7 @@ from .core import Engine
 from .enqueue import EnqueueResult
 from .control import resume_cancelled
 from .progress import done_bits, item_ordinals
+from .steering import declare
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ def initialize_session(engine: Engine, spec: SessionSpec, *, resume: bool = Fals
     last stage are not enqueued again either: a complete session stays complete."""
     record = spec.record()
     registration = engine.register_session(record, items=len(spec.items), resume=resume, adopt_queues=adopt_queues)
+    declare(engine.client, engine.keys, spec)  # limits, rate, priority: in force before the first claim
     first = spec.pipeline.stages[0].name
     resumed = 0
     if registration != "new":

@@ -32,6 +32,19 @@ class Keys:
         """LIST of wake-up tokens idle workers of ``role`` block on (trimmed to a few tokens)."""
         return f"{self.ns}:bell:{role}"
 
+    def control(self, stage: str) -> str:
+        """HASH of a stage's fleet-wide limits (docs/control.md): ``max_running`` (the operator's) and
+        ``max_running_declared`` (the pipeline's), ``running`` (its tasks in flight, counted by the
+        claim, released by finish and reclaim), ``rate`` / ``rate_declared`` (``n/ms``), and the
+        token bucket's ``tokens`` and ``at``."""
+        return f"{self.ns}:control:{stage}"
+
+    @property
+    def steering(self) -> str:
+        """HASH session -> JSON (paused, paused_stages, priority, max_running): how each steered
+        session is steered, for the status (the claim reads the session's own hash)."""
+        return f"{self.ns}:steering"
+
     # --- sessions --------------------------------------------------------------------------
     @property
     def sessions(self) -> str:

@@ -123,7 +123,8 @@ class WorkerLink:
             target, ready, bell = k.deadletter, k.ready(stage), k.bell(stage)
         else:  # handback: its own queue; otherwise unused, but still real keys of this session's stage
             target, ready, bell = k.queue(stage, session), k.ready(stage), k.bell(stage)
-        keys = (*self._session_keys(session), target, ready, bell, k.done(session, stage), k.durations(stage))
+        keys = (*self._session_keys(session), target, ready, bell, k.done(session, stage), k.durations(stage),
+                k.control(stage))
         args: list[Any] = [kind, stage, session, next_stage, self.results_maxlen, BELL_MAX, self.worker_id]
         stops = kind in STOPPED
         for fin in group:
@@ -190,7 +191,8 @@ class WorkerLink:
             k = self.keys
             keys = (k.inflight(self.worker_id), k.worker(self.worker_id), k.queue(role, session),
                     k.delayed(role, session), k.ready(role), k.stats(session), k.session(session), k.bell(role),
-                    k.live(session), k.deadletter, *(k.ready(r) for r in roles))
+                    k.live(session), k.deadletter, k.control(role), *(k.ready(r) for r in roles),
+                    *(k.control(r) for r in roles))
             if len(self._cache) > 4096:
                 self._cache.clear()
             self._cache[cache_key] = keys
@@ -198,7 +200,8 @@ class WorkerLink:
 
     def _hints_call(self, pipe) -> Queued:
         roles = list(self.roles)
-        return self._lua.hints.queue(pipe, [self.keys.ready(r) for r in roles], roles)
+        k = self.keys
+        return self._lua.hints.queue(pipe, [*(k.ready(r) for r in roles), *(k.control(r) for r in roles)], roles)
 
     def step(self, finish: Finish | Sequence[Finish] | None = None, *, claim: bool = True,
              want: int = 1) -> StepResult:

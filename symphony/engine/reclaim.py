@@ -82,7 +82,8 @@ def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: Rec
         failure = f"worker {worker_id} was lost during attempt {attempts} of {max_attempts} ({reason})"
         result = lua.reclaim(client, (k.workers, inflight, k.queue(task.stage, task.session), k.ready(task.stage),
                                       k.bell(task.stage), k.stats(task.session), k.live(task.session),
-                                      k.outcomes(task.session), k.results, k.session(task.session), k.grace, k.clock),
+                                      k.outcomes(task.session), k.results, k.session(task.session), k.grace, k.clock,
+                                      k.control(task.stage)),
                              (worker_id, raw, task.next_attempt().encode() if charged else raw, task.stage,
                               task.session, task.item,
                               "1" if last else "0", attempts, failure, RESULTS_MAXLEN, BELL_MAX, "1" if force else "0"))[0]

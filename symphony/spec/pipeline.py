@@ -36,6 +36,7 @@ from .fields import (INVALID, Context, Field, Invalid, flag, is_target, mapping,
                      targets, text, valid)
 from .limits import LIMITS, Limits
 from .problems import SpecError
+from .rates import MAX_LIMIT, parse_rate
 from .yamlfile import Locator, load_yaml
 
 OUTPUT_FIELDS = frozenset({"root", "session", "stage", "item"})
@@ -76,6 +77,8 @@ class Stage:
     retry_timeouts: bool = False
     params: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     description: str = ""
+    max_running: int | None = None  # never more of this stage's tasks running at once, fleet-wide
+    rate: str | None = None  # e.g. "120/min": a token bucket in the claim (docs/control.md)
 
     def backoff(self, attempts_made: int) -> float:
         """Seconds to wait before the next attempt, after ``attempts_made`` failures."""
@@ -110,6 +113,10 @@ class Stage:
             data["output"] = self.output
         if self.description:
             data["description"] = self.description
+        if self.max_running is not None:
+            data["max_running"] = self.max_running
+        if self.rate is not None:
+            data["rate"] = self.rate
         return data
 
 
@@ -209,6 +216,14 @@ def _output(value: Any, ctx: Context) -> str:
     return template
 
 
+def _rate(value: Any, ctx: Context) -> str:
+    try:
+        parse_rate(value)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    return value.strip()
+
+
 STAGE_FIELDS = (
     Field("name", role("stage name"), missing="missing the stage's name"),
     Field("aliases", roles("alias"), default=()),
@@ -224,6 +239,8 @@ STAGE_FIELDS = (
     Field("retry_timeouts", flag("retry_timeouts"), default=False),
     Field("params", mapping("params must be a mapping of names to values"), default={}),
     Field("description", text, default=""),
+    Field("max_running", number("max_running", 0, integer=True)),  # at most MAX_LIMIT: see _stage
+    Field("rate", _rate),
 )
 DEFAULT_FIELDS = tuple(f for f in STAGE_FIELDS if f.name in ("pool", "timeout", "max_attempts", "retry_backoff",
                                                             "retry_timeouts"))
@@ -302,13 +319,15 @@ def _stage(raw: Any, index: int, defaults: Mapping[str, Any], seen: dict[str, An
     if v is None:
         return None
     _labels(v, index, path, seen, ctx)
+    if isinstance(v["max_running"], int) and v["max_running"] > MAX_LIMIT:
+        ctx.report(path + ("max_running",), f"max_running must be at most {MAX_LIMIT:,}, not {v['max_running']}")
     handler = _handler(v, path, ctx)
     if handler is None or len(ctx.problems) != before or not valid(v):
         return None
     return Stage(name=v["name"], handler=handler, pool=v["pool"], aliases=v["aliases"], output=v["output"],
                  timeout=float(v["timeout"]), max_attempts=int(v["max_attempts"]),
                  retry_backoff=float(v["retry_backoff"]), retry_timeouts=v["retry_timeouts"], params=v["params"],
-                 description=v["description"])
+                 description=v["description"], max_running=v["max_running"], rate=v["rate"])
 
 
 def parse_pipeline(data: Any, loc: Locator) -> Pipeline:

@@ -8,7 +8,7 @@
 -- KEYS[1] inflight(worker)  KEYS[2] worker  KEYS[3] stats  KEYS[4] live  KEYS[5] outcomes
 -- KEYS[6] session  KEYS[7] results stream  KEYS[8] target (next queue | delayed set | own queue)
 -- KEYS[9] ready(target role)  KEYS[10] bell(target role)  KEYS[11] done bitmap of this stage
--- KEYS[12] durations histogram of this stage
+-- KEYS[12] durations histogram of this stage  KEYS[13] control(stage): its running tasks are released
 -- ARGV[1] outcome: done|retry|handback|failed|timed_out|cancelled|deadletter (KEYS[8]: the
 --   dead-letter list; the message to push: the message as printable text, the error: why)  ARGV[2] stage  ARGV[3] session
 -- ARGV[4] next stage ('' = last stage)  ARGV[5] results maxlen  ARGV[6] bell max  ARGV[7] worker id
@@ -20,7 +20,7 @@
 local now = now_ms()
 local outcome, stage, session, nxt = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local maxlen, bell_max, worker = ARGV[5], tonumber(ARGV[6]), ARGV[7]
-local meta = redis.call('HMGET', KEYS[6], 'state', 'items')
+local meta = redis.call('HMGET', KEYS[6], 'state', 'items', 'priority')
 -- only a cancelled session stops its tasks: one whose definition Redis lost (evicted, deleted) goes
 -- on (its next tasks wait in their queue, unclaimed, until repair registers it again); nobody
 -- cancelled it, so nothing is recorded cancelled
@@ -119,6 +119,7 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('HSET', KEYS[2], 'current', '', 'since', now, 'state', 'idle')
 end
 redis.call('HINCRBY', KEYS[3], stage .. '|running', -held)
+if redis.call('HINCRBY', KEYS[13], 'running', -held) < 0 then redis.call('HSET', KEYS[13], 'running', 0) end
 if completed > 0 then
   redis.call('HINCRBY', KEYS[3], stage .. '|completed', completed)
   for bound, n in pairs(buckets) do redis.call('HINCRBY', KEYS[12], bound, n) end
@@ -129,7 +130,7 @@ if dead > 0 then redis.call('HINCRBY', KEYS[3], stage .. '|deadletter', dead) en
 if #pushed > 0 then
   redis.call('RPUSH', KEYS[8], unpack(pushed))
   redis.call('HINCRBY', KEYS[3], nxt .. '|enqueued', #pushed)
-  redis.call('ZADD', KEYS[9], 'LT', now_us(), session)
+  redis.call('ZADD', KEYS[9], 'LT', prioritized(now_us(), meta[3]), session)
   ring(KEYS[10], #pushed, bell_max)
 end
 if retried > 0 then
@@ -137,7 +138,7 @@ if retried > 0 then
   redis.call('HINCRBY', KEYS[3], stage .. '|delayed', retried)
 end
 if handed > 0 then
-  redis.call('ZADD', KEYS[9], 'LT', now_us(), session)
+  redis.call('ZADD', KEYS[9], 'LT', prioritized(now_us(), meta[3]), session)
   ring(KEYS[10], handed, bell_max)
 end
 return out

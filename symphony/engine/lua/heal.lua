@@ -11,7 +11,9 @@
 -- KEYS[1] live  KEYS[2] stats  KEYS[3] workers  KEYS[4] outcomes
 -- KEYS[5 .. 4+n] the in-flight lists read (n = ARGV[2])
 -- KEYS[5+n .. 4+n+m] the stages' retry sets, KEYS[5+n+m .. 4+n+2m] their queues (m = ARGV[3]),
--- KEYS[5+n+2m .. 4+n+3m] their ready sets, KEYS[5+n+3m .. 4+n+4m] their bells
+-- KEYS[5+n+2m .. 4+n+3m] their ready sets, KEYS[5+n+3m .. 4+n+4m] their bells,
+-- KEYS[5+n+4m .. 4+n+5m] their control hashes (a stage's fleet-wide `running`, counted again from
+-- every in-flight list, every session's, when the hash exists)
 -- * a stage with queued or retrying tasks is named in its ready set again (workers find queues
 --   there) and its bell rung.
 -- * an in-flight list whose worker is not registered (the workers set vanished) gets a lease of
@@ -63,13 +65,20 @@ while i <= #ARGV do
     i = i + 5
   end
 end
+local fleet = {}
+for j = 1, m do fleet[stages[j]] = 0 end
 for k = 5, 4 + n do
   for _, msg in ipairs(redis.call('LRANGE', KEYS[k], 0, -1)) do
     local ok, task = pcall(cjson.decode, msg)
-    if ok and type(task) == 'table' and task.s == session and running[task.t] then
-      running[task.t] = running[task.t] + 1
+    if ok and type(task) == 'table' and fleet[task.t] then
+      fleet[task.t] = fleet[task.t] + 1
+      if task.s == session then running[task.t] = running[task.t] + 1 end
     end
   end
+end
+for j = 1, m do
+  local control = KEYS[4 + n + 4 * m + j]
+  if redis.call('EXISTS', control) == 1 then redis.call('HSET', control, 'running', fleet[stages[j]]) end
 end
 local stopped = {}
 for j = 1, m do
