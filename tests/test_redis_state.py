@@ -502,3 +502,17 @@ def test_initialize_and_repair_warn_about_an_evicting_policy(private, tmp_path):
         out = symphony(server.url, *verb)
         assert out.returncode == 0, out.stdout + out.stderr
         assert "symphony: warning: maxmemory-policy is allkeys-lru" in out.stderr
+
+
+def test_purge_releases_the_fleet_wide_running_count_of_the_tasks_it_takes_out(redis_url, r, engine, tmp_path):
+    path = session_file(tmp_path, ITEMS, stages=2)
+    initialize_session(engine, load_session(path))
+    assert symphony(redis_url, "limit", "st0", "5").returncode == 0
+    link = engine.worker_link("w1", ["st0"])
+    claimed = None
+    for _ in range(5):
+        claimed = claimed or link.step().claimed
+    assert int(r.hget("symphony:control:st0", "running")) == 1
+    assert symphony(redis_url, "purge", "s1", "--force", "--yes").returncode == 0
+    assert int(r.hget("symphony:control:st0", "running")) == 0  # its report will find it gone
+    assert finish(link, claimed, tmp_path) == "lost" and int(r.hget("symphony:control:st0", "running")) == 0
