@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
 
 from tests import chaos  # noqa: E402
 
-SCENARIOS = ("kills", "restart", "network", "poison", "hostile", "broken", "flush")
+SCENARIOS = ("kills", "restart", "network", "poison", "hostile", "broken", "flush", "eviction", "oom")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +66,19 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "broken":
                 figures = chaos.broken_host(workdir, items=items or 120, processes=max(1, args.processes // 2),
                                             broken_processes=max(1, args.processes // 2))
+            elif name == "eviction":  # both policies that evict: any key, and keys with a TTL
+                figures = chaos.eviction(workdir, items=items or 120, processes=args.processes, policy="allkeys-random")
+                print(figures.line(), flush=True)
+                failures += 1 if (figures.lost or figures.untraced) else 0
+                if args.json:
+                    with open(args.json, "a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(figures.to_dict()) + "\n")
+                volatile_dir = workdir / "volatile"
+                volatile_dir.mkdir()
+                figures = chaos.eviction(volatile_dir, items=items or 120, processes=args.processes,
+                                         policy="volatile-random")
+            elif name == "oom":
+                figures = chaos.out_of_memory(workdir, items=items or 120, processes=args.processes)
             else:  # both ways of losing everything: FLUSHALL, and a restart without the AOF
                 figures = chaos.redis_flush(workdir, items=items or 120, processes=args.processes, mode="flushall")
                 print(figures.line(), flush=True)

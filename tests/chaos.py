@@ -614,3 +614,133 @@ def broken_host(workdir: Path, *, items: int = 120, processes: int = 2, broken_p
         figures.notes.append(f"broken host charged {charged} attempt(s) before it was set aside, {uncharged} "
                              f"uncharged after; {len(quarantines)} quarantine(s)")
     return figures
+
+
+def _repair(workdir: Path, url: str) -> dict:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "symphony.console.commands", "repair", SESSION, "--tasks", str(workdir),
+                          "--json"], env=worker_env(url), capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise AssertionError(f"repair failed: {out.stdout}{out.stderr}")
+    return json.loads(out.stdout)
+
+
+def eviction(workdir: Path, *, items: int = 120, processes: int = 3, policy: str = "allkeys-lru",
+             seconds: float = 0.03, evictions: int = 40, symphony_keys: int = 3) -> Figures:
+    """Redis runs with an evicting ``policy``. Workers refuse to start under it (exit 3, one line
+    saying which policy and to set noeviction); started again with ``--accept-eviction``, they
+    run while ballast keys push Redis over its maxmemory until it has evicted at least
+    ``evictions`` keys, ``symphony_keys`` of them Symphony's (of those that existed before: with
+    ``*-random`` any of them, the queues, in-flight lists, session, counters, worker
+    descriptions; with ``volatile-*`` those with a TTL). Then the pressure stops (the ballast goes)
+    and the operator runs ``symphony repair``, as often as it still finds something to heal (at most 5 times). Every
+    item must end with its final output, and each stage done once per item; duplicates are
+    explained by the loss (any execution that began before the last repair). Recovery: from the
+    last repair to every final output on disk."""
+    figures = Figures(f"eviction ({policy})", items, processes)
+    with ChaosRun(workdir, items, processes, seconds=seconds,
+                  redis_args=("--maxmemory", "0", "--maxmemory-policy", policy)) as run:
+        c = run.client()
+        used = int(c.info("memory")["used_memory"])
+        c.config_set("maxmemory", str(used + 4 * 1024 * 1024))
+        refused = WorkerRun(run.server.url, "--pool", "chaos", "--processes", "1", log_dir=workdir, heartbeat=HEARTBEAT)
+        figures.details["refused_exit"] = refused.wait(60)
+        figures.details["refusal"] = [line for line in refused.output().splitlines() if "maxmemory-policy" in line]
+        refused.stop()
+        run.start_workers("--accept-eviction")
+        wait_until(lambda: run.completed("s1") >= items // 4, timeout=120, message="progress before the pressure")
+        ours = [k for k in c.scan_iter(count=1000) if not k.startswith("ballast:")]
+        if policy.startswith("volatile"):
+            ours = [k for k in ours if c.pttl(k) > 0]
+        n, gone = 0, []
+        while n < 200_000 and (int(c.info("stats")["evicted_keys"]) < evictions or len(gone) < symphony_keys):
+            # volatile-* evicts only keys with a TTL: the ballast has one too, so both go
+            c.set(f"ballast:{n}", "x" * 20_000, ex=None if policy.startswith("allkeys") else 3600)
+            n += 1
+            if n % 20 == 0:
+                with c.pipeline(transaction=False) as pipe:
+                    for key in ours:
+                        pipe.exists(key)
+                    gone = [k for k, there in zip(ours, pipe.execute()) if not there]
+        figures.faults = int(c.info("stats")["evicted_keys"])
+        figures.details["evicted"] = sorted(gone)
+        survivors = [k for k in c.scan_iter(match="ballast:*", count=1000)]
+        if survivors:
+            c.delete(*survivors)
+        c.config_set("maxmemory", "0")  # the pressure stops
+        run.count_on_disk = True
+        plans, repaired_at = [], time.time()
+        for _ in range(5):
+            plan = _repair(workdir, run.server.url)
+            repaired_at = time.time()
+            plans.append({k: plan[k] for k in ("to_enqueue", "lost", "relisted", "registered", "recount", "unready")})
+            if not (plan["to_enqueue"] or plan["lost"] or plan["relisted"] or plan["recount"] or plan["unready"]):
+                break
+            started = time.monotonic()
+            try:
+                wait_until(lambda: run.final_outputs() >= len(run.items), timeout=60, interval=0.1,
+                           message="every final output after the repair")
+                figures.recover_s = round(time.monotonic() - started, 2)
+            except AssertionError:
+                continue  # something was still missing: the operator repairs again
+        wait_until(lambda: run.final_outputs() >= len(run.items), timeout=120, interval=0.1,
+                   message=f"every final output (plans {plans})")
+        final = _repair(workdir, run.server.url)  # counts from the disk, nothing left to do
+        plans.append({k: final[k] for k in ("to_enqueue", "lost", "relisted", "registered", "recount", "unready")})
+        figures.notes.append(f"{figures.faults} key(s) evicted ({n} ballast writes), Symphony's: {sorted(gone)}; "
+                             f"repairs: {plans}")
+        figures.details["plans"] = plans
+        run.audit(figures, explained=lambda pid, when: when <= repaired_at)
+        c.close()
+    return figures
+
+
+def out_of_memory(workdir: Path, *, items: int = 120, processes: int = 3, full_s: float = 3.0,
+                  seconds: float = 0.03) -> Figures:
+    """Redis (noeviction) reaches its maxmemory mid-run and refuses every write for ``full_s``
+    (longer than a lease): workers can neither claim nor report. Then memory is freed. Nothing
+    may be lost or run twice, no lease may be taken, no worker restarted; each worker process says
+    so once in words (no traceback, no "unavailable"/"back" flapping), and ``symphony status``
+    exits 3 while it lasts. Recovery: from the memory freed to every worker's next heartbeat."""
+    import subprocess
+    import sys
+
+    figures = Figures("out of memory (noeviction at its limit)", items, processes)
+    with ChaosRun(workdir, items, processes, seconds=seconds, redis_args=("--maxmemory-policy", "noeviction")) as run:
+        c = run.client()
+        run.start_workers()
+        before = {p.pid for p in run.children()}
+        wait_until(lambda: run.completed("s1") >= items // 4, timeout=120, message="progress before the limit")
+        c.config_set("maxmemory", "1")  # every write refused from now on
+        figures.faults = 1
+        wait_until(lambda: int(c.info("errorstats").get("errorstat_OOM", {}).get("count", 0)) >= processes,
+                   timeout=30, message="the workers to meet the limit")
+        status = subprocess.run([sys.executable, "-m", "symphony.console.commands", "status"],
+                                env=worker_env(run.server.url), capture_output=True, text=True, timeout=60)
+        figures.details["status_exit"] = status.returncode
+        time.sleep(full_s)  # the fault: Redis stays full this long
+        back = run.server_ms()
+        c.config_set("maxmemory", "0")
+
+        def beats() -> list[int]:  # each worker's last heartbeat (server ms)
+            ids = c.zrange("symphony:workers", 0, -1)
+            return [int(c.hget(f"symphony:worker:{w}", "beat") or 0) for w in ids]
+
+        # reports and claims may pass while Redis is full (a script whose first write frees memory
+        # goes on), the heartbeat's ZADD does not: recovery is every worker beating again
+        wait_until(lambda: len(beats()) == processes and min(beats()) >= back, timeout=60,
+                   message="every worker to beat again after the limit")
+        figures.recover_s = (max(beats()) - back) / 1000
+        run.wait_settled()
+        run.audit(figures, explained=lambda pid, started: False)
+        figures.worker_restarts = len(before - {p.pid for p in run.children()})
+        log = run.worker.output()
+        figures.details["said"] = sum(1 for line in log.splitlines() if "Redis is out of memory" in line)
+        figures.details["tracebacks"] = log.count("Traceback")
+        figures.details["flaps"] = log.count("Redis unavailable") + log.count("is back after")
+        figures.notes.append(f"said {figures.details['said']} time(s) by {processes} process(es), "
+                             f"{figures.details['tracebacks']} traceback(s), status exit {status.returncode}")
+        c.close()
+    return figures

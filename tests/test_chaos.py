@@ -129,3 +129,27 @@ def test_a_broken_host_is_set_aside_and_no_item_fails(tmp_path, capsys):
     assert figures.details["quarantines"] >= 1
     # before it was set aside it burned at most a batch per process, never every attempt of every item
     assert figures.details["charged"] <= 2 * 32 + 5, figures.notes
+
+
+@pytest.mark.parametrize("policy", ["allkeys-random", "volatile-random"])
+def test_eviction_is_refused_and_when_accepted_repair_restores_every_item(tmp_path, capsys, policy):
+    figures = chaos.eviction(tmp_path, items=ITEMS or 120, processes=PROCESSES, policy=policy)
+    report(capsys, figures)
+    assert figures.details["refused_exit"] == 3 and len(figures.details["refusal"]) == 1
+    assert "noeviction" in figures.details["refusal"][0]
+    assert len(figures.details["evicted"]) >= 3, "Redis should have evicted some of Symphony's keys"
+    assert figures.lost == 0 and figures.untraced == 0
+    assert every_item_done_once(figures), figures.details["done"]
+    last = figures.details["plans"][-1]
+    assert last["to_enqueue"] == 0 and last["lost"] == 0 and last["relisted"] == 0
+
+
+def test_out_of_memory_loses_nothing_and_is_said_once(tmp_path, capsys):
+    figures = chaos.out_of_memory(tmp_path, items=ITEMS or 120, processes=PROCESSES)
+    report(capsys, figures)
+    assert figures.lost == 0 and figures.duplicates == 0 and figures.double_completions == 0
+    assert figures.reclaimed == 0 and figures.worker_restarts == 0 and figures.failed == 0
+    assert every_item_done_once(figures), figures.details["done"]
+    assert figures.details["status_exit"] == 3
+    assert 1 <= figures.details["said"] <= PROCESSES and figures.details["tracebacks"] == 0
+    assert figures.details["flaps"] == 0

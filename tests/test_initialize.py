@@ -165,7 +165,7 @@ def test_initialize_a_large_generated_session(redis_url, r, tmp_path):
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     assert report["sent"] == [{"session": "big-100000", "registration": "new", "stage": "rvm", "added": 100000,
-                               "skipped": 0, "done": 0}]
+                               "skipped": 0, "done": 0, "resumed": 0}]
     assert "enqueue big-100000: 100,000/100,000" in run.stderr  # progress on large sessions
     assert r.llen("rvm:big-100000") == 100000 and r.hlen("symphony:live:big-100000") == 100000
 

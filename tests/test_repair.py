@@ -219,8 +219,9 @@ def test_plan_agrees_with_an_item_by_item_reference(engine, r, tmp_path, seed):
             (folder / (name.format(item=rnd.choice(pool)) + f".tmp{n}")).write_text("")
     live = rnd.sample(pool, 15)
     failed = rnd.sample(pool, 15)
-    if live:
-        r.hset("symphony:live:rep", mapping={i: "x" for i in live})
+    if live:  # in progress: a live entry and its task message (an entry without one is an orphan repair heals)
+        r.hset("symphony:live:rep", mapping={i: STAGES[0] for i in live})
+        r.rpush(f"{STAGES[0]}:rep", *(json.dumps({"i": i, "s": "rep", "t": STAGES[0], "a": 0}) for i in live))
     r.hset("symphony:outcomes:rep", mapping={i: json.dumps({"state": rnd.choice(["failed", "timed_out"])})
                                              for i in failed})
     for retry_failed in (False, True):

@@ -94,7 +94,8 @@ def test_noeviction_at_its_limit_refuses_writes_and_every_reader_says_so(private
         snap = engine.snapshot()
     assert snap.server.out_of_memory is True and snap.server.problems[0].startswith("Redis is out of memory")
     out = status(server.url)
-    assert out.returncode == 0 and "PROBLEM: Redis is out of memory" in out.stdout, out.stdout + out.stderr
+    assert out.returncode == 3 and "PROBLEM: Redis is out of memory" in out.stdout, out.stdout + out.stderr
+    assert out.stderr.startswith("symphony status: Redis is out of memory")
     assert json.loads(status(server.url, "--json").stdout)["server"]["out_of_memory"] is True
 
 

@@ -213,6 +213,9 @@ class SymphonyApp(SessionActions, App[None]):
         header.connection.retry_at = None
         header.connection.data_at = self.clock()
         header.connection.poll_s = result.duration_s
+        server = snapshot.server
+        header.connection.out_of_memory = server is not None and bool(server.out_of_memory)
+        header.connection.problem = server.headline if server is not None else ""
         header.counts = (f"{len(snapshot.sessions)} session(s) · {len(snapshot.queues)} queue(s) · "
                          f"{len(snapshot.workers)} worker(s)"
                          + (f" · grace window {snapshot.grace_s:.0f}s" if snapshot.grace_s else ""))

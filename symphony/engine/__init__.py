@@ -14,7 +14,7 @@ from .config import RedisConfig, resolve_redis
 from .options import (SHARED_ENVIRONMENT, OptionSource, SharedOptions, add_shared_options, env_name, parse_duration,
                       parse_with_config, read_config_file, secret_file_problem, shared_options)
 from .logsetup import configure_logging
-from .connection import Backoff, describe_error, is_unavailable, redis_problem
+from .connection import Backoff, describe_error, is_out_of_memory, is_unavailable, redis_problem
 from .core import Engine
 from .embedded import EmbeddedRedis
 from .errors import (ConfigError, CredentialsRefused, Problem, RedisUnavailable, SessionConflict, SpecError,
@@ -76,7 +76,8 @@ from .redaction import (SECRET_ENVIRONMENT, drop_secret_environment, install_log
 
 __all__ = [
     # connecting
-    "RedisConfig", "resolve_redis", "Backoff", "describe_error", "is_unavailable", "redis_problem", "Engine",
+    "RedisConfig", "resolve_redis", "Backoff", "describe_error", "is_out_of_memory",
+    "is_unavailable", "redis_problem", "Engine",
     "EmbeddedRedis", "ConfigError", "Problem", "RedisUnavailable", "SessionConflict", "SpecError", "SymphonyError",
     "UnknownSession", "CredentialsRefused", "Keys", "ServerInfo",
     # the options every entry point shares, and logging

@@ -37,6 +37,15 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, CONNECTION_ERRORS)
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True if ``exc`` is Redis refusing a write because it is at its ``maxmemory`` (noeviction):
+    Redis answers, but writes fail until memory is freed."""
+    if isinstance(exc, getattr(redis.exceptions, "OutOfMemoryError", ())):
+        return True
+    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(
+        ("OOM", "command not allowed when used memory"))
+
+
 def connect(config: RedisConfig, *, socket_timeout: float = 10.0, connect_timeout: float = 5.0) -> redis.Redis:
     """A redis-py client for ``config``. No connection is made until the first command.
 

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
 from .errors import SessionConflict, UnknownSession
+from .heal import inflight_lists
 from .jobstore import last_job
 from .messages import InvalidMessage, Sealed, decode_task
 from .outcomes import RETRYABLE, STOPPED, InvalidRecord, OutcomeKind, OutcomeRecord, SessionState
 from .registry import SessionSummary, add_event, list_sessions, load_record, set_session_state
-from .scripts import scripts
+from .scripts import load_all, scripts
 from .snapshot import STATES, QueueStatus, SessionStatus
 
 CANCEL_BATCH = 5000
@@ -152,6 +153,16 @@ def retry_session(engine: Any, session: str, stage: str | None = None,
     return RetryResult(session, total, by_stage, skipped)
 
 
+def resume_cancelled(engine: Any, session: str) -> int:
+    """Enqueue every cancelled task of ``session`` again at the stage it was cancelled at, with
+    fresh attempts (``initialize --resume`` of a cancelled session); returns how many."""
+    groups: dict[str, list[tuple[str, Any, int | None]]] = defaultdict(list)
+    for outcome in iter_outcomes(engine, session):
+        if outcome.state == OutcomeKind.CANCELLED and outcome.stage:
+            groups[outcome.stage].append(_retried(outcome))
+    return sum(engine.enqueue(session, stage, items).added for stage, items in groups.items())
+
+
 def purge_session(engine: Any, session: str, *, job_keys: bool = False, force: bool = False) -> PurgeResult:
     """Forget everything Redis keeps about a session (the cleanup of finished work): queues, accounting,
     failure records, registration; with ``job_keys`` also the jobs' own key/values. Outputs on
@@ -180,6 +191,8 @@ def purge_session(engine: Any, session: str, *, job_keys: bool = False, force: b
         names.append(keys.jobs(session))
     for stage in stages:
         names += [keys.queue(stage, session), keys.delayed(stage, session), keys.done(session, stage)]
+    _, inflight, _ = inflight_lists(client, keys)
+    load_all(client)
     with client.pipeline(transaction=True) as pipe:
         pipe.delete(*names)
         pipe.hdel(keys.sessions, session)
@@ -187,6 +200,9 @@ def purge_session(engine: Any, session: str, *, job_keys: bool = False, force: b
         for stage in stages:
             pipe.zrem(keys.ready(stage), session)
         pipe.incr(keys.epoch)
+        if inflight:  # tasks still running for it: their late reports must change nothing (unclaim.lua)
+            scripts().unclaim.queue(pipe, (*inflight, *(keys.control(s) for s in stages)),
+                                    (session, len(inflight), *stages))
         deleted = pipe.execute()[0]
     _recompute_pools(engine)
     add_event(client, keys, "purge", f"session {session} purged" + (" with its jobs' key/values" if job_keys else ""),

@@ -221,10 +221,11 @@ class Engine:
 
         return plan_repair(self, resolve_spec(self, session, tasks_dir, file), retry_failed=retry_failed)
 
-    def repair(self, plan, *, resume: bool = False, progress: Callable[[int], None] | None = None):
+    def repair(self, plan, *, resume: bool = False, adopt: bool = False,
+               progress: Callable[[int], None] | None = None):
         from .repair import apply_repair
 
-        return apply_repair(self, plan, resume=resume, progress=progress)
+        return apply_repair(self, plan, resume=resume, adopt=adopt, progress=progress)
 
     def cancel(self, session: str):
         from .control import cancel_session

@@ -8,6 +8,7 @@ from symphony.spec import SessionSpec
 
 from .core import Engine
 from .enqueue import EnqueueResult
+from .control import resume_cancelled
 from .progress import done_bits, item_ordinals
 from .steering import declare
 
@@ -20,6 +21,7 @@ class InitializeResult:
     added: int
     skipped: int  # already queued or in flight
     done: int = 0  # already through the last stage (a session registered before): not enqueued again
+    resumed: int = 0  # cancelled tasks enqueued again at the stage they were cancelled at, not the first
 
 
 def _with_ordinals(spec: SessionSpec) -> Iterator[tuple[str, dict | None, int]]:
@@ -41,6 +43,11 @@ def initialize_session(engine: Engine, spec: SessionSpec, *, resume: bool = Fals
     registration = engine.register_session(record, items=len(spec.items), resume=resume, adopt_queues=adopt_queues)
     declare(engine.client, engine.keys, spec)  # limits, rate, priority: in force before the first claim
     first = spec.pipeline.stages[0].name
+    resumed = 0
+    if registration != "new":
+        # a cancelled item goes back where it was cancelled: the stages it had done are not run
+        # (and counted) again; the first-stage enqueue below skips it (it is live again)
+        resumed = resume_cancelled(engine, spec.name)
     items = _with_ordinals(spec)
     done = 0
     finished = done_bits(engine.client, engine.keys, spec.name, spec.pipeline.stages[-1].name) \
@@ -56,4 +63,4 @@ def initialize_session(engine: Engine, spec: SessionSpec, *, resume: bool = Fals
         if progress and done:
             progress(done)
     result: EnqueueResult = engine.enqueue(spec.name, first, items, progress=progress)
-    return InitializeResult(spec.name, registration, first, result.added, result.skipped, done)
+    return InitializeResult(spec.name, registration, first, result.added, result.skipped, done, resumed)

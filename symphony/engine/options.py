@@ -13,12 +13,14 @@ given before it.
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
 from .config import RedisConfig, resolve_redis
 from .crypto import Sealer, load_key, sealer_from
 from .errors import ConfigError
+from .server import ACCEPT_EVICTION_VAR
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
@@ -33,6 +35,7 @@ class SharedOptions:
     key_file: str | None = None  # where the key came from, when it was a file (to hand on to workers)
     log_level: str = "WARNING"
     log_format: str = "text"
+    accept_eviction: bool = False  # run workers even where Redis may evict Symphony's keys
 
     def sealer(self) -> Sealer | None:
         """The AES-GCM sealer of the key, or None when no key is configured."""
@@ -79,6 +82,10 @@ def add_shared_options(parser: argparse.ArgumentParser, *, log_level: str = "WAR
     redis.add_argument("--redis-ca-file", metavar="FILE", default=unset,
                        help="CA certificate of a rediss:// (TLS) server (default: $SYMPHONY_REDIS_CA_FILE, "
                             "$REDIS_CA_FILE)")
+    redis.add_argument("--accept-eviction", action="store_true", default=unset,
+                       help="run workers even when Redis' maxmemory-policy can delete Symphony's keys "
+                            "(allkeys-*, volatile-*); by default they refuse and say what to set: noeviction "
+                            f"(default: ${ACCEPT_EVICTION_VAR})")
     crypto = parser.add_argument_group("encryption")
     crypto.add_argument("--encryption-key-file", metavar="FILE", default=unset,
                         help=key_help or "AES key (hex or base64) of encrypted task data and job values "
@@ -104,9 +111,21 @@ def shared_options(args: argparse.Namespace, *, client_name: str = "symphony",
                            ca_file=getattr(args, "redis_ca_file", None), env=env,
                            url_file=getattr(args, "redis_url_file", None))
     key_file = getattr(args, "encryption_key_file", None)
-    return SharedOptions(redis=config.with_client_name(client_name), key=load_key(key_file, env), key_file=key_file,
+    environ = os.environ if env is None else env
+    accept = bool(getattr(args, "accept_eviction", False)) or truthy(environ.get(ACCEPT_EVICTION_VAR, ""),
+                                                                     ACCEPT_EVICTION_VAR)
+    return SharedOptions(accept_eviction=accept, redis=config.with_client_name(client_name), key=load_key(key_file, env), key_file=key_file,
                          log_level=getattr(args, "log_level", "WARNING"),
                          log_format=getattr(args, "log_format", "text"))
+
+
+def truthy(text: str, what: str) -> bool:
+    """A variable's yes/no (the words of :data:`_TRUE` / :data:`_FALSE`, any case; empty is no);
+    else a :class:`ConfigError` naming ``what``."""
+    value = text.strip().lower()
+    if value not in _TRUE | _FALSE:
+        raise ConfigError(f"{what}={text!r} is not a yes/no value (use 1 or 0)")
+    return value in _TRUE
 
 
 def parse_duration(text: str | float | int | None, default: float | None = None) -> float | None:

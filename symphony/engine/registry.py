@@ -18,7 +18,7 @@ from symphony.spec import SessionRecord
 
 from .errors import SessionConflict, UnknownSession
 from .keys import Keys
-from .messages import dumps
+from .messages import decode_task, dumps
 from .outcomes import SessionState
 
 EVENTS_MAXLEN = 2000
@@ -87,12 +87,37 @@ def _registration(existing: dict[str, str], record: SessionRecord, fingerprint: 
     return "same"
 
 
+def _symphonys(raw: str | None, session: str, stage: str) -> bool:
+    try:
+        task = decode_task(raw or "")
+    except Exception:  # noqa: BLE001 - not a task message: not ours
+        return False
+    return task.session == session and task.stage == stage
+
+
+def foreign_queue(client: redis.Redis | redis.client.Pipeline, keys: Keys, session: str, stage: str,
+                  adopt: bool = False) -> str | None:
+    """The type of the key named like ``session``'s queue for ``stage`` when it is another
+    tool's, or None when it is free or provably Symphony's: a list whose first and last messages
+    are this session's tasks at this stage (what is left when Redis lost the session's
+    registration but kept a queue; repair and ``initialize --resume`` take it back). With
+    ``adopt``, any list is taken over."""
+    qkey = keys.queue(stage, session)
+    kind = client.type(qkey)
+    if kind == "none" or (kind == "list" and adopt):
+        return None
+    if kind == "list" and _symphonys(client.lindex(qkey, 0), session, stage) \
+            and _symphonys(client.lindex(qkey, -1), session, stage):
+        return None
+    return kind
+
+
 def _check_queue_names(pipe: redis.client.Pipeline, keys: Keys, record: SessionRecord, adopt_queues: bool) -> None:
     """A new session's queue names must be free: a key of that name is another tool's."""
     for stage in record.pipeline.stage_names:
         qkey = keys.queue(stage, record.name)
-        kind = pipe.type(qkey)
-        if kind != "none" and not (adopt_queues and kind == "list"):
+        kind = foreign_queue(pipe, keys, record.name, stage, adopt_queues)
+        if kind is not None:
             raise SessionConflict(
                 f"queue name clash: key {qkey!r} already exists ({kind}) but no Symphony session "
                 f"{record.name!r} is registered; another tool uses this name. Rename the session"

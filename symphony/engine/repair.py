@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator, Mapping
 from symphony.spec import Pipeline, SessionSpec, load_session
 
 from .errors import ConfigError, UnknownSession
+from .heal import Healed, Whereabouts, heal, locate
 from .outcomes import RETRYABLE, InvalidRecord, OutcomeRecord
 from .progress import item_ordinals, restore_done
 from .registry import add_event
@@ -75,15 +76,28 @@ class RepairPlan:
     planning_s: float
     spec: SessionSpec | None = field(default=None, repr=False, compare=False)
     evidence: "_Evidence | None" = field(default=None, repr=False, compare=False)  # what applying restores counts from
+    lost: int = 0  # items Redis showed in progress whose task message is gone: enqueued again, by the disk
+    relisted: int = 0  # task messages whose live entry is gone: their entries are restored, not enqueued twice
+    where: Whereabouts | None = field(default=None, repr=False, compare=False)
+    counters_off: tuple[str, ...] = ()  # counters that disagree with the keys or the disk: recounted when applied
 
     @property
     def to_enqueue(self) -> int:
         return sum(s.count for s in self.stages)
 
+    @property
+    def needs_applying(self) -> bool:
+        """Something to enqueue, or Redis' state to heal (see :mod:`engine.heal`)."""
+        return bool(self.to_enqueue or self.counters_off or not self.registered
+                    or (self.where is not None and self.where.needs_healing))
+
     def to_dict(self, items: bool = False) -> dict[str, Any]:
         return {"session": self.session, "file": self.file, "total": self.total, "complete": self.complete,
                 "in_progress": self.in_progress, "failed": self.failed, "retry_failed": self.retry_failed,
-                "to_enqueue": self.to_enqueue, "registered": self.registered,
+                "to_enqueue": self.to_enqueue, "registered": self.registered, "lost": self.lost,
+                "relisted": self.relisted,
+                "recount": list(self.counters_off),
+                "unready": list(self.where.unready) if self.where is not None else [],
                 "listing_s": round(self.listing_s, 4), "planning_s": round(self.planning_s, 4),
                 "stages": [{"stage": s.stage, "count": s.count, "reasons": dict(s.reasons),
                             **({"items": list(s.items)} if items else {})} for s in self.stages]}
@@ -96,6 +110,7 @@ class RepairResult:
     skipped: int  # became queued or in flight between planning and enqueueing
     registration: str = ""
     done: Mapping[str, int] = field(default_factory=dict)  # each stage's items done, recounted from disk
+    healed: Healed = field(default_factory=Healed)
 
     @property
     def total(self) -> int:
@@ -232,14 +247,15 @@ def _require_outputs(pipeline: Pipeline) -> None:
                               "stage to write one (Luigi's rule)")
 
 
-def _read_progress(engine: Any, session: str) -> tuple[bool, list[str], list[str]]:
-    """Step 1: whether Redis knows the session, the items in progress and the failed ones (read
+def _read_progress(engine: Any, session: str, stages: tuple[str, ...]) -> tuple[bool, Whereabouts, list[str]]:
+    """Step 1: whether Redis knows the session, where its items in progress really are (their
+    live entries and task messages, :func:`engine.heal.locate`) and the failed ones (read
     BEFORE looking at the disk, see the module doc)."""
+    where = locate(engine.client, engine.keys, session, stages)
     with engine.client.pipeline(transaction=False) as pipe:
         pipe.exists(engine.keys.session(session))
-        pipe.hkeys(engine.keys.live(session))
         pipe.hgetall(engine.keys.outcomes(session))
-        registered, live_items, outcomes = pipe.execute()
+        registered, outcomes = pipe.execute()
     failed_items = []
     for item, raw in outcomes.items():
         try:
@@ -247,7 +263,7 @@ def _read_progress(engine: Any, session: str) -> tuple[bool, list[str], list[str
                 failed_items.append(item)
         except InvalidRecord:
             continue
-    return bool(registered), live_items, failed_items
+    return bool(registered), where, failed_items
 
 
 def _list_outputs(spec: SessionSpec, ids: list[str]) -> tuple[_Disk, float]:
@@ -329,18 +345,33 @@ def plan_repair(engine: Any, spec: SessionSpec, *, retry_failed: bool = False) -
     started = time.perf_counter()
     pipeline = spec.pipeline
     _require_outputs(pipeline)
-    registered, live_items, failed_items = _read_progress(engine, spec.name)
+    registered, where, failed_items = _read_progress(engine, spec.name, pipeline.stage_names)
     ids, ordinals = item_ordinals([item.id for item in spec.items], spec.distinct_ids)
     disk, listing_s = _list_outputs(spec, ids)
     last = len(pipeline.stages)
     at = _count_next_stages(disk, len(ids), last)
-    held = _held_back(disk, live_items, failed_items)
+    held = _held_back(disk, list(where.held), failed_items)
+    known = set(ids) if (where.orphans or where.unlisted) else set()
+    # a stage's done counter that is not what the disk proves (the stats or the bitmaps were lost):
+    # recounted when the plan is applied; the items in progress may be finishing, so only a
+    # counter above the disk plus them, or below the disk less them, says so
+    off = list(where.counters_off)
+    for k, stage in enumerate(pipeline.stage_names):
+        # the items whose furthest output is at this stage or later: what the disk proves done here
+        # (but for an item missing an earlier output, which only makes the plan apply once more;
+        # no pass over the items, so planning costs what it did)
+        on_disk = sum(at[k + 1:])
+        counted = int(where.stats.get(f"{stage}|done", 0) or 0)
+        if not on_disk - len(held.live) <= counted <= on_disk + len(held.live) or (on_disk and not counted):
+            off.append(f"{stage}|done")
     return RepairPlan(session=spec.name, file=spec.file, total=len(ids), complete=at[last],
                       in_progress=sum(1 for key in held.live if held.where[key] != last),
                       failed=sum(1 for key in held.failed_only if held.where[key] != last),
                       retry_failed=retry_failed, stages=_stage_plans(pipeline, disk, at, held, retry_failed),
                       registered=registered, listing_s=listing_s, planning_s=time.perf_counter() - started,
-                      spec=spec, evidence=_Evidence(disk, frozenset(held.live), ordinals, len(spec.items)))
+                      spec=spec, evidence=_Evidence(disk, frozenset(held.live), ordinals, len(spec.items)),
+                      lost=len(known.intersection(where.orphans)), relisted=len(known.intersection(where.unlisted)),
+                      where=where, counters_off=tuple(off))
 
 
 def _restore_counts(engine: Any, plan: RepairPlan) -> dict[str, int]:
@@ -354,11 +385,14 @@ def _restore_counts(engine: Any, plan: RepairPlan) -> dict[str, int]:
                         in_progress, ev.ordinals, ev.size)
 
 
-def apply_repair(engine: Any, plan: RepairPlan, *, resume: bool = False,
+def apply_repair(engine: Any, plan: RepairPlan, *, resume: bool = False, adopt: bool = False,
                  progress: Callable[[int], None] | None = None) -> RepairResult:
     """Register the session if Redis forgot it, then enqueue the plan (atomically deduplicated)."""
     spec = plan.spec
-    registration = engine.register_session(spec.record(), items=len(spec.items), resume=resume)
+    registration = engine.register_session(spec.record(), items=len(spec.items), resume=resume, adopt_queues=adopt)
+    healed = Healed()
+    if plan.where is not None:  # before enqueueing: an orphaned live entry would make enqueue skip its item
+        healed = heal(engine.client, engine.keys, plan.where, spec.pipeline.stage_names)
     done = _restore_counts(engine, plan)  # before enqueueing: nothing enqueued now can have finished
     enqueued: dict[str, int] = {}
     skipped = 0
@@ -377,4 +411,9 @@ def apply_repair(engine: Any, plan: RepairPlan, *, resume: bool = False,
         add_event(engine.client, engine.keys, "repair",
                   f"repair of {spec.name}: {sum(enqueued.values())} task(s) enqueued "
                   + ", ".join(f"{k} {v}" for k, v in enqueued.items()), session=spec.name)
-    return RepairResult(spec.name, enqueued, skipped, registration, done)
+    if healed.removed or healed.restored or healed.leased:
+        add_event(engine.client, engine.keys, "repair",
+                  f"repair of {spec.name}: {healed.removed} item(s) whose task was lost enqueued again, "
+                  f"{healed.restored} live entr(ies) restored, {healed.leased} unregistered worker(s) given a lease",
+                  session=spec.name)
+    return RepairResult(spec.name, enqueued, skipped, registration, done, healed)

@@ -16,7 +16,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 NAMES = ("enqueue", "claim", "hints", "finish", "heartbeat", "lapsed", "reclaim", "forget", "cancel",
-         "recount", "host_metrics", "read", "slurm", "host_health")
+         "recount", "host_metrics", "read", "slurm", "host_health", "heal", "unclaim")
 
 
 @lru_cache(maxsize=None)

@@ -31,6 +31,7 @@ EVICTS_TTL_KEYS = ("volatile-lru", "volatile-lfu", "volatile-random", "volatile-
 NEAR_FULL = 0.9  # share of maxmemory from which a noeviction server is said to be nearly full
 UNKNOWN = "unknown"
 WRITE_ROOM = 64 * 1024  # bytes: less than this left under maxmemory, and Symphony's writes are refused
+ACCEPT_EVICTION_VAR = "SYMPHONY_ACCEPT_EVICTION"  # 1/true/yes: run workers under an evicting policy anyway
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,36 @@ class ServerInfo:
         used = f", {_size(self.used_memory)} used" if self.used_memory is not None else ""
         return f"{limit}, maxmemory-policy {self.maxmemory_policy}{used}"
 
+    @property
+    def headline(self) -> str:
+        """The worst problem, short enough for a header line ("" when there is none)."""
+        if self.out_of_memory:
+            return ("Redis out of memory: it refuses writes, no task can be claimed or finished; raise maxmemory, "
+                    "or purge a finished session")
+        if self.can_evict:
+            return (f"maxmemory-policy {self.maxmemory_policy} can delete Symphony's keys: workers refuse to run "
+                    "(set maxmemory-policy noeviction, or start them with --accept-eviction)")
+        return self.problems[0] if self.problems else ""
+
+    @property
+    def policy_refusal(self) -> str | None:
+        """Why a worker must not run on this server unless the operator accepts eviction (one
+        line, naming the policy and what to set), or None when the policy evicts nothing."""
+        if not self.can_evict:
+            return None
+        what = ("any key, Symphony's queues, sessions and in-flight tasks included" if self.maxmemory_policy
+                in EVICTS_ANY_KEY else "keys that have a TTL, Symphony's worker descriptions, reaper lock and grace "
+                                       "window included")
+        return (f"Redis has maxmemory-policy {self.maxmemory_policy} (maxmemory {_size(self.maxmemory or 0)}): when "
+                f"full it deletes {what}, so tasks can be lost or run twice; set maxmemory-policy noeviction "
+                f"(CONFIG SET maxmemory-policy noeviction, and in redis.conf), or pass --accept-eviction "
+                f"({ACCEPT_EVICTION_VAR}=1) to run anyway")
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["problems"] = list(self.problems)
+        data["policy_refusal"] = self.policy_refusal
+        data["workers_refuse"] = self.policy_refusal is not None
         return data
 
 
@@ -96,11 +124,13 @@ def _problems(policy: str | None, maxmemory: int | None, counted: int | None, ev
     if evicting and policy in EVICTS_ANY_KEY:
         problems.append(f"maxmemory-policy is {policy}: when Redis reaches its {limit} it deletes any key, "
                         "Symphony's queues, sessions and in-flight tasks included, so work is lost or runs twice; "
-                        "set maxmemory-policy to noeviction")
+                        "set maxmemory-policy to noeviction (workers refuse to run under it unless started with "
+                        "--accept-eviction)")
     elif evicting:
         problems.append(f"maxmemory-policy is {policy}: when Redis reaches its {limit} it deletes keys that have "
                         "a TTL, among them Symphony's worker descriptions, the reaper's lock, the grace window "
-                        "after an outage and the jobs' key/values; set maxmemory-policy to noeviction")
+                        "after an outage and the jobs' key/values; set maxmemory-policy to noeviction (workers refuse "
+                        "to run under it unless started with --accept-eviction)")
     if out_of_memory:
         problems.append(f"Redis is out of memory ({_size(counted or 0)} used, {limit}, policy {policy}): it "
                         "refuses writes, so no task can be claimed or finished; raise maxmemory, or free memory "

@@ -18,23 +18,28 @@ from symphony.spec import verify_paths as verify_files
 from .definition import compare_definitions
 from .errors import ConfigError
 from .outcomes import SessionState
+from .registry import foreign_queue
 from .stores import is_url, open_store, store_key
 
 
-def check_registry(spec: SessionSpec, engine: Any, resume: bool) -> list[Problem]:
-    """The session must not be already active (unless resuming), nor clash with foreign keys."""
+def check_registry(spec: SessionSpec, engine: Any, resume: bool, adopt: bool = False) -> list[Problem]:
+    """The session must not be already active (unless resuming), nor clash with foreign keys (a
+    list of this session's own task messages is not foreign: Redis lost the registration and kept
+    the queue; ``adopt`` takes over any list)."""
     record = spec.record()
     client, keys = engine.client, engine.keys
     existing = client.hgetall(keys.session(spec.name))
     if existing:
         return _registered(spec, existing, record.fingerprint(), resume)
-    with client.pipeline(transaction=False) as pipe:
-        for stage in spec.pipeline.stage_names:
-            pipe.type(keys.queue(stage, spec.name))
-        kinds = pipe.execute()
-    return [spec.problem(("session",), f"queue name clash: key {keys.queue(stage, spec.name)!r} already exists "
-                                       f"({kind}) and belongs to no Symphony session")
-            for stage, kind in zip(spec.pipeline.stage_names, kinds) if kind != "none"]
+    problems = []
+    for stage in spec.pipeline.stage_names:
+        kind = foreign_queue(client, keys, spec.name, stage, adopt)
+        if kind is not None:
+            problems.append(spec.problem(("session",), f"queue name clash: key {keys.queue(stage, spec.name)!r} "
+                                                       f"already exists ({kind}) and belongs to no Symphony session"
+                                                       + ("; pass --adopt to take over the list" if kind == "list"
+                                                          else "; rename the session")))
+    return problems
 
 
 def check_storage(spec: SessionSpec) -> list[Problem]:
@@ -104,11 +109,11 @@ def _registered(spec: SessionSpec, existing: dict, fingerprint: str, resume: boo
 
 
 def verify_paths(paths: Sequence[str | Path] | None = None, *, engine: Any = None, resume: bool = False,
-                 tasks_dir: str | Path = "tasks") -> VerificationReport:
+                 tasks_dir: str | Path = "tasks", adopt: bool = False) -> VerificationReport:
     """Load and verify every session file; with an ``engine``, the checks that need Redis too.
     Never raises for bad input: the report lists it."""
     def extra(spec: SessionSpec) -> list[Problem]:
         problems = check_storage(spec)
-        return problems + (check_registry(spec, engine, resume) if engine is not None else [])
+        return problems + (check_registry(spec, engine, resume, adopt) if engine is not None else [])
 
     return verify_files(paths, extra=extra, tasks_dir=tasks_dir)

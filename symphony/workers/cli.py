@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="claim up to N tasks at once while tasks are short (together under 5 ms); "
                         "1 claims one at a time (default %(default)s)")
     p.add_argument("--idle-wait", type=float, default=2.0, metavar="SECONDS", help=argparse.SUPPRESS)
+    p.add_argument("--policy-check", type=float, default=60.0, metavar="SECONDS", help=argparse.SUPPRESS)
     p.add_argument("--rerun-existing", action="store_true",
                    help="run a stage even if its output already exists (default: existing output means done)")
     p.add_argument("--metrics-interval", type=float, default=30.0, metavar="SECONDS",
@@ -108,11 +109,13 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
     return WorkerOptions(redis=shared.redis, name=args.name, pool=args.pool, roles=roles,
                          processes=args.processes, burst=args.burst, nice=args.nice, heartbeat_s=args.heartbeat,
                          lease_s=lease, drain_timeout_s=args.drain_timeout, idle_wait_s=args.idle_wait,
+                         policy_check_s=args.policy_check,
                          prefetch=args.prefetch, log_level=shared.log_level, log_format=shared.log_format,
                          skip_existing=not args.rerun_existing, encryption_key=shared.key,
                          metrics_interval_s=args.metrics_interval, give_up_s=args.wait_for_redis,
                          scratch_dir=args.scratch_dir, scratch_limit_bytes=int(args.scratch_limit * 1e6),
                          store_env=tuple(sorted(store_variables().items())),
+                         accept_eviction=shared.accept_eviction,
                          scheduled_events_url=args.scheduled_events.strip())
 
 

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Callable
 
-from symphony.engine import Engine, WorkerLink, describe_error
+from symphony.engine import Engine, WorkerLink, describe_error, is_out_of_memory
 
 log = logging.getLogger("symphony.worker")
 
@@ -30,7 +30,7 @@ class Heart(threading.Thread):
     def __init__(self, engine: Engine, link: WorkerLink, *, heartbeat_s: float, lease_s: float,
                  info: Callable[[], dict[str, object]], registry_changed: Callable[[], None],
                  host_metrics=None, log_ttl_ms: int | None = None,
-                 after_beat: Callable[[], None] | None = None):
+                 after_beat: Callable[[], None] | None = None, memory=None):
         super().__init__(name="heartbeat", daemon=True)
         self.engine, self.link = engine, link
         self.heartbeat_s, self.lease_s = heartbeat_s, lease_s
@@ -38,6 +38,7 @@ class Heart(threading.Thread):
         self.host_metrics = host_metrics
         self.log_ttl_ms = log_ttl_ms  # the worker's log stream lives as long as its hash
         self.after_beat = after_beat  # looks for a drain of this worker (process.py)
+        self.memory = memory  # MemoryNotice: Redis out of memory, said once (workers/memory.py)
         self.epoch: str | None = None  # the registry's epoch at the last beat
         self.known = False  # the last beat found this worker registered
         self._exit = threading.Event()
@@ -67,11 +68,15 @@ class Heart(threading.Thread):
             info = self.info()
             beat = self.link.beat(self.heartbeat_s, self.lease_s, info)
         except Exception as exc:  # noqa: BLE001 - Redis unavailable: the loop says so; beat again on time
+            if self.memory is not None and is_out_of_memory(exc):
+                self.memory.refused()
             if self._down_since is None:
                 self._down_since = time.monotonic()
                 log.debug("heartbeat failed: %s", describe_error(exc))
             return None
         self._down_since = None
+        if self.memory is not None:
+            self.memory.accepted()
         self._record_host(beat.now_ms, info)
         self._keep_log()
         if self.after_beat is not None:

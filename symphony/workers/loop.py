@@ -16,19 +16,32 @@ from collections import Counter
 from typing import Sequence
 
 from symphony.engine import (Backoff, Claimed, Engine, Finish, OutcomeKind, StepResult, WorkerLink, describe_error,
-                             is_unavailable)
+                             is_out_of_memory, is_unavailable)
 
 from . import logs
 from .dispatch import Dispatcher, tally_key
 from .health import HostState
+from .memory import MemoryNotice
 from .options import WorkerOptions
 from .stopping import Stopping
 
 log = logging.getLogger("symphony.worker")
-EXIT_OK, EXIT_GAVE_UP, EXIT_DRAINED = 0, 4, 5  # drained: exited on an operator's drain (not restarted)
+EXIT_OK, EXIT_REFUSED, EXIT_GAVE_UP, EXIT_DRAINED = 0, 3, 4, 5  # drained: exited on an operator's drain (not restarted)
 PREFETCH_BUDGET_S = 0.005  # claim several tasks at once only while they take less than this, together
 REPORT_DELAY_S = 0.02  # a finished task's report waits at most this long for the next claim
 EAGER_CLAIMS = 16  # claims in a row while the hint says a queue is eligible, before blocking on the bells
+
+
+def eviction_refusal(engine: Engine, options: WorkerOptions) -> str | None:
+    """Why this worker must not run on ``engine``'s Redis (its maxmemory-policy can delete
+    Symphony's keys and the operator did not accept it), or None. A server whose settings
+    cannot be read (an ACL user without INFO, Redis unavailable) is not refused."""
+    if options.accept_eviction:
+        return None
+    try:
+        return engine.server_info().policy_refusal
+    except Exception:  # noqa: BLE001 - unreadable now: looked at again after the next reconnect
+        return None
 
 
 class GaveUp(Exception):
@@ -38,7 +51,7 @@ class GaveUp(Exception):
 class TaskLoop:
     def __init__(self, engine: Engine, link: WorkerLink, options: WorkerOptions, stopping: Stopping,
                  dispatcher: Dispatcher, *, roles_stale: threading.Event | None = None,
-                 host: HostState | None = None):
+                 host: HostState | None = None, memory: MemoryNotice | None = None):
         self.engine, self.link, self.options = engine, link, options
         self.host = host  # this host's health: no claims while it is set aside
         self.stopping, self.dispatcher = stopping, dispatcher
@@ -52,6 +65,9 @@ class TaskLoop:
         self._resending = False  # the reports being sent are a retry after a failed attempt
         self._avg_s: float | None = None  # running average of task durations (decides prefetch)
         self._down_since: float | None = None
+        self.memory = memory or MemoryNotice(engine)  # Redis out of memory: said once (shared with the heart)
+        self._policy_due = 0.0  # when to look at Redis' maxmemory-policy again (monotonic)
+        self.refused: str | None = None  # why this worker stopped claiming: an evicting policy
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self) -> int:
@@ -64,8 +80,10 @@ class TaskLoop:
     def _run(self) -> int:
         eager = 0
         while True:
-            stopping = self.stopping.requested
+            stopping = self.stopping.requested or self.refused is not None
             if stopping and not self.pending:
+                if self.refused is not None:
+                    return EXIT_REFUSED
                 if self.stopping.exiting:
                     return EXIT_DRAINED if self.stopping.drained else EXIT_OK
                 self.state = "drained"  # drained, staying up: claim nothing until undrained
@@ -145,22 +163,41 @@ class TaskLoop:
         except GaveUp:
             raise
         except Exception as exc:  # noqa: BLE001
-            if not is_unavailable(exc) and self._down_since is None:  # its traceback once, not every retry
-                log.exception("unexpected error talking to Redis; retrying")
-            self._disconnected(exc)
+            if is_out_of_memory(exc):
+                self._out_of_memory(exc)
+            else:
+                if not is_unavailable(exc) and self._down_since is None:  # its traceback once, not every retry
+                    log.exception("unexpected error talking to Redis; retrying")
+                self._disconnected(exc)
             self._resending = bool(self.pending)
             self.backoff.sleep(self.stopping.stop_event if not self.pending else None)
             return None
         self._reported(result)
         self.backoff.reset()
+        self._check_policy()
         return result
+
+    def _check_policy(self) -> None:
+        """At start, after every reconnect and every ``options.policy_check_s``: stop claiming (and
+        exit once the reports are in) if Redis' maxmemory-policy can delete Symphony's keys."""
+        now = time.monotonic()
+        if now < self._policy_due or self.refused is not None:
+            return
+        self._policy_due = now + self.options.policy_check_s
+        refusal = eviction_refusal(self.engine, self.options)
+        if refusal:
+            log.error("%s; this worker stops claiming and exits", refusal)
+            self.refused = refusal
 
     def _send_reports(self) -> None:
         """Send the waiting reports now, without claiming (in the middle of a batch: one try, no backoff)."""
         try:
             result = self.link.step(self.pending, claim=False)
         except Exception as exc:  # noqa: BLE001 - they go with the next claim
-            self._disconnected(exc)
+            if is_out_of_memory(exc):
+                self._out_of_memory(exc)
+            else:
+                self._disconnected(exc)
             self._resending = True
             return
         self._reported(result)
@@ -228,6 +265,11 @@ class TaskLoop:
         if self._down_since is not None:
             log.warning("Redis is back after %.1fs; resuming", time.monotonic() - self._down_since)
             self._down_since = None
+            self._policy_due = 0.0  # another server may be answering now: look at its policy again
+
+    # --- Redis out of memory (noeviction at its limit): workers/memory.py ------------------------------
+    def _out_of_memory(self, exc: BaseException) -> None:
+        self.memory.refused(len(self.pending))
 
     def _disconnected(self, exc: BaseException) -> None:
         now = time.monotonic()

@@ -21,6 +21,7 @@ class WorkerOptions:
     lease_s: float = 12.5  # a worker is dead once it has not beaten for this long
     drain_timeout_s: float = 30.0  # on SIGTERM: finish the current task within this, else hand it back
     idle_wait_s: float = 2.0  # longest block on the bells before looking again
+    policy_check_s: float = 60.0  # how often Redis' maxmemory-policy is looked at again (and after a reconnect)
     log_level: str = "INFO"
     log_format: str = "text"  # text | json (engine.logsetup)
     prefetch: int = 32  # most tasks claimed at once when tasks are short (1: one at a time)
@@ -34,6 +35,7 @@ class WorkerOptions:
     scratch_limit_bytes: int = 0  # the largest input or output a task may stage (0: no limit)
     # the object stores' credentials, captured before the secret variables left the environment
     store_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    accept_eviction: bool = False  # run even where Redis' maxmemory-policy can delete Symphony's keys
     scheduled_events_url: str = ""  # Azure Scheduled Events (scheduled_events.py); "" off
 
     @property

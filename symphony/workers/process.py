@@ -29,6 +29,7 @@ from .heart import Heart
 from .health import HostState
 from .hostinfo import HostSampler
 from .loop import EXIT_DRAINED, EXIT_GAVE_UP, EXIT_OK, TaskLoop
+from .memory import MemoryNotice
 from .options import WorkerOptions
 from .stopping import Stopping
 
@@ -56,10 +57,12 @@ class WorkerProcess:
         self.executor = Executor(without_secret_environment(), log_level=logging.getLogger().getEffectiveLevel())
         self.host = HostState(self.engine, self.sampler.host)
         self.dispatcher = Dispatcher(self.engine, options, self.executor, self.stopping, self.host)
-        self.loop = TaskLoop(self.engine, self.link, options, self.stopping, self.dispatcher, host=self.host)
+        self.memory = MemoryNotice(self.engine)  # Redis out of memory: said once by the loop or the heart
+        self.loop = TaskLoop(self.engine, self.link, options, self.stopping, self.dispatcher, host=self.host,
+                             memory=self.memory)
         self.heart = Heart(self.engine, self.link, heartbeat_s=options.heartbeat_s, lease_s=options.lease_s,
                            info=self.info, registry_changed=self._registry_changed, log_ttl_ms=log_ttl_ms(options),
-                           after_beat=self.check_drain,
+                           after_beat=self.check_drain, memory=self.memory,
                            host_metrics=self.engine.host_metrics_writer(options.pool, self.sampler.host,
                                                                         interval_s=options.metrics_interval_s))
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from symphony.engine import Backoff, ConfigError, CredentialsRefused, Engine, RedisUnavailable, is_unavailable
 
 from .batchjob import BatchJob
-from .loop import EXIT_DRAINED, EXIT_GAVE_UP, EXIT_OK
+from .loop import EXIT_DRAINED, EXIT_GAVE_UP, EXIT_OK, EXIT_REFUSED, eviction_refusal
 from .options import WorkerOptions
 from .process import child_main, summary_line
 from .scheduled_events import ScheduledEventsWatcher
@@ -73,6 +73,7 @@ class Supervisor:
         self.engine = Engine(config, socket_timeout=min(10.0, give_up) if give_up else 10.0)
         self.signals = 0
         self.gave_up = False
+        self.refused = False  # a worker stopped because Redis' maxmemory-policy can evict Symphony's keys
         self.batch = BatchJob.from_env()  # the SLURM job we run in, if any: its time limit (batchjob.py)
         self.scheduled = ScheduledEventsWatcher(options.scheduled_events_url) if options.scheduled_events_url else None
         self._handback_at: float | None = None  # epoch seconds: a Scheduled Event's hand-back time
@@ -173,20 +174,11 @@ class Supervisor:
             self._child_ended(slot, proc.pid, code)
 
     def _child_ended(self, slot: Slot, pid: int | None, code: int | None) -> None:
-        clean = code in (EXIT_OK, EXIT_GAVE_UP, EXIT_DRAINED)
-        stopped = (not clean and code is not None and code < 0 and self.stop_event.is_set()
-                   and _signal_name(-code) in ("SIGTERM", "SIGINT"))
-        if stopped:
-            # the stop signal reached it before it could stop on its own (it was starting): not a loss
-            reason = f"process {pid} ended by {_signal_name(-code)} while the workers were stopping"
-            log.info("worker %s stopped (%s)", slot.worker_id, reason)
-            self.to_reclaim.append((slot.worker_id, reason))
-        elif not clean:
-            # it crashed (or was killed): its tasks go back now, not when its lease lapses
-            reason = f"process {pid} exited with code {code}" if code is None or code >= 0 else \
-                f"process {pid} was killed by {_signal_name(-code)}"
-            log.warning("worker %s died (%s)", slot.worker_id, reason)
-            self.to_reclaim.append((slot.worker_id, reason))
+        clean = code in (EXIT_OK, EXIT_GAVE_UP, EXIT_DRAINED, EXIT_REFUSED)
+        if not clean:
+            self._ended_unclean(slot, pid, code)
+        elif code == EXIT_REFUSED:
+            self._refused(slot)
         elif code == EXIT_GAVE_UP:
             self.gave_up = True
             self.to_reclaim.append((slot.worker_id, f"process {pid} gave up waiting for Redis"))
@@ -203,6 +195,28 @@ class Supervisor:
             log.warning("worker slot %d keeps crashing (%d times in %.0fs); restarting in %.0fs",
                         slot.index, len(slot.crashes), CRASH_WINDOW_S, delay)
         slot.restart_at = now + delay
+
+    def _ended_unclean(self, slot: Slot, pid: int | None, code: int | None) -> None:
+        """A child that did not exit on its own: its tasks go back now, not when its lease lapses."""
+        stopped = (code is not None and code < 0 and self.stop_event.is_set()
+                   and _signal_name(-code) in ("SIGTERM", "SIGINT"))
+        if stopped:
+            # the stop signal reached it before it could stop on its own (it was starting): not a loss
+            reason = f"process {pid} ended by {_signal_name(-code)} while the workers were stopping"
+            log.info("worker %s stopped (%s)", slot.worker_id, reason)
+        else:  # it crashed (or was killed)
+            reason = f"process {pid} exited with code {code}" if code is None or code >= 0 else \
+                f"process {pid} was killed by {_signal_name(-code)}"
+            log.warning("worker %s died (%s)", slot.worker_id, reason)
+        self.to_reclaim.append((slot.worker_id, reason))
+
+    def _refused(self, slot: Slot) -> None:
+        """Redis' policy changed to one that evicts Symphony's keys: every worker stops, none restarts."""
+        if not self.refused:
+            log.error("worker %s stopped: Redis' maxmemory-policy can delete Symphony's keys (its log says "
+                      "which and what to set); stopping every worker, not restarting them", slot.worker_id)
+        self.refused = True
+        self.stop_event.set()
 
     def _restart_due(self) -> None:
         if self.stop_event.is_set():
@@ -257,6 +271,12 @@ class Supervisor:
         except (RedisUnavailable, ConfigError) as exc:
             log.error("%s", exc)
             return EXIT_UNAVAILABLE
+        refusal = eviction_refusal(self.engine, self.options.but(accept_eviction=False))
+        if refusal and not self.options.accept_eviction:
+            log.error("%s", refusal)
+            return EXIT_REFUSED
+        if refusal:
+            log.warning("Redis' maxmemory-policy can delete Symphony's keys; running anyway (--accept-eviction)")
         what = (f"pool {self.options.pool}" if self.options.pool else
                 f"roles {','.join(self.options.roles)}" if self.options.roles else "every stage")
         log.info("symphony-worker %s: %d process(es) serving %s on %s%s", self.base, len(self.slots), what,
@@ -275,7 +295,7 @@ class Supervisor:
         if self.options.burst:
             log.info("burst finished: %s", summary_line(tally, time.monotonic() - started))
         log.info("all workers stopped")
-        return EXIT_UNAVAILABLE if self.gave_up else 0
+        return EXIT_REFUSED if self.refused else EXIT_UNAVAILABLE if self.gave_up else 0
 
     def _supervise(self) -> None:
         """Wait on the children until every one finished (burst), or stopped after a stop request."""

@@ -111,3 +111,14 @@ def print_problems(problems, warnings=(), stream=None) -> None:
         stream.write(f"error: {redact(problem)}\n")
     for warning in warnings:
         stream.write(f"warning: {redact(warning)}\n")
+
+
+def warn_about_server(engine: Engine) -> None:
+    """Say on stderr what the server's settings mean for the work a verb is about to queue (an
+    evicting policy, a full server), in words; nothing when they are fine or cannot be read."""
+    try:
+        problems = engine.server_info().problems
+    except Exception:  # noqa: BLE001 - the verb itself reports an unusable Redis
+        return
+    for problem in problems:
+        sys.stderr.write(f"symphony: warning: {redact(problem)}\n")

@@ -12,7 +12,7 @@ import sys
 
 from symphony.engine import RedisUnavailable, SessionSpec, initialize_session, verify_paths
 
-from .common import Progress, add_verb_options, engine_from_args, fail, print_json, print_problems
+from .common import Progress, add_verb_options, engine_from_args, fail, print_json, print_problems, warn_about_server
 
 HELP = "verify session files (default: every tasks/*.yaml), then enqueue their items"
 
@@ -26,6 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="accept a session that is already active or was cancelled; only what is not "
                         "queued or running yet is enqueued")
+    p.add_argument("--adopt", action="store_true",
+                   help="take over an existing list named like one of the session's queues that no registered "
+                        "session owns (lists of the session's own tasks, left when Redis lost its registration, "
+                        "are taken back without it)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_verb_options(p)
     p.set_defaults(func=run)
@@ -58,7 +62,7 @@ def _interrupted(engine, spec: SessionSpec, progress: Progress, sent: list) -> i
 
 def _verify(args: argparse.Namespace, engine):
     try:
-        return verify_paths(args.paths, engine=engine, resume=args.resume, tasks_dir=args.tasks)
+        return verify_paths(args.paths, engine=engine, resume=args.resume, tasks_dir=args.tasks, adopt=args.adopt)
     except KeyboardInterrupt:
         sys.stderr.write("symphony: interrupted while verifying; nothing was registered or enqueued\n")
         raise
@@ -74,13 +78,16 @@ def run(args: argparse.Namespace) -> int:
                 raise
             print_problems([], [f"{exc}; the checks that need Redis (session already active, queue clashes) were skipped"])
             engine = None
+        if engine is not None and not args.json:
+            warn_about_server(engine)
         report = _verify(args, engine)
         results = []
         if not args.dry_run:
             for spec in report.specs:
                 progress = Progress(len(spec.items), f"enqueue {spec.name}")
                 try:
-                    result = initialize_session(engine, spec, resume=args.resume, progress=progress)
+                    result = initialize_session(engine, spec, resume=args.resume, adopt_queues=args.adopt,
+                                                progress=progress)
                 except BaseException as exc:
                     progress.close()  # the bar's line ends before any message
                     if isinstance(exc, KeyboardInterrupt):
@@ -103,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
         for r in results:
             print(f"{r.session}: {r.added} item(s) enqueued for {r.stage}"
                   + (f", {r.skipped} already queued or in flight" if r.skipped else "")
-                  + (f", {r.done} already done" if r.done else ""))
+                  + (f", {r.done} already done" if r.done else "")
+                  + (f"; {r.resumed} cancelled task(s) enqueued again at the stage they were cancelled at"
+                     if r.resumed else ""))
         if report.problems:
             fail(f"{len(report.problems)} problem(s) in {len(report.failed_files)} file(s); "
                  "nothing was enqueued from those files")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from symphony.engine import Snapshot
 
@@ -10,10 +11,12 @@ from .common import add_verb_options, engine_from_args, print_json, table
 from .sessions import print_sessions
 
 HELP = "show queues, workers and recent events (table, --json, or --export FILE)"
+EXIT_OUT_OF_MEMORY = 3  # Redis refuses writes: nothing can be claimed or finished until memory is freed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help=HELP, description=HELP)
+    p = sub.add_parser("status", help=HELP, description=HELP + f"; exits {EXIT_OUT_OF_MEMORY} when Redis is out of "
+                       "memory (it refuses writes: no task can be claimed or finished)")
     p.add_argument("--json", action="store_true", help="print the snapshot as JSON (docs/status-json.md)")
     p.add_argument("--export", metavar="FILE", help="write the JSON snapshot to FILE (atomically)")
     p.add_argument("--events", type=int, default=20, help="how many recent events to include (default %(default)s)")
@@ -75,4 +78,7 @@ def run(args: argparse.Namespace) -> int:
         print_json(snap.to_dict())
     elif not args.export:
         print_snapshot(snap)
+    if snap.server is not None and snap.server.out_of_memory:
+        print(f"symphony status: {snap.server.problems[0]}", file=sys.stderr)
+        return EXIT_OUT_OF_MEMORY
     return 0

@@ -23,6 +23,8 @@ class Connection:
     data_at: float | None = None  # console clock when the shown data arrived
     retry_at: float | None = None  # console clock of the next attempt
     poll_s: float | None = None
+    out_of_memory: bool = False  # the server refuses writes (noeviction at its maxmemory)
+    problem: str = ""  # the worst thing the server's settings mean for Symphony (ServerInfo.headline)
 
 
 def fitted(parts: list[tuple[int, Text]], width: int) -> Text:
@@ -59,7 +61,8 @@ class HeaderBar(Static):
         stale = c.state != "connected" or (age is not None and age > self.stale_after)
         self.set_class(stale and c.data_at is not None, "-stale")
         parts: list[tuple[int, Text]] = [(0, Text(" Symphony ", style="bold reverse")),
-                                         (0, _state_text(c.state)),
+                                         (0, _state_text("out_of_memory" if c.state == "connected"
+                                                         and c.out_of_memory else c.state)),
                                          (1, Text(f"  {self.redis_display}")),
                                          (2, _age_text(age, stale))]
         if self.counts:
@@ -85,6 +88,8 @@ class HeaderBar(Static):
             return line + " · actions that need Redis are disabled until it answers"
         if c.state == "connected" and age is not None and age > self.stale_after:
             return f" Redis has not answered for {fmt.age(age)} (waiting on a slow poll)"
+        if c.state == "connected" and c.problem:
+            return f" ▲ {c.problem}"
         return ""
 
 
@@ -92,6 +97,7 @@ _STATES = {
     "connected": (" ● connected", "bold green"),
     "connecting": (" ◌ connecting…", "bold yellow"),
     "reconnecting": (" ▲ reconnecting", "bold white on red"),
+    "out_of_memory": (" ▲ Redis out of memory", "bold white on red"),  # connected, but writes are refused
 }
 
 

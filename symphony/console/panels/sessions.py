@@ -61,8 +61,11 @@ def session_cells(s: SessionStatus, done: dict[tuple[str, str], int], source: Ma
     cancelled = s.state == SessionState.CANCELLED
     finished = s.state != SessionState.ACTIVE or (s.items and s.completed >= s.items)
     rate = fmt.DASH if flow is None or cancelled else fmt.rate(flow.per_minute)
+    full = source.snapshot.server is not None and bool(source.snapshot.server.out_of_memory)
     if finished or flow is None:
         eta = fmt.DASH if cancelled else ("done" if finished else fmt.DASH)
+    elif full:  # nothing can be claimed or finished: no time is a fair estimate
+        eta = "stalled"
     else:
         eta = fmt.duration(flow.eta_s)
     return (

@@ -57,6 +57,11 @@ class RepairScreen(ModalScreen[Any]):
         summary = (f"{fmt.count(plan.total)} item(s): {fmt.count(plan.complete)} complete, "
                    f"{fmt.count(plan.in_progress)} in progress, {fmt.count(plan.failed)} failed "
                    + ("(included: they will be tried again)" if self.retry_failed else "(left alone)"))
+        if plan.lost:
+            summary += (f"; {fmt.count(plan.lost)} item(s) lost their task message (a queue or in-flight list "
+                        "vanished): enqueued again")
+        if plan.counters_off or plan.relisted:
+            summary += "; Redis' counters and live entries are healed"
         self.query_one("#repair-summary", Static).update(summary)
         table = self.query_one("#repair-table", DataTable)
         table.clear()
@@ -65,7 +70,9 @@ class RepairScreen(ModalScreen[Any]):
                           _reasons(stage) if stage.count else Text("nothing missing", style="dim"), key=stage.stage)
         table.add_row(Text("total", style="bold"), Text(fmt.count(plan.to_enqueue), justify="right", style="bold"), "",
                       key="__total__")
-        if plan.to_enqueue:
+        if not plan.to_enqueue and plan.needs_applying:
+            hint = "Enter heals Redis' state (nothing to enqueue) · Escape cancels"
+        elif plan.to_enqueue:
             hint = (f"Enter enqueues these {fmt.count(plan.to_enqueue)} task(s) · "
                     f"f {'leaves failed items alone' if self.retry_failed else 'includes failed items'} · Escape cancels")
         else:
@@ -78,7 +85,7 @@ class RepairScreen(ModalScreen[Any]):
         if self.planning:
             self.notify("Still planning: one moment", severity="warning", timeout=2)
             return
-        self.dismiss(self.plan if self.plan.to_enqueue else None)
+        self.dismiss(self.plan if self.plan.needs_applying else None)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -21,7 +21,10 @@ local now = now_ms()
 local outcome, stage, session, nxt = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local maxlen, bell_max, worker = ARGV[5], tonumber(ARGV[6]), ARGV[7]
 local meta = redis.call('HMGET', KEYS[6], 'state', 'items', 'priority')
-local active = meta[1] == 'active'
+-- only a cancelled session stops its tasks: one whose definition Redis lost (evicted, deleted) goes
+-- on (its next tasks wait in their queue, unclaimed, until repair registers it again); nobody
+-- cancelled it, so nothing is recorded cancelled
+local active = meta[1] ~= 'cancelled'
 local items = tonumber(meta[2] or '0') or 0
 local out = {}
 local held, completed, done, retried, handed, dead = 0, 0, 0, 0, 0, 0
@@ -53,10 +56,14 @@ end
 -- 1 if this completion is the item's first at this stage (its bit was clear), else 0. A message
 -- without an ordinal (queued by an older version) counts as before; an ordinal outside the
 -- session's items (a planted message) never counts, and never grows the bitmap.
+-- While the session's definition is missing (Redis lost it; repair registers it again) its item
+-- count is unknown: ordinals below LOST_BOUND still count, so no completion goes uncounted.
+local LOST_BOUND = 16777216  -- 2 MB of bitmap at most
+local ordinal_bound = meta[1] and items or LOST_BOUND
 local function first_completion(ordinal)
   if ordinal == '' then return 1 end
   local o = tonumber(ordinal)
-  if not o or o < 0 or o >= items or o ~= math.floor(o) then return 0 end
+  if not o or o < 0 or o >= ordinal_bound or o ~= math.floor(o) then return 0 end
   return 1 - redis.call('SETBIT', KEYS[11], o, 1)
 end
 

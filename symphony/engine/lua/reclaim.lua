@@ -29,7 +29,9 @@ local function stop(state, err, short)
   redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[10], '*', 's', session, 't', stage, 'i', item,
     'st', state, 'a', ARGV[8], 'ms', '0', 'w', ARGV[1], 'e', short)
 end
-if redis.call('HGET', KEYS[10], 'state') ~= 'active' then
+-- only a cancelled session cancels: a session whose definition Redis lost (evicted, deleted) keeps
+-- its task, for repair to register it again (nobody cancelled it)
+if redis.call('HGET', KEYS[10], 'state') == 'cancelled' then
   stop('cancelled', 'session cancelled', 'session cancelled')
   return {'cancelled'}
 end
