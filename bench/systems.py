@@ -64,6 +64,10 @@ def symphony_commands(url: str, processes: int, stages: int, heartbeat: float) -
              "--heartbeat", str(heartbeat), "--log-level", "WARNING", "--name", "bench"]]
 
 
+def symphony_prefetch_off_commands(url: str, processes: int, stages: int, heartbeat: float) -> list[list[str]]:
+    return [[*symphony_commands(url, processes, stages, heartbeat)[0], "--prefetch", "1"]]
+
+
 # --- the minimal reliable loop ----------------------------------------------------------------------
 def minimal_prefill(url: str, items: int, stages: int, workdir: str) -> None:
     import redis
@@ -76,6 +80,11 @@ def minimal_prefill(url: str, items: int, stages: int, workdir: str) -> None:
 
 def minimal_commands(url: str, processes: int, stages: int, heartbeat: float) -> list[list[str]]:
     return [[sys.executable, "-m", "bench.peers.minimal", "--url", url, "--stages", str(stages)]
+            for _ in range(processes)]
+
+
+def minimal_batched_commands(url: str, processes: int, stages: int, heartbeat: float) -> list[list[str]]:
+    return [[sys.executable, "-m", "bench.peers.minimal_batched", "--url", url, "--stages", str(stages)]
             for _ in range(processes)]
 
 
@@ -108,8 +117,12 @@ def huey_commands(url: str, processes: int, stages: int, heartbeat: float) -> li
 
 SYMPHONY = System("symphony", ("symphony",), symphony_prefill, symphony_commands, 8000.0,
                   "symphony-worker, full accounting, heartbeats on")
+SYMPHONY1 = System("symphony-p1", ("symphony",), symphony_prefill, symphony_prefetch_off_commands, 3000.0,
+                   "symphony-worker --prefetch 1 (one task per claim)")
 MINIMAL = System("minimal", ("redis",), minimal_prefill, minimal_commands, 6000.0,
                  "BLMOVE + INCR + LREM, hand-written")
+MINIMAL32 = System("minimal32", ("redis",), minimal_prefill, minimal_batched_commands, 10000.0,
+                   "Lua claim of 32 + INCR each + LREM/next claim in one MULTI, hand-written")
 RQ = System("rq", ("rq",), _prefill("rq_app"), rq_commands, 800.0, "rq worker -w SimpleWorker, one per process")
 CELERY = System("celery", ("celery",), _prefill("celery_app"), celery_commands, 1500.0,
                 "celery worker -P prefork -c N, defaults")
@@ -117,5 +130,5 @@ DRAMATIQ = System("dramatiq", ("dramatiq",), _prefill("dramatiq_app"), dramatiq_
                   "dramatiq --processes N (its default 8 threads each)")
 HUEY = System("huey", ("huey",), _prefill("huey_app"), huey_commands, 1500.0, "huey_consumer -k process -w N")
 
-ALL = (SYMPHONY, MINIMAL, RQ, CELERY, DRAMATIQ, HUEY)
+ALL = (SYMPHONY, SYMPHONY1, MINIMAL, MINIMAL32, RQ, CELERY, DRAMATIQ, HUEY)
 BY_NAME = {s.name: s for s in ALL}
