@@ -136,6 +136,8 @@ def _worker_us(res: dict[str, Any]) -> float | None:
 
 def case_latency(server: Server, args, sizes: Sizes, systems: list[str]) -> dict[str, Any]:
     names = [n for n in latency.SYSTEMS if n in systems or n in ("minimal", "minimal32")]
+    if "symphony" in systems and "symphony-inline" not in names:
+        names.insert(1, "symphony-inline")
     names = [n for n in names if n not in BY_NAME or not BY_NAME[n].missing()]
     rounds = []
     for r in range(args.rounds):

@@ -38,10 +38,13 @@ class System:
 
 # --- Symphony ------------------------------------------------------------------------------------
 def write_session(workdir: str, name: str, items: int, stages: int, *, handler: str = "bench.noop:symphony_task",
-                  timeout: float = 60.0) -> Path:
+                  timeout: float = 60.0, isolation: str | None = None) -> Path:
     base = Path(workdir)
     (base / "pipelines").mkdir(parents=True, exist_ok=True)
-    pipeline = {"pipeline": f"bench{stages}", "defaults": {"timeout": timeout, "max_attempts": 3},
+    defaults: dict = {"timeout": timeout, "max_attempts": 3}
+    if isolation:
+        defaults["isolation"] = isolation
+    pipeline = {"pipeline": f"bench{stages}", "defaults": defaults,
                 "stages": [{"name": STAGE_NAMES[i], "pool": "bench", "handler": handler} for i in range(stages)]}
     (base / "pipelines" / f"bench{stages}.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     session = {"session": name, "pipeline": f"pipelines/bench{stages}.yaml", "root": "data",
@@ -55,6 +58,14 @@ def symphony_prefill(url: str, items: int, stages: int, workdir: str) -> None:
     from symphony.engine import Engine, initialize_session, load_session
 
     spec = load_session(write_session(workdir, "bench", items, stages))
+    with Engine.from_url(url) as engine:
+        initialize_session(engine, spec)
+
+
+def symphony_inline_prefill(url: str, items: int, stages: int, workdir: str) -> None:
+    from symphony.engine import Engine, initialize_session, load_session
+
+    spec = load_session(write_session(workdir, "bench", items, stages, isolation="inline"))
     with Engine.from_url(url) as engine:
         initialize_session(engine, spec)
 
@@ -119,6 +130,8 @@ SYMPHONY = System("symphony", ("symphony",), symphony_prefill, symphony_commands
                   "symphony-worker, full accounting, heartbeats on")
 SYMPHONY1 = System("symphony-p1", ("symphony",), symphony_prefill, symphony_prefetch_off_commands, 3000.0,
                    "symphony-worker --prefetch 1 (one task per claim)")
+SYMPHONY_INLINE = System("symphony-inline", ("symphony",), symphony_inline_prefill, symphony_commands, 10000.0,
+                         "symphony-worker, the stages' Python handlers run inline (isolation: inline)")
 MINIMAL = System("minimal", ("redis",), minimal_prefill, minimal_commands, 6000.0,
                  "BLMOVE + INCR + LREM, hand-written")
 MINIMAL32 = System("minimal32", ("redis",), minimal_prefill, minimal_batched_commands, 10000.0,
@@ -130,5 +143,5 @@ DRAMATIQ = System("dramatiq", ("dramatiq",), _prefill("dramatiq_app"), dramatiq_
                   "dramatiq --processes N (its default 8 threads each)")
 HUEY = System("huey", ("huey",), _prefill("huey_app"), huey_commands, 1500.0, "huey_consumer -k process -w N")
 
-ALL = (SYMPHONY, SYMPHONY1, MINIMAL, MINIMAL32, RQ, CELERY, DRAMATIQ, HUEY)
+ALL = (SYMPHONY, SYMPHONY1, SYMPHONY_INLINE, MINIMAL, MINIMAL32, RQ, CELERY, DRAMATIQ, HUEY)
 BY_NAME = {s.name: s for s in ALL}

@@ -156,3 +156,12 @@ def hang_listed(ctx) -> None:
     if ctx.attempt == 1 and ctx.item in ctx.params.get("hang", []):
         time.sleep(3600)
     ok(ctx)
+
+
+def kv_and_pid(ctx) -> None:
+    """Record which process ran it, use the job store, fail the items listed in params.bad."""
+    _mark(ctx, "ran")
+    ctx.kv.set("seen", ctx.item)
+    if ctx.item in ctx.params.get("bad", []):
+        raise RuntimeError(f"boom for {ctx.item}")
+    ctx.write_output_json({"item": ctx.item, "pid": os.getpid(), "kv": ctx.kv.get("seen"), "attempt": ctx.attempt})

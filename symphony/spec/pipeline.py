@@ -76,6 +76,7 @@ class Stage:
     retry_timeouts: bool = False
     params: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     description: str = ""
+    isolation: str = "executor"  # Python handlers: "executor" (a process of their own) or "inline" (the worker's)
 
     def backoff(self, attempts_made: int) -> float:
         """Seconds to wait before the next attempt, after ``attempts_made`` failures."""
@@ -110,6 +111,8 @@ class Stage:
             data["output"] = self.output
         if self.description:
             data["description"] = self.description
+        if self.isolation != "executor":
+            data["isolation"] = self.isolation
         return data
 
 
@@ -209,6 +212,15 @@ def _output(value: Any, ctx: Context) -> str:
     return template
 
 
+ISOLATIONS = ("executor", "inline")
+
+
+def _isolation(value: Any, ctx: Context) -> str:
+    if value not in ISOLATIONS:
+        raise Invalid(f"isolation must be one of {', '.join(ISOLATIONS)}, not {value!r}")
+    return value
+
+
 STAGE_FIELDS = (
     Field("name", role("stage name"), missing="missing the stage's name"),
     Field("aliases", roles("alias"), default=()),
@@ -224,9 +236,10 @@ STAGE_FIELDS = (
     Field("retry_timeouts", flag("retry_timeouts"), default=False),
     Field("params", mapping("params must be a mapping of names to values"), default={}),
     Field("description", text, default=""),
+    Field("isolation", _isolation, default="executor"),
 )
 DEFAULT_FIELDS = tuple(f for f in STAGE_FIELDS if f.name in ("pool", "timeout", "max_attempts", "retry_backoff",
-                                                            "retry_timeouts"))
+                                                            "retry_timeouts", "isolation"))
 PIPELINE_FIELDS = (
     Field("pipeline", role("pipeline name"), missing="missing the pipeline's name ('pipeline: NAME')"),
     Field("description", text, default=""),
@@ -303,12 +316,16 @@ def _stage(raw: Any, index: int, defaults: Mapping[str, Any], seen: dict[str, An
         return None
     _labels(v, index, path, seen, ctx)
     handler = _handler(v, path, ctx)
+    if handler is not None and handler.kind != "python" and v["isolation"] == "inline" \
+            and isinstance(raw, dict) and "isolation" in raw:
+        ctx.report(path + ("isolation",), "isolation: inline only applies to a Python handler (a command is always "
+                                          "its own process)")
     if handler is None or len(ctx.problems) != before or not valid(v):
         return None
     return Stage(name=v["name"], handler=handler, pool=v["pool"], aliases=v["aliases"], output=v["output"],
                  timeout=float(v["timeout"]), max_attempts=int(v["max_attempts"]),
                  retry_backoff=float(v["retry_backoff"]), retry_timeouts=v["retry_timeouts"], params=v["params"],
-                 description=v["description"])
+                 description=v["description"], isolation=v["isolation"] if handler.kind == "python" else "executor")
 
 
 def parse_pipeline(data: Any, loc: Locator) -> Pipeline:

@@ -22,11 +22,13 @@ from symphony.engine import (Claimed, CryptoError, Engine, Finish, Outcome, Outc
 
 from . import logs, runner
 from .executor import Executor, PythonCall
+from .inline import InlineRunner
 from .options import WorkerOptions
 from .stopping import Stopping
 
 log = logging.getLogger("symphony.worker")
 PLAN_CACHE_MAX = 4096
+WARM_SESSIONS = 50  # sessions looked at (once per change of roles) to decide whether to start the executor early
 DONE, FAILED, HANDBACK, CANCELLED, TIMED_OUT = (OutcomeKind.DONE, OutcomeKind.FAILED, OutcomeKind.HANDBACK,
                                                 OutcomeKind.CANCELLED, OutcomeKind.TIMED_OUT)
 
@@ -88,6 +90,29 @@ class Dispatcher:
         self.completed = 0
         self._plans: dict[tuple[str, str], StagePlan] = {}
         self._stores: dict[int, Any] = {}
+        self._warm_for: tuple[str, ...] | None = None  # the roles the executor's early start was decided for
+        self.before_exit: Callable[[], None] = lambda: None  # set by the loop: send the finished tasks' reports
+        self.inline = InlineRunner(lambda: self.before_exit())
+
+    def warm(self, roles: Sequence[str]) -> None:
+        """While idle: start the executor now if a registered session has a Python stage among
+        ``roles``, so the first Python task does not wait for an interpreter to start (tens of
+        ms). Decided once per set of roles; a worker that only runs commands never starts one."""
+        roles = tuple(roles)
+        if not roles or self._warm_for == roles or self.executor.pid is not None:
+            return
+        self._warm_for = roles
+        for summary in self.engine.sessions()[:WARM_SESSIONS]:
+            record = self.engine.records.get(summary.name)
+            if record is None:
+                continue
+            pipeline = record.pipeline
+            if any(pipeline.has_stage(r) and pipeline.stage(r).handler.kind == "python" for r in roles):
+                try:
+                    self.executor.start()
+                except OSError as exc:  # the first task reports it
+                    log.debug("could not start the handler executor early: %s", exc)
+                return
 
     # --- prepare ------------------------------------------------------------------------------
     def _plan(self, session: str, stage: str):
@@ -157,9 +182,14 @@ class Dispatcher:
                 for job in jobs[i:]:  # never started: back to the head of their queue, as they were
                     on_finish(Finish(job.claimed, Outcome(HANDBACK, error="worker stopping"), attempts=job.attempts))
                 break
-            if jobs[i].stage.handler.kind == "python":
+            stage = jobs[i].stage
+            if stage.handler.kind == "python" and stage.isolation == "inline":
+                on_finish(self._run_inline(jobs[i]))
+                i += 1
+            elif stage.handler.kind == "python":
                 end = i
-                while end < len(jobs) and jobs[end].stage.handler.kind == "python":
+                while end < len(jobs) and jobs[end].stage.handler.kind == "python" \
+                        and jobs[end].stage.isolation != "inline":
                     end += 1
                 i += self._run_python(jobs[i:end], on_finish)
             else:
@@ -200,6 +230,14 @@ class Dispatcher:
             return 1
         finally:
             self._stores.clear()
+
+    def _run_inline(self, job: Job) -> Finish:
+        """A Python handler called in this process (``isolation: inline``; see :mod:`.inline`)."""
+        self._publish(job)
+        c, stage = job.claimed, job.stage
+        result = self.inline.run(stage.handler.target, _context(job), job.env(), stage.timeout,
+                                 self.engine.job_store(c.session, stage.name, c.item), job.name)
+        return self.conclude(job, result)
 
     def _store(self, job: Job):
         store = self._stores.get(id(job))

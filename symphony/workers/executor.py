@@ -85,6 +85,11 @@ class Executor:
         self.started_count += 1
         log.debug("handler executor started (pid %d)", self.proc.pid)
 
+    def start(self) -> None:
+        """Start the executor now (if it is not running), so that the next task does not wait for it."""
+        if self.proc is None:
+            self._start()
+
     def kill(self) -> None:
         """End the executor and everything its handler started."""
         proc, self.proc = self.proc, None

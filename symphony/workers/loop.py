@@ -24,7 +24,8 @@ from .stopping import Stopping
 
 log = logging.getLogger("symphony.worker")
 EXIT_OK, EXIT_GAVE_UP = 0, 4
-PREFETCH_BUDGET_S = 0.005  # claim several tasks at once only while they take less than this, together
+PREFETCH_BUDGET_S = 0.02  # claim several tasks at once only while they take less than this, together
+# (as long as a finished report may wait for the next claim: prefetch never delays a report more)
 REPORT_DELAY_S = 0.02  # a finished task's report waits at most this long for the next claim
 EAGER_CLAIMS = 16  # claims in a row while the hint says a queue is eligible, before blocking on the bells
 
@@ -48,6 +49,12 @@ class TaskLoop:
         self._resending = False  # the reports being sent are a retry after a failed attempt
         self._avg_s: float | None = None  # running average of task durations (decides prefetch)
         self._down_since: float | None = None
+        dispatcher.before_exit = self._report_before_exit
+
+    def _report_before_exit(self) -> None:
+        """The process is about to end (an inline handler overran): send the finished tasks' reports."""
+        if self.pending:
+            self.link.step(list(self.pending), claim=False)
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self) -> int:
@@ -94,7 +101,11 @@ class TaskLoop:
         started = time.perf_counter()
         self.dispatcher.run(batch, self._finished)
         took = (time.perf_counter() - started) / len(batch)
-        self._avg_s = took if self._avg_s is None else self._avg_s + (took - self._avg_s) * 0.2
+        avg = self._avg_s
+        if avg is None:
+            self._avg_s = took
+        else:  # quick to fall, slow to rise: a busy machine's hiccups do not turn prefetch off
+            self._avg_s = avg + (took - avg) * (0.3 if took < avg else 0.05)
 
     def _finished(self, finish: Finish) -> None:
         """A task's report: kept for the next claim, or sent now if it has waited long enough."""
@@ -112,6 +123,7 @@ class TaskLoop:
             log.info("burst: no work left for roles %s; exiting", ",".join(self.link.roles) or "-")
             return True
         try:
+            self.dispatcher.warm(self.link.roles)
             self.link.wait_for_work(result.wait_s if self.link.roles else self.options.idle_wait_s)
         except Exception as exc:  # noqa: BLE001 - Redis unavailable
             self._disconnected(exc)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from symphony.engine import Backoff, ConfigError, CredentialsRefused, Engine, RedisUnavailable, is_unavailable
 
 from .batchjob import BatchJob
+from .inline import EXIT_OVERRAN
 from .loop import EXIT_GAVE_UP, EXIT_OK
 from .options import WorkerOptions
 from .process import child_main, summary_line
@@ -147,6 +148,8 @@ class Supervisor:
             # it crashed (or was killed): its tasks go back now, not when its lease lapses
             reason = f"process {pid} exited with code {code}" if code is None or code >= 0 else \
                 f"process {pid} was killed by {_signal_name(-code)}"
+            if code == EXIT_OVERRAN:
+                reason = f"process {pid} ended itself: a handler run inline overran its timeout"
             log.warning("worker %s died (%s)", slot.worker_id, reason)
             self.to_reclaim.append((slot.worker_id, reason))
         elif code == EXIT_GAVE_UP:
