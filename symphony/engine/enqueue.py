@@ -52,7 +52,12 @@ def enqueue(client: redis.Redis, keys: Keys, scripts, session: str, stage: str, 
         got = EnqueueResult()
         if not pending:
             return got
-        replies = execute(client, pipe, queued)
+        if len(queued) == 1:  # one call (a few items): no pipeline's machinery
+            q = queued[0]
+            replies = [script(client, q.keys, q.args)]
+            pipe.reset()
+        else:
+            replies = execute(client, pipe, queued)
         queued.clear()
         for count, reply in zip(pending, replies):
             added, second = reply[0], reply[1]
