@@ -91,7 +91,8 @@ def test_the_license_is_an_spdx_expression_not_the_deprecated_table():
 TEST_DEPENDENCY_USE = {"pytest": "import pytest", "pytest-timeout": "timeout", "import-linter": "importlinter",
                        "hypothesis": "from hypothesis", "pytest-textual-snapshot": "snap_compare",
                        "azure-identity": "azure.identity", "azure-monitor-querymetrics": "azure.monitor.querymetrics",
-                       "requests": "import requests", "textual-serve": "textual_serve"}
+                       "azure-mgmt-compute": "azure.mgmt.compute",
+                       "requests": "import requests", "textual-serve": "textual_serve", "radon": "radon.complexity"}
 
 
 def test_every_test_dependency_is_used():

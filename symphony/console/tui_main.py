@@ -71,6 +71,30 @@ def say(message: str) -> None:
         pass
 
 
+def _azure_collector(engine, app):
+    """The Azure Monitor collector, started, posting its notes to the console; None (said why) when
+    it is not configured."""
+    from symphony.azure.monitor import AzureCollector
+
+    collector = AzureCollector.from_env(engine, on_message=app.post_note)
+    if collector is None:
+        say("symphony-tui: --azure: the Azure Monitor collector is not configured (set "
+            "SYMPHONY_AZURE_SUBSCRIPTION and SYMPHONY_AZURE_RESOURCE_GROUP; see README)")
+        return None
+    collector.start()
+    return collector
+
+
+def _screenshot_saved(app, *, live: bool) -> bool:
+    """Say where the screenshot went, or why there is none."""
+    if app.screenshot_saved:
+        say(f"symphony-tui: screenshot saved to {app.screenshot_saved}")
+        return True
+    say("symphony-tui: no screenshot: " + (f"no live data (a worker and a completion) within {LIVE_DEADLINE_S:.0f} s"
+                                           if live else "no data was read from Redis"))
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Nothing may write to the terminal under the app: warnings go to Textual's devtools log.
@@ -111,14 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                           screenshot=(args.screenshot, args.screenshot_after) if args.screenshot else None,
                           screenshot_live=bool(demo))
         if args.azure:
-            from symphony.azure.monitor import AzureCollector
-
-            collector = AzureCollector.from_env(engine, on_message=app.post_note)
+            collector = _azure_collector(engine, app)
             if collector is None:
-                say("symphony-tui: --azure: the Azure Monitor collector is not configured (set "
-                    "SYMPHONY_AZURE_SUBSCRIPTION and SYMPHONY_AZURE_RESOURCE_GROUP; see README)")
                 return 2
-            collector.start()
         try:
             if args.screenshot:
                 app.run(headless=True, size=SCREENSHOT_SIZE)
@@ -126,14 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                 app.run()
         finally:
             catch_endings()  # the app's own handlers are gone with its event loop
-        if args.screenshot:
-            if app.screenshot_saved:
-                say(f"symphony-tui: screenshot saved to {app.screenshot_saved}")
-            else:
-                say("symphony-tui: no screenshot: " + ("no live data (a worker and a completion) within "
-                                                       f"{LIVE_DEADLINE_S:.0f} s" if demo else
-                                                       "no data was read from Redis"))
-                return 1
+        if args.screenshot and not _screenshot_saved(app, live=demo is not None):
+            return 1
         return int(app.return_code or 0)
     except ConfigError as exc:
         say(f"symphony-tui: {redact(exc)}")

@@ -11,7 +11,8 @@ the front ends and workers use, and adds the checks that need Redis
 """
 # --- connecting: where Redis is, the facade, the server, errors -----------------------------------
 from .config import RedisConfig, resolve_redis
-from .options import SharedOptions, add_shared_options, parse_duration, shared_options
+from .options import (SHARED_ENVIRONMENT, OptionSource, SharedOptions, add_shared_options, env_name, parse_duration,
+                      parse_with_config, read_config_file, secret_file_problem, shared_options)
 from .logsetup import configure_logging
 from .connection import Backoff, describe_error, is_unavailable, redis_problem
 from .core import Engine
@@ -44,6 +45,7 @@ from .worklog import LogLine
 
 # --- the operator's verbs ---------------------------------------------------------------------------
 from .control import CANCEL_EFFECT, CancelResult, PurgeResult, QueueInfo, RetryResult, SessionDetail
+from .drain import Drain
 from .definition import Change, Comparison, compare_definitions
 from .registry import SessionSummary
 
@@ -72,6 +74,7 @@ __all__ = [
     "UnknownSession", "CredentialsRefused", "Keys", "ServerInfo",
     # the options every entry point shares, and logging
     "SharedOptions", "add_shared_options", "parse_duration", "shared_options", "configure_logging",
+    "SHARED_ENVIRONMENT", "OptionSource", "env_name", "parse_with_config", "read_config_file", "secret_file_problem",
     # session files
     "register_source", "is_name", "Handler", "Pipeline", "Stage", "load_pipeline", "Item", "SessionRecord",
     "SessionSpec", "load_session", "VerificationReport", "verify_paths",
@@ -84,7 +87,7 @@ __all__ = [
     "LostReport", "LogLine",
     # the operator's verbs
     "CancelResult", "PurgeResult", "QueueInfo", "RetryResult", "SessionDetail", "SessionSummary",
-    "CANCEL_EFFECT", "Change", "Comparison", "compare_definitions",
+    "CANCEL_EFFECT", "Drain", "Change", "Comparison", "compare_definitions",
     # the status snapshot
     "Event", "QueueStatus", "SessionStatus", "Snapshot", "WorkerStatus", "DurationHistogram",
     # machine metrics

@@ -72,7 +72,8 @@ def worker_key_patterns(stages: Iterable[str], keys: Keys = DEFAULT_KEYS) -> tup
         "workers", "worker:*", "inflight:*", "lock:*", "clock", "grace", "results", "events", "deadletter",
         "job:*", "jobs:*", "lastjob:*", "metrics:*",  # metrics: host samples from heartbeats
         "origin:*",  # the jobs that wrote key/values from each SLURM job
-        "log:*")]  # each worker process's recent log lines
+        "log:*",  # each worker process's recent log lines
+        "drain")]  # a worker that exits drained removes its own entry
     read = [keys.sessions, keys.pools]
     return queue_patterns(stages, keys) + write, read
 

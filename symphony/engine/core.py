@@ -249,6 +249,41 @@ class Engine:
 
         return read_job(self.client, self.keys, session, job_id)
 
+    # --- drain (symphony/engine/drain.py) ----------------------------------------------------------
+    def drain(self, worker: str | None = None, host: str | None = None, pool: str | None = None, *,
+              now: bool = False, idle: bool = False, by: str | None = None):
+        """Drain a worker (its id, or every process of a ``--name``), a host or a pool: its workers
+        stop claiming, finish what they hold (``now``: hand it back) and exit (``idle``: stay up,
+        claiming nothing, until undrained). Seen by each worker at its next heartbeat."""
+        from .drain import drain
+
+        return drain(self.client, self.keys, worker=worker, host=host, pool=pool, now=now, idle=idle, by=by)
+
+    def undrain(self, worker: str | None = None, host: str | None = None, pool: str | None = None, *,
+                by: str | None = None) -> bool:
+        """Remove a drain (True if there was one); its idle workers claim again."""
+        from .drain import undrain
+
+        return undrain(self.client, self.keys, worker=worker, host=host, pool=pool, by=by)
+
+    def drains(self):
+        """Every drain recorded (:class:`~engine.drain.Drain`), oldest first."""
+        from .drain import drains
+
+        return drains(self.client, self.keys)
+
+    def drain_for(self, worker_id: str, *, name: str = "", host: str = "", pool: str | None = None):
+        """The drain that applies to this worker process, or None (the worker's view; one round trip)."""
+        from .drain import drain_for
+
+        return drain_for(self.client, self.keys, worker_id, name=name, host=host, pool=pool)
+
+    def forget_drain(self, worker_id: str) -> None:
+        """A worker that exited drained drops its own entry."""
+        from .drain import forget_worker
+
+        forget_worker(self.client, self.keys, worker_id)
+
     # --- status -----------------------------------------------------------------------------
     def snapshot(self, *, events: int = 50) -> Snapshot:
         return read_snapshot(self.client, self.keys, redis_display=self.display, events=events)

@@ -118,6 +118,12 @@ class Keys:
         """STRING with a TTL: while it exists, nobody's lease is considered lapsed (after an outage)."""
         return f"{self.ns}:grace"
 
+    @property
+    def drain(self) -> str:
+        """HASH ``worker:<id or name>`` / ``host:<host>`` / ``pool:<pool>`` -> JSON drain record
+        (now, idle, by, at): the workers it matches stop claiming (symphony/engine/drain.py)."""
+        return f"{self.ns}:drain"
+
     # --- streams -----------------------------------------------------------------------------
     @property
     def results(self) -> str:

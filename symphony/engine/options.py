@@ -113,3 +113,238 @@ def parse_duration(text: str | float | int | None, default: float | None = None)
         return float(s[:-1]) * units[s[-1]] if s and s[-1] in units else float(s)
     except (ValueError, KeyError):
         raise ConfigError(f"{text!r} is not a duration (e.g. 90, 90s, 15m, 6h)") from None
+
+
+# --- a program's options from a TOML file and the environment ----------------------------------
+#
+# A service (``symphony-worker`` under systemd, a Windows scheduled task, a VM's custom data) takes
+# every option of its command line from a TOML file (``--config FILE``) and from environment
+# variables as well. One rule for every option: the command line beats the environment, which
+# beats the file, which beats the default. A file key is the long option without its dashes
+# (``drain-timeout = 60``); a variable is the prefix and the option in capitals (``SYMPHONY_WORKER_
+# DRAIN_TIMEOUT=60``). The shared options keep their own variables (``SYMPHONY_REDIS_URL``,
+# ``SYMPHONY_KEY_FILE``, ...: :func:`resolve_redis`, :func:`load_key`), which beat the file too.
+
+# the variables of the shared options (a flag beats them; they beat a config file)
+SHARED_ENVIRONMENT: dict[str, tuple[str, ...]] = {
+    "redis": ("SYMPHONY_REDIS_URL", "REDIS_URL"),
+    "redis_password_file": ("SYMPHONY_REDIS_PASSWORD_FILE", "REDIS_PASSWORD_FILE"),
+    "redis_ca_file": ("SYMPHONY_REDIS_CA_FILE", "REDIS_CA_FILE"),
+    "encryption_key_file": ("SYMPHONY_KEY_FILE", "SYMPHONY_KEY"),
+}
+_NOT_CONFIGURABLE = {"help", "version", "config"}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class OptionSource:
+    """Where an option's value came from: ``file worker.toml line 3``, ``$SYMPHONY_WORKER_POOL``."""
+
+    option: str
+    where: str
+
+
+def _configurable(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """The options a file or the environment may set, by key (the long option without dashes)."""
+    out: dict[str, argparse.Action] = {}
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public list of its actions
+        if action.dest in _NOT_CONFIGURABLE or not action.option_strings:
+            continue
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if longs:
+            out[longs[0][2:]] = action
+    return out
+
+
+def env_name(prefix: str, key: str) -> str:
+    """The variable of option ``key``: ``SYMPHONY_WORKER_`` + ``DRAIN_TIMEOUT``."""
+    return prefix + key.upper().replace("-", "_")
+
+
+def _flag(action: argparse.Action, value, from_text: bool, bad) -> bool:
+    """A store_true/store_false option's value: TOML true/false, or a variable's 1/0, yes/no, ..."""
+    if from_text:
+        text = str(value).strip().lower()
+        if text not in _TRUE | _FALSE:
+            raise bad("true or false")
+        flag = text in _TRUE
+    elif isinstance(value, bool):
+        flag = value
+    else:
+        raise bad("true or false")
+    return flag if isinstance(action, argparse._StoreTrueAction) else not flag  # noqa: SLF001
+
+
+def _check_toml_type(action: argparse.Action, value, bad) -> None:
+    if isinstance(value, (dict, list)):
+        raise bad("a single value (not a table or a list)")
+    if action.type is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise bad("an integer")
+    if action.type is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise bad("a number")
+    if action.type in (None, str) and not isinstance(value, str):
+        raise bad("a string")
+
+
+def _convert(action: argparse.Action, key: str, value, where: str, *, from_text: bool):
+    """An option's value from a file (typed TOML) or a variable (text), checked as argparse would."""
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{where}: {key}: expected {expected}, got {value!r}")
+
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):  # noqa: SLF001
+        return _flag(action, value, from_text, bad)
+    if not from_text:
+        _check_toml_type(action, value, bad)
+    converted = value
+    if action.type is not None:
+        try:
+            converted = action.type(value if not from_text else str(value).strip())
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+            raise ConfigError(f"{where}: {key}: {exc}") from None
+    if action.choices is not None and converted not in action.choices:
+        raise ConfigError(f"{where}: {key}: {value!r} is not one of {', '.join(map(str, action.choices))}")
+    return converted
+
+
+def _line_of(text: str, key: str) -> int | None:
+    import re
+
+    pattern = re.compile(rf"^[ \t]*(\[+[ \t]*)?[\"']?{re.escape(key)}[\"']?[ \t]*(=|\])", re.MULTILINE)
+    match = pattern.search(text)
+    return text.count("\n", 0, match.start()) + 1 if match else None
+
+
+def read_config_file(path: str, parser: argparse.ArgumentParser) -> dict[str, tuple[object, OptionSource]]:
+    """The options of a TOML file, by argparse ``dest``: checked, typed, each with its line.
+
+    Raises :class:`ConfigError` naming the file, the line and the option for a syntax error, an
+    unknown option, a value of the wrong type, or a Redis URL that holds a password (a file
+    readable by more than the service user must hold no secret: use ``redis-password-file``).
+    """
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        raise ConfigError(f"{path}: reading a TOML configuration file needs Python 3.11 or later") from None
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration file {path}: {exc.strerror or exc}") from None
+    text = raw.decode("utf-8", "replace")
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    known = _configurable(parser)
+    out: dict[str, tuple[object, OptionSource]] = {}
+    for key, value in document.items():
+        line = _line_of(text, key)
+        where = f"{path} line {line}" if line else path
+        action = known.get(key) or known.get(key.replace("_", "-"))
+        if action is None:
+            raise ConfigError(f"{where}: unknown option {key!r} (the options: {', '.join(sorted(known))})")
+        name = key.replace("_", "-")
+        converted = _convert(action, name, value, where, from_text=False)
+        if action.dest == "redis" and isinstance(converted, str):
+            from urllib.parse import urlsplit
+
+            try:
+                has_password = bool(urlsplit(converted).password)
+            except ValueError:
+                has_password = False
+            if has_password:
+                raise ConfigError(f"{where}: redis: the URL holds a password; a configuration file holds no "
+                                  f"secret: put the password in a file only the service user can read and name "
+                                  f"it with redis-password-file")
+        out[action.dest] = (converted, OptionSource(name, f"{path} line {line}" if line else path))
+    return out
+
+
+def read_environment(prefix: str, parser: argparse.ArgumentParser,
+                     env: Mapping[str, str]) -> dict[str, tuple[object, OptionSource]]:
+    """The options set by ``<prefix><OPTION>`` variables (the shared options excepted: they keep
+    their own variables), by argparse ``dest``."""
+    out: dict[str, tuple[object, OptionSource]] = {}
+    for key, action in _configurable(parser).items():
+        if action.dest in SHARED_ENVIRONMENT:
+            continue
+        name = env_name(prefix, key)
+        if name in env:
+            out[action.dest] = (_convert(action, key, env[name], f"${name}", from_text=True),
+                                OptionSource(key, f"${name}"))
+    return out
+
+
+def _given(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The dests given on the command line itself."""
+    given = set()
+    for action in parser._actions:  # noqa: SLF001
+        for opt in action.option_strings:
+            if any(a == opt or (opt.startswith("--") and a.startswith(opt + "=")) for a in argv):
+                given.add(action.dest)
+    return given
+
+
+def _exclusive(parser: argparse.ArgumentParser, values: dict, given: set[str]) -> None:
+    """Of a mutually exclusive group, a member on the command line replaces the others from the
+    file or the environment; two of them set there is an error naming both."""
+    for group in parser._mutually_exclusive_groups:  # noqa: SLF001
+        dests = [a.dest for a in group._group_actions]  # noqa: SLF001
+        if any(d in given for d in dests):
+            for d in dests:
+                values.pop(d, None)
+            continue
+        chosen = [d for d in dests if d in values and values[d][0] not in (None, "", False)]
+        if len(chosen) > 1:
+            raise ConfigError(" and ".join(f"{values[d][1].option} ({values[d][1].where})" for d in chosen)
+                              + ": only one of them may be set")
+
+
+def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None, *, env_prefix: str,
+                      env: Mapping[str, str] | None = None) -> argparse.Namespace:
+    """Parse ``argv`` with defaults from the TOML file of ``--config`` (or ``$<prefix>CONFIG``) and
+    from the ``<prefix><OPTION>`` variables: the command line beats the environment, which beats
+    the file. ``args.option_sources`` lists what came from where (for the start-up log line).
+
+    Of a mutually exclusive group (``--pool`` or ``--roles``), a member given on the command line
+    replaces what the file or the environment said for the others. Raises :class:`ConfigError`
+    naming the file and line, or the variable, of a bad value; the parser exits on bad flags.
+    """
+    import os
+    import sys
+
+    env = os.environ if env is None else env
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    path = known.config or env.get(env_prefix + "CONFIG") or None
+    values = read_config_file(path, parser) if path else {}
+    for dest, names in SHARED_ENVIRONMENT.items():  # their own variables beat the file
+        if dest in values and any(env.get(n) for n in names):
+            del values[dest]
+    values.update(read_environment(env_prefix, parser, env))
+    given = _given(parser, argv)
+    _exclusive(parser, values, given)
+    parser.set_defaults(**{dest: value for dest, (value, _) in values.items()})
+    args = parser.parse_args(argv)
+    args.config = path
+    args.option_sources = tuple(src for dest, (_, src) in values.items() if dest not in given)
+    return args
+
+
+def secret_file_problem(path: str | None) -> str | None:
+    """Why a password or key file is too open (readable by others than its owner), or None."""
+    import os
+    import stat
+
+    if not path or os.name != "posix":
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # the reader says what is wrong with it
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return (f"{path} may be read by other users (mode {stat.filemode(mode)}); make it readable by the "
+                f"service user only: chmod 600 {path}")
+    return None

@@ -176,6 +176,7 @@ class Snapshot:
     grace_s: float = 0.0
     server: ServerInfo | None = None  # the server's kind and settings, and the problems they mean
     slurm: tuple[SlurmTag, ...] = ()  # SLURM jobs per tag (pool): pending, running, finished
+    drains: tuple[Any, ...] = ()  # the drains recorded (engine.drain.Drain): workers, hosts, pools
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,6 +192,7 @@ class Snapshot:
             "workers": [{**asdict(w), "roles": list(w.roles)} for w in self.workers],
             "events": [asdict(e) for e in self.events],
             "slurm": [t.to_dict() for t in self.slurm],
+            "drains": [d.to_dict() for d in self.drains],
         }
         data.update(self.extra)
         return data
@@ -302,6 +304,7 @@ class _First:
     grace_ms: int
     server: ServerInfo
     slurm: tuple[SlurmTag, ...]
+    drains: tuple[Any, ...] = ()
 
 
 def _read_registry(client: redis.Redis, keys: Keys, events: int) -> _First:
@@ -314,19 +317,28 @@ def _read_registry(client: redis.Redis, keys: Keys, events: int) -> _First:
         pipe.time()
         pipe.pttl(keys.grace)
         pipe.hgetall(keys.slurm_tags)
+        pipe.hgetall(keys.drain)
         queue_reads(pipe)  # INFO may be refused (an ACL user): the server's facts are then unknown
         replies = pipe.execute(raise_on_error=False)
     for reply in replies[:6]:
         if isinstance(reply, Exception):
             raise reply
-    sessions_raw, leases, results, system, server_time, grace_ms, slurm_raw = replies[:7]
+    sessions_raw, leases, results, system, server_time, grace_ms, slurm_raw, drain_raw = replies[:8]
     summaries = sorted((SessionSummary.from_json(n, v) for n, v in sessions_raw.items()), key=lambda s: s.name)
     slurm = (tuple(SlurmTag.from_summary(t, v) for t, v in sorted(slurm_raw.items()))
              if isinstance(slurm_raw, dict) else ())
     return _First(summaries=summaries, leases=leases, results=results, system=system,
                   now=server_time[0] + server_time[1] / 1_000_000,
-                  grace_ms=grace_ms if isinstance(grace_ms, int) else 0, server=from_replies(client, replies[7:]),
-                  slurm=slurm)
+                  grace_ms=grace_ms if isinstance(grace_ms, int) else 0, server=from_replies(client, replies[8:]),
+                  slurm=slurm, drains=_drains(drain_raw))
+
+
+def _drains(raw: Any) -> tuple[Any, ...]:
+    from .drain import Drain
+
+    if not isinstance(raw, dict):
+        return ()
+    return tuple(sorted((Drain.decode(f, v) for f, v in raw.items()), key=lambda d: (d.at_ms, d.field)))
 
 
 def _read_counts(client: redis.Redis, keys: Keys, summaries: list[SessionSummary], worker_ids: list[str]) -> list[Any]:
@@ -415,7 +427,8 @@ def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", e
     events_list.sort(key=lambda e: tuple(int(p) for p in e.id.split("-")), reverse=True)
     return Snapshot(taken_at=first.now, redis=redis_display, queues=tuple(queues), sessions=tuple(sessions),
                     workers=tuple(workers), events=tuple(events_list[:events]), used_memory=first.server.used_memory,
-                    grace_s=max(0, first.grace_ms) / 1000, server=first.server, slurm=first.slurm)
+                    grace_s=max(0, first.grace_ms) / 1000, server=first.server, slurm=first.slurm,
+                    drains=first.drains)
 
 
 def _worker_status(worker_id: str, expiry: float, info: dict[str, str], now_ms: float) -> WorkerStatus:

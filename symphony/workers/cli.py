@@ -6,8 +6,9 @@ import logging
 import os
 import sys
 
-from symphony.engine import (ConfigError, SymphonyError, add_shared_options, drop_secret_environment, is_name, redact,
-                             register_environment_secrets, shared_options)
+from symphony.engine import (SHARED_ENVIRONMENT, ConfigError, SymphonyError, add_shared_options,
+                             drop_secret_environment, is_name, parse_with_config, redact, register_environment_secrets,
+                             secret_file_problem, shared_options)
 
 from .logs import setup_logging
 from .options import WorkerOptions
@@ -19,6 +20,10 @@ examples:
   symphony-worker --pool windows --processes 4          # a Windows VM of the scan pipeline
   symphony-worker --roles detection --nice 10           # only detection, at low CPU priority
   symphony-worker --burst                               # serve every stage, exit when no work is left
+configuration (docs/configuration.md): every option also comes from a TOML file (--config FILE, or
+  $SYMPHONY_WORKER_CONFIG; keys are the long options: pool = "linux", drain-timeout = 60) and from
+  $SYMPHONY_WORKER_<OPTION> variables (SYMPHONY_WORKER_PROCESSES=4); the command line beats the
+  environment, which beats the file.
 environment (every variable Symphony reads: docs/configuration.md):
   SYMPHONY_REDIS_URL / REDIS_URL, REDIS_PASSWORD, SYMPHONY_REDIS_PASSWORD_FILE / REDIS_PASSWORD_FILE,
   SYMPHONY_REDIS_CA_FILE / REDIS_CA_FILE,
@@ -29,6 +34,9 @@ environment (every variable Symphony reads: docs/configuration.md):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="symphony-worker", description="Run worker processes that pull tasks from Symphony's queues.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="FILE",
+                   help="read options from this TOML file (default: $SYMPHONY_WORKER_CONFIG); flags and "
+                        "$SYMPHONY_WORKER_<OPTION> variables beat it")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--pool", help="serve the stages of this pool (e.g. windows, linux)")
     which.add_argument("--roles", help="serve these stages (comma-separated; aliases allowed)")
@@ -56,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-for-redis", type=float, default=None, metavar="SECONDS",
                    help="give up (exit 2) when Redis does not answer for this long (default: wait forever; "
                         "with --burst, 30 s; 0: forever)")
+    p.add_argument("--scheduled-events", default="", metavar="URL",
+                   help="watch Azure Scheduled Events at this URL (on an Azure VM: "
+                        "http://169.254.169.254/metadata/scheduledevents): before a Preempt, Terminate or Reboot "
+                        "of this VM, stop claiming, hand tasks back, acknowledge the event and exit "
+                        "(default: off)")
     add_shared_options(p, log_level="INFO",
                        key_help="AES key (hex or base64) of encrypted task data and job values (default: "
                                 "$SYMPHONY_KEY_FILE, $SYMPHONY_KEY); with a key, only encrypted task data is accepted")
@@ -87,7 +100,8 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
                          lease_s=lease, drain_timeout_s=args.drain_timeout, idle_wait_s=args.idle_wait,
                          prefetch=args.prefetch, log_level=shared.log_level, log_format=shared.log_format,
                          skip_existing=not args.rerun_existing, encryption_key=shared.key,
-                         metrics_interval_s=args.metrics_interval, give_up_s=args.wait_for_redis)
+                         metrics_interval_s=args.metrics_interval, give_up_s=args.wait_for_redis,
+                         scheduled_events_url=args.scheduled_events.strip())
 
 
 def forget_secrets_of_this_process() -> bool:
@@ -105,10 +119,38 @@ def forget_secrets_of_this_process() -> bool:
     return on_command_line
 
 
+ENV_PREFIX = "SYMPHONY_WORKER_"
+
+
+def parse(argv: list[str] | None = None, env=None) -> argparse.Namespace:
+    """The command line over the environment over the ``--config`` file (ConfigError if one is bad)."""
+    return parse_with_config(build_parser(), argv, env_prefix=ENV_PREFIX, env=env)
+
+
+def _warn_about_open_secret_files(args: argparse.Namespace) -> None:
+    import os
+
+    files = {"redis_password_file": SHARED_ENVIRONMENT["redis_password_file"], "encryption_key_file": ("SYMPHONY_KEY_FILE",)}
+    for dest, names in files.items():
+        path = getattr(args, dest, None) or next((os.environ[n] for n in names if os.environ.get(n)), None)
+        problem = secret_file_problem(path)
+        if problem:
+            logging.getLogger("symphony").warning("%s", problem)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.log_level, "supervisor", args.log_format)
     register_environment_secrets()
+    try:
+        args = parse(argv)
+    except ConfigError as exc:
+        sys.stderr.write(f"symphony-worker: {redact(exc)}\n")
+        return 2
+    setup_logging(args.log_level, "supervisor", args.log_format)
+    if args.config or args.option_sources:
+        logging.getLogger("symphony").info(
+            "configuration: %s%s", f"file {args.config}" if args.config else "no file",
+            "".join(f"; {s.option} from {s.where}" for s in args.option_sources if not s.where.startswith(str(args.config))))
+    _warn_about_open_secret_files(args)
     try:
         options = options_from_args(args)
         secret_on_command_line = forget_secrets_of_this_process()

@@ -29,13 +29,15 @@ log = logging.getLogger("symphony.worker")
 class Heart(threading.Thread):
     def __init__(self, engine: Engine, link: WorkerLink, *, heartbeat_s: float, lease_s: float,
                  info: Callable[[], dict[str, object]], registry_changed: Callable[[], None],
-                 host_metrics=None, log_ttl_ms: int | None = None):
+                 host_metrics=None, log_ttl_ms: int | None = None,
+                 after_beat: Callable[[], None] | None = None):
         super().__init__(name="heartbeat", daemon=True)
         self.engine, self.link = engine, link
         self.heartbeat_s, self.lease_s = heartbeat_s, lease_s
         self.info, self.registry_changed = info, registry_changed
         self.host_metrics = host_metrics
         self.log_ttl_ms = log_ttl_ms  # the worker's log stream lives as long as its hash
+        self.after_beat = after_beat  # looks for a drain of this worker (process.py)
         self.epoch: str | None = None  # the registry's epoch at the last beat
         self.known = False  # the last beat found this worker registered
         self._exit = threading.Event()
@@ -72,6 +74,11 @@ class Heart(threading.Thread):
         self._down_since = None
         self._record_host(beat.now_ms, info)
         self._keep_log()
+        if self.after_beat is not None:
+            try:
+                self.after_beat()
+            except Exception as exc:  # noqa: BLE001 - looked at again at the next beat
+                log.debug("could not read this worker's drain: %s", describe_error(exc))
         lost = self.known and not beat.known
         if lost:
             log.warning("Redis no longer knew this worker: its lease lapsed and its tasks were reclaimed, "

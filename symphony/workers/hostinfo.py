@@ -14,7 +14,9 @@ from .batchjob import BatchJob
 class HostSampler:
     def __init__(self) -> None:
         self.process = psutil.Process(os.getpid())
-        self.host = socket.gethostname()
+        # SYMPHONY_HOSTNAME: the host name to report (and drain by) where the system's is not the
+        # one operators use (a container's random name, several workers sharing one machine)
+        self.host = os.environ.get("SYMPHONY_HOSTNAME") or socket.gethostname()
         # the first cpu_percent() call always returns 0.0: prime both counters now
         self.process.cpu_percent(None)
         psutil.cpu_percent(None)

@@ -39,7 +39,7 @@ from .context import JobContext
 from .runner import ERROR, OK, TAIL_BYTES, RunResult
 
 log = logging.getLogger("symphony.worker")
-EXIT_OVERRAN = 5  # a worker process's exit code: an inline handler was still running at its deadline
+EXIT_OVERRAN = 6  # a worker process's exit code: an inline handler was still running at its deadline
 IDLE_LOOK_S = 3600.0
 
 

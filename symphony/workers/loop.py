@@ -23,7 +23,7 @@ from .options import WorkerOptions
 from .stopping import Stopping
 
 log = logging.getLogger("symphony.worker")
-EXIT_OK, EXIT_GAVE_UP = 0, 4
+EXIT_OK, EXIT_GAVE_UP, EXIT_DRAINED = 0, 4, 5  # drained: exited on an operator's drain (not restarted)
 PREFETCH_BUDGET_S = 0.02  # claim several tasks at once only while they take less than this, together
 # (as long as a finished report may wait for the next claim: prefetch never delays a report more)
 REPORT_DELAY_S = 0.02  # a finished task's report waits at most this long for the next claim
@@ -69,7 +69,11 @@ class TaskLoop:
         while True:
             stopping = self.stopping.requested
             if stopping and not self.pending:
-                return EXIT_OK
+                if self.stopping.exiting:
+                    return EXIT_DRAINED if self.stopping.drained else EXIT_OK
+                self.state = "drained"  # drained, staying up: claim nothing until undrained
+                self.stopping.rest(self.options.idle_wait_s)
+                continue
             result = self._step(claim=not stopping, want=self._want())
             if result is None or stopping:
                 continue

@@ -29,6 +29,7 @@ class WorkerOptions:
     metrics_interval_s: float = 30.0  # one host CPU/memory sample per host per this many seconds (0: off)
     # how long to wait for Redis before giving up (None: forever); burst workers default to 30 s
     give_up_s: float | None = None
+    scheduled_events_url: str = ""  # Azure Scheduled Events (scheduled_events.py); "" off
 
     @property
     def give_up_after_s(self) -> float | None:

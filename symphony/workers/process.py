@@ -26,12 +26,12 @@ from .dispatch import Dispatcher
 from .executor import Executor
 from .heart import Heart
 from .hostinfo import HostSampler
-from .loop import EXIT_GAVE_UP, EXIT_OK, TaskLoop
+from .loop import EXIT_DRAINED, EXIT_GAVE_UP, EXIT_OK, TaskLoop
 from .options import WorkerOptions
 from .stopping import Stopping
 
 log = logging.getLogger("symphony.worker")
-__all__ = ["EXIT_GAVE_UP", "EXIT_OK", "WorkerProcess", "child_main"]
+__all__ = ["EXIT_DRAINED", "EXIT_GAVE_UP", "EXIT_OK", "WorkerProcess", "child_main"]
 
 
 def log_ttl_ms(options: WorkerOptions) -> int:
@@ -56,6 +56,7 @@ class WorkerProcess:
         self.loop = TaskLoop(self.engine, self.link, options, self.stopping, self.dispatcher)
         self.heart = Heart(self.engine, self.link, heartbeat_s=options.heartbeat_s, lease_s=options.lease_s,
                            info=self.info, registry_changed=self._registry_changed, log_ttl_ms=log_ttl_ms(options),
+                           after_beat=self.check_drain,
                            host_metrics=self.engine.host_metrics_writer(options.pool, self.sampler.host,
                                                                         interval_s=options.metrics_interval_s))
 
@@ -65,7 +66,7 @@ class WorkerProcess:
         info: dict[str, object] = {"name": self.options.name or self.worker_id, "host": self.sampler.host,
                                    "pid": os.getpid(), "pool": self.options.pool or "",
                                    "roles": ",".join(self.link.roles),
-                                   "state": "stopping" if self.stopping.requested else self.loop.state,
+                                   "state": self._state(),
                                    "done": self.dispatcher.completed, "started": round(self.sampler.started, 3),
                                    "supervisor": self.supervisor}
         # the task being run (a beat between a claim and the task's start must not leave it blank)
@@ -73,6 +74,24 @@ class WorkerProcess:
         info["current"] = running.claimed.raw if running is not None else ""
         info.update(self.sampler.sample())
         return info
+
+    def _state(self) -> str:
+        if self.stopping.stop_event.is_set():
+            return "stopping"
+        if self.stopping.drain is not None:  # drained: finishing (or handing back) what it holds, or resting
+            return "drained" if self.loop.state == "drained" else "draining"
+        return self.loop.state
+
+    def check_drain(self) -> None:
+        """Is this process drained (``symphony drain``)? Before the first claim and at every beat."""
+        drain = self.engine.drain_for(self.worker_id, name=self.options.name, host=self.sampler.host,
+                                      pool=self.options.pool)
+        if drain != self.stopping.drain:
+            if drain is None:
+                log.info("undrained: claiming again")
+            else:
+                log.info("drained (%s): claiming nothing more", drain.describe())
+            self.stopping.set_drain(drain)
 
     def _registry_changed(self) -> None:
         self.loop.roles_stale.set()
@@ -86,19 +105,27 @@ class WorkerProcess:
             signal.signal(signal.SIGTERM, lambda *_: self.stopping.request())
         if hasattr(signal, "SIGUSR1"):
             signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # a batch system's time warning is the supervisor's
+        try:
+            self.check_drain()
+        except Exception as exc:  # noqa: BLE001 - Redis unavailable: the heart looks at every beat
+            log.debug("could not read this worker's drain: %s", describe_error(exc))
         self.heart.start()
+        code = EXIT_OK
         try:
             code = self.loop.run()
         finally:
             self.heart.stop()
             self.executor.close()
-            self._retire()
+            self._retire(drained=code == EXIT_DRAINED)
         return code
 
-    def _retire(self) -> None:
+    def _retire(self, drained: bool = False) -> None:
         try:
             if not self.link.in_flight():
                 self.link.retire()
+                if drained:
+                    self.engine.forget_drain(self.worker_id)
+                    log.info("drained: nothing in flight; exiting")
         except Exception as exc:  # noqa: BLE001 - Redis gone at exit: the lease will lapse and be reaped
             log.debug("could not retire cleanly: %s", describe_error(exc))
 

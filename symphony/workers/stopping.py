@@ -7,6 +7,11 @@ is still running ``drain_timeout_s`` after the request (or at once, after a seco
 worker claimed ahead (prefetch) and never started go back at once. Anything that must stop
 workers (a signal, a batch system's walltime warning) sets ``stop_event``, and ``urgent_event``
 to hand back at once.
+
+A drain (``symphony drain``, :mod:`symphony.engine.drain`) is this process's own stop request,
+seen by its heart: it stops claiming and hands back what it claimed ahead, like a stop; it
+finishes the running task (or, ``now``, hands it back at once) and then exits, or, ``idle``,
+stays up claiming nothing until the drain is removed. Its siblings are not affected.
 """
 from __future__ import annotations
 
@@ -32,10 +37,38 @@ class Stopping:
         self.urgent_event = urgent_event if urgent_event is not None else threading.Event()
         self.drain_timeout_s = drain_timeout_s
         self._seen_at: float | None = None
+        self.drain = None  # the Drain that applies to this process (symphony.engine.Drain), set by the heart
+        self._wake = threading.Event()
 
     @property
     def requested(self) -> bool:
-        return self.stop_event.is_set()
+        """Stop claiming: a stop was requested, or this process is drained."""
+        return self.stop_event.is_set() or self.drain is not None
+
+    @property
+    def exiting(self) -> bool:
+        """Exit once nothing is held (a drained process that must stay idle does not)."""
+        return self.stop_event.is_set() or (self.drain is not None and not self.drain.idle)
+
+    @property
+    def drained(self) -> bool:
+        return self.drain is not None and not self.stop_event.is_set()
+
+    def set_drain(self, drain) -> None:
+        """The drain that applies now (None: undrained); wakes a process resting while drained."""
+        if drain != self.drain:
+            self.drain = drain
+            self._wake.set()
+
+    def rest(self, seconds: float) -> None:
+        """A drained idle process's wait: until the drain changes, a stop, or ``seconds``."""
+        self._wake.clear()
+        end = time.monotonic() + seconds
+        while not self.stop_event.is_set() and not self._wake.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self._wake.wait(min(left, 0.1))
 
     def request(self) -> None:
         """Ask this process to stop (from a signal handler too)."""
@@ -43,6 +76,9 @@ class Stopping:
 
     def handback_due(self) -> bool:
         """True once the running task must be handed back: the drain window is over, or the stop is urgent."""
+        drain = self.drain
+        if drain is not None and drain.now:
+            return True
         if not self.stop_event.is_set():
             return False
         now = time.monotonic()

@@ -28,9 +28,10 @@ from symphony.engine import Backoff, ConfigError, CredentialsRefused, Engine, Re
 
 from .batchjob import BatchJob
 from .inline import EXIT_OVERRAN
-from .loop import EXIT_GAVE_UP, EXIT_OK
+from .loop import EXIT_DRAINED, EXIT_GAVE_UP, EXIT_OK
 from .options import WorkerOptions
 from .process import child_main, summary_line
+from .scheduled_events import ScheduledEventsWatcher
 from .stopping import set_from_signal_handler
 
 log = logging.getLogger("symphony.supervisor")
@@ -74,6 +75,8 @@ class Supervisor:
         self.signals = 0
         self.gave_up = False
         self.batch = BatchJob.from_env()  # the SLURM job we run in, if any: its time limit (batchjob.py)
+        self.scheduled = ScheduledEventsWatcher(options.scheduled_events_url) if options.scheduled_events_url else None
+        self._handback_at: float | None = None  # epoch seconds: a Scheduled Event's hand-back time
 
     # --- signals ----------------------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
@@ -112,6 +115,33 @@ class Supervisor:
             self.stop_event.set()
             self.urgent_event.set()
 
+    def _watch_scheduled_events(self) -> None:
+        """Azure takes this VM away: stop claiming, then hand running tasks back before it does."""
+        watcher = self.scheduled
+        if watcher is None or watcher.event is None:
+            return
+        event = watcher.event
+        if self._handback_at is None:
+            self._handback_at = watcher.handback_at(self.options.drain_timeout_s)
+            left = f"{event.not_before - time.time():.0f}s" if event.not_before is not None else "any moment"
+            log.warning("Azure Scheduled Event %s: %s of this VM in %s; no new tasks, running tasks have %.0fs to "
+                        "finish before they go back to their queue", event.id, event.type, left,
+                        max(0.0, self._handback_at - time.time()))
+            self.stop_event.set()
+        if time.time() >= self._handback_at and not self.urgent_event.is_set():
+            log.warning("Azure Scheduled Event %s: handing running tasks back to their queue before the %s",
+                        event.id, event.type)
+            self.urgent_event.set()
+
+    def _kill_deadline(self) -> float:
+        """When children that have not stopped are killed (monotonic): after the drain window and
+        a grace, but before a Scheduled Event may start."""
+        deadline = time.monotonic() + self.options.drain_timeout_s + STOP_GRACE_S
+        event = self.scheduled.event if self.scheduled is not None else None
+        if event is not None and event.not_before is not None:
+            deadline = min(deadline, time.monotonic() + event.not_before - time.time() - 3.0)
+        return deadline
+
     # --- children ---------------------------------------------------------------------------
     def _start(self, slot: Slot) -> None:
         slot.worker_id = f"{self.base}-{slot.index}-{uuid.uuid4().hex[:6]}"
@@ -143,7 +173,7 @@ class Supervisor:
             self._child_ended(slot, proc.pid, code)
 
     def _child_ended(self, slot: Slot, pid: int | None, code: int | None) -> None:
-        clean = code in (EXIT_OK, EXIT_GAVE_UP)
+        clean = code in (EXIT_OK, EXIT_GAVE_UP, EXIT_DRAINED)
         if not clean:
             # it crashed (or was killed): its tasks go back now, not when its lease lapses
             reason = f"process {pid} exited with code {code}" if code is None or code >= 0 else \
@@ -155,7 +185,9 @@ class Supervisor:
         elif code == EXIT_GAVE_UP:
             self.gave_up = True
             self.to_reclaim.append((slot.worker_id, f"process {pid} gave up waiting for Redis"))
-        if self.stop_event.is_set() or (self.options.burst and clean):
+        if code == EXIT_DRAINED:
+            log.info("worker %s was drained and exited; not restarting it", slot.worker_id)
+        if self.stop_event.is_set() or code == EXIT_DRAINED or (self.options.burst and clean):
             slot.finished = True
             return
         now = time.monotonic()
@@ -226,8 +258,14 @@ class Supervisor:
                  self.engine.display, " (burst)" if self.options.burst else "")
         for slot in self.slots:
             self._start(slot)
+        if self.scheduled is not None:
+            self.scheduled.start()
         self._supervise()
         self._final_reclaims()
+        if self.scheduled is not None:
+            self.scheduled.stop()
+            if self.scheduled.event is not None:
+                self.scheduled.acknowledge()  # every task is back: Azure may go ahead
         tally = self._tally()
         if self.options.burst:
             log.info("burst finished: %s", summary_line(tally, time.monotonic() - started))
@@ -247,11 +285,12 @@ class Supervisor:
             self._flush_reclaims()
             self._restart_due()
             self._watch_walltime()
+            self._watch_scheduled_events()
             alive = [s for s in self.slots if s.process is not None]
             if not alive and (self.stop_event.is_set() or all(s.finished for s in self.slots)):
                 return
             if self.stop_event.is_set():
-                stop_deadline = stop_deadline or time.monotonic() + self.options.drain_timeout_s + STOP_GRACE_S
+                stop_deadline = stop_deadline or self._kill_deadline()
                 if time.monotonic() > stop_deadline:
                     for slot in alive:
                         log.warning("worker %s did not stop in time; killing it", slot.worker_id)

@@ -9,9 +9,11 @@ import redis
 from symphony.engine import (SymphonyError, add_shared_options, configure_logging, redact, redis_problem,
                              resolve_redis)
 
-from . import acl, completion, demo, initialize, jobs, logs, metrics, queues, repair, sessions, slurm, status, update
+from . import (acl, completion, control, demo, deploy, initialize, jobs, logs, metrics, queues, repair, scale, sessions,
+               slurm, status, update)
 
-VERBS = (status, sessions, queues, initialize, repair, update, jobs, logs, demo, metrics, acl, slurm, completion)
+VERBS = (status, sessions, control, queues, initialize, repair, update, jobs, logs, demo, metrics, acl, slurm, deploy,
+         scale, completion)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -121,7 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--tag", help="only this tag")
     s.add_argument("--state", choices=SETS, help="only jobs in this set")
     s.add_argument("--limit", type=int, default=50, help="newest jobs shown per tag (default %(default)s)")
-    s.add_argument("--ids", action="store_true", help="list every set's ids (seed-style job lists)")
+    s.add_argument("--ids", action="store_true", help="list every set's ids (one line per set, for job lists kept in files)")
     s.add_argument("--json", action="store_true", help="print as JSON")
     add_verb_options(s)
     s.set_defaults(func=run_status)

@@ -55,41 +55,53 @@ class HeaderBar(Static):
     def show(self, now: float) -> None:
         self._now = now
         c = self.connection
-        parts: list[tuple[int, Text]] = [(0, Text(" Symphony ", style="bold reverse"))]
-        if c.state == "connected":
-            state = Text(" ● connected", style="bold green")
-        elif c.state == "connecting":
-            state = Text(" ◌ connecting…", style="bold yellow")
-        elif c.state == "reconnecting":
-            state = Text(" ▲ reconnecting", style="bold white on red")
-        else:
-            state = Text(" ▲ error", style="bold white on red")
-        parts.append((0, state))
-        parts.append((1, Text(f"  {self.redis_display}")))
         age = None if c.data_at is None else max(0.0, now - c.data_at)
         stale = c.state != "connected" or (age is not None and age > self.stale_after)
         self.set_class(stale and c.data_at is not None, "-stale")
-        if age is None:
-            parts.append((2, Text("  no data yet", style="dim")))
-        else:
-            parts.append((2, Text(f"  data {fmt.age(age)} old" + (" (stale)" if stale else ""),
-                                  style="bold yellow" if stale else "")))
+        parts: list[tuple[int, Text]] = [(0, Text(" Symphony ", style="bold reverse")),
+                                         (0, _state_text(c.state)),
+                                         (1, Text(f"  {self.redis_display}")),
+                                         (2, _age_text(age, stale))]
         if self.counts:
             parts.append((5, Text(f"  {self.counts}", style="dim")))
         if self.note:
             parts.append((4, Text(f"  {self.note}", style="italic")))
         width = self.size.width
         text = fitted(parts, width) if width > 0 else fitted(parts, 10_000)
-        line = ""
-        if c.state in ("reconnecting", "error"):
-            line = f" {c.error}" if c.error else ""
-            if c.retry_at is not None:
-                line += f" · next try in {max(0.0, c.retry_at - now):.1f}s"
-            line += " · actions that need Redis are disabled until it answers"
-        elif c.state == "connected" and age is not None and age > self.stale_after:
-            line = f" Redis has not answered for {fmt.age(age)} (waiting on a slow poll)"
+        line = self._problem_line(now, age)
         if line:
             second = Text(redact(line), style="yellow", no_wrap=True)
             text.append("\n")
             text.append_text(clip(second, width) if width > 0 else second)
         self.update(text)
+
+    def _problem_line(self, now: float, age: float | None) -> str:
+        """The second line: what is wrong while Redis does not answer or the data is old."""
+        c = self.connection
+        if c.state in ("reconnecting", "error"):
+            line = f" {c.error}" if c.error else ""
+            if c.retry_at is not None:
+                line += f" · next try in {max(0.0, c.retry_at - now):.1f}s"
+            return line + " · actions that need Redis are disabled until it answers"
+        if c.state == "connected" and age is not None and age > self.stale_after:
+            return f" Redis has not answered for {fmt.age(age)} (waiting on a slow poll)"
+        return ""
+
+
+_STATES = {
+    "connected": (" ● connected", "bold green"),
+    "connecting": (" ◌ connecting…", "bold yellow"),
+    "reconnecting": (" ▲ reconnecting", "bold white on red"),
+}
+
+
+def _state_text(state: str) -> Text:
+    label, style = _STATES.get(state, (" ▲ error", "bold white on red"))
+    return Text(label, style=style)
+
+
+def _age_text(age: float | None, stale: bool) -> Text:
+    if age is None:
+        return Text("  no data yet", style="dim")
+    return Text(f"  data {fmt.age(age)} old" + (" (stale)" if stale else ""),
+                style="bold yellow" if stale else "")
