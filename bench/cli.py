@@ -138,6 +138,7 @@ def case_latency(server: Server, args, sizes: Sizes, systems: list[str]) -> dict
     names = [n for n in latency.SYSTEMS if n in systems or n in ("minimal", "minimal32")]
     if "symphony" in systems and "symphony-inline" not in names:
         names.insert(1, "symphony-inline")
+    names = [n for n in names if n in latency.SYSTEMS]
     names = [n for n in names if n not in BY_NAME or not BY_NAME[n].missing()]
     rounds = []
     for r in range(args.rounds):
@@ -168,7 +169,8 @@ def case_command(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]:
 
 
 def case_startup(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]:
-    names = [n for n in ("symphony", "minimal", "minimal32") if not BY_NAME[n].missing()]
+    names = [n for n in ("symphony", "symphony-inline", "symphony-base", "minimal", "minimal32")
+             if not BY_NAME[n].missing() and (n in systems or n in ("symphony", "minimal", "minimal32"))]
     rounds, ready, single = [], [], []
     for r in range(args.rounds):
         row: dict[str, Any] = {"round": r + 1, "load": load_now()}
@@ -368,7 +370,7 @@ def print_table(results: dict[str, Any]) -> None:
               f"x{s['ratio']:.3f}, {s['overhead_ms_per_task']:.2f} ms per task beyond it")
     if "startup" in results:
         s = results["startup"]["summary"]
-        for name in ("symphony", "minimal", "minimal32"):
+        for name in ("symphony", "symphony-inline", "symphony-base", "minimal", "minimal32"):
             if name in s:
                 print(f"  start-up included, {name:9} {s[name]['rate']:8.0f} tasks/s ({s[name]['seconds']:.2f}s)"
                       + (f"   symphony is x{s[name]['symphony_ratio']:.2f}" if "symphony_ratio" in s[name] else ""))
@@ -443,8 +445,12 @@ def main(argv: list[str] | None = None) -> int:
                         "machine is repeated (default %(default)s)")
     p.add_argument("--retries", type=int, default=1, help="how many times such a round is repeated (default 1); "
                                                          "the try with the least foreign load is kept")
+    p.add_argument("--latency-samples", type=int, default=None, help="tasks per system per round in the latency case "
+                                                                        "(default 100)")
     args = p.parse_args(argv)
     sizes = SMOKE if args.smoke else Sizes()
+    if args.latency_samples:
+        sizes = Sizes(**{**sizes.__dict__, "latency_samples": args.latency_samples})
     if args.window:
         sizes = Sizes(**{**sizes.__dict__, "window_s": args.window})
     if args.smoke:

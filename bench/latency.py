@@ -19,7 +19,7 @@ from .common import Group, Server, bench_env, temp_dir, tool, wait_for
 from .noop import MARKS
 from .systems import write_session
 
-SYSTEMS = ("symphony", "symphony-inline", "minimal", "minimal32", "huey")
+SYSTEMS = ("symphony", "symphony-inline", "symphony-base", "minimal", "minimal32", "huey")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -35,13 +35,16 @@ def percentile(values: list[float], q: float) -> float:
 def _setup(server: Server, name: str, workdir: str, processes: int) -> tuple[Group, Callable[[str], None], Callable[[], None]]:
     """Start ``name``'s idle workers; returns them, how to enqueue one task, and what to close."""
     url, env = server.url, bench_env(server.url)
-    if name in ("symphony", "symphony-inline"):
+    if name in ("symphony", "symphony-inline", "symphony-base"):
         from symphony.engine import Engine, initialize_session, load_session
 
         engine = Engine.from_url(url)
         initialize_session(engine, load_session(write_session(workdir, "lat", 1, 1, handler="bench.noop:symphony_mark",
-                                                              isolation="inline" if name != "symphony" else None)))
-        group = Group([[sys.executable, "-m", "symphony.workers", "--roles", "b1", "-n", str(processes),
+                                                              isolation="inline" if name == "symphony-inline" else None)))
+        from .systems import baseline_prefix
+
+        prefix = baseline_prefix() if name == "symphony-base" else []
+        group = Group([[*prefix, sys.executable, "-m", "symphony.workers", "--roles", "b1", "-n", str(processes),
                         "--log-level", "WARNING", "--name", "bench"]], env, workdir)
         return group, lambda item: engine.enqueue("lat", "b1", [(item, None)]), engine.close
     if name in ("minimal", "minimal32"):

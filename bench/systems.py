@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ class System:
     note: str = ""
 
     def missing(self) -> str | None:
+        if self.name == "symphony-base" and not os.path.isdir(os.environ.get("BENCH_BASELINE", "")):
+            return "BENCH_BASELINE is not a checkout of Symphony to compare with"
         for module in self.requires:
             if importlib.util.find_spec(module) is None:
                 return f"{module} is not installed (pip install -e '.[bench]')"
@@ -77,6 +80,15 @@ def symphony_commands(url: str, processes: int, stages: int, heartbeat: float) -
 
 def symphony_prefetch_off_commands(url: str, processes: int, stages: int, heartbeat: float) -> list[list[str]]:
     return [[*symphony_commands(url, processes, stages, heartbeat)[0], "--prefetch", "1"]]
+
+
+def baseline_prefix() -> list[str]:
+    """Run a command with another checkout of Symphony first on the path (``$BENCH_BASELINE``)."""
+    return ["env", f"PYTHONPATH={os.environ.get('BENCH_BASELINE', '')}"]
+
+
+def symphony_base_commands(url: str, processes: int, stages: int, heartbeat: float) -> list[list[str]]:
+    return [[*baseline_prefix(), *symphony_commands(url, processes, stages, heartbeat)[0]]]
 
 
 # --- the minimal reliable loop ----------------------------------------------------------------------
@@ -132,6 +144,8 @@ SYMPHONY1 = System("symphony-p1", ("symphony",), symphony_prefill, symphony_pref
                    "symphony-worker --prefetch 1 (one task per claim)")
 SYMPHONY_INLINE = System("symphony-inline", ("symphony",), symphony_inline_prefill, symphony_commands, 10000.0,
                          "symphony-worker, the stages' Python handlers run inline (isolation: inline)")
+SYMPHONY_BASE = System("symphony-base", ("symphony",), symphony_prefill, symphony_base_commands, 8000.0,
+                       "symphony-worker of the checkout in $BENCH_BASELINE (before/after in the same rounds)")
 MINIMAL = System("minimal", ("redis",), minimal_prefill, minimal_commands, 6000.0,
                  "BLMOVE + INCR + LREM, hand-written")
 MINIMAL32 = System("minimal32", ("redis",), minimal_prefill, minimal_batched_commands, 10000.0,
@@ -143,5 +157,5 @@ DRAMATIQ = System("dramatiq", ("dramatiq",), _prefill("dramatiq_app"), dramatiq_
                   "dramatiq --processes N (its default 8 threads each)")
 HUEY = System("huey", ("huey",), _prefill("huey_app"), huey_commands, 1500.0, "huey_consumer -k process -w N")
 
-ALL = (SYMPHONY, SYMPHONY1, SYMPHONY_INLINE, MINIMAL, MINIMAL32, RQ, CELERY, DRAMATIQ, HUEY)
+ALL = (SYMPHONY, SYMPHONY1, SYMPHONY_INLINE, SYMPHONY_BASE, MINIMAL, MINIMAL32, RQ, CELERY, DRAMATIQ, HUEY)
 BY_NAME = {s.name: s for s in ALL}
