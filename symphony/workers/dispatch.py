@@ -96,23 +96,29 @@ class Dispatcher:
 
     def warm(self, roles: Sequence[str]) -> None:
         """While idle: start the executor now if a registered session has a Python stage among
-        ``roles``, so the first Python task does not wait for an interpreter to start (tens of
-        ms). Decided once per set of roles; a worker that only runs commands never starts one."""
+        ``roles`` (run in the executor), and have it import those stages' handlers, so the first
+        Python task waits neither for an interpreter nor for its imports (tens of ms each).
+        Decided once per set of roles; a worker that only runs commands never starts one."""
         roles = tuple(roles)
         if not roles or self._warm_for == roles or self.executor.pid is not None:
             return
         self._warm_for = roles
+        targets: list[str] = []
         for summary in self.engine.sessions()[:WARM_SESSIONS]:
             record = self.engine.records.get(summary.name)
             if record is None:
                 continue
             pipeline = record.pipeline
-            if any(pipeline.has_stage(r) and pipeline.stage(r).handler.kind == "python" for r in roles):
-                try:
-                    self.executor.start()
-                except OSError as exc:  # the first task reports it
-                    log.debug("could not start the handler executor early: %s", exc)
-                return
+            for role in roles:
+                stage = pipeline.stage(role) if pipeline.has_stage(role) else None
+                if stage is not None and stage.handler.kind == "python" and stage.isolation != "inline" \
+                        and stage.handler.target not in targets:
+                    targets.append(stage.handler.target)
+        if targets:
+            try:
+                self.executor.start(targets)
+            except OSError as exc:  # the first task reports it
+                log.debug("could not start the handler executor early: %s", exc)
 
     # --- prepare ------------------------------------------------------------------------------
     def _plan(self, session: str, stage: str):
