@@ -24,8 +24,8 @@ from .stopping import Stopping
 
 log = logging.getLogger("symphony.worker")
 EXIT_OK, EXIT_GAVE_UP, EXIT_DRAINED = 0, 4, 5  # drained: exited on an operator's drain (not restarted)
-PREFETCH_BUDGET_S = 0.02  # claim several tasks at once only while they take less than this, together
-# (as long as a finished report may wait for the next claim: prefetch never delays a report more)
+PREFETCH_BUDGET_S = 0.01  # claim several tasks at once only while they take less than this, together
+# (half of REPORT_DELAY_S: a batch normally ends before its first report has to go on its own)
 REPORT_DELAY_S = 0.02  # a finished task's report waits at most this long for the next claim
 EAGER_CLAIMS = 16  # claims in a row while the hint says a queue is eligible, before blocking on the bells
 
