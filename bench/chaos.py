@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
 
 from tests import chaos  # noqa: E402
 
-SCENARIOS = ("kills", "restart", "network", "poison", "hostile", "flush")
+SCENARIOS = ("kills", "restart", "network", "poison", "hostile", "broken", "flush")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                 figures = chaos.poison(workdir, items=items or 40, processes=min(args.processes, 2))
             elif name == "hostile":
                 figures = chaos.hostile_handlers(workdir, items=items or 40, processes=args.processes)
+            elif name == "broken":
+                figures = chaos.broken_host(workdir, items=items or 120, processes=max(1, args.processes // 2),
+                                            broken_processes=max(1, args.processes // 2))
             else:  # both ways of losing everything: FLUSHALL, and a restart without the AOF
                 figures = chaos.redis_flush(workdir, items=items or 120, processes=args.processes, mode="flushall")
                 print(figures.line(), flush=True)

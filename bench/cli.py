@@ -19,11 +19,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import enqueue, exporter, inline, latency, memory, reclaim, repair, snapshot, startup, throughput, worker_costs
+from . import (enqueue, exporter, inline, latency, memory, reclaim, repair, snapshot, startup, steering, throughput,
+               worker_costs)
 from .common import Server, load_now, machine_info, median, remove_temp_dirs
 from .systems import ALL, BY_NAME
 
-CASES = ("throughput", "latency", "command", "startup", "enqueue", "inline", "memory", "snapshot", "repair", "reclaim", "exporter")
+CASES = ("throughput", "latency", "command", "startup", "enqueue", "inline", "memory", "snapshot", "repair", "reclaim",
+         "exporter", "steering")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Sizes:
     startup_tasks: int = 2000
     startup_repeat: int = 3  # launches timed to ready-to-claim, per round
     single_enqueues: int = 2000
+    steering_tasks: int = 200_000  # the steering case: tasks claimed by one process (1,000 sessions x 200)
 
 
 SMOKE = Sizes(window_s=0.3, min_tasks=200, enqueue_items=2000, inline_items=(2000,), memory_items=1000,
@@ -58,7 +61,7 @@ SMOKE = Sizes(window_s=0.3, min_tasks=200, enqueue_items=2000, inline_items=(200
               snapshot_sessions=20, snapshot_workers=10, snapshot_reps=3, scaling_queues=(10, 100), scaling_workers=5,
               scaling_reps=2, repair_items=2000, reclaim_heartbeat=0.5, finish_tasks=500,
               latency_samples=5, latency_interval_s=0.05, command_tasks=40, command_seconds=0.01, startup_tasks=200,
-              startup_repeat=1, single_enqueues=50)
+              startup_repeat=1, single_enqueues=50, steering_tasks=2000)
 
 
 def log(msg: str) -> None:
@@ -275,8 +278,21 @@ def case_exporter(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]
     return {"scrape": scrape, "finish": finish}
 
 
-RUNNERS = {"throughput": case_throughput, "latency": case_latency, "command": case_command, "startup": case_startup, "enqueue": case_enqueue, "inline": case_inline, "memory": case_memory,
-           "snapshot": case_snapshot, "repair": case_repair, "reclaim": case_reclaim, "exporter": case_exporter}
+def case_steering(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]:
+    runs = []
+    for r in range(args.rounds):
+        log(f"  steering: {sizes.steering_tasks} tasks claimed by one process, one session then 1,000 steered, "
+            f"round {r + 1}")
+        runs.append({**steering.run_one(server, tasks=sizes.steering_tasks), "load": load_now()})
+    return {"runs": runs, "summary": {"script_us_ratio": median(x["script_us_ratio"] for x in runs),
+                                      "one_session_us": median(x["one_session"]["redis_script_us_per_task"] for x in runs),
+                                      "steered_us": median(x["steered"]["redis_script_us_per_task"] for x in runs)}}
+
+
+RUNNERS = {"throughput": case_throughput, "latency": case_latency, "command": case_command, "startup": case_startup,
+           "enqueue": case_enqueue, "inline": case_inline, "memory": case_memory,
+           "snapshot": case_snapshot, "repair": case_repair, "reclaim": case_reclaim, "exporter": case_exporter,
+           "steering": case_steering}
 
 
 # --- targets and the table ------------------------------------------------------------------------------
@@ -303,6 +319,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             for what, limit in (("worker_us_per_task", 100), ("server_us_per_task", 35)):
                 if s.get(what) is not None:
                     add("throughput 1 stage", what.replace("_", " "), s[what], f"<= {limit}", s[what] <= limit)
+        steered = median(rw["steered"]["rate"] / rw["minimal"]["rate"] for rw in data["rounds"]
+                         if rw.get("steered", {}).get("rate") and rw.get("minimal", {}).get("rate"))
+        if steered is not None:
+            add(f"throughput {key.replace('_', ' ')}", "steered (1,000 sessions, priorities, a limit) / minimal loop",
+                round(steered, 3), ">= 1.0", steered >= 1.0)
     if "latency" in results:
         s = results["latency"]["summary"].get("symphony", {})
         huey = results["latency"]["summary"].get("huey", {}).get("p50_ms") or 1.1
@@ -337,6 +358,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         e = results["exporter"]["scrape"]
         add("exporter", "Redis reads for ten scrapers at once", e["ten_scrapers"]["redis_reads"], "1",
             e["ten_scrapers"]["redis_reads"] == 1)
+    if "steering" in results:
+        ratio = results["steering"]["summary"]["script_us_ratio"]
+        add("steering", "Redis script time per task, 1,000 steered sessions / one session", ratio, "<= 1.25",
+            ratio <= 1.25)
     if "repair" in results:
         ratio = results["repair"]["ratio"]
         add("repair", "plan time / listing the directories once", ratio, "<= 2.0", ratio <= 2.0)
@@ -409,6 +434,10 @@ def print_table(results: dict[str, Any]) -> None:
               f"{e['ten_scrapers']['redis_reads']} read, {e['ten_scrapers']['wall_ms']} ms")
         for f in results["exporter"]["finish"]:
             print(f"  finish.lua, {f['per_call']} task(s) per call: {f['usec_per_task']} us of Redis per task")
+    if "steering" in results:
+        st = results["steering"]["summary"]
+        print(f"steering: Redis script time per task {st['one_session_us']} us (one session) vs {st['steered_us']} us "
+              f"(1,000 sessions, priorities, a limit): x{st['script_us_ratio']}")
     if "repair" in results:
         r = results["repair"]
         print(f"repair: {r['items']} items x {r['stages']} stages ({r['files']} files): plan {r['planning_s']}s, "

@@ -91,6 +91,51 @@ def symphony_base_commands(url: str, processes: int, stages: int, heartbeat: flo
     return [[*baseline_prefix(), *symphony_commands(url, processes, stages, heartbeat)[0]]]
 
 
+# --- Symphony steered: many sessions at mixed priorities, a concurrency limit on one stage ---------
+STEERED_SESSIONS = 1000
+STEERED_PRIORITIES = (0, 5, 10)
+STEERED_MIN_PER_SESSION = 200  # items per session at least (docs/benchmarks.md: why)
+
+
+def steered_limit(stages: int) -> tuple[str, int]:
+    """The stage with a fleet-wide max_running, and the limit: the last stage, 64 tasks (above
+    what the benchmark's workers hold at once, so it is counted and checked in every claim
+    without being the bottleneck; the tests show it holding when it binds)."""
+    return STAGE_NAMES[stages - 1], 64
+
+
+def steered_prefill(url: str, items: int, stages: int, workdir: str) -> None:
+    """``items`` tasks per stage (at least 200 a session) spread over 1,000 sessions, priorities 0,
+    5 and 10 in turn; a smoke run's few items fill fewer sessions."""
+    import dataclasses
+
+    from symphony.engine import Engine, initialize_session, load_session
+
+    limited, limit = steered_limit(stages)
+    base = Path(workdir)
+    (base / "pipelines").mkdir(parents=True, exist_ok=True)
+    pipeline = {"pipeline": f"steered{stages}", "defaults": {"timeout": 60.0, "max_attempts": 3},
+                "stages": [{"name": STAGE_NAMES[i], "pool": "bench", "handler": "bench.noop:symphony_task",
+                            **({"max_running": limit} if STAGE_NAMES[i] == limited else {})} for i in range(stages)]}
+    (base / "pipelines" / f"steered{stages}.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    smoke = items < STEERED_SESSIONS
+    per = max(1 if smoke else STEERED_MIN_PER_SESSION, -(-items // STEERED_SESSIONS))
+    left = items if smoke else per * STEERED_SESSIONS
+    with Engine.from_url(url) as engine:
+        for n in range(STEERED_SESSIONS):
+            count = min(per, left)
+            if count <= 0:
+                break
+            left -= count
+            name = f"steered{n:04d}"
+            session = {"session": name, "pipeline": f"pipelines/steered{stages}.yaml", "root": "data",
+                       "priority": STEERED_PRIORITIES[n % len(STEERED_PRIORITIES)],
+                       "items_from": {"range": {"prefix": "i", "start": 0, "count": count, "width": 7}}}
+            path = base / f"{name}.yaml"
+            path.write_text(yaml.safe_dump(session, sort_keys=False))
+            initialize_session(engine, load_session(path))
+
+
 # --- the minimal reliable loop ----------------------------------------------------------------------
 def minimal_prefill(url: str, items: int, stages: int, workdir: str) -> None:
     import redis
@@ -146,6 +191,8 @@ SYMPHONY_INLINE = System("symphony-inline", ("symphony",), symphony_inline_prefi
                          "symphony-worker, the stages' Python handlers run inline (isolation: inline)")
 SYMPHONY_BASE = System("symphony-base", ("symphony",), symphony_prefill, symphony_base_commands, 8000.0,
                        "symphony-worker of the checkout in $BENCH_BASELINE (before/after in the same rounds)")
+STEERED = System("steered", ("symphony",), steered_prefill, symphony_commands, 8000.0,
+                 "symphony-worker over 1,000 sessions at priorities 0/5/10, max_running 64 on the last stage")
 MINIMAL = System("minimal", ("redis",), minimal_prefill, minimal_commands, 6000.0,
                  "BLMOVE + INCR + LREM, hand-written")
 MINIMAL32 = System("minimal32", ("redis",), minimal_prefill, minimal_batched_commands, 10000.0,
@@ -157,5 +204,5 @@ DRAMATIQ = System("dramatiq", ("dramatiq",), _prefill("dramatiq_app"), dramatiq_
                   "dramatiq --processes N (its default 8 threads each)")
 HUEY = System("huey", ("huey",), _prefill("huey_app"), huey_commands, 1500.0, "huey_consumer -k process -w N")
 
-ALL = (SYMPHONY, SYMPHONY1, SYMPHONY_INLINE, SYMPHONY_BASE, MINIMAL, MINIMAL32, RQ, CELERY, DRAMATIQ, HUEY)
+ALL = (SYMPHONY, SYMPHONY1, SYMPHONY_INLINE, SYMPHONY_BASE, STEERED, MINIMAL, MINIMAL32, RQ, CELERY, DRAMATIQ, HUEY)
 BY_NAME = {s.name: s for s in ALL}

@@ -498,32 +498,50 @@ def network_trouble(workdir: Path, *, items: int = 90, processes: int = 3, pause
     return figures
 
 
+# messages planted at the head of the first queue by the poison scenario: not JSON, a 100,000-level
+# nested array, byte 0xff, a hostile item id, items the session does not have, and a message of a
+# real item found in another stage's queue
+PLANTED = [b"this is {not json", ("[" * 100_000 + "]" * 100_000).encode(),
+           b'{"i":"it00002","s":"chaos","t":"s1","a":0,"m":{"x":"\xff"}}',
+           b'{"i":"../../../etc/passwd","s":"chaos","t":"s1","a":0}', b'{"i":"x1","s":"other","t":"s9","a":0}',
+           b'{"i":"it:injected","s":"chaos","t":"s1","a":0}', b'{"i":"ghost","s":"chaos","t":"s1","a":0,"o":3}',
+           b'{"i":"it00001","s":"chaos","t":"s2","a":0}']
+
+
 def poison(workdir: Path, *, items: int = 40, processes: int = 2) -> Figures:
     """An always-crashing item, an item that hangs past its timeout, and messages planted
-    straight into the first queue with RPUSH (not JSON, a hostile item id, a message for another
-    queue): each ends failed or timed out with its reason; every other item completes."""
+    straight into the head of the first queue (:data:`PLANTED`): the two items end failed or
+    timed out with their reason; each planted message is set aside once in the dead-letter list
+    with its reason (none runs, none is counted, no worker logs a traceback); every other item
+    completes."""
     extra = ["crash-1", "hang-1"]
     figures = Figures("poison input", items, processes)
-    planted = ["this is {not json", '{"i":"../../../etc/passwd","s":"chaos","t":"s1","a":0}',
-               '{"i":"x1","s":"other","t":"s9","a":0}', '{"i":"it:injected","s":"chaos","t":"s1","a":0}']
     with ChaosRun(workdir, items, processes, handler="tests.handlers:poison", max_attempts=2, timeout=1.5,
                   extra_items=extra) as run:
         with run.client() as c:
-            c.rpush(f"s1:{SESSION}", *planted)
+            c.lpush(f"s1:{SESSION}", *reversed(PLANTED))
         run.start_workers()
-        figures.faults = len(extra) + len(planted)
+        figures.faults = len(extra) + len(PLANTED)
 
         def all_done() -> bool:
             s = run.stats()
             stopped = sum(s.get(f"{st}|{k}", 0) for st in STAGES for k in ("failed", "timed_out"))
-            return s.get(f"{STAGES[-1]}|completed", 0) >= items and stopped >= len(extra) + len(planted)
+            running = sum(s.get(f"{st}|running", 0) for st in STAGES)
+            with run.client() as c:
+                dead = c.llen("symphony:deadletter")
+            return (s.get(f"{STAGES[-1]}|completed", 0) >= items and stopped >= len(extra) and running == 0
+                    and dead >= len(PLANTED))
 
         wait_until(all_done, timeout=120, interval=0.1, message=f"poison to settle ({run.stats()})")
         run.audit(figures, explained=lambda pid, started: False)
         with run.client() as c:
             outcomes = {k: json.loads(v) for k, v in c.hgetall(f"symphony:outcomes:{SESSION}").items()}
+            dead = [json.loads(e) for e in c.lrange("symphony:deadletter", 0, -1)]
         figures.notes.append("; ".join(f"{k}: {v['state']}" for k, v in sorted(outcomes.items())))
+        figures.notes.append(f"dead-lettered {len(dead)} of {len(PLANTED)} planted")
         figures.details["outcomes"] = outcomes
+        figures.details["deadletter"] = dead
+        figures.details["tracebacks"] = run.worker.output().count("Traceback")
         figures.details["root"] = str(run.data)
     return figures
 
@@ -560,4 +578,39 @@ def hostile_handlers(workdir: Path, *, items: int = 40, processes: int = 2, time
         figures.details["outcomes"] = outcomes
         figures.details["runs"] = dict(hostile)
         assert run.inflight_total() == 0
+    return figures
+
+
+def broken_host(workdir: Path, *, items: int = 120, processes: int = 2, broken_processes: int = 2) -> Figures:
+    """A host whose environment breaks every handler joins a fleet whose host completes tasks
+    (each task has 2 attempts). Its failures' retries go to the good host, it is set aside
+    (quarantined) after a few, and no item fails. Recovery: from the broken host's start to its
+    quarantine. Figures: the attempts it charged before it was set aside."""
+    figures = Figures("broken host", items, processes + broken_processes)
+    with ChaosRun(workdir, items, processes, handler="tests.handlers:chaos_unless_broken", max_attempts=2) as run:
+        run.start_workers(env=worker_env(run.server.url, SYMPHONY_HOSTNAME="good"))
+        wait_until(lambda: run.completed(STAGES[0]) >= 3, timeout=60, message="the good host to complete tasks")
+        (workdir / "broken").mkdir()
+        (workdir / "broken" / "BROKEN").write_text("")
+        started = time.monotonic()
+        broken = WorkerRun(run.server.url, "--pool", "chaos", "--processes", str(broken_processes), "--name", "broken",
+                           log_dir=workdir, heartbeat=HEARTBEAT, cwd=workdir / "broken",
+                           env=worker_env(run.server.url, SYMPHONY_HOSTNAME="broken"))
+        figures.faults = 1
+        try:
+            wait_until(lambda: "broken" in run.engine.quarantined_hosts(), timeout=120,
+                       message="the broken host to be set aside")
+            figures.recover_s = round(time.monotonic() - started, 2)
+            run.wait_settled()
+            log = broken.output()
+        finally:
+            broken.stop()
+        run.audit(figures)
+        charged = log.count("retrying in") + log.count("failed after")
+        uncharged = log.count("back to its queue for another host, uncharged")
+        with run.client() as c:
+            quarantines = [f for _, f in c.xrange("symphony:events") if f.get("kind") == "host_quarantined"]
+        figures.details.update(charged=charged, uncharged=uncharged, quarantines=len(quarantines))
+        figures.notes.append(f"broken host charged {charged} attempt(s) before it was set aside, {uncharged} "
+                             f"uncharged after; {len(quarantines)} quarantine(s)")
     return figures

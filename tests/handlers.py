@@ -165,3 +165,18 @@ def kv_and_pid(ctx) -> None:
     if ctx.item in ctx.params.get("bad", []):
         raise RuntimeError(f"boom for {ctx.item}")
     ctx.write_output_json({"item": ctx.item, "pid": os.getpid(), "kv": ctx.kv.get("seen"), "attempt": ctx.attempt})
+
+
+def broken_host(ctx) -> None:
+    """Fails on a host whose environment is broken (a file BROKEN in its working directory), works elsewhere."""
+    if os.path.exists("BROKEN"):
+        raise RuntimeError("this host's environment is broken")
+    ok(ctx)
+
+
+def chaos_unless_broken(ctx) -> None:
+    """The chaos handler, except on a host whose environment is broken (a file BROKEN in its
+    working directory): there every task fails at once."""
+    if os.path.exists("BROKEN"):
+        raise RuntimeError("this host's environment is broken")
+    chaos(ctx)

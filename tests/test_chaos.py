@@ -77,11 +77,14 @@ def test_poison_ends_failed_or_timed_out_with_a_reason_and_the_rest_flows(tmp_pa
     crash = outcomes["crash-1"]
     assert crash["state"] == "failed" and crash["attempts"] == 2 and "always crashes" in crash["error"]
     assert outcomes["hang-1"]["state"] == "timed_out" and "timed out after 1.5s" in outcomes["hang-1"]["error"]
-    planted = {k: v for k, v in outcomes.items() if k.startswith("invalid-")}
-    assert len(planted) == 4, outcomes
-    reasons = " | ".join(v["error"] for v in planted.values())
-    assert all(v["state"] == "failed" for v in planted.values())
-    assert "not valid JSON" in reasons and "field 'i' (item)" in reasons and "found in queue s1:chaos" in reasons
+    # planted messages are no items: each is set aside once in the dead-letter list, with its reason
+    assert set(outcomes) == {"crash-1", "hang-1"}, outcomes
+    planted = figures.details["deadletter"]
+    assert len(planted) == len(chaos.PLANTED), planted
+    reasons = " | ".join(e["reason"] for e in planted)
+    assert "not valid JSON" in reasons and "nested too deeply" in reasons and "not valid UTF-8" in reasons, reasons
+    assert "has no live entry in session chaos" in reasons and "found in queue s1:chaos" in reasons, reasons
+    assert figures.details["tracebacks"] == 0, "a planted message made a worker log a traceback"
     # the hostile ids never became paths: nothing was written outside the data root
     root = Path(figures.details["root"])
     assert not (root.parent / "etc").exists() and not list(root.rglob("*passwd*"))
@@ -116,3 +119,13 @@ def test_hostile_handlers_fail_their_own_task_and_never_starve_the_lease(tmp_pat
     assert outcomes["die-1"]["state"] == "failed" and "exited with code 7" in outcomes["die-1"]["error"]
     assert all(outcomes[k]["attempts"] == 2 for k in ("exit-1", "interrupt-1", "die-1"))
     assert set(outcomes) == {"gil-1", "exit-1", "interrupt-1", "die-1"}
+
+
+def test_a_broken_host_is_set_aside_and_no_item_fails(tmp_path, capsys):
+    figures = chaos.broken_host(tmp_path, items=ITEMS or 120, processes=2, broken_processes=2)
+    report(capsys, figures)
+    assert figures.lost == 0 and figures.failed == 0 and figures.double_completions == 0, figures.notes
+    assert every_item_done_once(figures), figures.details["done"]
+    assert figures.details["quarantines"] >= 1
+    # before it was set aside it burned at most a batch per process, never every attempt of every item
+    assert figures.details["charged"] <= 2 * 32 + 5, figures.notes

@@ -458,3 +458,38 @@ def test_enter_on_a_worker_shows_its_tasks_and_host(engine, redis_url, tasks, tm
         await until(pilot, lambda: not isinstance(app.screen, WorkerScreen), message="back to the main screen")
 
     run(app, scenario)
+
+
+def test_p_pauses_after_confirming_and_the_rows_show_paused_priority_and_limits(engine, r, redis_url, tasks,
+                                                                                tmp_path):
+    initialize_session(engine, load_session(tasks / "rep.yaml"))
+    engine.set_priority("rep", 5)
+    engine.set_stage_limits("s1", max_running=3, rate="120/min")
+    app = make_app(redis_url, tasks, tmp_path)
+
+    def session_row():
+        return cells(app.main_screen.query_one("#sessions", DataTable))[0]
+
+    async def scenario(pilot):
+        await first_poll(pilot)
+        assert "0/3" in queue_rows(app)[0]  # the stage's running/limit (its rate shows on a wider screen)
+        assert "5" in session_row()
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), message="the question")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), message="the question to close")
+        assert not engine.steering("rep").paused
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), message="the question")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.noted("Paused rep"), message="the pause's notification")
+        assert engine.steering("rep").paused
+        await until(pilot, lambda: "(paused)" in queue_rows(app)[0][0], message="the queues to say paused")
+        await until(pilot, lambda: session_row()[-1] == "paused", message="the session to say paused")
+        await pilot.press("p")  # on a paused session: resume
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), message="the question")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.noted("Resumed rep"), message="the resume's notification")
+        assert not engine.steering("rep").paused
+
+    run(app, scenario)

@@ -109,3 +109,146 @@ def test_drain_needs_one_target_and_is_recorded_with_who_and_when(engine, r):
     assert both.now and not both.idle  # the most urgent of the two
     assert engine.undrain(pool="linux") and not engine.undrain(pool="linux")
     assert [d.field for d in engine.drains()] == ["host:h"]
+
+
+def claimed_total(r, session: str, stage: str = "work") -> int:
+    """Tasks ever claimed of the stage: those running plus those finished (one read)."""
+    running, completed = r.hmget(f"symphony:stats:{session}", f"{stage}|running", f"{stage}|completed")
+    return int(running or 0) + int(completed or 0)
+
+
+@pytest.mark.slow
+def test_pause_mid_run_no_claim_after_it_then_resume_completes_with_exact_totals(engine, r, redis_url, tmp_path,
+                                                                                   cli):
+    items = [f"i{n:02d}" for n in range(40)]
+    init(engine, session_file(tmp_path, items, params={"seconds": 0.1}))
+    w = WorkerRun(redis_url, "--processes", "2", log_dir=tmp_path)
+    wait_until(lambda: stats(r, "s1").get("work|completed", 0) >= 5, message="some work to complete")
+    code, out, err = cli("pause", "s1")
+    assert code == 0 and "paused" in out, out + err
+    at_pause = claimed_total(r, "s1")  # claims are atomic steps: none can come after the pause
+    # the tasks in flight finish; nothing more is claimed
+    wait_until(lambda: stats(r, "s1").get("work|running", 0) == 0, message="tasks in flight to finish")
+    wait_until(lambda: all(wk.state == "idle" for wk in engine.snapshot(events=1).workers),
+               message="the workers to go idle")
+    assert claimed_total(r, "s1") == at_pause
+    assert stats(r, "s1")["work|completed"] == at_pause and r.llen("work:s1") == 40 - at_pause
+    assert len(ran(tmp_path)) == at_pause
+    snap = json.loads(engine.snapshot().to_json())
+    assert snap["sessions"][0]["paused"] and snap["queues"][0]["paused"]
+    assert cli("resume", "s1")[0] == 0
+    wait_until(lambda: stats(r, "s1").get("work|done", 0) == 40, timeout=60, message="the session to complete")
+    counts = stats(r, "s1")
+    assert counts["work|completed"] == 40 and counts["work|running"] == 0 and r.llen("work:s1") == 0
+    assert len(ran(tmp_path)) == 40  # none lost, none counted or run twice
+    who = [f for _, f in r.xrange("symphony:events") if f.get("kind") in ("pause", "resume")]
+    assert [f["kind"] for f in who] == ["pause", "resume"] and all(f.get("by") for f in who)
+    w.stop()
+
+
+@pytest.mark.slow
+def test_priority_10_drains_before_priority_0_and_a_paused_one_lets_the_other_run(engine, r, redis_url, tmp_path):
+    lo = session_file(tmp_path, [f"lo{n:02d}" for n in range(30)], name="lo", params={"seconds": 0.01})
+    hi = session_file(tmp_path, [f"hi{n:02d}" for n in range(30)], name="hi", priority=10)
+    init(engine, lo)  # the low one first: it has the older place in the queue order
+    init(engine, hi)
+    assert engine.steering("hi").priority == 10
+    w = WorkerRun(redis_url, "--processes", "1", log_dir=tmp_path)
+    wait_until(lambda: stats(r, "lo").get("work|done", 0) == 30 and stats(r, "hi").get("work|done", 0) == 30,
+               timeout=60, message="both sessions to complete")
+    order = [f["s"] for _, f in r.xrange("symphony:results")]
+    assert order[:30].count("lo") <= 2, f"the low-priority session got more than its share: {order[:30]}"
+    # with the high one paused, the low one runs
+    hi2 = session_file(tmp_path, [f"h{n:02d}" for n in range(10)], name="hi2", priority=10)
+    lo2 = session_file(tmp_path, [f"l{n:02d}" for n in range(10)], name="lo2")
+    init(engine, hi2)
+    engine.pause("hi2")  # before the worker's next claim can see it: initialize, then pause, is two steps
+    init(engine, lo2)
+    wait_until(lambda: stats(r, "lo2").get("work|done", 0) == 10, timeout=60, message="the low one to run")
+    assert stats(r, "hi2").get("work|done", 0) <= 1
+    engine.resume("hi2")
+    wait_until(lambda: stats(r, "hi2").get("work|done", 0) == 10, timeout=60, message="the high one after resume")
+    w.stop()
+
+
+def inflight_now(r, seen: set[str]) -> int:
+    """Tasks held by any worker, read atomically (one MULTI over every in-flight list ever seen)."""
+    seen.update(r.zrange("symphony:workers", 0, -1))
+    with r.pipeline(transaction=True) as pipe:
+        for w in sorted(seen):
+            pipe.llen(f"symphony:inflight:{w}")
+        return sum(pipe.execute())
+
+
+@pytest.mark.slow
+def test_max_running_2_over_6_worker_processes_holds_through_sigkill_and_reclaim(engine, r, redis_url, tmp_path):
+    import os
+    import signal
+    import threading
+
+    import psutil
+
+    items = [f"i{n:02d}" for n in range(24)]
+    init(engine, session_file(tmp_path, items, params={"seconds": 0.3}, stage_extra={"max_running": 2}))
+    assert engine.stage_control(["work"])[0].max_running == 2
+    w = WorkerRun(redis_url, "--processes", "6", log_dir=tmp_path)
+    peak = {"inflight": 0, "counted": 0, "samples": 0}
+    stop = threading.Event()
+    seen: set[str] = set()
+    import redis as redis_py
+
+    sampler_client = redis_py.Redis.from_url(redis_url, decode_responses=True)
+
+    def sample():
+        while not stop.is_set():
+            peak["inflight"] = max(peak["inflight"], inflight_now(sampler_client, seen))
+            peak["counted"] = max(peak["counted"], int(sampler_client.hget("symphony:control:work", "running") or 0))
+            peak["samples"] += 1
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        wait_until(lambda: len(engine.snapshot(events=1).workers) == 6, message="six workers")
+        killed = 0
+        for _ in range(2):  # SIGKILL a worker process holding a task; its supervisor reclaims it
+            wait_until(lambda: any(wk.current for wk in engine.snapshot(events=1).workers), message="a busy worker")
+            busy = next(wk for wk in engine.snapshot(events=1).workers if wk.current)
+            if psutil.pid_exists(busy.pid):
+                os.kill(busy.pid, signal.SIGKILL)
+                killed += 1
+            wait_until(lambda: not r.exists(f"symphony:inflight:{busy.id}") or r.llen(f"symphony:inflight:{busy.id}") == 0,
+                       message="the killed worker's task to be reclaimed")
+        wait_until(lambda: stats(r, "s1").get("work|done", 0) == 24, timeout=120, message="the session to complete")
+    finally:
+        stop.set()
+        sampler.join(timeout=10)
+        sampler_client.close()
+    assert killed == 2
+    assert peak["samples"] > 50
+    assert peak["inflight"] == 2, peak  # reached, never passed
+    assert peak["counted"] <= 2, peak
+    assert stats(r, "s1").get("work|reclaimed", 0) >= 1
+    wait_until(lambda: engine.stage_control(["work"])[0].running == 0, message="every slot released")
+    w.stop()
+
+
+@pytest.mark.slow
+def test_a_rate_limit_holds_over_a_window_on_the_server_clock(engine, r, redis_url, tmp_path):
+    rate = 4  # per second
+    init(engine, session_file(tmp_path, [f"i{n:03d}" for n in range(400)], stage_extra={"rate": f"{rate}/s"}))
+    w = WorkerRun(redis_url, "--processes", "2", log_dir=tmp_path)
+    wait_until(lambda: claimed_total(r, "s1") >= 8, timeout=60, message="claims to begin")
+
+    def server_s() -> float:
+        seconds, micros = r.time()
+        return seconds + micros / 1e6
+
+    t0, c0 = server_s(), claimed_total(r, "s1")
+    window = 30.0
+    wait_until(lambda: server_s() - t0 >= window, timeout=window + 30, interval=0.5, message="the window")
+    t1, c1 = server_s(), claimed_total(r, "s1")
+    per_second = (c1 - c0) / (t1 - t0)
+    # never above the rate (plus one second's burst over the window); well above zero (it runs)
+    assert c1 - c0 <= rate * (t1 - t0) + rate + 1, (c1 - c0, t1 - t0)
+    assert per_second >= rate * 0.5, per_second
+    w.stop()

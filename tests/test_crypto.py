@@ -35,6 +35,26 @@ def test_seal_and_open_and_every_way_to_fail():
         sealer.open_json("v1.abcd.xyz", "a")
 
 
+def test_the_key_id_in_a_token_is_authenticated():
+    """Changing the key id (or the version) inside a token fails like any other changed byte."""
+    sealer = Sealer(KEY)
+    token = sealer.seal_json({"vines": 12}, "symphony-task|s|row-1")
+    version, kid, body = token.split(".")
+    assert version == "v2" and kid == sealer.key_id
+    for changed in (f"{version}.{'0' * 8 if kid != '0' * 8 else '1' * 8}.{body}", f"v1.{kid}.{body}"):
+        with pytest.raises(CryptoError):
+            sealer.open_json(changed, "symphony-task|s|row-1")
+    # a token made by an earlier version (key id not bound) still opens
+    import os
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = os.urandom(12)
+    legacy = "v1.%s.%s" % (sealer.key_id, base64.urlsafe_b64encode(
+        nonce + AESGCM(KEY).encrypt(nonce, b'{"vines":3}', b"symphony-task|s|row-1")).decode().rstrip("="))
+    assert sealer.open_json(legacy, "symphony-task|s|row-1") == {"vines": 3}
+
+
 def test_keys_from_environment_or_file_and_bad_keys(tmp_path):
     b64 = base64.b64encode(KEY).decode()
     assert load_key(env={"SYMPHONY_KEY": b64}) == KEY
@@ -89,7 +109,7 @@ def test_job_values_are_stored_sealed(redis_url, r):
         assert kv.get("status") == "classified: 12 vines" and kv.all() == {
             "status": "classified: 12 vines", "score": "0.93", "runs": "3"}
         stored = r.hgetall("symphony:job:s:a:row-1")
-        assert all(v.startswith("v1.") for v in stored.values()) and "12 vines" not in json.dumps(stored)
+        assert all(v.startswith("v2.") for v in stored.values()) and "12 vines" not in json.dumps(stored)
         assert engine.last_job("s") == ("a:row-1", kv.all())
     with Engine(resolve_redis(redis_url), sealer=Sealer(OTHER)) as wrong, pytest.raises(CryptoError, match="status"):
         wrong.job_store("s", "a", "row-1").get("status")
@@ -117,7 +137,7 @@ def sealed_session(tmp_path, redis_url, r):
     out = symphony(redis_url, "initialize", str(session), "--encryption-key-file", str(key_file))
     assert out.returncode == 0, out.stderr
     queued = r.lrange("a:sealed", 0, -1)
-    assert len(queued) == 5 and all('"e":"v1.' in m for m in queued)
+    assert len(queued) == 5 and all('"e":"v2.' in m for m in queued)
     assert not any("confidential" in m or '"m"' in m for m in queued), "task data must not sit in Redis in clear"
     return tmp_path
 
@@ -142,7 +162,7 @@ def test_a_worker_with_the_key_runs_sealed_tasks(sealed_session, redis_url, r):
     assert out["meta"] == {"vines": 3, "owner": "confidential grower"}  # the handler saw it decrypted
     assert out["kv"] == {"vines": "3", "runs": "1"}
     stored = r.hgetall("symphony:job:sealed:b:row-3")
-    assert stored and all(v.startswith("v1.") for v in stored.values())
+    assert stored and all(v.startswith("v2.") for v in stored.values())
     assert KEY.hex() not in log
 
 
@@ -170,6 +190,7 @@ def test_tampered_or_clear_task_data_is_rejected_and_the_rest_flows(sealed_sessi
     second["e"] = json.loads(r.lindex("a:sealed", 2))["e"]  # another item's sealed data
     r.lset("a:sealed", 1, json.dumps(second, separators=(",", ":")))
     r.rpush("a:sealed", '{"i":"row-9","s":"sealed","t":"a","a":0,"m":{"vines":99}}')  # planted in clear
+    r.hset("symphony:live:sealed", "row-9", "a")  # as if it were an item of the session (else the claim refuses it)
     run_worker(redis_url, sealed_session, SYMPHONY_KEY_FILE=str(sealed_session / "symphony.key"))
     outcomes = {k: json.loads(v)["error"] for k, v in r.hgetall("symphony:outcomes:sealed").items()}
     assert set(outcomes) == {first["i"], second["i"], "row-9"}, outcomes
@@ -210,3 +231,16 @@ def test_the_console_takes_the_key_too(redis_url, tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode in (0, 1), out.stderr  # 1: nothing registered to draw yet, still no key error
     assert "bytes" not in out.stderr and KEY.hex() not in out.stderr
+
+
+def test_a_refusal_says_whether_this_process_or_the_data_is_to_blame():
+    """Another key, no key, or clear data on a process with a key: this process (its host fails
+    over, the task is retried elsewhere); tampered data or another item's token: the data."""
+    token = Sealer(KEY).seal_json({"v": 1}, "symphony-task|s|row-1")
+    with pytest.raises(CryptoError) as wrong:
+        Sealer(OTHER).open_json(token, "symphony-task|s|row-1")
+    with pytest.raises(CryptoError) as moved:
+        Sealer(KEY).open_json(token, "symphony-task|s|row-2")
+    with pytest.raises(CryptoError) as clear:
+        Sealer(KEY).open_json({"v": 1}, "symphony-task|s|row-1")
+    assert wrong.value.this_process and clear.value.this_process and not moved.value.this_process

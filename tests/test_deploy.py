@@ -105,6 +105,37 @@ def test_what_deploy_prints_holds_no_secret(capsys):
     assert code == 2 and "unknown option 'procesess'" in err and out == ""
 
 
+def test_the_user_data_with_a_redis_url_file_passes_cloud_inits_schema(capsys, tmp_path):
+    """--redis-url-file: the workers read the URL (its password too) from a file on the VM; the
+    user-data names the file and holds no URL; with --key-vault the unit fills the file."""
+    code, text, err = deploy(["deploy", "cloud-init", "--pool", "linux", "-n", "4", "--key-vault", "scan-kv",
+                              "--redis-url-file", "/etc/symphony/redis-url"], capsys)
+    assert code == 0, err
+    files = {f["path"]: f["content"] for f in yaml.safe_load(text)["write_files"]}
+    options = tomllib.loads(files["/etc/symphony/worker.toml"])
+    assert options["redis-url-file"] == "/etc/symphony/redis-url" and "redis" not in options
+    assert "redis-password-file" not in options  # the password is in the URL
+    unit = unit_directives(files["/etc/systemd/system/symphony-worker.service"])
+    assert unit["ExecStartPre"][0] == ("+/opt/symphony/venv/bin/python -m symphony.deploy.keyvault --vault scan-kv "
+                                       "--secret symphony-redis-url --file /etc/symphony/redis-url --owner symphony "
+                                       "--tries 5")
+    assert "redis://" not in text and "rediss://" not in text
+    # the URL or its file, not both; and the file is the VMs' (after the verb)
+    code, _, err = deploy(["--redis", "redis://h:6379/0", "deploy", "cloud-init", "--pool", "linux",
+                           "--redis-url-file", "/etc/symphony/redis-url"], capsys)
+    assert code == 2 and "not both" in err
+    code, _, err = deploy(["--redis-url-file", str(tmp_path / "mine"), "deploy", "cloud-init", "--pool", "linux"],
+                          capsys)
+    assert code == 2 and "after 'deploy KIND'" in err
+    if not shutil.which("cloud-init"):
+        pytest.skip("cloud-init is not installed (Debian package cloud-init; .ci/run installs it)")
+    path = tmp_path / "user-data"
+    path.write_text(text)
+    done = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "Valid cloud-config" in done.stdout, done.stdout + done.stderr
+
+
 # --- systemd ------------------------------------------------------------------------------------
 def test_the_unit_passes_systemd_analyze_verify(capsys, tmp_path):
     if not shutil.which("systemd-analyze"):
@@ -181,6 +212,97 @@ def test_the_worker_started_exactly_as_the_unit_says_drains_a_session(capsys, tm
         assert run.process.wait(timeout=stop_timeout) == 0, run.output()
         out = run.output()
         assert password not in out and '"message"' in out  # JSON lines for journald
+        engine.close()
+    finally:
+        if run is not None:
+            run.stop()
+        server.close()
+
+
+# a command handler that reports what it and its parent (the worker process) show in /proc
+PROC_REPORT = """\
+import json, os
+def read(pid, what):
+    try:
+        with open("/proc/%s/%s" % (pid, what), "rb") as handle:
+            return handle.read().decode("utf-8", "replace")
+    except OSError as exc:
+        return "unreadable: %s" % exc
+print(json.dumps(dict((str(pid), dict((what, read(pid, what)) for what in ("cmdline", "environ")))
+                      for pid in (os.getpid(), os.getppid()))))
+"""  # no braces: they would be the stage's placeholders
+
+
+def _proc_text(pid: int) -> str:
+    out = []
+    for what in ("cmdline", "environ"):
+        try:
+            out.append(Path(f"/proc/{pid}/{what}").read_bytes().decode("utf-8", "replace"))
+        except OSError:
+            pass
+    return "\n".join(out)
+
+
+@pytest.mark.slow
+def test_a_worker_reading_its_url_from_a_file_drains_a_session_and_shows_the_password_nowhere(capsys, tmp_path):
+    """deploy cloud-init --redis-url-file: the worker started with the unit's ExecStart and
+    Environment reads the URL, password included, from a file only its user reads, drains a session
+    on a password-protected Redis; the password is in no user-data, unit, command line or
+    environment of the worker or of its handlers (their /proc/<pid>/cmdline and environ)."""
+    if not WORKER.is_file():
+        pytest.skip(f"{WORKER} is not installed (pip install -e .)")
+    if not Path("/proc/self/environ").is_file():
+        pytest.skip("needs Linux's /proc")
+    password = "url-file-redis-password-41c9"
+    (tmp_path / "redis").mkdir()
+    server = EmbeddedRedis(password=password, directory=str(tmp_path / "redis"))
+    server.start()
+    run = None
+    try:
+        secrets = tmp_path / "etc"
+        secrets.mkdir(mode=0o750)
+        url_file = secrets / "redis-url"
+        url_file.write_text(f"redis://:{password}@127.0.0.1:{server.port}/0\n")
+        url_file.chmod(0o600)
+        code, text, err = deploy(["deploy", "cloud-init", "--pool", "linux", "-n", "2", "--venv", sys.prefix,
+                                  "--config-path", str(secrets / "worker.toml"), "--redis-url-file", str(url_file),
+                                  "--no-scheduled-events"], capsys)
+        assert code == 0, err
+        assert password not in text and str(server.port) not in text
+        files = {f["path"]: f["content"] for f in yaml.safe_load(text)["write_files"]}
+        (secrets / "worker.toml").write_text(files[str(secrets / "worker.toml")])
+        unit = unit_directives(files["/etc/systemd/system/symphony-worker.service"])
+        argv = shlex.split(unit["ExecStart"][0])
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}  # what systemd gives
+        for assignment in unit["Environment"]:
+            env.update(dict(shlex.split(a)[0].split("=", 1) for a in [assignment]))
+
+        stage = {"name": "work", "pool": "linux", "command": ["{python}", "-c", PROC_REPORT],
+                 "stdout": "output", "output": "{root}/{session}/{stage}/{item}.json"}
+        write_pipeline(tmp_path / "pipe.yaml", [stage])
+        items = [f"i{n}" for n in range(6)]
+        session = write_session(tmp_path / "s1.yaml", "s1", "pipe.yaml", items, root=str(tmp_path / "data"))
+        engine = Engine(resolve_redis(url_file=str(url_file)))
+        initialize_session(engine, load_session(session))
+        run = ProcessRun(argv, tmp_path / "unit.log", env=env, cwd=tmp_path)
+        outputs = [tmp_path / "data" / "s1" / "work" / f"{i}.json" for i in items]
+        wait_until(lambda: all(p.is_file() for p in outputs), timeout=90, message="the session to drain")
+        # the worker's processes, while they run: the supervisor and its children
+        worker_pids = [run.process.pid] + [w.pid for w in engine.snapshot(events=0).workers]
+        shown = {pid: _proc_text(pid) for pid in worker_pids}
+        assert all(shown.values()) and not [pid for pid, t in shown.items() if password in t]
+        reports = [json.loads(p.read_text()) for p in outputs]
+        for report in reports:
+            handler, parent = report.values()  # the handler and its parent, the worker process
+            assert "SYMPHONY_ITEM=" in handler["environ"] and "symphony" in parent["cmdline"], report
+            for pid, proc in report.items():
+                assert proc["cmdline"] and not proc["cmdline"].startswith("unreadable"), (pid, proc)
+                assert password not in proc["cmdline"] and password not in proc["environ"], pid
+        assert password not in " ".join(argv) and password not in json.dumps(env)
+        run.process.send_signal(signal.SIGTERM)
+        assert run.process.wait(timeout=float(unit["TimeoutStopSec"][0].rstrip("s"))) == 0, run.output()
+        out = run.output()
+        assert password not in out and "may be read by other users" not in out
         engine.close()
     finally:
         if run is not None:

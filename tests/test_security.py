@@ -443,9 +443,9 @@ def test_a_planted_message_with_hostile_names_never_becomes_a_key_or_a_path(engi
     worker = WorkerRun(redis_url, "--burst", "--processes", "1", log_dir=tmp_path)
     assert worker.wait(60) == 0, worker.output()
     worker.stop()
-    outcomes = r.hgetall("symphony:outcomes:sec")
-    assert len(outcomes) == 4 and all(k.startswith("invalid-") for k in outcomes)
-    assert all("not a valid name" in json.loads(v)["error"] for v in outcomes.values())
+    assert r.hlen("symphony:outcomes:sec") == 0, "a planted message is no item of the session"
+    refused = [json.loads(e) for e in r.lrange("symphony:deadletter", 0, -1)]
+    assert len(refused) == 4 and all("has no live entry in session sec" in e["reason"] for e in refused), refused
     keys = set(r.scan_iter())
     assert not [k for k in keys if "evil" in k or "pwned" in k or k.count(":") > 4], keys
     assert not Path("/tmp/pwned").exists() and not list(tmp_path.rglob("*pwned*"))
@@ -584,11 +584,13 @@ def test_no_secret_reaches_a_handler_environment_command_line_or_memory(locked, 
     (tmp_path / "key").write_text(key)
     (tmp_path / "pw").write_text(PASSWORD)
     url = f"redis://:{PASSWORD}@127.0.0.1:{locked.port}/0"
+    (tmp_path / "url").write_text(url)
     azure = {"AZURE_CLIENT_SECRET": "azure-client-secret-4417", "AZURE_CLIENT_CERTIFICATE_PASSWORD": "cert-pass-8890",
              "AZURE_PASSWORD": "azure-user-pass-2231"}
     secrets = {"REDIS_URL": url, "SYMPHONY_REDIS_URL": url, "REDIS_PASSWORD": PASSWORD,
                "REDIS_PASSWORD_FILE": str(tmp_path / "pw"), "SYMPHONY_REDIS_PASSWORD_FILE": str(tmp_path / "pw"),
                "SYMPHONY_KEY": key, "SYMPHONY_KEY_FILE": str(tmp_path / "key"),
+               "SYMPHONY_REDIS_URL_FILE": str(tmp_path / "url"),
                "AZURE_CLIENT_CERTIFICATE_PATH": str(tmp_path / "cert.pem"), **azure}
     assert set(secrets) == set(SECRET_ENVIRONMENT), "the test must set every secret variable the project knows"
     env = clean_env(**secrets)
@@ -631,3 +633,13 @@ def test_no_secret_reaches_a_handler_environment_command_line_or_memory(locked, 
             wait_until(lambda: c.hlen("symphony:outcomes:seccmd") == 1, timeout=30, message="the last task to end")
     finally:
         worker.stop()
+
+
+def test_a_redis_config_never_shows_its_password_in_repr_or_str():
+    from symphony.engine import RedisConfig
+
+    for config in (RedisConfig(url="redis://:hunter2-in-url@example:6379/0"),
+                   RedisConfig(url="redis://user:hunter2-in-url@example:6379/0", password="hunter2-apart")):
+        for shown in (repr(config), str(config), config.display, f"{config!r} {config}"):
+            assert "hunter2" not in shown, shown
+        assert "example:6379" in repr(config)

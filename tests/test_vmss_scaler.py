@@ -96,17 +96,18 @@ class ScaleSetFake:
         return out
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+COOLDOWN_KEY = f"symphony:scale:cooldown:vmss/{SUB}/{RG}/{NAME}".lower()
 
 
-def make(engine, fake: AzureFake, limits: ScaleLimits, clock=None) -> VmssScaler:
+def cooled_down(r) -> None:
+    """The cooldown runs out: its key's TTL ends (Redis expires it; no waiting out the minutes)."""
+    r.pexpire(COOLDOWN_KEY, 1)
+    wait_until(lambda: not r.exists(COOLDOWN_KEY), message="the cooldown key to expire")
+
+
+def make(engine, fake: AzureFake, limits: ScaleLimits) -> VmssScaler:
     arm = ScaleSetArm(SUB, RG, NAME, credential=FakeCredential(), transport=transport_for(fake))
-    return VmssScaler(EngineFleet(engine), arm, "linux", limits, clock=clock or Clock())
+    return VmssScaler(EngineFleet(engine), arm, "linux", limits)
 
 
 def session_with(engine, tmp_path, items: int, name: str = "s1", command=None):
@@ -127,11 +128,10 @@ def test_the_policy_keeps_bounds_and_steps():
     assert wanted(9, 3, limits) == 3
 
 
-def test_capacity_follows_queued_work_up_and_down_within_bounds_and_cooldown(engine, tmp_path):
+def test_capacity_follows_queued_work_up_and_down_within_bounds_and_cooldown(engine, r, tmp_path):
     fake = AzureFake()
     vmss = ScaleSetFake(fake, count=0)
-    clock = Clock()
-    scaler = make(engine, fake, ScaleLimits(minimum=1, maximum=3, per_vm=4, max_step=2, cooldown_s=60), clock)
+    scaler = make(engine, fake, ScaleLimits(minimum=1, maximum=3, per_vm=4, max_step=2, cooldown_s=60))
     session_with(engine, tmp_path, items=20)  # 20 queued tasks: 5 VMs wanted, 3 at most
     first = scaler.step()
     assert (first.work, first.capacity, first.target, first.set_capacity) == (20, 0, 2, 2)  # a step of at most 2
@@ -142,25 +142,26 @@ def test_capacity_follows_queued_work_up_and_down_within_bounds_and_cooldown(eng
     patch = fake.arm_calls()[-1]
     assert patch.params["api-version"] and patch.headers["Authorization"].startswith("Bearer ")
     assert patch.body == {"sku": {"capacity": 2}}
-    clock.now += 30
+    assert 0 < r.pttl(COOLDOWN_KEY) <= 60_000
     held = scaler.step()
     assert held.cooling and held.set_capacity is None and vmss.changes() == [("PATCH", 2)]
-    clock.now += 31
+    cooled_down(r)
     assert scaler.step().set_capacity == 3 and vmss.changes()[-1] == ("PATCH", 3)
-    clock.now += 61
     assert scaler.step().set_capacity is None  # at the maximum: no request
     assert len(vmss.changes()) == 2
     # the work is gone (cancelled): down to the minimum, idle VMs first, drained then deleted;
     # a VM an operator drained (to look at it) is neither chosen nor deleted
     engine.drain(host=f"{NAME}000000", idle=True, by="alice")
     engine.cancel("s1")
-    clock.now += 61
+    held = scaler.step()
+    assert held.cooling and held.target == 1 and len(vmss.changes()) == 2  # scaling in waits for it too
+    cooled_down(r)
     down = scaler.step()
     assert down.work == 0 and down.target == 1
     assert vmss.changes()[-1] == ("DELETE", ("1", "2"))  # the next two by name: none runs a task
     assert vmss.hosts == [f"{NAME}000000"]
     assert [(d.target, d.by) for d in engine.drains()] == [(f"{NAME}000000", "alice")]  # ours removed with them
-    clock.now += 61
+    cooled_down(r)
     assert scaler.step().target == 1 and len(vmss.changes()) == 3  # at the minimum: nothing more
 
 
@@ -256,3 +257,34 @@ def test_the_cli_once(engine, tmp_path, monkeypatch, redis_url, capsys):
     with pytest.raises(ConfigError, match="--subscription/--resource-group"):
         scale.run_vmss(args, credential=FakeCredential(), transport=transport_for(fake))
     assert time.time()
+
+
+def test_the_cooldown_holds_across_separate_once_runs(engine, r, tmp_path, monkeypatch, redis_url, capsys):
+    """An operator runs ``--once`` from cron: the second run within the cooldown sends no PATCH
+    (the last change's time is kept in Redis, per scale set, with the cooldown as its TTL)."""
+    from symphony.console.commands import scale
+    from symphony.console.commands.main import build_parser
+
+    fake = AzureFake()
+    vmss = ScaleSetFake(fake, count=0)
+    session_with(engine, tmp_path, items=6)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+
+    def once() -> str:
+        args = build_parser().parse_args(["scale", "vmss", "--pool", "linux", "--scale-set", NAME, "--subscription",
+                                          SUB, "--resource-group", RG, "--per-vm", "2", "--max", "10", "--max-step",
+                                          "1", "--cooldown", "10m", "--once"])
+        assert scale.run_vmss(args, credential=FakeCredential(), transport=transport_for(fake)) == 0
+        return capsys.readouterr().out
+
+    assert "capacity 0 -> 1" in once() and vmss.changes() == [("PATCH", 1)]
+    key = COOLDOWN_KEY
+    assert 0 < r.pttl(key) <= 600_000  # the cooldown is the key's TTL (server time)
+    assert "cooling down" in once()
+    assert vmss.changes() == [("PATCH", 1)]  # the second run within the cooldown: no PATCH
+    assert [s.method for s in fake.arm_calls()].count("PATCH") == 1
+    # another scale set has its own cooldown; and once this one's has run out (its key expired)
+    # the next run changes the capacity again
+    assert r.exists(key.replace(NAME.lower(), "other")) == 0
+    cooled_down(r)
+    assert "capacity 1 -> 2" in once() and vmss.changes() == [("PATCH", 1), ("PATCH", 2)]

@@ -273,6 +273,8 @@ def test_an_idle_worker_blocks_instead_of_polling(own_redis, tmp_path):
                             stdout=log, stderr=subprocess.STDOUT, env=worker_env(redis_url), start_new_session=True)
     try:
         wait_until(lambda: int(r.hget("symphony:stats:s1", "work|completed") or 0) == 1, message="the one task")
+        # the completion's last round trip: the host's health record (then the worker is idle)
+        wait_until(lambda: r.hlen("symphony:hosts:rates") == 1, message="the host's completion report")
 
         # Round trips, not commands: INFO counts the commands a Lua script runs inside it too, so
         # count the commands a worker can only send itself (a script never runs EVALSHA or BLPOP).
@@ -291,10 +293,12 @@ def test_an_idle_worker_blocks_instead_of_polling(own_redis, tmp_path):
         first = blpops()
         wait_until(lambda: blpops() > first, timeout=10, message="the worker blocking again")
         start, began = total(), time.monotonic()
-        wait_until(lambda: time.monotonic() - began >= 6, timeout=10, interval=0.5)  # observe for 6 s
+        wait_until(lambda: time.monotonic() - began >= 10, timeout=15, interval=0.5)  # observe for 10 s
         elapsed = time.monotonic() - began
         rate = (total() - start) / elapsed
-        assert rate <= 1.6, f"an idle worker made {rate:.2f} requests/s"
+        # about one a second plus the heartbeats; a polling worker makes tens (a heartbeat more or
+        # less in the window, or a late wake-up on a loaded machine, must not decide it)
+        assert rate <= 2.0, f"an idle worker made {rate:.2f} requests/s"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from symphony.engine import ConfigError, EmbeddedRedis, Engine, env_name, load_session, resolve_redis
+from symphony.engine import (SHARED_ENVIRONMENT, ConfigError, EmbeddedRedis, Engine, env_name, load_session,
+                             resolve_redis, shared_options)
 from symphony.engine.initialize import initialize_session
 from symphony.workers.cli import ENV_PREFIX, build_parser, options_from_args, parse
 from tests.helpers import ROOT, WorkerRun, worker_env, write_pipeline, write_session
@@ -87,6 +88,40 @@ def test_the_shared_options_own_variables_beat_the_file(tmp_path):
     assert parse(["--config", path], env={}).redis == "redis://file-host:6379/0"
 
 
+def test_the_redis_url_may_come_from_a_file(tmp_path):
+    """--redis-url-file (redis-url-file, $SYMPHONY_REDIS_URL_FILE): the URL, password included,
+    from a file only its user reads; one option of every entry point."""
+    url_file = tmp_path / "redis-url"
+    url_file.write_text("redis://:s3cret-pass@file-host:6379/0\n")
+    url_file.chmod(0o600)
+    path = toml(tmp_path, f'redis-url-file = "{url_file}"\npool = "linux"\n')
+    options = options_from_args(parse(["--config", path], env={}))
+    assert options.redis.url == "redis://:s3cret-pass@file-host:6379/0" and options.redis.password == "s3cret-pass"
+    assert "s3cret-pass" not in options.redis.display
+    assert resolve_redis(env={"SYMPHONY_REDIS_URL_FILE": str(url_file)}).password == "s3cret-pass"
+    # the environment's URL beats the file's; a --redis flag replaces it; not both flags
+    assert parse(["--config", path], env={"SYMPHONY_REDIS_URL": "redis://env-host:6379/0"}).redis_url_file is None
+    args = parse(["--config", path, "--redis", "redis://flag-host:6379/0"], env={})
+    assert args.redis_url_file is None and options_from_args(args).redis.url == "redis://flag-host:6379/0"
+    with pytest.raises(SystemExit):
+        parse(["--redis", "redis://h:6379/0", "--redis-url-file", str(url_file)], env={})
+    with pytest.raises(ConfigError, match=r"redis \(.*line 1\) and redis-url-file \(.*line 2\): only one"):
+        parse(["--config", toml(tmp_path, f'redis = "redis://h:6379/0"\nredis-url-file = "{url_file}"\n')], env={})
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ConfigError, match="the Redis URL file .*empty is empty"):
+        resolve_redis(url_file=str(tmp_path / "empty"), env={})
+    with pytest.raises(ConfigError, match="cannot read the Redis URL file .*absent"):
+        resolve_redis(url_file=str(tmp_path / "absent"), env={})
+    # symphony (before or after its verb) and symphony-tui take it too
+    from symphony.console.commands.main import build_parser as symphony_parser
+    from symphony.console.tui_main import build_parser as tui_parser
+
+    for argv in (["--redis-url-file", str(url_file), "status"], ["status", "--redis-url-file", str(url_file)]):
+        assert shared_options(symphony_parser().parse_args(argv), env={}).redis.password == "s3cret-pass"
+    assert shared_options(tui_parser().parse_args(["--redis-url-file", str(url_file)]), env={}).redis.password \
+        == "s3cret-pass"
+
+
 def test_every_worker_option_is_in_the_configuration_table():
     """docs/configuration.md has one row per option: its file key and its variable."""
     doc = (ROOT / "docs" / "configuration.md").read_text()
@@ -97,7 +132,7 @@ def test_every_worker_option_is_in_the_configuration_table():
             continue
         key = longs[0][2:]
         assert f"`{key}`" in table, f"{key} is not in the worker's table"
-        if action.dest not in ("redis", "redis_password_file", "redis_ca_file", "encryption_key_file"):
+        if action.dest not in SHARED_ENVIRONMENT:
             assert f"`{env_name(ENV_PREFIX, key)}`" in table, f"{env_name(ENV_PREFIX, key)} is not in the table"
 
 

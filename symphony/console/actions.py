@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from symphony.engine import CANCEL_EFFECT, redact
+from symphony.engine import CANCEL_EFFECT, PAUSE_EFFECT, redact
 
 from . import fmt
 from .screens import ConfirmScreen, InitializeScreen, RepairScreen
@@ -88,6 +88,29 @@ class SessionActions:
         self.push_screen(ConfirmScreen(f"Cancel session {session}?", CANCEL_EFFECT,
                                        confirm="Yes, cancel the session", back="No, keep it running",
                                        danger=True), self._when_confirmed("cancel", confirmed))
+
+    def action_pause_session(self) -> None:
+        session = self._session_for("pause")
+        if session is None:
+            return
+        status = next((s for s in self.snapshot.sessions if s.name == session), None) if self.snapshot else None
+        paused = bool(status and status.paused)
+        verb, call = ("resume", self.backend.resume) if paused else ("pause", self.backend.pause)
+
+        def confirmed() -> None:
+            self.run_io(verb, call, session, done=lambda result: (
+                self.notify(f"{'Resumed' if paused else 'Paused'} {session}"
+                            + ("" if paused else ": nothing more is claimed from it; running tasks finish"),
+                            title=verb, timeout=8),
+                self.poll_now()))
+
+        if paused:
+            screen = ConfirmScreen(f"Resume session {session}?", "Workers claim its tasks again, in their order.",
+                                   confirm="Resume it", back="Keep it paused")
+        else:
+            screen = ConfirmScreen(f"Pause session {session}?", PAUSE_EFFECT, confirm="Pause it",
+                                   back="Keep it running")
+        self.push_screen(screen, self._when_confirmed(verb, confirmed))
 
     def action_retry_failed(self) -> None:
         session = self._session_for("retry")

@@ -43,7 +43,7 @@ from .sources import MainSource
 log = logging.getLogger("symphony.console")
 
 # Actions that only make sense on the main screen or the detail screen (not in dialogs).
-SESSION_ACTIONS = {"repair", "cancel_session", "retry_failed", "export"}
+SESSION_ACTIONS = {"repair", "cancel_session", "pause_session", "retry_failed", "export"}
 MAIN_ACTIONS = {"initialize", "filter", "sort", "detail"}
 LIVE_DEADLINE_S = 90.0  # --screenshot of the demo: how long to wait for a worker and a completion (tui_main's)
 
@@ -76,6 +76,7 @@ class SymphonyApp(SessionActions, App[None]):
         Binding("i", "initialize", "Init"),
         Binding("e", "export", "Export"),
         Binding("c", "cancel_session", "Cancel"),
+        Binding("p", "pause_session", "Pause"),
         Binding("f", "retry_failed", "Retry"),
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
@@ -367,6 +368,8 @@ class SymphonyApp(SessionActions, App[None]):
         ("Initialize sessions", "Choose session files, verify, enqueue (i)", "initialize"),
         ("Export snapshot", "Write the status JSON (as symphony status --export) (e)", "export"),
         ("Cancel session", "Cancel the selected session, after confirming (c)", "cancel_session"),
+        ("Pause or resume session", "Pause the selected session, or resume it if paused, after confirming (p)",
+         "pause_session"),
         ("Retry failed tasks", "Queue the selected session's failed tasks again (f)", "retry_failed"),
         ("Detail", "The selected session's stages and failures, or the selected worker's tasks (Enter)", "detail"),
         ("Filter queues", "Show only the queues matching a text (/)", "filter"),

@@ -135,6 +135,12 @@ class Backend:
     def cancel(self, session: str) -> CancelResult:
         return self.engine.cancel(session)
 
+    def pause(self, session: str):
+        return self.engine.pause(session)
+
+    def resume(self, session: str):
+        return self.engine.resume(session)
+
     def retry(self, session: str) -> RetryResult:
         return self.engine.retry(session)
 

@@ -12,7 +12,7 @@ DESCRIPTION = ("The Symphony operations console: live queues, workers, scale-set
                "keyboard-triggered repair, initialize, export, cancel and retry.")
 EPILOG = ("Keys: r repair · i initialize · e export · c cancel · f retry failed · Enter session detail · "
           "/ filter · s sort · ? every key · q quit.  "
-          "Redis: --redis, else $SYMPHONY_REDIS_URL or $REDIS_URL; the password may also come from "
+          "Redis: --redis or --redis-url-file, else $SYMPHONY_REDIS_URL, $SYMPHONY_REDIS_URL_FILE or $REDIS_URL; the password may also come from "
           "$REDIS_PASSWORD or --redis-password-file, and never appears on screen. Log lines go to Textual's "
           "devtools console (textual console).")
 

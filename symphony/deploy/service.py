@@ -20,13 +20,14 @@ class WorkerService:
     """One machine's worker service: what runs, as whom, from where, with which options."""
 
     pool: str
-    redis_url: str
+    redis_url: str  # "" with url_file: the URL is only on the machine
     processes: int = 1
     nice: int = 10
     drain_timeout_s: float = 30.0
     user: str = "symphony"
     venv: str = "/opt/symphony/venv"
     config_path: str = "/etc/symphony/worker.toml"
+    url_file: str | None = None  # on the machine: the file holding the Redis URL (it may hold the password)
     password_file: str | None = None  # on the machine; None: the Redis asks for no password
     key_file: str | None = None  # on the machine; None: task data in clear text
     ca_file: str | None = None
@@ -37,6 +38,7 @@ class WorkerService:
     extra: dict[str, Any] = field(default_factory=dict)  # more worker options (file keys)
     key_vault: str | None = None  # fetch the secret files from this vault at boot
     password_secret: str = "symphony-redis-password"
+    url_secret: str = "symphony-redis-url"
     key_secret: str = "symphony-encryption-key"
 
     def __post_init__(self) -> None:
@@ -48,6 +50,16 @@ class WorkerService:
             raise ConfigError("--drain-timeout must be positive")
         if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", self.user):
             raise ConfigError(f"--user {self.user!r} is not a valid user name")
+        if self.url_file:
+            if self.redis_url:
+                raise ConfigError("give the VMs' Redis URL (--redis) or the file on the VMs that holds it "
+                                  "(--redis-url-file), not both")
+        else:
+            self._check_url()
+        if self.key_vault is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]", self.key_vault):
+            raise ConfigError(f"--key-vault {self.key_vault!r} is not a Key Vault name (3-24 letters, digits, -)")
+
+    def _check_url(self) -> None:
         try:
             parts = urlsplit(self.redis_url)
             password = parts.password
@@ -57,9 +69,8 @@ class WorkerService:
             raise ConfigError(f"--redis {self.redis_url!r}: expected redis://, rediss:// or unix://")
         if password:
             raise ConfigError("the Redis URL holds a password: what symphony deploy prints holds no secret; the "
-                              "workers read it from a file on the VM (--vm-password-file, --key-vault)")
-        if self.key_vault is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]", self.key_vault):
-            raise ConfigError(f"--key-vault {self.key_vault!r} is not a Key Vault name (3-24 letters, digits, -)")
+                              "workers read it from a file on the VM (--vm-password-file, --redis-url-file, "
+                              "--key-vault)")
 
     @property
     def stop_timeout_s(self) -> int:
@@ -73,7 +84,7 @@ class WorkerService:
 
     def options(self) -> dict[str, Any]:
         """The worker's options, as the keys of its TOML file."""
-        out: dict[str, Any] = {"redis": self.redis_url}
+        out: dict[str, Any] = {"redis-url-file": self.url_file} if self.url_file else {"redis": self.redis_url}
         if self.password_file:
             out["redis-password-file"] = self.password_file
         if self.ca_file:
@@ -92,6 +103,8 @@ class WorkerService:
         if not self.key_vault:
             return []
         pairs = []
+        if self.url_file:
+            pairs.append((self.url_secret, self.url_file))
         if self.password_file:
             pairs.append((self.password_secret, self.password_file))
         if self.key_file:

@@ -33,7 +33,7 @@ def _quoted(text: str) -> str:
 
 def windows_service(service: WorkerService) -> WorkerService:
     """The service with Windows' paths where the Linux defaults were."""
-    return replace(service, venv=VENV, config_path=CONFIG,
+    return replace(service, venv=VENV, config_path=CONFIG, url_file=service.url_file and (SECRETS + r"\redis-url"),
                    password_file=service.password_file and (SECRETS + r"\redis-password"),
                    key_file=service.key_file and (SECRETS + r"\encryption-key"))
 

@@ -33,7 +33,8 @@ from .initialize import InitializeResult, initialize_session
 from .repair import RepairPlan, RepairResult, StagePlan
 
 # --- how a task ends: outcome kinds, the retry policy, the outcome record, session states -----------
-from .outcomes import Decision, OutcomeKind, OutcomeRecord, SessionState, after_failure
+from .hosts import HostHealth
+from .outcomes import Decision, OutcomeKind, OutcomeRecord, SessionState, after_failure, run_here
 
 # --- the workers' side: leases, reports, reclaim, job key/values -----------------------------------
 from .jobstore import JobStore
@@ -46,6 +47,7 @@ from .worklog import LogLine
 # --- the operator's verbs ---------------------------------------------------------------------------
 from .control import CANCEL_EFFECT, CancelResult, PurgeResult, QueueInfo, RetryResult, SessionDetail
 from .drain import Drain
+from .steering import PAUSE_EFFECT, StageControl, Steering
 from .definition import Change, Comparison, compare_definitions
 from .registry import SessionSummary
 
@@ -81,13 +83,13 @@ __all__ = [
     # putting work in
     "EnqueueResult", "InitializeResult", "initialize_session", "RepairPlan", "RepairResult", "StagePlan",
     # how a task ends
-    "Decision", "OutcomeKind", "OutcomeRecord", "SessionState", "after_failure",
+    "Decision", "OutcomeKind", "OutcomeRecord", "SessionState", "after_failure", "run_here", "HostHealth",
     # the workers' side
     "JobStore", "Beat", "Claimed", "Finish", "Outcome", "StepResult", "WorkerLink", "Task", "ReclaimReport",
     "LostReport", "LogLine",
     # the operator's verbs
     "CancelResult", "PurgeResult", "QueueInfo", "RetryResult", "SessionDetail", "SessionSummary",
-    "CANCEL_EFFECT", "Drain", "Change", "Comparison", "compare_definitions",
+    "CANCEL_EFFECT", "PAUSE_EFFECT", "Drain", "StageControl", "Steering", "Change", "Comparison", "compare_definitions",
     # the status snapshot
     "Event", "QueueStatus", "SessionStatus", "Snapshot", "WorkerStatus", "DurationHistogram",
     # machine metrics

@@ -30,10 +30,10 @@ CONNECTION = ("hello", "ping", "client|setname")
 WORKER_COMMANDS = CONNECTION + (
     "info",  # the version check when a supervisor starts
     "evalsha", "script|load", "multi", "exec", "watch", "unwatch", "time",
-    "blpop", "lrange", "llen", "lindex", "lmove", "lrem", "lpush", "rpush", "ltrim", "setbit",
-    "hget", "hmget", "hgetall", "hset", "hsetnx", "hdel", "hincrby",
+    "blpop", "lrange", "llen", "lindex", "lmove", "lpop", "lrem", "lpush", "rpush", "ltrim", "setbit",
+    "hget", "hmget", "hgetall", "hkeys", "hset", "hsetnx", "hdel", "hincrby",
     "zadd", "zrem", "zrange", "zrangebyscore", "zremrangebyscore", "zremrangebyrank", "zscore", "zcard",
-    "xadd", "get", "set", "del", "exists", "expire", "pexpire", "pttl", "type", "sadd",
+    "xadd", "get", "set", "incrby", "del", "exists", "expire", "pexpire", "pttl", "type", "sadd",
     "xrevrange", "lpos",  # why a report found its task gone (engine/lost.py), a rare path
 )
 
@@ -73,7 +73,9 @@ def worker_key_patterns(stages: Iterable[str], keys: Keys = DEFAULT_KEYS) -> tup
         "job:*", "jobs:*", "lastjob:*", "metrics:*",  # metrics: host samples from heartbeats
         "origin:*",  # the jobs that wrote key/values from each SLURM job
         "log:*",  # each worker process's recent log lines
-        "drain")]  # a worker that exits drained removes its own entry
+        "hosts:*",  # hosts' failure streaks, recent outcomes and quarantines
+        "drain",  # a worker that exits drained removes its own entry
+        "control:*")]  # a stage's running tasks and token bucket, counted by claim, finish and reclaim
     read = [keys.sessions, keys.pools]
     return queue_patterns(stages, keys) + write, read
 

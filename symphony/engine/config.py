@@ -1,6 +1,8 @@
 """Where Redis is and how to log in: URL, password, TLS, from arguments or the environment.
 
-Precedence: an explicit ``--redis URL`` beats ``SYMPHONY_REDIS_URL``, which beats ``REDIS_URL``;
+Precedence: an explicit ``--redis URL`` (or ``--redis-url-file FILE``, the URL read from a file:
+a URL holding a password then appears on no command line and in no environment) beats
+``SYMPHONY_REDIS_URL``, which beats ``SYMPHONY_REDIS_URL_FILE``, which beats ``REDIS_URL``;
 the default is ``redis://127.0.0.1:6379/0``. The password comes from a file
 (``--redis-password-file``, else ``SYMPHONY_REDIS_PASSWORD_FILE`` or ``REDIS_PASSWORD_FILE``: it
 then appears on no command line), else the URL, else ``REDIS_PASSWORD``. The CA certificate of a
@@ -21,14 +23,16 @@ from .redaction import redact_url, register_secret
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 URL_VARS = ("SYMPHONY_REDIS_URL", "REDIS_URL")
+URL_FILE_VAR = "SYMPHONY_REDIS_URL_FILE"
 PASSWORD_VAR = "REDIS_PASSWORD"
 PASSWORD_FILE_VARS = ("SYMPHONY_REDIS_PASSWORD_FILE", "REDIS_PASSWORD_FILE")
 CA_FILE_VARS = ("SYMPHONY_REDIS_CA_FILE", "REDIS_CA_FILE")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RedisConfig:
-    """How to reach Redis. ``password`` never appears in ``repr`` or :attr:`display`."""
+    """How to reach Redis. ``password`` (given apart or inside the URL) never appears in ``repr``,
+    ``str`` or :attr:`display`."""
 
     url: str = DEFAULT_URL
     password: str | None = field(default=None, repr=False)
@@ -50,6 +54,10 @@ class RedisConfig:
     def __str__(self) -> str:
         return self.display
 
+    def __repr__(self) -> str:
+        return (f"RedisConfig(url={self.display!r}, username={self.username!r}, ca_file={self.ca_file!r}, "
+                f"explicit={self.explicit!r}, client_name={self.client_name!r})")
+
     def with_client_name(self, name: str) -> "RedisConfig":
         return RedisConfig(url=self.url, password=self.password, username=self.username,
                            ca_file=self.ca_file, explicit=self.explicit, client_name=name)
@@ -64,6 +72,35 @@ def _read_password_file(path: str) -> str:
     if not password:
         raise ConfigError(f"the Redis password file {path} is empty")
     return password
+
+
+def _read_url_file(path: str) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the Redis URL file {path}: {exc.strerror or exc}") from None
+    url = text.strip()
+    if not url:
+        raise ConfigError(f"the Redis URL file {path} is empty")
+    if "\n" in url:
+        raise ConfigError(f"the Redis URL file {path} must hold one line: the URL")
+    return url
+
+
+def _url(url: str | None, url_file: str | None, env: Mapping[str, str]) -> tuple[str | None, bool]:
+    """The URL (None: the default) and whether the operator named it."""
+    if url is not None and url_file:
+        raise ConfigError("give the Redis URL or the file that holds it, not both (--redis, --redis-url-file)")
+    if url_file:
+        return _read_url_file(url_file), True
+    if url is not None:
+        return url, True
+    if env.get(URL_VARS[0]):
+        return env[URL_VARS[0]], True
+    if env.get(URL_FILE_VAR):
+        return _read_url_file(env[URL_FILE_VAR]), True
+    url = _first(env, URL_VARS[1:])
+    return url, url is not None
 
 
 def _first(env: Mapping[str, str], names: tuple[str, ...]) -> str | None:
@@ -103,13 +140,11 @@ def _ca_file(ca_file: str | None, env: Mapping[str, str]) -> str | None:
 
 
 def resolve_redis(url: str | None = None, password_file: str | None = None,
-                  ca_file: str | None = None, env: Mapping[str, str] | None = None) -> RedisConfig:
+                  ca_file: str | None = None, env: Mapping[str, str] | None = None, *,
+                  url_file: str | None = None) -> RedisConfig:
     """Build a :class:`RedisConfig` from arguments, falling back on the environment."""
     env = os.environ if env is None else env
-    explicit = url is not None
-    if url is None:
-        url = _first(env, URL_VARS)
-        explicit = url is not None
+    url, explicit = _url(url, url_file, env)
     url = url or DEFAULT_URL
     parts = _parse_url(url)
     password = _password(parts, password_file, env)

@@ -45,6 +45,9 @@ def connect(config: RedisConfig, *, socket_timeout: float = 10.0, connect_timeou
     """
     kwargs: dict = dict(
         decode_responses=True,
+        # a value that is not UTF-8 (a planted message with byte 0xff) decodes to lone surrogates
+        # instead of failing the whole reply, and encodes back to the same bytes (LREM finds it)
+        encoding_errors="surrogateescape",
         socket_timeout=socket_timeout,
         socket_connect_timeout=connect_timeout,
         socket_keepalive=True,

@@ -183,6 +183,7 @@ def purge_session(engine: Any, session: str, *, job_keys: bool = False, force: b
     with client.pipeline(transaction=True) as pipe:
         pipe.delete(*names)
         pipe.hdel(keys.sessions, session)
+        pipe.hdel(keys.steering, session)
         for stage in stages:
             pipe.zrem(keys.ready(stage), session)
         pipe.incr(keys.epoch)

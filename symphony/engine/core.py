@@ -17,6 +17,8 @@ from .connection import connect, ping
 from .crypto import CryptoError, Sealer, task_aad
 from .durations import DurationHistogram, read_durations
 from .enqueue import EnqueueResult, ItemLike, enqueue
+from .hosts import HostHealth, quarantined_hosts, report_host
+from .hosts import HostHealth, quarantined_hosts, report_host
 from .jobstore import JobStore, last_job, origin_jobs
 from .keys import DEFAULT_KEYS, Keys
 from .lease import Finish, WorkerLink
@@ -110,11 +112,11 @@ class Engine:
         if self.sealer is None:
             if task.sealed is not None:
                 raise CryptoError("the task's data is encrypted but this process has no key "
-                                  "(set SYMPHONY_KEY or SYMPHONY_KEY_FILE, or --encryption-key-file)")
+                                  "(set SYMPHONY_KEY or SYMPHONY_KEY_FILE, or --encryption-key-file)", this_process=True)
             return dict(task.meta or {})
         if task.sealed is None:
             raise CryptoError("the task's data is not encrypted, but this process has a key and accepts only "
-                              "encrypted task data")
+                              "encrypted task data", this_process=True)
         meta = self.sealer.open_json(task.sealed, task_aad(task.session, task.item))
         if not isinstance(meta, dict):
             raise CryptoError("the decrypted task data is not an object")
@@ -145,14 +147,26 @@ class Engine:
     def worker_link(self, worker_id: str, roles: Iterable[str] = (), *, idle_wait_s: float = 2.0) -> WorkerLink:
         return WorkerLink(self.client, self.keys, worker_id, list(roles), idle_wait_s=idle_wait_s)
 
-    def reclaim_worker(self, worker_id: str, *, force: bool = False, reason: str = "its lease lapsed") -> ReclaimReport:
-        return reclaim_worker(self.client, self.keys, worker_id, self.records, force=force, reason=reason)
+    def reclaim_worker(self, worker_id: str, *, force: bool = False, reason: str = "its lease lapsed",
+                       stopped: bool = False) -> ReclaimReport:
+        return reclaim_worker(self.client, self.keys, worker_id, self.records, force=force, reason=reason,
+                              stopped=stopped)
 
     def reap(self, lapsed: Iterable[str] | None = None, lock_ttl_s: float = 10.0) -> list[ReclaimReport]:
         """Reclaim the tasks of workers whose lease lapsed (any process may call this)."""
         if lapsed is None:
             lapsed, _, _ = lapsed_workers(self.client, self.keys)
         return reap(self.client, self.keys, self.records, list(lapsed), lock_ttl_s)
+
+    def report_host(self, host: str, stage: str, *, failed: int = 0, completed: int = 0,
+                    peers: bool = True) -> HostHealth:
+        """Record a host's failed attempts and completions at ``stage``; its streak, quarantine and
+        (``peers``, always after failures) how many other hosts are healthy at that stage."""
+        return report_host(self.client, self.keys, host, stage, failed, completed, peers=peers)
+
+    def quarantined_hosts(self) -> dict[str, int]:
+        """Hosts set aside now (their attempts kept failing while others completed): host -> until (server ms)."""
+        return quarantined_hosts(self.client, self.keys)
 
     def why_lost(self, worker_id: str, finish: Finish, *, resent: bool = False) -> LostReport:
         """Why ``finish`` came back ``lost``: its lease was reclaimed, an earlier attempt of the
@@ -249,6 +263,50 @@ class Engine:
 
         return read_job(self.client, self.keys, session, job_id)
 
+    # --- steering (symphony/engine/steering.py): pause, priority, limits, rate ---------------------
+    def pause(self, session: str, stage: str | None = None, *, by: str | None = None):
+        """No new claims of ``session`` (or of one stage of it); tasks in flight finish. Atomic."""
+        from .steering import pause
+
+        return pause(self.client, self.keys, session, stage, by=by)
+
+    def resume(self, session: str, stage: str | None = None, *, by: str | None = None):
+        """Undo a pause (the whole session and every paused stage, or one stage)."""
+        from .steering import resume
+
+        return resume(self.client, self.keys, session, stage, by=by)
+
+    def set_priority(self, session: str, priority: int, *, by: str | None = None):
+        """0 (default) .. 1000: workers take the highest-priority ready session first."""
+        from .steering import set_priority
+
+        return set_priority(self.client, self.keys, session, priority, by=by)
+
+    def set_session_limit(self, session: str, stage: str, limit: int | None, *, by: str | None = None):
+        """The session's own cap on its running tasks of ``stage`` (None: none of its own)."""
+        from .steering import set_session_limit
+
+        return set_session_limit(self.client, self.keys, session, stage, limit, by=by)
+
+    def set_stage_limits(self, stage: str, **limits):
+        """Live fleet-wide limits of a stage: ``max_running=N|None``, ``rate="120/min"|None``
+        (None: back to what the pipeline declares)."""
+        from .steering import set_stage_limits
+
+        return set_stage_limits(self.client, self.keys, stage, **limits)
+
+    def stage_control(self, stages: Iterable[str]):
+        """Each stage's limits and its running tasks over the fleet (:class:`StageControl`)."""
+        from .steering import stage_control
+
+        return stage_control(self.client, self.keys, stages)
+
+    def steering(self, session: str):
+        """How ``session`` is steered (:class:`Steering`): paused, priority, its own caps."""
+        from .steering import steering
+
+        return steering(self.client, self.keys, session)
+
     # --- drain (symphony/engine/drain.py) ----------------------------------------------------------
     def drain(self, worker: str | None = None, host: str | None = None, pool: str | None = None, *,
               now: bool = False, idle: bool = False, by: str | None = None):
@@ -283,6 +341,19 @@ class Engine:
         from .drain import forget_worker
 
         forget_worker(self.client, self.keys, worker_id)
+
+    # --- cooldowns (symphony/engine/cooldown.py) --------------------------------------------------
+    def start_cooldown(self, target: str, seconds: float) -> None:
+        """Record a scale action on ``target`` now (server time); it cools for ``seconds``."""
+        from .cooldown import start_cooldown
+
+        start_cooldown(self.client, self.keys, target, seconds)
+
+    def cooldown_left(self, target: str) -> float:
+        """Seconds until ``target`` may act again (0: now), whichever process acted last."""
+        from .cooldown import cooldown_left
+
+        return cooldown_left(self.client, self.keys, target)
 
     # --- status -----------------------------------------------------------------------------
     def snapshot(self, *, events: int = 50) -> Snapshot:

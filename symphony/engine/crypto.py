@@ -11,8 +11,10 @@ With a key configured (``SYMPHONY_KEY``, base64 or hex of 16/24/32 bytes, or a f
   and item (associated data), so it cannot be moved to another item.
 * a job's key/values (``ctx.kv``) are stored sealed, each bound to its job and field name.
 
-A token is ``v1.<key id>.<base64url(nonce | ciphertext | tag)>``; the key id (8 hex digits of
-the key's SHA-256) only tells a wrong key from tampered data in the error message. A worker
+A token is ``v2.<key id>.<base64url(nonce | ciphertext | tag)>``; the key id (8 hex digits of
+the key's SHA-256) tells a wrong key from tampered data in the error message, and is itself
+authenticated (associated data, with the version), so changing it fails the task like any other
+changed byte. Tokens made by earlier versions (``v1.``, whose key id was not bound) still open. A worker
 with a key refuses task data that is not sealed; one without a key refuses sealed data; a
 wrong key or a changed byte fails authentication. Each ends the task failed, with the reason,
 and the handler never runs.
@@ -32,12 +34,19 @@ from .redaction import register_secret
 
 KEY_VAR = "SYMPHONY_KEY"
 KEY_FILE_VAR = "SYMPHONY_KEY_FILE"
-VERSION = "v1"
+VERSION = "v2"  # the key id is bound as associated data
+LEGACY = "v1"  # earlier tokens: opened, never made
 NONCE_BYTES = 12
 
 
 class CryptoError(SymphonyError):
-    """Sealed data could not be opened (wrong key, tampered, not sealed, or no key)."""
+    """Sealed data could not be opened (wrong key, tampered, not sealed, or no key).
+    ``this_process``: the cause is this process's key (another key, or none, or clear data where
+    it requires sealed data), not the data: another process may open it."""
+
+    def __init__(self, message: str, *, this_process: bool = False):
+        super().__init__(message)
+        self.this_process = this_process
 
 
 def _parse_key(text: str | bytes, where: str) -> bytes:
@@ -97,18 +106,19 @@ class Sealer:
 
     def seal(self, data: bytes, aad: str) -> str:
         nonce = os.urandom(NONCE_BYTES)
-        blob = nonce + self._aead.encrypt(nonce, data, aad.encode("utf-8"))
+        blob = nonce + self._aead.encrypt(nonce, data, _bound(VERSION, self.key_id, aad))
         return f"{VERSION}.{self.key_id}.{base64.urlsafe_b64encode(blob).decode('ascii').rstrip('=')}"
 
     def open(self, token: Any, aad: str) -> bytes:
         from cryptography.exceptions import InvalidTag
 
-        if not isinstance(token, str) or not token.startswith(VERSION + "."):
-            raise CryptoError("the data is not encrypted, but this process has a key and accepts only encrypted data")
+        if not isinstance(token, str) or not token.startswith((VERSION + ".", LEGACY + ".")):
+            raise CryptoError("the data is not encrypted, but this process has a key and accepts only encrypted data",
+                              this_process=True)
         parts = token.split(".")
         if len(parts) != 3:
             raise CryptoError("the encrypted data is malformed (tampered?)")
-        _, kid, body = parts
+        version, kid, body = parts
         try:
             blob = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         except (ValueError, binascii.Error):
@@ -116,11 +126,11 @@ class Sealer:
         if len(blob) < NONCE_BYTES + 16:
             raise CryptoError("the encrypted data is truncated (tampered?)")
         try:
-            return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad.encode("utf-8"))
+            return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], _bound(version, kid, aad))
         except InvalidTag:
             if kid != self.key_id:
                 raise CryptoError(f"the data was encrypted with another key (key id {kid}; this process has "
-                                  f"{self.key_id})") from None
+                                  f"{self.key_id})", this_process=True) from None
             raise CryptoError("the encrypted data failed authentication: it was tampered with or belongs to "
                               "another item") from None
 
@@ -133,6 +143,14 @@ class Sealer:
             return json.loads(data)
         except ValueError:
             raise CryptoError("the decrypted data is not JSON") from None
+
+
+def _bound(version: str, kid: str, aad: str) -> bytes:
+    """The associated data of a token: its version and key id with the caller's binding
+    (a ``v1`` token bound only the caller's)."""
+    if version == LEGACY:
+        return aad.encode("utf-8")
+    return f"{version}|{kid}|{aad}".encode("utf-8")
 
 
 def task_aad(session: str, item: str) -> str:

@@ -151,10 +151,16 @@ def undrain(client: redis.Redis, keys: Keys, *, worker: str | None = None, host:
     return bool(removed)
 
 
+def decode_drains(raw: Any) -> tuple[Drain, ...]:
+    """The drain hash as read (HGETALL), oldest first."""
+    if not isinstance(raw, dict):
+        return ()
+    return tuple(sorted((Drain.decode(f, v) for f, v in raw.items()), key=lambda d: (d.at_ms, d.field)))
+
+
 def drains(client: redis.Redis, keys: Keys) -> tuple[Drain, ...]:
     """Every drain recorded, oldest first."""
-    found = [Drain.decode(f, raw) for f, raw in client.hgetall(keys.drain).items()]
-    return tuple(sorted(found, key=lambda d: (d.at_ms, d.field)))
+    return decode_drains(client.hgetall(keys.drain))
 
 
 def candidate_fields(worker_id: str, name: str, host: str, pool: str | None) -> list[str]:

@@ -9,6 +9,7 @@ from symphony.spec import SessionSpec
 from .core import Engine
 from .enqueue import EnqueueResult
 from .progress import done_bits, item_ordinals
+from .steering import declare
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ def initialize_session(engine: Engine, spec: SessionSpec, *, resume: bool = Fals
     last stage are not enqueued again either: a complete session stays complete."""
     record = spec.record()
     registration = engine.register_session(record, items=len(spec.items), resume=resume, adopt_queues=adopt_queues)
+    declare(engine.client, engine.keys, spec)  # limits, rate, priority: in force before the first claim
     first = spec.pipeline.stages[0].name
     items = _with_ordinals(spec)
     done = 0

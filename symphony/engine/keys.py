@@ -32,6 +32,19 @@ class Keys:
         """LIST of wake-up tokens idle workers of ``role`` block on (trimmed to a few tokens)."""
         return f"{self.ns}:bell:{role}"
 
+    def control(self, stage: str) -> str:
+        """HASH of a stage's fleet-wide limits (docs/control.md): ``max_running`` (the operator's) and
+        ``max_running_declared`` (the pipeline's), ``running`` (its tasks in flight, counted by the
+        claim, released by finish and reclaim), ``rate`` / ``rate_declared`` (``n/ms``), and the
+        token bucket's ``tokens`` and ``at``."""
+        return f"{self.ns}:control:{stage}"
+
+    @property
+    def steering(self) -> str:
+        """HASH session -> JSON (paused, paused_stages, priority, max_running): how each steered
+        session is steered, for the status (the claim reads the session's own hash)."""
+        return f"{self.ns}:steering"
+
     # --- sessions --------------------------------------------------------------------------
     @property
     def sessions(self) -> str:
@@ -140,6 +153,21 @@ class Keys:
         """LIST of undecodable messages found in flight (trimmed)."""
         return f"{self.ns}:deadletter"
 
+    # --- hosts that fail everything (symphony/engine/hosts.py; the policy: engine/outcomes.py) -----
+    def host_fails(self, host: str) -> str:
+        """STRING: failed attempts on ``host`` since its last completion (PX 10 minutes)."""
+        return f"{self.ns}:hosts:fails:{host}"
+
+    @property
+    def host_rates(self) -> str:
+        """HASH "host|stage" -> "completions,failures,at ms": recent outcomes, decaying over a minute."""
+        return f"{self.ns}:hosts:rates"
+
+    @property
+    def hosts_quarantined(self) -> str:
+        """ZSET host -> server ms its quarantine ends (ended ones removed by every write)."""
+        return f"{self.ns}:hosts:quarantined"
+
     # --- metrics (symphony/engine/metrics.py; docs/keys.md) -------------------------------------------
     def metric_series(self, source: str, scope: str, part: str = "") -> str:
         """ZSET time series of one scope (a pool's hosts, a scale set), score: sample time in ms,
@@ -166,6 +194,11 @@ class Keys:
         """HASH: the Azure Monitor collector's state and last message (TTL: a few intervals)."""
         return f"{self.ns}:metrics:collector"
 
+    # --- autoscaling (symphony/engine/cooldown.py; docs/deploy.md) ---------------------------------
+    def scale_cooldown(self, target: str) -> str:
+        """STRING: server ms of the last scale action on ``target`` (a scale set:
+        ``vmss/<subscription>/<resource group>/<name>``, lower case); TTL: the cooldown."""
+        return f"{self.ns}:scale:cooldown:{target}"
 
     # --- SLURM job accounting (symphony/engine/slurm_accounting.py; docs/slurm.md) ---------------
     @property

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import redis
 
 from .keys import Keys
-from .messages import InvalidMessage, Task, decode_task
+from .messages import InvalidMessage, Task, decode_task, printable, wire
 from .outcomes import MAX_ERROR, MAX_STDERR, STOPPED, OutcomeKind
 from .scripts import Queued, ensure_loaded, execute, scripts
 
@@ -63,6 +63,8 @@ class Finish:
     outcome: Outcome
     next_stage: str | None = None  # for DONE
     attempts: int = 1  # attempts made, including this one
+    failed_on: str = ""  # for RETRY and the failures: the host the attempt failed on
+    charged: bool = True  # for RETRY: the attempt counts (False: it goes back as it was, for another host)
 
 
 @dataclass(frozen=True)
@@ -117,9 +119,12 @@ class WorkerLink:
             target, ready, bell = k.queue(next_stage, session), k.ready(next_stage), k.bell(next_stage)
         elif kind == OutcomeKind.RETRY:
             target, ready, bell = k.delayed(stage, session), k.ready(stage), k.bell(stage)
+        elif kind == OutcomeKind.DEADLETTER:
+            target, ready, bell = k.deadletter, k.ready(stage), k.bell(stage)
         else:  # handback: its own queue; otherwise unused, but still real keys of this session's stage
             target, ready, bell = k.queue(stage, session), k.ready(stage), k.bell(stage)
-        keys = (*self._session_keys(session), target, ready, bell, k.done(session, stage), k.durations(stage))
+        keys = (*self._session_keys(session), target, ready, bell, k.done(session, stage), k.durations(stage),
+                k.control(stage))
         args: list[Any] = [kind, stage, session, next_stage, self.results_maxlen, BELL_MAX, self.worker_id]
         stops = kind in STOPPED
         for fin in group:
@@ -134,12 +139,19 @@ class WorkerLink:
         if kind == OutcomeKind.DONE and next_stage:
             push = task.at_stage(next_stage).encode() if task else ""
         elif kind == OutcomeKind.RETRY:
-            push = task.next_attempt().encode() if task else c.raw
+            if task is None:
+                push = wire(c.raw)
+            elif fin.charged:
+                push = task.next_attempt(fin.failed_on).encode()
+            else:  # not this task's fault: the same attempt again, on another host
+                push = replace(task, failed_on=fin.failed_on or task.failed_on).encode()
         elif kind == OutcomeKind.HANDBACK:
-            push = c.raw
+            push = wire(c.raw)
+        elif kind == OutcomeKind.DEADLETTER:
+            push, stops = printable(c.raw), True
         error = out.error.strip()
         ordinal = task.ordinal if task is not None and task.ordinal is not None else ""
-        return (c.raw, c.item, push, int(out.delay_s * 1000), ordinal, out.duration_ms, fin.attempts,
+        return (wire(c.raw), c.item, push, int(out.delay_s * 1000), ordinal, out.duration_ms, fin.attempts,
                 error.splitlines()[-1][:200] if error else "",
                 out.error[:MAX_ERROR] if stops else "", out.stderr[-MAX_STDERR:] if stops and out.stderr else "")
 
@@ -179,7 +191,8 @@ class WorkerLink:
             k = self.keys
             keys = (k.inflight(self.worker_id), k.worker(self.worker_id), k.queue(role, session),
                     k.delayed(role, session), k.ready(role), k.stats(session), k.session(session), k.bell(role),
-                    *(k.ready(r) for r in roles))
+                    k.live(session), k.deadletter, k.control(role), *(k.ready(r) for r in roles),
+                    *(k.control(r) for r in roles))
             if len(self._cache) > 4096:
                 self._cache.clear()
             self._cache[cache_key] = keys
@@ -187,7 +200,8 @@ class WorkerLink:
 
     def _hints_call(self, pipe) -> Queued:
         roles = list(self.roles)
-        return self._lua.hints.queue(pipe, [self.keys.ready(r) for r in roles], roles)
+        k = self.keys
+        return self._lua.hints.queue(pipe, [*(k.ready(r) for r in roles), *(k.control(r) for r in roles)], roles)
 
     def step(self, finish: Finish | Sequence[Finish] | None = None, *, claim: bool = True,
              want: int = 1) -> StepResult:
@@ -252,7 +266,7 @@ class WorkerLink:
         except InvalidMessage as exc:
             return Claimed(raw=raw, role=role, session=session, invalid=str(exc))
         if again:  # delivered again (its first claim reply was lost): it came from its own queue
-            log.warning("task %s was claimed but the reply was lost; running it now", raw)
+            log.warning("task %s was claimed but the reply was lost; running it now", printable(raw, 300))
             role, session = task.stage, task.session
         if task.stage != role or task.session != session:
             return Claimed(raw=raw, role=role, session=session,

@@ -19,6 +19,7 @@ import redis
 
 from .keys import Keys
 from .lease import Finish
+from .messages import wire
 from .outcomes import OutcomeKind
 
 EVENTS_LOOKED_AT = 500  # recent events searched for the worker_lost event naming this worker
@@ -42,7 +43,7 @@ def why_lost(client: redis.Redis, keys: Keys, worker_id: str, finish: Finish, *,
         if resent and kind == OutcomeKind.RETRY and claimed.task is not None:
             pipe.zscore(keys.delayed(claimed.role, claimed.session), claimed.task.next_attempt().encode())
         elif resent and kind == OutcomeKind.HANDBACK:
-            pipe.lpos(keys.queue(claimed.role, claimed.session), claimed.raw)
+            pipe.lpos(keys.queue(claimed.role, claimed.session), wire(claimed.raw))
         elif resent:
             pipe.xrevrange(keys.results, count=RESULTS_LOOKED_AT)
         replies = pipe.execute()

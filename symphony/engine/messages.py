@@ -8,7 +8,9 @@ A message in queue ``rvm:block7`` looks like ``{"i":"row-0001","s":"block7","t":
   (the stage's done bitmap, see docs/keys.md); messages queued by older versions have none;
 * ``m`` (optional) the item's metadata from the session file, e.g. ``{"vines": 12}``;
 * ``e`` instead of ``m`` when task data is encrypted: the metadata sealed with AES-GCM
-  (:mod:`engine.crypto`), made once at enqueue and carried unchanged through every stage.
+  (:mod:`engine.crypto`), made once at enqueue and carried unchanged through every stage;
+* ``h`` (optional, retries only) the host its last attempt failed on: another host runs it when
+  one is completing tasks (see ``run_here`` in :mod:`engine.outcomes`).
 
 The fields are short because a million queued tasks must fit in a small Redis; they are
 still readable with ``LRANGE``.
@@ -37,19 +39,24 @@ class Task:
     meta: dict[str, Any] | None = field(default=None, compare=False)
     sealed: str | None = field(default=None, compare=False)  # the metadata, encrypted (engine.crypto)
     ordinal: int | None = None  # the item's place in the session file (None: queued by an older version)
+    failed_on: str | None = field(default=None, compare=False)  # the host its last attempt failed on
 
     def encode(self) -> str:
         data: dict[str, Any] = {"i": self.item, "s": self.session, "t": self.stage, "a": self.attempt}
         if self.ordinal is not None:
             data["o"] = self.ordinal
+        if self.failed_on:
+            data["h"] = self.failed_on
         if self.sealed is not None:
             data["e"] = self.sealed
         elif self.meta:
             data["m"] = self.meta
         return _dumps(data)
 
-    def next_attempt(self) -> "Task":
-        return Task(self.session, self.stage, self.item, self.attempt + 1, self.meta, self.sealed, self.ordinal)
+    def next_attempt(self, failed_on: str | None = None) -> "Task":
+        """The message of its next attempt (``failed_on``: the host this one failed on)."""
+        return Task(self.session, self.stage, self.item, self.attempt + 1, self.meta, self.sealed, self.ordinal,
+                    failed_on or None)
 
     def at_stage(self, stage: str) -> "Task":
         return Task(self.session, stage, self.item, 0, self.meta, self.sealed, self.ordinal)
@@ -89,32 +96,81 @@ def encode_task(session: str, stage: str, item: str, attempt: int = 0, meta: dic
 
 
 def decode_task(raw: str | bytes) -> Task:
-    """Parse a queue message; raise :class:`InvalidMessage` with the reason if it is not one."""
-    try:
-        data = json.loads(raw)
-    except (ValueError, TypeError) as exc:
-        raise InvalidMessage(f"not valid JSON ({exc.__class__.__name__}: {exc})") from None
+    """Parse a queue message; raise :class:`InvalidMessage` with the reason if it is not one.
+
+    Nothing a message holds makes this raise anything else: bytes that are not UTF-8 (as read
+    from Redis they are lone surrogates, see engine.connection), nesting deeper than the parser
+    goes, or any other JSON are each a reason."""
+    data = _parse(raw)
     if not isinstance(data, dict):
         raise InvalidMessage("not a JSON object")
     item, session, stage, attempt = data.get("i"), data.get("s"), data.get("t"), data.get("a", 0)
+    _check_names(item, session, stage)
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
+        raise InvalidMessage("field 'a' (attempts) must be a non-negative integer")
+    ordinal = data.get("o")
+    if ordinal is not None and (not isinstance(ordinal, int) or isinstance(ordinal, bool) or ordinal < 0):
+        raise InvalidMessage("field 'o' (ordinal) must be a non-negative integer")
+    meta, sealed, host = data.get("m"), data.get("e"), data.get("h")
+    _check_payload(meta, sealed, host)
+    return Task(session, stage, item, attempt, meta, sealed, ordinal, host or None)
+
+
+def _parse(raw: str | bytes) -> Any:
+    """The JSON of a message; :class:`InvalidMessage` for anything that is not UTF-8 JSON."""
+    if isinstance(raw, str) and not raw.isascii():
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = raw[exc.start].encode("utf-8", "surrogateescape")
+            raise InvalidMessage(f"not valid UTF-8 (byte 0x{bad.hex()} at position {exc.start})") from None
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise InvalidMessage("nested too deeply to be a task message") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidMessage(f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at position {exc.start})") from None
+    except (ValueError, TypeError) as exc:
+        raise InvalidMessage(f"not valid JSON ({exc.__class__.__name__}: {exc})") from None
+
+
+def _check_names(item: Any, session: Any, stage: Any) -> None:
     if not is_name(item):
         raise InvalidMessage("field 'i' (item) is missing or not a valid name")
     if not is_name(session):
         raise InvalidMessage("field 's' (session) is missing or not a valid name")
     if role_problem(stage):
         raise InvalidMessage("field 't' (stage) is missing or not a valid stage name")
-    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
-        raise InvalidMessage("field 'a' (attempts) must be a non-negative integer")
-    ordinal = data.get("o")
-    if ordinal is not None and (not isinstance(ordinal, int) or isinstance(ordinal, bool) or ordinal < 0):
-        raise InvalidMessage("field 'o' (ordinal) must be a non-negative integer")
-    meta = data.get("m")
+
+
+def _check_payload(meta: Any, sealed: Any, host: Any) -> None:
     if meta is not None and not isinstance(meta, dict):
         raise InvalidMessage("field 'm' (metadata) must be an object")
-    sealed = data.get("e")
     if sealed is not None and (not isinstance(sealed, str) or meta is not None):
         raise InvalidMessage("field 'e' (encrypted metadata) must be a string, and comes without 'm'")
-    return Task(session, stage, item, attempt, meta, sealed, ordinal)
+    if host is not None and (not isinstance(host, str) or len(host) > 255):
+        raise InvalidMessage("field 'h' (the host it failed on) must be a string of at most 255 characters")
+
+
+def wire(raw: str) -> str | bytes:
+    """A message as read from Redis, ready to be sent back (LREM, LPOS) byte for byte: as it is,
+    unless it holds bytes that were not UTF-8 (lone surrogates), which go back as those bytes."""
+    if raw.isascii():
+        return raw
+    try:
+        raw.encode("utf-8")
+        return raw
+    except UnicodeEncodeError:
+        return raw.encode("utf-8", "surrogateescape")
+
+
+def printable(raw: str | bytes, limit: int = 2000) -> str:
+    """A message as text that is safe to store and show: bytes that are not UTF-8 as ``\\xNN``,
+    cut to ``limit`` characters (a planted message may be huge)."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogateescape")
+    text = raw[:limit * 4].decode("utf-8", "backslashreplace")
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(raw)} bytes)"
 
 
 def dumps(data: Any) -> str:

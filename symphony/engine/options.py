@@ -53,19 +53,26 @@ def _level(text: str) -> str:
 
 
 def add_shared_options(parser: argparse.ArgumentParser, *, log_level: str = "WARNING", nested: bool = False,
-                       key_help: str = "") -> None:
-    """Declare ``--redis``, ``--redis-password-file``, ``--redis-ca-file``, ``--encryption-key-file``,
-    ``--log-level`` and ``--log-format`` on ``parser``, and ``--version`` unless ``nested``.
+                       key_help: str = "", url_file: bool = True) -> None:
+    """Declare ``--redis`` (or ``--redis-url-file``), ``--redis-password-file``, ``--redis-ca-file``,
+    ``--encryption-key-file``, ``--log-level`` and ``--log-format`` on ``parser``, and ``--version``
+    unless ``nested``.
 
     ``log_level`` is the default level of this program (a worker logs INFO, the CLI WARNING).
     ``nested`` is for a verb's parser below one that already declared them: absent there, an
     option keeps the value given before the verb (argparse would otherwise reset it).
+    ``url_file=False`` leaves ``--redis-url-file`` to a verb that gives it its own meaning.
     """
     unset = argparse.SUPPRESS if nested else None
     redis = parser.add_argument_group("Redis")
-    redis.add_argument("--redis", metavar="URL", default=unset,
-                       help="Redis URL (default: $SYMPHONY_REDIS_URL, $REDIS_URL, or redis://127.0.0.1:6379/0); "
-                            "a password in it is never shown")
+    where = redis.add_mutually_exclusive_group()
+    where.add_argument("--redis", metavar="URL", default=unset,
+                       help="Redis URL (default: $SYMPHONY_REDIS_URL, $SYMPHONY_REDIS_URL_FILE, $REDIS_URL, or "
+                            "redis://127.0.0.1:6379/0); a password in it is never shown")
+    if url_file:
+        where.add_argument("--redis-url-file", metavar="FILE", default=unset,
+                           help="read the Redis URL from FILE (one line; it may hold the password: keep the file "
+                                "readable by its user only)")
     redis.add_argument("--redis-password-file", metavar="FILE", default=unset,
                        help="read the Redis password from FILE (default: $SYMPHONY_REDIS_PASSWORD_FILE, "
                             "$REDIS_PASSWORD_FILE, else the URL's or $REDIS_PASSWORD)")
@@ -94,7 +101,8 @@ def shared_options(args: argparse.Namespace, *, client_name: str = "symphony",
     CA file; nothing connects to Redis here.
     """
     config = resolve_redis(getattr(args, "redis", None), password_file=getattr(args, "redis_password_file", None),
-                           ca_file=getattr(args, "redis_ca_file", None), env=env)
+                           ca_file=getattr(args, "redis_ca_file", None), env=env,
+                           url_file=getattr(args, "redis_url_file", None))
     key_file = getattr(args, "encryption_key_file", None)
     return SharedOptions(redis=config.with_client_name(client_name), key=load_key(key_file, env), key_file=key_file,
                          log_level=getattr(args, "log_level", "WARNING"),
@@ -128,6 +136,7 @@ def parse_duration(text: str | float | int | None, default: float | None = None)
 # the variables of the shared options (a flag beats them; they beat a config file)
 SHARED_ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "redis": ("SYMPHONY_REDIS_URL", "REDIS_URL"),
+    "redis_url_file": ("SYMPHONY_REDIS_URL_FILE",),
     "redis_password_file": ("SYMPHONY_REDIS_PASSWORD_FILE", "REDIS_PASSWORD_FILE"),
     "redis_ca_file": ("SYMPHONY_REDIS_CA_FILE", "REDIS_CA_FILE"),
     "encryption_key_file": ("SYMPHONY_KEY_FILE", "SYMPHONY_KEY"),
@@ -323,6 +332,9 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None, *
     for dest, names in SHARED_ENVIRONMENT.items():  # their own variables beat the file
         if dest in values and any(env.get(n) for n in names):
             del values[dest]
+    if any(env.get(n) for n in (*SHARED_ENVIRONMENT["redis"], *SHARED_ENVIRONMENT["redis_url_file"])):
+        values.pop("redis", None)  # a URL of the environment, whichever variable, beats the file's
+        values.pop("redis_url_file", None)
     values.update(read_environment(env_prefix, parser, env))
     given = _given(parser, argv)
     _exclusive(parser, values, given)

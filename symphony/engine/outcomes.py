@@ -32,6 +32,9 @@ class OutcomeKind(str, Enum):
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
+    # not a task at all (undecodable, or no item of its session): set aside in the dead-letter
+    # list with the reason, never run, never an item's outcome
+    DEADLETTER = "deadletter"
 
     def __str__(self) -> str:  # the bare value in messages and Lua arguments
         return self.value
@@ -69,20 +72,50 @@ class Decision:
 
     kind: OutcomeKind  # RETRY, FAILED or TIMED_OUT
     delay_s: float = 0.0  # for RETRY: the backoff before the next attempt
+    charged: bool = True  # for RETRY: the attempt counts (False: the host is to blame, not the task)
 
     @property
     def retries(self) -> bool:
         return self.kind is OutcomeKind.RETRY
 
 
-def after_failure(stage: Stage, attempts_made: int, *, timed_out: bool = False) -> Decision:
+# --- hosts that fail everything ---------------------------------------------------------------
+# A host whose attempts failed HOST_FAILURE_STREAK times in a row (over all its worker processes,
+# no completion in between) while another host is healthy at the same stage, is to blame, not its tasks: it is set
+# aside (quarantined) for QUARANTINE_S, during which its workers claim nothing and the failures it
+# still reports are not charged. A retry goes to another host when one is healthy at its stage
+# (the task message names the host it failed on). Healthy: not quarantined, and over about the last
+# HOST_PEER_WINDOW_S (decaying counts) some completions (at least half a one, decayed) and at least HEALTHY_RATIO of its
+# attempts completed. When no other host does better, the tasks are to blame (items that fail
+# everywhere): nothing is quarantined or moved.
+HOST_FAILURE_STREAK = 8
+HOST_PEER_WINDOW_S = 60.0
+HEALTHY_RATIO = 0.8
+QUARANTINE_S = 60.0
+ELSEWHERE_DELAY_S = 0.5  # how long a retry that this host must not run waits before another host may claim it
+
+
+def after_failure(stage: Stage, attempts_made: int, *, timed_out: bool = False,
+                  host_quarantined: bool = False) -> Decision:
     """The retry policy of ``stage``: after ``attempts_made`` attempts (this one included) ended in
     failure (``timed_out``: by running past the stage's timeout), retry with backoff while attempts
     remain, else stop as failed or timed out. A timeout is retried only if the stage says so
-    (``retry_timeouts``)."""
+    (``retry_timeouts``). On a quarantined host (``host_quarantined``) the attempt is not
+    charged: the task goes back, as it was, for another host."""
+    if host_quarantined:
+        return Decision(OutcomeKind.RETRY, stage.backoff(max(1, attempts_made - 1)), charged=False)
     if attempts_made < stage.max_attempts and (stage.retry_timeouts or not timed_out):
         return Decision(OutcomeKind.RETRY, stage.backoff(attempts_made))
     return Decision(OutcomeKind.TIMED_OUT if timed_out else OutcomeKind.FAILED)
+
+
+def run_here(failed_on: str | None, host: str, healthy_peers: int) -> Decision | None:
+    """Whether a claimed retry runs on ``host``: None (run it), or the decision to pass it on
+    uncharged, because its last attempt failed on this host and ``healthy_peers`` other hosts
+    are completing tasks."""
+    if failed_on and failed_on == host and healthy_peers > 0:
+        return Decision(OutcomeKind.RETRY, ELSEWHERE_DELAY_S, charged=False)
+    return None
 
 
 class InvalidRecord(ValueError):

@@ -15,14 +15,14 @@ import redis
 
 from .keys import Keys
 from .lease import BELL_MAX, RESULTS_MAXLEN
-from .messages import InvalidMessage, decode_task
+from .messages import InvalidMessage, decode_task, dumps, printable, wire
 from .outcomes import after_failure
 from .records import RecordCache
 from .registry import EVENTS_MAXLEN
 from .scripts import scripts
 
 log = logging.getLogger("symphony.reclaim")
-DEADLETTER_MAX = 1000
+DEADLETTER_MAX = 1000  # the dead-letter list's bound (also DEADLETTER_MAX in lua/_prelude.lua)
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,9 @@ class ReclaimReport:
 
 
 def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: RecordCache, *,
-                   force: bool = False, reason: str = "its lease lapsed") -> ReclaimReport:
-    """Give back every task ``worker_id`` holds; then remove it from the registry."""
+                   force: bool = False, reason: str = "its lease lapsed", stopped: bool = False) -> ReclaimReport:
+    """Give back every task ``worker_id`` holds; then remove it from the registry. ``stopped``:
+    it was not lost but stopped (a stop signal ended it), and the log and event say so."""
     lua = scripts()
     k = keys
     counts = {"requeued": 0, "failed": 0, "cancelled": 0, "deadletter": 0}
@@ -56,17 +57,21 @@ def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: Rec
     # keeps their order.
     for position in range(len(entries) - 1, -1, -1):
         raw = entries[position]
-        charged = position == 0
+        charged = position == 0 and not stopped  # a stopped worker was not running anything to blame
         try:
             task = decode_task(raw)
-        except InvalidMessage as exc:
-            with client.pipeline(transaction=True) as pipe:
-                pipe.lrem(inflight, 1, raw)
-                pipe.lpush(keys.deadletter, raw)
-                pipe.ltrim(keys.deadletter, 0, DEADLETTER_MAX - 1)
-                pipe.execute()
-            log.warning("undecodable message in flight at %s moved to %s: %s", worker_id, keys.deadletter, exc)
-            counts["deadletter"] += 1
+        except InvalidMessage as exc:  # set aside once, with its reason (the entry finish.lua writes)
+            if client.lrem(inflight, 1, wire(raw)):
+                sec, usec = client.time()
+                entry = dumps({"at": sec * 1000 + usec // 1000, "stage": "", "session": "", "worker": worker_id,
+                               "reason": str(exc), "message": printable(raw)})
+                with client.pipeline(transaction=True) as pipe:
+                    pipe.lpush(keys.deadletter, entry)
+                    pipe.ltrim(keys.deadletter, 0, DEADLETTER_MAX - 1)
+                    pipe.execute()
+                log.warning("a message in flight at %s is not a task (%s); moved to the dead-letter list %s",
+                            worker_id, exc, keys.deadletter)
+                counts["deadletter"] += 1
             continue
         record = records.get(task.session)
         stage = record.pipeline.stage(task.stage) if record is not None and record.pipeline.has_stage(task.stage) else None
@@ -77,7 +82,8 @@ def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: Rec
         failure = f"worker {worker_id} was lost during attempt {attempts} of {max_attempts} ({reason})"
         result = lua.reclaim(client, (k.workers, inflight, k.queue(task.stage, task.session), k.ready(task.stage),
                                       k.bell(task.stage), k.stats(task.session), k.live(task.session),
-                                      k.outcomes(task.session), k.results, k.session(task.session), k.grace, k.clock),
+                                      k.outcomes(task.session), k.results, k.session(task.session), k.grace, k.clock,
+                                      k.control(task.stage)),
                              (worker_id, raw, task.next_attempt().encode() if charged else raw, task.stage,
                               task.session, task.item,
                               "1" if last else "0", attempts, failure, RESULTS_MAXLEN, BELL_MAX, "1" if force else "0"))[0]
@@ -86,9 +92,13 @@ def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: Rec
         if result in counts:
             counts[result] += 1
     total = sum(counts.values())
-    message = f"worker {worker_id} lost ({reason}); {total} task(s) reclaimed"
+    if stopped:
+        message = f"worker {worker_id} stopped ({reason}); {total} task(s) given back"
+    else:
+        message = f"worker {worker_id} lost ({reason}); {total} task(s) reclaimed"
     forgotten = bool(lua.forget(client, (k.workers, k.worker(worker_id), inflight, k.events, k.grace, k.clock),
-                                (worker_id, "1" if force else "0", EVENTS_MAXLEN, "worker_lost", message)))
+                                (worker_id, "1" if force else "0", EVENTS_MAXLEN,
+                                 "worker_stopped" if stopped else "worker_lost", message)))
     if total or forgotten:
         log.info(message)
     return ReclaimReport(worker_id, forgotten=forgotten, **counts)

@@ -22,7 +22,7 @@ MASK = "***"
 # the values of those that hold a secret are masked in every output (of a URL, its password; a
 # ``*_FILE`` / ``*_PATH`` variable names where a secret is, which is not itself masked).
 SECRET_ENVIRONMENT: tuple[str, ...] = (
-    "REDIS_URL", "SYMPHONY_REDIS_URL", "REDIS_PASSWORD",
+    "REDIS_URL", "SYMPHONY_REDIS_URL", "SYMPHONY_REDIS_URL_FILE", "REDIS_PASSWORD",
     "REDIS_PASSWORD_FILE", "SYMPHONY_REDIS_PASSWORD_FILE",
     "SYMPHONY_KEY", "SYMPHONY_KEY_FILE",
     "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_PASSWORD", "AZURE_CLIENT_CERTIFICATE_PATH",

@@ -5,6 +5,9 @@ the first fetches the registry, the workers' leases, the recent events, the serv
 the server's facts (``INFO``); the second fetches every session's counters, every queue's
 length and every worker's description. No ``KEYS``, no ``SCAN``. ``docs/status-json.md``
 documents :meth:`Snapshot.to_dict`.
+
+length: a little over 500 lines: the snapshot's model and the reading and parsing of its two
+round trips are one unit (each reply is parsed where its command is queued).
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ from .registry import SessionSummary
 from .scripts import execute, scripts
 from .server import ServerInfo, from_replies, queue_reads
 from .slurm_accounting import SlurmTag
+from .drain import decode_drains
+from .steering import StageControl, all_steering, decode_controls
 
 SCHEMA_VERSION = 1
 READ_CHUNK = 1000  # keys per read.lua call
@@ -52,6 +57,13 @@ class QueueStatus:
     failures: int = 0
     timeouts: int = 0
     cancellations: int = 0
+    dead_lettered: int = 0  # messages found in this queue that were no task (symphony:deadletter)
+    # steering (docs/control.md): paused (the session or this stage), the session's priority, the
+    paused: bool = False  # stage's fleet-wide limit in force, its running tasks over the fleet, its rate
+    priority: int = 0
+    max_running: int | None = None
+    stage_running: int = 0
+    rate: str = ""
 
     @property
     def name(self) -> str:
@@ -73,6 +85,9 @@ class SessionStatus:
     failed: int = 0
     timed_out: int = 0
     cancelled: int = 0
+    paused: bool = False  # the whole session (paused_stages: some of its stages)
+    paused_stages: tuple[str, ...] = ()
+    priority: int = 0
 
     @property
     def progress(self) -> float:
@@ -100,10 +115,11 @@ class SessionStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "state": str(self.state), "stages": list(self.stages),
+                "paused_stages": list(self.paused_stages),
                 "progress": round(self.progress, 4), "advice": self.advice}
 
     @classmethod
-    def derive(cls, summary: SessionSummary, queues: Sequence[QueueStatus]) -> "SessionStatus":
+    def derive(cls, summary: SessionSummary, queues: Sequence[QueueStatus], steering: Any = None) -> "SessionStatus":
         """The session's totals from its queues; an active session with every item through the
         last stage and nothing queued or running is COMPLETE."""
         queued = in_flight = failed = timed_out = cancelled = 0
@@ -119,7 +135,9 @@ class SessionStatus:
             state = SessionState.COMPLETE
         return cls(name=summary.name, state=state, pipeline=summary.pipeline, stages=summary.stages,
                    items=summary.items, created=summary.created, file=summary.file, queued=queued,
-                   in_flight=in_flight, completed=completed, failed=failed, timed_out=timed_out, cancelled=cancelled)
+                   in_flight=in_flight, completed=completed, failed=failed, timed_out=timed_out, cancelled=cancelled,
+                   paused=bool(steering and steering.paused), paused_stages=tuple(steering.paused_stages) if steering else (),
+                   priority=steering.priority if steering else 0)
 
 
 @dataclass(frozen=True)
@@ -130,7 +148,7 @@ class WorkerStatus:
     pid: int
     pool: str
     roles: tuple[str, ...]
-    state: str  # busy | idle | stopping | stale | dead
+    state: str  # busy | idle | stopping | quarantined (its host is set aside) | stale | dead
     current: str  # "stage:item@session" or ""
     current_age_s: float | None
     heartbeat_age_s: float | None
@@ -177,6 +195,7 @@ class Snapshot:
     server: ServerInfo | None = None  # the server's kind and settings, and the problems they mean
     slurm: tuple[SlurmTag, ...] = ()  # SLURM jobs per tag (pool): pending, running, finished
     drains: tuple[Any, ...] = ()  # the drains recorded (engine.drain.Drain): workers, hosts, pools
+    stages: tuple[Any, ...] = ()  # each stage's limits and running tasks (engine.steering.StageControl)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -193,6 +212,7 @@ class Snapshot:
             "events": [asdict(e) for e in self.events],
             "slurm": [t.to_dict() for t in self.slurm],
             "drains": [d.to_dict() for d in self.drains],
+            "stages": [c.to_dict() for c in self.stages],
         }
         data.update(self.extra)
         return data
@@ -305,6 +325,7 @@ class _First:
     server: ServerInfo
     slurm: tuple[SlurmTag, ...]
     drains: tuple[Any, ...] = ()
+    steering: dict[str, Any] = field(default_factory=dict)
 
 
 def _read_registry(client: redis.Redis, keys: Keys, events: int) -> _First:
@@ -318,30 +339,24 @@ def _read_registry(client: redis.Redis, keys: Keys, events: int) -> _First:
         pipe.pttl(keys.grace)
         pipe.hgetall(keys.slurm_tags)
         pipe.hgetall(keys.drain)
+        pipe.hgetall(keys.steering)
         queue_reads(pipe)  # INFO may be refused (an ACL user): the server's facts are then unknown
         replies = pipe.execute(raise_on_error=False)
     for reply in replies[:6]:
         if isinstance(reply, Exception):
             raise reply
-    sessions_raw, leases, results, system, server_time, grace_ms, slurm_raw, drain_raw = replies[:8]
+    sessions_raw, leases, results, system, server_time, grace_ms, slurm_raw, drain_raw, steering_raw = replies[:9]
     summaries = sorted((SessionSummary.from_json(n, v) for n, v in sessions_raw.items()), key=lambda s: s.name)
     slurm = (tuple(SlurmTag.from_summary(t, v) for t, v in sorted(slurm_raw.items()))
              if isinstance(slurm_raw, dict) else ())
     return _First(summaries=summaries, leases=leases, results=results, system=system,
                   now=server_time[0] + server_time[1] / 1_000_000,
-                  grace_ms=grace_ms if isinstance(grace_ms, int) else 0, server=from_replies(client, replies[8:]),
-                  slurm=slurm, drains=_drains(drain_raw))
+                  grace_ms=grace_ms if isinstance(grace_ms, int) else 0, server=from_replies(client, replies[9:]),
+                  slurm=slurm, drains=decode_drains(drain_raw), steering=all_steering(steering_raw))
 
 
-def _drains(raw: Any) -> tuple[Any, ...]:
-    from .drain import Drain
-
-    if not isinstance(raw, dict):
-        return ()
-    return tuple(sorted((Drain.decode(f, v) for f, v in raw.items()), key=lambda d: (d.at_ms, d.field)))
-
-
-def _read_counts(client: redis.Redis, keys: Keys, summaries: list[SessionSummary], worker_ids: list[str]) -> list[Any]:
+def _read_counts(client: redis.Redis, keys: Keys, summaries: list[SessionSummary], worker_ids: list[str],
+                 stages: Sequence[str] = ()) -> list[Any]:
     """Round trip 2: every session's counters, every queue's length and every worker's
     description, read by a read-only script in chunks (one reply per chunk instead of one per
     key keeps the client's cost low; chunks keep each atomic read short for the server)."""
@@ -355,6 +370,9 @@ def _read_counts(client: redis.Redis, keys: Keys, summaries: list[SessionSummary
             ops.append("l")
     for worker_id in worker_ids:
         read_keys.append(keys.worker(worker_id))
+        ops.append("h")
+    for stage in stages:  # each stage's limits and running tasks over the fleet
+        read_keys.append(keys.control(stage))
         ops.append("h")
     if not read_keys:
         return []
@@ -378,7 +396,8 @@ def _counts_by_stage(flat: list[str]) -> dict[str, dict[str, int]]:
     return by_stage
 
 
-def _queue_status(summary: SessionSummary, index: int, stage: str, queued: int, counts: dict[str, int]) -> QueueStatus:
+def _queue_status(summary: SessionSummary, index: int, stage: str, queued: int, counts: dict[str, int],
+                  steering: Any = None, control: StageControl | None = None) -> QueueStatus:
     get = counts.get
     completions = get("completed", 0)
     # a stage without a done counter was only run by a version that counted completions
@@ -393,10 +412,16 @@ def _queue_status(summary: SessionSummary, index: int, stage: str, queued: int, 
                        pool=pools[index] if index < len(pools) else "", completions=completions,
                        failures=get("failed", 0) + get("cleared_failed", 0),
                        timeouts=get("timed_out", 0) + get("cleared_timed_out", 0),
-                       cancellations=get("cancelled", 0) + get("cleared_cancelled", 0))
+                       cancellations=get("cancelled", 0) + get("cleared_cancelled", 0),
+                       dead_lettered=get("deadletter", 0),
+                       paused=bool(steering and (steering.paused or stage in steering.paused_stages)),
+                       priority=steering.priority if steering else 0,
+                       max_running=control.max_running if control else None,
+                       stage_running=control.running if control else 0, rate=control.rate if control else "")
 
 
-def _sessions_from(summaries: list[SessionSummary], second: list[Any]
+def _sessions_from(summaries: list[SessionSummary], second: list[Any], steering: dict[str, Any] | None = None,
+                   controls: dict[str, StageControl] | None = None
                    ) -> tuple[list[QueueStatus], list[SessionStatus], int]:
     """Every queue and session from the second round trip; returns where the workers begin."""
     queues: list[QueueStatus] = []
@@ -406,19 +431,23 @@ def _sessions_from(summaries: list[SessionSummary], second: list[Any]
         by_stage = _counts_by_stage(second[pos])
         pos += 1
         mine = []
+        steered = steering.get(summary.name) if steering else None
         for index, stage in enumerate(summary.stages):
-            mine.append(_queue_status(summary, index, stage, int(second[pos]), by_stage.get(stage, _NO_COUNTS)))
+            mine.append(_queue_status(summary, index, stage, int(second[pos]), by_stage.get(stage, _NO_COUNTS),
+                                      steered, controls.get(stage) if controls else None))
             pos += 1
         queues.extend(mine)
-        sessions.append(SessionStatus.derive(summary, mine))
+        sessions.append(SessionStatus.derive(summary, mine, steered))
     return queues, sessions, pos
 
 
 def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", events: int = 50) -> Snapshot:
     """Read the whole status in two round trips."""
     first = _read_registry(client, keys, events)
-    second = _read_counts(client, keys, first.summaries, [w for w, _ in first.leases])
-    queues, sessions, pos = _sessions_from(first.summaries, second)
+    stages = sorted({stage for summary in first.summaries for stage in summary.stages})
+    second = _read_counts(client, keys, first.summaries, [w for w, _ in first.leases], stages)
+    controls = decode_controls(stages, second[len(second) - len(stages):] if stages else [])
+    queues, sessions, pos = _sessions_from(first.summaries, second, first.steering, controls)
     now_ms = first.now * 1000
     workers = [_worker_status(worker_id, expiry, dict(zip(it, it)), now_ms)
                for (worker_id, expiry), it in zip(first.leases, map(iter, second[pos:]))]
@@ -428,7 +457,7 @@ def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", e
     return Snapshot(taken_at=first.now, redis=redis_display, queues=tuple(queues), sessions=tuple(sessions),
                     workers=tuple(workers), events=tuple(events_list[:events]), used_memory=first.server.used_memory,
                     grace_s=max(0, first.grace_ms) / 1000, server=first.server, slurm=first.slurm,
-                    drains=first.drains)
+                    drains=first.drains, stages=tuple(controls[s] for s in stages))
 
 
 def _worker_status(worker_id: str, expiry: float, info: dict[str, str], now_ms: float) -> WorkerStatus:

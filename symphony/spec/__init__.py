@@ -13,6 +13,7 @@ from .metadata import register_source
 from .names import check_name, is_name, name_problem, role_problem
 from .pipeline import Handler, Pipeline, Stage, load_pipeline, pipeline_from_dict
 from .problems import Problem, SpecError
+from .rates import MAX_LIMIT, MAX_PRIORITY, parse_rate, rate_text
 from .session import SessionRecord, SessionSpec, load_session
 from .verify import VerificationReport, in_standard_library, session_files, verify_paths
 from .yamlfile import Locator
@@ -21,5 +22,5 @@ __all__ = [
     "Handler", "Item", "LIMITS", "Limits", "Locator", "Pipeline", "Problem", "RowFile", "SessionRecord", "SessionSpec",
     "SpecError", "Stage", "VerificationReport", "check_name", "in_standard_library", "is_name", "load_pipeline",
     "load_session", "name_problem", "pipeline_from_dict", "register_source", "role_problem", "session_files",
-    "verify_paths",
+    "verify_paths", "MAX_LIMIT", "MAX_PRIORITY", "parse_rate", "rate_text",
 ]

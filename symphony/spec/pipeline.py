@@ -36,6 +36,7 @@ from .fields import (INVALID, Context, Field, Invalid, flag, is_target, mapping,
                      targets, text, valid)
 from .limits import LIMITS, Limits
 from .problems import SpecError
+from .rates import MAX_LIMIT, parse_rate
 from .yamlfile import Locator, load_yaml
 
 OUTPUT_FIELDS = frozenset({"root", "session", "stage", "item"})
@@ -77,6 +78,8 @@ class Stage:
     params: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     description: str = ""
     isolation: str = "executor"  # Python handlers: "executor" (a process of their own) or "inline" (the worker's)
+    max_running: int | None = None  # never more of this stage's tasks running at once, fleet-wide
+    rate: str | None = None  # e.g. "120/min": a token bucket in the claim (docs/control.md)
 
     def backoff(self, attempts_made: int) -> float:
         """Seconds to wait before the next attempt, after ``attempts_made`` failures."""
@@ -113,6 +116,10 @@ class Stage:
             data["description"] = self.description
         if self.isolation != "executor":
             data["isolation"] = self.isolation
+        if self.max_running is not None:
+            data["max_running"] = self.max_running
+        if self.rate is not None:
+            data["rate"] = self.rate
         return data
 
 
@@ -221,6 +228,14 @@ def _isolation(value: Any, ctx: Context) -> str:
     return value
 
 
+def _rate(value: Any, ctx: Context) -> str:
+    try:
+        parse_rate(value)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    return value.strip()
+
+
 STAGE_FIELDS = (
     Field("name", role("stage name"), missing="missing the stage's name"),
     Field("aliases", roles("alias"), default=()),
@@ -237,6 +252,8 @@ STAGE_FIELDS = (
     Field("params", mapping("params must be a mapping of names to values"), default={}),
     Field("description", text, default=""),
     Field("isolation", _isolation, default="executor"),
+    Field("max_running", number("max_running", 0, integer=True)),  # at most MAX_LIMIT: see _stage
+    Field("rate", _rate),
 )
 DEFAULT_FIELDS = tuple(f for f in STAGE_FIELDS if f.name in ("pool", "timeout", "max_attempts", "retry_backoff",
                                                             "retry_timeouts", "isolation"))
@@ -315,6 +332,8 @@ def _stage(raw: Any, index: int, defaults: Mapping[str, Any], seen: dict[str, An
     if v is None:
         return None
     _labels(v, index, path, seen, ctx)
+    if isinstance(v["max_running"], int) and v["max_running"] > MAX_LIMIT:
+        ctx.report(path + ("max_running",), f"max_running must be at most {MAX_LIMIT:,}, not {v['max_running']}")
     handler = _handler(v, path, ctx)
     if handler is not None and handler.kind != "python" and v["isolation"] == "inline" \
             and isinstance(raw, dict) and "isolation" in raw:
@@ -325,7 +344,8 @@ def _stage(raw: Any, index: int, defaults: Mapping[str, Any], seen: dict[str, An
     return Stage(name=v["name"], handler=handler, pool=v["pool"], aliases=v["aliases"], output=v["output"],
                  timeout=float(v["timeout"]), max_attempts=int(v["max_attempts"]),
                  retry_backoff=float(v["retry_backoff"]), retry_timeouts=v["retry_timeouts"], params=v["params"],
-                 description=v["description"], isolation=v["isolation"] if handler.kind == "python" else "executor")
+                 description=v["description"], max_running=v["max_running"], rate=v["rate"],
+                 isolation=v["isolation"] if handler.kind == "python" else "executor")
 
 
 def parse_pipeline(data: Any, loc: Locator) -> Pipeline:

@@ -34,6 +34,7 @@ from .limits import LIMITS, Limits
 from .metadata import load_metadata
 from .pipeline import Pipeline, load_pipeline, pipeline_from_dict
 from .problems import Problem, SpecError
+from .rates import MAX_LIMIT, MAX_PRIORITY
 from .yamlfile import Locator, load_yaml_with_list
 
 REQUIRE_TYPES = ("any", "int", "positive_int", "number", "string", "bool")
@@ -58,6 +59,9 @@ class SessionSpec:
     # True when the items' ids are distinct by construction (one generated source: a range, or a
     # metadata table's keys), so nobody needs to look for duplicates
     distinct_ids: bool = field(default=False, compare=False, repr=False)
+    # steering (docs/control.md), applied at initialize; not part of the definition (its fingerprint)
+    priority: int | None = None  # 0..1000, higher first; None: leave the registered one
+    max_running: Mapping[str, int] = field(default_factory=dict)  # this session's own cap per stage
 
     def stage_params(self, stage: str) -> dict[str, Any]:
         merged = dict(self.pipeline.stage(stage).params)
@@ -131,6 +135,9 @@ class SessionRecord:
         data = self.to_dict()
         data.pop("description", None)
         data.pop("file", None)
+        for stage in data["pipeline"].get("stages", ()):  # steering, not definition (docs/control.md)
+            stage.pop("max_running", None)
+            stage.pop("rate", None)
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -199,6 +206,34 @@ def _params(value: Any, ctx: Context) -> dict:
     return value
 
 
+def _priority(value: Any, ctx: Context) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PRIORITY:
+        raise Invalid(f"priority must be an integer from 0 (the default) to {MAX_PRIORITY}, higher first, "
+                      f"not {value!r}")
+    return value
+
+
+def _caps(value: Any, ctx: Context) -> dict:
+    if not isinstance(value, dict):
+        raise Invalid("max_running must map stage names to the most tasks of that stage this session runs at once")
+    for stage, cap in value.items():
+        if isinstance(cap, bool) or not isinstance(cap, int) or not 0 <= cap <= MAX_LIMIT:
+            raise Invalid(f"must be an integer from 0 to {MAX_LIMIT:,}, not {cap!r}", at=(stage,))
+    return dict(value)
+
+
+def _session_caps(caps: Mapping[Any, Any], pipeline: Any, ctx: Context) -> dict[str, int]:
+    """The session's own max_running per stage, by canonical stage name; every stage must exist."""
+    clean: dict[str, int] = {}
+    for stage_name, cap in caps.items():
+        if isinstance(pipeline, Pipeline) and not pipeline.has_stage(str(stage_name)):
+            ctx.report(("max_running", stage_name),
+                       f"unknown stage {stage_name!r} (stages: {', '.join(pipeline.stage_names)})")
+        elif isinstance(pipeline, Pipeline):
+            clean[pipeline.canonical(str(stage_name))] = int(cap)
+    return clean
+
+
 SESSION_FIELDS = (
     Field("session", name("session name"), missing="missing the session's name ('session: NAME')"),
     Field("description", text, default=""),
@@ -211,6 +246,8 @@ SESSION_FIELDS = (
     Field("items_from"),
     Field("metadata"),
     Field("checks", targets("checks"), default=()),
+    Field("priority", _priority),
+    Field("max_running", _caps, default={}),
 )
 
 
@@ -249,6 +286,7 @@ def parse_session(data: Any, loc: Locator, file: Path, *, limits: Limits = LIMIT
     if v is None:
         raise SpecError(ctx.problems)
     params = _stage_params(v["params"], v["pipeline"], ctx) if v["params"] is not INVALID else {}
+    caps = _session_caps(v["max_running"], v["pipeline"], ctx) if v["max_running"] is not INVALID else {}
     metadata = load_metadata(v["metadata"], ctx.base, loc, ctx.problems)
     items = parse_items(v, ctx, metadata)
     if v["items"] is None and v["items_from"] is None and v["metadata"] is None:
@@ -258,6 +296,7 @@ def parse_session(data: Any, loc: Locator, file: Path, *, limits: Limits = LIMIT
     return SessionSpec(name=v["session"], pipeline=v["pipeline"], root=v["root"], file=str(file), items=tuple(items),
                        params=params, input=_input_template(v, ctx.base), require=v["require"],
                        description=v["description"], checks=v["checks"], locator=loc,
+                       priority=v["priority"], max_running=caps,
                        distinct_ids=v["items"] is None and v["items_from"] is not None)
 
 

@@ -25,7 +25,7 @@ configuration (docs/configuration.md): every option also comes from a TOML file 
   $SYMPHONY_WORKER_<OPTION> variables (SYMPHONY_WORKER_PROCESSES=4); the command line beats the
   environment, which beats the file.
 environment (every variable Symphony reads: docs/configuration.md):
-  SYMPHONY_REDIS_URL / REDIS_URL, REDIS_PASSWORD, SYMPHONY_REDIS_PASSWORD_FILE / REDIS_PASSWORD_FILE,
+  SYMPHONY_REDIS_URL / SYMPHONY_REDIS_URL_FILE / REDIS_URL, REDIS_PASSWORD, SYMPHONY_REDIS_PASSWORD_FILE / REDIS_PASSWORD_FILE,
   SYMPHONY_REDIS_CA_FILE / REDIS_CA_FILE,
   SYMPHONY_KEY_FILE / SYMPHONY_KEY (AES key: encrypted task data and job values, docs/security.md)
 """
@@ -130,7 +130,8 @@ def parse(argv: list[str] | None = None, env=None) -> argparse.Namespace:
 def _warn_about_open_secret_files(args: argparse.Namespace) -> None:
     import os
 
-    files = {"redis_password_file": SHARED_ENVIRONMENT["redis_password_file"], "encryption_key_file": ("SYMPHONY_KEY_FILE",)}
+    files = {"redis_password_file": SHARED_ENVIRONMENT["redis_password_file"],
+             "redis_url_file": SHARED_ENVIRONMENT["redis_url_file"], "encryption_key_file": ("SYMPHONY_KEY_FILE",)}
     for dest, names in files.items():
         path = getattr(args, dest, None) or next((os.environ[n] for n in names if os.environ.get(n)), None)
         problem = secret_file_problem(path)

@@ -18,19 +18,20 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from symphony.engine import (Claimed, CryptoError, Engine, Finish, Outcome, OutcomeKind, SessionState, Stage,
-                             after_failure, describe_error, is_unavailable)
+                             after_failure, describe_error, is_unavailable, run_here)
 
 from . import logs, runner
 from .executor import Executor, PythonCall
 from .inline import InlineRunner
+from .health import HostState
 from .options import WorkerOptions
 from .stopping import Stopping
 
 log = logging.getLogger("symphony.worker")
 PLAN_CACHE_MAX = 4096
 WARM_SESSIONS = 50  # sessions looked at (once per change of roles) to decide whether to start the executor early
-DONE, FAILED, HANDBACK, CANCELLED, TIMED_OUT = (OutcomeKind.DONE, OutcomeKind.FAILED, OutcomeKind.HANDBACK,
-                                                OutcomeKind.CANCELLED, OutcomeKind.TIMED_OUT)
+DONE, FAILED, HANDBACK, CANCELLED, TIMED_OUT, RETRY = (OutcomeKind.DONE, OutcomeKind.FAILED, OutcomeKind.HANDBACK,
+                                                       OutcomeKind.CANCELLED, OutcomeKind.TIMED_OUT, OutcomeKind.RETRY)
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,10 @@ class Job:
 
 
 class Dispatcher:
-    def __init__(self, engine: Engine, options: WorkerOptions, executor: Executor, stopping: Stopping):
+    def __init__(self, engine: Engine, options: WorkerOptions, executor: Executor, stopping: Stopping,
+                 host: HostState | None = None):
         self.engine, self.options, self.executor, self.stopping = engine, options, executor, stopping
+        self.host = host  # this host's health (None: not followed)
         self.running: Job | None = None  # read by the heart (cancellation)
         self.completed = 0
         self._plans: dict[tuple[str, str], StagePlan] = {}
@@ -135,9 +138,10 @@ class Dispatcher:
 
     def prepare(self, claimed: Claimed) -> Job | Finish:
         """A job to run, or (when it must not or need not run) its report already."""
-        if claimed.invalid:
-            log.warning("invalid message in %s:%s: %s", claimed.role, claimed.session, claimed.invalid)
-            return Finish(claimed, Outcome(FAILED, error=f"invalid task message: {claimed.invalid}"), attempts=1)
+        if claimed.invalid:  # never run: set aside, with the reason, in the dead-letter list
+            log.warning("message in queue %s:%s is not a task (%s); moved to the dead-letter list",
+                        claimed.role, claimed.session, claimed.invalid)
+            return Finish(claimed, Outcome(OutcomeKind.DEADLETTER, error=claimed.invalid), attempts=0)
         task = claimed.task
         attempts = task.attempt + 1
         try:
@@ -150,10 +154,19 @@ class Dispatcher:
         if plan is None:
             return Finish(claimed, Outcome(FAILED, error=f"session {task.session} or its stage {task.stage} "
                                                          "is not registered"), attempts=attempts)
+        elsewhere = self._elsewhere(task)
+        if elsewhere is not None:
+            log.info("%s failed on this host last time and other hosts are completing tasks: left to them",
+                     logs.task_name(task.stage, task.item, task.session))
+            return Finish(claimed, Outcome(RETRY, error="left to another host", delay_s=elsewhere.delay_s),
+                          attempts=attempts, charged=False)
         try:
             meta = self.engine.open_task(task)  # decrypted, if task data is encrypted
         except CryptoError as exc:  # wrong key, tampered, or not encrypted as required: never run it
             log.warning("rejected %s: %s", logs.task_name(task.stage, task.item, task.session), exc)
+            if exc.this_process:  # this host's key (or lack of one): a retry, another host may open it
+                job = Job(claimed, plan, attempts, {}, None, None, None, None)
+                return self._failed(job, runner.RunResult(runner.ERROR, error=f"task data rejected: {exc}"))
             return Finish(claimed, Outcome(FAILED, error=f"task data rejected: {exc}"), attempts=attempts)
         record, stage = plan.record, plan.stage
         final = stage.output_path(record.root, task.session, task.item) if stage.output is not None else None
@@ -171,6 +184,12 @@ class Dispatcher:
         if error:
             return self._failed(job, runner.RunResult(runner.ERROR, error=error))
         return job
+
+    def _elsewhere(self, task):
+        """The decision to leave a retry to another host, if its last attempt failed on this one."""
+        if self.host is None or not task.failed_on or task.failed_on != self.host.host:
+            return None
+        return run_here(task.failed_on, self.host.host, self.host.healthy_peers(task.stage))
 
     # --- run ----------------------------------------------------------------------------------
     def run(self, batch: Sequence[Claimed], on_finish: Callable[[Finish], None]) -> None:
@@ -279,8 +298,13 @@ class Dispatcher:
 
     def _failed(self, job: Job, result: runner.RunResult) -> Finish:
         stage = job.stage
-        decision = after_failure(stage, job.attempts, timed_out=result.status == runner.TIMEOUT)
-        if decision.retries:
+        quarantined = self.host is not None and self.host.quarantined()
+        decision = after_failure(stage, job.attempts, timed_out=result.status == runner.TIMEOUT,
+                                 host_quarantined=quarantined)
+        if decision.retries and not decision.charged:
+            log.info("%s failed on a host that is set aside; back to its queue for another host, uncharged: %s",
+                     job.name, result.error)
+        elif decision.retries:
             log.info("%s failed (attempt %d of %d), retrying in %.1fs: %s", job.name, job.attempts,
                      stage.max_attempts, decision.delay_s, result.error)
         elif decision.kind == TIMED_OUT:
@@ -288,12 +312,14 @@ class Dispatcher:
         else:
             log.warning("%s failed after %d attempt(s): %s", job.name, job.attempts, result.error)
         runner.discard_output(job.temp)
-        return self._finish(job, result, decision.kind, decision.delay_s)
+        return self._finish(job, result, decision.kind, decision.delay_s,
+                            failed_on=self.host.host if self.host is not None else "", charged=decision.charged)
 
-    def _finish(self, job: Job, result: runner.RunResult, kind, delay: float = 0.0) -> Finish:
+    def _finish(self, job: Job, result: runner.RunResult, kind, delay: float = 0.0, *, failed_on: str = "",
+                charged: bool = True) -> Finish:
         return Finish(job.claimed, Outcome(kind, error=result.error if kind != DONE else "", stderr=result.stderr,
                                            duration_ms=result.duration_ms, delay_s=delay),
-                      next_stage=job.plan.next_name, attempts=job.attempts)
+                      next_stage=job.plan.next_name, attempts=job.attempts, failed_on=failed_on, charged=charged)
 
     # --- cancellation (from the heart) -----------------------------------------------------------
     def check_cancelled(self) -> None:
@@ -317,6 +343,7 @@ def _context(job: Job) -> dict[str, Any]:
 
 TALLY = {OutcomeKind.DONE: "done", OutcomeKind.RETRY: "retried", OutcomeKind.FAILED: "failed",
          OutcomeKind.TIMED_OUT: "timed_out", OutcomeKind.CANCELLED: "cancelled", OutcomeKind.HANDBACK: "handed_back",
+         OutcomeKind.DEADLETTER: "dead_lettered",
          "lost": "lost"}
 
 

@@ -15,10 +15,12 @@ import time
 from collections import Counter
 from typing import Sequence
 
-from symphony.engine import Backoff, Claimed, Engine, Finish, StepResult, WorkerLink, describe_error, is_unavailable
+from symphony.engine import (Backoff, Claimed, Engine, Finish, OutcomeKind, StepResult, WorkerLink, describe_error,
+                             is_unavailable)
 
 from . import logs
 from .dispatch import Dispatcher, tally_key
+from .health import HostState
 from .options import WorkerOptions
 from .stopping import Stopping
 
@@ -36,8 +38,10 @@ class GaveUp(Exception):
 
 class TaskLoop:
     def __init__(self, engine: Engine, link: WorkerLink, options: WorkerOptions, stopping: Stopping,
-                 dispatcher: Dispatcher, *, roles_stale: threading.Event | None = None):
+                 dispatcher: Dispatcher, *, roles_stale: threading.Event | None = None,
+                 host: HostState | None = None):
         self.engine, self.link, self.options = engine, link, options
+        self.host = host  # this host's health: no claims while it is set aside
         self.stopping, self.dispatcher = stopping, dispatcher
         self.roles_stale = roles_stale or threading.Event()  # set by the heart when the registry changed
         self.state = "starting"
@@ -73,6 +77,12 @@ class TaskLoop:
                     return EXIT_DRAINED if self.stopping.drained else EXIT_OK
                 self.state = "drained"  # drained, staying up: claim nothing until undrained
                 self.stopping.rest(self.options.idle_wait_s)
+                continue
+            if not stopping and self.host is not None and self.host.quarantined():
+                self.state = "quarantined"
+                if self.pending:
+                    self._step(claim=False, want=1)
+                self.stopping.wait(max(0.05, min(1.0, self.host.left_s())))
                 continue
             result = self._step(claim=not stopping, want=self._want())
             if result is None or stopping:
@@ -147,7 +157,7 @@ class TaskLoop:
         except GaveUp:
             raise
         except Exception as exc:  # noqa: BLE001
-            if not is_unavailable(exc):
+            if not is_unavailable(exc) and self._down_since is None:  # its traceback once, not every retry
                 log.exception("unexpected error talking to Redis; retrying")
             self._disconnected(exc)
             self._resending = bool(self.pending)
@@ -172,12 +182,20 @@ class TaskLoop:
         self._connected()
         reports, self.pending = self.pending, []
         resent, self._resending = self._resending, False
+        failed: Counter[str] = Counter()
+        completed: Counter[str] = Counter()
         for finish, outcome in zip(reports, result.outcomes):
             key = tally_key(outcome)
             if key:
                 self.tally[key] += 1
             if outcome == "lost":
                 self._log_lost(finish, resent)
+            elif finish.failed_on:
+                failed[finish.claimed.role] += 1
+            elif outcome == OutcomeKind.DONE:
+                completed[finish.claimed.role] += 1
+        if self.host is not None and (failed or completed):
+            self.host.report(failed, completed)
 
     def _log_lost(self, finish: Finish, resent: bool) -> None:
         c = finish.claimed
@@ -227,8 +245,22 @@ class TaskLoop:
         now = time.monotonic()
         if self._down_since is None:
             self._down_since = now
-            log.warning("Redis unavailable (%s); retrying with backoff", describe_error(exc))
+            if _refused(exc):
+                log.error("Redis refused a command of this worker's user (%s): its ACL rule does not allow it "
+                          "(symphony acl worker prints the rule workers need); retrying with backoff",
+                          describe_error(exc))
+            else:
+                log.warning("Redis unavailable (%s); retrying with backoff", describe_error(exc))
         limit = self.options.give_up_after_s
         if limit is not None and now - self._down_since >= limit:
             raise GaveUp(f"Redis at {self.engine.display} has been unavailable for {now - self._down_since:.0f}s "
                          f"({describe_error(exc)}); giving up")
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether Redis refused a command for lack of permission (ACL), directly or inside a script."""
+    import redis
+
+    text = str(exc)
+    return isinstance(exc, redis.exceptions.NoPermissionError) or text.startswith("NOPERM") or \
+        "can't run this command" in text or "No permissions to access" in text

@@ -25,6 +25,7 @@ from .batchjob import BatchJob
 from .dispatch import Dispatcher
 from .executor import Executor
 from .heart import Heart
+from .health import HostState
 from .hostinfo import HostSampler
 from .loop import EXIT_DRAINED, EXIT_GAVE_UP, EXIT_OK, TaskLoop
 from .options import WorkerOptions
@@ -52,8 +53,9 @@ class WorkerProcess:
         self.link = self.engine.worker_link(worker_id, [], idle_wait_s=options.idle_wait_s)
         self.sampler = HostSampler()
         self.executor = Executor(without_secret_environment(), log_level=logging.getLogger().getEffectiveLevel())
-        self.dispatcher = Dispatcher(self.engine, options, self.executor, self.stopping)
-        self.loop = TaskLoop(self.engine, self.link, options, self.stopping, self.dispatcher)
+        self.host = HostState(self.engine, self.sampler.host)
+        self.dispatcher = Dispatcher(self.engine, options, self.executor, self.stopping, self.host)
+        self.loop = TaskLoop(self.engine, self.link, options, self.stopping, self.dispatcher, host=self.host)
         self.heart = Heart(self.engine, self.link, heartbeat_s=options.heartbeat_s, lease_s=options.lease_s,
                            info=self.info, registry_changed=self._registry_changed, log_ttl_ms=log_ttl_ms(options),
                            after_beat=self.check_drain,
@@ -137,7 +139,8 @@ def summary_line(tally: dict[str, int], seconds: float) -> str:
     """``12 done, 1 failed, 2 retried, 0 timed out in 3.4s`` (and the rarer outcomes when there were any)."""
     parts = [f"{tally.get('done', 0)} done", f"{tally.get('failed', 0)} failed", f"{tally.get('retried', 0)} retried",
              f"{tally.get('timed_out', 0)} timed out"]
-    for key, words in (("cancelled", "cancelled"), ("handed_back", "handed back"), ("lost", "lost")):
+    for key, words in (("cancelled", "cancelled"), ("handed_back", "handed back"), ("lost", "lost"),
+                       ("dead_lettered", "not task messages (dead-lettered)")):
         if tally.get(key):
             parts.append(f"{tally[key]} {words}")
     return ", ".join(parts) + f" in {seconds:.1f}s"

@@ -153,13 +153,14 @@ class Supervisor:
 
     def _reclaim(self, worker_id: str, reason: str) -> bool:
         try:
-            report = self.engine.reclaim_worker(worker_id, force=True, reason=reason)
+            report = self.engine.reclaim_worker(worker_id, force=True, reason=reason,
+                                                stopped="while the workers were stopping" in reason)
         except Exception as exc:  # noqa: BLE001
             if not is_unavailable(exc):
                 log.exception("reclaiming %s failed", worker_id)
             return False
         if report.tasks:
-            log.warning("reclaimed %d task(s) from %s (%s)", report.tasks, worker_id, reason)
+            log.warning("gave back %d task(s) of %s (%s)", report.tasks, worker_id, reason)
         return True
 
     def _reap_children(self) -> None:
@@ -174,7 +175,14 @@ class Supervisor:
 
     def _child_ended(self, slot: Slot, pid: int | None, code: int | None) -> None:
         clean = code in (EXIT_OK, EXIT_GAVE_UP, EXIT_DRAINED)
-        if not clean:
+        stopped = (not clean and code is not None and code < 0 and self.stop_event.is_set()
+                   and _signal_name(-code) in ("SIGTERM", "SIGINT"))
+        if stopped:
+            # the stop signal reached it before it could stop on its own (it was starting): not a loss
+            reason = f"process {pid} ended by {_signal_name(-code)} while the workers were stopping"
+            log.info("worker %s stopped (%s)", slot.worker_id, reason)
+            self.to_reclaim.append((slot.worker_id, reason))
+        elif not clean:
             # it crashed (or was killed): its tasks go back now, not when its lease lapses
             reason = f"process {pid} exited with code {code}" if code is None or code >= 0 else \
                 f"process {pid} was killed by {_signal_name(-code)}"

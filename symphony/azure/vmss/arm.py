@@ -47,7 +47,12 @@ class ScaleSetArm:
         if base_url:
             kwargs["base_url"] = base_url
         self.client = ComputeManagementClient(credential, subscription, **kwargs)
-        self.resource_group, self.name = resource_group, name
+        self.subscription, self.resource_group, self.name = subscription, resource_group, name
+
+    @property
+    def target(self) -> str:
+        """The scale set's name for its cooldown in Redis (ARM's names ignore case)."""
+        return f"vmss/{self.subscription}/{self.resource_group}/{self.name}".lower()
 
     def capacity(self) -> int:
         scale_set = self.client.virtual_machine_scale_sets.get(self.resource_group, self.name)

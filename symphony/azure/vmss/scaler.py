@@ -4,7 +4,8 @@ Every interval:
 
 1. the pool's work: tasks queued, retrying or running at its stages, over the active sessions;
 2. the wanted capacity, ``clamp(ceil(work / per_vm), min, max)``, reached at most ``max_step``
-   VMs per change and no sooner than ``cooldown`` after the previous change;
+   VMs per change and no sooner than ``cooldown`` after the previous change, whichever process
+   made it (its time is kept in Redis per scale set: ``--once`` from cron keeps the cooldown);
 3. scaling out sets the scale set's capacity (one ARM ``PATCH``); VMs being drained are
    undrained first, since they are already there;
 4. scaling in never deletes a VM that runs tasks: the scaler drains the VM's workers (they stop
@@ -21,7 +22,6 @@ import logging
 import math
 import random
 import threading
-import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -51,6 +51,11 @@ class Fleet(Protocol):
     def drain_host(self, host: str) -> None: ...
 
     def undrain_host(self, host: str) -> None: ...
+
+    def cooldown_left(self, scale_set: str) -> float:
+        """Seconds until the scale set may change again (0: now), whoever changed it last."""
+
+    def start_cooldown(self, scale_set: str, seconds: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -98,16 +103,14 @@ class ScaleStep:
 
 @dataclass
 class _State:
-    last_change: float | None = None
     last_problem: str = ""
     failures: int = 0
 
 
 class VmssScaler:
-    def __init__(self, fleet: Fleet, arm, pool: str, limits: ScaleLimits, *,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, fleet: Fleet, arm, pool: str, limits: ScaleLimits):
         limits.check()
-        self.fleet, self.arm, self.pool, self.limits, self.clock = fleet, arm, pool, limits, clock
+        self.fleet, self.arm, self.pool, self.limits = fleet, arm, pool, limits
         self.state = _State()
         self.history: list[ScaleStep] = []
 
@@ -134,21 +137,20 @@ class VmssScaler:
         by_host = {i.computer_name: i for i in self.arm.instances() if not i.leaving}
         drained = self.fleet.drained_hosts() & set(by_host)
         step = ScaleStep(work=work, capacity=capacity, target=wanted(work, capacity, self.limits))
-        now = self.clock()
         self._undrain_wanted(step, drained)
         staying = capacity - len(drained)
         change_due = not step.undrained and (step.target > capacity or step.target < staying)
-        if change_due and self._cooling(now):
+        if change_due and self.fleet.cooldown_left(self.arm.target) > 0:
             step.cooling = True
         elif change_due and step.target > capacity:
             self.arm.set_capacity(step.target)
             step.set_capacity = step.target
-            self.state.last_change = now
+            self.fleet.start_cooldown(self.arm.target, self.limits.cooldown_s)
             log.info("work %d, %d VM(s) at %d task(s) each: capacity %d -> %d", work, capacity,
                      self.limits.per_vm, capacity, step.target)
         elif change_due:
             self._drain_for_scale_in(step, by_host, drained, staying - step.target)
-            self.state.last_change = now
+            self.fleet.start_cooldown(self.arm.target, self.limits.cooldown_s)
         if drained:
             self._delete_idle(step, by_host, drained)
         return step
@@ -191,10 +193,6 @@ class VmssScaler:
             step.deleted = tuple(ids)
             drained -= set(idle)
         step.draining = tuple(sorted(drained))
-
-    def _cooling(self, now: float) -> bool:
-        last = self.state.last_change
-        return last is not None and now - last < self.limits.cooldown_s
 
     # --- problems ----------------------------------------------------------------------------------
     def _problem(self, exc: BaseException) -> str:
@@ -266,3 +264,9 @@ class EngineFleet:
 
     def undrain_host(self, host: str) -> None:
         self.engine.undrain(host=host, by=DRAINED_BY)
+
+    def cooldown_left(self, scale_set: str) -> float:
+        return self.engine.cooldown_left(scale_set)
+
+    def start_cooldown(self, scale_set: str, seconds: float) -> None:
+        self.engine.start_cooldown(scale_set, seconds)

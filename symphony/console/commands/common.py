@@ -9,10 +9,11 @@ from typing import Any, Iterable, Sequence
 from symphony.engine import Engine, add_shared_options, redact, shared_options
 
 
-def add_verb_options(parser: argparse.ArgumentParser) -> None:
+def add_verb_options(parser: argparse.ArgumentParser, *, url_file: bool = True) -> None:
     """The shared Redis, encryption and logging options on a verb's parser (they may come before
-    the verb too: ``symphony --redis URL status``)."""
-    add_shared_options(parser, nested=True)
+    the verb too: ``symphony --redis URL status``); ``url_file=False``: the verb's own
+    ``--redis-url-file`` means something else (``symphony deploy``: a file on the VMs)."""
+    add_shared_options(parser, nested=True, url_file=url_file)
 
 
 def engine_from_args(args: argparse.Namespace, client_name: str = "symphony-cli") -> Engine:

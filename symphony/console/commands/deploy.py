@@ -6,7 +6,8 @@
 
 What it prints holds no secret: the Redis URL carries no password, and the workers read the
 password and the encryption key from files on the VM (filled from Key Vault at boot with
-``--key-vault``, or put there by the image).
+``--key-vault``, or put there by the image). With ``--redis-url-file PATH`` the URL itself (a
+password in it too) is only in that file on the VM, readable by the service user only.
 """
 from __future__ import annotations
 
@@ -39,6 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="what pip installs: a requirement (redis-symphony==0.1.0) or a wheel's URL "
                             "(default %(default)s)")
         g.add_argument("--index-url", metavar="URL", help="the package index pip installs from (default: PyPI)")
+        g.add_argument("--redis-url-file", metavar="PATH", dest="vm_url_file",
+                       help="the workers read the Redis URL (it may hold the password) from this file on the VM, "
+                            "readable by the service user only; with --key-vault, filled from secret "
+                            "symphony-redis-url (no --redis then: the URL is in nothing printed)")
         g.add_argument("--vm-password-file", metavar="PATH",
                        help="the file on the VM holding the Redis password (default with --key-vault: "
                             "/etc/symphony/redis-password; without: none)")
@@ -63,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         else:
             g.add_argument("--python", default="python",
                            help="the Python 3.11+ of the image that makes the virtual environment (default %(default)s)")
-        add_verb_options(k)
+        add_verb_options(k, url_file=False)  # its --redis-url-file is a file on the VMs
         k.set_defaults(func=run)
 
 
@@ -76,32 +81,51 @@ def _value(text: str):
         return text
 
 
-def service_from_args(args: argparse.Namespace):
-    from symphony.deploy import WorkerService
+def _vms_redis(args: argparse.Namespace):
+    """The Redis URL the VMs' workers reach (--redis, or the environment), holding no password."""
     from symphony.engine import resolve_redis
 
     config = resolve_redis(getattr(args, "redis", None), password_file=None)
     if not config.explicit:
-        raise ConfigError("name the Redis the VMs' workers reach: symphony --redis rediss://HOST:PORT/0 deploy ...")
+        raise ConfigError("name the Redis the VMs' workers reach: symphony --redis rediss://HOST:PORT/0 deploy ... "
+                          "(or, on the VMs, the file that holds it: deploy KIND --redis-url-file PATH)")
     if config.password and getattr(args, "redis", None) is None:
         raise ConfigError("the Redis URL of the environment holds a password: give the VMs' URL without one (--redis)")
+    return config.url
+
+
+def _worker_options(args: argparse.Namespace) -> dict:
     extra = {}
     for item in args.worker_option:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--worker-option {item!r}: expected KEY=VALUE")
         extra[key.strip()] = _value(value.strip())
+    return extra
+
+
+def service_from_args(args: argparse.Namespace):
+    from symphony.deploy import WorkerService
+
+    if getattr(args, "redis_url_file", None):
+        raise ConfigError("symphony deploy: give --redis-url-file after 'deploy KIND': it names the file on the VMs")
+    url_file = args.vm_url_file
+    if url_file and getattr(args, "redis", None) is not None:
+        raise ConfigError("give the VMs' Redis URL (--redis) or the file on the VMs that holds it "
+                          "(--redis-url-file), not both")
+    url = "" if url_file else _vms_redis(args)
     vault = args.key_vault
-    password_file = args.vm_password_file or ("/etc/symphony/redis-password" if vault else None)
+    # with a URL file the password is in the URL: no password file unless one is named
+    password_file = args.vm_password_file or ("/etc/symphony/redis-password" if vault and not url_file else None)
     key_file = args.vm_key_file or ("/etc/symphony/encryption-key" if vault else None)
     kwargs = {}
     if args.deploy_kind != "windows":
         kwargs = {"user": args.user, "nice": args.nice, "venv": args.venv.rstrip("/"), "config_path": args.config_path}
-    return WorkerService(pool=args.pool, redis_url=config.url, processes=args.processes,
+    return WorkerService(pool=args.pool, redis_url=url, url_file=url_file, processes=args.processes,
                          drain_timeout_s=args.drain_timeout, password_file=password_file, key_file=key_file,
                          ca_file=args.vm_ca_file, package=args.package, index_url=args.index_url, key_vault=vault,
                          scheduled_events="" if args.no_scheduled_events else
-                         "http://169.254.169.254/metadata/scheduledevents", extra=extra, **kwargs)
+                         "http://169.254.169.254/metadata/scheduledevents", extra=_worker_options(args), **kwargs)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _display(args: argparse.Namespace) -> str:
     try:
-        return resolve_redis(getattr(args, "redis", None)).display
+        return resolve_redis(getattr(args, "redis", None), url_file=getattr(args, "redis_url_file", None)).display
     except SymphonyError:
         return "(unknown)"
 

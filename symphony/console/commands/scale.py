@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--cooldown", default="5m", metavar="DURATION",
                    help="no change sooner than this after the previous one (default %(default)s)")
     v.add_argument("--interval", default="60s", metavar="DURATION", help="time between rounds (default %(default)s)")
-    v.add_argument("--once", action="store_true", help="one round, then exit (no cooldown: it has no past)")
+    v.add_argument("--once", action="store_true", help="one round, then exit (from cron: the cooldown still holds, it is kept in Redis)")
     v.add_argument("--json", action="store_true", help="with --once: what it saw and did, as JSON")
     add_verb_options(v)
     v.set_defaults(func=run_vmss)

@@ -5,7 +5,7 @@ import argparse
 import time
 from typing import Sequence
 
-from symphony.engine import SessionStatus
+from symphony.engine import SessionState, SessionStatus
 
 from symphony.engine import CANCEL_EFFECT, SymphonyError, compare_definitions
 
@@ -55,7 +55,10 @@ def print_sessions(sessions: Sequence[SessionStatus]) -> None:
     rows = []
     for s in sessions:
         age = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created)) if s.created else "-"
-        rows.append((s.name, s.state, s.pipeline, f"{s.items:,}", f"{s.completed:,}", f"{s.queued:,}",
+        state = "paused" if s.paused and s.state == SessionState.ACTIVE else s.state
+        state = f"{state} (paused: {','.join(s.paused_stages)})" if s.paused_stages and not s.paused else state
+        state = f"{state} (prio {s.priority})" if s.priority else state
+        rows.append((s.name, state, s.pipeline, f"{s.items:,}", f"{s.completed:,}", f"{s.queued:,}",
                      f"{s.in_flight:,}", f"{s.failed + s.timed_out:,}", f"{100 * s.progress:.0f}%", age))
     table(["SESSION", "STATE", "PIPELINE", "ITEMS", "DONE", "QUEUED", "RUNNING", "FAILED", "PROGRESS", "CREATED"], rows,
           right=(3, 4, 5, 6, 7, 8))

@@ -31,6 +31,20 @@ def print_server(snap: Snapshot) -> None:
         print(f"PROBLEM: {problem}")
 
 
+def print_steering(snap: Snapshot) -> None:
+    """The stages with a limit or a rate, and the drains (docs/control.md), when there are any."""
+    steered = [c for c in snap.stages if c.max_running is not None or c.rate]
+    if steered:
+        print()
+        table(["STAGE", "RUNNING", "MAX RUNNING", "RATE"],
+              [(c.stage, c.running, "-" if c.max_running is None else c.max_running, c.rate or "-") for c in steered],
+              right=(1, 2))
+    if snap.drains:
+        print()
+        table(["DRAINED", "NOW", "IDLE", "BY"],
+              [(f"{d.kind} {d.target}", "yes" if d.now else "no", "yes" if d.idle else "no", d.by) for d in snap.drains])
+
+
 def print_snapshot(snap: Snapshot) -> None:
     print_server(snap)
     print()
@@ -40,6 +54,7 @@ def print_snapshot(snap: Snapshot) -> None:
     table(["QUEUE", "QUEUED", "RETRY", "IN FLIGHT", "DONE", "FAILED", "TIMED OUT", "CANCELLED"],
           [(q.name, q.queued, q.delayed, q.in_flight, q.completed, q.failed, q.timed_out, q.cancelled)
            for q in snap.queues], right=range(1, 8))
+    print_steering(snap)
     print()
     table(["WORKER", "HOST", "PID", "POOL", "STATE", "CURRENT", "FOR", "BEAT", "CPU", "MEM"],
           [(w.name, w.host, w.pid, w.pool or "-", w.state, w.current or "-", fmt.age(w.current_age_s),

@@ -61,6 +61,8 @@ TIMED_OUT = _m("symphony_tasks_timed_out", COUNTER, "Tasks that timed out at thi
 CANCELLED = _m("symphony_tasks_cancelled", COUNTER, "Tasks cancelled at this stage.", QUEUE)
 RETRIED = _m("symphony_tasks_retried", COUNTER, "Failed attempts scheduled again (retry with backoff).", QUEUE)
 RECLAIMED = _m("symphony_tasks_reclaimed", COUNTER, "Tasks taken back from a dead worker.", QUEUE)
+DEAD_LETTERED = _m("symphony_messages_dead_lettered", COUNTER,
+                   "Messages found in this queue that were no task, set aside in the dead-letter list.", QUEUE)
 
 # --- per session ---------------------------------------------------------------------------------
 SESSION_ITEMS = _m("symphony_session_items", GAUGE, "Items of the session.", ("session",))

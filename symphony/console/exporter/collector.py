@@ -27,8 +27,8 @@ from symphony.engine import SessionState, Snapshot
 from . import catalogue as c
 from .reading import Reading, ReadingCache
 
-WORKER_STATES = ("starting", "busy", "idle", "stopping", "stale", "dead")
-ALIVE = ("starting", "busy", "idle", "stale")  # a late heartbeat may still be a live worker
+WORKER_STATES = ("starting", "busy", "idle", "stopping", "quarantined", "stale", "dead")
+ALIVE = ("starting", "busy", "idle", "quarantined", "stale")  # a late heartbeat may still be a live worker
 FORGET_AFTER_S = 3600.0
 SLURM_LIVE_SET = "PENDING_AND_RUNNING"  # exported as its two parts, pending and running
 
@@ -167,7 +167,7 @@ QUEUE_GAUGES = ((c.TASKS_QUEUED, "queued"), (c.TASKS_DELAYED, "delayed"), (c.TAS
                 (c.ITEMS_COMPLETED, "completed"), (c.ITEMS_FAILED, "failed"), (c.ITEMS_TIMED_OUT, "timed_out"), (c.ITEMS_CANCELLED, "cancelled"))
 QUEUE_COUNTERS = ((c.ENQUEUED, "enqueued"), (c.COMPLETED, "completions"), (c.FAILED, "failures"),
                   (c.TIMED_OUT, "timeouts"), (c.CANCELLED, "cancellations"), (c.RETRIED, "retried"),
-                  (c.RECLAIMED, "reclaimed"))
+                  (c.RECLAIMED, "reclaimed"), (c.DEAD_LETTERED, "dead_lettered"))
 
 
 def queue_families(snap: Snapshot, monotonic: Monotonic) -> list[Any]:

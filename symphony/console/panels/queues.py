@@ -107,6 +107,8 @@ def queue_cells(q: QueueStatus, flow: QueueFlow | None, state: str) -> tuple:
     if state != SessionState.ACTIVE:
         name.stylize("dim")
         name.append(f" ({state})", style="italic")
+    elif q.paused:
+        name.append(" (paused)", style="bold yellow")
     failed = q.failed + q.timed_out
     failed_text = str(failed) + (f" ({q.timed_out} t/o)" if q.timed_out else "")
     finished = False
@@ -126,6 +128,9 @@ def queue_cells(q: QueueStatus, flow: QueueFlow | None, state: str) -> tuple:
         right(failed_text, "bold red" if failed else "dim"),
         right(rate),
         right(eta, "green" if finished else ""),
+        right(f"{fmt.count(q.stage_running)}/{fmt.count(q.max_running)}" if q.max_running is not None else fmt.DASH,
+              ("bold yellow" if q.stage_running >= q.max_running else "") if q.max_running is not None else "dim"),
+        right(q.rate or fmt.DASH, "" if q.rate else "dim"),
     )
 
 
@@ -141,6 +146,8 @@ class QueuesPanel(TablePanel[MainSource]):
         Column("failed", "failed", right=True),
         Column("rate", "last min", right=True, priority=3),
         Column("eta", "ETA", right=True, priority=2),
+        Column("limit", "limit", right=True, priority=7),  # the stage's running/max_running over the fleet
+        Column("ratelimit", "rate limit", right=True, priority=8),
     )
 
     def __init__(self, **kwargs: Any):

@@ -73,8 +73,18 @@ def session_cells(s: SessionStatus, done: dict[tuple[str, str], int], source: Ma
         right(str(failed), "bold red" if failed else "dim"),
         right(rate),
         right(eta, "green" if finished and not cancelled else ""),
-        left(str(s.state), STATE_STYLE.get(s.state, "")),
+        right(str(s.priority) if s.priority else fmt.DASH, "bold" if s.priority else "dim"),
+        _state_cell(s),
     )
+
+
+def _state_cell(s: SessionStatus):
+    """The state, and paused (all of it, or which stages) while it is active."""
+    if s.state == SessionState.ACTIVE and s.paused:
+        return left("paused", "bold yellow")
+    if s.state == SessionState.ACTIVE and s.paused_stages:
+        return left("paused: " + ",".join(s.paused_stages), "yellow")
+    return left(str(s.state), STATE_STYLE.get(s.state, ""))
 
 
 def totals(snapshot: Snapshot) -> str:
@@ -99,6 +109,7 @@ class SessionsPanel(TablePanel[MainSource]):
         Column("failed", "failed", right=True, priority=4),
         Column("rate", "rate", right=True, priority=2),
         Column("eta", "ETA", right=True, priority=1),
+        Column("prio", "prio", right=True, priority=5),
         Column("state", "state"),
     )
 

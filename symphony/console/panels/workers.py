@@ -14,6 +14,9 @@ STATE_STYLE = {
     "busy": "bold green",
     "idle": "",
     "stopping": "yellow",
+    "draining": "bold yellow",
+    "drained": "yellow",
+    "quarantined": "bold magenta",
     "stale": "bold yellow",
     "dead": "bold white on red",
 }
@@ -21,8 +24,12 @@ STATE_STYLE = {
 STATE_WORDS = {
     "stale": "STALE (late beat)",
     "dead": "DEAD (lease lapsed)",
+    "draining": "draining",
+    "drained": "drained (idle)",
+    "quarantined": "SET ASIDE (host fails every task)",
 }
-STATE_ORDER = {"dead": 0, "stale": 1, "stopping": 2, "busy": 3, "idle": 4}
+STATE_ORDER = {"dead": 0, "stale": 1, "quarantined": 2, "stopping": 3, "draining": 3, "drained": 3, "busy": 4,
+               "idle": 5}
 MAX_ROWS = 500  # the first ones: the dead and stale, then by pool, host and id
 
 

@@ -13,6 +13,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("i", "initialize sessions: choose files from tasks/, verify, confirm, progress"),
     ("e", "export a status snapshot (the JSON of symphony status --export)"),
     ("c", "cancel the selected session (asks first)"),
+    ("p", "pause the selected session: no new claims, running tasks finish; on a paused one: resume (asks first)"),
     ("f", "retry the selected session's failed tasks (asks first)"),
     ("Enter", "on a queue or a session: its detail (per-stage progress, failures, last job); on a worker: its "
               "recent tasks and its host's CPU"),

@@ -15,16 +15,57 @@ local function ms_to_us(ms)
   return string.format('%.0f', ms) .. '000'
 end
 
--- The queue a worker should claim from next: of the ready sets KEYS[first..], the session with
--- the lowest score (least recently served, or soonest eligible). Returns {role, session, score},
--- the role taken from ARGV[i + offset] for KEYS[i]; role '' when no role has work.
-local function best_hint(first, offset)
-  local best, best_member, best_score, best_text = 0, '', 0, '0'
-  for i = first, #KEYS do
+-- A session's place in a ready set: its score (µs) shifted by its priority (the session hash's
+-- `priority`, 0..1000), so a higher priority goes first and equals keep their LRU order.
+local PRIORITY_US = 1000000000000  -- one priority level outranks 11.6 days of waiting
+local function prioritized(score, priority)
+  local p = tonumber(priority) or 0
+  if p <= 0 then return score end
+  return string.format('%.0f', tonumber(score) - p * PRIORITY_US)
+end
+
+-- A stage's fleet-wide limits now (its control hash, symphony:control:<stage>; docs/control.md):
+-- the max_running in force (the operator's, else the pipeline's) and its running tasks, and its
+-- rate's token bucket refilled to `now` (tokens = nil without a rate). Nothing is written here.
+local function stage_limits(control, now)
+  local c = redis.call('HMGET', control, 'max_running', 'max_running_declared', 'running', 'rate', 'rate_declared',
+    'tokens', 'at')
+  local st = {cap = tonumber(c[1]) or tonumber(c[2]), running = math.max(0, tonumber(c[3]) or 0)}
+  local n, per = string.match(c[4] or c[5] or '', '^(%d+)/(%d+)$')
+  n, per = tonumber(n), tonumber(per)
+  if n and per and n > 0 and per > 0 then
+    st.n, st.per = n, per
+    st.burst = math.max(1, math.min(n, math.ceil(n * 1000 / per)))  -- at most one second's worth at once
+    local tokens, at = tonumber(c[6]), tonumber(c[7])
+    if not tokens or not at then tokens, at = st.burst, now end
+    st.tokens = math.min(st.burst, tokens + math.max(0, now - at) * n / per)
+  end
+  return st
+end
+
+-- 0 if a task of the stage may be claimed now, else the server ms when a slot may be free (its
+-- max_running is reached: look again shortly) or its next token is due.
+local LIMIT_RETRY_MS = 20
+local function stage_opens(st, now)
+  if st.cap and st.running >= st.cap then return now + LIMIT_RETRY_MS end
+  if st.tokens and st.tokens < 1 then return now + math.ceil((1 - st.tokens) * st.per / st.n) end
+  return 0
+end
+
+-- The queue a worker should claim from next, over the stages that are open: of the ready sets KEYS[first .. first+count-1] (their
+-- control hashes follow at KEYS[first+count ..]), the lowest score, a closed stage's queues
+-- counting as eligible only when it opens (lowest: the highest priority, then the least recently
+-- served, or the soonest eligible); the role from ARGV[i + offset] for KEYS[i]. Returns {role,
+-- session, score}, role '' when no role has work. A full stage's ready set keeps its order.
+local function best_open_hint(first, count, offset, now)
+  local best, best_score, best_member, best_text = 0, 0, '', '0'
+  for i = first, first + count - 1 do
     local head = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
     if #head > 0 then
-      local score = tonumber(head[2])
-      if best == 0 or score < best_score then best, best_member, best_score, best_text = i, head[1], score, head[2] end
+      local score, text = tonumber(head[2]), head[2]
+      local opens = stage_opens(stage_limits(KEYS[i + count], now), now)
+      if opens > 0 and opens * 1000 > score then score, text = opens * 1000, ms_to_us(opens) end
+      if best == 0 or score < best_score then best, best_score, best_member, best_text = i, score, head[1], text end
     end
   end
   if best == 0 then return {'', '', '0'} end
@@ -96,4 +137,22 @@ end
 local function record_outcome(outcomes, item, state, stage, err, stderr, attempts, worker, at, task)
   redis.call('HSET', outcomes, item, cjson.encode({state = state, stage = stage, error = err or '',
     stderr = stderr or '', attempts = tonumber(attempts) or 0, worker = worker or '', at = at, task = task or ''}))
+end
+
+-- Set a message that is no task aside in the dead-letter list (a LIST, newest first, trimmed to
+-- DEADLETTER_MAX entries; engine/reclaim.py uses the same bound): one JSON entry with why, where
+-- it was found and when (server ms). It is never run and never counted as an item's outcome.
+-- The message is kept as printable text: its first 2,000 bytes, every byte above 127 (of the
+-- message and the reason) written \xNN, so the entry is valid UTF-8 whatever was planted.
+local DEADLETTER_MAX = 1000
+local function printable(text)
+  local shown = string.gsub(string.sub(text, 1, 2000), '[\128-\255]', function(c)
+    return string.format('\\x%02x', string.byte(c)) end)
+  if #text > 2000 then shown = shown .. '... (' .. #text .. ' bytes)' end
+  return shown
+end
+local function dead_letter(key, at, stage, session, worker, reason, message)
+  redis.call('LPUSH', key, cjson.encode({at = at, stage = stage, session = session, worker = worker or '',
+    reason = printable(reason), message = printable(message)}))
+  redis.call('LTRIM', key, 0, DEADLETTER_MAX - 1)
 end

@@ -8,8 +8,9 @@
 -- KEYS[1] inflight(worker)  KEYS[2] worker  KEYS[3] stats  KEYS[4] live  KEYS[5] outcomes
 -- KEYS[6] session  KEYS[7] results stream  KEYS[8] target (next queue | delayed set | own queue)
 -- KEYS[9] ready(target role)  KEYS[10] bell(target role)  KEYS[11] done bitmap of this stage
--- KEYS[12] durations histogram of this stage
--- ARGV[1] outcome: done|retry|handback|failed|timed_out|cancelled  ARGV[2] stage  ARGV[3] session
+-- KEYS[12] durations histogram of this stage  KEYS[13] control(stage): its running tasks are released
+-- ARGV[1] outcome: done|retry|handback|failed|timed_out|cancelled|deadletter (KEYS[8]: the
+--   dead-letter list; the message to push: the message as printable text, the error: why)  ARGV[2] stage  ARGV[3] session
 -- ARGV[4] next stage ('' = last stage)  ARGV[5] results maxlen  ARGV[6] bell max  ARGV[7] worker id
 -- ARGV[8..] 10 values per task: message, item, message to push to the target, retry delay ms,
 --   ordinal ('' when the message has none), duration ms, attempts made, short error (one line),
@@ -19,11 +20,11 @@
 local now = now_ms()
 local outcome, stage, session, nxt = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local maxlen, bell_max, worker = ARGV[5], tonumber(ARGV[6]), ARGV[7]
-local meta = redis.call('HMGET', KEYS[6], 'state', 'items')
+local meta = redis.call('HMGET', KEYS[6], 'state', 'items', 'priority')
 local active = meta[1] == 'active'
 local items = tonumber(meta[2] or '0') or 0
 local out = {}
-local held, completed, done, retried, handed = 0, 0, 0, 0, 0
+local held, completed, done, retried, handed, dead = 0, 0, 0, 0, 0, 0
 local pushed = {}
 -- Completed tasks' durations go into the stage's histogram: a count per bucket (its upper bound
 -- in ms) and their sum, moved once per call like the counters. The bounds are defined here only;
@@ -89,6 +90,11 @@ for i = 8, #ARGV, 10 do
       redis.call('ZADD', KEYS[9], 'LT', ms_to_us(due), session)
       retried = retried + 1
       out[#out + 1] = 'retry'
+    elseif outcome == 'deadletter' then
+      -- not a task message: set aside with its reason; no item of the session is touched
+      dead_letter(KEYS[8], now, stage, session, worker, ARGV[i + 8], push)
+      dead = dead + 1
+      out[#out + 1] = 'deadletter'
     elseif outcome == 'handback' then
       redis.call('LPUSH', KEYS[8], push)
       handed = handed + 1
@@ -106,16 +112,18 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('HSET', KEYS[2], 'current', '', 'since', now, 'state', 'idle')
 end
 redis.call('HINCRBY', KEYS[3], stage .. '|running', -held)
+if redis.call('HINCRBY', KEYS[13], 'running', -held) < 0 then redis.call('HSET', KEYS[13], 'running', 0) end
 if completed > 0 then
   redis.call('HINCRBY', KEYS[3], stage .. '|completed', completed)
   for bound, n in pairs(buckets) do redis.call('HINCRBY', KEYS[12], bound, n) end
   redis.call('HINCRBY', KEYS[12], 'sum_ms', duration_sum)
 end
 if done > 0 then redis.call('HINCRBY', KEYS[3], stage .. '|done', done) end
+if dead > 0 then redis.call('HINCRBY', KEYS[3], stage .. '|deadletter', dead) end
 if #pushed > 0 then
   redis.call('RPUSH', KEYS[8], unpack(pushed))
   redis.call('HINCRBY', KEYS[3], nxt .. '|enqueued', #pushed)
-  redis.call('ZADD', KEYS[9], 'LT', now_us(), session)
+  redis.call('ZADD', KEYS[9], 'LT', prioritized(now_us(), meta[3]), session)
   ring(KEYS[10], #pushed, bell_max, session)
 end
 if retried > 0 then
@@ -123,7 +131,7 @@ if retried > 0 then
   redis.call('HINCRBY', KEYS[3], stage .. '|delayed', retried)
 end
 if handed > 0 then
-  redis.call('ZADD', KEYS[9], 'LT', now_us(), session)
+  redis.call('ZADD', KEYS[9], 'LT', prioritized(now_us(), meta[3]), session)
   ring(KEYS[10], handed, bell_max, session)
 end
 return out

@@ -4,6 +4,7 @@
 -- KEYS[1] workers  KEYS[2] inflight(dead)  KEYS[3] queue  KEYS[4] ready(role)  KEYS[5] bell(role)
 -- KEYS[6] stats  KEYS[7] live  KEYS[8] outcomes  KEYS[9] results  KEYS[10] session  KEYS[11] grace
 -- KEYS[12] clock (an outage noticed here opens the grace window, as in every lease-judging script)
+-- KEYS[13] control(stage): the task's running slot is released
 -- ARGV[1] dead worker id  ARGV[2] message  ARGV[3] message with attempt raised  ARGV[4] stage
 -- ARGV[5] session  ARGV[6] item  ARGV[7] '1' if that was its last attempt (the stage's retry policy)
 -- ARGV[8] attempts made (incl. the lost one)
@@ -20,6 +21,7 @@ end
 if redis.call('LREM', KEYS[2], 1, ARGV[2]) == 0 then return {'gone'} end
 local stage, session, item = ARGV[4], ARGV[5], ARGV[6]
 redis.call('HINCRBY', KEYS[6], stage .. '|running', -1)
+if redis.call('HINCRBY', KEYS[13], 'running', -1) < 0 then redis.call('HSET', KEYS[13], 'running', 0) end
 local function stop(state, err, short)
   redis.call('HINCRBY', KEYS[6], stage .. '|' .. state, 1)
   redis.call('HDEL', KEYS[7], item)
@@ -37,6 +39,6 @@ if ARGV[7] == '1' then
 end
 redis.call('LPUSH', KEYS[3], ARGV[3])
 redis.call('HINCRBY', KEYS[6], stage .. '|reclaimed', 1)
-redis.call('ZADD', KEYS[4], 'LT', now_us(), session)
+redis.call('ZADD', KEYS[4], 'LT', prioritized(now_us(), redis.call('HGET', KEYS[10], 'priority')), session)
 ring(KEYS[5], 1, tonumber(ARGV[11]))
 return {'requeued'}
