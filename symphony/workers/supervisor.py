@@ -184,10 +184,7 @@ class Supervisor:
             self.to_reclaim.append((slot.worker_id, reason))
         elif not clean:
             # it crashed (or was killed): its tasks go back now, not when its lease lapses
-            reason = f"process {pid} exited with code {code}" if code is None or code >= 0 else \
-                f"process {pid} was killed by {_signal_name(-code)}"
-            if code == EXIT_OVERRAN:
-                reason = f"process {pid} ended itself: a handler run inline overran its timeout"
+            reason = _exit_reason(pid, code)
             log.warning("worker %s died (%s)", slot.worker_id, reason)
             self.to_reclaim.append((slot.worker_id, reason))
         elif code == EXIT_GAVE_UP:
@@ -323,6 +320,15 @@ class Supervisor:
         except (OSError, EOFError, ValueError):
             pass
         return total
+
+
+def _exit_reason(pid: int | None, code: int | None) -> str:
+    """Why a worker process that did not exit cleanly ended, in words."""
+    if code == EXIT_OVERRAN:
+        return f"process {pid} ended itself: a handler run inline overran its timeout"
+    if code is None or code >= 0:
+        return f"process {pid} exited with code {code}"
+    return f"process {pid} was killed by {_signal_name(-code)}"
 
 
 def _signal_name(number: int) -> str:
