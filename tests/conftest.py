@@ -82,3 +82,28 @@ def cli(redis_url, monkeypatch, capsys):
 
     return run
 
+
+
+@pytest.fixture(scope="session")
+def azurite_server(tmp_path_factory):
+    """One Azurite (Blob and Queue on free ports, in a temporary folder) for the run, stopped by PID;
+    the tests that need it skip with the reason when it cannot be had."""
+    from tests.azurite import Azurite, why_unavailable
+
+    reason = why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    server = Azurite(tmp_path_factory.mktemp("azurite"))
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def azurite(azurite_server, monkeypatch):
+    """Azurite, with ``AZURE_STORAGE_CONNECTION_STRING`` pointing at it (and no other Azure credential)."""
+    for name in ("AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN",
+                 "AZURE_STORAGE_CONNECTION_STRING_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite_server.connection_string)
+    return azurite_server

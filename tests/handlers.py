@@ -167,6 +167,22 @@ def kv_and_pid(ctx) -> None:
     ctx.write_output_json({"item": ctx.item, "pid": os.getpid(), "kv": ctx.kv.get("seen"), "attempt": ctx.attempt})
 
 
+def big_output(ctx) -> None:
+    """Write ``size`` bytes (the storage tests kill a worker while this is being uploaded)."""
+    size = int(ctx.params.get("size", 1 << 20))
+    with open(ctx.output, "wb") as fh:
+        block = (f"{ctx.item}:{ctx.attempt}:".encode() * 4096)[:65536]
+        while size > 0:
+            fh.write(block[:size])
+            size -= len(block)
+
+
+def where(ctx) -> None:
+    """Write the root this worker sees and whether the input is there (the per-pool roots test)."""
+    ctx.write_output_json({"root": ctx.root, "input": ctx.input, "input_exists": bool(ctx.input) and
+                           os.path.exists(ctx.input)})
+
+
 def broken_host(ctx) -> None:
     """Fails on a host whose environment is broken (a file BROKEN in its working directory), works elsewhere."""
     if os.path.exists("BROKEN"):

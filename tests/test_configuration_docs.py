@@ -92,7 +92,9 @@ TEST_DEPENDENCY_USE = {"pytest": "import pytest", "pytest-timeout": "timeout", "
                        "hypothesis": "from hypothesis", "pytest-textual-snapshot": "snap_compare",
                        "azure-identity": "azure.identity", "azure-monitor-querymetrics": "azure.monitor.querymetrics",
                        "azure-mgmt-compute": "azure.mgmt.compute",
-                       "requests": "import requests", "textual-serve": "textual_serve", "radon": "radon.complexity"}
+                       "requests": "import requests", "textual-serve": "textual_serve", "radon": "radon.complexity",
+                       "azure-storage-blob": "azure.storage.blob", "azure-storage-queue": "azure.storage.queue",
+                       "fsspec": "import fsspec", "adlfs": "abfs://"}
 
 
 def test_every_test_dependency_is_used():

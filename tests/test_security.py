@@ -586,12 +586,20 @@ def test_no_secret_reaches_a_handler_environment_command_line_or_memory(locked, 
     url = f"redis://:{PASSWORD}@127.0.0.1:{locked.port}/0"
     (tmp_path / "url").write_text(url)
     azure = {"AZURE_CLIENT_SECRET": "azure-client-secret-4417", "AZURE_CLIENT_CERTIFICATE_PASSWORD": "cert-pass-8890",
-             "AZURE_PASSWORD": "azure-user-pass-2231"}
+             "AZURE_PASSWORD": "azure-user-pass-2231",
+             "AZURE_STORAGE_CONNECTION_STRING": "DefaultEndpointsProtocol=https;AccountName=acct;"
+                                                "AccountKey=c3RvcmFnZS1hY2NvdW50LWtleS05OTEy;EndpointSuffix=core.windows.net",
+             "AZURE_STORAGE_KEY": "c3RvcmFnZS1rZXktNzc2Mw==", "AZURE_STORAGE_SAS_TOKEN": "sv=2024-01-01&sig=sas-sig-5519"}
+    for name in ("AZURE_STORAGE_CONNECTION_STRING_FILE", "AZURE_STORAGE_KEY_FILE", "AZURE_STORAGE_SAS_TOKEN_FILE"):
+        (tmp_path / name.lower()).write_text("a secret in a file")
+    storage_files = {name: str(tmp_path / name.lower()) for name in ("AZURE_STORAGE_CONNECTION_STRING_FILE",
+                                                                      "AZURE_STORAGE_KEY_FILE",
+                                                                      "AZURE_STORAGE_SAS_TOKEN_FILE")}
     secrets = {"REDIS_URL": url, "SYMPHONY_REDIS_URL": url, "REDIS_PASSWORD": PASSWORD,
                "REDIS_PASSWORD_FILE": str(tmp_path / "pw"), "SYMPHONY_REDIS_PASSWORD_FILE": str(tmp_path / "pw"),
                "SYMPHONY_KEY": key, "SYMPHONY_KEY_FILE": str(tmp_path / "key"),
                "SYMPHONY_REDIS_URL_FILE": str(tmp_path / "url"),
-               "AZURE_CLIENT_CERTIFICATE_PATH": str(tmp_path / "cert.pem"), **azure}
+               "AZURE_CLIENT_CERTIFICATE_PATH": str(tmp_path / "cert.pem"), **azure, **storage_files}
     assert set(secrets) == set(SECRET_ENVIRONMENT), "the test must set every secret variable the project knows"
     env = clean_env(**secrets)
     stages = [{"name": "py", "pool": "p", "handler": "tests.handlers:see_secrets", "params": {"hang": 60},

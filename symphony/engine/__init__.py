@@ -32,6 +32,10 @@ from .enqueue import EnqueueResult
 from .initialize import InitializeResult, initialize_session
 from .repair import RepairPlan, RepairResult, StagePlan
 
+# --- where outputs live: local paths or object stores (the stores behind the storage extra) ---------
+from .stores import (LOCAL, STORE_VARIABLES, LocalStore, OutputStore, capture_store_environment, forget_stores,
+                     is_url, open_store, register_store, store_environment, store_key, store_variables, url_scheme)
+
 # --- how a task ends: outcome kinds, the retry policy, the outcome record, session states -----------
 from .hosts import HostHealth
 from .outcomes import Decision, OutcomeKind, OutcomeRecord, SessionState, after_failure, run_here
@@ -43,6 +47,7 @@ from .lost import LostReport
 from .messages import Task
 from .reclaim import ReclaimReport
 from .worklog import LogLine
+from .forwarding import ResultRecord, ResultsReader
 
 # --- the operator's verbs ---------------------------------------------------------------------------
 from .control import CANCEL_EFFECT, CancelResult, PurgeResult, QueueInfo, RetryResult, SessionDetail
@@ -64,7 +69,7 @@ from .slurm_accounting import (CleanupResult, JobSet, Lease, LockLost, Observati
 
 # --- security: ACL users, encryption, redaction ------------------------------------------------------
 from .acl import reader_rules, setuser, setuser_line, worker_rules
-from .crypto import CryptoError, Sealer, load_key, sealer_from
+from .crypto import CryptoError, Sealer, load_key, output_aad, sealer_from
 from .redaction import (SECRET_ENVIRONMENT, drop_secret_environment, install_log_redaction, redact,
                         redact_standard_streams, register_environment_secrets, register_secret,
                         without_secret_environment)
@@ -82,11 +87,14 @@ __all__ = [
     "SessionSpec", "load_session", "VerificationReport", "verify_paths",
     # putting work in
     "EnqueueResult", "InitializeResult", "initialize_session", "RepairPlan", "RepairResult", "StagePlan",
+    # where outputs live
+    "LOCAL", "STORE_VARIABLES", "LocalStore", "OutputStore", "capture_store_environment", "forget_stores", "is_url",
+    "open_store", "register_store", "store_environment", "store_key", "store_variables", "url_scheme",
     # how a task ends
     "Decision", "OutcomeKind", "OutcomeRecord", "SessionState", "after_failure", "run_here", "HostHealth",
     # the workers' side
     "JobStore", "Beat", "Claimed", "Finish", "Outcome", "StepResult", "WorkerLink", "Task", "ReclaimReport",
-    "LostReport", "LogLine",
+    "LostReport", "LogLine", "ResultRecord", "ResultsReader",
     # the operator's verbs
     "CancelResult", "PurgeResult", "QueueInfo", "RetryResult", "SessionDetail", "SessionSummary",
     "CANCEL_EFFECT", "PAUSE_EFFECT", "Drain", "StageControl", "Steering", "Change", "Comparison", "compare_definitions",
@@ -98,7 +106,8 @@ __all__ = [
     "CleanupResult", "JobSet", "Lease", "LockLost", "Observation", "SlurmAccounting", "SlurmJob", "SlurmTag",
     "slurm_origin",
     # security
-    "reader_rules", "setuser", "setuser_line", "worker_rules", "CryptoError", "Sealer", "load_key", "sealer_from",
+    "reader_rules", "setuser", "setuser_line", "worker_rules", "CryptoError", "Sealer", "load_key", "output_aad",
+    "sealer_from",
     "install_log_redaction", "redact", "redact_standard_streams", "register_secret", "SECRET_ENVIRONMENT",
     "register_environment_secrets", "without_secret_environment", "drop_secret_environment",
 ]

@@ -122,6 +122,13 @@ class Engine:
             raise CryptoError("the decrypted task data is not an object")
         return meta
 
+    def results_reader(self, group: str, consumer: str = "forwarder"):
+        """A reader of the results stream as ``consumer`` of the consumer group ``group``
+        (:mod:`engine.forwarding`: every record at least once, resuming where it stopped)."""
+        from .forwarding import ResultsReader
+
+        return ResultsReader(self.client, self.keys.results, group, consumer)
+
     def job_store(self, session: str, stage: str, item: str) -> JobStore:
         return JobStore(self.client, self.keys, session, stage, item, sealer=self.sealer, origin=self.origin)
 

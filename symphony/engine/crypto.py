@@ -10,6 +10,9 @@ With a key configured (``SYMPHONY_KEY``, base64 or hex of 16/24/32 bytes, or a f
   retries and reclaims (the scripts compare messages byte for byte). It is bound to its session
   and item (associated data), so it cannot be moved to another item.
 * a job's key/values (``ctx.kv``) are stored sealed, each bound to its job and field name.
+* with ``encrypt_outputs: true`` in a session file, each stage's output is stored sealed (the
+  token as the file's or blob's whole content), bound to its session, stage and item, and opened
+  for the next stage in the worker's scratch folder; the handlers see clear files.
 
 A token is ``v2.<key id>.<base64url(nonce | ciphertext | tag)>``; the key id (8 hex digits of
 the key's SHA-256) tells a wrong key from tampered data in the error message, and is itself
@@ -156,6 +159,12 @@ def _bound(version: str, kid: str, aad: str) -> bytes:
 def task_aad(session: str, item: str) -> str:
     """What a task's sealed metadata is bound to (not the stage or attempt, which change)."""
     return f"symphony-task|{session}|{item}"
+
+
+def output_aad(session: str, stage: str, item: str) -> str:
+    """What a sealed output is bound to: its session, stage and item (a blob copied onto another
+    item's or stage's name fails authentication)."""
+    return f"symphony-output|{session}|{stage}|{item}"
 
 
 def kv_aad(job_key: str, field: str) -> str:

@@ -26,6 +26,9 @@ SECRET_ENVIRONMENT: tuple[str, ...] = (
     "REDIS_PASSWORD_FILE", "SYMPHONY_REDIS_PASSWORD_FILE",
     "SYMPHONY_KEY", "SYMPHONY_KEY_FILE",
     "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_PASSWORD", "AZURE_CLIENT_CERTIFICATE_PATH",
+    # Azure Storage, for outputs in Blob Storage and the records forwarder (symphony.storage)
+    "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_CONNECTION_STRING_FILE", "AZURE_STORAGE_KEY_FILE", "AZURE_STORAGE_SAS_TOKEN_FILE",
 )
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -49,6 +52,10 @@ def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
         value = env.get(name)
         if not value or name.endswith(("_FILE", "_PATH")):
             continue
+        if name.endswith("CONNECTION_STRING"):  # an Azure connection string: the whole of it, and its key or SAS
+            values.append(value)
+            values += connection_string_secrets(value)
+            continue
         if "://" in value:  # a URL: only its password is secret
             try:
                 password = urlsplit(value).password
@@ -59,6 +66,16 @@ def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
             continue
         values.append(value)
     return values
+
+
+def connection_string_secrets(value: str) -> list[str]:
+    """The secret parts of an Azure Storage connection string (its account key, its SAS token)."""
+    found = []
+    for part in value.split(";"):
+        name, _, secret = part.partition("=")
+        if name.strip().lower() in ("accountkey", "sharedaccesssignature") and secret:
+            found.append(secret.strip())
+    return found
 
 
 def register_environment_secrets(env: Mapping[str, str] | None = None) -> None:

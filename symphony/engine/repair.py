@@ -23,7 +23,6 @@ item rerun because its output was deleted is not counted twice.
 """
 from __future__ import annotations
 
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from .errors import ConfigError, UnknownSession
 from .outcomes import RETRYABLE, InvalidRecord, OutcomeRecord
 from .progress import item_ordinals, restore_done
 from .registry import add_event
+from .stores import open_store
 
 
 @dataclass(frozen=True)
@@ -150,11 +150,9 @@ def resolve_spec(engine: Any, session: str, tasks_dir: str | Path = "tasks", fil
 
 
 def _listing(directory: str) -> list[str]:
-    """Every name in ``directory`` (one listing); a missing directory has none."""
-    try:
-        return os.listdir(directory)
-    except FileNotFoundError:
-        return []
+    """Every name in ``directory`` (one listing: ``os.listdir`` on a local path, one paged prefix
+    listing in an object store); a missing directory has none."""
+    return open_store(directory).list_prefix(directory)
 
 
 class _Disk:

@@ -16,7 +16,9 @@ from symphony.spec import Problem, SessionRecord, SessionSpec, VerificationRepor
 from symphony.spec import verify_paths as verify_files
 
 from .definition import compare_definitions
+from .errors import ConfigError
 from .outcomes import SessionState
+from .stores import is_url, open_store, store_key
 
 
 def check_registry(spec: SessionSpec, engine: Any, resume: bool) -> list[Problem]:
@@ -33,6 +35,46 @@ def check_registry(spec: SessionSpec, engine: Any, resume: bool) -> list[Problem
     return [spec.problem(("session",), f"queue name clash: key {keys.queue(stage, spec.name)!r} already exists "
                                        f"({kind}) and belongs to no Symphony session")
             for stage, kind in zip(spec.pipeline.stage_names, kinds) if kind != "none"]
+
+
+def check_storage(spec: SessionSpec) -> list[Problem]:
+    """Every object store the session's outputs go to: its extra is installed, its credentials
+    are there, its container exists and they can write to it (one line per store, the first
+    problem it has); inputs in an object store exist (one listing per directory)."""
+    problems: list[Problem] = []
+    places: dict[str, str] = {}
+    if is_url(spec.root):
+        places[store_key(spec.root)] = spec.root
+    for stage in spec.pipeline.stages:
+        shape = stage.output_dir_and_pattern(spec.root, spec.name)
+        if shape and is_url(shape[0]):
+            places.setdefault(store_key(shape[0]), shape[0])
+    for where in places.values():
+        try:
+            why = open_store(where).check_writable(where)
+        except ConfigError as exc:
+            why = str(exc)
+        if why:
+            problems.append(spec.problem(("root",), why))
+    if problems:
+        return problems
+    missing: list[str] = []
+    by_dir: dict[str, list[str]] = {}
+    for item in spec.items:
+        path = spec.input_path(item)
+        if path and is_url(path):
+            directory, _, name = path.rpartition("/")
+            by_dir.setdefault(directory, []).append(name)
+    for directory, names in by_dir.items():
+        try:
+            present = set(open_store(directory).list_prefix(directory))
+        except ConfigError as exc:
+            return [spec.problem(("input",), str(exc))]
+        missing += [f"{directory}/{n}" for n in names if n not in present]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        problems.append(spec.problem(("input",), f"input not found: {missing[0]}{more}"))
+    return problems
 
 
 def _differences(existing: Mapping[str, str], record: SessionRecord) -> str:
@@ -65,5 +107,8 @@ def verify_paths(paths: Sequence[str | Path] | None = None, *, engine: Any = Non
                  tasks_dir: str | Path = "tasks") -> VerificationReport:
     """Load and verify every session file; with an ``engine``, the checks that need Redis too.
     Never raises for bad input: the report lists it."""
-    extra = None if engine is None else (lambda spec: check_registry(spec, engine, resume))
+    def extra(spec: SessionSpec) -> list[Problem]:
+        problems = check_storage(spec)
+        return problems + (check_registry(spec, engine, resume) if engine is not None else [])
+
     return verify_files(paths, extra=extra, tasks_dir=tasks_dir)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,6 +32,7 @@ from . import templates
 from .fields import INVALID, Context, Field, Invalid, name, read_fields, targets, text, valid
 from .items import Item, RowFile, parse_items
 from .limits import LIMITS, Limits
+from .locations import is_url
 from .metadata import load_metadata
 from .pipeline import Pipeline, load_pipeline, pipeline_from_dict
 from .problems import Problem, SpecError
@@ -62,6 +64,12 @@ class SessionSpec:
     # steering (docs/control.md), applied at initialize; not part of the definition (its fingerprint)
     priority: int | None = None  # 0..1000, higher first; None: leave the registered one
     max_running: Mapping[str, int] = field(default_factory=dict)  # this session's own cap per stage
+    encrypt_outputs: bool = False  # outputs sealed at rest (AES-GCM, the worker's key), opened for the next stage
+    pool_roots: Mapping[str, str] = field(default_factory=dict)  # a pool's own path to the root (a shared mount)
+
+    def root_for(self, pool: str | None) -> str:
+        """The data root as the machines of ``pool`` see it (the root itself unless mapped)."""
+        return self.pool_roots.get(pool, self.root) if pool else self.root
 
     def stage_params(self, stage: str) -> dict[str, Any]:
         merged = dict(self.pipeline.stage(stage).params)
@@ -99,7 +107,8 @@ class SessionSpec:
     def record(self) -> "SessionRecord":
         return SessionRecord(name=self.name, pipeline=self.pipeline, root=self.root, file=self.file,
                              params={k: dict(v) for k, v in self.params.items()}, input=self.input,
-                             description=self.description)
+                             description=self.description, encrypt_outputs=self.encrypt_outputs,
+                             pool_roots=dict(self.pool_roots))
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,12 @@ class SessionRecord:
     params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     input: str | None = None
     description: str = ""
+    encrypt_outputs: bool = False
+    pool_roots: Mapping[str, str] = field(default_factory=dict)
+
+    def root_for(self, pool: str | None) -> str:
+        """The data root as the machines of ``pool`` see it (the root itself unless mapped)."""
+        return self.pool_roots.get(pool, self.root) if pool else self.root
 
     def stage_params(self, stage: str) -> dict[str, Any]:
         merged = dict(self.pipeline.stage(stage).params)
@@ -127,9 +142,14 @@ class SessionRecord:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "pipeline": self.pipeline.to_dict(), "root": self.root, "file": self.file,
+        data = {"name": self.name, "pipeline": self.pipeline.to_dict(), "root": self.root, "file": self.file,
                 "params": {k: dict(v) for k, v in self.params.items()}, "input": self.input,
                 "description": self.description}
+        if self.encrypt_outputs:  # only when set: the definitions of sessions without them are unchanged
+            data["encrypt_outputs"] = True
+        if self.pool_roots:
+            data["pool_roots"] = dict(self.pool_roots)
+        return data
 
     def fingerprint(self) -> str:
         data = self.to_dict()
@@ -145,7 +165,8 @@ class SessionRecord:
     def from_dict(cls, data: Mapping[str, Any]) -> "SessionRecord":
         return cls(name=data["name"], pipeline=pipeline_from_dict(data["pipeline"]), root=data["root"],
                    file=data.get("file", ""), params=data.get("params") or {}, input=data.get("input"),
-                   description=data.get("description", ""))
+                   description=data.get("description", ""), encrypt_outputs=bool(data.get("encrypt_outputs")),
+                   pool_roots=dict(data.get("pool_roots") or {}))
 
 
 def resolve(base: Path, value: str) -> str:
@@ -171,8 +192,35 @@ def _pipeline(value: Any, ctx: Context) -> Pipeline:
 
 def _root(value: Any, ctx: Context) -> str:
     if not isinstance(value, str) or not value:
-        raise Invalid("root must be a directory path")
+        raise Invalid("root must be a directory path or an object-store URL (az://container/prefix)")
+    if is_url(value):
+        if not value.split("://", 1)[1].strip("/"):
+            raise Invalid(f"root {value!r} names no container (az://CONTAINER/PREFIX)")
+        return value.rstrip("/")
     return resolve(ctx.base, value)
+
+
+def _absolute_anywhere(path: str) -> bool:
+    """Absolute on some machine: /x, C:\\x or C:/x, \\\\server\\share, or a URL."""
+    return path.startswith(("/", "\\\\")) or bool(re.match(r"^[A-Za-z]:[\\/]", path)) or is_url(path)
+
+
+def _pool_roots(value: Any, ctx: Context) -> dict[str, str]:
+    """``pool_roots: {windows: 'Z:\\scans', linux: /mnt/scans}``: where each pool's machines see the root."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) and v
+                                              for k, v in value.items()):
+        raise Invalid("pool_roots must map pool names to paths (pool_roots: {windows: 'Z:\\scans', linux: /mnt/scans})")
+    for pool, path in value.items():
+        if not _absolute_anywhere(path):
+            raise Invalid(f"the root of pool {pool} must be an absolute path on its machines, not {path!r}",
+                          at=(pool,))
+    return {k: (v if is_url(v) else v.rstrip("/\\") or v) for k, v in value.items()}
+
+
+def _flag(value: Any, ctx: Context) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid(f"must be true or false, not {value!r}")
+    return value
 
 
 def _input(value: Any, ctx: Context) -> str:
@@ -246,6 +294,8 @@ SESSION_FIELDS = (
     Field("items_from"),
     Field("metadata"),
     Field("checks", targets("checks"), default=()),
+    Field("encrypt_outputs", _flag, default=False),
+    Field("pool_roots", _pool_roots, default={}),
     Field("priority", _priority),
     Field("max_running", _caps, default={}),
 )
@@ -273,7 +323,7 @@ def _input_template(v: Mapping[str, Any], base: Path) -> str | None:
     if template in (None, INVALID) or v["root"] is INVALID:
         return None
     filled = templates.fill(template, {"root": v["root"], "session": v["session"]})
-    if os.path.isabs(filled):
+    if os.path.isabs(filled) or is_url(filled):
         return filled
     return resolve(Path(str(base).replace("{", "{{").replace("}", "}}")), filled)
 
@@ -297,7 +347,8 @@ def parse_session(data: Any, loc: Locator, file: Path, *, limits: Limits = LIMIT
                        params=params, input=_input_template(v, ctx.base), require=v["require"],
                        description=v["description"], checks=v["checks"], locator=loc,
                        priority=v["priority"], max_running=caps,
-                       distinct_ids=v["items"] is None and v["items_from"] is not None)
+                       distinct_ids=v["items"] is None and v["items_from"] is not None,
+                       encrypt_outputs=v["encrypt_outputs"], pool_roots=v["pool_roots"])
 
 
 def load_session(path: str | Path, *, limits: Limits = LIMITS) -> SessionSpec:

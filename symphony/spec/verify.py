@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from .locations import is_url
 from .problems import Problem, SpecError
 from .session import SessionSpec, load_session
 from .yamlfile import Locator
@@ -127,7 +128,7 @@ def check_inputs_exist(spec: SessionSpec) -> list[Problem]:
     by_dir: dict[str, list[tuple[Any, str]]] = defaultdict(list)
     for item in spec.items:
         path = spec.input_path(item)
-        if path:
+        if path and not is_url(path):  # inputs in an object store: the engine lists them through its store
             directory, name = os.path.split(path)
             by_dir[directory or "."].append((item, name))
     problems = []
@@ -187,10 +188,11 @@ def check_handlers(spec: SessionSpec) -> tuple[list[Problem], list[Problem]]:
     return problems, warnings
 
 
-def check_root_writable(spec: SessionSpec) -> list[Problem]:
-    """The data root exists and is writable, or can be created: a directory is made (and removed)
-    in its nearest existing ancestor (the permission bits alone say yes to root, even in /proc)."""
-    probe = Path(spec.root)
+def root_not_writable(root: str) -> str | None:
+    """Why the local directory ``root`` cannot be created or written (one sentence), or None: a
+    directory is made (and removed) in its nearest existing ancestor (the permission bits alone
+    say yes to root, even in /proc)."""
+    probe = Path(root)
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
     why = "" if probe.is_dir() else "is not a directory"
@@ -199,9 +201,16 @@ def check_root_writable(spec: SessionSpec) -> list[Problem]:
             os.rmdir(tempfile.mkdtemp(prefix=".symphony-probe-", dir=probe))
         except OSError as exc:
             why = f"is not writable: {exc.strerror or exc}"
-    if why:
-        return [spec.problem(("root",), f"the data root {spec.root} cannot be created or written ({probe} {why})")]
-    return []
+    return f"the data root {root} cannot be created or written ({probe} {why})" if why else None
+
+
+def check_root_writable(spec: SessionSpec) -> list[Problem]:
+    """The data root exists and is writable, or can be created (:func:`root_not_writable`).
+    An object-store root is checked by the engine, through its store."""
+    if is_url(spec.root):
+        return []
+    why = root_not_writable(spec.root)
+    return [spec.problem(("root",), why)] if why else []
 
 
 def _site_checks(spec: SessionSpec) -> list[tuple[str, Check]]:

@@ -7,8 +7,8 @@ import os
 import sys
 
 from symphony.engine import (SHARED_ENVIRONMENT, ConfigError, SymphonyError, add_shared_options,
-                             drop_secret_environment, is_name, parse_with_config, redact, register_environment_secrets,
-                             secret_file_problem, shared_options)
+                             drop_secret_environment, is_name, parse_with_config, redact,
+                             register_environment_secrets, secret_file_problem, shared_options, store_variables)
 
 from .logs import setup_logging
 from .options import WorkerOptions
@@ -28,6 +28,8 @@ environment (every variable Symphony reads: docs/configuration.md):
   SYMPHONY_REDIS_URL / SYMPHONY_REDIS_URL_FILE / REDIS_URL, REDIS_PASSWORD, SYMPHONY_REDIS_PASSWORD_FILE / REDIS_PASSWORD_FILE,
   SYMPHONY_REDIS_CA_FILE / REDIS_CA_FILE,
   SYMPHONY_KEY_FILE / SYMPHONY_KEY (AES key: encrypted task data and job values, docs/security.md)
+  AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_KEY / AZURE_STORAGE_SAS_TOKEN
+  (outputs in Azure Blob Storage, docs/storage.md; never passed to handlers)
 """
 
 
@@ -61,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-interval", type=float, default=30.0, metavar="SECONDS",
                    help="record this host's CPU and memory once per this many seconds, for the console's history "
                         "(one sample per host however many processes run on it; 0 turns it off; default %(default)s)")
+    p.add_argument("--scratch-dir", default=None, metavar="DIR",
+                   help="where a task's input and output are staged when outputs live in an object store or are "
+                        "encrypted (default: the system's temporary folder, symphony-scratch)")
+    p.add_argument("--scratch-limit", type=float, default=0, metavar="MB",
+                   help="the largest input or output one task may stage, in MB; larger ones fail the task "
+                        "with the reason (default: no limit)")
     p.add_argument("--wait-for-redis", type=float, default=None, metavar="SECONDS",
                    help="give up (exit 2) when Redis does not answer for this long (default: wait forever; "
                         "with --burst, 30 s; 0: forever)")
@@ -92,6 +100,8 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
     if args.metrics_interval < 0:
         raise ConfigError("--metrics-interval must be 0 (off) or positive")
     roles = tuple(r.strip() for r in (args.roles or "").split(",") if r.strip())
+    if args.scratch_limit < 0:
+        raise ConfigError("--scratch-limit must be 0 (no limit) or positive")
     if args.wait_for_redis is not None and args.wait_for_redis < 0:
         raise ConfigError("--wait-for-redis must be 0 (forever) or positive")
     shared = shared_options(args)
@@ -101,6 +111,8 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
                          prefetch=args.prefetch, log_level=shared.log_level, log_format=shared.log_format,
                          skip_existing=not args.rerun_existing, encryption_key=shared.key,
                          metrics_interval_s=args.metrics_interval, give_up_s=args.wait_for_redis,
+                         scratch_dir=args.scratch_dir, scratch_limit_bytes=int(args.scratch_limit * 1e6),
+                         store_env=tuple(sorted(store_variables().items())),
                          scheduled_events_url=args.scheduled_events.strip())
 
 

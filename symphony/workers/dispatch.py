@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from symphony.engine import (Claimed, CryptoError, Engine, Finish, Outcome, OutcomeKind, SessionState, Stage,
-                             after_failure, describe_error, is_unavailable, run_here)
+                             after_failure, describe_error, is_unavailable, is_url, run_here)
 
 from . import logs, runner
 from .executor import Executor, PythonCall
-from .inline import InlineRunner
 from .health import HostState
+from .inline import InlineRunner
 from .options import WorkerOptions
+from .staging import StageError, Staging
 from .stopping import Stopping
 
 log = logging.getLogger("symphony.worker")
@@ -67,6 +68,14 @@ class Job:
     final: str | None  # the output's final name
     temp: str | None  # where the handler writes it
     cancelled: threading.Event = field(default_factory=threading.Event)
+    scratch: str | None = None  # its scratch folder, when staged (symphony.workers.staging)
+    sealed: bool = False  # its output is sealed at rest (the session's encrypt_outputs)
+
+    def sealed_as(self, stage: Stage | None = None) -> tuple[str, str, str] | None:
+        """What the output of ``stage`` (this job's by default) is bound to, when sealed."""
+        if not self.sealed:
+            return None
+        return (self.claimed.session, (stage or self.stage).name, self.claimed.item)
 
     @property
     def stage(self) -> Stage:
@@ -93,6 +102,7 @@ class Dispatcher:
         self.completed = 0
         self._plans: dict[tuple[str, str], StagePlan] = {}
         self._stores: dict[int, Any] = {}
+        self.staging = Staging(options.scratch_dir, options.scratch_limit_bytes, engine.sealer)
         self._warm_for: tuple[str, ...] | None = None  # the roles the executor's early start was decided for
         self.before_exit: Callable[[], None] = lambda: None  # set by the loop: send the finished tasks' reports
         self.inline = InlineRunner(lambda: self.before_exit())
@@ -169,12 +179,15 @@ class Dispatcher:
                 return self._failed(job, runner.RunResult(runner.ERROR, error=f"task data rejected: {exc}"))
             return Finish(claimed, Outcome(FAILED, error=f"task data rejected: {exc}"), attempts=attempts)
         record, stage = plan.record, plan.stage
-        final = stage.output_path(record.root, task.session, task.item) if stage.output is not None else None
+        root = record.root_for(stage.pool)  # where this stage's machines see the data root
+        final = stage.output_path(root, task.session, task.item) if stage.output is not None else None
         item_input = record.input_path(task.item, meta)
         if plan.previous is None:
             input_path = item_input
         else:
-            input_path = plan.previous.output_path(record.root, task.session, task.item)
+            input_path = plan.previous.output_path(root, task.session, task.item)
+        if Staging.needed(final, input_path, record.encrypt_outputs):
+            return self._prepare_staged(claimed, plan, attempts, meta, input_path, item_input, final)
         if final and self.options.skip_existing and os.path.exists(final):
             return Finish(claimed, Outcome(DONE, error="output already existed"), next_stage=plan.next_name,
                           attempts=attempts)
@@ -183,6 +196,28 @@ class Dispatcher:
         error = runner.prepare_output(final) if final else None
         if error:
             return self._failed(job, runner.RunResult(runner.ERROR, error=error))
+        return job
+
+    def _prepare_staged(self, claimed: Claimed, plan: StagePlan, attempts: int, meta: dict, input_path: str | None,
+                        item_input: str | None, final: str | None) -> Job | Finish:
+        """A job whose input and output go through its scratch folder (an object store, or sealed)."""
+        job = Job(claimed, plan, attempts, meta, input_path, item_input, final, None,
+                  sealed=plan.record.encrypt_outputs)
+        try:
+            if final and self.options.skip_existing and self.staging.store(final).exists(final):
+                return Finish(claimed, Outcome(DONE, error="output already existed"), next_stage=plan.next_name,
+                              attempts=attempts)
+            job.scratch = self.staging.begin()
+            if input_path and plan.previous is not None and plan.previous.output is not None:
+                job.input = self.staging.fetch(job.scratch, input_path, job.sealed_as(plan.previous))
+            elif input_path and is_url(input_path):
+                job.input = self.staging.fetch(job.scratch, input_path, None)
+            if final:
+                job.temp = self.staging.output(job.scratch, final)
+        except (StageError, OSError) as exc:
+            return self._failed(job, runner.RunResult(runner.ERROR, error=str(exc)))
+        except Exception as exc:  # noqa: BLE001 - the store could not be reached: the task's failure, retried
+            return self._failed(job, runner.RunResult(runner.ERROR, error=f"cannot reach the output store: {exc}"))
         return job
 
     def _elsewhere(self, task):
@@ -205,6 +240,7 @@ class Dispatcher:
         while i < len(jobs):
             if self.stopping.requested:
                 for job in jobs[i:]:  # never started: back to the head of their queue, as they were
+                    self.staging.release(job.scratch)
                     on_finish(Finish(job.claimed, Outcome(HANDBACK, error="worker stopping"), attempts=job.attempts))
                 break
             stage = jobs[i].stage
@@ -275,7 +311,7 @@ class Dispatcher:
         self._publish(job)
         c, stage = job.claimed, job.stage
         values = {**job.plan.params, "session": c.session, "item": c.item, "stage": stage.name, "input": job.input,
-                  "output": job.temp, "attempt": job.attempts, "root": job.plan.record.root,
+                  "output": job.temp, "attempt": job.attempts, "root": job.plan.record.root_for(job.stage.pool),
                   "python": runner.python_executable()}
         result = runner.run_command(stage.handler, values, stage.timeout, lambda: self._interrupt(job), job.env(),
                                     stdout_path=job.temp if stage.handler.stdout_is_output else None)
@@ -283,8 +319,25 @@ class Dispatcher:
 
     # --- conclude -----------------------------------------------------------------------------
     def conclude(self, job: Job, result: runner.RunResult) -> Finish:
+        try:
+            return self._conclude(job, result)
+        finally:
+            self.staging.release(job.scratch)
+
+    def _commit(self, job: Job) -> str | None:
+        if not job.final:
+            return None
+        if job.scratch is None:
+            return runner.commit_output(job.temp, job.final)
+        try:
+            self.staging.commit(job.temp, job.final, job.sealed_as())
+        except (StageError, OSError) as exc:
+            return str(exc)
+        return None
+
+    def _conclude(self, job: Job, result: runner.RunResult) -> Finish:
         if result.status == runner.OK:
-            error = runner.commit_output(job.temp, job.final) if job.final else None
+            error = self._commit(job)
             if error is None:
                 self.completed += 1
                 return self._finish(job, result, DONE)
@@ -312,6 +365,7 @@ class Dispatcher:
         else:
             log.warning("%s failed after %d attempt(s): %s", job.name, job.attempts, result.error)
         runner.discard_output(job.temp)
+        self.staging.release(job.scratch)
         return self._finish(job, result, decision.kind, decision.delay_s,
                             failed_on=self.host.host if self.host is not None else "", charged=decision.charged)
 
@@ -337,7 +391,7 @@ def _context(job: Job) -> dict[str, Any]:
     c = job.claimed
     return {"session": c.session, "stage": job.stage.name, "item": c.item, "attempt": job.attempts,
             "input": job.input, "item_input": job.item_input, "output": job.temp, "final_output": job.final,
-            "root": job.plan.record.root,
+            "root": job.plan.record.root_for(job.stage.pool),
             "params": dict(job.plan.params), "meta": job.meta}
 
 

@@ -29,6 +29,11 @@ class WorkerOptions:
     metrics_interval_s: float = 30.0  # one host CPU/memory sample per host per this many seconds (0: off)
     # how long to wait for Redis before giving up (None: forever); burst workers default to 30 s
     give_up_s: float | None = None
+    # outputs in object stores (or sealed at rest) are staged through a scratch folder on this machine
+    scratch_dir: str | None = None  # default: <temp>/symphony-scratch
+    scratch_limit_bytes: int = 0  # the largest input or output a task may stage (0: no limit)
+    # the object stores' credentials, captured before the secret variables left the environment
+    store_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     scheduled_events_url: str = ""  # Azure Scheduled Events (scheduled_events.py); "" off
 
     @property

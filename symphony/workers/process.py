@@ -17,7 +17,8 @@ import os
 import signal
 import sys
 
-from symphony.engine import (Engine, describe_error, drop_secret_environment, redact_standard_streams, sealer_from,
+from symphony.engine import (Engine, capture_store_environment, describe_error, drop_secret_environment,
+                             redact_standard_streams, sealer_from,
                              without_secret_environment)
 
 from . import logs
@@ -132,7 +133,11 @@ class WorkerProcess:
             log.debug("could not retire cleanly: %s", describe_error(exc))
 
     def summary(self) -> dict[str, int]:
-        return dict(self.loop.tally)
+        tally = dict(self.loop.tally)
+        staging = self.dispatcher.staging
+        if staging.bytes_in or staging.bytes_out:
+            tally["staged_in_bytes"], tally["staged_out_bytes"] = staging.bytes_in, staging.bytes_out
+        return tally
 
 
 def summary_line(tally: dict[str, int], seconds: float) -> str:
@@ -143,6 +148,9 @@ def summary_line(tally: dict[str, int], seconds: float) -> str:
                        ("dead_lettered", "not task messages (dead-lettered)")):
         if tally.get(key):
             parts.append(f"{tally[key]} {words}")
+    if tally.get("staged_in_bytes") or tally.get("staged_out_bytes"):  # outputs in an object store, or sealed
+        parts.append(f"{tally.get('staged_in_bytes', 0) / 1e6:.1f} MB fetched, "
+                     f"{tally.get('staged_out_bytes', 0) / 1e6:.1f} MB stored through the scratch folder")
     return ", ".join(parts) + f" in {seconds:.1f}s"
 
 
@@ -181,6 +189,7 @@ def child_main(options: WorkerOptions, worker_id: str, stop_event, urgent_event,
     # the options carry what this process needs (its Redis password is registered for redaction
     # when its client's configuration is made); no secret stays in the environment
     drop_secret_environment()
+    capture_store_environment(dict(options.store_env))  # the stores' credentials, in this process's memory only
     not_dumpable()
     name_process("symphony-worker")
     if options.nice:

@@ -22,12 +22,20 @@ def sample_row(s: AzureSample) -> dict[str, Any]:
             "instances": None if s.instance else s.instances}
 
 
+def _is_url(path: str | None) -> bool:
+    return bool(path) and "://" in str(path)
+
+
 class FileSink:
     """Appends settled minutes to JSON Lines and/or CSV files, each minute once.
 
     Azure revises its latest minutes, so only minutes older than ``settle_s`` are written, and
     only those after the newest one already in the file (read back from its tail at start), so
     restarts and overlapping polls write no duplicates.
+
+    A path that is an ``az://container/prefix`` URL is a series of append blobs in Blob Storage,
+    one per day (``prefix/YYYY-MM-DD.jsonl``, ``.csv``; the storage extra), each with the CSV
+    header first.
     """
 
     TAIL_BYTES = 1 << 20
@@ -36,36 +44,51 @@ class FileSink:
         self.jsonl, self.csv = jsonl, csv_path
         self.settle_s = settle_s
         self.done: dict[str, float] = {}
-        for path in (jsonl, csv_path):
+        self._blobs: dict[str, Any] = {}
+        for kind, path in (("jsonl", jsonl), ("csv", csv_path)):
+            if path and _is_url(path):
+                from symphony.storage.append import DailyAppendBlobs
+
+                self._blobs[kind] = DailyAppendBlobs(path, "." + kind)
+        for kind, path in (("jsonl", jsonl), ("csv", csv_path)):
             if path:
-                os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-                for name, ts in self._tail(path).items():
+                if kind not in self._blobs:
+                    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+                for name, ts in self._tail(path, kind).items():
                     self.done[name] = max(self.done.get(name, 0.0), ts)
 
     @property
     def enabled(self) -> bool:
         return bool(self.jsonl or self.csv)
 
-    def _tail(self, path: str) -> dict[str, float]:
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                size = fh.tell()
-                fh.seek(max(0, size - self.TAIL_BYTES))
-                data = fh.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return {}
+    def _tail(self, path: str, kind: str) -> dict[str, float]:
+        blobs = self._blobs.get(kind)
+        if blobs is not None:
+            data, whole = blobs.tail(self.TAIL_BYTES)
+        else:
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(0, os.SEEK_END)
+                    size = fh.tell()
+                    fh.seek(max(0, size - self.TAIL_BYTES))
+                    data = fh.read().decode("utf-8", "replace")
+            except FileNotFoundError:
+                return {}
+            whole = len(data) < self.TAIL_BYTES
         lines = data.splitlines()
-        if len(data) >= self.TAIL_BYTES and lines:
+        if not whole and lines:
             lines = lines[1:]  # the first line may be cut
         out: dict[str, float] = {}
-        if path == self.csv:
+        if kind == "csv":
             header = None
-            try:
-                with open(path, newline="", encoding="utf-8") as fh:
-                    header = next(csv.reader(fh), None)
-            except OSError:
-                header = None
+            if blobs is not None:
+                header = list(FILE_FIELDS)  # every day's blob starts with this header
+            else:
+                try:
+                    with open(path, newline="", encoding="utf-8") as fh:
+                        header = next(csv.reader(fh), None)
+                except OSError:
+                    header = None
             if not header or "ts" not in header or "scale_set" not in header:
                 return {}
             it, iss = header.index("ts"), header.index("scale_set")
@@ -90,10 +113,12 @@ class FileSink:
             return 0
         fresh.sort(key=lambda s: (s.time, s.scale_set, s.instance))
         rows = [sample_row(s) for s in fresh]
-        if self.jsonl:
+        if self._blobs:
+            self._write_blobs(fresh, rows)
+        if self.jsonl and "jsonl" not in self._blobs:
             with open(self.jsonl, "a", encoding="utf-8") as fh:
                 fh.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows))
-        if self.csv:
+        if self.csv and "csv" not in self._blobs:
             new = not os.path.exists(self.csv) or os.path.getsize(self.csv) == 0
             with open(self.csv, "a", newline="", encoding="utf-8") as fh:
                 writer = csv.DictWriter(fh, fieldnames=FILE_FIELDS)
@@ -103,6 +128,26 @@ class FileSink:
         for s in fresh:
             self.done[s.scale_set] = max(self.done.get(s.scale_set, 0.0), s.time)
         return len(rows)
+
+    def _write_blobs(self, fresh: Sequence[AzureSample], rows: Sequence[dict[str, Any]]) -> None:
+        """Each day's rows appended to that day's blob (one Append Block per blob and poll)."""
+        from symphony.storage.append import day_of
+
+        by_day: dict[str, list[dict[str, Any]]] = {}
+        for sample, row in zip(fresh, rows):
+            by_day.setdefault(day_of(sample.time), []).append(row)
+        for kind, blobs in self._blobs.items():
+            for day, day_rows in sorted(by_day.items()):
+                if kind == "jsonl":
+                    text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in day_rows)
+                else:
+                    out = io.StringIO()
+                    writer = csv.DictWriter(out, fieldnames=FILE_FIELDS)
+                    if blobs.size(day) == 0:
+                        writer.writeheader()
+                    writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in day_rows)
+                    text = out.getvalue()
+                blobs.append(day, text)
 
 
 class RedisSink:

@@ -9,11 +9,11 @@ import redis
 from symphony.engine import (SymphonyError, add_shared_options, configure_logging, redact, redis_problem,
                              resolve_redis)
 
-from . import (acl, completion, control, demo, deploy, initialize, jobs, logs, metrics, queues, repair, scale, sessions,
-               slurm, status, update)
+from . import (acl, completion, control, demo, deploy, initialize, jobs, logs, metrics, queues, records, repair, scale,
+               sessions, slurm, status, update)
 
-VERBS = (status, sessions, control, queues, initialize, repair, update, jobs, logs, demo, metrics, acl, slurm, deploy,
-         scale, completion)
+VERBS = (status, sessions, control, queues, initialize, repair, update, jobs, logs, records, demo, metrics, acl, slurm,
+         deploy, scale, completion)
 
 
 def build_parser() -> argparse.ArgumentParser:

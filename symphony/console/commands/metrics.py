@@ -67,8 +67,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--retention", metavar="DURATION", help="history kept in Redis (default 6h)")
     w.add_argument("--max-instances", type=int, default=1000, metavar="N",
                    help="instances per scale set in the per-instance query (default %(default)s)")
-    w.add_argument("--jsonl", metavar="FILE", help="append settled minutes to FILE as JSON Lines")
-    w.add_argument("--csv", metavar="FILE", help="append settled minutes to FILE as CSV")
+    w.add_argument("--jsonl", metavar="FILE", help="append settled minutes to FILE as JSON Lines (or, for "
+                   "az://CONTAINER/PREFIX, to one append blob per day, PREFIX/YYYY-MM-DD.jsonl)")
+    w.add_argument("--csv", metavar="FILE", help="append settled minutes to FILE as CSV (or, for "
+                   "az://CONTAINER/PREFIX, to one append blob per day, PREFIX/YYYY-MM-DD.csv)")
     w.add_argument("--no-redis", action="store_true", help="write only the files, not Redis")
     add_verb_options(c)
     c.set_defaults(func=run_collect)

@@ -1,0 +1,132 @@
+"""Repair planning on Blob Storage (Azurite) against a bare listing of the same prefixes.
+
+``python -m bench.storage_repair --items 100000``: starts Azurite (tests/azurite.py) and an
+embedded Redis, uploads the outputs of a session of N items x 4 stages as empty blobs (item n
+has the outputs of its first ``n % 5`` stages, as in the local-disk case 5: every kind of repair
+occurs), then, alternately, three times: lists the four prefixes once with the SDK (one paged
+List Blobs walk each, names only: the floor; and the SDK's own ``list_blobs``, for reference) and runs ``Engine.plan_repair`` (read Redis, one
+listing per stage through the store, decide per item). Prints one JSON object. Azurite keeps
+its data in memory here (``--inMemoryPersistence``): on disk it rewrites one JSON file of every
+blob's metadata as it grows, which made uploading 200,000 blobs take longer than listing them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+STAGES = ("r1", "r2", "r3", "r4")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=16)
+    args = parser.parse_args(argv)
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop Azurite and Redis on the way out
+
+    from tests.azurite import Azurite, why_unavailable
+
+    reason = why_unavailable()
+    if reason:
+        print(json.dumps({"skipped": reason}))
+        return 0
+    from symphony.engine import EmbeddedRedis, Engine, forget_stores, resolve_redis
+
+    base = Path(tempfile.mkdtemp(prefix="symphony-bench-blob-repair-"))
+    azurite, redis_server = Azurite(base / "azurite", in_memory=True), EmbeddedRedis()
+    azurite.start()
+    redis_server.start()
+    try:
+        os.environ["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string
+        forget_stores()
+        container = azurite.container("bench")
+        session = "bench-blob-repair"
+        (base / "pipelines").mkdir()
+        (base / "pipelines" / "p.yaml").write_text(yaml.safe_dump({"pipeline": "blobrepair", "stages": [
+            {"name": s, "pool": "bench", "handler": "bench.noop:symphony_task",
+             "output": "{root}/{session}/{stage}/{item}.json"} for s in STAGES]}, sort_keys=False))
+        file = base / "s.yaml"
+        file.write_text(yaml.safe_dump({"session": session, "pipeline": "pipelines/p.yaml", "root": "az://bench/data",
+                                        "items_from": {"range": {"prefix": "i", "start": 0, "count": args.items,
+                                                                 "width": 7}}}, sort_keys=False))
+        names = [f"data/{session}/{STAGES[k]}/i{n:07d}.json" for n in range(args.items) for k in range(n % 5)
+                 if k < len(STAGES)]
+        started = time.perf_counter()
+        with ThreadPoolExecutor(args.threads) as pool:
+            list(pool.map(lambda name: container.get_blob_client(name).upload_blob(b"", overwrite=True), names,
+                          chunksize=256))
+        upload_s = time.perf_counter() - started
+
+        from symphony.engine import open_store
+
+        store = open_store("az://bench/data")
+
+        def sdk() -> tuple[float, int]:
+            """The SDK's own listing (what a script would write): names and every blob's properties."""
+            t = time.perf_counter()
+            count = 0
+            for stage in STAGES:
+                for page in container.list_blobs(name_starts_with=f"data/{session}/{stage}/",
+                                                 results_per_page=5000).by_page():
+                    count += sum(1 for _ in page)
+            return time.perf_counter() - t, count
+
+        def bare() -> tuple[float, int]:
+            """The floor: the same List Blobs pages, names only, nothing else."""
+            t = time.perf_counter()
+            count = sum(len(store._list_fast(f"data/{session}/{stage}/")) for stage in STAGES)
+            return time.perf_counter() - t, count
+
+        engine = Engine(resolve_redis(redis_server.url))
+        listings, plans, listed_in_plan, totals, sdks = [], [], [], [], []
+        for _ in range(args.rounds):
+            seconds, count = sdk()
+            assert count == len(names), (count, len(names))
+            sdks.append(seconds)
+            seconds, count = bare()
+            assert count == len(names), (count, len(names))
+            listings.append(seconds)
+            t = time.perf_counter()
+            plan = engine.plan_repair(session, file=str(file))
+            totals.append(time.perf_counter() - t)
+            plans.append(plan.planning_s)
+            listed_in_plan.append(plan.listing_s)
+            expected = {s: sum(1 for n in range(args.items) if n % 5 == k) for k, s in enumerate(STAGES)}
+            assert {s.stage: s.count for s in plan.stages} == expected, plan.to_dict()
+        engine.close()
+        listing, planning = statistics.median(listings), statistics.median(plans)
+        print(json.dumps({"items": args.items, "stages": len(STAGES), "blobs": len(names),
+                          "upload_s": round(upload_s, 1), "blobs_per_s_uploaded": round(len(names) / upload_s),
+                          "sdk_listing_s": round(statistics.median(sdks), 3),
+                          "bare_listing_s": round(listing, 3), "plan_s": round(planning, 3),
+                          "plan_listing_s": round(statistics.median(listed_in_plan), 3),
+                          "end_to_end_s": round(statistics.median(totals), 3),
+                          "plan_over_listing": round(planning / listing, 2),
+                          "rounds": {"sdk": [round(x, 3) for x in sdks], "bare": [round(x, 3) for x in listings],
+                                     "plan": [round(x, 3) for x in plans]}}))
+    finally:
+        redis_server.close()
+        azurite.close()
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
