@@ -2,7 +2,8 @@
 
     python -m bench                       # all cases, 3 rounds, peers that are installed
     python -m bench --rounds 5 --json out.json
-    python -m bench --cases throughput --systems symphony,minimal,huey
+    python -m bench --cases throughput --systems symphony,minimal,minimal32,huey
+    python -m bench --cases latency,command,startup   # the costs of a task beyond throughput
     python -m bench --smoke               # tiny sizes, a few seconds a case (CI runs this)
 
 Ratios are taken within a round (systems measured back to back, under the same load) and the
@@ -18,11 +19,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import enqueue, exporter, inline, memory, reclaim, repair, snapshot, steering, throughput
+from . import (enqueue, exporter, inline, latency, memory, reclaim, repair, snapshot, startup, steering, throughput,
+               worker_costs)
 from .common import Server, load_now, machine_info, median, remove_temp_dirs
 from .systems import ALL, BY_NAME
 
-CASES = ("throughput", "enqueue", "inline", "memory", "snapshot", "repair", "reclaim", "exporter", "steering")
+CASES = ("throughput", "latency", "command", "startup", "enqueue", "inline", "memory", "snapshot", "repair", "reclaim",
+         "exporter", "steering")
 
 
 @dataclass(frozen=True)
@@ -43,13 +46,22 @@ class Sizes:
     repair_items: int = 1_000_000
     reclaim_heartbeat: float = 1.0
     finish_tasks: int = 20_000  # the exporter case: finish.lua's cost per task
+    latency_samples: int = 100  # per system per round
+    latency_interval_s: float = 0.2
+    command_tasks: int = 300
+    command_seconds: float = 0.035
+    startup_tasks: int = 2000
+    startup_repeat: int = 3  # launches timed to ready-to-claim, per round
+    single_enqueues: int = 2000
     steering_tasks: int = 200_000  # the steering case: tasks claimed by one process (1,000 sessions x 200)
 
 
 SMOKE = Sizes(window_s=0.3, min_tasks=200, enqueue_items=2000, inline_items=(2000,), memory_items=1000,
               memory_peer_items=500,
               snapshot_sessions=20, snapshot_workers=10, snapshot_reps=3, scaling_queues=(10, 100), scaling_workers=5,
-              scaling_reps=2, repair_items=2000, reclaim_heartbeat=0.5, finish_tasks=500, steering_tasks=2000)
+              scaling_reps=2, repair_items=2000, reclaim_heartbeat=0.5, finish_tasks=500,
+              latency_samples=5, latency_interval_s=0.05, command_tasks=40, command_seconds=0.01, startup_tasks=200,
+              startup_repeat=1, single_enqueues=50, steering_tasks=2000)
 
 
 def log(msg: str) -> None:
@@ -82,6 +94,10 @@ def case_throughput(server: Server, args, sizes: Sizes, systems: list[str]) -> d
                              "note": BY_NAME[name].note}
             if name != "symphony":
                 summary[name]["symphony_ratio"] = median(rw.get("ratios", {}).get(name) for rw in rounds)
+            for floor in ("minimal", "minimal32"):
+                summary[name][f"vs_{floor}"] = median(rw.get("floors", {}).get(name, {}).get(floor) for rw in rounds)
+            summary[name]["worker_us_per_task"] = median(_worker_us(g) for g in got)
+            summary[name]["server_us_per_task"] = median(sum(g.get("server_us_per_task", {}).values()) for g in got)
         out[f"{stages}_stage" + ("s" if stages > 1 else "")] = {"rounds": rounds, "summary": summary}
     return out
 
@@ -99,11 +115,87 @@ def run_round(server: Server, args, sizes: Sizes, systems: list[str], stages: in
         except Exception as exc:  # a peer that fails to run is reported, not fatal
             res = {"system": name, "error": f"{type(exc).__name__}: {str(exc)[-1500:]}"}
         row[name] = res
+    floors = {}
+    for name in systems:
+        if not row[name].get("rate"):
+            continue
+        floors[name] = {floor: round(row[name]["rate"] / row[floor]["rate"], 3) for floor in ("minimal", "minimal32")
+                        if floor in row and row[floor].get("rate")}
+    row["floors"] = floors  # every system's rate / each minimal loop's, in this round
     if "symphony" in row and row["symphony"].get("rate"):
         row["ratios"] = {name: round(row["symphony"]["rate"] / row[name]["rate"], 3)
                          for name in systems if name != "symphony" and row[name].get("rate")}
     row["foreign_max"] = max([row[n]["cpu"]["foreign"] for n in systems if "cpu" in row[n]] or [0.0])
     return row
+
+
+def _worker_us(res: dict[str, Any]) -> float | None:
+    """CPU of the worker processes per task in the window (µs)."""
+    cpu, n = res.get("cpu", {}), res.get("window_tasks")
+    if not n or cpu.get("workers_s") is None:
+        return None
+    return round(cpu["workers_s"] / n * 1e6, 1)
+
+
+def case_latency(server: Server, args, sizes: Sizes, systems: list[str]) -> dict[str, Any]:
+    names = [n for n in latency.SYSTEMS if n in systems or n in ("minimal", "minimal32")]
+    if "symphony" in systems and "symphony-inline" not in names:
+        names.insert(1, "symphony-inline")
+    names = [n for n in names if n in latency.SYSTEMS]
+    names = [n for n in names if n not in BY_NAME or not BY_NAME[n].missing()]
+    rounds = []
+    for r in range(args.rounds):
+        row: dict[str, Any] = {"round": r + 1, "load": load_now()}
+        for name in names:
+            log(f"  latency, round {r + 1}: {name} ({sizes.latency_samples} tasks, one every "
+                f"{sizes.latency_interval_s * 1000:.0f} ms, {args.processes} idle workers)")
+            try:
+                res = latency.run_one(server, name, samples=sizes.latency_samples, interval_s=sizes.latency_interval_s,
+                                      processes=args.processes)
+            except Exception as exc:  # noqa: BLE001 - reported, not fatal
+                res = {"system": name, "error": f"{type(exc).__name__}: {str(exc)[-1500:]}"}
+            row[name] = res
+        rounds.append(row)
+    return {"rounds": rounds, "summary": latency.summarize(rounds, names)}
+
+
+def case_command(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]:
+    runs = []
+    for r in range(args.rounds):
+        log(f"  command stage (sleep {sizes.command_seconds}) against a bare subprocess.run loop, round {r + 1}")
+        runs.append(worker_costs.command_case(server, tasks=sizes.command_tasks, seconds=sizes.command_seconds,
+                                              processes=args.processes))
+    return {"runs": runs, "summary": {"ratio": median(x["ratio"] for x in runs),
+                                      "overhead_ms_per_task": median(x["overhead_ms_per_task"] for x in runs),
+                                      "symphony_rate": median(x["symphony_rate"] for x in runs),
+                                      "bare_rate": median(x["bare_rate"] for x in runs)}}
+
+
+def case_startup(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]:
+    names = [n for n in ("symphony", "symphony-inline", "symphony-base", "minimal", "minimal32")
+             if not BY_NAME[n].missing() and (n in systems or n in ("symphony", "minimal", "minimal32"))]
+    rounds, ready, single = [], [], []
+    for r in range(args.rounds):
+        row: dict[str, Any] = {"round": r + 1, "load": load_now()}
+        for name in names:
+            log(f"  start-up included, {sizes.startup_tasks} tasks, round {r + 1}: {name}")
+            row[name] = startup.run_one(server, BY_NAME[name], tasks=sizes.startup_tasks, processes=args.processes)
+        row["ratios"] = {n: round(row["symphony"]["rate"] / row[n]["rate"], 3) for n in names if n != "symphony"}
+        rounds.append(row)
+        log(f"  launch to ready-to-claim, round {r + 1}")
+        ready.append(worker_costs.startup_case(server, repeat=sizes.startup_repeat))
+        log(f"  single enqueue against LPUSH, round {r + 1}")
+        single.append(enqueue.single(server, calls=sizes.single_enqueues))
+    summary = {n: {"rate": median(rw[n]["rate"] for rw in rounds), "seconds": median(rw[n]["seconds"] for rw in rounds)}
+               for n in names}
+    for n in names[1:]:
+        summary[n]["symphony_ratio"] = median(rw["ratios"][n] for rw in rounds)
+    summary["ready_to_claim_s"] = median(x["median"]["process_started_s"] for x in ready)
+    summary["first_handler_s"] = median(x["median"]["handler_started_s"] for x in ready)
+    summary["single_enqueue_ms"] = median(x["enqueue_ms"] for x in single)
+    summary["lpush_ms"] = median(x["lpush_ms"] for x in single)
+    summary["single_enqueue_vs_lpush"] = median(x["ratio"] for x in single)
+    return {"rounds": rounds, "ready": ready, "single_enqueue": single, "summary": summary}
 
 
 def case_enqueue(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]:
@@ -197,7 +289,8 @@ def case_steering(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]
                                       "steered_us": median(x["steered"]["redis_script_us_per_task"] for x in runs)}}
 
 
-RUNNERS = {"throughput": case_throughput, "enqueue": case_enqueue, "inline": case_inline, "memory": case_memory,
+RUNNERS = {"throughput": case_throughput, "latency": case_latency, "command": case_command, "startup": case_startup,
+           "enqueue": case_enqueue, "inline": case_inline, "memory": case_memory,
            "snapshot": case_snapshot, "repair": case_repair, "reclaim": case_reclaim, "exporter": case_exporter,
            "steering": case_steering}
 
@@ -214,11 +307,38 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ratio = data["summary"].get("minimal", {}).get("symphony_ratio")
         add(f"throughput {key.replace('_', ' ')}", "symphony / minimal loop", ratio, ">= 1.0",
             None if ratio is None else ratio >= 1.0)
+        floor = data["summary"].get("symphony", {}).get("vs_minimal32")
+        need = 1.0 if key == "1_stage" else 0.9
+        add(f"throughput {key.replace('_', ' ')}", "symphony / batched minimal loop (32 per round trip)", floor,
+            f">= {need}", None if floor is None else floor >= need)
+        off = data["summary"].get("symphony-p1", {}).get("vs_minimal")
+        if off is not None:
+            add(f"throughput {key.replace('_', ' ')}", "symphony --prefetch 1 / minimal loop", off, ">= 1.0", off >= 1.0)
+        if key == "1_stage":
+            s = data["summary"].get("symphony", {})
+            for what, limit in (("worker_us_per_task", 100), ("server_us_per_task", 35)):
+                if s.get(what) is not None:
+                    add("throughput 1 stage", what.replace("_", " "), s[what], f"<= {limit}", s[what] <= limit)
         steered = median(rw["steered"]["rate"] / rw["minimal"]["rate"] for rw in data["rounds"]
                          if rw.get("steered", {}).get("rate") and rw.get("minimal", {}).get("rate"))
         if steered is not None:
             add(f"throughput {key.replace('_', ' ')}", "steered (1,000 sessions, priorities, a limit) / minimal loop",
                 round(steered, 3), ">= 1.0", steered >= 1.0)
+    if "latency" in results:
+        s = results["latency"]["summary"].get("symphony", {})
+        huey = results["latency"]["summary"].get("huey", {}).get("p50_ms") or 1.1
+        if s:
+            add("latency", "p50 ms enqueue -> handler start", s["p50_ms"], f"<= huey ({huey})", s["p50_ms"] <= huey)
+            add("latency", "p99 ms enqueue -> handler start", s["p99_ms"], "< 5", s["p99_ms"] < 5)
+    if "command" in results:
+        s = results["command"]["summary"]
+        add("command", "ms per task beyond a bare subprocess.run loop", s["overhead_ms_per_task"], "<= 1",
+            s["overhead_ms_per_task"] <= 1)
+    if "startup" in results:
+        s = results["startup"]["summary"]
+        add("startup", "launch -> worker ready to claim (s)", s["ready_to_claim_s"], "<= 0.5", s["ready_to_claim_s"] <= 0.5)
+        add("startup", "single Engine.enqueue / LPUSH round trip", s["single_enqueue_vs_lpush"], "<= 2",
+            s["single_enqueue_vs_lpush"] <= 2)
     if "enqueue" in results:
         rate = results["enqueue"]["summary"]["rate"]
         add("enqueue", "initialize items/s (verification included)", rate, ">= 50000", rate >= 50_000)
@@ -259,8 +379,28 @@ def print_table(results: dict[str, Any]) -> None:
             for name, s in data["summary"].items():
                 ratio = s.get("symphony_ratio")
                 rate = s["rate"]
-                print(f"  {name:9} {rate if rate is not None else float('nan'):10.0f}"
-                      f"   {'x' + format(ratio, '.2f') if ratio else '':>7}   foreign cpu {s['foreign'] or 0:.2f}   {s['note']}")
+                floors = "  ".join(f"{s[k]:.2f}" if s.get(k) is not None else "  - " for k in ("vs_minimal", "vs_minimal32"))
+                print(f"  {name:11} {rate if rate is not None else float('nan'):10.0f}"
+                      f"   {'x' + format(ratio, '.2f') if ratio else '':>7}   vs minimal/minimal32 {floors}"
+                      f"   worker {s.get('worker_us_per_task') or 0:.0f} us, redis {s.get('server_us_per_task') or 0:.0f} us"
+                      f" per task   foreign cpu {s['foreign'] or 0:.2f}")
+    if "latency" in results:
+        print("latency, enqueue -> handler start (ms, all rounds' samples)")
+        for name, s in results["latency"]["summary"].items():
+            print(f"  {name:9} p50 {s['p50_ms']:7.2f}  p90 {s['p90_ms']:7.2f}  p99 {s['p99_ms']:7.2f}"
+                  f"   p50 / minimal's {s['p50_vs_minimal']}  ({s['samples']} samples)")
+    if "command" in results:
+        s = results["command"]["summary"]
+        print(f"command stage: {s['symphony_rate']:.1f} tasks/s against a bare subprocess.run loop's {s['bare_rate']:.1f}: "
+              f"x{s['ratio']:.3f}, {s['overhead_ms_per_task']:.2f} ms per task beyond it")
+    if "startup" in results:
+        s = results["startup"]["summary"]
+        for name in ("symphony", "symphony-inline", "symphony-base", "minimal", "minimal32"):
+            if name in s:
+                print(f"  start-up included, {name:9} {s[name]['rate']:8.0f} tasks/s ({s[name]['seconds']:.2f}s)"
+                      + (f"   symphony is x{s[name]['symphony_ratio']:.2f}" if "symphony_ratio" in s[name] else ""))
+        print(f"  launch -> ready to claim {s['ready_to_claim_s']}s, -> first Python handler {s['first_handler_s']}s; "
+              f"single enqueue {s['single_enqueue_ms']} ms against LPUSH {s['lpush_ms']} ms (x{s['single_enqueue_vs_lpush']})")
     if "enqueue" in results:
         s = results["enqueue"]["summary"]
         print(f"enqueue: {s['items']} items in {s['total_s']:.3f}s = {s['rate']:.0f} items/s "
@@ -334,8 +474,12 @@ def main(argv: list[str] | None = None) -> int:
                         "machine is repeated (default %(default)s)")
     p.add_argument("--retries", type=int, default=1, help="how many times such a round is repeated (default 1); "
                                                          "the try with the least foreign load is kept")
+    p.add_argument("--latency-samples", type=int, default=None, help="tasks per system per round in the latency case "
+                                                                        "(default 100)")
     args = p.parse_args(argv)
     sizes = SMOKE if args.smoke else Sizes()
+    if args.latency_samples:
+        sizes = Sizes(**{**sizes.__dict__, "latency_samples": args.latency_samples})
     if args.window:
         sizes = Sizes(**{**sizes.__dict__, "window_s": args.window})
     if args.smoke:

@@ -196,7 +196,8 @@ class CpuMeter:
         ncpu = os.cpu_count() or 1
         server = _cpu_seconds([self.server_proc] if self.server_proc else []) - self.server0
         return {"server": round(server / elapsed, 3), "busy": round(busy / elapsed / ncpu, 3), "ours": round(ours / elapsed / ncpu, 3),
-                "foreign": round(max(0.0, busy - ours) / elapsed / ncpu, 3)}
+                "foreign": round(max(0.0, busy - ours) / elapsed / ncpu, 3),
+                "workers_s": round(ours - server, 4), "server_s": round(server, 4)}
 
 
 class Server:

@@ -36,3 +36,30 @@ def run_one(server: Server, *, items: int, stages: int = 4) -> dict[str, Any]:
     total = t2 - t0
     return {"items": items, "load_verify_s": round(t1 - t0, 4), "enqueue_s": round(t2 - t1, 4),
             "total_s": round(total, 4), "rate": round(items / total, 1)}
+
+
+def single(server: Server, *, calls: int) -> dict[str, Any]:
+    """One item per ``Engine.enqueue`` call (what an application that submits work as it comes
+    does), against one ``LPUSH`` per item on the same kind of connection: median ms per call."""
+    import statistics
+
+    from symphony.engine import Engine, initialize_session, load_session
+
+    server.reset()
+    path = write_session(temp_dir("symphony-bench-single-"), "single", 1, 1)
+    with Engine.from_url(server.url) as engine:
+        initialize_session(engine, load_session(path))
+        engine.enqueue("single", "b1", [("warm", None)])
+        times = []
+        for n in range(calls):
+            t = time.perf_counter()
+            engine.enqueue("single", "b1", [(f"e{n:07d}", None)])
+            times.append(time.perf_counter() - t)
+        client = engine.client
+        pushes = []
+        for n in range(calls):
+            t = time.perf_counter()
+            client.lpush("bench:lpush", f"e{n:07d}")
+            pushes.append(time.perf_counter() - t)
+    enq, push = statistics.median(times) * 1000, statistics.median(pushes) * 1000
+    return {"calls": calls, "enqueue_ms": round(enq, 4), "lpush_ms": round(push, 4), "ratio": round(enq / push, 2)}

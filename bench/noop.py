@@ -41,3 +41,19 @@ def slow_task(ctx) -> None:
     client().hset("bench:starts", str(ctx.attempt), f"{time.time():.6f}|{os.getpid()}")
     if ctx.attempt == 1:
         time.sleep(float(ctx.params.get("hang", 60)))
+
+
+MARKS = "bench:marks"
+
+
+def mark(item: str) -> None:
+    """The latency case's task: record when it started (wall clock), first thing."""
+    import time
+
+    at = time.time()
+    client().rpush(MARKS, f"{item} {at:.6f}")
+
+
+def symphony_mark(ctx) -> None:
+    """Symphony handler (``bench.noop:symphony_mark``)."""
+    mark(ctx.item)

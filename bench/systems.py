@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ class System:
     note: str = ""
 
     def missing(self) -> str | None:
+        if self.name == "symphony-base" and not os.path.isdir(os.environ.get("BENCH_BASELINE", "")):
+            return "BENCH_BASELINE is not a checkout of Symphony to compare with"
         for module in self.requires:
             if importlib.util.find_spec(module) is None:
                 return f"{module} is not installed (pip install -e '.[bench]')"
@@ -38,10 +41,13 @@ class System:
 
 # --- Symphony ------------------------------------------------------------------------------------
 def write_session(workdir: str, name: str, items: int, stages: int, *, handler: str = "bench.noop:symphony_task",
-                  timeout: float = 60.0) -> Path:
+                  timeout: float = 60.0, isolation: str | None = None) -> Path:
     base = Path(workdir)
     (base / "pipelines").mkdir(parents=True, exist_ok=True)
-    pipeline = {"pipeline": f"bench{stages}", "defaults": {"timeout": timeout, "max_attempts": 3},
+    defaults: dict = {"timeout": timeout, "max_attempts": 3}
+    if isolation:
+        defaults["isolation"] = isolation
+    pipeline = {"pipeline": f"bench{stages}", "defaults": defaults,
                 "stages": [{"name": STAGE_NAMES[i], "pool": "bench", "handler": handler} for i in range(stages)]}
     (base / "pipelines" / f"bench{stages}.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     session = {"session": name, "pipeline": f"pipelines/bench{stages}.yaml", "root": "data",
@@ -59,9 +65,30 @@ def symphony_prefill(url: str, items: int, stages: int, workdir: str) -> None:
         initialize_session(engine, spec)
 
 
+def symphony_inline_prefill(url: str, items: int, stages: int, workdir: str) -> None:
+    from symphony.engine import Engine, initialize_session, load_session
+
+    spec = load_session(write_session(workdir, "bench", items, stages, isolation="inline"))
+    with Engine.from_url(url) as engine:
+        initialize_session(engine, spec)
+
+
 def symphony_commands(url: str, processes: int, stages: int, heartbeat: float) -> list[list[str]]:
     return [[sys.executable, "-m", "symphony.workers", "--roles", ",".join(STAGE_NAMES[:stages]), "-n", str(processes),
              "--heartbeat", str(heartbeat), "--log-level", "WARNING", "--name", "bench"]]
+
+
+def symphony_prefetch_off_commands(url: str, processes: int, stages: int, heartbeat: float) -> list[list[str]]:
+    return [[*symphony_commands(url, processes, stages, heartbeat)[0], "--prefetch", "1"]]
+
+
+def baseline_prefix() -> list[str]:
+    """Run a command with another checkout of Symphony first on the path (``$BENCH_BASELINE``)."""
+    return ["env", f"PYTHONPATH={os.environ.get('BENCH_BASELINE', '')}"]
+
+
+def symphony_base_commands(url: str, processes: int, stages: int, heartbeat: float) -> list[list[str]]:
+    return [[*baseline_prefix(), *symphony_commands(url, processes, stages, heartbeat)[0]]]
 
 
 # --- Symphony steered: many sessions at mixed priorities, a concurrency limit on one stage ---------
@@ -124,6 +151,11 @@ def minimal_commands(url: str, processes: int, stages: int, heartbeat: float) ->
             for _ in range(processes)]
 
 
+def minimal_batched_commands(url: str, processes: int, stages: int, heartbeat: float) -> list[list[str]]:
+    return [[sys.executable, "-m", "bench.peers.minimal_batched", "--url", url, "--stages", str(stages)]
+            for _ in range(processes)]
+
+
 # --- peers --------------------------------------------------------------------------------------------
 def _prefill(module: str) -> Callable[[str, int, int, str], None]:
     def run(url: str, items: int, stages: int, workdir: str) -> None:
@@ -153,10 +185,18 @@ def huey_commands(url: str, processes: int, stages: int, heartbeat: float) -> li
 
 SYMPHONY = System("symphony", ("symphony",), symphony_prefill, symphony_commands, 8000.0,
                   "symphony-worker, full accounting, heartbeats on")
+SYMPHONY1 = System("symphony-p1", ("symphony",), symphony_prefill, symphony_prefetch_off_commands, 3000.0,
+                   "symphony-worker --prefetch 1 (one task per claim)")
+SYMPHONY_INLINE = System("symphony-inline", ("symphony",), symphony_inline_prefill, symphony_commands, 10000.0,
+                         "symphony-worker, the stages' Python handlers run inline (isolation: inline)")
+SYMPHONY_BASE = System("symphony-base", ("symphony",), symphony_prefill, symphony_base_commands, 8000.0,
+                       "symphony-worker of the checkout in $BENCH_BASELINE (before/after in the same rounds)")
 STEERED = System("steered", ("symphony",), steered_prefill, symphony_commands, 8000.0,
                  "symphony-worker over 1,000 sessions at priorities 0/5/10, max_running 64 on the last stage")
 MINIMAL = System("minimal", ("redis",), minimal_prefill, minimal_commands, 6000.0,
                  "BLMOVE + INCR + LREM, hand-written")
+MINIMAL32 = System("minimal32", ("redis",), minimal_prefill, minimal_batched_commands, 10000.0,
+                   "Lua claim of 32 + INCR each + LREM/next claim in one MULTI, hand-written")
 RQ = System("rq", ("rq",), _prefill("rq_app"), rq_commands, 800.0, "rq worker -w SimpleWorker, one per process")
 CELERY = System("celery", ("celery",), _prefill("celery_app"), celery_commands, 1500.0,
                 "celery worker -P prefork -c N, defaults")
@@ -164,5 +204,5 @@ DRAMATIQ = System("dramatiq", ("dramatiq",), _prefill("dramatiq_app"), dramatiq_
                   "dramatiq --processes N (its default 8 threads each)")
 HUEY = System("huey", ("huey",), _prefill("huey_app"), huey_commands, 1500.0, "huey_consumer -k process -w N")
 
-ALL = (SYMPHONY, STEERED, MINIMAL, RQ, CELERY, DRAMATIQ, HUEY)
+ALL = (SYMPHONY, SYMPHONY1, SYMPHONY_INLINE, SYMPHONY_BASE, STEERED, MINIMAL, MINIMAL32, RQ, CELERY, DRAMATIQ, HUEY)
 BY_NAME = {s.name: s for s in ALL}

@@ -158,6 +158,15 @@ def hang_listed(ctx) -> None:
     ok(ctx)
 
 
+def kv_and_pid(ctx) -> None:
+    """Record which process ran it, use the job store, fail the items listed in params.bad."""
+    _mark(ctx, "ran")
+    ctx.kv.set("seen", ctx.item)
+    if ctx.item in ctx.params.get("bad", []):
+        raise RuntimeError(f"boom for {ctx.item}")
+    ctx.write_output_json({"item": ctx.item, "pid": os.getpid(), "kv": ctx.kv.get("seen"), "attempt": ctx.attempt})
+
+
 def big_output(ctx) -> None:
     """Write ``size`` bytes (the storage tests kill a worker while this is being uploaded)."""
     size = int(ctx.params.get("size", 1 << 20))

@@ -15,12 +15,13 @@ from tests.helpers import ROOT, worker_env
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_bench_smoke_runs_every_case_and_writes_sane_json(tmp_path):
     out = tmp_path / "bench.json"
     env = worker_env("redis://127.0.0.1:1/0")
     env.pop("REDIS_URL", None)  # the harness starts its own Redis; it must not need one
     proc = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--json", str(out)], cwd=str(ROOT), env=env,
-                          capture_output=True, text=True, timeout=170)
+                          capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     data = json.loads(out.read_text())
     assert data["machine"]["nproc"] >= 1 and data["machine"]["redis_server"]
@@ -28,6 +29,15 @@ def test_bench_smoke_runs_every_case_and_writes_sane_json(tmp_path):
         summary = data["throughput"][key]["summary"]
         assert summary["symphony"]["rate"] > 0 and summary["minimal"]["rate"] > 0, summary
         assert summary["minimal"]["symphony_ratio"] > 0
+        assert summary["minimal32"]["rate"] > 0 and summary["symphony"]["vs_minimal32"] > 0
+        assert summary["symphony-p1"]["vs_minimal"] > 0
+    lat = data["latency"]["summary"]
+    assert lat["symphony"]["samples"] == 5 and 0 < lat["symphony"]["p50_ms"] <= lat["symphony"]["p99_ms"]
+    assert lat["minimal"]["p50_ms"] > 0
+    assert data["command"]["summary"]["ratio"] > 0 and data["command"]["summary"]["bare_rate"] > 0
+    up = data["startup"]["summary"]
+    assert up["symphony"]["rate"] > 0 and up["minimal"]["symphony_ratio"] > 0
+    assert up["ready_to_claim_s"] > 0 and up["single_enqueue_ms"] > 0 and up["lpush_ms"] > 0
     assert data["enqueue"]["summary"]["rate"] > 0
     assert data["inline"]["summary"]["2000"]["rate"] > 0 and data["inline"]["summary"]["2000"]["peak_rss_mb"] > 0
     assert data["memory"]["symphony"]["queued_bytes_per_task"] > 0

@@ -284,6 +284,14 @@ def test_an_idle_worker_blocks_instead_of_polling(own_redis, tmp_path):
             stats = r.info("commandstats")
             return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in top_level)
 
+        # the enqueue's bell token may still be there: the worker wakes on it once and claims from
+        # its session (a claim runs LRANGE, HGET, LLEN inside it): observe from its next BLPOP on
+        def blpops() -> int:
+            return int(r.info("commandstats").get("cmdstat_blpop", {}).get("calls", 0))
+
+        wait_until(lambda: r.llen("symphony:bell:work") == 0, message="the bell's tokens consumed")
+        first = blpops()
+        wait_until(lambda: blpops() > first, timeout=10, message="the worker blocking again")
         start, began = total(), time.monotonic()
         wait_until(lambda: time.monotonic() - began >= 10, timeout=15, interval=0.5)  # observe for 10 s
         elapsed = time.monotonic() - began

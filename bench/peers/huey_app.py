@@ -6,7 +6,7 @@ import os
 
 from huey import RedisHuey
 
-from bench.noop import bump
+from bench.noop import bump, mark
 
 huey = RedisHuey("bench", url=os.environ["BENCH_REDIS_URL"], results=False)
 
@@ -15,6 +15,11 @@ huey = RedisHuey("bench", url=os.environ["BENCH_REDIS_URL"], results=False)
 def noop(n: int = 0) -> int:
     bump()
     return n
+
+
+@huey.task()
+def mark_task(item: str) -> None:
+    mark(item)
 
 
 def prefill(url: str, items: int, stages: int) -> None:

@@ -13,7 +13,7 @@ import sys
 
 import redis
 
-from bench.noop import bump
+from bench.noop import bump, mark
 
 QUEUE = "bench:minimal"
 
@@ -24,7 +24,7 @@ def prefill(client: redis.Redis, items: int, stages: int) -> None:
         client.rpush(QUEUE, *(f"1:{n}" for n in range(start, min(items, start + batch))))
 
 
-def work(url: str, stages: int) -> None:
+def work(url: str, stages: int, marking: bool = False) -> None:
     client = redis.Redis.from_url(url)
     processing = f"{QUEUE}:processing:{os.getpid()}"
     while True:
@@ -32,7 +32,10 @@ def work(url: str, stages: int) -> None:
         if msg is None:
             continue
         stage, _, item = msg.partition(b":")
-        bump()
+        if marking:
+            mark(item.decode())
+        else:
+            bump()
         n = int(stage)
         if n < stages:
             with client.pipeline(transaction=True) as pipe:
@@ -47,9 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--url", default=os.environ.get("BENCH_REDIS_URL"))
     p.add_argument("--stages", type=int, default=1)
+    p.add_argument("--task", choices=("bump", "mark"), default="bump")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    work(args.url, args.stages)
+    work(args.url, args.stages, args.task == "mark")
     return 0
 
 

@@ -13,7 +13,7 @@ import redis
 from .errors import SessionConflict
 from .keys import Keys
 from .messages import Sealed, encode_task
-from .scripts import execute, load_all
+from .scripts import ensure_loaded, execute
 
 BELL_MAX = 64
 BATCH_ITEMS = 2000  # items per script call (each call is atomic)
@@ -39,7 +39,7 @@ def enqueue(client: redis.Redis, keys: Keys, scripts, session: str, stage: str, 
     """Enqueue ``items`` (id, metadata[, ordinal]) for ``stage`` of ``session``; returns counts.
     With a ``sealer`` (:class:`engine.crypto.Sealer`) every message's metadata is encrypted."""
     script = scripts.enqueue
-    load_all(client)
+    ensure_loaded(client)
     queued: list = []
     script_keys = [keys.queue(stage, session), keys.live(session), keys.stats(session), keys.ready(stage),
                    keys.bell(stage), keys.session(session), keys.outcomes(session)]
@@ -52,7 +52,12 @@ def enqueue(client: redis.Redis, keys: Keys, scripts, session: str, stage: str, 
         got = EnqueueResult()
         if not pending:
             return got
-        replies = execute(client, pipe, queued)
+        if len(queued) == 1:  # one call (a few items): no pipeline's machinery
+            q = queued[0]
+            replies = [script(client, q.keys, q.args)]
+            pipe.reset()
+        else:
+            replies = execute(client, pipe, queued)
         queued.clear()
         for count, reply in zip(pending, replies):
             added, second = reply[0], reply[1]

@@ -17,7 +17,7 @@ import redis
 from .keys import Keys
 from .messages import InvalidMessage, Task, decode_task, printable, wire
 from .outcomes import MAX_ERROR, MAX_STDERR, STOPPED, OutcomeKind
-from .scripts import Queued, execute, load_all, scripts
+from .scripts import Queued, ensure_loaded, execute, scripts
 
 log = logging.getLogger("symphony.lease")
 RESULTS_MAXLEN = 10_000
@@ -213,7 +213,7 @@ class WorkerLink:
         are sent. Claimed tasks are in this worker's in-flight list, in the order they are to run.
         """
         if not self._loaded:
-            load_all(self.client)
+            ensure_loaded(self.client)
             self._loaded = True
         finishes: Sequence[Finish]
         if finish is None:
@@ -274,11 +274,24 @@ class WorkerLink:
         return Claimed(raw=raw, role=role, session=session, task=task)
 
     def wait_for_work(self, timeout: float) -> bool:
-        """Block on the roles' bells for up to ``timeout`` seconds; True if woken by a bell."""
+        """Block on the roles' bells for up to ``timeout`` seconds; True if woken by a bell.
+
+        A bell's token names the session whose queue got work: the next :meth:`step` claims from
+        that queue directly (one round trip from the wake-up to a running task, instead of asking
+        where work is first). The claim's own hint then restores least-recently-served order."""
         if not self.roles or timeout <= 0:
             return False
-        reply = self.client.blpop([self.keys.bell(r) for r in self.roles], timeout=max(0.01, timeout))
-        return reply is not None
+        bells = self._cache.get(("bells", tuple(self.roles)))
+        if bells is None:
+            bells = self._cache[("bells", tuple(self.roles))] = {self.keys.bell(r): r for r in self.roles}
+        reply = self.client.blpop(list(bells), timeout=max(0.01, timeout))
+        if reply is None:
+            return False
+        key, token = reply
+        role = bells.get(key if isinstance(key, str) else key.decode())
+        if role is not None and token and token != "1":
+            self.hint = (role, token if isinstance(token, str) else token.decode(), 0)
+        return True
 
     # --- heartbeat --------------------------------------------------------------------------
     def beat(self, hb_s: float, lease_s: float, info: dict[str, Any]) -> Beat:

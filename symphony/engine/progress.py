@@ -19,7 +19,7 @@ import redis
 from redis.client import NEVER_DECODE
 
 from .keys import Keys
-from .scripts import execute, load_all, scripts
+from .scripts import ensure_loaded, execute, scripts
 
 _DIGITS = bytes.maketrans(b"\x00\x01", b"01")
 
@@ -73,7 +73,7 @@ def restore_done(client: redis.Redis, keys: Keys, session: str, stages: Sequence
     live = bits.of(in_progress) if in_progress is not None else 0
     live_arg = bits.encode(live) if live else b""
     lua = scripts().recount
-    load_all(client)
+    ensure_loaded(client)
     with client.pipeline(transaction=False) as pipe:
         queued = [lua.queue(pipe, (keys.done(session, stage), keys.scratch(session), keys.stats(session)),
                             (stage, bits.encode(bits.of(present(k)) & ~live), live_arg))

@@ -8,6 +8,7 @@ repeated. Unlike redis-py's ``Script`` in a pipeline, queuing a script here cost
 from __future__ import annotations
 
 import hashlib
+import weakref
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Sequence
@@ -73,6 +74,20 @@ def load_all(client: redis.Redis) -> None:
         for name in NAMES:
             pipe.script_load(getattr(lua, name).text)
         pipe.execute()
+
+
+_loaded_pools: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def ensure_loaded(client: redis.Redis) -> None:
+    """:func:`load_all` once per connection pool (per Redis client) of this process: after that,
+    a script call is one ``EVALSHA``, and :func:`execute` reloads them all if the server lost
+    its cache (a restart), so a pipeline still runs every script or none."""
+    pool = client.connection_pool
+    if pool in _loaded_pools:
+        return
+    load_all(client)
+    _loaded_pools.add(pool)
 
 
 def execute(client: redis.Redis, pipe: redis.client.Pipeline, queued: Sequence[Queued | None]) -> list[Any]:

@@ -77,6 +77,7 @@ class Stage:
     retry_timeouts: bool = False
     params: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     description: str = ""
+    isolation: str = "executor"  # Python handlers: "executor" (a process of their own) or "inline" (the worker's)
     max_running: int | None = None  # never more of this stage's tasks running at once, fleet-wide
     rate: str | None = None  # e.g. "120/min": a token bucket in the claim (docs/control.md)
 
@@ -113,6 +114,8 @@ class Stage:
             data["output"] = self.output
         if self.description:
             data["description"] = self.description
+        if self.isolation != "executor":
+            data["isolation"] = self.isolation
         if self.max_running is not None:
             data["max_running"] = self.max_running
         if self.rate is not None:
@@ -216,6 +219,15 @@ def _output(value: Any, ctx: Context) -> str:
     return template
 
 
+ISOLATIONS = ("executor", "inline")
+
+
+def _isolation(value: Any, ctx: Context) -> str:
+    if value not in ISOLATIONS:
+        raise Invalid(f"isolation must be one of {', '.join(ISOLATIONS)}, not {value!r}")
+    return value
+
+
 def _rate(value: Any, ctx: Context) -> str:
     try:
         parse_rate(value)
@@ -239,11 +251,12 @@ STAGE_FIELDS = (
     Field("retry_timeouts", flag("retry_timeouts"), default=False),
     Field("params", mapping("params must be a mapping of names to values"), default={}),
     Field("description", text, default=""),
+    Field("isolation", _isolation, default="executor"),
     Field("max_running", number("max_running", 0, integer=True)),  # at most MAX_LIMIT: see _stage
     Field("rate", _rate),
 )
 DEFAULT_FIELDS = tuple(f for f in STAGE_FIELDS if f.name in ("pool", "timeout", "max_attempts", "retry_backoff",
-                                                            "retry_timeouts"))
+                                                            "retry_timeouts", "isolation"))
 PIPELINE_FIELDS = (
     Field("pipeline", role("pipeline name"), missing="missing the pipeline's name ('pipeline: NAME')"),
     Field("description", text, default=""),
@@ -322,12 +335,17 @@ def _stage(raw: Any, index: int, defaults: Mapping[str, Any], seen: dict[str, An
     if isinstance(v["max_running"], int) and v["max_running"] > MAX_LIMIT:
         ctx.report(path + ("max_running",), f"max_running must be at most {MAX_LIMIT:,}, not {v['max_running']}")
     handler = _handler(v, path, ctx)
+    if handler is not None and handler.kind != "python" and v["isolation"] == "inline" \
+            and isinstance(raw, dict) and "isolation" in raw:
+        ctx.report(path + ("isolation",), "isolation: inline only applies to a Python handler (a command is always "
+                                          "its own process)")
     if handler is None or len(ctx.problems) != before or not valid(v):
         return None
     return Stage(name=v["name"], handler=handler, pool=v["pool"], aliases=v["aliases"], output=v["output"],
                  timeout=float(v["timeout"]), max_attempts=int(v["max_attempts"]),
                  retry_backoff=float(v["retry_backoff"]), retry_timeouts=v["retry_timeouts"], params=v["params"],
-                 description=v["description"], max_running=v["max_running"], rate=v["rate"])
+                 description=v["description"], max_running=v["max_running"], rate=v["rate"],
+                 isolation=v["isolation"] if handler.kind == "python" else "executor")
 
 
 def parse_pipeline(data: Any, loc: Locator) -> Pipeline:

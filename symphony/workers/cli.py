@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drain-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="on SIGTERM/Ctrl-C, finish the current task within this, else hand it back (default %(default)s)")
     p.add_argument("--prefetch", type=int, default=32, metavar="N",
-                   help="claim up to N tasks at once while tasks are short (together under 5 ms); "
+                   help="claim up to N tasks at once while tasks are short (together under 10 ms); "
                         "1 claims one at a time (default %(default)s)")
     p.add_argument("--idle-wait", type=float, default=2.0, metavar="SECONDS", help=argparse.SUPPRESS)
     p.add_argument("--policy-check", type=float, default=60.0, metavar="SECONDS", help=argparse.SUPPRESS)

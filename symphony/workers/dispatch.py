@@ -23,12 +23,14 @@ from symphony.engine import (Claimed, CryptoError, Engine, Finish, Outcome, Outc
 from . import logs, runner
 from .executor import Executor, PythonCall
 from .health import HostState
+from .inline import InlineRunner
 from .options import WorkerOptions
 from .staging import StageError, Staging
 from .stopping import Stopping
 
 log = logging.getLogger("symphony.worker")
 PLAN_CACHE_MAX = 4096
+WARM_SESSIONS = 50  # sessions looked at (once per change of roles) to decide whether to start the executor early
 DONE, FAILED, HANDBACK, CANCELLED, TIMED_OUT, RETRY = (OutcomeKind.DONE, OutcomeKind.FAILED, OutcomeKind.HANDBACK,
                                                        OutcomeKind.CANCELLED, OutcomeKind.TIMED_OUT, OutcomeKind.RETRY)
 
@@ -101,6 +103,35 @@ class Dispatcher:
         self._plans: dict[tuple[str, str], StagePlan] = {}
         self._stores: dict[int, Any] = {}
         self.staging = Staging(options.scratch_dir, options.scratch_limit_bytes, engine.sealer)
+        self._warm_for: tuple[str, ...] | None = None  # the roles the executor's early start was decided for
+        self.before_exit: Callable[[], None] = lambda: None  # set by the loop: send the finished tasks' reports
+        self.inline = InlineRunner(lambda: self.before_exit())
+
+    def warm(self, roles: Sequence[str]) -> None:
+        """While idle: start the executor now if a registered session has a Python stage among
+        ``roles`` (run in the executor), and have it import those stages' handlers, so the first
+        Python task waits neither for an interpreter nor for its imports (tens of ms each).
+        Decided once per set of roles; a worker that only runs commands never starts one."""
+        roles = tuple(roles)
+        if not roles or self._warm_for == roles or self.executor.pid is not None:
+            return
+        self._warm_for = roles
+        targets: list[str] = []
+        for summary in self.engine.sessions()[:WARM_SESSIONS]:
+            record = self.engine.records.get(summary.name)
+            if record is None:
+                continue
+            pipeline = record.pipeline
+            for role in roles:
+                stage = pipeline.stage(role) if pipeline.has_stage(role) else None
+                if stage is not None and stage.handler.kind == "python" and stage.isolation != "inline" \
+                        and stage.handler.target not in targets:
+                    targets.append(stage.handler.target)
+        if targets:
+            try:
+                self.executor.start(targets)
+            except OSError as exc:  # the first task reports it
+                log.debug("could not start the handler executor early: %s", exc)
 
     # --- prepare ------------------------------------------------------------------------------
     def _plan(self, session: str, stage: str):
@@ -212,9 +243,14 @@ class Dispatcher:
                     self.staging.release(job.scratch)
                     on_finish(Finish(job.claimed, Outcome(HANDBACK, error="worker stopping"), attempts=job.attempts))
                 break
-            if jobs[i].stage.handler.kind == "python":
+            stage = jobs[i].stage
+            if stage.handler.kind == "python" and stage.isolation == "inline":
+                on_finish(self._run_inline(jobs[i]))
+                i += 1
+            elif stage.handler.kind == "python":
                 end = i
-                while end < len(jobs) and jobs[end].stage.handler.kind == "python":
+                while end < len(jobs) and jobs[end].stage.handler.kind == "python" \
+                        and jobs[end].stage.isolation != "inline":
                     end += 1
                 i += self._run_python(jobs[i:end], on_finish)
             else:
@@ -255,6 +291,14 @@ class Dispatcher:
             return 1
         finally:
             self._stores.clear()
+
+    def _run_inline(self, job: Job) -> Finish:
+        """A Python handler called in this process (``isolation: inline``; see :mod:`.inline`)."""
+        self._publish(job)
+        c, stage = job.claimed, job.stage
+        result = self.inline.run(stage.handler.target, _context(job), job.env(), stage.timeout,
+                                 self.engine.job_store(c.session, stage.name, c.item), job.name)
+        return self.conclude(job, result)
 
     def _store(self, job: Job):
         store = self._stores.get(id(job))

@@ -85,6 +85,17 @@ class Executor:
         self.started_count += 1
         log.debug("handler executor started (pid %d)", self.proc.pid)
 
+    def start(self, targets: Sequence[str] = ()) -> None:
+        """Start the executor now (if it is not running), so that the next task does not wait for
+        it, and have it import the handlers ``targets`` (module:function) meanwhile."""
+        if self.proc is None:
+            self._start()
+        if targets and self.channel is not None:
+            try:
+                self.channel.send({"op": "warm", "targets": list(targets)})
+            except ChannelClosed:
+                pass  # the next task finds it gone
+
     def kill(self) -> None:
         """End the executor and everything its handler started."""
         proc, self.proc = self.proc, None

@@ -107,6 +107,8 @@ class Executor:
             elif op == "run":
                 self._skip = False
                 self.run_batch(list(frame.get("tasks") or ()))
+            elif op == "warm":  # the worker is idle: import the handlers its next tasks will call
+                self.warm([str(t) for t in frame.get("targets") or ()])
             # a "skip" that arrives after its batch ended has nothing left to skip
 
     def run_batch(self, tasks: list[dict[str, Any]]) -> None:
@@ -160,6 +162,17 @@ class Executor:
                                   % (result["n"], result["ms"], result["t"]))
         else:
             self.channel.send(result)
+
+    def warm(self, targets: list[str]) -> None:
+        """Import handlers ahead of their first task; one that fails to import says so when its
+        task runs (it is imported again then, and the task fails with the error)."""
+        for target in targets:
+            try:
+                self.resolve(target)
+            except BaseException:  # noqa: BLE001 - even SystemExit at import: the task will report it
+                pass
+            finally:
+                _flush_streams()
 
     def resolve(self, target: str) -> Callable[..., Any]:
         fn = self._callables.get(target)

@@ -27,7 +27,8 @@ from .stopping import Stopping
 
 log = logging.getLogger("symphony.worker")
 EXIT_OK, EXIT_REFUSED, EXIT_GAVE_UP, EXIT_DRAINED = 0, 3, 4, 5  # drained: exited on an operator's drain (not restarted)
-PREFETCH_BUDGET_S = 0.005  # claim several tasks at once only while they take less than this, together
+PREFETCH_BUDGET_S = 0.01  # claim several tasks at once only while they take less than this, together
+# (half of REPORT_DELAY_S: a batch normally ends before its first report has to go on its own)
 REPORT_DELAY_S = 0.02  # a finished task's report waits at most this long for the next claim
 EAGER_CLAIMS = 16  # claims in a row while the hint says a queue is eligible, before blocking on the bells
 
@@ -68,6 +69,12 @@ class TaskLoop:
         self.memory = memory or MemoryNotice(engine)  # Redis out of memory: said once (shared with the heart)
         self._policy_due = 0.0  # when to look at Redis' maxmemory-policy again (monotonic)
         self.refused: str | None = None  # why this worker stopped claiming: an evicting policy
+        dispatcher.before_exit = self._report_before_exit
+
+    def _report_before_exit(self) -> None:
+        """The process is about to end (an inline handler overran): send the finished tasks' reports."""
+        if self.pending:
+            self.link.step(list(self.pending), claim=False)
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self) -> int:
@@ -126,7 +133,11 @@ class TaskLoop:
         started = time.perf_counter()
         self.dispatcher.run(batch, self._finished)
         took = (time.perf_counter() - started) / len(batch)
-        self._avg_s = took if self._avg_s is None else self._avg_s + (took - self._avg_s) * 0.2
+        avg = self._avg_s
+        if avg is None:
+            self._avg_s = took
+        else:  # quick to fall, slow to rise: a busy machine's hiccups do not turn prefetch off
+            self._avg_s = avg + (took - avg) * (0.3 if took < avg else 0.05)
 
     def _finished(self, finish: Finish) -> None:
         """A task's report: kept for the next claim, or sent now if it has waited long enough."""
@@ -144,6 +155,7 @@ class TaskLoop:
             log.info("burst: no work left for roles %s; exiting", ",".join(self.link.roles) or "-")
             return True
         try:
+            self.dispatcher.warm(self.link.roles)
             self.link.wait_for_work(result.wait_s if self.link.roles else self.options.idle_wait_s)
         except Exception as exc:  # noqa: BLE001 - Redis unavailable
             self._disconnected(exc)

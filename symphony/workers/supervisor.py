@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from symphony.engine import Backoff, ConfigError, CredentialsRefused, Engine, RedisUnavailable, is_unavailable
 
 from .batchjob import BatchJob
+from .inline import EXIT_OVERRAN
 from .loop import EXIT_DRAINED, EXIT_GAVE_UP, EXIT_OK, EXIT_REFUSED, eviction_refusal
 from .options import WorkerOptions
 from .process import child_main, summary_line
@@ -340,6 +341,15 @@ class Supervisor:
         except (OSError, EOFError, ValueError):
             pass
         return total
+
+
+def _exit_reason(pid: int | None, code: int | None) -> str:
+    """Why a worker process that did not exit cleanly ended, in words."""
+    if code == EXIT_OVERRAN:
+        return f"process {pid} ended itself: a handler run inline overran its timeout"
+    if code is None or code >= 0:
+        return f"process {pid} exited with code {code}"
+    return f"process {pid} was killed by {_signal_name(-code)}"
 
 
 def _signal_name(number: int) -> str:

@@ -73,12 +73,15 @@ local function best_open_hint(first, count, offset, now)
 end
 
 -- Wake up to `n` idle workers blocked on a role's bell, keeping at most `max` tokens queued.
-local function ring(bell, n, max)
+-- A token is the session whose queue got work (`session`): the worker it wakes claims from that
+-- queue at once, without first asking where work is; '1' (no session) sends it to ask.
+local function ring(bell, n, max, session)
   local have = redis.call('LLEN', bell)
   local want = math.min(n, max - have)
   if want > 0 then
+    local token = session or '1'
     local tokens = {}
-    for i = 1, want do tokens[i] = '1' end
+    for i = 1, want do tokens[i] = token end
     redis.call('RPUSH', bell, unpack(tokens))
   end
 end

@@ -39,6 +39,6 @@ end
 if added > 0 then
   redis.call('HINCRBY', KEYS[3], stage .. '|enqueued', added)
   redis.call('ZADD', KEYS[4], 'LT', now_us(), session)
-  ring(KEYS[5], added, tonumber(ARGV[3]))
+  ring(KEYS[5], added, tonumber(ARGV[3]), session)
 end
 return {added, skipped}

@@ -131,7 +131,7 @@ if #pushed > 0 then
   redis.call('RPUSH', KEYS[8], unpack(pushed))
   redis.call('HINCRBY', KEYS[3], nxt .. '|enqueued', #pushed)
   redis.call('ZADD', KEYS[9], 'LT', prioritized(now_us(), meta[3]), session)
-  ring(KEYS[10], #pushed, bell_max)
+  ring(KEYS[10], #pushed, bell_max, session)
 end
 if retried > 0 then
   redis.call('HINCRBY', KEYS[3], stage .. '|retried', retried)
@@ -139,6 +139,6 @@ if retried > 0 then
 end
 if handed > 0 then
   redis.call('ZADD', KEYS[9], 'LT', prioritized(now_us(), meta[3]), session)
-  ring(KEYS[10], handed, bell_max)
+  ring(KEYS[10], handed, bell_max, session)
 end
 return out
