@@ -206,8 +206,7 @@ class Supervisor:
             reason = f"process {pid} ended by {_signal_name(-code)} while the workers were stopping"
             log.info("worker %s stopped (%s)", slot.worker_id, reason)
         else:  # it crashed (or was killed)
-            reason = f"process {pid} exited with code {code}" if code is None or code >= 0 else \
-                f"process {pid} was killed by {_signal_name(-code)}"
+            reason = _exit_reason(pid, code)
             log.warning("worker %s died (%s)", slot.worker_id, reason)
         self.to_reclaim.append((slot.worker_id, reason))
 
