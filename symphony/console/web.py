@@ -159,6 +159,24 @@ def serve(options: WebOptions, command: str, environment: Mapping[str, str], *, 
     return server.run()
 
 
+def say_policy(config: RedisConfig) -> None:
+    """Redis' eviction policy, said once at start (WARNING) when it can delete Symphony's keys: the
+    server holds no connection of its own (each browser tab's console says it in its header, and
+    again after a reconnect), so there is no reconnect of its own to say it after."""
+    import logging
+
+    from symphony.engine import Engine, PolicyNotice
+
+    try:
+        engine = Engine(config, socket_timeout=5.0)
+    except Exception:  # noqa: BLE001 - each console reports an unusable Redis itself
+        return
+    try:
+        PolicyNotice(logging.getLogger("symphony.web"), "the web console's server").check(engine)
+    finally:
+        engine.close()
+
+
 def run(args: argparse.Namespace, options: SharedOptions, say) -> int:
     """``symphony-tui --web``: check the options, start the demo if asked, serve until stopped.
     The server is no Textual app: its log goes to stderr (``--log-format json``: JSON lines, what
@@ -185,6 +203,7 @@ def run(args: argparse.Namespace, options: SharedOptions, say) -> int:
         command = console_command(refresh=args.refresh, tasks_dir=tasks_dir, export_dir=args.export_dir,
                                   key_file=options.key_file,
                                   extra=("--log-level", options.log_level, "--log-format", options.log_format))
+        say_policy(config)
         return serve(web, command, console_environment(config, password_file), say=say)
     finally:
         if demo is not None:

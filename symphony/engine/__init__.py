@@ -20,7 +20,7 @@ from .embedded import EmbeddedRedis
 from .errors import (ConfigError, CredentialsRefused, Problem, RedisUnavailable, SessionConflict, SpecError,
                      SymphonyError, UnknownSession)
 from .keys import Keys
-from .server import ServerInfo
+from .server import PolicyNotice, ServerInfo
 
 # --- session files: pipelines, sessions, verification (symphony.spec, plus the checks in Redis) ----
 from symphony.spec import (Handler, Item, Pipeline, SessionRecord, SessionSpec, Stage, VerificationReport, is_name,
@@ -79,7 +79,7 @@ __all__ = [
     "RedisConfig", "resolve_redis", "Backoff", "describe_error", "is_out_of_memory",
     "is_unavailable", "redis_problem", "Engine",
     "EmbeddedRedis", "ConfigError", "Problem", "RedisUnavailable", "SessionConflict", "SpecError", "SymphonyError",
-    "UnknownSession", "CredentialsRefused", "Keys", "ServerInfo",
+    "UnknownSession", "CredentialsRefused", "Keys", "PolicyNotice", "ServerInfo",
     # the options every entry point shares, and logging
     "SharedOptions", "add_shared_options", "parse_duration", "shared_options", "configure_logging",
     "SHARED_ENVIRONMENT", "OptionSource", "env_name", "parse_with_config", "read_config_file", "secret_file_problem",

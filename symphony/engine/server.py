@@ -21,16 +21,22 @@ gets the same answer.
 """
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
 import redis
+
+from .redaction import redact
 
 EVICTS_ANY_KEY = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
 EVICTS_TTL_KEYS = ("volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl")
 NEAR_FULL = 0.9  # share of maxmemory from which a noeviction server is said to be nearly full
 UNKNOWN = "unknown"
 WRITE_ROOM = 64 * 1024  # bytes: less than this left under maxmemory, and Symphony's writes are refused
+POLICY_CHECK_S = 60.0  # a service looks at the policy again this often (and at once after a reconnect)
 ACCEPT_EVICTION_VAR = "SYMPHONY_ACCEPT_EVICTION"  # 1/true/yes: run workers under an evicting policy anyway
 
 
@@ -80,9 +86,9 @@ class ServerInfo:
         return self.problems[0] if self.problems else ""
 
     @property
-    def policy_refusal(self) -> str | None:
-        """Why a worker must not run on this server unless the operator accepts eviction (one
-        line, naming the policy and what to set), or None when the policy evicts nothing."""
+    def policy_danger(self) -> str | None:
+        """What this server's maxmemory-policy can do to Symphony's keys and what to set (one line,
+        the words every process uses), or None when the policy evicts nothing."""
         if not self.can_evict:
             return None
         what = ("any key, Symphony's queues, sessions and in-flight tasks included" if self.maxmemory_policy
@@ -90,8 +96,16 @@ class ServerInfo:
                                        "window included")
         return (f"Redis has maxmemory-policy {self.maxmemory_policy} (maxmemory {_size(self.maxmemory or 0)}): when "
                 f"full it deletes {what}, so tasks can be lost or run twice; set maxmemory-policy noeviction "
-                f"(CONFIG SET maxmemory-policy noeviction, and in redis.conf), or pass --accept-eviction "
-                f"({ACCEPT_EVICTION_VAR}=1) to run anyway")
+                f"(CONFIG SET maxmemory-policy noeviction, and in redis.conf)")
+
+    @property
+    def policy_refusal(self) -> str | None:
+        """Why a worker must not run on this server unless the operator accepts eviction (one
+        line, naming the policy and what to set), or None when the policy evicts nothing."""
+        danger = self.policy_danger
+        if danger is None:
+            return None
+        return f"{danger}, or pass --accept-eviction ({ACCEPT_EVICTION_VAR}=1) to run anyway"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -190,3 +204,50 @@ def read_server_info(client: redis.Redis) -> ServerInfo:
         queue_reads(pipe)
         replies = pipe.execute(raise_on_error=False)
     return from_replies(client, replies)
+
+
+class PolicyNotice:
+    """An evicting maxmemory-policy, said by a long-running service (the exporter, the SLURM
+    tracker, the Azure Monitor collector, the web console's server) once per change: one WARNING
+    at start, again after a reconnect if the policy still evicts, and when it changes; never per
+    poll. Services keep running (they read, or write bounded keys with a TTL); only workers refuse.
+
+    :meth:`check` reads the server's facts at most every ``every_s`` (at once after :meth:`lost`);
+    :meth:`observe` takes facts already read (the status snapshot's ``server``) at no round trip.
+    Settings that cannot be read (an ACL user without INFO, Redis down) change nothing."""
+
+    def __init__(self, logger: logging.Logger, who: str, *, every_s: float = POLICY_CHECK_S,
+                 clock=time.monotonic):
+        self.log, self.who, self.every_s, self._clock = logger, who, every_s, clock
+        self._said: str | None = None  # the warning last given (None: the policy evicts nothing, or not said yet)
+        self._due = 0.0
+        self._lock = threading.Lock()
+
+    def lost(self) -> None:
+        """Redis went away: once it answers again, the policy is looked at (and said) again."""
+        with self._lock:
+            self._said, self._due = None, 0.0
+
+    def observe(self, info: ServerInfo | None) -> None:
+        if info is None or not info.known:
+            return
+        danger = info.policy_danger
+        with self._lock:
+            self._due = self._clock() + self.every_s
+            if danger == self._said:
+                return
+            self._said = danger
+        if danger is not None:
+            self.log.warning("%s", redact(f"{danger}; {self.who} keeps running (it only reads, or writes bounded "
+                                          f"keys), workers refuse to"))
+
+    def check(self, engine: Any) -> None:
+        """Look at the policy if it is due (one round trip); never raises."""
+        with self._lock:
+            if self._clock() < self._due:
+                return
+        try:
+            info = engine.server_info()
+        except Exception:  # noqa: BLE001 - unreadable now: looked at again after the reconnect
+            return
+        self.observe(info)

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from symphony.engine import Engine, JobSet, LockLost, Observation, describe_error, is_unavailable
+from symphony.engine import Engine, JobSet, LockLost, Observation, PolicyNotice, describe_error, is_unavailable
 
 from .client import SlurmClient, SlurmError
 from .states import PENDING, Seen
@@ -64,6 +64,7 @@ class Tracker:
         self.lease = engine.slurm.lock(lock_name(self.cluster), lock_ttl_s or max(5.0, 3 * interval_s))
         self.missing: dict[tuple[str, str], int] = {}
         self._announced_standby = False
+        self.policy = PolicyNotice(log, "the SLURM tracker")  # Redis' eviction policy, said once per change
 
     def _tags(self) -> list[str]:
         return [t.tag for t in self.engine.slurm.tags()
@@ -103,6 +104,7 @@ class Tracker:
     def poll(self) -> PollReport:
         """One look at SLURM for every live job of this cluster (if this tracker holds the lock)."""
         started = time.monotonic()
+        self.policy.check(self.engine)  # Redis' eviction policy: at start, after a reconnect, once per change
         if not self.lease.acquire(self.holder):
             return PollReport(active=False, holder=self.lease.holder())
         tags = self._tags()
@@ -139,6 +141,7 @@ class Tracker:
             if not is_unavailable(exc):
                 raise
             log.warning("Redis unavailable (%s); trying again in %.0fs", describe_error(exc), self.interval_s)
+            self.policy.lost()
             return PollReport(active=False, error=describe_error(exc))
         if not report.active and not self._announced_standby:
             log.info("another tracker is active for cluster %s (%s); standing by", self.cluster, report.holder)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping
 
-from symphony.engine import AzureSample, ConfigError, describe_error, redact
+from symphony.engine import AzureSample, ConfigError, PolicyNotice, describe_error, is_unavailable, redact
 
 from .arm import AzureClients
 from .config import AzureMonitorConfig
@@ -80,7 +80,8 @@ class AzureCollector:
     """
 
     def __init__(self, engine: Any, config: AzureMonitorConfig, *, credential: Any = None, transport: Any = None,
-                 clock: Callable[[], float] = time.time, on_message: Callable[[str, str], None] | None = None):
+                 clock: Callable[[], float] = time.time, on_message: Callable[[str, str], None] | None = None,
+                 say_policy: bool = False):
         if config.missing:
             raise ConfigError(config.off_reason)
         self.engine = engine if config.redis else None
@@ -100,6 +101,9 @@ class AzureCollector:
         self.message = ""
         self._said: str | None = None  # the last problem we reported (we say each one once)
         self.last_result: CollectResult | None = None
+        # Redis' eviction policy, said once per change (at start, after a reconnect) by the service
+        # ('symphony metrics collect'); the console says it in its header instead
+        self.policy = PolicyNotice(log, "the Azure Monitor collector") if say_policy and self.engine else None
 
     @classmethod
     def from_env(cls, engine: Any, env: Mapping[str, str] | None = None, **kwargs: Any) -> "AzureCollector | None":
@@ -194,6 +198,8 @@ class AzureCollector:
         """Discover (when due), read the window, store it. Never raises for Azure problems."""
         result = CollectResult()
         now = self.clock()
+        if self.policy is not None:
+            self.policy.check(self.engine)
         if self._discovery_due(now):
             self.discover(result)
             if any(p.kind in FATAL for p in result.problems):
@@ -275,6 +281,8 @@ class AzureCollector:
             try:
                 result.written += self.redis.store(s.name, window, mine_totals, mine_instances, self.clock())
             except Exception as exc:
+                if self.policy is not None and is_unavailable(exc):
+                    self.policy.lost()  # said again once Redis answers, if it still evicts
                 result.problems.append(CollectProblem(FAILED, f"cannot write metrics to Redis: {describe_error(exc)}"))
                 return True
         return False

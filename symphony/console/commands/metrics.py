@@ -158,7 +158,7 @@ def run_collect(args: argparse.Namespace) -> int:
     say = service_log(args, "symphony-metrics", "symphony.metrics")
     engine: Engine | None = engine_from_args(args, client_name="symphony-metrics") if config.redis else None
     try:
-        collector = AzureCollector(engine, config)
+        collector = AzureCollector(engine, config, say_policy=True)
         where = [f"Redis {engine.display}"] if engine is not None else []
         where += [path for path in (config.jsonl, config.csv) if path]
         every = "once" if args.once else f"every {config.interval_s:g}s"
@@ -245,6 +245,7 @@ def run_serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, stop)
         log.info("serving Symphony's figures from Redis %s on %s/metrics (health: %s/healthz)", engine.display,
                  exporter.url, exporter.url)
+        exporter.cache.get()  # the first read now: Redis' eviction policy is said at start
         try:
             exporter.serve_forever()
         except KeyboardInterrupt:

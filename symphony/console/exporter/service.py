@@ -19,10 +19,10 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import ProcessCollector
 
-from symphony.engine import Engine
+from symphony.engine import Engine, PolicyNotice
 
 from .collector import SymphonyCollector
-from .reading import CACHE_S, STALE_S, ReadingCache, read_everything
+from .reading import CACHE_S, STALE_S, Reading, ReadingCache, read_everything
 
 log = logging.getLogger("symphony.exporter")
 DEFAULT_PORT = 9464
@@ -58,12 +58,23 @@ class Exporter:
     def __init__(self, engine: Engine, *, bind: str = DEFAULT_BIND, port: int = DEFAULT_PORT,
                  cache_s: float = CACHE_S, stale_after_s: float = STALE_S):
         self.engine = engine
-        self.cache = ReadingCache(lambda: read_everything(engine), max_age_s=cache_s, stale_after_s=stale_after_s)
+        self.policy = PolicyNotice(logging.getLogger("symphony.exporter"), "the exporter")
+        self.cache = ReadingCache(self._read, max_age_s=cache_s, stale_after_s=stale_after_s)
         self.collector = SymphonyCollector(self.cache)
         self.process = ProcessCollector(registry=None)
         server_class = _Server6 if _is_ipv6(bind) else _Server
         self.server = make_server(bind, port, self.app, server_class=server_class, handler_class=_QuietHandler)
         self._thread: threading.Thread | None = None
+
+    def _read(self) -> Reading:
+        """One read of Redis; its server facts say the eviction policy once per change (a failed
+        read: it is said again once Redis answers, if it still evicts)."""
+        reading = read_everything(self.engine)
+        if reading.ok and reading.snapshot is not None:
+            self.policy.observe(reading.snapshot.server)
+        else:
+            self.policy.lost()
+        return reading
 
     @property
     def port(self) -> int:
