@@ -212,3 +212,31 @@ def test_slurm_track_once_says_the_policy_once(cluster, evicting, tmp_path, poli
     else:
         assert len(lines) == 1, text
         assert "the SLURM tracker keeps running" in lines[0] and "WARNING" in lines[0].upper()
+
+
+@pytest.mark.parametrize("policy", ["allkeys-lru", "noeviction"])
+def test_the_azure_monitor_collector_says_the_policy_once(evicting, caplog, policy):
+    from symphony.azure.monitor import AzureCollector, AzureMonitorConfig
+    from symphony.engine import Engine, resolve_redis
+    from tests.azure_fake import RECORDED_END, RG, SUB, AzureFake, FakeCredential, standard, transport_for
+
+    server = evicting(policy)
+    engine = Engine(resolve_redis(server.url))
+    fake = standard(AzureFake())
+    collector = AzureCollector(engine, AzureMonitorConfig(subscription=SUB, resource_group=RG),
+                               credential=FakeCredential(), transport=transport_for(fake),
+                               clock=lambda: RECORDED_END + 30, say_policy=True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="symphony.metrics"):
+            for _ in range(3):
+                assert collector.poll().ok
+            collector.policy.lost()  # as after a write Redis did not answer
+            assert collector.poll().ok
+    finally:
+        collector.clients.close()
+        engine.close()
+    lines = said(caplog.text)
+    if policy == "noeviction":
+        assert lines == []
+    else:
+        assert len(lines) == 2 and "the Azure Monitor collector keeps running" in lines[0]  # start, reconnect

@@ -239,7 +239,7 @@ class PolicyNotice:
             self._said = danger
         if danger is not None:
             self.log.warning("%s", redact(f"{danger}; {self.who} keeps running (it only reads, or writes bounded "
-                                          f"keys), workers refuse to"))
+                                          f"keys; workers refuse to run under it)"))
 
     def check(self, engine: Any) -> None:
         """Look at the policy if it is due (one round trip); never raises."""
