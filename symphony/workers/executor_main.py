@@ -29,8 +29,8 @@ from typing import Any, Callable
 
 from .channel import Channel, ChannelClosed
 from .context import JobContext
+from .handler_errors import describe, flush_streams, trace
 
-TRACE_CHARS = 4000
 SKIP_LOOK_S = 0.005  # between two tasks, look for the worker's stop request at most this often
 
 
@@ -149,11 +149,11 @@ class Executor:
             ctx = JobContext(kv=store, **spec["ctx"])
             self.resolve(str(spec["target"]))(ctx)
         except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too: the task's failure
-            return {"op": "result", "n": n, "ok": False, "error": _describe(exc), "trace": _trace(exc),
+            return {"op": "result", "n": n, "ok": False, "error": describe(exc), "trace": trace(exc),
                     "ms": _ms(started), "t": time.monotonic()}
         finally:
             store.closed = True
-            _flush_streams()
+            flush_streams()
         return {"op": "result", "n": n, "ok": True, "ms": _ms(started), "t": time.monotonic()}
 
     def send_result(self, result: dict[str, Any]) -> None:
@@ -172,7 +172,7 @@ class Executor:
             except BaseException:  # noqa: BLE001 - even SystemExit at import: the task will report it
                 pass
             finally:
-                _flush_streams()
+                flush_streams()
 
     def resolve(self, target: str) -> Callable[..., Any]:
         fn = self._callables.get(target)
@@ -199,31 +199,8 @@ class Executor:
                     raise JobStoreError(str(frame.get("error") or "the job store call failed"))
 
 
-def _describe(exc: BaseException) -> str:
-    try:
-        text = str(exc)
-    except Exception:  # noqa: BLE001 - a hostile __str__
-        text = "(its message could not be read)"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _trace(exc: BaseException) -> str:
-    try:
-        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-TRACE_CHARS:]
-    except Exception:  # noqa: BLE001
-        return _describe(exc)
-
-
 def _ms(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 3)
-
-
-def _flush_streams() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def _die_with_parent(parent: int) -> None:

@@ -27,15 +27,14 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import sys
 import threading
 import time
-import traceback
 from typing import Any, Callable
 
 from symphony.engine import redact
 
 from .context import JobContext
+from .handler_errors import describe, flush_streams, trace
 from .runner import ERROR, OK, TAIL_BYTES, RunResult
 
 log = logging.getLogger("symphony.worker")
@@ -132,32 +131,11 @@ class InlineRunner:
             self.resolve(target)(JobContext(kv=store, **ctx))
         except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too: the task's failure
             ms = int((time.monotonic() - started) * 1000)
-            return RunResult(ERROR, error=redact(_describe(exc))[:TAIL_BYTES], stderr=redact(_trace(exc))[-TAIL_BYTES:],
+            return RunResult(ERROR, error=redact(describe(exc))[:TAIL_BYTES], stderr=redact(trace(exc))[-TAIL_BYTES:],
                              duration_ms=ms)
         finally:
             self._watchdog.end()
-            _flush_streams()
+            flush_streams()
         return RunResult(OK, duration_ms=int((time.monotonic() - started) * 1000))
 
 
-def _describe(exc: BaseException) -> str:
-    try:
-        text = str(exc)
-    except Exception:  # noqa: BLE001 - a hostile __str__
-        text = "(its message could not be read)"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _trace(exc: BaseException) -> str:
-    try:
-        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]
-    except Exception:  # noqa: BLE001
-        return _describe(exc)
-
-
-def _flush_streams() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:  # noqa: BLE001
-            pass
