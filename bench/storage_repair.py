@@ -1,13 +1,15 @@
 """Repair planning on Blob Storage (Azurite) against a bare listing of the same prefixes.
 
 ``python -m bench.storage_repair --items 100000``: starts Azurite (tests/azurite.py) and an
-embedded Redis, uploads the outputs of a session of N items x 4 stages as empty blobs (item n
+embedded Redis, makes the outputs of a session of N items x 4 stages as empty blobs (item n
 has the outputs of its first ``n % 5`` stages, as in the local-disk case 5: every kind of repair
 occurs), then, alternately, three times: lists the four prefixes once with the SDK (one paged
 List Blobs walk each, names only: the floor; and the SDK's own ``list_blobs``, for reference) and runs ``Engine.plan_repair`` (read Redis, one
-listing per stage through the store, decide per item). Prints one JSON object. Azurite keeps
-its data in memory here (``--inMemoryPersistence``): on disk it rewrites one JSON file of every
-blob's metadata as it grows, which made uploading 200,000 blobs take longer than listing them.
+listing per stage through the store, decide per item). Prints one JSON object. The blobs are
+written into Azurite's own database file before it starts (``--fixture seed``, the default:
+200,000 in seconds); ``--fixture upload`` uploads them instead (Put Blob each, concurrently, into
+an in-memory Azurite), which does not scale: each upload costs time in proportion to the blobs
+already there.
 """
 from __future__ import annotations
 
