@@ -101,13 +101,15 @@ class Azurite:
                 raise RuntimeError(f"Azurite did not listen within {timeout}s")
             time.sleep(0.1)
 
-    def container(self, name: str):
-        """A fresh container ``name`` (created; emptied if it was there)."""
+    def container(self, name: str, empty: bool = True):
+        """A fresh container ``name`` (created; emptied if it was there, unless ``empty`` is False)."""
         from azure.storage.blob import BlobServiceClient
 
         service = BlobServiceClient.from_connection_string(self.connection_string)
         client = service.get_container_client(name)
         if client.exists():
+            if not empty:
+                return client
             for blob in client.list_blobs():
                 client.delete_blob(blob.name)
         else:
