@@ -115,7 +115,8 @@ def test_the_collectors_json_log_never_holds_a_secret(locked, monkeypatch, capsy
         f"EnvironmentCredential: Authentication failed: AADSTS7000222: the client secret {secret} is expired"))
     real = monitor.AzureCollector
     monkeypatch.setattr(monitor, "AzureCollector",
-                        lambda engine, config: real(engine, config, credential=failing, transport=transport_for(fake)))
+                        lambda engine, config, **kw: real(engine, config, credential=failing,
+                                                          transport=transport_for(fake), **kw))
     code = symphony(["--log-format", "json", "metrics", "collect", "--once", "--subscription", SUB,
                      "--resource-group", RG])
     out = capsys.readouterr()
