@@ -17,7 +17,6 @@ when task data is encrypted) and sends the answer back.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import signal
@@ -25,11 +24,11 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from typing import Any
 
 from .channel import Channel, ChannelClosed
 from .context import JobContext
-from .handler_errors import describe, flush_streams, trace
+from .handler_calls import Handlers, describe, flush_streams, trace
 
 SKIP_LOOK_S = 0.005  # between two tasks, look for the worker's stop request at most this often
 
@@ -87,7 +86,7 @@ class ChannelLogHandler(logging.Handler):
 class Executor:
     def __init__(self, channel: Channel):
         self.channel = channel
-        self._callables: dict[str, Callable[..., Any]] = {}
+        self.resolve = Handlers().resolve  # each handler imported once
         self._kv_lock = threading.Lock()
         self._skip = False
         self._skip_looked = 0.0
@@ -173,16 +172,6 @@ class Executor:
                 pass
             finally:
                 flush_streams()
-
-    def resolve(self, target: str) -> Callable[..., Any]:
-        fn = self._callables.get(target)
-        if fn is None:
-            module_name, _, func_name = target.partition(":")
-            fn = getattr(importlib.import_module(module_name), func_name)
-            if not callable(fn):
-                raise TypeError(f"{target} is not callable")
-            self._callables[target] = fn
-        return fn
 
     def kv(self, n: int, call: str, args: list[Any]) -> Any:
         """Ask the worker to run a job store call for task ``n``; wait for its answer."""

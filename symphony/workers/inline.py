@@ -24,7 +24,6 @@ What it gives up, and what is kept:
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import threading
@@ -34,7 +33,7 @@ from typing import Any, Callable
 from symphony.engine import redact
 
 from .context import JobContext
-from .handler_errors import describe, flush_streams, trace
+from .handler_calls import Handlers, describe, flush_streams, trace
 from .runner import ERROR, OK, TAIL_BYTES, RunResult
 
 log = logging.getLogger("symphony.worker")
@@ -83,7 +82,7 @@ class InlineRunner:
 
     def __init__(self, before_exit: Callable[[], None]):
         self.before_exit = before_exit
-        self._callables: dict[str, Callable[..., Any]] = {}
+        self.resolve = Handlers().resolve  # each handler imported once
         self._env: dict[str, str] = {}
         self._seq = 0
         self._watchdog: Watchdog | None = None
@@ -101,16 +100,6 @@ class InlineRunner:
             except Exception:  # noqa: BLE001
                 pass
         os._exit(EXIT_OVERRAN)
-
-    def resolve(self, target: str) -> Callable[..., Any]:
-        fn = self._callables.get(target)
-        if fn is None:
-            module_name, _, func_name = target.partition(":")
-            fn = getattr(importlib.import_module(module_name), func_name)
-            if not callable(fn):
-                raise TypeError(f"{target} is not callable")
-            self._callables[target] = fn
-        return fn
 
     def _set_env(self, env: dict[str, str]) -> None:
         for key, value in env.items():
