@@ -1,5 +1,8 @@
 """Putting items into a stage's queue: pipelined, deduplicated, atomic per batch.
 
+Each batch is one session-slot step (``enqueue.lua``); after the replies, one fleet-slot step
+names the session in the role's ready set and rings its bell (symphony/engine/fleet.py).
+
 An item that is already queued, retrying or in flight (at any stage) is skipped, so running
 ``initialize`` or ``repair`` twice never duplicates work.
 """
@@ -13,6 +16,7 @@ import redis
 from .errors import SessionConflict
 from .keys import Keys
 from .messages import Sealed, encode_task
+from .fleet import FleetOps
 from .scripts import ensure_loaded, execute
 
 BELL_MAX = 64
@@ -41,8 +45,8 @@ def enqueue(client: redis.Redis, keys: Keys, scripts, session: str, stage: str, 
     script = scripts.enqueue
     ensure_loaded(client)
     queued: list = []
-    script_keys = [keys.queue(stage, session), keys.live(session), keys.stats(session), keys.ready(stage),
-                   keys.bell(stage), keys.session(session), keys.outcomes(session)]
+    script_keys = [keys.queue(stage, session), keys.live(session), keys.stats(session), keys.session(session),
+                   keys.outcomes(session)]
     total = EnqueueResult()
     pending: list[int] = []
     pipe = client.pipeline(transaction=False)
@@ -59,18 +63,26 @@ def enqueue(client: redis.Redis, keys: Keys, scripts, session: str, stage: str, 
         else:
             replies = execute(client, pipe, queued)
         queued.clear()
+        conflict = None
         for count, reply in zip(pending, replies):
             added, second = reply[0], reply[1]
             if added == -1:
-                raise SessionConflict(f"session {session!r} is {second}; nothing was enqueued from this batch on")
+                conflict = SessionConflict(f"session {session!r} is {second}; nothing was enqueued from this batch on")
+                break
             got += EnqueueResult(int(added), int(second))
             if progress:
                 progress(count)
         pending.clear()
         pipe = client.pipeline(transaction=False)
+        if got.added:  # the fleet side, after the queue has the work: its ready set, its bell
+            fleet = FleetOps()
+            fleet.work(keys, stage, session, ring=got.added, bell_max=BELL_MAX)
+            fleet.call(client)
+        if conflict is not None:
+            raise conflict
         return got
 
-    args: list[str] = [stage, session, str(BELL_MAX)]
+    args: list[str] = [stage, session]
     count = 0
     for entry in items:
         item, meta = entry[0], entry[1]
@@ -83,7 +95,7 @@ def enqueue(client: redis.Redis, keys: Keys, scripts, session: str, stage: str, 
         if count >= batch:
             queued.append(script.queue(pipe, script_keys, args))
             pending.append(count)
-            args, count = [stage, session, str(BELL_MAX)], 0
+            args, count = [stage, session], 0
             if len(pending) >= CALLS_PER_ROUND_TRIP:
                 total += flush()
     if count:

@@ -17,7 +17,8 @@ import redis
 from .keys import Keys
 from .messages import InvalidMessage, Task, decode_task, printable, wire
 from .outcomes import MAX_ERROR, MAX_STDERR, STOPPED, OutcomeKind
-from .scripts import Queued, ensure_loaded, execute, scripts
+from .fleet import FleetOps, run
+from .scripts import Queued, ensure_loaded, scripts
 
 log = logging.getLogger("symphony.lease")
 RESULTS_MAXLEN = 10_000
@@ -87,9 +88,34 @@ class Beat:
     lapsed: tuple[str, ...] = ()
 
 
+DURATION_BOUNDS_MS = (10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 900000, 3600000)
+
+
+def duration_bucket(ms: int) -> str:
+    """The durations histogram's field for a task of ``ms`` (its bucket's upper bound, or ``inf``)."""
+    for bound in DURATION_BOUNDS_MS:
+        if ms <= bound:
+            return str(bound)
+    return "inf"
+
+
+@dataclass
+class _Group:
+    """One ``finish.lua`` call and what its fleet side predicted (undone if a report was lost)."""
+
+    finishes: Sequence[Finish]
+    queued: Queued
+    results: list[int] = field(default_factory=list)  # fleet ops writing results entries, per finish
+
+
 @dataclass
 class WorkerLink:
-    """One worker process's connection to the queues."""
+    """One worker process's connection to the queues.
+
+    Each step is session-slot scripts (``finish.lua`` per report group, ``claim.lua``) plus one
+    fleet-slot ``fleet.lua`` call for what follows from them (symphony/engine/fleet.py), in one
+    round trip on a single server. A stage with fleet-wide limits takes its permits in a fleet
+    step before the claim (one more round trip, for limited stages only)."""
 
     client: redis.Redis
     keys: Keys
@@ -101,6 +127,13 @@ class WorkerLink:
     _lua: Any = field(default_factory=scripts, repr=False)
     _loaded: bool = field(default=False, repr=False)
     _cache: dict = field(default_factory=dict, repr=False)  # key names by session / queue (hot path)
+    _seen: str | None = field(default=None, repr=False)  # the hint's version ('' none; None: not read)
+    _indexed: set = field(default_factory=set, repr=False)  # sessions in our holds index
+    _priority: dict = field(default_factory=dict, repr=False)  # session -> its priority, as last claimed
+    _limited: dict = field(default_factory=dict, repr=False)  # role -> it has fleet-wide limits
+    _permitted: set = field(default_factory=set, repr=False)  # stages we ever took permits of
+    _later: list = field(default_factory=list, repr=False)  # ready-set upkeep for the next fleet step
+    _suspect: tuple[str, str] | None = field(default=None, repr=False)  # a claim sent, its reply never read
 
     def serve(self, roles: Sequence[str]) -> None:
         """Claim from ``roles`` from now on (the worker re-read the registry)."""
@@ -109,27 +142,58 @@ class WorkerLink:
             self.hint = None
 
     # --- claim and finish -------------------------------------------------------------------
-    def _finish_group(self, pipe, group: Sequence[Finish]) -> Queued:
-        """One ``finish.lua`` call for reports of one stage of one session with the same outcome."""
+    def _finish_group(self, pipe, group: Sequence[Finish], fleet: FleetOps) -> _Group:
+        """One ``finish.lua`` call for reports of one stage of one session with the same outcome,
+        and its fleet side (results, durations, the next role's ready set and bell, permits)."""
         k, first = self.keys, group[0]
         c, kind = first.claimed, first.outcome.kind
         stage, session = c.role, c.session
         next_stage = first.next_stage or ""
         if kind == OutcomeKind.DONE and next_stage:
-            target, ready, bell = k.queue(next_stage, session), k.ready(next_stage), k.bell(next_stage)
+            target = k.queue(next_stage, session)
         elif kind == OutcomeKind.RETRY:
-            target, ready, bell = k.delayed(stage, session), k.ready(stage), k.bell(stage)
+            target = k.delayed(stage, session)
         elif kind == OutcomeKind.DEADLETTER:
-            target, ready, bell = k.deadletter, k.ready(stage), k.bell(stage)
-        else:  # handback: its own queue; otherwise unused, but still real keys of this session's stage
-            target, ready, bell = k.queue(stage, session), k.ready(stage), k.bell(stage)
-        keys = (*self._session_keys(session), target, ready, bell, k.done(session, stage), k.durations(stage),
-                k.control(stage))
-        args: list[Any] = [kind, stage, session, next_stage, self.results_maxlen, BELL_MAX, self.worker_id]
+            target = k.deadletter(session)
+        else:  # handback: its own queue; otherwise unused, but still a real key of this session's stage
+            target = k.queue(stage, session)
+        keys = (*self._session_keys(session), target, k.done(session, stage), k.holders(session))
+        args: list[Any] = [kind, stage, session, next_stage, self.worker_id]
         stops = kind in STOPPED
         for fin in group:
             args += self._finish_args(fin, kind, next_stage, stops)
-        return self._lua.finish.queue(pipe, keys, args)
+        done = _Group(group, self._lua.finish.queue(pipe, keys, args))
+        self._finish_fleet(fleet, done, kind, stage, session, next_stage)
+        return done
+
+    def _finish_fleet(self, fleet: FleetOps, done: _Group, kind: OutcomeKind, stage: str, session: str,
+                      next_stage: str) -> None:
+        k, group = self.keys, done.finishes
+        priority = self._priority.get(session, 0)
+        if kind == OutcomeKind.DONE or kind in STOPPED:
+            state = "completed" if kind == OutcomeKind.DONE else str(kind)
+            for fin in group:
+                error = fin.outcome.error.strip()
+                short = error.splitlines()[-1][:200] if error and kind != OutcomeKind.DONE else ""
+                done.results.append(fleet.result(k, self.results_maxlen, session, stage, fin.claimed.item, state,
+                                                 fin.attempts, fin.outcome.duration_ms, self.worker_id, short))
+        if kind == OutcomeKind.DONE:
+            buckets: dict[str, int] = {}
+            for fin in group:
+                bucket = duration_bucket(fin.outcome.duration_ms)
+                buckets[bucket] = buckets.get(bucket, 0) + 1
+            for bucket, n in buckets.items():
+                fleet.hincr(k.durations(stage), bucket, n)
+            fleet.hincr(k.durations(stage), "sum_ms", sum(f.outcome.duration_ms for f in group))
+            if next_stage:
+                fleet.work(k, next_stage, session, priority=priority, ring=len(group), bell_max=BELL_MAX)
+        elif kind == OutcomeKind.RETRY:
+            delay = min(int(f.outcome.delay_s * 1000) for f in group)
+            fleet.work(k, stage, session, priority=priority, delay_ms=delay, bell_max=BELL_MAX)
+        elif kind == OutcomeKind.HANDBACK:
+            fleet.work(k, stage, session, priority=priority, ring=len(group), bell_max=BELL_MAX)
+        if stage in self._permitted:
+            fleet.release(k, stage, len(group), self.worker_id)
 
     @staticmethod
     def _finish_args(fin: Finish, kind: OutcomeKind, next_stage: str, stops: bool) -> tuple[Any, ...]:
@@ -155,53 +219,94 @@ class WorkerLink:
                 error.splitlines()[-1][:200] if error else "",
                 out.error[:MAX_ERROR] if stops else "", out.stderr[-MAX_STDERR:] if stops and out.stderr else "")
 
-    def _finish_calls(self, pipe, finishes: Sequence[Finish]) -> list[tuple[Queued, int]]:
+    def _finish_calls(self, pipe, finishes: Sequence[Finish], fleet: FleetOps) -> list[_Group]:
         """Queue the reports, grouping consecutive ones that share stage, session and outcome."""
-        calls: list[tuple[Queued, int]] = []
+        calls: list[_Group] = []
         group: list[Finish] = []
         shape = None
         for fin in finishes:
             this = (fin.outcome.kind, fin.claimed.role, fin.claimed.session, fin.next_stage or "")
             if group and (this != shape or len(group) >= FINISH_GROUP_MAX):
-                calls.append((self._finish_group(pipe, group), len(group)))
+                calls.append(self._finish_group(pipe, group, fleet))
                 group = []
             group.append(fin)
             shape = this
         if group:
-            calls.append((self._finish_group(pipe, group), len(group)))
+            calls.append(self._finish_group(pipe, group, fleet))
         return calls
+
+    def _amend(self, groups: Sequence[_Group], replies: Sequence[Any], fleet_reply: Sequence[Any]) -> None:
+        """Undo what the fleet side predicted for reports that turned out otherwise (rare: a report
+        found its task reclaimed, or its session cancelled): one more round trip then only."""
+        k = self.keys
+        fix = FleetOps()
+        for g, reply in zip(groups, replies):
+            first = g.finishes[0]
+            kind, stage, session = first.outcome.kind, first.claimed.role, first.claimed.session
+            for n, (fin, got) in enumerate(zip(g.finishes, reply)):
+                if got == "lost" and g.results:
+                    fix.unresult(k, fleet_reply[g.results[n]])
+                if got == "lost" and kind == OutcomeKind.DONE:
+                    fix.hincr(k.durations(stage), duration_bucket(fin.outcome.duration_ms), -1)
+                    fix.hincr(k.durations(stage), "sum_ms", -fin.outcome.duration_ms)
+                elif got == "cancelled" and kind in (OutcomeKind.RETRY, OutcomeKind.HANDBACK):
+                    fix.result(k, self.results_maxlen, session, stage, fin.claimed.item, "cancelled", fin.attempts,
+                               fin.outcome.duration_ms, self.worker_id, "session cancelled")
+        if fix:
+            fix.call(self.client)
 
     def _session_keys(self, session: str) -> tuple[str, ...]:
         """The keys every report of ``session`` touches (built once: this is the hot path)."""
         got = self._cache.get(session)
         if got is None:
             k = self.keys
-            got = (k.inflight(self.worker_id), k.worker(self.worker_id), k.stats(session), k.live(session),
-                   k.outcomes(session), k.session(session), k.results)
+            got = (k.inflight(session, self.worker_id), k.stats(session), k.live(session), k.outcomes(session),
+                   k.session(session))
             if len(self._cache) > 4096:
                 self._cache.clear()
             self._cache[session] = got
         return got
 
     def _claim_call(self, pipe, role: str, session: str, want: int = 1) -> Queued:
-        roles = tuple(self.roles)
-        cache_key = (role, session, roles)
+        cache_key = (role, session)
         keys = self._cache.get(cache_key)
         if keys is None:
             k = self.keys
-            keys = (k.inflight(self.worker_id), k.worker(self.worker_id), k.queue(role, session),
-                    k.delayed(role, session), k.ready(role), k.stats(session), k.session(session), k.bell(role),
-                    k.live(session), k.deadletter, k.control(role), *(k.ready(r) for r in roles),
-                    *(k.control(r) for r in roles))
+            keys = (k.inflight(session, self.worker_id), k.queue(role, session), k.delayed(role, session),
+                    k.stats(session), k.session(session), k.live(session), k.deadletter(session), k.holders(session))
             if len(self._cache) > 4096:
                 self._cache.clear()
             self._cache[cache_key] = keys
-        return self._lua.claim.queue(pipe, keys, (role, session, BELL_MAX, max(1, int(want)), *roles))
+        return self._lua.claim.queue(pipe, keys, (role, session, max(1, int(want)), self.worker_id))
 
-    def _hints_call(self, pipe) -> Queued:
-        roles = list(self.roles)
+    def _index(self, session: str) -> None:
+        """Name ``session`` in this worker's holds index before its first claim there (the reaper
+        finds our in-flight lists through it)."""
+        if session not in self._indexed:
+            self.client.sadd(self.keys.holds(self.worker_id), session)
+            self._indexed.add(session)
+
+    def _upkeep(self, fleet: FleetOps) -> None:
+        """The ready-set upkeep left from the last claims (a queue found empty, paused or later)."""
         k = self.keys
-        return self._lua.hints.queue(pipe, [*(k.ready(r) for r in roles), *(k.control(r) for r in roles)], roles)
+        for op, role, session, seen, score in self._later:
+            if op == "drop":
+                fleet.drop(k, role, session, seen)
+            else:
+                fleet.later(k, role, session, seen, score)
+        self._later.clear()
+
+    def _target(self, serving: bool) -> tuple[str, str] | None:
+        """The queue to claim from: one whose claim reply was lost first (its tasks are delivered
+        again), else the hint."""
+        if not serving:
+            return None
+        if self._suspect is not None and self._suspect[0] in self.roles:
+            return self._suspect
+        hint = self.hint
+        if hint is not None and hint[0] in self.roles:
+            return hint[0], hint[1]
+        return None
 
     def step(self, finish: Finish | Sequence[Finish] | None = None, *, claim: bool = True,
              want: int = 1) -> StepResult:
@@ -209,8 +314,9 @@ class WorkerLink:
         next queue, in one round trip.
 
         Each report is its own atomic step (``finish.lua``) and so is the claim (``claim.lua``);
-        they travel together. With ``claim=False`` (a worker that is stopping) only the reports
-        are sent. Claimed tasks are in this worker's in-flight list, in the order they are to run.
+        they travel together, with their fleet side (``fleet.lua``). With ``claim=False`` (a
+        worker that is stopping) only the reports are sent. Claimed tasks are in this worker's
+        in-flight list, in the order they are to run.
         """
         if not self._loaded:
             ensure_loaded(self.client)
@@ -222,40 +328,129 @@ class WorkerLink:
             finishes = (finish,)
         else:
             finishes = finish
-        pipe = self.client.pipeline(transaction=False)
-        calls = self._finish_calls(pipe, finishes)
-        queued: list[Queued] = [q for q, _ in calls]
-        claiming = False
         serving = bool(self.roles) and claim
-        hint = self.hint
-        if serving:
-            if hint is not None and hint[0] in self.roles:
-                queued.append(self._claim_call(pipe, hint[0], hint[1], want))
-                claiming = True
-            else:
-                queued.append(self._hints_call(pipe))
-        if not queued:
+        target = self._target(serving)
+        if not finishes and not serving:
             return StepResult(wait_s=self.idle_wait_s)
-        replies = execute(self.client, pipe, queued)
-        outcomes = tuple(o for reply in replies[:len(calls)] for o in reply)
-        finished = outcomes[-1] if outcomes else None
+        want = max(1, int(want))
+        if target is not None:
+            self._index(target[1])
+        limited = target is not None and self._limited.get(target[0], True) and target != self._suspect
+        fleet = FleetOps()
+        self._upkeep(fleet)
+        groups: list[_Group] = []
+
+        def reports(pipe):
+            groups.extend(self._finish_calls(pipe, finishes, fleet))
+            return [g.queued for g in groups]
+
         if not serving:
-            return StepResult(finished=finished, wait_s=self.idle_wait_s, outcomes=outcomes)
-        reply = replies[-1]
-        hint_role, hint_session, hint_score, now = reply[0], reply[1], reply[2], reply[3]
-        batch: tuple[Claimed, ...] = ()
-        if claiming and len(reply) > 5:
-            role, session = hint[0], hint[1]
-            again = bool(reply[4])
-            batch = tuple(self._decode(raw, role, session, again=again) for raw in reply[5:])
+            fleet.worker(self.keys, self.worker_id, {"current": "", "state": "idle"})
+            replies, fleet_reply = run(self.client, reports, fleet)
+            self._amend(groups, replies, fleet_reply)
+            return StepResult(finished=self._last(replies), wait_s=self.idle_wait_s, outcomes=self._flat(replies))
+        if limited:
+            return self._limited_step(target, want, fleet, reports, groups)
+        hints = claimed = None
+        if target is not None:
+            fleet.bump(self.keys, target[0], target[1], self._priority.get(target[1], 0))
+            claimed = True
+        hints = fleet.hints(self.keys, self.roles)
+
+        def calls(pipe):
+            out = reports(pipe)
+            if claimed:
+                self._suspect = target
+                out.append(self._claim_call(pipe, target[0], target[1], want))
+            return out
+
+        replies, fleet_reply = run(self.client, calls, fleet)
+        self._suspect = None
+        self._amend(groups, replies, fleet_reply)
+        outcomes = self._flat(replies[:len(groups)])
+        batch = self._claimed(target, replies[-1]) if claimed else ()
+        return self._result(fleet_reply[hints], batch, outcomes, target if claimed and not batch else None)
+
+    def _limited_step(self, target, want, fleet, reports, groups) -> StepResult:
+        """Claim from a stage that may have fleet-wide limits: its permits first (a fleet step,
+        with the reports), then the claim of as many as were granted, then the unused ones back."""
+        k = self.keys
+        role, session = target
+        self._permitted.add(role)
+        permit = fleet.acquire(k, role, want, self.worker_id)
+        hints = fleet.hints(k, self.roles)
+        replies, fleet_reply = run(self.client, reports, fleet)
+        self._amend(groups, replies, fleet_reply)
+        outcomes = self._flat(replies)
+        granted, opens = int(fleet_reply[permit][0]), int(fleet_reply[permit][1])
+        self._note_limits(fleet_reply[hints])
+        if not self._limited.get(role, True):  # no limits after all: the permits count nothing
+            self._permitted.discard(role)
+        if granted <= 0:
+            reply = list(fleet_reply[hints])
+            if reply[0] == role and reply[1] == session:
+                reply[2] = str(max(int(float(reply[2])), opens * 1000))
+            return self._result(reply, (), outcomes, None)
+        after = FleetOps()
+        after.bump(k, role, session, self._priority.get(session, 0))
+        hints = after.hints(k, self.roles)
+        self._suspect = target
+        replies, after_reply = run(self.client, lambda pipe: [self._claim_call(pipe, role, session, granted)], after)
+        self._suspect = None
+        batch = self._claimed(target, replies[-1])
+        unused = granted - len(batch)
+        if unused > 0 and role in self._permitted:
+            back = FleetOps()
+            back.release(k, role, unused, self.worker_id, refund=True)
+            back.call(self.client)
+        return self._result(after_reply[hints], batch, outcomes, target if not batch else None)
+
+    def _note_limits(self, hints_reply) -> None:
+        flags = str(hints_reply[5]) if len(hints_reply) > 5 else ""
+        for role, flag in zip(self.roles, flags):
+            self._limited[role] = flag == "1"
+
+    def _claimed(self, target, reply) -> tuple[Claimed, ...]:
+        """The tasks a claim delivered; what its queue's state asks of the ready set."""
+        role, session = target
+        state, _now, priority, again, later = reply[0], reply[1], reply[2], reply[3], reply[4]
+        self._priority[session] = priority
+        seen = self._seen if self.hint is not None and self.hint[:2] == (role, session) else None
+        if seen is not None and state in ("empty", "paused", "stopped"):
+            self._later.append(("drop", role, session, seen, 0))
+        elif seen is not None and state == "later":
+            self._later.append(("later", role, session, seen, int(float(later))))
+        return tuple(self._decode(raw, role, session, again=bool(again)) for raw in reply[5:])
+
+    @staticmethod
+    def _flat(replies) -> tuple[str, ...]:
+        return tuple(o for reply in replies for o in reply)
+
+    def _last(self, replies):
+        outcomes = self._flat(replies)
+        return outcomes[-1] if outcomes else None
+
+    def _result(self, hint_reply, batch: tuple[Claimed, ...], outcomes: tuple[str, ...],
+                emptied: tuple[str, str] | None) -> StepResult:
+        """The step's result from the fleet step's hint; a claim that found nothing first settles
+        its queue's place in the ready set and asks again (one fleet step, off the busy path)."""
+        if emptied is not None and self._later:
+            fleet = FleetOps()
+            self._upkeep(fleet)
+            hints = fleet.hints(self.keys, self.roles)
+            hint_reply = fleet.call(self.client)[hints]
+        self._note_limits(hint_reply)
+        hint_role, hint_session, hint_score, now, version = (hint_reply[0], hint_reply[1], hint_reply[2],
+                                                             hint_reply[3], hint_reply[4])
+        finished = outcomes[-1] if outcomes else None
         now_us = int(now)
         if hint_role:
             score = int(float(hint_score))
-            self.hint = (hint_role, hint_session, score)
+            self.hint, self._seen = (hint_role, hint_session, score), str(version)
             eligible = score <= now_us
             wait = 0.0 if eligible else min(self.idle_wait_s, max(0.01, (score - now_us) / 1_000_000))
         else:
-            self.hint, eligible, wait = None, False, self.idle_wait_s
+            self.hint, self._seen, eligible, wait = None, None, False, self.idle_wait_s
         return StepResult(finished=finished, claimed=batch[0] if batch else None, wait_s=wait, eligible=eligible,
                           batch=batch, outcomes=outcomes)
 
@@ -290,7 +485,7 @@ class WorkerLink:
         key, token = reply
         role = bells.get(key if isinstance(key, str) else key.decode())
         if role is not None and token and token != "1":
-            self.hint = (role, token if isinstance(token, str) else token.decode(), 0)
+            self.hint, self._seen = (role, token if isinstance(token, str) else token.decode(), 0), None
         return True
 
     # --- heartbeat --------------------------------------------------------------------------
@@ -303,19 +498,31 @@ class WorkerLink:
         reply = self._lua.heartbeat(self.client, (k.workers, k.worker(self.worker_id), k.clock, k.grace, k.epoch),
                                     (self.worker_id, int(hb_s * 1000), int(lease_s * 1000), ttl_ms, *flat))
         now, known, epoch, grace, earliest, *lapsed = reply
+        if not int(known) and self._indexed:  # forgotten (reclaimed, or Redis lost it): index what we may hold again
+            self.client.sadd(k.holds(self.worker_id), *self._indexed)
         return Beat(now_ms=int(now), known=bool(int(known)), epoch=str(epoch), grace_ms=int(grace),
                     earliest_expiry_ms=int(float(earliest)) if earliest else None,
                     lapsed=tuple(w for w in lapsed if w != self.worker_id))
 
+    def sessions_held(self) -> list[str]:
+        """The sessions this worker may hold tasks in (its holds index, and what it indexed)."""
+        return sorted(set(self.client.smembers(self.keys.holds(self.worker_id))) | self._indexed)
+
     def retire(self) -> bool:
         """Leave the registry after a clean stop (only if nothing is in flight)."""
-        k = self.keys
-        return bool(self._lua.forget(self.client, (k.workers, k.worker(self.worker_id), k.inflight(self.worker_id),
-                                                   k.events, k.grace, k.clock),
-                                     (self.worker_id, "1", 2000, "", "")))
+        from .reclaim import forget_worker
+
+        return forget_worker(self.client, self.keys, self.worker_id, self.sessions_held(), force=True,
+                             kind="", message="")
 
     def in_flight(self) -> list[str]:
-        return self.client.lrange(self.keys.inflight(self.worker_id), 0, -1)
+        sessions = self.sessions_held()
+        if not sessions:
+            return []
+        with self.client.pipeline(transaction=False) as pipe:
+            for s in sessions:
+                pipe.lrange(self.keys.inflight(s, self.worker_id), 0, -1)
+            return [raw for entries in pipe.execute() for raw in entries]
 
 
 def default_worker_id(name: str | None, index: int | None = None, pid: int | None = None) -> str:

@@ -4,12 +4,14 @@ A worker is dead when its lease (renewed by every heartbeat) has lapsed; the sup
 worker process that crashed knows it at once and reclaims with ``force``. Each task goes back
 to the head of its queue with its attempt count raised, or is recorded as failed if that was
 its last attempt. Reaping runs under a lock with a TTL so a fleet of workers does not all do
-the same work; every step re-checks atomically that the lease really lapsed.
+the same work. The lease is judged in the fleet slot, then each session's tasks are given back
+in that session's slot (the worker's holds index names the sessions): a worker that beats again
+between the two loses the tasks it held (its reports find them gone), as after any reclaim.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 
@@ -19,7 +21,8 @@ from .messages import InvalidMessage, decode_task, dumps, printable, wire
 from .outcomes import after_failure
 from .records import RecordCache
 from .registry import EVENTS_MAXLEN
-from .scripts import scripts
+from .fleet import FleetOps
+from .scripts import ensure_loaded, scripts
 
 log = logging.getLogger("symphony.reclaim")
 DEADLETTER_MAX = 1000  # the dead-letter list's bound (also DEADLETTER_MAX in lua/_prelude.lua)
@@ -43,11 +46,41 @@ class ReclaimReport:
 def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: RecordCache, *,
                    force: bool = False, reason: str = "its lease lapsed", stopped: bool = False) -> ReclaimReport:
     """Give back every task ``worker_id`` holds; then remove it from the registry. ``stopped``:
-    it was not lost but stopped (a stop signal ended it), and the log and event say so."""
+    it was not lost but stopped (a stop signal ended it), and the log and event say so.
+
+    First the fleet slot judges its lease (lapsed, unless ``force``); then, for each session of its
+    holds index, one session-slot step per task (``reclaim.lua``); then one fleet step for what
+    follows (ready sets, bells, results); then ``forget.lua`` gives back its permits."""
+    judge = FleetOps()
+    judge.judge(keys, worker_id, force)
+    verdict = judge.call(client)[0]
+    if verdict in ("grace", "alive"):
+        return ReclaimReport(worker_id, skipped=verdict)
+    counts = {"requeued": 0, "failed": 0, "cancelled": 0, "deadletter": 0}
+    sessions = sorted(client.smembers(keys.holds(worker_id)))
+    fleet = FleetOps()
+    for session in sessions:
+        _reclaim_session(client, keys, worker_id, session, records, counts, fleet, stopped=stopped, reason=reason)
+    if fleet:
+        fleet.call(client)
+    total = sum(counts.values())
+    if stopped:
+        message = f"worker {worker_id} stopped ({reason}); {total} task(s) given back"
+    else:
+        message = f"worker {worker_id} lost ({reason}); {total} task(s) reclaimed"
+    forgotten = forget_worker(client, keys, worker_id, sessions, force=force,
+                              kind="worker_stopped" if stopped else "worker_lost", message=message)
+    if total or forgotten:
+        log.info(message)
+    return ReclaimReport(worker_id, forgotten=forgotten, **counts)
+
+
+def _reclaim_session(client: redis.Redis, keys: Keys, worker_id: str, session: str, records: RecordCache,
+                     counts: dict[str, int], fleet: FleetOps, *, stopped: bool, reason: str) -> None:
+    """The tasks ``worker_id`` holds in ``session``: each back to its queue, or stopped."""
     lua = scripts()
     k = keys
-    counts = {"requeued": 0, "failed": 0, "cancelled": 0, "deadletter": 0}
-    inflight = keys.inflight(worker_id)
+    inflight = keys.inflight(session, worker_id)
     entries = client.lrange(inflight, 0, -1)
     # Only the oldest task in flight is charged an attempt: a worker runs its tasks in claim
     # order, so that is the one it was running (or had finished without reporting yet). The
@@ -63,16 +96,18 @@ def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: Rec
         except InvalidMessage as exc:  # set aside once, with its reason (the entry finish.lua writes)
             if client.lrem(inflight, 1, wire(raw)):
                 sec, usec = client.time()
-                entry = dumps({"at": sec * 1000 + usec // 1000, "stage": "", "session": "", "worker": worker_id,
+                entry = dumps({"at": sec * 1000 + usec // 1000, "stage": "", "session": session, "worker": worker_id,
                                "reason": str(exc), "message": printable(raw)})
                 with client.pipeline(transaction=True) as pipe:
-                    pipe.lpush(keys.deadletter, entry)
-                    pipe.ltrim(keys.deadletter, 0, DEADLETTER_MAX - 1)
+                    pipe.lpush(keys.deadletter(session), entry)
+                    pipe.ltrim(keys.deadletter(session), 0, DEADLETTER_MAX - 1)
                     pipe.execute()
                 log.warning("a message in flight at %s is not a task (%s); moved to the dead-letter list %s",
-                            worker_id, exc, keys.deadletter)
+                            worker_id, exc, keys.deadletter(session))
                 counts["deadletter"] += 1
             continue
+        if task.session != session:  # not where it belongs: it is reclaimed where it was found
+            task = replace(task, session=session)
         record = records.get(task.session)
         stage = record.pipeline.stage(task.stage) if record is not None and record.pipeline.has_stage(task.stage) else None
         attempts = task.attempt + 1 if charged else task.attempt
@@ -80,28 +115,37 @@ def reclaim_worker(client: redis.Redis, keys: Keys, worker_id: str, records: Rec
         last = stage is None or not after_failure(stage, attempts).retries
         max_attempts = stage.max_attempts if stage is not None else attempts
         failure = f"worker {worker_id} was lost during attempt {attempts} of {max_attempts} ({reason})"
-        result = lua.reclaim(client, (k.workers, inflight, k.queue(task.stage, task.session), k.ready(task.stage),
-                                      k.bell(task.stage), k.stats(task.session), k.live(task.session),
-                                      k.outcomes(task.session), k.results, k.session(task.session), k.grace, k.clock,
-                                      k.control(task.stage)),
-                             (worker_id, raw, task.next_attempt().encode() if charged else raw, task.stage,
-                              task.session, task.item,
-                              "1" if last else "0", attempts, failure, RESULTS_MAXLEN, BELL_MAX, "1" if force else "0"))[0]
-        if result in ("grace", "alive"):
-            return ReclaimReport(worker_id, skipped=result, **counts)
+        result, priority = lua.reclaim(client, (inflight, k.queue(task.stage, session), k.stats(session),
+                                                k.live(session), k.outcomes(session), k.session(session),
+                                                k.holders(session)),
+                                       (worker_id, raw, task.next_attempt().encode() if charged else raw, task.stage,
+                                        session, task.item, "1" if last else "0", attempts, failure))
+        if result == "requeued":
+            fleet.work(k, task.stage, session, priority=priority, ring=1, bell_max=BELL_MAX)
+        elif result in ("failed", "cancelled"):
+            short = "session cancelled" if result == "cancelled" else "worker lost on the last attempt"
+            fleet.result(k, RESULTS_MAXLEN, session, task.stage, task.item, result, attempts, 0, worker_id, short)
         if result in counts:
             counts[result] += 1
-    total = sum(counts.values())
-    if stopped:
-        message = f"worker {worker_id} stopped ({reason}); {total} task(s) given back"
-    else:
-        message = f"worker {worker_id} lost ({reason}); {total} task(s) reclaimed"
-    forgotten = bool(lua.forget(client, (k.workers, k.worker(worker_id), inflight, k.events, k.grace, k.clock),
-                                (worker_id, "1" if force else "0", EVENTS_MAXLEN,
-                                 "worker_stopped" if stopped else "worker_lost", message)))
-    if total or forgotten:
-        log.info(message)
-    return ReclaimReport(worker_id, forgotten=forgotten, **counts)
+
+
+def forget_worker(client: redis.Redis, keys: Keys, worker_id: str, sessions, *, force: bool, kind: str,
+                  message: str) -> bool:
+    """Remove ``worker_id`` from the registry if every in-flight list it has in ``sessions`` is
+    empty (looked at first, in each session's slot), giving back its permits (``forget.lua``)."""
+    k = keys
+    with client.pipeline(transaction=False) as pipe:
+        for session in sessions:
+            pipe.llen(k.inflight(session, worker_id))
+        pipe.hkeys(k.permits(worker_id))
+        replies = pipe.execute()
+    empty = not any(replies[:-1])
+    stages = sorted(replies[-1])
+    ensure_loaded(client)
+    return bool(scripts().forget(client, (k.workers, k.worker(worker_id), k.holds(worker_id), k.events, k.grace,
+                                          k.clock, k.permits(worker_id), *(k.control(s) for s in stages)),
+                                 (worker_id, "1" if force else "0", EVENTS_MAXLEN, kind, message,
+                                  "1" if empty else "0", *stages)))
 
 
 def lapsed_workers(client: redis.Redis, keys: Keys, limit: int = 32) -> tuple[list[str], int, int | None]:

@@ -17,7 +17,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 NAMES = ("enqueue", "claim", "hints", "finish", "heartbeat", "lapsed", "reclaim", "forget", "cancel",
-         "recount", "host_metrics", "read", "slurm", "host_health", "heal", "unclaim")
+         "recount", "host_metrics", "read", "slurm", "host_health", "heal", "unclaim", "fleet")
 
 
 @lru_cache(maxsize=None)
