@@ -8,6 +8,8 @@ Redis: ``Engine.verify``), register the session and enqueue every item for the f
 """
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import time
 from typing import Any
 
@@ -30,7 +32,7 @@ def run_one(server: Server, *, items: int, stages: int = 4) -> dict[str, Any]:
         t1 = time.perf_counter()
         result = initialize_session(engine, spec)
         t2 = time.perf_counter()
-    queued = server.client.llen("b1:bench-init")
+    queued = server.client.llen(K.queue("b1", "bench-init"))
     if result.added != items or queued != items:
         raise RuntimeError(f"initialize enqueued {result.added} (queue holds {queued}), expected {items}")
     total = t2 - t0
@@ -59,7 +61,7 @@ def single(server: Server, *, calls: int) -> dict[str, Any]:
         pushes = []
         for n in range(calls):
             t = time.perf_counter()
-            client.lpush("bench:lpush", f"e{n:07d}")
+            client.lpush(K.queue("bench", "lpush"), f"e{n:07d}")
             pushes.append(time.perf_counter() - t)
     enq, push = statistics.median(times) * 1000, statistics.median(pushes) * 1000
     return {"calls": calls, "enqueue_ms": round(enq, 4), "lpush_ms": round(push, 4), "ratio": round(enq / push, 2)}

@@ -8,6 +8,8 @@ grow with N. Peers: the same delta for their queued tasks, for comparison.
 """
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import time
 from typing import Any
 
@@ -32,7 +34,7 @@ def symphony(server: Server, *, items: int, processes: int, drain_timeout: float
         engine.enqueue(spec.name, spec.pipeline.stages[0].name,
                        ((item.id, None, n) for n, item in enumerate(spec.items)))
         m1 = used(server)
-        sample = server.client.lindex("b1:bench-mem", 0)
+        sample = server.client.lindex(K.queue("b1", "bench-mem"), 0)
         t = time.perf_counter()
         group = Group([symphony_commands(server.url, processes, 1, 5.0)[0] + ["--burst"]],
                       bench_env(server.url), workdir)
@@ -41,18 +43,18 @@ def symphony(server: Server, *, items: int, processes: int, drain_timeout: float
         finally:
             group.stop()
         drain_s = time.perf_counter() - t
-        stats = server.client.hgetall("symphony:stats:bench-mem")
+        stats = server.client.hgetall(K.stats("bench-mem"))
         if int(stats.get("b1|completed", 0)) != items:
             raise RuntimeError(f"session did not complete: {stats}\n{group.log_tail()}")
         m2 = used(server)
         holders = {key: server.client.memory_usage(key, samples=0) or 0
-                   for key in ("symphony:results", "symphony:stats:bench-mem", "symphony:live:bench-mem",
-                               "symphony:events", "symphony:sessions", "symphony:session:bench-mem")}
+                   for key in (K.results, K.stats("bench-mem"), K.live("bench-mem"),
+                               K.events, K.sessions, K.session("bench-mem"))}
     return {"items": items, "queued_bytes_per_task": round((m1 - m0) / items, 1), "message_bytes": len(sample),
             "after_complete_bytes": m2 - m0, "after_complete_bytes_per_task": round((m2 - m0) / items, 2),
-            "results_stream_entries": server.client.xlen("symphony:results"),
+            "results_stream_entries": server.client.xlen(K.results),
             "held_by": {k: v for k, v in holders.items() if v}, "drain_s": round(drain_s, 2),
-            "live_entries_left": server.client.hlen("symphony:live:bench-mem")}
+            "live_entries_left": server.client.hlen(K.live("bench-mem"))}
 
 
 def peers(server: Server, *, items: int, names: list[str]) -> dict[str, Any]:

@@ -13,6 +13,8 @@ intervals. RQ's and Celery's defaults, from their documentation, are listed besi
 """
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import os
 import random
 import signal
@@ -75,7 +77,7 @@ def run_one(server: Server, *, mode: str, heartbeat: float, seed: int) -> dict[s
 
     hosts = [Group([[sys.executable, *cmd, "--name", name]], env, workdir) for name in ("hostA", "hostB")]
     try:
-        wait_for(lambda: server.client.zcard("symphony:workers") >= 2, 60, 0.02, "both workers to beat")
+        wait_for(lambda: server.client.zcard(K.workers) >= 2, 60, 0.02, "both workers to beat")
         with Engine.from_url(server.url) as engine:
             initialize_session(engine, load_session(path))
         first = wait_for(lambda: _starts(server).get(1), 60, 0.005, "the task to start")

@@ -16,6 +16,8 @@ the time; the first Python task also starts the worker's handler executor).
 """
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import argparse
 import json
 import statistics
@@ -83,7 +85,7 @@ def command_case(server: Server, *, tasks: int, seconds: float, processes: int) 
     group = Group([[sys.executable, "-m", "symphony.workers", "--roles", "cmd", "-n", str(processes), "--heartbeat",
                     "5", "--log-level", "WARNING"]], bench_env(server.url), str(workdir))
     try:
-        symphony = _rate(lambda: int(server.client.hget("symphony:stats:costs", "cmd|completed") or 0), tasks)
+        symphony = _rate(lambda: int(server.client.hget(K.stats("costs"), "cmd|completed") or 0), tasks)
     finally:
         group.stop()
     # the bare loop: P processes calling subprocess.run, counting in the same Redis

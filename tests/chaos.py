@@ -17,6 +17,8 @@ the faults themselves (how long Redis stays down) and the pace of the kill drive
 """
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 import os
 import random
@@ -33,7 +35,7 @@ import redis
 
 from symphony.engine import EmbeddedRedis, Engine, initialize_session, load_session, resolve_redis
 from symphony.engine.scripts import load_all
-from tests.helpers import WorkerRun, wait_until, worker_env, write_pipeline, write_session
+from tests.helpers import WorkerRun, wait_until, worker_env, write_pipeline, write_session, held, dead_letters
 
 STAGES = ("s1", "s2", "s3")
 SESSION = "chaos"
@@ -164,7 +166,7 @@ class ChaosRun:
     # --- progress -----------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
         with self.client() as c:
-            return {k: int(v) for k, v in c.hgetall(f"symphony:stats:{SESSION}").items()}
+            return {k: int(v) for k, v in c.hgetall(K.stats(SESSION)).items()}
 
     def completed(self, stage: str = STAGES[-1]) -> int:
         return self.stats().get(f"{stage}|completed", 0)
@@ -193,10 +195,10 @@ class ChaosRun:
         """Pids of the worker processes that have registered (beaten at least once): only those
         have a lease for the supervisor to reclaim and a ``worker_lost`` event to show for it."""
         with self.client() as c:
-            ids = c.zrange("symphony:workers", 0, -1)
+            ids = c.zrange(K.workers, 0, -1)
             with c.pipeline(transaction=False) as pipe:
                 for worker_id in ids:
-                    pipe.hget(f"symphony:worker:{worker_id}", "pid")
+                    pipe.hget(K.worker(worker_id), "pid")
                 pids = pipe.execute()
         return {int(p) for p in pids if p}
 
@@ -238,7 +240,7 @@ class ChaosRun:
         figures.double_completions = sum(max(0, s.get(f"{st}|completed", 0) - len(self.items)) for st in STAGES)
         figures.details["done"] = {st: s.get(f"{st}|done", 0) for st in STAGES}
         with self.client() as c:
-            outcomes = c.hgetall(f"symphony:outcomes:{SESSION}")
+            outcomes = c.hgetall(K.outcomes(SESSION))
         stopped = set(outcomes)
         winners: dict[tuple[str, str], int] = {}
         lost = 0
@@ -276,12 +278,12 @@ class ChaosRun:
 
     def inflight_total(self) -> int:
         with self.client() as c:
-            return sum(c.llen(f"symphony:inflight:{w}") for w in c.zrange("symphony:workers", 0, -1))
+            return sum(len(held(c, w)) for w in c.zrange(K.workers, 0, -1))
 
     def results_after(self, ms: int) -> int:
         """Completions recorded after server time ``ms``."""
         with self.client() as c:
-            return len(c.xrange("symphony:results", min=f"{ms}-0", count=10_000))
+            return len(c.xrange(K.results, min=f"{ms}-0", count=10_000))
 
     def server_ms(self) -> int:
         with self.client() as c:
@@ -316,7 +318,7 @@ def worker_kills(workdir: Path, *, items: int = 150, processes: int = 3, interva
         # recovery: kill -> worker_lost event naming a worker whose pid we killed
         def reclaimed() -> tuple[list, list[float]]:
             with run.client() as c:
-                events = [(int(i.split("-")[0]), f) for i, f in c.xrange("symphony:events")
+                events = [(int(i.split("-")[0]), f) for i, f in c.xrange(K.events)
                           if f.get("kind") == "worker_lost"]
             found = []
             for pid, at in kill_ms.items():
@@ -357,7 +359,7 @@ def redis_restart(workdir: Path, *, items: int = 120, processes: int = 3, down_s
         figures.faults = 1
         wait_until(lambda: run.results_after(back) > 0, timeout=60, message="the first completion after the restart")
         with run.client() as c:
-            first = min(int(i.split("-")[0]) for i, _ in c.xrange("symphony:results", min=f"{back}-0", count=1))
+            first = min(int(i.split("-")[0]) for i, _ in c.xrange(K.results, min=f"{back}-0", count=1))
         figures.recover_s = (first - back) / 1000
         run.wait_settled()
         run.audit(figures, explained=lambda pid, started: False)
@@ -408,7 +410,7 @@ def redis_flush(workdir: Path, *, items: int = 120, processes: int = 3, mode: st
         back = run.server_ms()
         wait_until(lambda: run.results_after(back) > 0, timeout=60, message="the first completion after repair")
         with run.client() as c:
-            first = min(int(i.split("-")[0]) for i, _ in c.xrange("symphony:results", min=f"{back}-0", count=1))
+            first = min(int(i.split("-")[0]) for i, _ in c.xrange(K.results, min=f"{back}-0", count=1))
         figures.recover_s = (first - back) / 1000
         figures.notes.append(f"repair enqueued {plan.get('to_enqueue')} task(s) in {time.monotonic() - started:.2f}s "
                              f"(redis time at loss {lost_at[0]})")
@@ -481,7 +483,7 @@ def network_trouble(workdir: Path, *, items: int = 90, processes: int = 3, pause
                     back = run.server_ms()
                     figures.faults += 1
                     wait_until(lambda: run.results_after(back) > 0, timeout=60, message=f"completions after {freeze}")
-                    first = min(int(i.split("-")[0]) for i, _ in admin.xrange("symphony:results", min=f"{back}-0",
+                    first = min(int(i.split("-")[0]) for i, _ in admin.xrange(K.results, min=f"{back}-0",
                                                                                count=1))
                     delays.append((first - back) / 1000)
                 figures.recover_s = max(delays) if delays else None
@@ -492,7 +494,7 @@ def network_trouble(workdir: Path, *, items: int = 90, processes: int = 3, pause
         after = {p.pid for p in run.children()}
         figures.worker_restarts = len(before - after)
         with run.client() as c:
-            lost_events = [f for _, f in c.xrange("symphony:events") if f.get("kind") == "worker_lost"]
+            lost_events = [f for _, f in c.xrange(K.events) if f.get("kind") == "worker_lost"]
         figures.notes.append(f"worker_lost events {len(lost_events)}, console reaper reclaimed {reaper.reclaimed}")
         assert run.inflight_total() == 0
     return figures
@@ -519,7 +521,7 @@ def poison(workdir: Path, *, items: int = 40, processes: int = 2) -> Figures:
     with ChaosRun(workdir, items, processes, handler="tests.handlers:poison", max_attempts=2, timeout=1.5,
                   extra_items=extra) as run:
         with run.client() as c:
-            c.lpush(f"s1:{SESSION}", *reversed(PLANTED))
+            c.lpush(K.queue("s1", SESSION), *reversed(PLANTED))
         run.start_workers()
         figures.faults = len(extra) + len(PLANTED)
 
@@ -528,15 +530,15 @@ def poison(workdir: Path, *, items: int = 40, processes: int = 2) -> Figures:
             stopped = sum(s.get(f"{st}|{k}", 0) for st in STAGES for k in ("failed", "timed_out"))
             running = sum(s.get(f"{st}|running", 0) for st in STAGES)
             with run.client() as c:
-                dead = c.llen("symphony:deadletter")
+                dead = len(dead_letters(c))
             return (s.get(f"{STAGES[-1]}|completed", 0) >= items and stopped >= len(extra) and running == 0
                     and dead >= len(PLANTED))
 
         wait_until(all_done, timeout=120, interval=0.1, message=f"poison to settle ({run.stats()})")
         run.audit(figures, explained=lambda pid, started: False)
         with run.client() as c:
-            outcomes = {k: json.loads(v) for k, v in c.hgetall(f"symphony:outcomes:{SESSION}").items()}
-            dead = [json.loads(e) for e in c.lrange("symphony:deadletter", 0, -1)]
+            outcomes = {k: json.loads(v) for k, v in c.hgetall(K.outcomes(SESSION)).items()}
+            dead = dead_letters(c)
         figures.notes.append("; ".join(f"{k}: {v['state']}" for k, v in sorted(outcomes.items())))
         figures.notes.append(f"dead-lettered {len(dead)} of {len(PLANTED)} planted")
         figures.details["outcomes"] = outcomes
@@ -570,7 +572,7 @@ def hostile_handlers(workdir: Path, *, items: int = 40, processes: int = 2, time
         run.audit(figures, explained=lambda pid, started: False)
         figures.worker_restarts = len(before - {p.pid for p in run.children()})
         with run.client() as c:
-            outcomes = {k: json.loads(v) for k, v in c.hgetall(f"symphony:outcomes:{SESSION}").items()}
+            outcomes = {k: json.loads(v) for k, v in c.hgetall(K.outcomes(SESSION)).items()}
         hostile = defaultdict(int)
         for marker in run.markers.glob("hostile-*"):
             hostile[marker.name.split("-", 2)[2].rsplit("-", 2)[0]] += 1
@@ -609,7 +611,7 @@ def broken_host(workdir: Path, *, items: int = 120, processes: int = 2, broken_p
         charged = log.count("retrying in") + log.count("failed after")
         uncharged = log.count("back to its queue for another host, uncharged")
         with run.client() as c:
-            quarantines = [f for _, f in c.xrange("symphony:events") if f.get("kind") == "host_quarantined"]
+            quarantines = [f for _, f in c.xrange(K.events) if f.get("kind") == "host_quarantined"]
         figures.details.update(charged=charged, uncharged=uncharged, quarantines=len(quarantines))
         figures.notes.append(f"broken host charged {charged} attempt(s) before it was set aside, {uncharged} "
                              f"uncharged after; {len(quarantines)} quarantine(s)")
@@ -725,8 +727,8 @@ def out_of_memory(workdir: Path, *, items: int = 120, processes: int = 3, full_s
         c.config_set("maxmemory", "0")
 
         def beats() -> list[int]:  # each worker's last heartbeat (server ms)
-            ids = c.zrange("symphony:workers", 0, -1)
-            return [int(c.hget(f"symphony:worker:{w}", "beat") or 0) for w in ids]
+            ids = c.zrange(K.workers, 0, -1)
+            return [int(c.hget(K.worker(w), "beat") or 0) for w in ids]
 
         # reports and claims may pass while Redis is full (a script whose first write frees memory
         # goes on), the heartbeat's ZADD does not: recovery is every worker beating again

@@ -177,3 +177,35 @@ def sample_tasks(tmp: Path, seconds: float = 0.0) -> Path:
         stage.setdefault("params", {})["seconds"] = seconds
     pipeline.write_text(yaml.safe_dump(data, sort_keys=False))
     return dest
+
+
+def held(client, worker_id: str, keys=None) -> list[str]:
+    """Every task message ``worker_id`` holds, over the sessions of its holds index (its in-flight
+    lists are per session: ``symphony:inflight:{<session>}:<worker id>``)."""
+    from symphony.engine.keys import DEFAULT_KEYS
+
+    k = keys or DEFAULT_KEYS
+    out: list[str] = []
+    for session in sorted(client.smembers(k.holds(worker_id))):
+        out += client.lrange(k.inflight(session, worker_id), 0, -1)
+    return out
+
+
+def plant_inflight(client, worker_id: str, session: str, *messages, keys=None) -> None:
+    """Put messages into ``worker_id``'s in-flight list of ``session`` (indexed, as a claim does)."""
+    from symphony.engine.keys import DEFAULT_KEYS
+
+    k = keys or DEFAULT_KEYS
+    client.sadd(k.holds(worker_id), session)
+    client.sadd(k.holders(session), worker_id)
+    client.rpush(k.inflight(session, worker_id), *messages)
+
+
+def dead_letters(client, keys=None) -> list[dict]:
+    """Every dead-letter entry, over the registered sessions (the lists are per session)."""
+    import json
+
+    from symphony.engine.keys import DEFAULT_KEYS
+
+    k = keys or DEFAULT_KEYS
+    return [json.loads(e) for s in sorted(client.hkeys(k.sessions)) for e in client.lrange(k.deadletter(s), 0, -1)]

@@ -3,6 +3,8 @@ confirm, initialize, export, cancel, retry, filter and sort, the detail screen, 
 never-freeze promise (Redis stopped while the app runs, then back)."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import asyncio
 import json
 from pathlib import Path
@@ -108,14 +110,14 @@ def test_repair_shows_the_plan_first_escape_cancels_enter_runs(engine, r, redis_
         assert "Enter enqueues these 6 task(s)" in text_of(screen.query_one("#repair-hint"))
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, RepairScreen), message="the modal to close")
-        assert r.llen("s1:rep") == 0  # a dry run changes nothing
+        assert r.llen(K.queue("s1", "rep")) == 0  # a dry run changes nothing
 
         await pilot.press("r")
         await until(pilot, lambda: isinstance(app.screen, RepairScreen), message="the plan again")
         await pilot.press("enter")
         note = await until(pilot, lambda: app.noted("Repair of rep"), message="the repair's notification")
         assert "6 task(s) enqueued (s1 4, s2 1, s3 1)" in note
-        assert (r.llen("s1:rep"), r.llen("s2:rep"), r.llen("s3:rep")) == (4, 1, 1)
+        assert (r.llen(K.queue("s1", "rep")), r.llen(K.queue("s2", "rep")), r.llen(K.queue("s3", "rep"))) == (4, 1, 1)
         await until(pilot, lambda: queue_rows(app)[0][2] == "4", message="the queues to show the repair")
 
     run(app, scenario)
@@ -132,13 +134,13 @@ def test_cancel_asks_first(engine, r, redis_url, tasks, tmp_path):
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), message="the question")
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), message="the question to close")
-        assert r.llen("s1:rep") == 6
+        assert r.llen(K.queue("s1", "rep")) == 6
         await pilot.press("c")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), message="the question")
         await pilot.press("enter")
         note = await until(pilot, lambda: app.noted("Cancelled rep"), message="the cancel's notification")
         assert "6 waiting task(s) cancelled" in note
-        assert r.llen("s1:rep") == 0
+        assert r.llen(K.queue("s1", "rep")) == 0
         await until(pilot, lambda: "(cancelled)" in queue_rows(app)[0][0], message="the queues to say cancelled")
 
     run(app, scenario)
@@ -159,7 +161,7 @@ def test_retry_failed_asks_first(engine, r, redis_url, tasks, tmp_path):
         await pilot.press("enter")
         note = await until(pilot, lambda: app.noted("queued again"), message="the retry's notification")
         assert "rep: 1 failed task(s) queued again" in note
-        assert r.llen("s1:rep") == 6
+        assert r.llen(K.queue("s1", "rep")) == 6
         await until(pilot, lambda: queue_rows(app)[0][2] == "6", message="the queue to show the retried task")
 
     run(app, scenario)
@@ -180,7 +182,7 @@ def test_initialize_verifies_then_confirms_then_shows_progress(r, redis_url, tas
         await until(pilot, lambda: "problem" in text_of(screen.query_one("#init-status")), message="the report")
         report = text_of(screen.query_one("#init-report"))
         assert "bad.yaml" in report and "missing.yaml" in report and "✓ rep" in report
-        assert r.exists("symphony:sessions") == 0 or r.hget("symphony:sessions", "rep") is None
+        assert r.exists(K.sessions) == 0 or r.hget(K.sessions, "rep") is None
         await pilot.press("space")  # bad.yaml is first in the list: deselect it
         assert [Path(v).name for v in files.selected] == ["rep.yaml"]
         await pilot.press("v")
@@ -189,7 +191,7 @@ def test_initialize_verifies_then_confirms_then_shows_progress(r, redis_url, tas
         await pilot.press("enter")
         note = await until(pilot, lambda: app.noted("Initialized 1 session(s)"), message="the result")
         assert "rep: 6 enqueued for s1" in note
-        assert r.llen("s1:rep") == 6
+        assert r.llen(K.queue("s1", "rep")) == 6
         bar = screen.query_one("#init-progress", ProgressBar)
         await until(pilot, lambda: bar.progress == 6 and bar.total == 6, message="the progress bar to fill")
         await pilot.press("escape")
@@ -386,13 +388,13 @@ def test_each_poll_reclaims_the_tasks_of_dead_workers(engine, r, redis_url, task
     claimed = None
     for _ in range(5):
         claimed = claimed or link.step().claimed
-    assert claimed and r.llen("s1:rep") == 5
+    assert claimed and r.llen(K.queue("s1", "rep")) == 5
     app = make_app(redis_url, tasks, tmp_path)
 
     async def scenario(pilot):
         note = await until(pilot, lambda: app.noted("lost worker gone-0-abc"), message="the console to reclaim")
         assert "reclaimed 1 task(s)" in note
-        assert r.llen("s1:rep") == 6
+        assert r.llen(K.queue("s1", "rep")) == 6
         await until(pilot, lambda: queue_rows(app)[0][2] == "6", message="the queue to show the reclaimed task")
 
     run(app, scenario)

@@ -1,6 +1,8 @@
 """Operator control with real workers and a real Redis: drain (and undrain) of workers and hosts."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 from pathlib import Path
 
@@ -8,7 +10,7 @@ import pytest
 
 from symphony.engine import Engine, load_session
 from symphony.engine.initialize import initialize_session
-from tests.helpers import WorkerRun, wait_until, worker_env, write_pipeline, write_session
+from tests.helpers import WorkerRun, wait_until, worker_env, write_pipeline, write_session, held
 
 
 def init(engine: Engine, path: Path):
@@ -16,7 +18,7 @@ def init(engine: Engine, path: Path):
 
 
 def stats(r, session: str) -> dict[str, int]:
-    return {k: int(v) for k, v in r.hgetall(f"symphony:stats:{session}").items()}
+    return {k: int(v) for k, v in r.hgetall(K.stats(session)).items()}
 
 
 def session_file(tmp_path: Path, items, *, name="s1", handler="tests.handlers:ok", params=None, stage_extra=None,
@@ -56,14 +58,14 @@ def test_drain_one_of_two_hosts_exits_with_nothing_in_flight_and_the_other_finis
     assert a.wait(30) == 0, a.output()  # the supervisor exits once its drained children did
     assert "drained" in a.output()
     assert not workers_of(engine, "vma")
-    assert not [w for w in r.zrange("symphony:workers", 0, -1) if w.startswith("vma")]
-    assert all(r.llen(f"symphony:inflight:{w}") == 0 for w in r.zrange("symphony:workers", 0, -1)
+    assert not [w for w in r.zrange(K.workers, 0, -1) if w.startswith("vma")]
+    assert all(len(held(r, w)) == 0 for w in r.zrange(K.workers, 0, -1)
                if w.startswith("vma"))
     wait_until(lambda: stats(r, "s1").get("work|done", 0) == 40, timeout=60, message="the other host to finish")
     counts = stats(r, "s1")
     assert counts["work|completed"] == 40 and counts["work|running"] == 0
     assert len(ran(tmp_path)) == 40  # every item ran exactly once: nothing lost or run twice
-    kinds = [f.get("kind") for _, f in r.xrange("symphony:events")]
+    kinds = [f.get("kind") for _, f in r.xrange(K.events)]
     assert "drain" in kinds
     snap = json.loads(engine.snapshot().to_json())
     assert snap["drains"][0]["kind"] == "host" and snap["drains"][0]["target"] == "vma"
@@ -85,8 +87,8 @@ def test_drain_now_idle_hands_back_and_undrain_resumes(engine, r, redis_url, tmp
     assert result["kind"] == "worker" and result["now"] and result["idle"] and result["waiting_for"] == []
     # handed back to the head of its queue, its attempt not charged; the worker stays up, drained
     counts = stats(r, "s1")
-    assert counts["work|running"] == 0 and r.llen("work:s1") == 2
-    assert json.loads(r.lindex("work:s1", 0))["a"] == 0
+    assert counts["work|running"] == 0 and r.llen(K.queue("work", "s1")) == 2
+    assert json.loads(r.lindex(K.queue("work", "s1"), 0))["a"] == 0
     (worker,) = engine.snapshot(events=1).workers
     assert worker.state == "drained" and w.process.poll() is None
     assert cli("undrain", "solo")[0] == 0
@@ -113,7 +115,7 @@ def test_drain_needs_one_target_and_is_recorded_with_who_and_when(engine, r):
 
 def claimed_total(r, session: str, stage: str = "work") -> int:
     """Tasks ever claimed of the stage: those running plus those finished (one read)."""
-    running, completed = r.hmget(f"symphony:stats:{session}", f"{stage}|running", f"{stage}|completed")
+    running, completed = r.hmget(K.stats(session), f"{stage}|running", f"{stage}|completed")
     return int(running or 0) + int(completed or 0)
 
 
@@ -132,16 +134,16 @@ def test_pause_mid_run_no_claim_after_it_then_resume_completes_with_exact_totals
     wait_until(lambda: all(wk.state == "idle" for wk in engine.snapshot(events=1).workers),
                message="the workers to go idle")
     assert claimed_total(r, "s1") == at_pause
-    assert stats(r, "s1")["work|completed"] == at_pause and r.llen("work:s1") == 40 - at_pause
+    assert stats(r, "s1")["work|completed"] == at_pause and r.llen(K.queue("work", "s1")) == 40 - at_pause
     assert len(ran(tmp_path)) == at_pause
     snap = json.loads(engine.snapshot().to_json())
     assert snap["sessions"][0]["paused"] and snap["queues"][0]["paused"]
     assert cli("resume", "s1")[0] == 0
     wait_until(lambda: stats(r, "s1").get("work|done", 0) == 40, timeout=60, message="the session to complete")
     counts = stats(r, "s1")
-    assert counts["work|completed"] == 40 and counts["work|running"] == 0 and r.llen("work:s1") == 0
+    assert counts["work|completed"] == 40 and counts["work|running"] == 0 and r.llen(K.queue("work", "s1")) == 0
     assert len(ran(tmp_path)) == 40  # none lost, none counted or run twice
-    who = [f for _, f in r.xrange("symphony:events") if f.get("kind") in ("pause", "resume")]
+    who = [f for _, f in r.xrange(K.events) if f.get("kind") in ("pause", "resume")]
     assert [f["kind"] for f in who] == ["pause", "resume"] and all(f.get("by") for f in who)
     w.stop()
 
@@ -156,7 +158,7 @@ def test_priority_10_drains_before_priority_0_and_a_paused_one_lets_the_other_ru
     w = WorkerRun(redis_url, "--processes", "1", log_dir=tmp_path)
     wait_until(lambda: stats(r, "lo").get("work|done", 0) == 30 and stats(r, "hi").get("work|done", 0) == 30,
                timeout=60, message="both sessions to complete")
-    order = [f["s"] for _, f in r.xrange("symphony:results")]
+    order = [f["s"] for _, f in r.xrange(K.results)]
     assert order[:30].count("lo") <= 2, f"the low-priority session got more than its share: {order[:30]}"
     # with the high one paused, the low one runs
     hi2 = session_file(tmp_path, [f"h{n:02d}" for n in range(10)], name="hi2", priority=10)
@@ -173,10 +175,11 @@ def test_priority_10_drains_before_priority_0_and_a_paused_one_lets_the_other_ru
 
 def inflight_now(r, seen: set[str]) -> int:
     """Tasks held by any worker, read atomically (one MULTI over every in-flight list ever seen)."""
-    seen.update(r.zrange("symphony:workers", 0, -1))
-    with r.pipeline(transaction=True) as pipe:
-        for w in sorted(seen):
-            pipe.llen(f"symphony:inflight:{w}")
+    seen.update(r.zrange(K.workers, 0, -1))
+    lists = [K.inflight(s, w) for w in sorted(seen) for s in sorted(r.smembers(K.holds(w)) | {"s1"})]
+    with r.pipeline(transaction=True) as pipe:  # the session slot of s1: one MULTI
+        for key in lists:
+            pipe.llen(key)
         return sum(pipe.execute())
 
 
@@ -202,7 +205,7 @@ def test_max_running_2_over_6_worker_processes_holds_through_sigkill_and_reclaim
     def sample():
         while not stop.is_set():
             peak["inflight"] = max(peak["inflight"], inflight_now(sampler_client, seen))
-            peak["counted"] = max(peak["counted"], int(sampler_client.hget("symphony:control:work", "running") or 0))
+            peak["counted"] = max(peak["counted"], int(sampler_client.hget(K.control("work"), "running") or 0))
             peak["samples"] += 1
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -216,7 +219,7 @@ def test_max_running_2_over_6_worker_processes_holds_through_sigkill_and_reclaim
             if psutil.pid_exists(busy.pid):
                 os.kill(busy.pid, signal.SIGKILL)
                 killed += 1
-            wait_until(lambda: not r.exists(f"symphony:inflight:{busy.id}") or r.llen(f"symphony:inflight:{busy.id}") == 0,
+            wait_until(lambda: len(held(r, busy.id)) == 0,
                        message="the killed worker's task to be reclaimed")
         wait_until(lambda: stats(r, "s1").get("work|done", 0) == 24, timeout=120, message="the session to complete")
     finally:

@@ -1,6 +1,8 @@
 """Encrypted task data and job key/values (AES-GCM), unit and end to end."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import base64
 import json
 import subprocess
@@ -108,12 +110,12 @@ def test_job_values_are_stored_sealed(redis_url, r):
         assert kv.incr("runs") == 1 and kv.incr("runs", 2) == 3
         assert kv.get("status") == "classified: 12 vines" and kv.all() == {
             "status": "classified: 12 vines", "score": "0.93", "runs": "3"}
-        stored = r.hgetall("symphony:job:s:a:row-1")
+        stored = r.hgetall(K.job("s", "a", "row-1"))
         assert all(v.startswith("v2.") for v in stored.values()) and "12 vines" not in json.dumps(stored)
         assert engine.last_job("s") == ("a:row-1", kv.all())
     with Engine(resolve_redis(redis_url), sealer=Sealer(OTHER)) as wrong, pytest.raises(CryptoError, match="status"):
         wrong.job_store("s", "a", "row-1").get("status")
-    r.hset("symphony:job:s:a:row-1", "runs", stored["score"])  # a value moved to another field
+    r.hset(K.job("s", "a", "row-1"), "runs", stored["score"])  # a value moved to another field
     with Engine(resolve_redis(redis_url), sealer=Sealer(KEY)) as engine, pytest.raises(CryptoError, match="runs"):
         engine.job_store("s", "a", "row-1").get("runs")
 
@@ -136,7 +138,7 @@ def sealed_session(tmp_path, redis_url, r):
     session = write_session(tmp_path / "s.yaml", "sealed", "pipe.yaml", items, root=str(tmp_path / "data"))
     out = symphony(redis_url, "initialize", str(session), "--encryption-key-file", str(key_file))
     assert out.returncode == 0, out.stderr
-    queued = r.lrange("a:sealed", 0, -1)
+    queued = r.lrange(K.queue("a", "sealed"), 0, -1)
     assert len(queued) == 5 and all('"e":"v2.' in m for m in queued)
     assert not any("confidential" in m or '"m"' in m for m in queued), "task data must not sit in Redis in clear"
     return tmp_path
@@ -151,7 +153,7 @@ def run_worker(redis_url, tmp_path, **env):
 
 
 def stats(r) -> dict[str, int]:
-    return {k: int(v) for k, v in r.hgetall("symphony:stats:sealed").items()}
+    return {k: int(v) for k, v in r.hgetall(K.stats("sealed")).items()}
 
 
 @pytest.mark.slow
@@ -161,7 +163,7 @@ def test_a_worker_with_the_key_runs_sealed_tasks(sealed_session, redis_url, r):
     out = json.loads((sealed_session / "data" / "sealed" / "b" / "row-3.json").read_text())
     assert out["meta"] == {"vines": 3, "owner": "confidential grower"}  # the handler saw it decrypted
     assert out["kv"] == {"vines": "3", "runs": "1"}
-    stored = r.hgetall("symphony:job:sealed:b:row-3")
+    stored = r.hgetall(K.job("sealed", "b", "row-3"))
     assert stored and all(v.startswith("v2.") for v in stored.values())
     assert KEY.hex() not in log
 
@@ -175,24 +177,24 @@ def test_a_wrong_or_missing_key_fails_every_task_with_the_reason_and_runs_nothin
                                                                                  reason):
     run_worker(redis_url, sealed_session, **env)
     assert stats(r)["a|failed"] == 5 and stats(r).get("a|completed", 0) == 0
-    outcomes = {k: json.loads(v) for k, v in r.hgetall("symphony:outcomes:sealed").items()}
+    outcomes = {k: json.loads(v) for k, v in r.hgetall(K.outcomes("sealed")).items()}
     assert all(reason in o["error"] and o["state"] == "failed" for o in outcomes.values()), outcomes
     assert not (sealed_session / "data" / "markers").exists(), "a handler ran on data it could not trust"
 
 
 @pytest.mark.slow
 def test_tampered_or_clear_task_data_is_rejected_and_the_rest_flows(sealed_session, redis_url, r):
-    first = json.loads(r.lindex("a:sealed", 0))
+    first = json.loads(r.lindex(K.queue("a", "sealed"), 0))
     token = first["e"]
     first["e"] = token[:-4] + ("AAAA" if token[-4:] != "AAAA" else "BBBB")
-    r.lset("a:sealed", 0, json.dumps(first, separators=(",", ":")))  # tampered with in the queue
-    second = json.loads(r.lindex("a:sealed", 1))
-    second["e"] = json.loads(r.lindex("a:sealed", 2))["e"]  # another item's sealed data
-    r.lset("a:sealed", 1, json.dumps(second, separators=(",", ":")))
-    r.rpush("a:sealed", '{"i":"row-9","s":"sealed","t":"a","a":0,"m":{"vines":99}}')  # planted in clear
-    r.hset("symphony:live:sealed", "row-9", "a")  # as if it were an item of the session (else the claim refuses it)
+    r.lset(K.queue("a", "sealed"), 0, json.dumps(first, separators=(",", ":")))  # tampered with in the queue
+    second = json.loads(r.lindex(K.queue("a", "sealed"), 1))
+    second["e"] = json.loads(r.lindex(K.queue("a", "sealed"), 2))["e"]  # another item's sealed data
+    r.lset(K.queue("a", "sealed"), 1, json.dumps(second, separators=(",", ":")))
+    r.rpush(K.queue("a", "sealed"), '{"i":"row-9","s":"sealed","t":"a","a":0,"m":{"vines":99}}')  # planted in clear
+    r.hset(K.live("sealed"), "row-9", "a")  # as if it were an item of the session (else the claim refuses it)
     run_worker(redis_url, sealed_session, SYMPHONY_KEY_FILE=str(sealed_session / "symphony.key"))
-    outcomes = {k: json.loads(v)["error"] for k, v in r.hgetall("symphony:outcomes:sealed").items()}
+    outcomes = {k: json.loads(v)["error"] for k, v in r.hgetall(K.outcomes("sealed")).items()}
     assert set(outcomes) == {first["i"], second["i"], "row-9"}, outcomes
     assert "failed authentication" in outcomes[first["i"]] and "failed authentication" in outcomes[second["i"]]
     assert "not encrypted" in outcomes["row-9"]
@@ -206,11 +208,11 @@ def test_retry_carries_encrypted_task_data_over_unchanged(sealed_session, redis_
     """retry rebuilds a failed task from its recorded message; sealed data must come back as it
     was (not re-sealed empty, not needing the key)."""
     run_worker(redis_url, sealed_session)  # no key: every task fails, its sealed message recorded
-    before = {json.loads(v)["task"] for v in r.hgetall("symphony:outcomes:sealed").values()}
+    before = {json.loads(v)["task"] for v in r.hgetall(K.outcomes("sealed")).values()}
     tokens = {json.loads(t)["i"]: json.loads(t)["e"] for t in before}
     with Engine(resolve_redis(redis_url)) as keyless:  # the operator retries without the key
         assert keyless.retry("sealed").requeued == 5
-    queued = {json.loads(m)["i"]: json.loads(m)["e"] for m in r.lrange("a:sealed", 0, -1)}
+    queued = {json.loads(m)["i"]: json.loads(m)["e"] for m in r.lrange(K.queue("a", "sealed"), 0, -1)}
     assert queued == tokens
     run_worker(redis_url, sealed_session, SYMPHONY_KEY=KEY.hex())
     out = json.loads((sealed_session / "data" / "sealed" / "b" / "row-2.json").read_text())

@@ -3,6 +3,8 @@
 attempts run); and an interrupted initialize says what it left and how to finish."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 import os
 import signal
@@ -69,7 +71,7 @@ def test_a_fixed_command_is_applied_with_update_and_retried(cli, r, engine, redi
     assert cli("initialize", str(path))[0] == 0
     worker = WorkerRun(redis_url, "--burst", "--processes", "1", log_dir=tmp_path)
     assert worker.wait(120) == 0
-    assert r.hget("symphony:stats:edit", "work|failed") == "2"
+    assert r.hget(K.stats("edit"), "work|failed") == "2"
 
     edit_stage(tmp_path, command=FIXED)
     # retry says that the file differs, and still retries with what is registered
@@ -81,17 +83,17 @@ def test_a_fixed_command_is_applied_with_update_and_retried(cli, r, engine, redi
     code, out, err = cli("initialize", "--resume", str(path))
     assert code == 1 and "stages.work.command" in err and "symphony update edit" in err
     # update: the differences first; nothing without an answer, nothing with --dry-run
-    before = r.hget("symphony:session:edit", "fingerprint")
+    before = r.hget(K.session("edit"), "fingerprint")
     monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
     code, out, err = cli("update", "edit")
     assert code == 1 and "stages.work.command" in out and "Refusing without --yes" in err
     code, out, _ = cli("update", "edit", "--dry-run")
     assert code == 0 and "nothing updated (--dry-run)" in out
-    assert r.hget("symphony:session:edit", "fingerprint") == before
-    epoch = r.get("symphony:epoch")
+    assert r.hget(K.session("edit"), "fingerprint") == before
+    epoch = r.get(K.epoch)
     code, out, err = cli("update", "edit", "--yes")
     assert code == 0 and "definition updated" in out, err
-    assert r.hget("symphony:session:edit", "fingerprint") != before and r.get("symphony:epoch") != epoch
+    assert r.hget(K.session("edit"), "fingerprint") != before and r.get(K.epoch) != epoch
     assert engine.session("edit")[0].pipeline.stage("work").handler.argv == tuple(FIXED)
     assert cli("update", "edit")[1].endswith("nothing to update\n")
     assert "differs" not in cli("sessions")[2]
@@ -99,7 +101,7 @@ def test_a_fixed_command_is_applied_with_update_and_retried(cli, r, engine, redi
     # the two tasks retried above were waiting: they run the new command
     worker = WorkerRun(redis_url, "--burst", "--processes", "1", log_dir=tmp_path)
     assert worker.wait(120) == 0
-    assert r.hget("symphony:stats:edit", "after|completed") == "2"
+    assert r.hget(K.stats("edit"), "after|completed") == "2"
     assert (tmp_path / "data" / "edit" / "after" / "a.txt").read_text() == "ok"
     code, out, err = cli("retry", "edit")
     assert code == 0 and "no failed tasks" in out and "differs" not in err
@@ -108,24 +110,24 @@ def test_a_fixed_command_is_applied_with_update_and_retried(cli, r, engine, redi
 def test_update_refuses_an_incompatible_change_and_changes_nothing(cli, r, tmp_path):
     path = session(tmp_path)
     assert cli("initialize", str(path))[0] == 0
-    before = r.hgetall("symphony:session:edit")
+    before = r.hgetall(K.session("edit"))
     edit_stage(tmp_path, name="renamed")
     code, out, err = cli("update", "edit", "--yes")
     assert code == 2 and "stages:" in out and "must stay the same" in err and "nothing was updated" in err
     edit_stage(tmp_path, name="work", output="{root}/x/{item}.txt")
     code, out, err = cli("update", "edit", "--yes", "--json")
     assert code == 2 and json.loads(out)["changes"][0]["path"] == "stages.work.output"
-    assert r.hgetall("symphony:session:edit") == before
+    assert r.hgetall(K.session("edit")) == before
 
 
 def test_update_verifies_the_file_first(cli, r, tmp_path):
     path = session(tmp_path)
     assert cli("initialize", str(path))[0] == 0
-    before = r.hgetall("symphony:session:edit")
+    before = r.hgetall(K.session("edit"))
     edit_stage(tmp_path, timeout=-1)
     code, out, err = cli("update", "edit", "--yes")
     assert code == 1 and "pipe.yaml" in err and "timeout" in err and "unchanged" in err
-    assert r.hgetall("symphony:session:edit") == before
+    assert r.hgetall(K.session("edit")) == before
     assert cli("update", "nosuch")[0] == 2
 
 
@@ -139,7 +141,7 @@ def test_ctrl_c_while_enqueueing_says_what_is_left_and_resume_finishes(redis_url
     proc = subprocess.Popen([sys.executable, "-m", "symphony", "initialize", str(path)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:
-        wait_until(lambda: int(r.hget("symphony:stats:big", "work|enqueued") or 0) > 0, timeout=120,
+        wait_until(lambda: int(r.hget(K.stats("big"), "work|enqueued") or 0) > 0, timeout=120,
                    message="the first items to be enqueued")
         r.execute_command("CLIENT", "PAUSE", "20000", "WRITE")  # the enqueue now waits: Ctrl-C lands inside it
         proc.send_signal(signal.SIGINT)
@@ -151,14 +153,14 @@ def test_ctrl_c_while_enqueueing_says_what_is_left_and_resume_finishes(redis_url
             proc.kill()
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    queued = r.llen("work:big")
+    queued = r.llen(K.queue("work", "big"))
     assert 0 < queued < items
     assert "interrupted while enqueueing session big" in err and f"of its {items:,} items" in err
     assert f"symphony initialize --resume {path}" in err and "symphony purge big" in err
     resume = subprocess.run([sys.executable, "-m", "symphony", "initialize", "--resume", str(path)], cwd=tmp_path,
                             env=env, capture_output=True, text=True, timeout=300)
     assert resume.returncode == 0, resume.stderr
-    assert r.llen("work:big") == items and r.hlen("symphony:live:big") == items
+    assert r.llen(K.queue("work", "big")) == items and r.hlen(K.live("big")) == items
 
 
 def test_ctrl_c_while_verifying_says_nothing_changed(redis_url, r, tmp_path):
@@ -174,4 +176,4 @@ def test_ctrl_c_while_verifying_says_nothing_changed(redis_url, r, tmp_path):
     run = subprocess.run([sys.executable, "-m", "symphony", "initialize", str(path)], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120, preexec_fn=default_sigint)
     assert run.returncode == 130 and "interrupted while verifying; nothing was registered or enqueued" in run.stderr
-    assert not r.exists("symphony:session:big") and r.llen("work:big") == 0
+    assert not r.exists(K.session("big")) and r.llen(K.queue("work", "big")) == 0

@@ -1,6 +1,8 @@
 """The Prometheus exporter against a real Redis and real worker processes."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 import math
 import os
@@ -254,11 +256,11 @@ def test_a_counter_lower_in_redis_than_before_is_not_exported_lower(engine, r, t
     exporter = exporter_of(engine, cache_s=0)
     labels = {"session": "two", "stage": "a", "pool": "pa"}
     assert value(scrape(exporter.url), "symphony_tasks_enqueued_total", **labels) == 3
-    r.hset("symphony:stats:two", "a|enqueued", 1)  # as if the last two enqueues were lost
+    r.hset(K.stats("two"), "a|enqueued", 1)  # as if the last two enqueues were lost
     samples = scrape(exporter.url)
     assert value(samples, "symphony_tasks_enqueued_total", **labels) == 3
     assert value(samples, "symphony_tasks_queued", **labels) == 3  # gauges are what Redis says
-    r.hincrby("symphony:stats:two", "a|enqueued", 4)  # five now, four more since the drop
+    r.hincrby(K.stats("two"), "a|enqueued", 4)  # five now, four more since the drop
     assert value(scrape(exporter.url), "symphony_tasks_enqueued_total", **labels) == 7
 
 

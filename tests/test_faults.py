@@ -5,6 +5,8 @@ Each test reproduces one way an outage used to lose or steal work, with the real
 """
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import os
 import signal
 import subprocess
@@ -16,7 +18,7 @@ import redis
 
 from symphony.engine import Engine, Finish, Outcome, OutcomeKind, resolve_redis
 from symphony.engine.scripts import load_all
-from tests.helpers import wait_until
+from tests.helpers import wait_until, held
 from tests.test_engine_queue import claim, make_record
 
 
@@ -57,13 +59,13 @@ def test_a_claim_whose_reply_was_lost_is_delivered_again_not_orphaned(own_redis,
                 link.step(want=want)  # the claim is sent; its reply is lost to the timeout
         finally:
             own_redis.resume()
-        wait_until(lambda: r.llen("symphony:inflight:w1") == want, message="the claim to run once Redis resumed")
+        wait_until(lambda: len(held(r, "w1")) == want, message="the claim to run once Redis resumed")
         again = link.step(want=want)
         assert [c.task.item for c in again.batch] == items[:want], "the orphaned tasks must be delivered again"
-        assert r.lrange("symphony:inflight:w1", 0, -1) == [c.raw for c in again.batch]
-        assert r.hget("symphony:stats:s1", "a|running") == str(want)  # counted once, not twice
+        assert held(r, "w1") == [c.raw for c in again.batch]
+        assert r.hget(K.stats("s1"), "a|running") == str(want)  # counted once, not twice
         link.step([Finish(c, Outcome(OutcomeKind.DONE), next_stage="b", attempts=1) for c in again.batch], claim=False)
-        assert r.llen("symphony:inflight:w1") == 0 and r.hget("symphony:stats:s1", "a|running") == "0"
+        assert len(held(r, "w1")) == 0 and r.hget(K.stats("s1"), "a|running") == "0"
         assert [c.task.item for c in link.step(want=want).batch] == items[want:2 * want]  # and on it goes
     finally:
         impatient.close()
@@ -89,7 +91,7 @@ def test_a_short_outage_does_not_steal_a_live_lease(engine, r, session):
     assert "x" not in beat.lapsed, "a live worker's lease was stolen because Redis was unavailable"
     assert beat.grace_ms > 0
     assert engine.reap(["x"])[0].skipped == "grace"
-    assert r.lrange("symphony:inflight:x", 0, -1) == [claimed.raw]
+    assert held(r, "x") == [claimed.raw]
     assert x.beat(hb, lease, {}).known  # x beats again: its lease and its task are still its own
 
 
@@ -105,7 +107,7 @@ def test_a_reaper_that_runs_first_after_an_outage_does_not_steal(engine, r, sess
     claimed = claim(x)
     outage(r, 1.5)  # longer than x's whole lease
     assert engine.reap() == [], "the reaper judged leases that ran out while Redis was unavailable"
-    assert r.lrange("symphony:inflight:x", 0, -1) == [claimed.raw]
+    assert held(r, "x") == [claimed.raw]
     beat = x.beat(hb, lease, {})
     assert beat.known and beat.grace_ms > 0
 
@@ -129,7 +131,7 @@ def test_a_worker_that_really_died_is_still_reaped_after_the_grace_window(engine
         return "dead" in found.lapsed and engine.reap(found.lapsed)
 
     wait_until(reaped, timeout=10, interval=hb, message="the dead worker to be reaped after the grace window")
-    assert r.llen("a:s1") == 1 and r.llen("symphony:inflight:dead") == 0
+    assert r.llen(K.queue("a", "s1")) == 1 and len(held(r, "dead")) == 0
 
 
 def test_the_console_alone_reaps_a_dead_fleet(engine, r, session):
@@ -140,7 +142,7 @@ def test_the_console_alone_reaps_a_dead_fleet(engine, r, session):
     dead.beat(0.1, 0.3, {})
     claim(dead)
     wait_until(lambda: engine.reap(), timeout=10, interval=0.05, message="the console to reap the dead fleet")
-    assert r.llen("a:s1") == 1 and r.llen("symphony:inflight:dead") == 0
+    assert r.llen(K.queue("a", "s1")) == 1 and len(held(r, "dead")) == 0
 
 
 def test_a_burst_worker_does_not_exit_before_it_knows_its_roles(engine, r, redis_url, tmp_path):
@@ -187,10 +189,10 @@ def test_a_worker_notices_that_redis_lost_its_registry_even_if_the_epoch_looks_t
     worker = WorkerRun(redis_url, "--pool", "p", "--processes", "1", log_dir=tmp_path, heartbeat=3.0)
     try:
         wait_until(lambda: (tmp_path / "data" / "before" / "old" / "i1.json").is_file(), message="the first session")
-        epoch = r.get("symphony:epoch")
+        epoch = r.get(K.epoch)
         r.flushall()  # Redis loses everything...
         initialize_session(engine, session("after", "new"))  # ...and a new session arrives within one heartbeat
-        assert r.get("symphony:epoch") == epoch
+        assert r.get(K.epoch) == epoch
         wait_until(lambda: (tmp_path / "data" / "after" / "new" / "i1.json").is_file(), timeout=15,
                    message="the worker to serve the new session's stage")
     finally:
@@ -289,7 +291,7 @@ def test_idle_workers_stop_when_the_whole_group_gets_sigterm(engine, redis_url, 
     worker = WorkerRun(redis_url, "--pool", "nobody-serves-this", "--processes", "2", "--drain-timeout", "20",
                        log_dir=tmp_path)
     try:
-        wait_until(lambda: engine.client.zcard("symphony:workers") == 2, message="both worker processes to beat")
+        wait_until(lambda: engine.client.zcard(K.workers) == 2, message="both worker processes to beat")
         os.killpg(worker.process.pid, signal.SIGTERM)
         took = _stops_within(worker.process, 15)
         assert took is not None and took < 10, f"stopping took {took}; log:\n{worker.output()[-2000:]}"

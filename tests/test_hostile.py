@@ -2,6 +2,8 @@
 handlers all fail does, against a real Redis and real worker processes."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import pytest
 
 from symphony.engine import Engine, load_session
 from symphony.engine.initialize import initialize_session
-from tests.helpers import WorkerRun, wait_until, write_pipeline, write_session
+from tests.helpers import WorkerRun, held, plant_inflight, wait_until, write_pipeline, write_session, dead_letters
 
 DEEP = "[" * 100_000 + "]" * 100_000
 
@@ -22,16 +24,16 @@ def one_stage(tmp_path: Path, items, *, handler="tests.handlers:ok", name="s1", 
 
 
 def stats(r, session: str) -> dict[str, int]:
-    return {k: int(v) for k, v in r.hgetall(f"symphony:stats:{session}").items()}
+    return {k: int(v) for k, v in r.hgetall(K.stats(session)).items()}
 
 
 def r_outcomes(server) -> dict:
     with server.client() as c:
-        return c.hgetall("symphony:outcomes:sec")
+        return c.hgetall(K.outcomes("sec"))
 
 
 def deadletters(r) -> list[dict]:
-    return [json.loads(e) for e in r.lrange("symphony:deadletter", 0, -1)]
+    return dead_letters(r)
 
 
 @pytest.mark.slow
@@ -46,7 +48,7 @@ def test_undecodable_and_planted_messages_go_to_the_dead_letter_list_once(engine
     import redis as redislib
 
     binary = redislib.Redis.from_url(redis_url)  # no decoding: plant raw bytes
-    queue = "work:s1"
+    queue = K.queue("work", "s1")
     real = binary.lrange(queue, 0, -1)
     binary.delete(queue)
     planted = [DEEP.encode(), b'{"i":"i9\xff","s":"s1","t":"work","a":0}',
@@ -57,7 +59,7 @@ def test_undecodable_and_planted_messages_go_to_the_dead_letter_list_once(engine
     try:
         wait_until(lambda: stats(r, "s1").get("work|completed", 0) >= len(items), timeout=30,
                    message="every real item to complete")
-        wait_until(lambda: r.llen("symphony:deadletter") >= len(planted) and stats(r, "s1").get("work|running") == 0,
+        wait_until(lambda: len(dead_letters(r)) >= len(planted) and stats(r, "s1").get("work|running") == 0,
                    timeout=30, message="the planted messages to be dead-lettered")
         counts = stats(r, "s1")
         assert counts["work|completed"] == len(items) and counts["work|done"] == len(items), counts
@@ -71,7 +73,7 @@ def test_undecodable_and_planted_messages_go_to_the_dead_letter_list_once(engine
         assert all((e["stage"], e["session"]) == ("work", "s1") for e in entries), entries
         status = next(q for q in engine.snapshot().queues if q.name == "work:s1")
         assert status.dead_lettered == len(planted) and status.completed == len(items), status
-        assert r.hlen("symphony:outcomes:s1") == 0, r.hgetall("symphony:outcomes:s1")
+        assert r.hlen(K.outcomes("s1")) == 0, r.hgetall(K.outcomes("s1"))
         assert not (tmp_path / "data" / "s1" / "work" / "ghost.json").exists()
         assert r.llen(queue) == 0
         log = worker.output()
@@ -92,14 +94,14 @@ def test_reclaiming_undecodable_messages_moves_each_to_the_dead_letter_list_once
     link = engine.worker_link("w1", ["a"])
     link.beat(5, 12.5, {})
     binary = redislib.Redis.from_url(redis_url)
-    binary.rpush("symphony:inflight:w1", DEEP.encode(), b'{"i":"i1","s":"s1","t":"a","a":0,"m":{"x":"\xff"}}')
+    plant_inflight(binary, "w1", "s1", DEEP.encode(), b'{"i":"i1","s":"s1","t":"a","a":0,"m":{"x":"\xff"}}')
     report = engine.reclaim_worker("w1", force=True, reason="test")
     assert report.deadletter == 2, report
-    assert r.llen("symphony:inflight:w1") == 0
+    assert len(held(r, "w1")) == 0
     reasons = [e["reason"] for e in deadletters(r)]
     assert len(reasons) == 2 and "nested too deeply" in reasons[0] and "not valid UTF-8" in reasons[1], reasons
     again = engine.reclaim_worker("w1", force=True, reason="test")
-    assert again.deadletter == 0 and r.llen("symphony:deadletter") == 2
+    assert again.deadletter == 0 and len(dead_letters(r)) == 2
 
 
 @pytest.mark.slow
@@ -153,7 +155,7 @@ def test_a_host_is_quarantined_only_while_another_host_completes_tasks(engine, r
     now = engine.report_host("hostA", "a", failed=1)
     assert now.quarantined_s > QUARANTINE_S - 5 and now.healthy_peers == 1, now
     assert set(engine.quarantined_hosts()) == {"hostA"}
-    events = [f for _, f in r.xrange("symphony:events") if f.get("kind") == "host_quarantined"]
+    events = [f for _, f in r.xrange(K.events) if f.get("kind") == "host_quarantined"]
     assert len(events) == 1 and "host hostA set aside" in events[0]["msg"], events
     # hostB, still completing, has hostA as no healthy peer (it is quarantined)
     assert engine.report_host("hostB", "a", completed=1).healthy_peers == 0
@@ -185,8 +187,8 @@ def test_a_host_whose_handlers_all_fail_is_set_aside_and_its_retries_run_elsewhe
 
         def broken_rows() -> list[dict]:
             rows = []
-            for worker_id in r.zrange("symphony:workers", 0, -1):
-                row = r.hgetall(f"symphony:worker:{worker_id}")
+            for worker_id in r.zrange(K.workers, 0, -1):
+                row = r.hgetall(K.worker(worker_id))
                 if row.get("host") == "broken":
                     rows.append(row)
             return rows
@@ -195,7 +197,7 @@ def test_a_host_whose_handlers_all_fail_is_set_aside_and_its_retries_run_elsewhe
                    message="every item to complete")
         counts = stats(r, "s1")
         assert counts.get("work|failed", 0) == 0 and counts["work|done"] == len(items), counts
-        assert r.hlen("symphony:outcomes:s1") == 0
+        assert r.hlen(K.outcomes("s1")) == 0
         wait_until(lambda: any(row.get("state") == "quarantined" for row in broken_rows()), timeout=20,
                    message="a worker of host broken to show as quarantined")
         assert "set aside" in broken.output()
@@ -224,7 +226,7 @@ def test_sigterm_to_the_workers_is_a_stop_not_a_loss(engine, r, redis_url, tmp_p
         log = worker.output()
         assert "all workers stopped" in log, log
         assert " lost" not in log and "died" not in log and "exited with code" not in log, log
-        kinds = [f.get("kind") for _, f in r.xrange("symphony:events")]
+        kinds = [f.get("kind") for _, f in r.xrange(K.events)]
         assert "worker_lost" not in kinds, kinds
     finally:
         worker.stop()
@@ -256,9 +258,9 @@ def test_a_child_ended_by_the_stop_signal_is_said_to_have_stopped(engine, r, red
         supervisor._flush_reclaims()
     text = caplog.text
     assert "worker w1 stopped (process 4242 ended by SIGTERM" in text and "died" not in text, text
-    kinds = [f.get("kind") for _, f in r.xrange("symphony:events")]
+    kinds = [f.get("kind") for _, f in r.xrange(K.events)]
     assert "worker_stopped" in kinds and "worker_lost" not in kinds, kinds
-    assert r.lrange("a:s1", 0, -1) and '"a":0' in r.lindex("a:s1", 0), r.lrange("a:s1", 0, -1)
+    assert r.lrange(K.queue("a", "s1"), 0, -1) and '"a":0' in r.lindex(K.queue("a", "s1"), 0), r.lrange(K.queue("a", "s1"), 0, -1)
     supervisor.engine.close()
 
 
@@ -285,9 +287,9 @@ def test_one_claim_of_real_and_undecodable_messages_gives_every_real_task(engine
     engine.register_session(make_record(stages=("a",)), items=3)
     engine.enqueue("s1", "a", [("i1", None), ("i2", None), ("i3", None)])
     binary = redislib.Redis.from_url(redis_url)
-    real = binary.lrange("a:s1", 0, -1)
-    binary.delete("a:s1")
-    binary.rpush("a:s1", real[0], DEEP.encode(), real[1], b'{"i":"i3","s":"s1","t":"a","a":0,"m":{"x":"\xff"}}',
+    real = binary.lrange(K.queue("a", "s1"), 0, -1)
+    binary.delete(K.queue("a", "s1"))
+    binary.rpush(K.queue("a", "s1"), real[0], DEEP.encode(), real[1], b'{"i":"i3","s":"s1","t":"a","a":0,"m":{"x":"\xff"}}',
                  real[2])
     link = engine.worker_link("w1", ["a"])
     link.beat(5, 12.5, {})
@@ -304,6 +306,6 @@ def test_one_claim_of_real_and_undecodable_messages_gives_every_real_task(engine
                for c in batch]
     result = link.step(reports, claim=False)
     assert list(result.outcomes) == ["done", "deadletter", "done", "deadletter", "done"], result.outcomes
-    assert r.llen("symphony:inflight:w1") == 0
-    assert r.hget("symphony:stats:s1", "a|completed") == "3" and r.hget("symphony:stats:s1", "a|running") == "0"
+    assert len(held(r, "w1")) == 0
+    assert r.hget(K.stats("s1"), "a|completed") == "3" and r.hget(K.stats("s1"), "a|running") == "0"
     assert [e["reason"][:17] for e in deadletters(r)] == ["not valid UTF-8 (", "nested too deeply"]

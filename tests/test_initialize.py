@@ -2,6 +2,8 @@
 enqueue nothing from a file with a problem, never duplicate work."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 import os
 import shutil
@@ -43,7 +45,7 @@ GOOD = """\
 
 
 def nothing_enqueued(r, session: str) -> bool:
-    return not r.exists(f"rvm:{session}") and not r.hexists("symphony:sessions", session)
+    return not r.exists(K.queue("rvm", session)) and not r.hexists(K.sessions, session)
 
 
 @pytest.mark.parametrize("body, line, field, words", [
@@ -100,7 +102,7 @@ def test_a_bad_file_does_not_stop_the_good_ones_and_the_exit_status_says_so(cli,
     code, out, err = cli("initialize", "--tasks", str(tasks))
     assert code == 1
     assert "good: 2 item(s) enqueued for rvm" in out
-    assert r.llen("rvm:good") == 2 and nothing_enqueued(r, "bad")
+    assert r.llen(K.queue("rvm", "good")) == 2 and nothing_enqueued(r, "bad")
 
 
 def test_dry_run_verifies_only(cli, r, tasks):
@@ -116,11 +118,11 @@ def test_an_active_session_is_refused_unless_resumed_and_never_duplicated(cli, r
     assert code == 1 and "already active; use --resume" in err
     code, out, _ = cli("initialize", "--resume", str(path))
     assert code == 0 and "0 item(s) enqueued for rvm, 2 already queued or in flight" in out
-    assert r.llen("rvm:good") == 2
+    assert r.llen(K.queue("rvm", "good")) == 2
 
 
 def test_a_queue_name_clash_is_refused(cli, r, tasks):
-    r.set("rvm:good", "another tool's value")
+    r.set(K.queue("rvm", "good"), "another tool's value")
     code, _, err = cli("initialize", str(session_file(tasks, "good", GOOD)))
     assert code == 1 and "queue name clash" in err and "rvm:good" in err
 
@@ -144,7 +146,7 @@ def test_metadata_from_sqlite(cli, r, tasks):
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE rows SET vines = 9 WHERE row = 'r3'")
     assert cli("initialize", str(tasks / "db.yaml"))[0] == 0
-    messages = [json.loads(m) for m in r.lrange("rvm:db", 0, -1)]
+    messages = [json.loads(m) for m in r.lrange(K.queue("rvm", "db"), 0, -1)]
     assert [(m["i"], m["m"]["vines"]) for m in messages] == [("r1", 5), ("r2", 7), ("r3", 9)]
 
 
@@ -167,7 +169,7 @@ def test_initialize_a_large_generated_session(redis_url, r, tmp_path):
     assert report["sent"] == [{"session": "big-100000", "registration": "new", "stage": "rvm", "added": 100000,
                                "skipped": 0, "done": 0, "resumed": 0}]
     assert "enqueue big-100000: 100,000/100,000" in run.stderr  # progress on large sessions
-    assert r.llen("rvm:big-100000") == 100000 and r.hlen("symphony:live:big-100000") == 100000
+    assert r.llen(K.queue("rvm", "big-100000")) == 100000 and r.hlen(K.live("big-100000")) == 100000
 
 
 def test_a_data_root_that_cannot_be_created_is_refused(cli, r, tasks):
@@ -214,7 +216,7 @@ def test_items_from_csv_are_sent_with_their_fields(cli, r, tasks):
                                       "require: {vines: positive_int}\nitems_from: {csv: rows.csv}\n")
     code, out, err = cli("initialize", str(path))
     assert code == 0, err
-    messages = [json.loads(m) for m in r.lrange("rvm:csv", 0, -1)]
+    messages = [json.loads(m) for m in r.lrange(K.queue("rvm", "csv"), 0, -1)]
     assert [(m["i"], m["m"]) for m in messages] == [("row-1", {"vines": 38, "block": "b7"}),
                                                     ("row-2", {"vines": 40, "block": "b7"})]
 

@@ -6,6 +6,8 @@ tasks' reports are sent), the supervisor reclaims the task at once and it runs a
 """
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from tests.helpers import WorkerRun, wait_until, write_pipeline, write_session
 
 
 def stats(r, session: str) -> dict[str, int]:
-    return {k: int(v) for k, v in r.hgetall(f"symphony:stats:{session}").items()}
+    return {k: int(v) for k, v in r.hgetall(K.stats(session)).items()}
 
 
 def session_file(tmp_path: Path, handler: str, items, *, isolation="inline", timeout=60.0, max_attempts=1,
@@ -66,7 +68,7 @@ def test_inline_handlers_run_in_the_worker_process_with_their_job_store(engine, 
     assert marker_pids == pids
     counts = stats(r, "s1")
     assert counts["work|completed"] == 40 and counts["work|failed"] == 1 and counts["work|running"] == 0, counts
-    record = json.loads(r.hget("symphony:outcomes:s1", "bad-1"))
+    record = json.loads(r.hget(K.outcomes("s1"), "bad-1"))
     assert record["state"] == "failed" and "RuntimeError: boom for bad-1" in record["error"]
     assert "died" not in log, log
 

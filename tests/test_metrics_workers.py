@@ -2,6 +2,8 @@
 Redis keeps one sample per host per bucket however many processes run on the host."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import socket
 from collections import Counter
 
@@ -23,7 +25,7 @@ def test_three_processes_on_one_host_write_one_sample_per_bucket(engine, r, redi
     worker = WorkerRun(redis_url, "--pool", "windows", "--processes", "3", "--metrics-interval", "1",
                        log_dir=tmp_path, heartbeat=0.25)
     try:
-        wait_until(lambda: r.zcard("symphony:workers") == 3, message="three worker processes to beat")
+        wait_until(lambda: r.zcard(K.workers) == 3, message="three worker processes to beat")
         wait_until(lambda: len({b for b, _ in buckets(r, "windows")}) >= 4, timeout=30,
                    message="four buckets of host samples")
         counts = buckets(r, "windows")
@@ -56,8 +58,8 @@ def test_metrics_interval_zero_turns_the_history_off(engine, r, redis_url, tmp_p
                        log_dir=tmp_path, heartbeat=0.25)
     try:
         def beat():
-            ids = r.zrange("symphony:workers", 0, 0)
-            return int(r.hget(f"symphony:worker:{ids[0]}", "beat") or 0) if ids else 0
+            ids = r.zrange(K.workers, 0, 0)
+            return int(r.hget(K.worker(ids[0]), "beat") or 0) if ids else 0
 
         first = wait_until(beat, message="a heartbeat")
         wait_until(lambda: beat() > first + 500, message="a few more heartbeats")

@@ -1,6 +1,8 @@
 """The operator's verbs: sessions, cancel, retry, purge, jobs, queues; --help everywhere."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 from pathlib import Path
 
@@ -68,14 +70,14 @@ def test_cancel_drops_waiting_tasks_and_stops_running_ones(cli, r, redis_url, tm
     cli("initialize", str(path))
     worker = WorkerRun(redis_url, "--processes", "1", log_dir=tmp_path)
     try:
-        wait_until(lambda: r.hget("symphony:stats:ops", "work|running") == "1", message="a task to run")
+        wait_until(lambda: r.hget(K.stats("ops"), "work|running") == "1", message="a task to run")
         code, out, err = cli("cancel", "ops", "--yes")
         assert code == 0, err
         assert "9 waiting task(s) cancelled" in out and "1 running task(s) stop" in out
-        wait_until(lambda: r.hget("symphony:stats:ops", "work|cancelled") == "10", timeout=20,
+        wait_until(lambda: r.hget(K.stats("ops"), "work|cancelled") == "10", timeout=20,
                    message="the running task to stop as cancelled")
-        assert r.llen("work:ops") == 0 and r.hlen("symphony:live:ops") == 0
-        record = json.loads(r.hget("symphony:outcomes:ops", "i5"))
+        assert r.llen(K.queue("work", "ops")) == 0 and r.hlen(K.live("ops")) == 0
+        record = json.loads(r.hget(K.outcomes("ops"), "i5"))
         assert record["state"] == "cancelled" and record["error"] == "session cancelled"
     finally:
         worker.stop()
@@ -86,21 +88,21 @@ def test_cancel_refuses_without_yes_when_not_on_a_terminal(cli, r, tmp_path, mon
     cli("initialize", str(one_stage(tmp_path, ["a"])))
     monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
     code, _, err = cli("cancel", "ops")
-    assert code == 1 and "Refusing without --yes" in err and r.llen("work:ops") == 1
+    assert code == 1 and "Refusing without --yes" in err and r.llen(K.queue("work", "ops")) == 1
 
 
 def test_retry_puts_failed_tasks_back_with_their_metadata(cli, r, engine, tmp_path):
     cli("initialize", str(one_stage(tmp_path, [{"id": "a", "vines": 7}, "b"])))
     fail_one(engine, "ops", "work")
     fail_one(engine, "ops", "work", OutcomeKind.TIMED_OUT)
-    assert r.llen("work:ops") == 0
+    assert r.llen(K.queue("work", "ops")) == 0
     code, out, _ = cli("retry", "ops", "--failed-only")
     assert code == 0 and "1 task(s) back in their queues: work 1" in out
     code, out, _ = cli("retry", "ops", "--stage", "work")
     assert "1 task(s) back" in out
-    messages = {json.loads(m)["i"]: json.loads(m) for m in r.lrange("work:ops", 0, -1)}
+    messages = {json.loads(m)["i"]: json.loads(m) for m in r.lrange(K.queue("work", "ops"), 0, -1)}
     assert messages["a"]["m"] == {"vines": 7} and messages["a"]["a"] == 0
-    stats = r.hgetall("symphony:stats:ops")
+    stats = r.hgetall(K.stats("ops"))
     assert stats["work|failed"] == "0" and stats["work|timed_out"] == "0"
     assert "no failed tasks" in cli("retry", "ops")[1]
 
@@ -141,7 +143,7 @@ def test_queues_lists_lengths_and_clashes(cli, r, tmp_path):
     cli("initialize", str(one_stage(tmp_path, ["a", "b"])))
     code, out, _ = cli("queues")
     assert code == 0 and "work:ops" in out and "1 empty queue(s) hidden" in out
-    r.delete("after:ops")
+    r.delete(K.queue("after", "ops"))
     r.set("after:ops", "x")
     data = json.loads(cli("queues", "--json", "--all")[1])
     clash = next(q for q in data if q["name"] == "after:ops")

@@ -3,6 +3,8 @@ operator's cancel, a report for a cancelled session) writes the same fields, wit
 the Redis server's milliseconds; ``OutcomeRecord.decode`` is the one parser."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 import time
 
@@ -38,14 +40,14 @@ def claim(link):
 
 
 def stored(r, item: str) -> dict:
-    return json.loads(r.hget("symphony:outcomes:s1", item))
+    return json.loads(r.hget(K.outcomes("s1"), item))
 
 
 def check(r, item: str, state: str, window: tuple[int, int], *, worker: str, attempts: int) -> OutcomeRecord:
     raw = stored(r, item)
     assert set(raw) == FIELDS, raw
     assert isinstance(raw["at"], int) and window[0] <= raw["at"] <= window[1], (raw["at"], window)
-    record = OutcomeRecord.decode(item, r.hget("symphony:outcomes:s1", item))
+    record = OutcomeRecord.decode(item, r.hget(K.outcomes("s1"), item))
     assert (record.state, record.worker, record.attempts) == (OutcomeKind(state), worker, attempts), record
     assert json.loads(record.task)["i"] == item  # the message it had, whole, to retry it
     return record
@@ -69,7 +71,7 @@ def test_a_workers_reports_write_the_one_record(session, r, skewed_client_clock)
     for item, state in (("i1", "failed"), ("i2", "timed_out"), ("i3", "cancelled")):
         record = check(r, item, state, window, worker="w1", attempts=1)
         assert record.stage == "a" and len(record.stderr) == 4000  # the tail, bounded
-    assert OutcomeRecord.decode("i1", r.hget("symphony:outcomes:s1", "i1")).error == "RuntimeError: boom"
+    assert OutcomeRecord.decode("i1", r.hget(K.outcomes("s1"), "i1")).error == "RuntimeError: boom"
 
 
 def test_reports_for_a_cancelled_session_write_the_one_record(session, r):
@@ -134,9 +136,9 @@ def test_failures_and_retry_read_records_through_the_one_parser(session, r):
     session.enqueue("s1", "a", [("i1", None, 3)])
     link = session.worker_link("w1", ["a"])
     link.step(Finish(claim(link), Outcome(OutcomeKind.FAILED, error="boom"), attempts=1), claim=False)
-    r.hset("symphony:outcomes:s1", "junk", "not a record")  # skipped, not fatal
+    r.hset(K.outcomes("s1"), "junk", "not a record")  # skipped, not fatal
     (failure,) = session.failures("s1")
     assert (failure.item, failure.state, failure.error) == ("i1", OutcomeKind.FAILED, "boom")
     assert failure.at is not None and abs(failure.at - time.time()) < DAY_S
     assert session.retry("s1").requeued == 1
-    assert json.loads(r.lindex("a:s1", 0))["o"] == 3  # the ordinal travels back with the retry
+    assert json.loads(r.lindex(K.queue("a", "s1"), 0))["o"] == 3  # the ordinal travels back with the retry

@@ -5,6 +5,8 @@ task was reclaimed meanwhile is ``lost`` and changes nothing, whatever else trav
 """
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 from pathlib import Path
 
@@ -12,12 +14,12 @@ import pytest
 
 from symphony.engine import Finish, Outcome, OutcomeKind, load_session
 from symphony.engine.initialize import initialize_session
-from tests.helpers import WorkerRun, write_pipeline, write_session
+from tests.helpers import WorkerRun, write_pipeline, write_session, held
 from tests.test_engine_queue import make_record
 
 
 def stats(r, session="s1") -> dict[str, int]:
-    return {k: int(v) for k, v in r.hgetall(f"symphony:stats:{session}").items()}
+    return {k: int(v) for k, v in r.hgetall(K.stats(session)).items()}
 
 
 def setup(engine, items=5):
@@ -38,8 +40,8 @@ def test_claim_several_moves_them_in_order_into_inflight(engine, r):
     link = setup(engine)
     batch = claim_batch(link, 3)
     assert [c.item for c in batch] == ["i1", "i2", "i3"]
-    assert r.lrange("symphony:inflight:w1", 0, -1) == [c.raw for c in batch]
-    assert r.llen("a:s1") == 2
+    assert held(r, "w1") == [c.raw for c in batch]
+    assert r.llen(K.queue("a", "s1")) == 2
     assert stats(r)["a|running"] == 3
 
 
@@ -48,18 +50,18 @@ def test_reports_travel_together_and_move_the_accounting_once_each(engine, r):
     batch = claim_batch(link, 3)
     result = link.step([Finish(c, Outcome(OutcomeKind.DONE), next_stage="b") for c in batch], claim=False)
     assert result.outcomes == ("done", "done", "done")
-    assert [json.loads(m)["i"] for m in r.lrange("b:s1", 0, -1)] == ["i1", "i2", "i3"]
+    assert [json.loads(m)["i"] for m in r.lrange(K.queue("b", "s1"), 0, -1)] == ["i1", "i2", "i3"]
     counts = stats(r)
     assert (counts["a|running"], counts["a|completed"], counts["b|enqueued"]) == (0, 3, 3)
-    assert r.hgetall("symphony:live:s1") == {"i1": "b", "i2": "b", "i3": "b", "i4": "a", "i5": "a"}
-    assert r.llen("symphony:inflight:w1") == 0
-    assert r.xlen("symphony:results") == 3
+    assert r.hgetall(K.live("s1")) == {"i1": "b", "i2": "b", "i3": "b", "i4": "a", "i5": "a"}
+    assert len(held(r, "w1")) == 0
+    assert r.xlen(K.results) == 3
 
 
 def test_a_reclaimed_task_in_a_batch_is_lost_and_the_others_count(engine, r):
     link = setup(engine)
     batch = claim_batch(link, 3)
-    r.lrem("symphony:inflight:w1", 1, batch[1].raw)  # as if reclaimed meanwhile
+    r.lrem(K.inflight("s1", "w1"), 1, batch[1].raw)  # as if reclaimed meanwhile
     result = link.step([Finish(c, Outcome(OutcomeKind.DONE), next_stage="b") for c in batch], claim=False)
     assert result.outcomes == ("done", "lost", "done")
     counts = stats(r)
@@ -78,8 +80,8 @@ def test_mixed_outcomes_in_one_step(engine, r):
     counts = stats(r)
     assert counts["a|completed"] == 2 and counts["a|failed"] == 1 and counts["a|retried"] == 1
     assert counts["a|delayed"] == 1 and counts["b|enqueued"] == 2
-    assert json.loads(r.hget("symphony:outcomes:s1", "i2"))["error"] == "RuntimeError: boom"
-    assert r.zcard("symphony:delayed:a:s1") == 1
+    assert json.loads(r.hget(K.outcomes("s1"), "i2"))["error"] == "RuntimeError: boom"
+    assert r.zcard(K.delayed("a", "s1")) == 1
     assert [c.item for c in result.batch] == ["i5"]
 
 
@@ -88,7 +90,7 @@ def test_prefetched_tasks_handed_back_keep_their_order_and_attempts(engine, r):
     batch = claim_batch(link, 3)
     back = [Finish(c, Outcome(OutcomeKind.HANDBACK), attempts=1) for c in reversed(batch)]  # as the worker does
     assert link.step(back, claim=False).outcomes == ("handback",) * 3
-    assert r.lrange("a:s1", 0, 2) == [c.raw for c in batch]
+    assert r.lrange(K.queue("a", "s1"), 0, 2) == [c.raw for c in batch]
     assert stats(r)["a|running"] == 0
 
 
@@ -98,7 +100,7 @@ def test_a_dead_worker_holding_a_batch_gives_every_task_back(engine, r):
     claim_batch(link, 3)
     report = engine.reclaim_worker("w1", force=True, reason="test")
     assert report.requeued == 3
-    assert r.llen("a:s1") == 5 and stats(r)["a|running"] == 0
+    assert r.llen(K.queue("a", "s1")) == 5 and stats(r)["a|running"] == 0
 
 
 @pytest.mark.slow
@@ -114,7 +116,7 @@ def test_short_tasks_are_prefetched_by_a_real_worker_and_every_count_adds_up(eng
     counts = stats(r)
     assert counts["a|completed"] == 300 and counts["b|completed"] == 300, counts
     assert counts["a|running"] == 0 and counts["b|running"] == 0, counts
-    assert r.hlen("symphony:live:s1") == 0 and r.xlen("symphony:results") == 600
+    assert r.hlen(K.live("s1")) == 0 and r.xlen(K.results) == 600
     assert not Path(tmp_path / "data").exists() or not list(Path(tmp_path / "data").rglob("*.part-*"))
 
 
@@ -161,7 +163,7 @@ def test_a_host_lost_while_holding_prefetched_tasks_loses_none_of_them(engine, r
     counts = stats(r)
     assert counts["work|completed"] == 1500 and counts["work|running"] == 0, counts
     assert counts.get("work|reclaimed", 0) >= 1, counts
-    assert r.hlen("symphony:live:s1") == 0 and r.llen("work:s1") == 0
+    assert r.hlen(K.live("s1")) == 0 and r.llen(K.queue("work", "s1")) == 0
     assert all((tmp_path / "data" / "s1" / "work" / f"{i}.json").is_file() for i in items)
 
 
@@ -169,7 +171,7 @@ def test_only_the_oldest_task_of_a_dead_workers_batch_is_charged_and_order_is_ke
     link = setup(engine)
     batch = claim_batch(link, 3)
     engine.reclaim_worker("w1", force=True, reason="test")
-    head = [json.loads(m) for m in r.lrange("a:s1", 0, 2)]
+    head = [json.loads(m) for m in r.lrange(K.queue("a", "s1"), 0, 2)]
     assert [m["i"] for m in head] == [c.task.item for c in batch]  # same order as claimed
     assert [m["a"] for m in head] == [1, 0, 0]  # the one that was running is charged, the rest not
 
@@ -181,5 +183,5 @@ def test_a_batch_with_one_attempt_left_fails_only_the_task_that_ran(engine, r):
     claim_batch(link, 3)
     report = engine.reclaim_worker("w1", force=True, reason="test")
     assert (report.failed, report.requeued) == (1, 2)
-    assert json.loads(r.hget("symphony:outcomes:s1", "i1"))["state"] == "failed"
-    assert [json.loads(m)["i"] for m in r.lrange("a:s1", 0, -1)] == ["i2", "i3"]
+    assert json.loads(r.hget(K.outcomes("s1"), "i1"))["state"] == "failed"
+    assert [json.loads(m)["i"] for m in r.lrange(K.queue("a", "s1"), 0, -1)] == ["i2", "i3"]

@@ -3,6 +3,8 @@ duplicate executions happen, repair restores what it can prove from disk after R
 DONE never exceeds ITEMS, and a session at 100% says it is complete."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 from pathlib import Path
 
@@ -109,12 +111,12 @@ def test_rerunning_done_items_never_counts_past_the_items(cli, r, redis_url, tmp
 def test_a_planted_ordinal_outside_the_session_is_not_counted_and_grows_nothing(cli, r, redis_url, tmp_path):
     path = session(tmp_path, ITEMS[:3])
     assert cli("initialize", str(path))[0] == 0
-    r.rpush("s1:prog", json.dumps({"i": "row-999", "s": "prog", "t": "s1", "a": 0, "o": 4_000_000_000},
+    r.rpush(K.queue("s1", "prog"), json.dumps({"i": "row-999", "s": "prog", "t": "s1", "a": 0, "o": 4_000_000_000},
                                   separators=(",", ":")))
-    r.hset("symphony:live:prog", "row-999", "s1")
+    r.hset(K.live("prog"), "row-999", "s1")
     drain(redis_url, tmp_path)
     assert queues(cli)["s1"]["completed"] == 3
-    assert r.strlen("symphony:done:prog:s1") <= 1  # three items: one byte, not 500 MB
+    assert r.strlen(K.done("prog", "s1")) <= 1  # three items: one byte, not 500 MB
     assert sessions(cli)["prog"]["completed"] == 3
 
 
@@ -148,7 +150,7 @@ def test_a_session_at_100_percent_says_it_is_complete_and_what_to_do(cli, r, red
     # purge needs no --force: nothing is queued or running
     code, out, err = cli("purge", "prog", "--yes")
     assert code == 0, err
-    assert not r.exists("symphony:done:prog:s1", "symphony:done:prog:s4", "symphony:stats:prog")
+    assert not r.exists(K.done("prog", "s1"), K.done("prog", "s4"), K.stats("prog"))
 
 
 @pytest.mark.slow

@@ -2,6 +2,8 @@
 to an Azure Storage queue (a real Azurite) and to a JSON Lines file."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 import signal
 import subprocess
@@ -14,7 +16,7 @@ import pytest
 from tests.helpers import ProcessRun, wait_until, worker_env
 
 pytestmark = pytest.mark.slow
-RESULTS = "symphony:results"
+RESULTS = K.results
 
 
 def add_records(r, count: int, start: int = 0, maxlen: int | None = None) -> list[str]:

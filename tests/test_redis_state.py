@@ -3,6 +3,8 @@ keys that vanish one kind at a time, late reports for a purged or replaced sessi
 time of outcome records. Each case that configures the server runs on a private one."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 import subprocess
 import sys
@@ -55,7 +57,7 @@ def init(url: str, path: Path):
 
 
 def stats(c: redis.Redis, session: str = "s1") -> dict[str, int]:
-    return {k: int(v) for k, v in c.hgetall(f"symphony:stats:{session}").items()}
+    return {k: int(v) for k, v in c.hgetall(K.stats(session)).items()}
 
 
 # --- eviction policies ----------------------------------------------------------------------------
@@ -71,7 +73,7 @@ def test_a_worker_refuses_an_evicting_policy_in_one_line_and_claims_nothing(priv
     assert len(refusals) == 1 and "set maxmemory-policy noeviction" in refusals[0] and "--accept-eviction" in refusals[0]
     assert "Traceback" not in log
     c = client(server.url)
-    assert c.llen("st0:s1") == 2 and not stats(c).get("st0|running")
+    assert c.llen(K.queue("st0", "s1")) == 2 and not stats(c).get("st0|running")
 
 
 @pytest.mark.slow
@@ -166,7 +168,7 @@ def test_out_of_memory_is_said_once_in_words_and_nothing_is_lost(private, tmp_pa
                message="every item done after the memory came back")
     wait_until(lambda: "accepts writes again" in worker.output(), message="the worker to say it resumed")
     counts = stats(c)
-    assert counts["st0|running"] == 0 and counts["st0|completed"] == ITEMS_OOM and c.hlen("symphony:live:s1") == 0
+    assert counts["st0|running"] == 0 and counts["st0|completed"] == ITEMS_OOM and c.hlen(K.live("s1")) == 0
 
 
 def test_the_console_header_says_out_of_memory_and_the_eta_stalls(private, tmp_path):
@@ -259,7 +261,7 @@ def drain(redis_url: str, tmp_path: Path, r) -> None:
         assert counts.get(f"{stage}|running", 0) == 0, counts
         for item in ITEMS:
             assert (tmp_path / "data" / "s1" / stage / f"{item}.json").is_file(), (stage, item)
-    assert r.hlen("symphony:live:s1") == 0
+    assert r.hlen(K.live("s1")) == 0
     assert "nothing to enqueue" in repair(redis_url, tmp_path / "s1.yaml").stdout  # nothing left to heal
 
 
@@ -275,7 +277,7 @@ def runs(tmp_path: Path, stage: str) -> dict[str, int]:
 @pytest.mark.slow
 def test_an_in_flight_list_lost_while_its_task_runs_is_enqueued_again_by_repair(redis_url, r, two_stages, tmp_path):
     path, link, claimed = two_stages
-    r.delete("symphony:inflight:w1")
+    r.delete(K.inflight("s1", "w1"))
     assert finish(link, claimed, tmp_path) == "lost"  # its report finds it gone, and changes nothing
     plan = json.loads(repair(redis_url, path, "--dry-run", "--json").stdout)
     assert plan["lost"] == 1 and plan["in_progress"] == 5 and plan["to_enqueue"] == 1, plan
@@ -288,11 +290,11 @@ def test_an_in_flight_list_lost_while_its_task_runs_is_enqueued_again_by_repair(
 @pytest.mark.slow
 def test_a_queue_lost_is_enqueued_again_by_repair(redis_url, r, two_stages, tmp_path):
     path, link, claimed = two_stages
-    r.delete("st0:s1")
+    r.delete(K.queue("st0", "s1"))
     plan = json.loads(repair(redis_url, path, "--dry-run", "--json").stdout)
     assert plan["lost"] == 5 and plan["in_progress"] == 1, plan
     repair(redis_url, path)
-    assert r.llen("st0:s1") == 5
+    assert r.llen(K.queue("st0", "s1")) == 5
     assert finish(link, claimed, tmp_path) == "done"
     drain(redis_url, tmp_path, r)
     assert max(runs(tmp_path, "st0").values()) == 1
@@ -301,11 +303,11 @@ def test_a_queue_lost_is_enqueued_again_by_repair(redis_url, r, two_stages, tmp_
 @pytest.mark.slow
 def test_a_live_hash_lost_is_restored_and_nothing_is_queued_twice(redis_url, r, two_stages, tmp_path):
     path, link, claimed = two_stages
-    r.delete("symphony:live:s1")
+    r.delete(K.live("s1"))
     plan = json.loads(repair(redis_url, path, "--dry-run", "--json").stdout)
     assert plan["relisted"] == 6 and plan["to_enqueue"] == 0 and plan["in_progress"] == 6, plan
     repair(redis_url, path)
-    assert r.hlen("symphony:live:s1") == 6 and r.llen("st0:s1") == 5
+    assert r.hlen(K.live("s1")) == 6 and r.llen(K.queue("st0", "s1")) == 5
     assert finish(link, claimed, tmp_path) == "done"
     drain(redis_url, tmp_path, r)
     assert set(runs(tmp_path, "st0").values()) == {1} and set(runs(tmp_path, "st1").values()) == {1}
@@ -314,10 +316,10 @@ def test_a_live_hash_lost_is_restored_and_nothing_is_queued_twice(redis_url, r, 
 @pytest.mark.slow
 def test_a_lost_session_definition_is_registered_again_and_its_queue_taken_back(redis_url, r, two_stages, tmp_path):
     path, link, claimed = two_stages
-    r.delete("symphony:session:s1")
+    r.delete(K.session("s1"))
     out = repair(redis_url, path)
     assert "Redis did not know this session" in out.stdout and "clash" not in out.stdout + out.stderr
-    assert r.hget("symphony:session:s1", "state") == "active" and r.llen("st0:s1") == 5
+    assert r.hget(K.session("s1"), "state") == "active" and r.llen(K.queue("st0", "s1")) == 5
     assert finish(link, claimed, tmp_path) == "done"
     drain(redis_url, tmp_path, r)
 
@@ -325,10 +327,10 @@ def test_a_lost_session_definition_is_registered_again_and_its_queue_taken_back(
 @pytest.mark.slow
 def test_a_lost_registry_is_rewritten_by_repair_and_pool_workers_find_their_stages(redis_url, r, two_stages, tmp_path):
     path, link, claimed = two_stages
-    r.delete("symphony:sessions", "symphony:pools")
+    r.delete(K.sessions, K.pools)
     assert "s1" not in symphony(redis_url, "sessions").stdout
     repair(redis_url, path)
-    assert "s1" in r.hgetall("symphony:sessions") and "p" in r.hgetall("symphony:pools")
+    assert "s1" in r.hgetall(K.sessions) and "p" in r.hgetall(K.pools)
     assert finish(link, claimed, tmp_path) == "done"
     worker = WorkerRun(redis_url, "--burst", "--pool", "p", log_dir=tmp_path)
     assert worker.wait(120) == 0, worker.output()
@@ -340,13 +342,13 @@ def test_a_lost_registry_is_rewritten_by_repair_and_pool_workers_find_their_stag
 def test_registration_lost_but_queues_kept_resume_takes_them_back_without_duplicates(redis_url, r, two_stages,
                                                                                      tmp_path, verb):
     path, link, claimed = two_stages
-    r.delete("symphony:session:s1", "symphony:sessions")
+    r.delete(K.session("s1"), K.sessions)
     if verb == "repair":
         repair(redis_url, path)
     else:
         out = symphony(redis_url, "initialize", "--resume", str(path))
         assert out.returncode == 0 and "clash" not in out.stdout + out.stderr, out.stdout + out.stderr
-    assert r.llen("st0:s1") == 5
+    assert r.llen(K.queue("st0", "s1")) == 5
     assert finish(link, claimed, tmp_path) == "done"
     drain(redis_url, tmp_path, r)
     assert max(runs(tmp_path, "st0").values()) == 1
@@ -355,20 +357,20 @@ def test_registration_lost_but_queues_kept_resume_takes_them_back_without_duplic
 @pytest.mark.slow
 def test_a_foreign_list_named_like_a_queue_needs_adopt(redis_url, r, tmp_path):
     path = session_file(tmp_path, ITEMS, stages=2)
-    r.rpush("st0:s1", "another tool's job")
+    r.rpush(K.queue("st0", "s1"), "another tool's job")
     for verb in (("initialize", str(path)), ("repair", "s1", "--file", str(path))):
         out = symphony(redis_url, *verb)
         assert out.returncode != 0 and "queue name clash" in out.stdout + out.stderr and "--adopt" in out.stdout + out.stderr
-        assert not r.exists("symphony:session:s1")
+        assert not r.exists(K.session("s1"))
     out = symphony(redis_url, "initialize", "--adopt", str(path))
     assert out.returncode == 0, out.stdout + out.stderr
-    assert r.llen("st0:s1") == 7 and r.hget("symphony:session:s1", "state") == "active"
+    assert r.llen(K.queue("st0", "s1")) == 7 and r.hget(K.session("s1"), "state") == "active"
 
 
 @pytest.mark.slow
 def test_lost_counters_are_recounted_no_running_minus_one(redis_url, r, two_stages, tmp_path):
     path, link, claimed = two_stages
-    r.delete("symphony:stats:s1")
+    r.delete(K.stats("s1"))
     assert finish(link, claimed, tmp_path) == "done"
     assert stats(r)["st0|running"] == -1
     out = repair(redis_url, path)
@@ -382,22 +384,22 @@ def test_lost_done_bitmaps_are_recounted_from_the_disk(redis_url, r, two_stages,
     path, link, claimed = two_stages
     assert finish(link, claimed, tmp_path) == "done"
     drain(redis_url, tmp_path, r)
-    r.delete("symphony:done:s1:st0", "symphony:done:s1:st1", "symphony:stats:s1")
+    r.delete(K.done("s1", "st0"), K.done("s1", "st1"), K.stats("s1"))
     repair(redis_url, path)
     assert stats(r)["st0|done"] == stats(r)["st1|done"] == len(ITEMS)
-    assert r.bitcount("symphony:done:s1:st1") == len(ITEMS)
+    assert r.bitcount(K.done("s1", "st1")) == len(ITEMS)
 
 
 @pytest.mark.slow
 def test_an_unregistered_worker_holding_tasks_gets_a_lease_and_is_reclaimed(redis_url, r, engine, two_stages, tmp_path):
     path, link, claimed = two_stages
-    r.zrem("symphony:workers", "w1")
-    r.delete("symphony:worker:w1")
+    r.zrem(K.workers, "w1")
+    r.delete(K.worker("w1"))
     out = repair(redis_url, path)
     assert "1 unregistered worker(s) hold tasks" in out.stdout, out.stdout
-    assert r.zscore("symphony:workers", "w1") is not None  # a lease: renewed if it lives, else reclaimed
+    assert r.zscore(K.workers, "w1") is not None  # a lease: renewed if it lives, else reclaimed
     reports = engine.reclaim_worker("w1", force=True, reason="test")
-    assert reports.requeued == 1 and r.llen("st0:s1") == 6
+    assert reports.requeued == 1 and r.llen(K.queue("st0", "s1")) == 6
     drain(redis_url, tmp_path, r)
 
 
@@ -412,8 +414,8 @@ def test_a_late_report_for_a_purged_and_reinitialized_session_changes_nothing(re
     initialize_session(engine, load_session(path))  # a new session of the same name
     before = stats(r)
     assert finish(link, claimed, tmp_path) == "lost"  # it ran for the purged session
-    assert stats(r) == before and r.llen("st0:s1") == 6 and r.llen("st1:s1") == 0 and r.hlen("symphony:live:s1") == 6
-    assert not r.exists("symphony:inflight:w1")
+    assert stats(r) == before and r.llen(K.queue("st0", "s1")) == 6 and r.llen(K.queue("st1", "s1")) == 0 and r.hlen(K.live("s1")) == 6
+    assert not r.exists(K.inflight("s1", "w1"))
     drain(redis_url, tmp_path, r)
     assert stats(r)["st0|completed"] == stats(r)["st1|completed"] == len(ITEMS)
 
@@ -422,8 +424,8 @@ def test_a_late_report_for_a_purged_session_recreates_nothing(redis_url, r, two_
     path, link, claimed = two_stages
     assert symphony(redis_url, "purge", "s1", "--force", "--yes").returncode == 0
     assert finish(link, claimed, tmp_path) == "lost"
-    assert not r.exists("symphony:stats:s1") and not r.exists("symphony:live:s1") and not r.exists("st1:s1")
-    assert not r.exists("symphony:done:s1:st0")
+    assert not r.exists(K.stats("s1")) and not r.exists(K.live("s1")) and not r.exists(K.queue("st1", "s1"))
+    assert not r.exists(K.done("s1", "st0"))
 
 
 def test_a_reclaimed_task_of_a_purged_session_does_not_reach_the_new_one(redis_url, r, engine, two_stages, tmp_path):
@@ -432,7 +434,7 @@ def test_a_reclaimed_task_of_a_purged_session_does_not_reach_the_new_one(redis_u
     initialize_session(engine, load_session(path))
     before = stats(r)
     engine.reclaim_worker("w1", force=True, reason="test")
-    assert r.llen("st0:s1") == 6 and stats(r) == before
+    assert r.llen(K.queue("st0", "s1")) == 6 and stats(r) == before
 
 
 @pytest.mark.slow
@@ -457,11 +459,11 @@ def test_cancel_then_resume_counts_each_item_once(redis_url, r, engine, tmp_path
 @pytest.mark.slow
 def test_a_lost_ready_set_is_rebuilt_so_workers_find_the_queue(redis_url, r, two_stages, tmp_path):
     path, link, claimed = two_stages
-    r.delete("symphony:ready:st0")
+    r.delete(K.ready("st0"))
     plan = json.loads(repair(redis_url, path, "--dry-run", "--json").stdout)
     assert plan["unready"] == ["st0"] and plan["to_enqueue"] == 0, plan
     repair(redis_url, path)
-    assert r.zscore("symphony:ready:st0", "s1") is not None
+    assert r.zscore(K.ready("st0"), "s1") is not None
     assert finish(link, claimed, tmp_path) == "done"
     drain(redis_url, tmp_path, r)
 
@@ -469,9 +471,9 @@ def test_a_lost_ready_set_is_rebuilt_so_workers_find_the_queue(redis_url, r, two
 @pytest.mark.slow
 def test_a_report_after_the_session_definition_vanished_records_no_cancel(redis_url, r, two_stages, tmp_path):
     path, link, claimed = two_stages
-    r.delete("symphony:session:s1")
+    r.delete(K.session("s1"))
     assert finish(link, claimed, tmp_path) == "done"  # nobody cancelled it
-    assert not r.hgetall("symphony:outcomes:s1") and r.llen("st1:s1") == 1
+    assert not r.hgetall(K.outcomes("s1")) and r.llen(K.queue("st1", "s1")) == 1
     repair(redis_url, path)
     drain(redis_url, tmp_path, r)
 
@@ -512,7 +514,7 @@ def test_purge_releases_the_fleet_wide_running_count_of_the_tasks_it_takes_out(r
     claimed = None
     for _ in range(5):
         claimed = claimed or link.step().claimed
-    assert int(r.hget("symphony:control:st0", "running")) == 1
+    assert int(r.hget(K.control("st0"), "running")) == 1
     assert symphony(redis_url, "purge", "s1", "--force", "--yes").returncode == 0
-    assert int(r.hget("symphony:control:st0", "running")) == 0  # its report will find it gone
-    assert finish(link, claimed, tmp_path) == "lost" and int(r.hget("symphony:control:st0", "running")) == 0
+    assert int(r.hget(K.control("st0"), "running")) == 0  # its report will find it gone
+    assert finish(link, claimed, tmp_path) == "lost" and int(r.hget(K.control("st0"), "running")) == 0

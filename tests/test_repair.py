@@ -1,6 +1,8 @@
 """symphony repair: outputs on disk are the source of truth."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import itertools
 import pytest
 import json
@@ -62,11 +64,11 @@ def test_repair_after_each_possible_partial_state(cli, r, tmp_path):
     assert plan["to_enqueue"] == 8 and not plan["registered"]
     # and the queues hold exactly that, in Redis
     for stage in STAGES:
-        queued = {json.loads(m)["i"] for m in r.lrange(f"{stage}:rep", 0, -1)}
+        queued = {json.loads(m)["i"] for m in r.lrange(K.queue(stage, "rep"), 0, -1)}
         assert queued == got[stage]
     assert plan["stages"][1]["reasons"] == {"s1 done, s2 missing": 1}
     # each stage counts done exactly the items whose output is on disk (Redis knew nothing)
-    assert {s: int(r.hget("symphony:stats:rep", f"{s}|done") or 0) for s in STAGES} == {
+    assert {s: int(r.hget(K.stats("rep"), f"{s}|done") or 0) for s in STAGES} == {
         s: len(done[s]) for s in STAGES}
 
 
@@ -84,14 +86,14 @@ def test_repair_twice_enqueues_nothing_the_second_time(cli, r, tmp_path):
     path = four_stage(tmp_path, [f"i{n}" for n in range(10)])
     make_outputs(tmp_path, "rep", {"s1": {"i1", "i2"}, "s2": {"i2"}})
     assert cli("repair", "rep", "--file", str(path))[0] == 0
-    before = {s: r.llen(f"{s}:rep") for s in STAGES}
-    done = r.hgetall("symphony:stats:rep")
+    before = {s: r.llen(K.queue(s, "rep")) for s in STAGES}
+    done = r.hgetall(K.stats("rep"))
     code, out, _ = cli("repair", "rep", "--file", str(path), "--json")
     plan = json.loads(out)
     assert plan["to_enqueue"] == 0 and plan["in_progress"] == 10
-    assert {s: r.llen(f"{s}:rep") for s in STAGES} == before
-    assert r.hgetall("symphony:stats:rep") == done
-    assert (r.hget("symphony:stats:rep", "s1|done"), r.hget("symphony:stats:rep", "s2|done")) == ("2", "1")
+    assert {s: r.llen(K.queue(s, "rep")) for s in STAGES} == before
+    assert r.hgetall(K.stats("rep")) == done
+    assert (r.hget(K.stats("rep"), "s1|done"), r.hget(K.stats("rep"), "s2|done")) == ("2", "1")
 
 
 def test_failed_items_are_reported_not_retried_unless_asked(cli, r, engine, tmp_path):
@@ -108,7 +110,7 @@ def test_failed_items_are_reported_not_retried_unless_asked(cli, r, engine, tmp_
     assert plan["failed"] == 1 and plan["to_enqueue"] == 0
     plan = json.loads(cli("repair", "rep", "--file", str(path), "--json", "--retry-failed")[1])
     assert plan["to_enqueue"] == 1 and plan["stages"][0]["reasons"] == {"failed before (--retry-failed)": 1}
-    assert r.hget("symphony:stats:rep", "s1|failed") == "0"
+    assert r.hget(K.stats("rep"), "s1|failed") == "0"
 
 
 @pytest.mark.slow
@@ -122,16 +124,16 @@ def test_repair_racing_with_busy_workers_creates_no_duplicates(cli, r, redis_url
     try:
         runs = 0
         deadline = time.monotonic() + 60  # a deadline, not a count: workers start slowly under load
-        while int(r.hget("symphony:stats:rep", "s4|completed") or 0) < 40:
+        while int(r.hget(K.stats("rep"), "s4|completed") or 0) < 40:
             assert cli("repair", "rep", "--file", str(path))[0] == 0
             runs += 1
-            done = {s: int(r.hget("symphony:stats:rep", f"{s}|done") or 0) for s in STAGES}
+            done = {s: int(r.hget(K.stats("rep"), f"{s}|done") or 0) for s in STAGES}
             assert all(n <= 40 for n in done.values()), done
-            assert time.monotonic() < deadline, f"the pipeline did not drain: {r.hgetall('symphony:stats:rep')}"
-        wait_until(lambda: r.hlen("symphony:live:rep") == 0, message="nothing left in progress")
+            assert time.monotonic() < deadline, f"the pipeline did not drain: {r.hgetall(K.stats("rep"))}"
+        wait_until(lambda: r.hlen(K.live("rep")) == 0, message="nothing left in progress")
     finally:
         worker.stop()
-    stats = {k: int(v) for k, v in r.hgetall("symphony:stats:rep").items()}
+    stats = {k: int(v) for k, v in r.hgetall(K.stats("rep")).items()}
     # every task was enqueued exactly once: no duplicates, whatever the interleaving
     assert stats["s1|enqueued"] == 20 and stats["s2|enqueued"] == 30
     assert stats["s3|enqueued"] == 40 and stats["s4|enqueued"] == 40
@@ -158,7 +160,7 @@ def test_repair_after_flushall_restores_every_missing_task(cli, r, redis_url, tm
     assert code == 0, err
     assert "Redis did not know this session" in out and "enqueued 30 task(s): s2 5, s4 25" in out
     # the counts Redis lost, as far as the disk proves them
-    assert [int(r.hget("symphony:stats:rep", f"{s}|done") or 0) for s in STAGES] == [30, 25, 25, 0]
+    assert [int(r.hget(K.stats("rep"), f"{s}|done") or 0) for s in STAGES] == [30, 25, 25, 0]
     worker = WorkerRun(redis_url, "--processes", "2", "--burst", log_dir=tmp_path)
     assert worker.wait(60) == 0, worker.output()
     worker.stop()
@@ -166,7 +168,7 @@ def test_repair_after_flushall_restores_every_missing_task(cli, r, redis_url, tm
     for stage in spec.pipeline.stages:
         for item in items:
             assert Path(stage.output_path(spec.root, "rep", item)).is_file()
-    assert [int(r.hget("symphony:stats:rep", f"{s}|done")) for s in STAGES] == [30] * 4
+    assert [int(r.hget(K.stats("rep"), f"{s}|done")) for s in STAGES] == [30] * 4
     assert cli("repair", "rep", "--tasks", str(tmp_path), "--json")[1].count('"to_enqueue": 0') == 1
 
 
@@ -220,9 +222,9 @@ def test_plan_agrees_with_an_item_by_item_reference(engine, r, tmp_path, seed):
     live = rnd.sample(pool, 15)
     failed = rnd.sample(pool, 15)
     if live:  # in progress: a live entry and its task message (an entry without one is an orphan repair heals)
-        r.hset("symphony:live:rep", mapping={i: STAGES[0] for i in live})
-        r.rpush(f"{STAGES[0]}:rep", *(json.dumps({"i": i, "s": "rep", "t": STAGES[0], "a": 0}) for i in live))
-    r.hset("symphony:outcomes:rep", mapping={i: json.dumps({"state": rnd.choice(["failed", "timed_out"])})
+        r.hset(K.live("rep"), mapping={i: STAGES[0] for i in live})
+        r.rpush(K.queue(STAGES[0], "rep"), *(json.dumps({"i": i, "s": "rep", "t": STAGES[0], "a": 0}) for i in live))
+    r.hset(K.outcomes("rep"), mapping={i: json.dumps({"state": rnd.choice(["failed", "timed_out"])})
                                              for i in failed})
     for retry_failed in (False, True):
         plan = engine.plan_repair("rep", file=str(path), retry_failed=retry_failed)

@@ -3,6 +3,8 @@ with a 30 s deadline; the worker stops claiming, hands its running task back bef
 acknowledges the event (the POST arrives), and exits; the task completes on another worker."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 import threading
 import time
@@ -151,7 +153,7 @@ def test_a_preempted_worker_hands_back_within_the_deadline_and_another_completes
     doomed = WorkerRun(redis_url, "--pool", "linux", "--processes", "1", "--name", "doomed",
                        "--drain-timeout", "120", "--scheduled-events", metadata.url, log_dir=tmp_path,
                        env=worker_env(redis_url, DOOMED_VM="1", WORKER_NAME="doomed"))
-    wait_until(lambda: r.hget("symphony:stats:s1", "work|running") == "1", timeout=60, message="the task to start")
+    wait_until(lambda: r.hget(K.stats("s1"), "work|running") == "1", timeout=60, message="the task to start")
     wait_until(lambda: metadata.gets >= 1, message="the worker to poll the events")
     rescuer = WorkerRun(redis_url, "--pool", "linux", "--processes", "1", "--name", "rescuer", log_dir=tmp_path,
                         env=worker_env(redis_url, WORKER_NAME="rescuer"))
@@ -167,7 +169,7 @@ def test_a_preempted_worker_hands_back_within_the_deadline_and_another_completes
     output = tmp_path / "data" / "s1" / "work" / "long.json"
     wait_until(output.is_file, timeout=60, message="the other worker to complete the task")
     assert json.loads(output.read_text()) == {"done_on": "rescuer"}
-    wait_until(lambda: r.hget("symphony:stats:s1", "work|completed") == "1", message="the completion")
+    wait_until(lambda: r.hget(K.stats("s1"), "work|completed") == "1", message="the completion")
     log = doomed.output()
     assert "Preempt of this VM" in log and "handing running tasks back" in log and "acknowledged" in log
     print(f"preempt announced 30 s ahead: worker exited {deadline - exited:.1f}s before the deadline")

@@ -2,6 +2,8 @@
 untrusted values never reach a shell, a path or a key name."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 import os
 import signal
@@ -15,7 +17,7 @@ import redis
 from symphony.engine import EmbeddedRedis, Engine, load_session, reader_rules, resolve_redis, setuser, worker_rules
 from symphony.engine.embedded import find_server_binary, supports_tls
 from symphony.engine.initialize import initialize_session
-from tests.helpers import ROOT, WorkerRun, sample_tasks, wait_until, write_pipeline, write_session
+from tests.helpers import ROOT, WorkerRun, sample_tasks, wait_until, write_pipeline, write_session, dead_letters
 
 PASSWORD = "Tr0ub4dor-and-3-horses"
 
@@ -256,7 +258,7 @@ def test_the_worker_user_reclaims_a_dead_workers_tasks(acl_server, tmp_path):
         wait_until(lambda: len(outputs(tmp_path)) == 1, timeout=30, message="the crashed task to run again")
         rescuer = WorkerRun(acl_server.url, "--processes", "1", "--name", "rescuer", log_dir=tmp_path, env=env)
         with acl_server.client() as c:
-            wait_until(lambda: any("rescuer" in w for w in c.zrange("symphony:workers", 0, -1)), message="rescuer")
+            wait_until(lambda: any("rescuer" in w for w in c.zrange(K.workers, 0, -1)), message="rescuer")
         doomed.kill_group()  # the whole host vanishes: the rescuer reaps its lease
         wait_until(lambda: len(outputs(tmp_path)) == 2, timeout=30, message="the vanished host's task to run again")
     finally:
@@ -278,12 +280,12 @@ def test_the_worker_user_cannot_touch_anything_else(acl_server):
     denied = [("FLUSHALL",), ("FLUSHDB",), ("KEYS", "*"), ("SCAN", "0"), ("CONFIG", "GET", "requirepass"),
               ("CLIENT", "LIST"), ("CLIENT", "KILL", "TYPE", "normal"), ("EVAL", "return 1", "0"),
               ("GET", "billing:invoice:1"), ("DEL", "billing:invoice:1"), ("SET", "anything", "1"),
-              ("HSET", "symphony:sessions", "evil", "{}"), ("HSET", "symphony:pools", "p", "[]"),
+              ("HSET", K.sessions, "evil", "{}"), ("HSET", K.pools, "p", "[]"),
               ("ACL", "SETUSER", "symphony-worker", "+@all")]
     for command in denied:
         with pytest.raises(redis.exceptions.NoPermissionError):
             worker.execute_command(*command)
-    assert worker.hgetall("symphony:sessions") == {}  # reads what it needs
+    assert worker.hgetall(K.sessions) == {}  # reads what it needs
     worker.close()
     with acl_server.client() as admin:
         assert admin.get("billing:invoice:1") == "42"
@@ -305,9 +307,9 @@ def test_the_read_only_user_reads_a_snapshot_but_cannot_write(acl_server, tmp_pa
     refused = cli("initialize", str(other), env=env)
     assert refused.returncode == 2 and "not allowed" in refused.stderr and "Traceback" not in refused.stderr
     reader = redis.Redis.from_url(as_user(acl_server, "symphony-reader", READER_PW), decode_responses=True)
-    for command in [("HSET", "symphony:sessions", "x", "{}"), ("RPUSH", "work:sec", "x"), ("DEL", "work:sec"),
+    for command in [("HSET", K.sessions, "x", "{}"), ("RPUSH", "work:sec", "x"), ("DEL", "work:sec"),
                     ("FLUSHALL",), ("KEYS", "*"), ("EVALSHA", "0" * 40, "0"),
-                    ("XADD", "symphony:events", "*", "k", "v")]:
+                    ("XADD", K.events, "*", "k", "v")]:
         with pytest.raises(redis.exceptions.NoPermissionError):
             reader.execute_command(*command)
     # it may load and run read-only scripts (the snapshot does), but no script of its own can write
@@ -319,7 +321,7 @@ def test_the_read_only_user_reads_a_snapshot_but_cannot_write(acl_server, tmp_pa
             watcher.reap()  # reaping writes: the console must not need it in watch mode
     reader.close()
     with acl_server.client() as admin:
-        assert admin.llen("work:sec") == 4 and not admin.exists("symphony:session:sec2")
+        assert admin.llen(K.queue("work", "sec")) == 4 and not admin.exists(K.session("sec2"))
 
 
 # --- secrets in outputs -------------------------------------------------------------------------
@@ -344,7 +346,7 @@ def test_secrets_never_appear_in_any_output(locked, tmp_path):
     worker = WorkerRun(url, "--processes", "1", "--log-level", "DEBUG", log_dir=tmp_path, env=env)
     try:
         with locked.client() as c:
-            wait_until(lambda: c.hlen("symphony:outcomes:sec") == 2, timeout=30, message="both to fail")
+            wait_until(lambda: c.hlen(K.outcomes("sec")) == 2, timeout=30, message="both to fail")
             children = [p for p in __import__("psutil").Process(worker.process.pid).children(recursive=True)]
             cmdlines = " ".join(" ".join(p.cmdline()) for p in children)
             env_seen = json.loads((tmp_path / "data" / "handler-env.json").read_text())
@@ -439,12 +441,12 @@ def test_a_planted_message_with_hostile_names_never_becomes_a_key_or_a_path(engi
                '{"i":"x","s":"sec}:{evil","t":"work","a":0}',
                '{"i":"x:symphony:sessions","s":"sec","t":"work","a":0}',
                '{"i":"ok","s":"../sec","t":"work","a":0}']
-    r.rpush("work:sec", *hostile)
+    r.rpush(K.queue("work", "sec"), *hostile)
     worker = WorkerRun(redis_url, "--burst", "--processes", "1", log_dir=tmp_path)
     assert worker.wait(60) == 0, worker.output()
     worker.stop()
-    assert r.hlen("symphony:outcomes:sec") == 0, "a planted message is no item of the session"
-    refused = [json.loads(e) for e in r.lrange("symphony:deadletter", 0, -1)]
+    assert r.hlen(K.outcomes("sec")) == 0, "a planted message is no item of the session"
+    refused = dead_letters(r)
     assert len(refused) == 4 and all("has no live entry in session sec" in e["reason"] for e in refused), refused
     keys = set(r.scan_iter())
     assert not [k for k in keys if "evil" in k or "pwned" in k or k.count(":") > 4], keys
@@ -638,7 +640,7 @@ def test_no_secret_reaches_a_handler_environment_command_line_or_memory(locked, 
                     assert not memory_contains(pid, needle), f"a secret is in the memory of the {stage} handler"
             os.kill(pid, signal.SIGKILL)  # enough seen: end this handler (its task fails)
         with locked.client() as c:
-            wait_until(lambda: c.hlen("symphony:outcomes:seccmd") == 1, timeout=30, message="the last task to end")
+            wait_until(lambda: c.hlen(K.outcomes("seccmd")) == 1, timeout=30, message="the last task to end")
     finally:
         worker.stop()
 

@@ -2,6 +2,8 @@
 walltime, adapt. Skipped, with the reason, where SLURM cannot be started."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 import os
 import re
@@ -155,7 +157,7 @@ def test_a_cancelled_or_killed_job_loses_nothing(slurm, engine, cli, tmp_path, r
     local = WorkerRun(redis_url, "--pool", "hpc", "--burst", log_dir=tmp_path, heartbeat=0.5)
     assert local.wait(60) == 0, local.output()
     assert (tmp_path / "data" / "s1" / "work" / "x1.json").is_file()
-    stats = {k: int(v) for k, v in engine.client.hgetall("symphony:stats:s1").items()}
+    stats = {k: int(v) for k, v in engine.client.hgetall(K.stats("s1")).items()}
     assert stats["work|completed"] == 1 and stats.get("work|failed", 0) == 0, stats
     if how == "scancel":
         assert where[job] == "CANCELLED"
@@ -181,7 +183,7 @@ def test_the_warning_signal_hands_the_task_back_before_the_time_limit(slurm, eng
     log = (tmp_path / f"symphony-hpc-{job}.out").read_text()
     assert "time limit near" in log and "handing running tasks back" in log, log
     assert engine.item_stage("s1", "x1") == "work"  # back in its queue, nothing lost
-    [raw] = engine.client.lrange("work:s1", 0, -1)
+    [raw] = engine.client.lrange(K.queue("work", "s1"), 0, -1)
     assert json.loads(raw)["a"] == 0  # a hand-back charges no attempt
     local = WorkerRun(redis_url, "--pool", "hpc", "--burst", log_dir=tmp_path, heartbeat=0.5)
     assert local.wait(60) == 0, local.output()

@@ -7,6 +7,8 @@ the others. The generous timeouts only catch a loader that runs away (before the
 """
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import sqlite3
 from pathlib import Path
 
@@ -146,4 +148,4 @@ def test_initialize_reports_a_hostile_file_and_still_sends_the_others(cli, r, tm
     assert f"{tasks / 'a-lol.yaml'}:" in err and "aliases" in err
     assert f"{tasks / 'b-big.yaml'}:" in err and "more than the limit" in err
     assert "good: 2 item(s) enqueued for rvm" in out
-    assert r.llen("rvm:good") == 2 and not r.exists("rvm:lol") and not r.exists("rvm:big")
+    assert r.llen(K.queue("rvm", "good")) == 2 and not r.exists(K.queue("rvm", "lol")) and not r.exists(K.queue("rvm", "big"))

@@ -1,6 +1,8 @@
 """Steering in the claim, step by step against a real Redis: pause, priority, max_running, rate."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 
 import pytest
@@ -28,15 +30,15 @@ def test_a_paused_session_is_claimed_by_nobody_and_resume_keeps_its_order(engine
     link = engine.worker_link("w1", ["a"])
     first = claims(link, 3)[0]
     engine.pause("s1")
-    assert r.zscore("symphony:ready:a", "s1") is None
+    assert r.zscore(K.ready("a"), "s1") is None
     link.step(Finish(first, Outcome(OutcomeKind.DONE)))  # a task in flight still finishes
     assert claims(link, 5) == []
-    assert r.hget("symphony:stats:s1", "a|completed") == "1"
+    assert r.hget(K.stats("s1"), "a|completed") == "1"
     assert engine.steering("s1").paused
     engine.resume("s1")
     rest = claims(link, 3)
     assert [c.item for c in rest] == ["s1-1"]  # queue order kept
-    kinds = [f["kind"] for _, f in r.xrange("symphony:events")]
+    kinds = [f["kind"] for _, f in r.xrange(K.events)]
     assert "pause" in kinds and "resume" in kinds
 
 
@@ -55,7 +57,7 @@ def test_a_paused_stage_stops_only_that_stage(engine, r):
         engine.pause("s1", "zz")
     engine.resume("s1", "b")
     assert [x.role for x in claims(link, 3)] == ["b"]
-    assert r.llen("b:s1") == 1
+    assert r.llen(K.queue("b", "s1")) == 1
 
 
 def test_max_running_caps_claims_fleet_wide_and_is_released_by_finish_and_reclaim(engine, r):
@@ -82,7 +84,7 @@ def test_max_running_caps_claims_fleet_wide_and_is_released_by_finish_and_reclai
     engine.set_session_limit("s2", "a", 1)
     solo = engine.worker_link("solo", ["a"])
     got = [c for c in claims(solo, 10, want=4) if c.session == "s2"]
-    s2_running = int(r.hget("symphony:stats:s2", "a|running") or 0)
+    s2_running = int(r.hget(K.stats("s2"), "a|running") or 0)
     assert s2_running <= 1 + sum(1 for v in held.values() for c in v if c.session == "s2")
     assert len(got) <= 1 or s2_running <= 1
 
@@ -234,7 +236,7 @@ def test_a_prioritized_session_keeps_its_place_when_its_tasks_reach_the_next_sta
     task = claims(link, 3)[0]
     link.step(Finish(task, Outcome(OutcomeKind.DONE), next_stage="b"), claim=False)
     seconds, _ = r.time()
-    assert float(r.zscore("symphony:ready:b", "hi")) < (seconds - 5 * 86400) * 1e6  # shifted by its priority
+    assert float(r.zscore(K.ready("b"), "hi")) < (seconds - 5 * 86400) * 1e6  # shifted by its priority
 
 
 def test_limit_without_a_number_shows_the_stage(engine, r, cli):

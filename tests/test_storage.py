@@ -3,6 +3,8 @@ the sample pipeline drained by real workers, atomic uploads under SIGKILL, repai
 encryption at rest, and the errors of a bad configuration at initialize."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 import os
 import random
@@ -118,7 +120,7 @@ def test_sample_session_on_blob_storage_is_drained_by_workers(azurite, redis_url
     assert set(found) == expected, f"missing {expected - set(found)}, unexpected {set(found) - expected}"
     final = json.loads(read_blob(azurite, container, f"data/{spec.name}/process/row-001.json"))
     assert final["row"] == "row-001" and final["clusters"] > 0
-    counts = {k: int(v) for k, v in r.hgetall(f"symphony:stats:{spec.name}").items()}
+    counts = {k: int(v) for k, v in r.hgetall(K.stats(spec.name)).items()}
     assert all(counts[f"{s}|completed"] == 24 for s in spec.pipeline.stage_names), counts
     assert not list(scratch.rglob("*")) or all(p.is_dir() for p in scratch.rglob("*")), "scratch files left behind"
     assert not (tmp_path / "data").exists() and not (tmp_path / ".symphony-data").exists()
@@ -157,7 +159,7 @@ def test_a_worker_killed_mid_upload_leaves_no_partial_blob_and_the_task_complete
     try:
         wait_until(lambda: blobs(azurite, container).get(name) == size, timeout=90,
                    message="the reclaimed task to upload the whole output")
-        wait_until(lambda: r.hget("symphony:stats:up1", "big|completed") == "1", message="completion accounting")
+        wait_until(lambda: r.hget(K.stats("up1"), "big|completed") == "1", message="completion accounting")
         assert blobs(azurite, container, uncommitted=True) == {name: size}
         assert read_blob(azurite, container, name)[:4] == b"x1:2"  # the second attempt's output
     finally:
@@ -194,11 +196,11 @@ def test_repair_on_blob_storage_restores_exactly_the_furthest_output_rule(azurit
     out = symphony(env, "repair", "rep1", "--file", str(session), "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     for stage in stages:
-        assert {json.loads(m)["i"] for m in r.lrange(f"{stage}:rep1", 0, -1)} == expected[stage], stage
+        assert {json.loads(m)["i"] for m in r.lrange(K.queue(stage, "rep1"), 0, -1)} == expected[stage], stage
     again = symphony(env, "repair", "rep1", "--file", str(session), "--json", cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert json.loads(again.stdout)["to_enqueue"] == 0, again.stdout
-    assert sum(r.llen(f"{s}:rep1") for s in stages) == sum(len(v) for v in expected.values())
+    assert sum(r.llen(K.queue(s, "rep1")) for s in stages) == sum(len(v) for v in expected.values())
 
 
 # --- encryption at rest --------------------------------------------------------------------------------
@@ -213,7 +215,7 @@ def test_encrypted_outputs_are_unreadable_without_the_key_and_the_pipeline_compl
     worker = WorkerRun(redis_url, "--burst", "--processes", "2", log_dir=tmp_path, cwd=tmp_path, env=env)
     assert worker.wait(180) == 0, worker.output()
     spec = load_session(session)
-    counts = {k: int(v) for k, v in r.hgetall(f"symphony:stats:{spec.name}").items()}
+    counts = {k: int(v) for k, v in r.hgetall(K.stats(spec.name)).items()}
     assert all(counts[f"{s}|completed"] == 24 for s in spec.pipeline.stage_names), counts
     sealer = Sealer(key)
     for stage in spec.pipeline.stage_names:
@@ -249,7 +251,7 @@ def test_a_tampered_sealed_output_fails_the_next_stage_with_the_reason(azurite, 
     blob.upload_blob(token[:-6] + (b"AAAAAA" if not token.endswith(b"AAAAAA") else b"BBBBBB"), overwrite=True)
     worker = WorkerRun(redis_url, "--burst", "--roles", "b", "--processes", "1", log_dir=tmp_path, env=env)
     assert worker.wait(120) == 0, worker.output()
-    record = json.loads(r.hget("symphony:outcomes:tamper1", "x1"))
+    record = json.loads(r.hget(K.outcomes("tamper1"), "x1"))
     assert "cannot be opened" in json.dumps(record) and "failed authentication" in json.dumps(record), record
 
 
@@ -282,7 +284,7 @@ def test_a_bad_storage_configuration_is_one_clear_line_at_initialize_and_nothing
     from tests.azurite import KEY
 
     assert KEY not in text and "A" * 86 not in text
-    assert r.llen("a:bad1") == 0 and not r.exists("symphony:session:bad1")
+    assert r.llen(K.queue("a", "bad1")) == 0 and not r.exists(K.session("bad1"))
 
 
 # --- per-pool roots: one share, mounted at different paths ------------------------------------------------
@@ -404,7 +406,7 @@ def test_no_handler_sees_the_storage_credentials_and_no_log_shows_them(azurite, 
     assert symphony(env, "initialize", str(session), cwd=tmp_path).returncode == 0
     worker = WorkerRun(redis_url, "--burst", "--processes", "1", "--log-level", "DEBUG", log_dir=tmp_path, env=env)
     assert worker.wait(120) == 0, worker.output()
-    assert r.hget("symphony:stats:sec1", "cmd|completed") == "1", worker.output()
+    assert r.hget(K.stats("sec1"), "cmd|completed") == "1", worker.output()
     seen_py = json.loads(read_blob(azurite, container, "sec1/py/x1.json"))
     seen_cmd = json.loads(read_blob(azurite, container, "sec1/cmd/x1.json"))
     for text in (json.dumps(seen_py), json.dumps(seen_cmd), worker.output()):
@@ -424,7 +426,7 @@ def test_an_output_over_the_scratch_limit_fails_its_task_with_the_sizes(azurite,
     worker = WorkerRun(redis_url, "--burst", "--processes", "1", "--scratch-limit", "1", "--scratch-dir", str(scratch),
                        log_dir=tmp_path, env=env)
     assert worker.wait(120) == 0, worker.output()
-    record = json.dumps(json.loads(r.hget("symphony:outcomes:lim1", "x1")))
+    record = json.dumps(json.loads(r.hget(K.outcomes("lim1"), "x1")))
     assert "2,000,000 bytes, over this worker's scratch limit of 1,000,000 bytes" in record, record
     assert blobs(azurite, container) == {} and not [p for p in scratch.rglob("*") if p.is_file()]
 
@@ -446,7 +448,7 @@ def test_inputs_in_blob_storage_are_checked_at_initialize_and_fetched_for_the_fi
     out = symphony(env, "initialize", str(session), cwd=tmp_path)
     assert out.returncode != 0
     assert f"[input] input not found: az://{container}/data/raw/x2.json" in out.stdout + out.stderr
-    assert not r.exists("symphony:session:in1")
+    assert not r.exists(K.session("in1"))
     store.put_atomic(str(source), f"az://{container}/data/raw/x2.json")
     out = symphony(env, "initialize", str(session), cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -467,7 +469,7 @@ def test_local_outputs_can_be_sealed_at_rest_too(redis_url, r, tmp_path):
     assert symphony(env, "initialize", str(session), cwd=tmp_path).returncode == 0
     worker = WorkerRun(redis_url, "--burst", "--processes", "1", log_dir=tmp_path, env=env)
     assert worker.wait(120) == 0, worker.output()
-    assert r.hget("symphony:stats:loc1", "b|completed") == "2", worker.output()
+    assert r.hget(K.stats("loc1"), "b|completed") == "2", worker.output()
     sealer = Sealer(key)
     for stage in ("a", "b"):
         raw = (tmp_path / "data" / "loc1" / stage / "x1.json").read_text()

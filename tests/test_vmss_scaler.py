@@ -5,6 +5,8 @@ and cooldown; a VM running a task is drained and deleted only once idle; 429 and
 clear message and a backoff."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import copy
 import json
 import logging
@@ -203,7 +205,7 @@ def test_a_vm_running_a_task_is_drained_and_deleted_only_once_idle(engine, r, re
     assert fleet.busy_hosts() == {f"{NAME}000001": 1}  # the other VM's task still runs
     for item in ("i0", "i1"):
         (gates / item).write_text("")
-    wait_until(lambda: r.hget("symphony:stats:s1", "work|completed") == "2", message="both tasks completed")
+    wait_until(lambda: r.hget(K.stats("s1"), "work|completed") == "2", message="both tasks completed")
     for worker in workers.values():
         worker.stop()
 

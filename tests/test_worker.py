@@ -1,6 +1,8 @@
 """symphony-worker end to end: real processes, a real Redis, outputs on disk."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 import os
 import signal
@@ -12,7 +14,7 @@ import pytest
 
 from symphony.engine import Engine, load_session, resolve_redis
 from symphony.engine.initialize import initialize_session
-from tests.helpers import WorkerRun, sample_tasks, wait_until, worker_env, write_pipeline, write_session
+from tests.helpers import WorkerRun, sample_tasks, wait_until, worker_env, write_pipeline, write_session, held
 
 
 def symphony(redis_url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -25,11 +27,11 @@ def init(engine: Engine, path: Path):
 
 
 def stats(r, session: str) -> dict[str, int]:
-    return {k: int(v) for k, v in r.hgetall(f"symphony:stats:{session}").items()}
+    return {k: int(v) for k, v in r.hgetall(K.stats(session)).items()}
 
 
 def inflight_total(r) -> int:
-    return sum(r.llen(f"symphony:inflight:{w}") for w in r.zrange("symphony:workers", 0, -1))
+    return sum(len(held(r, w)) for w in r.zrange(K.workers, 0, -1))
 
 
 @pytest.mark.slow
@@ -51,8 +53,8 @@ def test_sample_session_drains_end_to_end_with_burst(redis_url, r, tmp_path):
     counts = stats(r, spec.name)
     assert all(counts[f"{s}|completed"] == 24 for s in spec.pipeline.stage_names), counts
     assert all(counts[f"{s}|running"] == 0 for s in spec.pipeline.stage_names), counts
-    assert r.hlen(f"symphony:live:{spec.name}") == 0
-    assert inflight_total(r) == 0 and r.zcard("symphony:workers") == 0
+    assert r.hlen(K.live(spec.name)) == 0
+    assert inflight_total(r) == 0 and r.zcard(K.workers) == 0
     assert not list((Path(spec.root) / spec.name).rglob("*.part-*")), "temporary outputs left behind"
 
 
@@ -96,7 +98,7 @@ def test_sigkill_mid_task_is_reclaimed_and_completed(engine, r, redis_url, tmp_p
         wait_until(lambda: stats(r, "s1").get("work|completed") == 1, message="completion accounting")
         counts = stats(r, "s1")
         assert counts["work|reclaimed"] == 1 and counts["work|running"] == 0
-        assert r.llen("work:s1") == 0 and inflight_total(r) == 0
+        assert r.llen(K.queue("work", "s1")) == 0 and inflight_total(r) == 0
     finally:
         worker.stop()
 
@@ -112,7 +114,7 @@ def test_whole_host_lost_is_reclaimed_by_another_worker_within_three_heartbeats(
         markers = tmp_path / "data" / "markers"
         wait_until(lambda: markers.is_dir() and list(markers.glob("started-*-1-*")), message="attempt 1 to start")
         rescuer = WorkerRun(redis_url, "--processes", "1", "--name", "rescuer", log_dir=tmp_path, heartbeat=0.5)
-        wait_until(lambda: r.zcard("symphony:workers") == 2, message="the rescuer to register")
+        wait_until(lambda: r.zcard(K.workers) == 2, message="the rescuer to register")
         doomed.kill_group()
         import time
 
@@ -122,7 +124,7 @@ def test_whole_host_lost_is_reclaimed_by_another_worker_within_three_heartbeats(
         elapsed = time.monotonic() - killed_at
         assert elapsed <= 3 * 0.5 + 1.0, f"reclaimed after {elapsed:.2f}s"
         wait_until(output.is_file, timeout=15, message="completion elsewhere")
-        events = [f for _, f in r.xrange("symphony:events") if f.get("kind") == "worker_lost"]
+        events = [f for _, f in r.xrange(K.events) if f.get("kind") == "worker_lost"]
         assert events and "doomed" in events[0]["worker"]
     finally:
         doomed.stop()
@@ -154,10 +156,10 @@ def test_always_failing_task_ends_failed_with_its_error_while_others_complete(en
     assert "burst finished: 5 done, 1 failed, 2 retried, 0 timed out in " in log, log
     counts = stats(r, "s1")
     assert counts["work|completed"] == 5 and counts["work|failed"] == 1 and counts["work|retried"] == 2
-    record = json.loads(r.hget("symphony:outcomes:s1", "i3"))
+    record = json.loads(r.hget(K.outcomes("s1"), "i3"))
     assert record["state"] == "failed" and record["attempts"] == 3
     assert "boom for i3 on attempt 3" in record["error"] and "RuntimeError" in record["stderr"]
-    failed = [f for _, f in r.xrange("symphony:results") if f["st"] == "failed"]
+    failed = [f for _, f in r.xrange(K.results) if f["st"] == "failed"]
     assert [f["i"] for f in failed] == ["i3"] and "boom" in failed[0]["e"]
 
 
@@ -175,7 +177,7 @@ def test_stage_timeout_ends_as_timed_out(engine, r, redis_url, tmp_path, kind):
     try:
         wait_until(lambda: stats(r, "s1").get("work|timed_out", 0) >= (2 if kind == "python" else 1), timeout=30,
                    message="the timeout to be recorded")
-        record = json.loads(r.hget("symphony:outcomes:s1", "slow"))
+        record = json.loads(r.hget(K.outcomes("s1"), "slow"))
         assert record["state"] == "timed_out" and "timed out after 1s" in record["error"]
         assert stats(r, "s1")["work|running"] == 0
     finally:
@@ -192,7 +194,7 @@ def test_two_sessions_of_one_role_are_both_served(engine, r, redis_url, tmp_path
     worker = WorkerRun(redis_url, "--burst", "--processes", "1", log_dir=tmp_path)
     assert worker.wait(60) == 0, worker.output()
     worker.stop()
-    order = [f["s"] for _, f in r.xrange("symphony:results")]
+    order = [f["s"] for _, f in r.xrange(K.results)]
     assert order.count("first") == 30 and order.count("second") == 30
     assert set(order[:10]) == {"first", "second"}, f"one session starved the other: {order[:10]}"
 
@@ -207,9 +209,9 @@ def test_sigterm_exits_cleanly_and_leaves_nothing_in_flight(engine, r, redis_url
     assert worker.wait(30) == 0, worker.output()
     worker.stop()
     counts = stats(r, "s1")
-    assert inflight_total(r) == 0 and r.zcard("symphony:workers") == 0
+    assert inflight_total(r) == 0 and r.zcard(K.workers) == 0
     assert counts["work|running"] == 0
-    assert counts["work|completed"] + r.llen("work:s1") == 20  # nothing lost
+    assert counts["work|completed"] + r.llen(K.queue("work", "s1")) == 20  # nothing lost
 
 
 @pytest.mark.slow
@@ -221,7 +223,7 @@ def test_sigterm_hands_back_a_task_that_does_not_finish_in_time(engine, r, redis
     worker.signal(signal.SIGTERM)
     assert worker.wait(30) == 0, worker.output()
     worker.stop()
-    assert json.loads(r.lindex("work:s1", 0))["a"] == 0  # handed back, attempt not counted
+    assert json.loads(r.lindex(K.queue("work", "s1"), 0))["a"] == 0  # handed back, attempt not counted
     assert inflight_total(r) == 0 and stats(r, "s1")["work|running"] == 0
 
 
@@ -235,12 +237,12 @@ def test_redis_restart_under_a_running_worker(own_redis, tmp_path):
     worker = WorkerRun(url, "--processes", "2", log_dir=tmp_path, heartbeat=0.5)
     try:
         client = own_redis.client()
-        wait_until(lambda: int(client.hget("symphony:stats:s1", "work|completed") or 0) >= 5, message="progress")
+        wait_until(lambda: int(client.hget(K.stats("s1"), "work|completed") or 0) >= 5, message="progress")
         own_redis.kill()  # SIGKILL: the AOF keeps what was acknowledged
         wait_until(lambda: "Redis unavailable" in worker.output(), timeout=20, message="the workers to notice")
         own_redis.start()  # same port, same directory: it reloads the AOF
         client = own_redis.client()
-        wait_until(lambda: int(client.hget("symphony:stats:s1", "work|completed") or 0) >= 40, timeout=60,
+        wait_until(lambda: int(client.hget(K.stats("s1"), "work|completed") or 0) >= 40, timeout=60,
                    message="the worker to reconnect and finish")
         out = tmp_path / "data" / "s1" / "work"
         assert sorted(p.stem for p in out.glob("*.json")) == sorted(items)
@@ -272,7 +274,7 @@ def test_an_idle_worker_blocks_instead_of_polling(own_redis, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "symphony.workers", "--processes", "1", "--heartbeat", "5"],
                             stdout=log, stderr=subprocess.STDOUT, env=worker_env(redis_url), start_new_session=True)
     try:
-        wait_until(lambda: int(r.hget("symphony:stats:s1", "work|completed") or 0) == 1, message="the one task")
+        wait_until(lambda: int(r.hget(K.stats("s1"), "work|completed") or 0) == 1, message="the one task")
         # the completion's last round trip: the host's health record (then the worker is idle)
         wait_until(lambda: r.hlen("symphony:hosts:rates") == 1, message="the host's completion report")
 
@@ -289,7 +291,7 @@ def test_an_idle_worker_blocks_instead_of_polling(own_redis, tmp_path):
         def blpops() -> int:
             return int(r.info("commandstats").get("cmdstat_blpop", {}).get("calls", 0))
 
-        wait_until(lambda: r.llen("symphony:bell:work") == 0, message="the bell's tokens consumed")
+        wait_until(lambda: r.llen(K.bell("work")) == 0, message="the bell's tokens consumed")
         first = blpops()
         wait_until(lambda: blpops() > first, timeout=10, message="the worker blocking again")
         start, began = total(), time.monotonic()
@@ -310,7 +312,7 @@ def test_an_idle_worker_blocks_instead_of_polling(own_redis, tmp_path):
 # --- handlers that misbehave, in the executor ---------------------------------------------------
 
 def workers_seen(r) -> set[str]:
-    return set(r.zrange("symphony:workers", 0, -1))
+    return set(r.zrange(K.workers, 0, -1))
 
 
 @pytest.mark.slow
@@ -332,7 +334,7 @@ def test_a_python_handler_holding_the_gil_is_timed_out_on_time_and_never_runs_tw
         before = {w for w in workers_seen(r) if w.startswith("first")}
         wait_until(lambda: stats(r, "s1").get("work|timed_out") == 1, timeout=60, message="the timeout")
         wait_until(lambda: stats(r, "s1").get("work|completed") == 2, timeout=60, message="the other items")
-        record = json.loads(r.hget("symphony:outcomes:s1", "gil-1"))
+        record = json.loads(r.hget(K.outcomes("s1"), "gil-1"))
         assert record["state"] == "timed_out" and "timed out after 2s" in record["error"]
         assert len(list(markers.glob("hostile-work-gil-1-*"))) == 1, "the task ran twice"
         counts = stats(r, "s1")
@@ -353,7 +355,7 @@ def test_systemexit_keyboardinterrupt_and_os_exit_fail_their_task_not_the_worker
     assert worker.wait(90) == 0, worker.output()
     log = worker.output()
     worker.stop()
-    outcomes = {k: json.loads(v) for k, v in r.hgetall("symphony:outcomes:s1").items()}
+    outcomes = {k: json.loads(v) for k, v in r.hgetall(K.outcomes("s1")).items()}
     assert {k: v["state"] for k, v in outcomes.items()} == {"exit-1": "failed", "interrupt-1": "failed",
                                                              "die-1": "failed"}
     assert "SystemExit: 3" in outcomes["exit-1"]["error"] and outcomes["exit-1"]["attempts"] == 2
@@ -406,7 +408,7 @@ def test_a_command_whose_stdout_is_its_output_writes_it_atomically(engine, r, re
     out = tmp_path / "data" / "s1" / "work"
     assert (out / "good-1.json").read_text() == "digest of good-1\n"
     assert not (out / "bad-1.json").exists() and not list(out.glob("*.part-*"))
-    assert "exit code 3" in json.loads(r.hget("symphony:outcomes:s1", "bad-1"))["error"]
+    assert "exit code 3" in json.loads(r.hget(K.outcomes("s1"), "bad-1"))["error"]
 
 
 # --- outputs that cannot be written ---------------------------------------------------------------
@@ -426,7 +428,7 @@ def test_an_os_error_preparing_an_output_fails_the_task_with_its_message_not_the
     assert worker.wait(60) == 0, worker.output()
     log = worker.output()
     worker.stop()
-    outcomes = {k: json.loads(v) for k, v in r.hgetall("symphony:outcomes:s1").items()}
+    outcomes = {k: json.loads(v) for k, v in r.hgetall(K.outcomes("s1")).items()}
     assert set(outcomes) == {"i1", "i2"}
     for record in outcomes.values():
         assert record["state"] == "failed" and record["attempts"] == 2
@@ -472,9 +474,9 @@ def test_sigterm_hands_back_a_python_task_without_calling_the_worker_lost(engine
     assert worker.wait(30) == 0, worker.output()
     log = worker.output()
     worker.stop()
-    assert json.loads(r.lindex("work:s1", 0))["a"] == 0  # handed back, attempt not counted
+    assert json.loads(r.lindex(K.queue("work", "s1"), 0))["a"] == 0  # handed back, attempt not counted
     assert inflight_total(r) == 0 and stats(r, "s1")["work|running"] == 0
-    assert not [f for _, f in r.xrange("symphony:events") if f.get("kind") == "worker_lost"]
+    assert not [f for _, f in r.xrange(K.events) if f.get("kind") == "worker_lost"]
     assert " lost" not in log and "died" not in log, log
 
 
@@ -491,7 +493,7 @@ def test_a_workers_recent_lines_are_in_redis_and_symphony_logs_prints_them(engin
         wait_until(lambda: stats(r, "s1").get("work|failed") == 1 and stats(r, "s1").get("work|completed") == 3,
                    message="the session to drain")
         worker_id = next(iter(workers_seen(r)))
-        key = f"symphony:log:{worker_id}"
+        key = K.worker_log(worker_id)
         wait_until(lambda: any("work:i2@s1 failed after 2" in line.message for line in engine.worker_log(worker_id)),
                    message="the failure to reach the worker's log in Redis")
         lines = engine.worker_log(worker_id)
