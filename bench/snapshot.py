@@ -101,8 +101,8 @@ def scan_status(client: redis.Redis, *, use_keys: bool = False, count: int = 100
                 return found
 
     lists = find("*:*", "list")
-    stats = find("symphony:stats:*")
-    workers = find("symphony:worker:*")
+    stats = find("symphony:stats:{*}")
+    workers = find("{symphony}:worker:*")
     with client.pipeline(transaction=False) as pipe:
         for key in lists:
             pipe.llen(key)

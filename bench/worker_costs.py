@@ -115,7 +115,7 @@ def startup_case(server: Server, *, repeat: int) -> dict:
         try:
             ran = float(wait_for(lambda: server.client.get("bench:started"), 60, interval=0.002, what="the first task"))
             registered = None
-            for key in server.client.keys("symphony:worker:*"):  # a bench Redis: nothing else in it
+            for key in server.client.keys(K.worker("*")):  # a bench Redis: nothing else in it
                 registered = float(server.client.hget(key, "started") or 0) or None
         finally:
             group.stop()

@@ -4,6 +4,8 @@ what lands in Redis and in the analysis files; 429, 401, 404 and no configuratio
 and never print a secret."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import csv
 import json
 import logging
@@ -77,7 +79,7 @@ def test_one_poll_sends_the_expected_requests_and_stores_the_minutes(engine, r):
     assert ("https://management.azure.com/.default",) in credential.scopes
     assert ("https://metrics.monitor.azure.com/.default",) in credential.scopes
     # Redis: 14 minutes per scale set (the 15th has no data yet), the instances split out
-    key = "symphony:metrics:azure:win-vmss"
+    key = K.metric_series("azure", "win-vmss")
     members = [parse_azure_member(m, "win-vmss", instance=False) for m in r.zrange(key, 0, -1)]
     expected = recorded_cpu("win-vmss", per_instance=False)
     assert len(members) == 14 == len(expected)
@@ -87,8 +89,8 @@ def test_one_poll_sends_the_expected_requests_and_stores_the_minutes(engine, r):
     vms = [parse_azure_member(m, "win-vmss", instance=True) for m in r.zrange(key + ":vm", 0, -1)]
     assert {(s.instance, s.time): s.cpu for s in vms} == recorded_cpu("win-vmss", per_instance=True)
     assert {s.instance for s in vms} == {"win-vmss_0", "win-vmss_3"}
-    assert r.zcard("symphony:metrics:azure:linux-vmss:vm") == 14
-    assert sorted(r.zrange("symphony:metrics:index", 0, -1)) == ["azure|linux-vmss", "azure|win-vmss"]
+    assert r.zcard(K.metric_series("azure", "linux-vmss", "vm")) == 14
+    assert sorted(r.zrange(K.metric_index, 0, -1)) == ["azure|linux-vmss", "azure|win-vmss"]
     assert result.written == 14 * 2 + 14 * 3 and result.scale_sets == ("linux-vmss", "win-vmss")
 
 
@@ -100,8 +102,8 @@ def test_a_second_poll_replaces_the_window_without_duplicates(engine, r):
     now[0] += 60
     collector.poll()
     assert len(fake.arm_calls()) == 1  # discovery is not redone every poll
-    assert r.zcard("symphony:metrics:azure:win-vmss") == 15  # one more minute, nothing twice
-    assert r.zcard("symphony:metrics:azure:win-vmss:vm") == 30
+    assert r.zcard(K.metric_series("azure", "win-vmss")) == 15  # one more minute, nothing twice
+    assert r.zcard(K.metric_series("azure", "win-vmss", "vm")) == 30
 
 
 def test_the_console_reader_gets_azure_data_when_fresh(engine, r):
@@ -213,7 +215,7 @@ def test_a_credential_failure_never_prints_the_client_secret(engine, r, capsys, 
     (problem,) = result.problems
     assert problem.kind == AUTH and "AADSTS7000222" in problem.message
     everything = problem.message + capsys.readouterr().err + caplog.text + json.dumps(r.hgetall(
-        "symphony:metrics:collector"))
+        K.metric_collector))
     assert secret not in everything and "***" in problem.message
     assert not fake.seen  # nothing was sent without a token
 
@@ -231,7 +233,7 @@ def test_a_missing_scale_set_in_a_batch_is_found_one_by_one(engine, r):
     result = collector.poll()
     assert result.scale_sets == ("win-vmss",)
     assert [p.kind for p in result.problems] == [NOT_FOUND] and "linux-vmss" in result.problems[0].message
-    assert r.zcard("symphony:metrics:azure:win-vmss") == 14 and not r.exists("symphony:metrics:azure:linux-vmss")
+    assert r.zcard(K.metric_series("azure", "win-vmss")) == 14 and not r.exists(K.metric_series("azure", "linux-vmss"))
     assert "linux-vmss" in collector.missing  # looked up again at the next poll
 
 

@@ -9,6 +9,8 @@ Verification never reports an internal crash ("cannot load"); a rejected file en
 """
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import os
 import string
 from pathlib import Path
@@ -194,7 +196,7 @@ def test_a_rejected_session_file_enqueues_nothing(tmp_path_factory, redis_url, r
         assert code == 1
         assert r.dbsize() == 0, f"a rejected file left keys in Redis: {sorted(r.scan_iter())[:10]}"
     else:
-        assert r.exists("symphony:session:" + load_session(path).name)
+        assert r.exists(K.session(load_session(path).name))
 
 
 @settings(max_examples=EXAMPLES * 2, deadline=None, derandomize=True)

@@ -2,15 +2,17 @@
 trimmed by age; Azure windows replaced in place; the console's reader contract."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import dataclasses
 
 from symphony.engine import ScaleSetCpu
 from symphony.engine.metrics import (AzureSample, HostMetricsWriter, azure_member, parse_azure_member, record_host_sample,
                             store_azure, write_collector_status)
 
-SERIES = "symphony:metrics:hosts:windows"
-SEEN = "symphony:metrics:hosts:windows:seen"
-INDEX = "symphony:metrics:index"
+SERIES = K.metric_series("hosts", "windows")
+SEEN = K.metric_hosts_seen("windows")
+INDEX = K.metric_index
 
 
 def server_ms(r) -> int:
@@ -65,7 +67,7 @@ def test_writer_calls_redis_at_most_once_per_bucket(engine, r):
 def test_workers_without_a_pool_go_to_the_default_scope(engine, r):
     bucket = (server_ms(r) // 30_000) * 30_000
     record_host_sample(r, engine.keys, None, "vm|odd name", bucket, sample(5))
-    assert r.zrange("symphony:metrics:hosts:default", 0, -1) == [f"{bucket}|vm_odd_name|5|40|4"]
+    assert r.zrange(K.metric_series("hosts", "default"), 0, -1) == [f"{bucket}|vm_odd_name|5|40|4"]
 
 
 def test_scale_set_cpu_from_heartbeats_groups_by_pool(engine, r):
@@ -123,7 +125,7 @@ def test_azure_window_is_replaced_not_duplicated_and_wins_over_heartbeats(engine
     # the next poll re-reads an overlapping window: Azure revised a minute and filled the last one
     again = [azure(start + 60 * i, 10.0 + i, n=2) for i in range(1, 9)] + [azure(minute - 60, 55.0, n=3)]
     store_azure(r, engine.keys, "vmss-win", (start + 60, minute), again, None, now=now)
-    key = "symphony:metrics:azure:vmss-win"
+    key = K.metric_series("azure", "vmss-win")
     assert r.zcard(key) == 10 and r.zcard(key + ":vm") == 18
     (vmss,) = engine.scale_set_cpu()
     assert (vmss.name, vmss.source, vmss.current, vmss.instances) == ("vmss-win", "azure monitor", 55.0, 3)
@@ -145,7 +147,7 @@ def test_stale_azure_data_falls_back_to_heartbeats(engine, r):
     assert only.source == "azure monitor" and only.points == ((round(old - 120, 3), 80.0),)
     status = engine.metrics_status()
     assert status.state == "ok" and status.interval_s == 1800 and status.scale_sets == ("vmss-win",)
-    assert 0 < r.pttl("symphony:metrics:collector") <= 3 * 1800 * 1000
+    assert 0 < r.pttl(K.metric_collector) <= 3 * 1800 * 1000
 
 
 def test_reader_costs_two_round_trips_however_many_series(engine, r):

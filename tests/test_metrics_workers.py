@@ -12,12 +12,11 @@ import pytest
 from tests.helpers import WorkerRun, wait_until
 from tests.test_worker import init, one_stage_session
 
-SERIES = "symphony:metrics:hosts:{pool}"
 
 
 def buckets(r, pool: str) -> Counter:
     """Samples per (bucket, host)."""
-    return Counter(tuple(m.split("|")[:2]) for m in r.zrange(SERIES.format(pool=pool), 0, -1))
+    return Counter(tuple(m.split("|")[:2]) for m in r.zrange(K.metric_series("hosts", pool), 0, -1))
 
 
 @pytest.mark.slow
@@ -63,7 +62,7 @@ def test_metrics_interval_zero_turns_the_history_off(engine, r, redis_url, tmp_p
 
         first = wait_until(beat, message="a heartbeat")
         wait_until(lambda: beat() > first + 500, message="a few more heartbeats")
-        assert not r.exists(SERIES.format(pool="linux")) and engine.scale_set_cpu() == ()
+        assert not r.exists(K.metric_series("hosts", "linux")) and engine.scale_set_cpu() == ()
     finally:
         worker.stop()
 

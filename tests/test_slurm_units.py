@@ -2,6 +2,8 @@
 policy, the walltime arithmetic, and the accounting sets in a real Redis."""
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 import os
 
@@ -186,7 +188,7 @@ def test_moves_are_atomic_fenced_and_keep_each_id_in_one_set(engine):
     assert not acc.cleanup("gpu").done
     result = acc.cleanup("gpu", force=True)
     assert result.done and result.jobs == 3 and acc.tag("gpu") is None
-    assert not [k for k in engine.client.keys("symphony:slurm:gpu*")]
+    assert not [k for k in engine.client.keys(K.fleet + ":slurm:gpu*")]
 
 
 def test_finished_sets_are_trimmed_to_their_bound(engine):

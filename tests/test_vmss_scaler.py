@@ -98,7 +98,7 @@ class ScaleSetFake:
         return out
 
 
-COOLDOWN_KEY = f"symphony:scale:cooldown:vmss/{SUB}/{RG}/{NAME}".lower()
+COOLDOWN_KEY = K.scale_cooldown(f"vmss/{SUB}/{RG}/{NAME}".lower())
 
 
 def cooled_down(r) -> None:

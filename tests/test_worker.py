@@ -276,7 +276,7 @@ def test_an_idle_worker_blocks_instead_of_polling(own_redis, tmp_path):
     try:
         wait_until(lambda: int(r.hget(K.stats("s1"), "work|completed") or 0) == 1, message="the one task")
         # the completion's last round trip: the host's health record (then the worker is idle)
-        wait_until(lambda: r.hlen("symphony:hosts:rates") == 1, message="the host's completion report")
+        wait_until(lambda: r.hlen(K.host_rates) == 1, message="the host's completion report")
 
         # Round trips, not commands: INFO counts the commands a Lua script runs inside it too, so
         # count the commands a worker can only send itself (a script never runs EVALSHA or BLPOP).

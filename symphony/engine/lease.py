@@ -17,7 +17,7 @@ import redis
 from .keys import Keys
 from .messages import InvalidMessage, Task, decode_task, printable, wire
 from .outcomes import MAX_ERROR, MAX_STDERR, STOPPED, OutcomeKind
-from .fleet import FleetOps, run
+from .fleet import FleetOps, is_cluster, run
 from .scripts import Queued, ensure_loaded, scripts
 
 log = logging.getLogger("symphony.lease")
@@ -279,12 +279,18 @@ class WorkerLink:
             self._cache[cache_key] = keys
         return self._lua.claim.queue(pipe, keys, (role, session, max(1, int(want)), self.worker_id))
 
-    def _index(self, session: str) -> None:
+    def _index(self, pipe, session: str) -> list[None]:
         """Name ``session`` in this worker's holds index before its first claim there (the reaper
-        finds our in-flight lists through it)."""
-        if session not in self._indexed:
+        finds our in-flight lists through it): first on the claim's pipeline on a single server
+        (it runs in order), in a round trip of its own before the claim on a cluster."""
+        if session in self._indexed:
+            return []
+        if is_cluster(self.client):
             self.client.sadd(self.keys.holds(self.worker_id), session)
             self._indexed.add(session)
+            return []
+        pipe.sadd(self.keys.holds(self.worker_id), session)
+        return [None]
 
     def _upkeep(self, fleet: FleetOps) -> None:
         """The ready-set upkeep left from the last claims (a queue found empty, paused or later)."""
@@ -333,8 +339,6 @@ class WorkerLink:
         if not finishes and not serving:
             return StepResult(wait_s=self.idle_wait_s)
         want = max(1, int(want))
-        if target is not None:
-            self._index(target[1])
         limited = target is not None and self._limited.get(target[0], True) and target != self._suspect
         fleet = FleetOps()
         self._upkeep(fleet)
@@ -357,14 +361,21 @@ class WorkerLink:
             claimed = True
         hints = fleet.hints(self.keys, self.roles)
 
+        indexed: list[None] = []
+
         def calls(pipe):
-            out = reports(pipe)
+            if claimed:
+                indexed.extend(self._index(pipe, target[1]))
+            out = [*indexed, *reports(pipe)]
             if claimed:
                 self._suspect = target
                 out.append(self._claim_call(pipe, target[0], target[1], want))
             return out
 
         replies, fleet_reply = run(self.client, calls, fleet)
+        replies = replies[len(indexed):]
+        if claimed:
+            self._indexed.add(target[1])
         self._suspect = None
         self._amend(groups, replies, fleet_reply)
         outcomes = self._flat(replies[:len(groups)])
@@ -395,7 +406,9 @@ class WorkerLink:
         after.bump(k, role, session, self._priority.get(session, 0))
         hints = after.hints(k, self.roles)
         self._suspect = target
-        replies, after_reply = run(self.client, lambda pipe: [self._claim_call(pipe, role, session, granted)], after)
+        replies, after_reply = run(self.client, lambda pipe: [*self._index(pipe, session),
+                                                              self._claim_call(pipe, role, session, granted)], after)
+        self._indexed.add(session)
         self._suspect = None
         batch = self._claimed(target, replies[-1])
         unused = granted - len(batch)
