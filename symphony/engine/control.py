@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
 from .errors import SessionConflict, UnknownSession
-from .heal import inflight_lists
+from .fleet import FleetOps
 from .jobstore import last_job
 from .messages import InvalidMessage, Sealed, decode_task
 from .outcomes import RETRYABLE, STOPPED, InvalidRecord, OutcomeKind, OutcomeRecord, SessionState
@@ -92,11 +92,16 @@ def cancel_session(engine: Any, session: str) -> CancelResult:
         while True:
             n, remaining = lua.cancel(client, (keys.session(session), keys.stats(session), keys.live(session),
                                                keys.outcomes(session), keys.queue(stage, session),
-                                               keys.delayed(stage, session), keys.ready(stage)),
+                                               keys.delayed(stage, session)),
                                       (stage, session, CANCEL_BATCH))
             total += int(n)
             if int(remaining) == 0 or int(n) == 0:
                 break
+        if int(remaining) == 0:  # nothing left to claim: out of the stage's ready set (fleet slot)
+            with client.pipeline(transaction=True) as pipe:
+                pipe.zrem(keys.ready(stage), session)
+                pipe.hdel(keys.ready_version(stage), session)
+                pipe.execute()
     stats = client.hgetall(keys.stats(session))
     running = sum(max(0, int(stats.get(f"{s}|running", 0) or 0)) for s in stages)
     add_event(client, keys, "cancel", f"session {session} cancelled: {total} waiting task(s) cancelled, "
@@ -191,19 +196,36 @@ def purge_session(engine: Any, session: str, *, job_keys: bool = False, force: b
         names.append(keys.jobs(session))
     for stage in stages:
         names += [keys.queue(stage, session), keys.delayed(stage, session), keys.done(session, stage)]
-    _, inflight, _ = inflight_lists(client, keys)
+    names += [keys.deadletter(session), keys.scratch(session)]
     load_all(client)
+    for _ in range(5):  # the session's slot first (its keys, its tasks in flight), then the fleet's
+        holders = sorted(client.smembers(keys.holders(session)))
+        with client.pipeline(transaction=True) as pipe:
+            pipe.delete(*names)
+            scripts().unclaim.queue(pipe, (keys.holders(session), *(keys.inflight(session, w) for w in holders)),
+                                    (session, *holders))
+            deleted, unclaimed = pipe.execute()
+        if unclaimed[0] != "again":
+            break
+    else:
+        raise SessionConflict(f"workers kept claiming from session {session!r} while it was purged; purge it again")
+    fleet = FleetOps()
+    for at in range(1, len(unclaimed), 3):  # tasks still running for it: their permits go back
+        worker, stage, n = unclaimed[at], unclaimed[at + 1], int(unclaimed[at + 2])
+        if stage:
+            fleet.release(keys, stage, n, worker)
     with client.pipeline(transaction=True) as pipe:
-        pipe.delete(*names)
         pipe.hdel(keys.sessions, session)
         pipe.hdel(keys.steering, session)
         for stage in stages:
             pipe.zrem(keys.ready(stage), session)
+            pipe.hdel(keys.ready_version(stage), session)
+        for worker in holders:
+            pipe.srem(keys.holds(worker), session)
         pipe.incr(keys.epoch)
-        if inflight:  # tasks still running for it: their late reports must change nothing (unclaim.lua)
-            scripts().unclaim.queue(pipe, (*inflight, *(keys.control(s) for s in stages)),
-                                    (session, len(inflight), *stages))
-        deleted = pipe.execute()[0]
+        if fleet:
+            fleet.queue(pipe)
+        pipe.execute()
     _recompute_pools(engine)
     add_event(client, keys, "purge", f"session {session} purged" + (" with its jobs' key/values" if job_keys else ""),
               session=session)

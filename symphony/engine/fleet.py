@@ -48,15 +48,18 @@ class FleetOps:
         self.ops += 1
         return self.ops - 1
 
-    def work(self, k: Keys, role: str, session: str, *, priority: Any = 0, delay_ms: int | None = None,
-             ring: int = 0, bell_max: int = 64) -> int:
-        """Work was added for ``role`` in ``session``, eligible now or (a retry) in ``delay_ms``;
-        ``ring`` tokens on its bell (-1: one token, only if it was not in the ready set)."""
+    def work(self, k: Keys, role: str, session: str, *, delay_ms: int | None = None, ring: int = 0,
+             bell_max: int = 64) -> int:
+        """Work was added for ``role`` in ``session``, eligible now (shifted by its priority) or (a
+        retry) in ``delay_ms``; ``ring`` tokens on its bell (-1: one token, only if it was not in
+        the ready set)."""
         return self._op("work", self._k(k.ready(role)), self._k(k.ready_version(role)), self._k(k.bell(role)),
-                        session, priority or 0, "" if delay_ms is None else int(delay_ms), int(ring), int(bell_max))
+                        session, self._k(k.steering), "" if delay_ms is None else int(delay_ms), int(ring),
+                        int(bell_max))
 
-    def bump(self, k: Keys, role: str, session: str, priority: Any = 0) -> int:
-        return self._op("bump", self._k(k.ready(role)), self._k(k.bell(role)), session, priority or 0)
+    def bump(self, k: Keys, role: str, session: str) -> int:
+        """A claimer served ``session``: to the back of the ready set, by its priority."""
+        return self._op("bump", self._k(k.ready(role)), self._k(k.bell(role)), session, self._k(k.steering))
 
     def drop(self, k: Keys, role: str, session: str, seen: str) -> int:
         return self._op("drop", self._k(k.ready(role)), self._k(k.ready_version(role)), session, seen)
@@ -77,8 +80,7 @@ class FleetOps:
         return self._op("hincr", self._k(key), field, int(delta))
 
     def acquire(self, k: Keys, stage: str, want: int, worker_id: str) -> int:
-        return self._op("acquire", self._k(k.control(stage)), self._k(k.permits(worker_id)), stage, int(want),
-                        worker_id)
+        return self._op("acquire", self._k(k.control(stage)), self._k(k.permits(worker_id)), stage, int(want))
 
     def release(self, k: Keys, stage: str, n: int, worker_id: str, *, refund: bool = False) -> int:
         return self._op("release", self._k(k.control(stage)), self._k(k.permits(worker_id)), stage, int(n),

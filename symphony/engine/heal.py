@@ -29,7 +29,8 @@ from .errors import SymphonyError
 from .keys import Keys
 from .lease import BELL_MAX
 from .messages import decode_task
-from .scripts import scripts
+from .fleet import FleetOps
+from .scripts import ensure_loaded, scripts
 
 SCAN_COUNT = 1000
 AGAIN = "again"  # heal.lua: a worker registered meanwhile, look again
@@ -62,16 +63,18 @@ class Whereabouts:
         return (set(self.live) - set(self.orphans)) | set(self.unlisted)
 
 
-def inflight_lists(client: redis.Redis, keys: Keys) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """Every in-flight list: of the registered workers, and any other left behind (its worker's
-    registration vanished). Returns (worker ids, keys, the ids not registered)."""
-    prefix = keys.inflight("")
-    registered = set(client.zrange(keys.workers, 0, -1))
-    ids = set(registered)
-    for key in client.scan_iter(match=keys.inflight("*"), count=SCAN_COUNT, _type="list"):
+def inflight_lists(client: redis.Redis, keys: Keys, session: str) -> tuple[tuple[str, ...], tuple[str, ...],
+                                                                      tuple[str, ...]]:
+    """Every in-flight list of ``session``: its holders' (``holders``, in the session's slot) and
+    any other left behind (its holders entry vanished). Returns (worker ids, keys, the ids not
+    registered as workers)."""
+    prefix = keys.inflight(session, "")
+    ids = set(client.smembers(keys.holders(session)))
+    for key in client.scan_iter(match=keys.inflight(session, "*"), count=SCAN_COUNT, _type="list"):
         ids.add(key[len(prefix):])
+    registered = set(client.zrange(keys.workers, 0, -1))
     ordered = tuple(sorted(ids))
-    return ordered, tuple(keys.inflight(w) for w in ordered), tuple(sorted(ids - registered))
+    return ordered, tuple(keys.inflight(session, w) for w in ordered), tuple(sorted(ids - registered))
 
 
 def _task(raw: str) -> tuple[str, str, str] | None:
@@ -97,7 +100,11 @@ class _Counts:
 
 def _count(client: redis.Redis, keys: Keys, session: str, stages: Sequence[str], inflight: Sequence[str]) -> _Counts:
     m = len(stages)
-    with client.pipeline(transaction=True) as pipe:
+    with client.pipeline(transaction=False) as pipe:  # the ready sets are the fleet's: read apart
+        for stage in stages:
+            pipe.zscore(keys.ready(stage), session)
+        ready = pipe.execute()
+    with client.pipeline(transaction=True) as pipe:  # the session's slot, one consistent view
         pipe.hgetall(keys.stats(session))
         pipe.hlen(keys.live(session))
         for stage in stages:
@@ -106,10 +113,8 @@ def _count(client: redis.Redis, keys: Keys, session: str, stages: Sequence[str],
             pipe.zcard(keys.delayed(stage, session))
         for key in inflight:
             pipe.lrange(key, 0, -1)
-        for stage in stages:
-            pipe.zscore(keys.ready(stage), session)
         r = pipe.execute()
-    return _Counts(r[0], r[1], r[2:2 + m], r[2 + m:2 + 2 * m], r[2 + 2 * m:len(r) - m], r[len(r) - m:])
+    return _Counts(r[0], r[1], r[2:2 + m], r[2 + m:2 + 2 * m], r[2 + 2 * m:], ready)
 
 
 def _running(counts: _Counts, session: str, stages: Sequence[str]) -> dict[str, int]:
@@ -149,7 +154,7 @@ def _messages(client: redis.Redis, keys: Keys, session: str, stages: Sequence[st
         for key in inflight:
             pipe.lrange(key, 0, -1)
         r = pipe.execute()
-    # heal.lua's KEYS (1-based, as Lua counts): live, stats, workers, outcomes, then the in-flight
+    # heal.lua's KEYS (1-based, as Lua counts): live, stats, outcomes, holders, then the in-flight
     # lists from 5, the retry sets, the queues
     containers = [(5 + n + k, entries) for k, entries in enumerate(r[1 + m:1 + 2 * m])]
     containers += [(5 + n + m + k, entries) for k, entries in enumerate(r[1:1 + m])]
@@ -165,10 +170,10 @@ def _messages(client: redis.Redis, keys: Keys, session: str, stages: Sequence[st
 
 def locate(client: redis.Redis, keys: Keys, session: str, stages: Sequence[str]) -> Whereabouts:
     """Where ``session``'s items are, by their live entries and their task messages."""
-    workers, inflight, unregistered = inflight_lists(client, keys)
+    workers, inflight, unregistered = inflight_lists(client, keys, session)
     counts = _count(client, keys, session, stages, inflight)
     holding = {key for key, entries in zip(inflight, counts.lists) if entries}
-    unregistered = tuple(w for w in unregistered if keys.inflight(w) in holding)
+    unregistered = tuple(w for w in unregistered if keys.inflight(session, w) in holding)
     running = _running(counts, session, stages)
     off, unready = _disagreements(counts, running, stages)
     common = dict(workers=workers, inflight_keys=inflight, unregistered=unregistered, counters_off=off,
@@ -191,8 +196,12 @@ class Healed:
 def heal(client: redis.Redis, keys: Keys, where: Whereabouts, stages: Sequence[str],
          items: Iterable[str] | None = None, lease_ms: int = LEASE_MS) -> Healed:
     """Apply :func:`locate`'s findings (only for ``items``, when given) and recount the counters
-    of the present; looks again if a worker registered meanwhile."""
+    of the present (``heal.lua``, in the session's slot); looks again if a worker claimed from
+    the session meanwhile. Then the fleet side: an unregistered worker holding tasks gets a lease
+    (renewed if it is alive, else its tasks are reclaimed when it lapses) and its holds index
+    back, and every stage with work is named in its ready set again, its bell rung."""
     wanted = None if items is None else set(items)
+    session = where.session
     for _ in range(5):
         records: list[str] = []
         for item, stage in where.orphans.items():
@@ -201,14 +210,36 @@ def heal(client: redis.Redis, keys: Keys, where: Whereabouts, stages: Sequence[s
         for item, (stage, index, raw) in where.unlisted.items():
             if wanted is None or item in wanted:
                 records += ["u", item, stage, str(index), raw]
-        session = where.session
-        key_list = [keys.live(session), keys.stats(session), keys.workers, keys.outcomes(session),
+        key_list = [keys.live(session), keys.stats(session), keys.outcomes(session), keys.holders(session),
                     *where.inflight_keys, *(keys.delayed(s, session) for s in stages),
-                    *(keys.queue(s, session) for s in stages), *(keys.ready(s) for s in stages),
-                    *(keys.bell(s) for s in stages), *(keys.control(s) for s in stages)]
-        reply = scripts().heal(client, key_list, [session, len(where.workers), len(stages), lease_ms, BELL_MAX,
-                                                  *where.workers, *stages, *records])
+                    *(keys.queue(s, session) for s in stages)]
+        reply = scripts().heal(client, key_list, [session, len(where.workers), len(stages), *where.workers, *stages,
+                                                  *records])
         if reply and reply[0] != AGAIN:
-            return Healed(int(reply[0]), int(reply[1]), int(reply[2]))
+            return _heal_fleet(client, keys, session, stages, reply, lease_ms)
         where = locate(client, keys, session, stages)
-    raise SymphonyError("workers kept registering while repair counted their tasks; run repair again")
+    raise SymphonyError("workers kept claiming while repair counted their tasks; run repair again")
+
+
+def _heal_fleet(client: redis.Redis, keys: Keys, session: str, stages: Sequence[str], reply: Sequence,
+                lease_ms: int) -> Healed:
+    removed, restored, now = int(reply[0]), int(reply[1]), int(reply[2])
+    m = len(stages)
+    per_stage = reply[3:3 + 2 * m]
+    holding = list(reply[3 + 2 * m:])
+    ensure_loaded(client)
+    fleet = FleetOps()
+    for stage, queued, due in zip(stages, per_stage[0::2], per_stage[1::2]):
+        if int(queued) > 0:
+            fleet.work(keys, stage, session, ring=int(queued), bell_max=BELL_MAX)
+        elif due != "":
+            fleet.work(keys, stage, session, delay_ms=max(0, int(float(due)) - now))
+    with client.pipeline(transaction=True) as pipe:
+        for worker in holding:
+            pipe.zadd(keys.workers, {worker: now + lease_ms}, nx=True)
+            pipe.sadd(keys.holds(worker), session)
+        if fleet:
+            fleet.queue(pipe)
+        done = pipe.execute()
+    leased = sum(int(x) for x in done[0:2 * len(holding):2])
+    return Healed(removed, restored, leased)

@@ -129,7 +129,6 @@ class WorkerLink:
     _cache: dict = field(default_factory=dict, repr=False)  # key names by session / queue (hot path)
     _seen: str | None = field(default=None, repr=False)  # the hint's version ('' none; None: not read)
     _indexed: set = field(default_factory=set, repr=False)  # sessions in our holds index
-    _priority: dict = field(default_factory=dict, repr=False)  # session -> its priority, as last claimed
     _limited: dict = field(default_factory=dict, repr=False)  # role -> it has fleet-wide limits
     _permitted: set = field(default_factory=set, repr=False)  # stages we ever took permits of
     _later: list = field(default_factory=list, repr=False)  # ready-set upkeep for the next fleet step
@@ -169,7 +168,6 @@ class WorkerLink:
     def _finish_fleet(self, fleet: FleetOps, done: _Group, kind: OutcomeKind, stage: str, session: str,
                       next_stage: str) -> None:
         k, group = self.keys, done.finishes
-        priority = self._priority.get(session, 0)
         if kind == OutcomeKind.DONE or kind in STOPPED:
             state = "completed" if kind == OutcomeKind.DONE else str(kind)
             for fin in group:
@@ -186,12 +184,12 @@ class WorkerLink:
                 fleet.hincr(k.durations(stage), bucket, n)
             fleet.hincr(k.durations(stage), "sum_ms", sum(f.outcome.duration_ms for f in group))
             if next_stage:
-                fleet.work(k, next_stage, session, priority=priority, ring=len(group), bell_max=BELL_MAX)
+                fleet.work(k, next_stage, session, ring=len(group), bell_max=BELL_MAX)
         elif kind == OutcomeKind.RETRY:
             delay = min(int(f.outcome.delay_s * 1000) for f in group)
-            fleet.work(k, stage, session, priority=priority, delay_ms=delay, bell_max=BELL_MAX)
+            fleet.work(k, stage, session, delay_ms=delay, bell_max=BELL_MAX)
         elif kind == OutcomeKind.HANDBACK:
-            fleet.work(k, stage, session, priority=priority, ring=len(group), bell_max=BELL_MAX)
+            fleet.work(k, stage, session, ring=len(group), bell_max=BELL_MAX)
         if stage in self._permitted:
             fleet.release(k, stage, len(group), self.worker_id)
 
@@ -357,7 +355,7 @@ class WorkerLink:
             return self._limited_step(target, want, fleet, reports, groups)
         hints = claimed = None
         if target is not None:
-            fleet.bump(self.keys, target[0], target[1], self._priority.get(target[1], 0))
+            fleet.bump(self.keys, target[0], target[1])
             claimed = True
         hints = fleet.hints(self.keys, self.roles)
 
@@ -403,7 +401,7 @@ class WorkerLink:
                 reply[2] = str(max(int(float(reply[2])), opens * 1000))
             return self._result(reply, (), outcomes, None)
         after = FleetOps()
-        after.bump(k, role, session, self._priority.get(session, 0))
+        after.bump(k, role, session)
         hints = after.hints(k, self.roles)
         self._suspect = target
         replies, after_reply = run(self.client, lambda pipe: [*self._index(pipe, session),
@@ -426,8 +424,7 @@ class WorkerLink:
     def _claimed(self, target, reply) -> tuple[Claimed, ...]:
         """The tasks a claim delivered; what its queue's state asks of the ready set."""
         role, session = target
-        state, _now, priority, again, later = reply[0], reply[1], reply[2], reply[3], reply[4]
-        self._priority[session] = priority
+        state, again, later = reply[0], reply[3], reply[4]
         seen = self._seen if self.hint is not None and self.hint[:2] == (role, session) else None
         if seen is not None and state in ("empty", "paused", "stopped"):
             self._later.append(("drop", role, session, seen, 0))

@@ -115,13 +115,13 @@ def _reclaim_session(client: redis.Redis, keys: Keys, worker_id: str, session: s
         last = stage is None or not after_failure(stage, attempts).retries
         max_attempts = stage.max_attempts if stage is not None else attempts
         failure = f"worker {worker_id} was lost during attempt {attempts} of {max_attempts} ({reason})"
-        result, priority = lua.reclaim(client, (inflight, k.queue(task.stage, session), k.stats(session),
+        result, _ = lua.reclaim(client, (inflight, k.queue(task.stage, session), k.stats(session),
                                                 k.live(session), k.outcomes(session), k.session(session),
                                                 k.holders(session)),
                                        (worker_id, raw, task.next_attempt().encode() if charged else raw, task.stage,
                                         session, task.item, "1" if last else "0", attempts, failure))
         if result == "requeued":
-            fleet.work(k, task.stage, session, priority=priority, ring=1, bell_max=BELL_MAX)
+            fleet.work(k, task.stage, session, ring=1, bell_max=BELL_MAX)
         elif result in ("failed", "cancelled"):
             short = "session cancelled" if result == "cancelled" else "worker lost on the last attempt"
             fleet.result(k, RESULTS_MAXLEN, session, task.stage, task.item, result, attempts, 0, worker_id, short)

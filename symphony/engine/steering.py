@@ -2,17 +2,18 @@
 
 What the claim obeys (``lua/claim.lua``, one atomic step) lives where the claim already reads:
 
-* a session's own hash ``symphony:session:<s>``: ``paused`` (the whole session),
-  ``paused|<stage>``, ``priority`` (0..1000, higher first), ``max_running|<stage>`` (the
-  session's own cap on that stage);
-* a stage's hash ``symphony:control:<stage>``: ``max_running`` (set live by the operator) over
-  ``max_running_declared`` (the pipeline's), ``running`` (the stage's tasks in flight over the
-  whole fleet: counted by the claim, released by finish, hand-back, cancel and reclaim),
-  ``rate`` over ``rate_declared`` (``<n>/<ms>``) and the token bucket (``tokens``, ``at``).
+* a session's own hash ``symphony:session:{<s>}`` (the session's slot): ``paused`` (the whole
+  session), ``paused|<stage>``, ``priority`` (0..1000, higher first), ``max_running|<stage>``
+  (the session's own cap on that stage);
+* a stage's hash ``{symphony}:control:<stage>`` (the fleet slot): ``max_running`` (set live by
+  the operator) over ``max_running_declared`` (the pipeline's), ``running`` (the permits taken
+  over the whole fleet: taken before a claim of a limited stage, given back by its reports, by the
+  claim for the ones unused, and by the reaper for a dead worker's), ``rate`` over
+  ``rate_declared`` (``<n>/<ms>``) and the token bucket (``tokens``, ``at``).
 
-What the status shows is mirrored, in the same transaction, in one HASH ``symphony:steering``
-(session -> JSON), read in the snapshot's first round trip; each stage's hash is read in the
-second. Every change is an event in the activity, with who made it.
+What the status shows is mirrored, right after (the session's slot first, then the fleet's), in
+one HASH ``{symphony}:steering`` (session -> JSON), read in the snapshot's first round trip; each
+stage's hash is read in the second. Every change is an event in the activity, with who made it.
 """
 from __future__ import annotations
 
@@ -27,8 +28,10 @@ from symphony.spec import MAX_LIMIT, MAX_PRIORITY, parse_rate, rate_text
 from .drain import operator
 from .errors import SymphonyError, UnknownSession
 from .keys import Keys
+from .fleet import FleetOps
 from .lease import BELL_MAX
 from .registry import SessionSummary, add_event
+from .scripts import ensure_loaded
 
 # What pausing a session does, in the words of the CLI's help, the console's dialog and docs/control.md.
 PAUSE_EFFECT = ("No new task of it is claimed from now on; tasks already running finish and are recorded as "
@@ -132,8 +135,8 @@ def pause(client: redis.Redis, keys: Keys, session: str, stage: str | None = Non
            Steering(session, now.paused, tuple(sorted(set(now.paused_stages) | {stage})), now.priority,
                     now.max_running))
     who = by or operator()
-    with client.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.session(session), "paused" if stage is None else f"paused|{stage}", who)
+    client.hset(keys.session(session), "paused" if stage is None else f"paused|{stage}", who)  # its slot: claims stop
+    with client.pipeline(transaction=True) as pipe:  # then the fleet's: the status, the ready sets
         pipe.hset(keys.steering, session, json.dumps(new.to_dict(), separators=(",", ":")))
         for s in (summary.stages if stage is None else (stage,)):
             pipe.zrem(keys.ready(s), session)
@@ -160,22 +163,24 @@ def resume(client: redis.Redis, keys: Keys, session: str, stage: str | None = No
             pipe.zrange(keys.delayed(s, session), 0, 0, withscores=True)
         reads = pipe.execute()
     who = by or operator()
-    score_now = _now_us(client) - new.priority * PRIORITY_US
-    with client.pipeline(transaction=True) as pipe:
-        fields = ["paused", *(f"paused|{s}" for s in summary.stages)] if stage is None else [f"paused|{stage}"]
-        pipe.hdel(keys.session(session), *fields)
+    fields = ["paused", *(f"paused|{s}" for s in summary.stages)] if stage is None else [f"paused|{stage}"]
+    client.hdel(keys.session(session), *fields)  # its slot first: claims may go on
+    fleet = FleetOps()
+    still = set(new.paused_stages) if not new.paused else set(summary.stages)
+    now_ms = _now_us(client) // 1000
+    for index, s in enumerate(stages):
+        if s in still:
+            continue
+        queued, delayed = reads[2 * index], reads[2 * index + 1]
+        if queued:
+            fleet.work(keys, s, session, ring=min(int(queued), 8), bell_max=BELL_MAX)
+        elif delayed:
+            fleet.work(keys, s, session, delay_ms=max(0, int(delayed[0][1]) - now_ms))
+    ensure_loaded(client)
+    with client.pipeline(transaction=True) as pipe:  # then the fleet's: the status, the ready sets, the bells
         pipe.hset(keys.steering, session, json.dumps(new.to_dict(), separators=(",", ":")))
-        still = set(new.paused_stages) if not new.paused else set(summary.stages)
-        for index, s in enumerate(stages):
-            if s in still:
-                continue
-            queued, delayed = reads[2 * index], reads[2 * index + 1]
-            if queued:
-                pipe.zadd(keys.ready(s), {session: score_now}, lt=True)
-                pipe.rpush(keys.bell(s), *(["1"] * min(int(queued), 8)))
-                pipe.ltrim(keys.bell(s), 0, BELL_MAX - 1)
-            elif delayed:
-                pipe.zadd(keys.ready(s), {session: int(delayed[0][1]) * 1000}, lt=True)
+        if fleet:
+            fleet.queue(pipe)
         add_event(pipe, keys, "resume", f"{who} resumed session {session}" + (f" stage {stage}" if stage else ""),
                   session=session, stage=stage, by=who)
         pipe.execute()
@@ -193,11 +198,11 @@ def set_priority(client: redis.Redis, keys: Keys, session: str, priority: int, *
     new = Steering(session, now.paused, now.paused_stages, priority, now.max_running)
     who = by or operator()
     score = _now_us(client) - priority * PRIORITY_US
+    if priority:  # the session's slot (what claims read), then the fleet's
+        client.hset(keys.session(session), "priority", priority)
+    else:
+        client.hdel(keys.session(session), "priority")
     with client.pipeline(transaction=True) as pipe:
-        if priority:
-            pipe.hset(keys.session(session), "priority", priority)
-        else:
-            pipe.hdel(keys.session(session), "priority")
         pipe.hset(keys.steering, session, json.dumps(new.to_dict(), separators=(",", ":")))
         for s in summary.stages:  # queues already waiting move to their new place now
             pipe.zadd(keys.ready(s), {session: score}, xx=True)
@@ -220,11 +225,11 @@ def set_session_limit(client: redis.Redis, keys: Keys, session: str, stage: str,
         caps[stage] = limit
     new = Steering(session, now.paused, now.paused_stages, now.priority, caps)
     who = by or operator()
+    if limit is None:  # the session's slot (what claims read), then the fleet's
+        client.hdel(keys.session(session), f"max_running|{stage}")
+    else:
+        client.hset(keys.session(session), f"max_running|{stage}", limit)
     with client.pipeline(transaction=True) as pipe:
-        if limit is None:
-            pipe.hdel(keys.session(session), f"max_running|{stage}")
-        else:
-            pipe.hset(keys.session(session), f"max_running|{stage}", limit)
         pipe.hset(keys.steering, session, json.dumps(new.to_dict(), separators=(",", ":")))
         if not quiet:
             add_event(pipe, keys, "limit", f"{who} set session {session}'s max_running of {stage} to "

@@ -1,7 +1,7 @@
 -- Cancel up to `batch` waiting tasks of one stage of a cancelled session: each leaves its queue
 -- (or the retry set) and is recorded as cancelled, with its message, in the outcomes hash.
+-- In the session's slot; the caller takes the session out of the stage's ready set once nothing waits.
 -- KEYS[1] session  KEYS[2] stats  KEYS[3] live  KEYS[4] outcomes  KEYS[5] queue  KEYS[6] delayed
--- KEYS[7] ready(role)
 -- ARGV[1] stage  ARGV[2] session  ARGV[3] batch size
 -- Returns {cancelled now, still waiting}.
 local now = now_ms()
@@ -30,5 +30,4 @@ if n < batch then
 end
 if n > 0 then redis.call('HINCRBY', KEYS[2], stage .. '|cancelled', n) end
 local remaining = redis.call('LLEN', KEYS[5]) + redis.call('ZCARD', KEYS[6])
-if remaining == 0 then redis.call('ZREM', KEYS[7], session) end
 return {n, remaining}

@@ -3,11 +3,11 @@
 -- (symphony/engine/fleet.py builds the calls). A list of operations, each naming its keys by
 -- their index in KEYS; the reply has one entry per operation, in order.
 -- Operations (ARGV, then their arguments):
---   work ready version bell session priority delay_ms ring bell_max
+--   work ready version bell session steering delay_ms ring bell_max
 --       work was added for the session: its version becomes now (µs); its score in the ready set
---       becomes at most now (shifted by its priority), or now + delay_ms unless '' (retries); rings `ring`
+--       becomes at most now (shifted by its priority, from the steering hash), or now + delay_ms unless '' (retries); rings `ring`
 --       tokens on the bell (ring = -1: one token only if the session was not in the ready set).
---   bump ready bell session priority   a claimer served the session: it goes to the back (only if
+--   bump ready bell session steering   a claimer served the session: it goes to the back (only if
 --       present), and one token is left on the bell if it has none
 --   drop ready version session seen   remove the session from the ready set, only if no work was
 --       added since its hint was read (its version is still `seen`)
@@ -15,7 +15,7 @@
 --   result results maxlen s t i st a ms w e   one entry of the results stream (its id in the reply)
 --   unresult results id   delete an entry written for a report that turned out lost
 --   hincr key field delta
---   acquire control permits stage want worker   take up to `want` permits of a limited stage
+--   acquire control permits stage want   take up to `want` permits of a limited stage
 --       (max_running, rate): reply {granted, opens ms (0: open)}; a stage without limits grants all
 --       and counts nothing
 --   release control permits stage n refund   give back up to n permits this worker holds (refund 1:
@@ -29,10 +29,19 @@ local now = now_ms()
 local out = {}
 local i = 1
 local function key(at) return KEYS[tonumber(ARGV[at])] end
+-- A session's priority, from the steering hash (steering.py writes it with the session's own)
+local function priority_of(steering, session)
+  local raw = redis.call('HGET', steering, session)
+  if not raw then return 0 end
+  local ok, data = pcall(cjson.decode, raw)
+  if ok and type(data) == 'table' then return tonumber(data.priority) or 0 end
+  return 0
+end
 
 local function op_work()
   local ready, version, bell, session = key(i + 1), key(i + 2), key(i + 3), ARGV[i + 4]
-  local priority, delay, n, max = ARGV[i + 5], tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7]), tonumber(ARGV[i + 8])
+  local priority, delay, n, max = priority_of(key(i + 5), session), tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7]),
+    tonumber(ARGV[i + 8])
   local u = now_us()
   redis.call('HSET', version, session, u)
   local score = delay and ms_to_us(now + delay) or prioritized(u, priority)
@@ -118,7 +127,7 @@ while i <= #ARGV do
     -- served: to the back of the ready set; while it is there, one idle worker more is woken (the
     -- queue may have more: a chain of wake-ups, one per claim, never more than one token waiting)
     local ready, bell, session = key(i + 1), key(i + 2), ARGV[i + 3]
-    out[#out + 1] = redis.call('ZADD', ready, 'XX', 'CH', prioritized(now_us(), ARGV[i + 4]), session)
+    out[#out + 1] = redis.call('ZADD', ready, 'XX', 'CH', prioritized(now_us(), priority_of(key(i + 4), session)), session)
     if out[#out] == 1 and redis.call('LLEN', bell) == 0 then redis.call('RPUSH', bell, session) end
     i = i + 5
   elseif op == 'drop' then
