@@ -129,7 +129,7 @@ def test_repair_racing_with_busy_workers_creates_no_duplicates(cli, r, redis_url
             runs += 1
             done = {s: int(r.hget(K.stats("rep"), f"{s}|done") or 0) for s in STAGES}
             assert all(n <= 40 for n in done.values()), done
-            assert time.monotonic() < deadline, f"the pipeline did not drain: {r.hgetall(K.stats("rep"))}"
+            assert time.monotonic() < deadline, f"the pipeline did not drain: {r.hgetall(K.stats('rep'))}"
         wait_until(lambda: r.hlen(K.live("rep")) == 0, message="nothing left in progress")
     finally:
         worker.stop()
