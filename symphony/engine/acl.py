@@ -35,6 +35,8 @@ WORKER_COMMANDS = CONNECTION + (
     "zadd", "zrem", "zrange", "zrangebyscore", "zremrangebyscore", "zremrangebyrank", "zscore", "zcard",
     "xadd", "get", "set", "incrby", "del", "exists", "expire", "pexpire", "pttl", "type", "sadd",
     "xrevrange", "lpos",  # why a report found its task gone (engine/lost.py), a rare path
+    "smembers", "srem", "hlen",  # the holds index and holders sets of in-flight lists (engine/reclaim.py)
+    "xdel",  # a results entry written for a report that turned out lost (engine/lease.py), a rare path
 )
 
 # What the status snapshot and the console's watch mode read (two pipelined round trips), plus
@@ -66,16 +68,20 @@ def queue_patterns(stages: Iterable[str], keys: Keys = DEFAULT_KEYS) -> list[str
 
 def worker_key_patterns(stages: Iterable[str], keys: Keys = DEFAULT_KEYS) -> tuple[list[str], list[str]]:
     """(read-write patterns, read-only patterns) for a worker serving ``stages``."""
-    ns = _ns(keys)
-    write = [f"{ns}:{part}" for part in (
-        "delayed:*", "ready:*", "bell:*", "stats:*", "live:*", "done:*", "outcomes:*", "session:*", "epoch",
-        "workers", "worker:*", "inflight:*", "lock:*", "clock", "grace", "results", "events", "deadletter",
-        "job:*", "jobs:*", "lastjob:*", "metrics:*",  # metrics: host samples from heartbeats
+    ns, fleet = _ns(keys), keys.fleet
+    write = [f"{ns}:{part}" for part in (  # the session slots' keys (symphony:stats:{<session>}, ...)
+        "delayed:*", "stats:*", "live:*", "done:*", "outcomes:*", "session:*", "inflight:*", "holders:*",
+        "deadletter:*", "job:*", "jobs:*", "lastjob:*")]
+    write += [f"{fleet}:{part}" for part in (  # the fleet slot's ({symphony}:workers, ...)
+        "ready:*", "readyv:*", "bell:*", "epoch", "workers", "worker:*", "holds:*", "permits:*", "lock:*", "clock",
+        "grace", "results", "events",
+        "steering",  # read by the fleet step (a session's priority); EVALSHA needs write access to its keys
+        "metrics:*",  # metrics: host samples from heartbeats
         "origin:*",  # the jobs that wrote key/values from each SLURM job
         "log:*",  # each worker process's recent log lines
         "hosts:*",  # hosts' failure streaks, recent outcomes and quarantines
         "drain",  # a worker that exits drained removes its own entry
-        "control:*")]  # a stage's running tasks and token bucket, counted by claim, finish and reclaim
+        "control:*")]  # a stage's permits and token bucket, taken before a claim, given back by reports
     read = [keys.sessions, keys.pools]
     return queue_patterns(stages, keys) + write, read
 
@@ -91,7 +97,7 @@ def worker_rules(stages: Iterable[str], keys: Keys = DEFAULT_KEYS, *, redis6: bo
 def reader_rules(stages: Iterable[str], keys: Keys = DEFAULT_KEYS, *, redis6: bool = False) -> list[str]:
     """ACL rules (after ``reset``) for a read-only user: the console's watch mode, ``status``."""
     prefix = "~" if redis6 else "%R~"
-    patterns = [f"{_ns(keys)}:*"] + queue_patterns(stages, keys)
+    patterns = [f"{_ns(keys)}:*", f"{keys.fleet}:*"] + queue_patterns(stages, keys)
     # Redis 6.2 has no EVALSHA_RO, and EVALSHA could write: no scripts there (the snapshot reads plainly)
     commands = [c for c in READER_COMMANDS if not (redis6 and c in ("evalsha_ro", "script|load"))]
     return ["resetchannels"] + [prefix + p for p in patterns] + ["-@all"] + [f"+{c}" for c in commands]
