@@ -464,7 +464,7 @@ def test_symphony_acl_prints_and_applies_the_rules(tmp_path):
     assert printed.returncode == 0, printed.stderr
     line = printed.stdout.strip().splitlines()[-1]
     assert line.startswith("redis-cli ACL SETUSER symphony-worker reset on '#") and WORKER_PW not in printed.stdout
-    assert "'~rvm:*'" in line and "'~detection:*'" in line and "+evalsha" in line and "flushall" not in line
+    assert "'~rvm:{*}'" in line and "'~detection:{*}'" in line and "+evalsha" in line and "flushall" not in line
     (tmp_path / "redis").mkdir()
     with EmbeddedRedis(directory=str(tmp_path / "redis")) as server:
         session = small_session(tmp_path)
