@@ -84,6 +84,17 @@ class _ScriptKeys:
         return getattr(self._parser, name)
 
 
+if RedisCluster is not None:
+    class SymphonyCluster(RedisCluster):  # type: ignore[misc,valid-type]
+        """redis-py's cluster client, with ``pipeline()`` a MULTI/EXEC transaction by default as on
+        one server (``redis.Redis.pipeline``), so the same code means the same on both."""
+
+        def pipeline(self, transaction: Any = True, shard_hint: Any = None) -> Any:
+            return super().pipeline(transaction=transaction, shard_hint=shard_hint)
+else:  # pragma: no cover
+    SymphonyCluster = None  # type: ignore[assignment,misc]
+
+
 def cluster_client(config: RedisConfig, kwargs: dict) -> Any:
     """A ``RedisCluster`` for ``config`` with the options of every other client (``kwargs``).
     Builds its map of the slots now (``CLUSTER SLOTS``; ``COMMAND`` for redis-py's key parser):
@@ -97,7 +108,7 @@ def cluster_client(config: RedisConfig, kwargs: dict) -> Any:
     # between); longer outages are the caller's to wait out, as on one server
     options["retry"] = Retry(NoBackoff(), 1)
     try:
-        client = RedisCluster.from_url(config.server_url, **options)
+        client = SymphonyCluster.from_url(config.server_url, **options)
     except redis.exceptions.RedisClusterException as exc:
         text = redact(str(exc))
         if "db" in text and "cluster mode" in text:
