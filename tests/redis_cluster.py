@@ -183,3 +183,12 @@ class LocalCluster:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def every_client(client) -> list[dict]:
+    """``CLIENT LIST`` of the server, or of every primary of a cluster (a cluster client's own
+    ``client_list()`` asks one node only)."""
+    if isinstance(client, RedisCluster):
+        return [entry for node in client.get_primaries()
+                for entry in client.get_redis_connection(node).client_list()]
+    return client.client_list()
