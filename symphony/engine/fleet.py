@@ -13,13 +13,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from .cluster import is_cluster
 from .keys import Keys
 from .scripts import Queued, ensure_loaded, execute, scripts
-
-
-def is_cluster(client: Any) -> bool:
-    """Is ``client`` a Redis Cluster client (its pipelines are not ordered across nodes)?"""
-    return hasattr(client, "get_nodes") and hasattr(client, "nodes_manager")
 
 
 class FleetOps:

@@ -17,7 +17,8 @@ import redis
 from .keys import Keys
 from .messages import InvalidMessage, Task, decode_task, printable, wire
 from .outcomes import MAX_ERROR, MAX_STDERR, STOPPED, OutcomeKind
-from .fleet import FleetOps, is_cluster, run
+from .cluster import is_cluster
+from .fleet import FleetOps, run
 from .scripts import Queued, ensure_loaded, scripts
 
 log = logging.getLogger("symphony.lease")
