@@ -142,21 +142,32 @@ def register_session(client: redis.Redis, keys: Keys, record: SessionRecord, *, 
     """
     fingerprint = record.fingerprint()
     session_key = keys.session(record.name)
+    # two transactions, one per hash slot (docs/keys.md): the session's own hash (and its queue
+    # names) in the session's slot, then the registry, pools and epoch in the fleet's
     with client.pipeline() as pipe:
         while True:
             try:
-                pipe.watch(session_key, keys.pools)
+                pipe.watch(session_key)
                 existing = pipe.hgetall(session_key)
                 outcome = _registration(existing, record, fingerprint, resume)
                 if outcome == "new":
                     _check_queue_names(pipe, keys, record, adopt_queues)
-                merged = _merged_pools(pipe.hgetall(keys.pools), record)
                 created = float(existing.get("created", 0) or 0) or time.time()
                 items_total = max(items, int(existing.get("items", 0) or 0))
                 pipe.multi()
                 pipe.hset(session_key, mapping={
                     "state": SessionState.ACTIVE, "spec": dumps(record.to_dict()), "fingerprint": fingerprint,
                     "file": record.file, "created": f"{created:.3f}", "items": items_total})
+                pipe.execute()
+                break
+            except redis.WatchError:
+                continue
+    with client.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(keys.pools)
+                merged = _merged_pools(pipe.hgetall(keys.pools), record)
+                pipe.multi()
                 pipe.hset(keys.sessions, record.name,
                           SessionSummary.of(record, SessionState.ACTIVE, created, items_total).to_json())
                 pipe.hset(keys.pools, mapping={p: dumps(r) for p, r in merged.items()})
@@ -195,14 +206,16 @@ def update_definition(client: redis.Redis, keys: Keys, record: SessionRecord, *,
                 pipe.multi()
                 pipe.hset(session_key, mapping={"spec": dumps(record.to_dict()), "fingerprint": record.fingerprint(),
                                                 "file": record.file})
-                pipe.hset(keys.sessions, record.name, SessionSummary.of(record, state, created, items).to_json())
-                pipe.incr(keys.epoch)
-                add_event(pipe, keys, "session", f"session {record.name}: definition updated from {record.file}",
-                          session=record.name)
                 pipe.execute()
-                return
+                break
             except redis.WatchError:
                 continue
+    with client.pipeline(transaction=True) as pipe:  # then the fleet's slot: the registry, the epoch
+        pipe.hset(keys.sessions, record.name, SessionSummary.of(record, state, created, items).to_json())
+        pipe.incr(keys.epoch)
+        add_event(pipe, keys, "session", f"session {record.name}: definition updated from {record.file}",
+                  session=record.name)
+        pipe.execute()
 
 
 def set_session_state(client: redis.Redis, keys: Keys, name: str, state: SessionState) -> None:
@@ -210,8 +223,8 @@ def set_session_state(client: redis.Redis, keys: Keys, name: str, state: Session
     if raw is None:
         raise UnknownSession(f"no session named {name!r} is registered")
     summary = SessionSummary.from_json(name, raw).with_state(state)
+    client.hset(keys.session(name), "state", str(state))  # the session's slot (what claims read), then the fleet's
     with client.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.session(name), "state", str(state))
         pipe.hset(keys.sessions, name, summary.to_json())
         pipe.incr(keys.epoch)
         pipe.execute()

@@ -1,0 +1,149 @@
+"""Every atomic step touches one hash slot (symphony/engine/keys.py), so the same code runs on one
+server and on a Redis Cluster: a structural check on one server (every script call's KEYS hash to
+one slot, computed with redis-py's CRC16), and the same workload on a real 3-master cluster
+(tests/redis_cluster.py), where a step crossing slots is refused by the server (CROSSSLOT)."""
+from __future__ import annotations
+
+import pytest
+
+from symphony.engine import Engine, Finish, Outcome, OutcomeKind, resolve_redis
+from symphony.engine.heal import heal, locate
+from symphony.engine.keys import DEFAULT_KEYS as K
+from symphony.engine.keys import slot_of
+from symphony.engine.scripts import Lua, load_all
+from tests.helpers import held, wait_until
+from tests.test_engine_queue import make_record
+
+
+@pytest.fixture
+def slot_checks(monkeypatch):
+    """Record every script call; a call whose keys span slots is a violation."""
+    calls: list[tuple[str, tuple[str, ...]]] = []
+    plain, queue = Lua.__call__, Lua.queue
+
+    def called(self, client, keys, args, **kw):
+        calls.append((self.name, tuple(keys)))
+        return plain(self, client, keys, args, **kw)
+
+    def queued(self, pipe, keys, args, **kw):
+        calls.append((self.name, tuple(keys)))
+        return queue(self, pipe, keys, args, **kw)
+
+    monkeypatch.setattr(Lua, "__call__", called)
+    monkeypatch.setattr(Lua, "queue", queued)
+    return calls
+
+
+def crossing(calls) -> list[tuple[str, tuple[str, ...]]]:
+    return [(name, keys) for name, keys in calls if len({slot_of(k) for k in keys}) > 1]
+
+
+def run_batch(link, outcome_for, want: int = 1, rounds: int = 60) -> int:
+    """Claim and finish until nothing is left for the link; returns how many tasks ran."""
+    ran = 0
+    pending: list[Finish] = []
+    idle = 0
+    for _ in range(rounds):
+        result = link.step(pending, want=want)
+        pending = []
+        for c in result.batch:
+            ran += 1
+            pending.append(outcome_for(c))
+        if not result.batch and not result.eligible:
+            idle += 1
+            if idle > 3:
+                break
+        else:
+            idle = 0
+    if pending:
+        link.step(pending, claim=False)
+    return ran
+
+
+def workload(engine: Engine, r) -> dict:
+    """Enqueue, claim and finish with every outcome, prefetch, a limited stage, steering, a dead
+    worker reclaimed, repair's heal, cancel, purge and a clean retire: the engine's atomic steps."""
+    for name in ("s1", "s2", "s3"):
+        engine.register_session(make_record(name, max_attempts=2), items=6)
+    engine.enqueue("s1", "a", [(f"i{n}", None, n) for n in range(6)])
+    engine.enqueue("s2", "a", [(f"i{n}", None, n) for n in range(6)])
+    engine.enqueue("s3", "a", [("i0", None, 0), ("i1", None, 1)])
+    engine.set_priority("s2", 5)
+    engine.pause("s3")
+    link = engine.worker_link("w1", ["a", "b"])
+    link.beat(5, 12.5, {"name": "w1"})
+    seen: set[tuple[str, str, str]] = set()
+
+    def outcome_for(c):
+        t = c.task
+        first = (t.session, t.stage, t.item) not in seen
+        seen.add((t.session, t.stage, t.item))
+        if t.stage == "a" and t.item == "i1" and first:
+            return Finish(c, Outcome(OutcomeKind.RETRY, error="once more", delay_s=0.0), attempts=1)
+        if t.stage == "a" and t.item == "i2" and first:
+            return Finish(c, Outcome(OutcomeKind.HANDBACK))
+        if t.stage == "a" and t.item == "i3":
+            return Finish(c, Outcome(OutcomeKind.FAILED, error="bad row"), attempts=1)
+        return Finish(c, Outcome(OutcomeKind.DONE, duration_ms=3), next_stage="b" if t.stage == "a" else None)
+
+    ran = run_batch(link, outcome_for, want=3)
+    wait_until(lambda: run_batch(link, outcome_for, want=3) == 0 and not held(r, "w1"), message="s1, s2 to drain")
+    engine.resume("s3")
+    engine.set_stage_limits("a", max_running=1)
+    engine.enqueue("s3", "a", [("i2", None, 2)])
+    ran += run_batch(link, outcome_for, want=4)
+    engine.set_stage_limits("a", max_running=None)
+    # a worker that dies holding a task: reclaimed (the session slot), forgotten (the fleet slot)
+    engine.enqueue("s3", "a", [("i4", None, 4), ("i5", None, 5)])
+    dead = engine.worker_link("dead", ["a"])
+    dead.beat(5, 12.5, {"name": "dead"})
+    got = None
+    for _ in range(5):
+        got = got or dead.step(want=2).claimed
+    report = engine.reclaim_worker("dead", force=True, reason="test")
+    ran += run_batch(link, outcome_for, want=2)
+    # repair's look at a session, healed; then cancel and purge
+    where = locate(engine.client, engine.keys, "s1", ("a", "b"))
+    healed = heal(engine.client, engine.keys, where, ("a", "b"))
+    engine.enqueue("s2", "a", [("i3", None, 3)])
+    engine.cancel("s2")
+    purged = engine.purge("s2", force=True)
+    retired = link.retire()
+    return {"ran": ran, "reclaimed": report.requeued, "forgotten": report.forgotten, "healed": healed,
+            "purged": purged.keys_deleted if hasattr(purged, "keys_deleted") else purged, "retired": retired,
+            "s1": r.hgetall(K.stats("s1")), "s3": r.hgetall(K.stats("s3")), "claimed": got is not None}
+
+
+def check(out: dict) -> None:
+    s1, s3 = out["s1"], out["s3"]
+    assert s1["a|failed"] == "1" and s1["a|retried"] == "1" and s1["b|done"] == "5", s1
+    assert s1["a|running"] == "0" and s1["b|running"] == "0"
+    assert out["claimed"] and out["reclaimed"] == 2 and out["forgotten"], out
+    assert s3["a|running"] == "0" and s3["b|done"] == "5", s3  # i0, i1, i2 (limited), i4, i5 (reclaimed)
+    assert out["retired"]
+
+
+def test_every_script_call_touches_one_slot(engine, r, slot_checks):
+    out = workload(engine, r)
+    check(out)
+    used = {name for name, _ in slot_checks}
+    assert {"enqueue", "claim", "finish", "fleet", "reclaim", "forget", "heartbeat", "heal", "cancel",
+            "unclaim"} <= used, used
+    assert crossing(slot_checks) == []
+    assert not r.exists(K.inflight("s2", "w1")) and r.zscore(K.ready("a"), "s2") is None
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_the_same_workload_runs_on_a_redis_cluster(cluster_url):
+    engine = Engine(resolve_redis(cluster_url))
+    try:
+        load_all(engine.client)
+        out = workload(engine, engine.client)
+        check(out)
+        # the session's keys live in its slot, on one node; the fleet's in another slot
+        assert len({slot_of(k) for k in (K.queue("a", "s1"), K.stats("s1"), K.inflight("s1", "w1"),
+                                          K.deadletter("s1"), K.live("s1"))}) == 1
+        assert slot_of(K.workers) == slot_of(K.ready("a")) == slot_of(K.results) != slot_of(K.stats("s1"))
+    finally:
+        engine.close()
