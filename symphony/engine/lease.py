@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import logging
 import socket
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import redis
 
 from .keys import Keys
-from .messages import InvalidMessage, Task, decode_task, printable, wire
-from .outcomes import MAX_ERROR, MAX_STDERR, STOPPED, OutcomeKind
 from .cluster import is_cluster
+from .messages import InvalidMessage, Task, decode_task, printable
+from .outcomes import OutcomeKind
 from .fleet import FleetOps, run
+from .reports import BELL_MAX, FINISH_GROUP_MAX, ReportGroup, amend, report_calls
 from .scripts import Queued, ensure_loaded, scripts
 
 log = logging.getLogger("symphony.lease")
 RESULTS_MAXLEN = 10_000
-BELL_MAX = 64
-FINISH_GROUP_MAX = 64  # reports per finish.lua call
 
 
 @dataclass(frozen=True)
@@ -89,26 +88,6 @@ class Beat:
     lapsed: tuple[str, ...] = ()
 
 
-DURATION_BOUNDS_MS = (10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 900000, 3600000)
-
-
-def duration_bucket(ms: int) -> str:
-    """The durations histogram's field for a task of ``ms`` (its bucket's upper bound, or ``inf``)."""
-    for bound in DURATION_BOUNDS_MS:
-        if ms <= bound:
-            return str(bound)
-    return "inf"
-
-
-@dataclass
-class _Group:
-    """One ``finish.lua`` call and what its fleet side predicted (undone if a report was lost)."""
-
-    finishes: Sequence[Finish]
-    queued: Queued
-    results: list[int] = field(default_factory=list)  # fleet ops writing results entries, per finish
-
-
 @dataclass
 class WorkerLink:
     """One worker process's connection to the queues.
@@ -142,117 +121,11 @@ class WorkerLink:
             self.hint = None
 
     # --- claim and finish -------------------------------------------------------------------
-    def _finish_group(self, pipe, group: Sequence[Finish], fleet: FleetOps) -> _Group:
-        """One ``finish.lua`` call for reports of one stage of one session with the same outcome,
-        and its fleet side (results, durations, the next role's ready set and bell, permits)."""
-        k, first = self.keys, group[0]
-        c, kind = first.claimed, first.outcome.kind
-        stage, session = c.role, c.session
-        next_stage = first.next_stage or ""
-        if kind == OutcomeKind.DONE and next_stage:
-            target = k.queue(next_stage, session)
-        elif kind == OutcomeKind.RETRY:
-            target = k.delayed(stage, session)
-        elif kind == OutcomeKind.DEADLETTER:
-            target = k.deadletter(session)
-        else:  # handback: its own queue; otherwise unused, but still a real key of this session's stage
-            target = k.queue(stage, session)
-        keys = (*self._session_keys(session), target, k.done(session, stage), k.holders(session))
-        args: list[Any] = [kind, stage, session, next_stage, self.worker_id]
-        stops = kind in STOPPED
-        for fin in group:
-            args += self._finish_args(fin, kind, next_stage, stops)
-        done = _Group(group, self._lua.finish.queue(pipe, keys, args))
-        self._finish_fleet(fleet, done, kind, stage, session, next_stage)
-        return done
+    def _finish_calls(self, pipe, finishes: Sequence[Finish], fleet: FleetOps) -> list[ReportGroup]:
+        return report_calls(self, pipe, finishes, fleet)
 
-    def _finish_fleet(self, fleet: FleetOps, done: _Group, kind: OutcomeKind, stage: str, session: str,
-                      next_stage: str) -> None:
-        k, group = self.keys, done.finishes
-        if kind == OutcomeKind.DONE or kind in STOPPED:
-            state = "completed" if kind == OutcomeKind.DONE else str(kind)
-            for fin in group:
-                error = fin.outcome.error.strip()
-                short = error.splitlines()[-1][:200] if error and kind != OutcomeKind.DONE else ""
-                done.results.append(fleet.result(k, self.results_maxlen, session, stage, fin.claimed.item, state,
-                                                 fin.attempts, fin.outcome.duration_ms, self.worker_id, short))
-        if kind == OutcomeKind.DONE:
-            buckets: dict[str, int] = {}
-            for fin in group:
-                bucket = duration_bucket(fin.outcome.duration_ms)
-                buckets[bucket] = buckets.get(bucket, 0) + 1
-            for bucket, n in buckets.items():
-                fleet.hincr(k.durations(stage), bucket, n)
-            fleet.hincr(k.durations(stage), "sum_ms", sum(f.outcome.duration_ms for f in group))
-            if next_stage:
-                fleet.work(k, next_stage, session, ring=len(group), bell_max=BELL_MAX)
-        elif kind == OutcomeKind.RETRY:
-            delay = min(int(f.outcome.delay_s * 1000) for f in group)
-            fleet.work(k, stage, session, delay_ms=delay, bell_max=BELL_MAX)
-        elif kind == OutcomeKind.HANDBACK:
-            fleet.work(k, stage, session, ring=len(group), bell_max=BELL_MAX)
-        if stage in self._permitted:
-            fleet.release(k, stage, len(group), self.worker_id)
-
-    @staticmethod
-    def _finish_args(fin: Finish, kind: OutcomeKind, next_stage: str, stops: bool) -> tuple[Any, ...]:
-        """The 10 values ``finish.lua`` takes per task."""
-        c, out, task = fin.claimed, fin.outcome, fin.claimed.task
-        push = ""
-        if kind == OutcomeKind.DONE and next_stage:
-            push = task.at_stage(next_stage).encode() if task else ""
-        elif kind == OutcomeKind.RETRY:
-            if task is None:
-                push = wire(c.raw)
-            elif fin.charged:
-                push = task.next_attempt(fin.failed_on).encode()
-            else:  # not this task's fault: the same attempt again, on another host
-                push = replace(task, failed_on=fin.failed_on or task.failed_on).encode()
-        elif kind == OutcomeKind.HANDBACK:
-            push = wire(c.raw)
-        elif kind == OutcomeKind.DEADLETTER:
-            push, stops = printable(c.raw), True
-        error = out.error.strip()
-        ordinal = task.ordinal if task is not None and task.ordinal is not None else ""
-        return (wire(c.raw), c.item, push, int(out.delay_s * 1000), ordinal, out.duration_ms, fin.attempts,
-                error.splitlines()[-1][:200] if error else "",
-                out.error[:MAX_ERROR] if stops else "", out.stderr[-MAX_STDERR:] if stops and out.stderr else "")
-
-    def _finish_calls(self, pipe, finishes: Sequence[Finish], fleet: FleetOps) -> list[_Group]:
-        """Queue the reports, grouping consecutive ones that share stage, session and outcome."""
-        calls: list[_Group] = []
-        group: list[Finish] = []
-        shape = None
-        for fin in finishes:
-            this = (fin.outcome.kind, fin.claimed.role, fin.claimed.session, fin.next_stage or "")
-            if group and (this != shape or len(group) >= FINISH_GROUP_MAX):
-                calls.append(self._finish_group(pipe, group, fleet))
-                group = []
-            group.append(fin)
-            shape = this
-        if group:
-            calls.append(self._finish_group(pipe, group, fleet))
-        return calls
-
-    def _amend(self, groups: Sequence[_Group], replies: Sequence[Any], fleet_reply: Sequence[Any]) -> None:
-        """Undo what the fleet side predicted for reports that turned out otherwise (rare: a report
-        found its task reclaimed, or its session cancelled): one more round trip then only."""
-        k = self.keys
-        fix = FleetOps()
-        for g, reply in zip(groups, replies):
-            first = g.finishes[0]
-            kind, stage, session = first.outcome.kind, first.claimed.role, first.claimed.session
-            for n, (fin, got) in enumerate(zip(g.finishes, reply)):
-                if got == "lost" and g.results:
-                    fix.unresult(k, fleet_reply[g.results[n]])
-                if got == "lost" and kind == OutcomeKind.DONE:
-                    fix.hincr(k.durations(stage), duration_bucket(fin.outcome.duration_ms), -1)
-                    fix.hincr(k.durations(stage), "sum_ms", -fin.outcome.duration_ms)
-                elif got == "cancelled" and kind in (OutcomeKind.RETRY, OutcomeKind.HANDBACK):
-                    fix.result(k, self.results_maxlen, session, stage, fin.claimed.item, "cancelled", fin.attempts,
-                               fin.outcome.duration_ms, self.worker_id, "session cancelled")
-        if fix:
-            fix.call(self.client)
+    def _amend(self, groups: Sequence[ReportGroup], replies: Sequence[Any], fleet_reply: Sequence[Any]) -> None:
+        amend(self, groups, replies, fleet_reply)
 
     def _session_keys(self, session: str) -> tuple[str, ...]:
         """The keys every report of ``session`` touches (built once: this is the hot path)."""
@@ -341,7 +214,7 @@ class WorkerLink:
         limited = target is not None and self._limited.get(target[0], True) and target != self._suspect
         fleet = FleetOps()
         self._upkeep(fleet)
-        groups: list[_Group] = []
+        groups: list[ReportGroup] = []
 
         def reports(pipe):
             groups.extend(self._finish_calls(pipe, finishes, fleet))
