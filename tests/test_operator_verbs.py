@@ -142,11 +142,11 @@ def test_jobs_shows_the_last_jobs_key_values(cli, r, redis_url, tmp_path):
 def test_queues_lists_lengths_and_clashes(cli, r, tmp_path):
     cli("initialize", str(one_stage(tmp_path, ["a", "b"])))
     code, out, _ = cli("queues")
-    assert code == 0 and "work:ops" in out and "1 empty queue(s) hidden" in out
+    assert code == 0 and K.queue("work", "ops") in out and "1 empty queue(s) hidden" in out
     r.delete(K.queue("after", "ops"))
-    r.set("after:ops", "x")
+    r.set(K.queue("after", "ops"), "x")
     data = json.loads(cli("queues", "--json", "--all")[1])
-    clash = next(q for q in data if q["name"] == "after:ops")
+    clash = next(q for q in data if q["name"] == K.queue("after", "ops"))
     assert clash["clash"] and clash["kind"] == "string"
     assert "CLASH" in cli("queues")[1]
 

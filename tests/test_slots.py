@@ -147,3 +147,37 @@ def test_the_same_workload_runs_on_a_redis_cluster(cluster_url):
         assert slot_of(K.workers) == slot_of(K.ready("a")) == slot_of(K.results) != slot_of(K.stats("s1"))
     finally:
         engine.close()
+
+
+def test_a_session_with_work_that_left_its_ready_set_is_named_again_by_a_heartbeats_sweep(engine, r):
+    engine.register_session(make_record("s1"), items=2)
+    engine.enqueue("s1", "a", [("i1", None, 0)])
+    r.zrem(K.ready("a"), "s1")  # as if lost between the two steps
+    link = engine.worker_link("w1", ["a"])
+    r.delete(K.sweep_lock)
+    link.beat(5, 12.5, {})
+    assert r.zscore(K.ready("a"), "s1") is not None
+    assert r.pttl(K.sweep_lock) > 0  # at most one sweep per 10 s over the fleet
+    r.zrem(K.ready("a"), "s1")
+    link.beat(5, 12.5, {})
+    assert r.zscore(K.ready("a"), "s1") is None  # not yet: the lock holds
+    assert link.step().claimed is None  # no hint: nothing found
+    r.delete(K.sweep_lock)
+    link.beat(5, 12.5, {})
+    assert link.step().claimed is None and link.step().claimed.task.item == "i1"
+
+
+def test_a_claimer_keeps_a_session_in_the_ready_set_when_work_was_added_after_its_hint(engine, r):
+    """The claim found the queue empty, but work was added (and named) after the claimer read its
+    hint: its removal is refused (the session's version changed), so the work is found."""
+    engine.register_session(make_record("s1"), items=3)
+    engine.enqueue("s1", "a", [("i1", None, 0)])
+    link = engine.worker_link("w1", ["a"])
+    assert link.step().claimed is None and link.hint[:2] == ("a", "s1")  # the hint, with its version
+    r.lpop(K.queue("a", "s1"))  # the queue empties behind the hint's back
+    engine.enqueue("s1", "a", [("i2", None, 1)])  # work added after the hint was read: its version moves
+    r.lpop(K.queue("a", "s1"))
+    result = link.step()  # claims nothing; its drop is refused
+    assert result.claimed is None and r.zscore(K.ready("a"), "s1") is not None
+    link.step()  # nothing added since its new hint: this empty claim takes it out
+    assert r.zscore(K.ready("a"), "s1") is None and r.hget(K.ready_version("a"), "s1") is None

@@ -161,6 +161,11 @@ class Keys:
         return f"{self.fleet}:lock:reaper"
 
     @property
+    def sweep_lock(self) -> str:
+        """STRING lock (PX 10 s) of the heartbeat that sweeps the ready sets (engine/sweep.py)."""
+        return f"{self.fleet}:lock:sweep"
+
+    @property
     def clock(self) -> str:
         """STRING: server ms of the latest heartbeat of any process (detects Redis outages)."""
         return f"{self.fleet}:clock"

@@ -379,14 +379,26 @@ class WorkerLink:
         for name, value in info.items():
             flat.extend((name, "" if value is None else value))
         ttl_ms = int(max(60.0, lease_s * 4) * 1000)
-        reply = self._lua.heartbeat(self.client, (k.workers, k.worker(self.worker_id), k.clock, k.grace, k.epoch),
+        reply = self._lua.heartbeat(self.client, (k.workers, k.worker(self.worker_id), k.clock, k.grace, k.epoch,
+                                                  k.sweep_lock),
                                     (self.worker_id, int(hb_s * 1000), int(lease_s * 1000), ttl_ms, *flat))
-        now, known, epoch, grace, earliest, *lapsed = reply
+        now, known, epoch, grace, earliest, sweep, *lapsed = reply
         if not int(known) and self._indexed:  # forgotten (reclaimed, or Redis lost it): index what we may hold again
             self.client.sadd(k.holds(self.worker_id), *self._indexed)
+        if sweep:
+            self._sweep()
         return Beat(now_ms=int(now), known=bool(int(known)), epoch=str(epoch), grace_ms=int(grace),
                     earliest_expiry_ms=int(float(earliest)) if earliest else None,
                     lapsed=tuple(w for w in lapsed if w != self.worker_id))
+
+    def _sweep(self) -> None:
+        """This beat took the sweep's lock: name again every session with work in its ready sets."""
+        from .sweep import sweep_ready
+
+        try:
+            sweep_ready(self.client, self.keys, BELL_MAX)
+        except redis.RedisError as exc:  # the next sweep, 10 s on, by whichever worker beats first
+            log.debug("the ready-set sweep failed: %s", exc)
 
     def sessions_held(self) -> list[str]:
         """The sessions this worker may hold tasks in (its holds index, and what it indexed)."""

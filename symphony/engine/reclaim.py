@@ -18,7 +18,7 @@ import redis
 from .keys import Keys
 from .lease import BELL_MAX, RESULTS_MAXLEN
 from .messages import InvalidMessage, decode_task, dumps, printable, wire
-from .outcomes import after_failure
+from .outcomes import OutcomeKind, after_failure
 from .records import RecordCache
 from .registry import EVENTS_MAXLEN
 from .fleet import FleetOps
@@ -122,8 +122,8 @@ def _reclaim_session(client: redis.Redis, keys: Keys, worker_id: str, session: s
                                         session, task.item, "1" if last else "0", attempts, failure))
         if result == "requeued":
             fleet.work(k, task.stage, session, ring=1, bell_max=BELL_MAX)
-        elif result in ("failed", "cancelled"):
-            short = "session cancelled" if result == "cancelled" else "worker lost on the last attempt"
+        elif result in (OutcomeKind.FAILED, OutcomeKind.CANCELLED):
+            short = "session cancelled" if result == OutcomeKind.CANCELLED else "worker lost on the last attempt"
             fleet.result(k, RESULTS_MAXLEN, session, task.stage, task.item, result, attempts, 0, worker_id, short)
         if result in counts:
             counts[result] += 1

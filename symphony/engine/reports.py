@@ -149,8 +149,8 @@ def amend(link: WorkerLink, groups: Sequence[ReportGroup], replies: Sequence[Any
             if got == "lost" and kind == OutcomeKind.DONE:
                 fix.hincr(k.durations(stage), duration_bucket(fin.outcome.duration_ms), -1)
                 fix.hincr(k.durations(stage), "sum_ms", -fin.outcome.duration_ms)
-            elif got == "cancelled" and kind in (OutcomeKind.RETRY, OutcomeKind.HANDBACK):
-                fix.result(k, link.results_maxlen, session, stage, fin.claimed.item, "cancelled", fin.attempts,
+            elif got == OutcomeKind.CANCELLED and kind in (OutcomeKind.RETRY, OutcomeKind.HANDBACK):
+                fix.result(k, link.results_maxlen, session, stage, fin.claimed.item, OutcomeKind.CANCELLED, fin.attempts,
                            fin.outcome.duration_ms, link.worker_id, "session cancelled")
     if fix:
         fix.call(link.client)

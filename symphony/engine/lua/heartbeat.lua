@@ -7,9 +7,11 @@
 -- heartbeat before an outage begins, so its lease can only run out in a silence longer than
 -- lease - heartbeat; half a lease is below that for any lease of 2 heartbeats or more.)
 -- KEYS[1] workers  KEYS[2] worker  KEYS[3] clock  KEYS[4] grace  KEYS[5] epoch
+-- KEYS[6] the ready-set sweep's lock (symphony/engine/sweep.py): taken by one heartbeat per SWEEP_MS
 -- ARGV[1] worker id  ARGV[2] heartbeat ms  ARGV[3] lease ms  ARGV[4] description ttl ms
 -- ARGV[5..] field, value pairs describing the worker
--- Returns {now, was known (0/1), epoch, grace ms left, earliest lease expiry, lapsed ids...}
+-- Returns {now, was known (0/1), epoch, grace ms left, earliest lease expiry, '1' if this worker
+-- sweeps the ready sets now or '', lapsed ids...}
 local now = now_ms()
 local hb, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
 local quiet = math.max(math.floor(lease / 2), math.floor(hb * 1.2))
@@ -27,6 +29,8 @@ if grace == 0 then
   lapsed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 32)
 end
 local earliest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local out = {tostring(now), known and 1 or 0, redis.call('GET', KEYS[5]) or '0', grace, earliest[2] or ''}
+local SWEEP_MS = 10000
+local sweep = redis.call('SET', KEYS[6], ARGV[1], 'NX', 'PX', SWEEP_MS) and '1' or ''
+local out = {tostring(now), known and 1 or 0, redis.call('GET', KEYS[5]) or '0', grace, earliest[2] or '', sweep}
 for i = 1, #lapsed do out[#out + 1] = lapsed[i] end
 return out
