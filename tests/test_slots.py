@@ -181,3 +181,47 @@ def test_a_claimer_keeps_a_session_in_the_ready_set_when_work_was_added_after_it
     assert result.claimed is None and r.zscore(K.ready("a"), "s1") is not None
     link.step()  # nothing added since its new hint: this empty claim takes it out
     assert r.zscore(K.ready("a"), "s1") is None and r.hget(K.ready_version("a"), "s1") is None
+
+
+def _old_name(key: str) -> str:
+    """The name a key had before hash tags (``{symphony}:workers`` was ``symphony:workers``,
+    ``st0:{s1}`` was ``st0:s1``)."""
+    return key.replace("{", "").replace("}", "")
+
+
+@pytest.mark.slow
+def test_upgrading_from_the_untagged_layout_drain_then_repair_each_session(redis_url, r, engine, tmp_path):
+    """docs/keys.md, upgrading: the earlier layout's keys are not read. With the workers drained
+    (nothing in flight), ``symphony repair <session> --file`` registers the session again and
+    enqueues exactly what the disk says is missing; the old keys stay until deleted."""
+    from tests.test_redis_state import ITEMS, STAGES, drain, repair, session_file, stats
+
+    from symphony.engine import load_session
+    from symphony.engine.initialize import initialize_session
+
+    path = session_file(tmp_path, ITEMS, stages=2)
+    initialize_session(engine, load_session(path))
+    link = engine.worker_link("w1", ["st0", "st1"])
+    done = 0
+    for _ in range(20):  # half the items through both stages, outputs written as a worker would
+        result = link.step()
+        for c in result.batch:
+            out = tmp_path / "data" / "s1" / c.role / f"{c.item}.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text("{}")
+            nxt = "st1" if c.role == "st0" else None
+            link.step(Finish(c, Outcome(OutcomeKind.DONE), next_stage=nxt), claim=False)
+            done += c.role == "st1"
+        if done >= len(ITEMS) // 2:
+            break
+    link.retire()
+    for key in r.keys("*"):  # the deployment as the earlier version left it
+        r.rename(key, _old_name(key))
+    assert not r.exists(K.sessions) and r.exists("symphony:sessions")
+    out = repair(redis_url, path)
+    assert "Redis did not know this session" in out.stdout
+    counts = stats(r)
+    assert counts.get("st1|done", 0) == done  # recounted from the disk
+    drain(redis_url, tmp_path, r)  # every item done at every stage, each counted once
+    assert r.exists("symphony:sessions", "symphony:stats:s1") == 2  # the old keys: not read, left as they were
+    assert all(stats(r)[f"{s}|done"] == len(ITEMS) for s in STAGES)
