@@ -5,7 +5,9 @@ A handler gets a :class:`JobStore` as ``ctx.kv``. Values live in the hash
 to ``symphony:jobs:<session>`` (for ``purge --keys``) and recorded as the session's last job
 (for ``symphony jobs SESSION --last``). A job run inside a batch job (a SLURM job) is also listed
 under that batch job's *origin* (``symphony:origin:<origin>``, e.g. ``slurm-<cluster>-1234_0``),
-so its key/values can be found by SLURM job id (``symphony slurm jobs 1234_0``).
+so its key/values can be found by SLURM job id (``symphony slurm jobs 1234_0``). The job's own keys
+are in its session's hash slot and change in one transaction; the origin's list is the fleet's
+(docs/keys.md, *Hash slots*) and is written right after.
 
 With a :class:`engine.crypto.Sealer`, every value is stored encrypted (AES-GCM), bound to its
 job and field name, and opened on read; a wrong key or a changed value raises
@@ -60,17 +62,24 @@ class JobStore:
         pipe.expire(self.key, self.ttl_s)
         pipe.sadd(self.keys.jobs(self.session), self.job_id)
         pipe.set(self.keys.last_job(self.session), self.job_id)
-        if self.origin:
-            key = self.keys.origin_jobs(self.origin)
+
+    def _listed(self) -> None:
+        """List the job under its origin (the fleet's slot), after its own keys changed."""
+        if not self.origin:
+            return
+        key = self.keys.origin_jobs(self.origin)
+        with self.client.pipeline(transaction=True) as pipe:
             pipe.zadd(key, {f"{self.session}/{self.job_id}": int(time.time() * 1000)})
             pipe.zremrangebyrank(key, 0, -(ORIGIN_MAX + 1))
             pipe.expire(key, self.ttl_s)
+            pipe.execute()
 
     def set(self, name: str, value: Any) -> None:
         with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(self.key, name, _seal(self.sealer, self.key, name, value))
             self._touch(pipe)
             pipe.execute()
+        self._listed()
 
     def update(self, values: dict[str, Any]) -> None:
         if not values:
@@ -79,13 +88,16 @@ class JobStore:
             pipe.hset(self.key, mapping={k: _seal(self.sealer, self.key, k, v) for k, v in values.items()})
             self._touch(pipe)
             pipe.execute()
+        self._listed()
 
     def incr(self, name: str, amount: int = 1) -> int:
         if self.sealer is None:
             with self.client.pipeline(transaction=True) as pipe:
                 pipe.hincrby(self.key, name, amount)
                 self._touch(pipe)
-                return int(pipe.execute()[0])
+                got = int(pipe.execute()[0])
+            self._listed()
+            return got
         with self.client.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -96,9 +108,11 @@ class JobStore:
                     pipe.hset(self.key, name, _seal(self.sealer, self.key, name, str(value)))
                     self._touch(pipe)
                     pipe.execute()
-                    return value
+                    break
                 except redis.WatchError:
                     continue
+        self._listed()
+        return value
 
     def get(self, name: str, default: Any = None) -> Any:
         value = _open(self.sealer, self.key, name, self.client.hget(self.key, name))
