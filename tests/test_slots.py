@@ -145,6 +145,17 @@ def test_the_same_workload_runs_on_a_redis_cluster(cluster_url):
         assert len({slot_of(k) for k in (K.queue("a", "s1"), K.stats("s1"), K.inflight("s1", "w1"),
                                           K.deadletter("s1"), K.live("s1"))}) == 1
         assert slot_of(K.workers) == slot_of(K.ready("a")) == slot_of(K.results) != slot_of(K.stats("s1"))
+        # a worker whose lease lapses: found by lapsed.lua, reaped (judged, then its session's slot)
+        engine.enqueue("s1", "a", [("i3", None, 3)])  # failed before: enqueued again
+        gone = engine.worker_link("gone", ["a"])
+        gone.beat(0.1, 0.3, {"name": "gone"})
+        taken = None
+        for _ in range(5):
+            taken = taken or gone.step().claimed
+        assert taken is not None and held(engine.client, "gone") == [taken.raw]
+        wait_until(lambda: [r.requeued for r in engine.reap()] == [1], message="the lapsed lease to be reaped")
+        assert held(engine.client, "gone") == [] and engine.client.zscore(K.workers, "gone") is None
+        assert engine.client.llen(K.queue("a", "s1")) == 1
     finally:
         engine.close()
 
@@ -225,3 +236,29 @@ def test_upgrading_from_the_untagged_layout_drain_then_repair_each_session(redis
     drain(redis_url, tmp_path, r)  # every item done at every stage, each counted once
     assert r.exists("symphony:sessions", "symphony:stats:s1") == 2  # the old keys: not read, left as they were
     assert all(stats(r)[f"{s}|done"] == len(ITEMS) for s in STAGES)
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_worker_processes_drain_a_pipeline_on_a_redis_cluster(cluster_url, tmp_path):
+    """symphony-worker processes (the real loop, executor, heartbeat and reaper) against the
+    3-master cluster: every item through both stages, each counted once, nothing left in flight."""
+    from symphony.engine import load_session
+    from symphony.engine.initialize import initialize_session
+    from tests.helpers import WorkerRun
+    from tests.test_redis_state import session_file
+
+    items = [f"i{n}" for n in range(30)]
+    path = session_file(tmp_path, items, stages=2)
+    engine = Engine(resolve_redis(cluster_url))
+    try:
+        initialize_session(engine, load_session(path))
+        worker = WorkerRun(cluster_url, "--burst", "--processes", "2", log_dir=tmp_path)
+        assert worker.wait(120) == 0, worker.output()[-3000:]
+        stats = engine.client.hgetall(K.stats("s1"))
+        assert stats["st0|done"] == stats["st1|done"] == str(len(items)), stats
+        assert stats["st0|running"] == stats["st1|running"] == "0"
+        assert engine.client.hlen(K.live("s1")) == 0 and engine.client.llen(K.queue("st1", "s1")) == 0
+        assert "Traceback" not in worker.output(), worker.output()[-3000:]
+    finally:
+        engine.close()
