@@ -51,9 +51,10 @@ class Keys:
 
     def control(self, stage: str) -> str:
         """HASH of a stage's fleet-wide limits (docs/control.md): ``max_running`` (the operator's) and
-        ``max_running_declared`` (the pipeline's), ``running`` (its tasks in flight, counted by the
-        claim, released by finish and reclaim), ``rate`` / ``rate_declared`` (``n/ms``), and the
-        token bucket's ``tokens`` and ``at``."""
+        ``max_running_declared`` (the pipeline's), ``running`` (the permits taken over the fleet:
+        before a claim, given back by reports, by the claimer for unused ones and by forget for a
+        dead worker's; who holds them: :meth:`permits`), ``rate`` / ``rate_declared`` (``n/ms``),
+        and the token bucket's ``tokens`` and ``at``."""
         return f"{self.fleet}:control:{stage}"
 
     @property
@@ -225,7 +226,8 @@ class Keys:
 
     def durations(self, stage: str) -> str:
         """HASH: the histogram of ``stage``'s completed task durations, one count per bucket
-        (field: the bucket's upper bound in ms, or ``inf``) and ``sum_ms``; written by ``finish.lua``."""
+        (field: the bucket's upper bound in ms, or ``inf``) and ``sum_ms``; written by the fleet step
+        of a worker's reports (engine/reports.py)."""
         return f"{self.fleet}:metrics:durations:{stage}"
 
     @property
