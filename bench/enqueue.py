@@ -61,7 +61,7 @@ def single(server: Server, *, calls: int) -> dict[str, Any]:
         pushes = []
         for n in range(calls):
             t = time.perf_counter()
-            client.lpush(K.queue("bench", "lpush"), f"e{n:07d}")
+            client.lpush("bench:lpush", f"e{n:07d}")
             pushes.append(time.perf_counter() - t)
     enq, push = statistics.median(times) * 1000, statistics.median(pushes) * 1000
     return {"calls": calls, "enqueue_ms": round(enq, 4), "lpush_ms": round(push, 4), "ratio": round(enq / push, 2)}

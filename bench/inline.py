@@ -8,6 +8,8 @@ time goes. Wall time includes the interpreter's start; peak RSS is the process's
 """
 from __future__ import annotations
 
+from symphony.engine.keys import DEFAULT_KEYS as K
+
 import json
 import os
 import random
@@ -64,7 +66,7 @@ def run_one(server: Server, *, items: int) -> dict[str, Any]:
     dry_s, dry_rss, _, _ = _run(command + ["--dry-run"], env, workdir)
     total_s, rss, out, _ = _run(command, env, workdir)
     sent = json.loads(out)["sent"]
-    queued = server.client.llen(f"b1:inline-{items}")
+    queued = server.client.llen(K.queue("b1", f"inline-{items}"))
     if sent[0]["added"] != items or queued != items:
         raise RuntimeError(f"initialize enqueued {sent[0]['added']} (queue holds {queued}), expected {items}")
     return {"items": items, "file_mb": round(path.stat().st_size / 2**20, 1),

@@ -10,8 +10,6 @@ the previous one has started.
 """
 from __future__ import annotations
 
-from symphony.engine.keys import DEFAULT_KEYS as K
-
 import sys
 import time
 from pathlib import Path
@@ -54,8 +52,8 @@ def _setup(server: Server, name: str, workdir: str, processes: int) -> tuple[Gro
         client = server.client
         group = Group([[sys.executable, "-m", module, "--url", url, "--task", "mark"] for _ in range(processes)],
                       env, workdir)
-        client.rpush(K.queue("bench", "minimal"), "1:i0000000")
-        return group, lambda item: client.rpush(K.queue("bench", "minimal"), f"1:{item}"), lambda: None
+        client.rpush("bench:minimal", "1:i0000000")
+        return group, lambda item: client.rpush("bench:minimal", f"1:{item}"), lambda: None
     if name == "huey":
         from .peers import huey_app
 
