@@ -31,6 +31,7 @@ from .metrics import (AZURE_RETENTION_S, HOST_BUCKET_S, HOST_RETENTION_S, AzureS
 from .reclaim import ReclaimReport, lapsed_workers, reap, reclaim_worker
 from .records import RecordCache
 from .server import ServerInfo, read_server_info
+from .fleet import FleetReader
 from .snapshot import Snapshot, read_snapshot, work_remaining
 from .worklog import LogLine, read_lines, write_lines
 
@@ -364,8 +365,16 @@ class Engine:
         return cooldown_left(self.client, self.keys, target)
 
     # --- status -----------------------------------------------------------------------------
-    def snapshot(self, *, events: int = 50) -> Snapshot:
-        return read_snapshot(self.client, self.keys, redis_display=self.display, events=events)
+    def snapshot(self, *, events: int = 50, reader: FleetReader | None = None,
+                 page: tuple[int, int] = (0, 50)) -> Snapshot:
+        """The status; with a ``reader`` (:meth:`fleet_reader`, kept between calls) only the
+        ``page`` (offset, limit) of the worker table and the fleet's aggregates (engine/fleet.py)."""
+        return read_snapshot(self.client, self.keys, redis_display=self.display, events=events, fleet=reader,
+                             page=page)
+
+    def fleet_reader(self) -> FleetReader:
+        """A memory of the fleet for paged snapshots (one per console view)."""
+        return FleetReader(self.keys)
 
     def task_durations(self, stages: Iterable[str]) -> tuple[DurationHistogram, ...]:
         """How long completed tasks of ``stages`` took: one histogram per stage (workers add to it

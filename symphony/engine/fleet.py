@@ -1,0 +1,386 @@
+"""The fleet as a console shows it: one page of the worker table and the fleet's aggregates, at a
+cost bounded by what is shown, not by the number of workers.
+
+A :class:`FleetReader` lives as long as the console (one per open view) and takes part in the
+snapshot's two round trips (``read_snapshot(..., fleet=reader, page=(offset, limit))``):
+
+* round trip 1: ``ZCARD`` of the workers ZSET (how many are registered), the ``limit + offset``
+  oldest leases (``ZRANGE 0 n WITHSCORES``: the dead and the late are always the oldest leases,
+  so "trouble first" needs no other index), and one step of a ``ZSCAN`` over the ZSET (about a
+  tenth of the fleet, at least ``SWEEP_MIN``);
+* round trip 2: ``HMGET`` of the table's fields for the page's workers only, and of the few
+  fields the aggregates need (state, pool, host, CPU, memory) for the workers that ZSCAN step
+  returned.
+
+So each worker hash is read about once per ``SWEEP_POLLS`` polls for the aggregates (per pool
+and per host: workers by state, CPU and memory mean and maximum, host CPU), and every poll for
+the rows on screen. The aggregates are therefore up to one sweep old for busy/idle and CPU
+figures; the dead and late workers are exact every poll (they are the oldest leases, read every
+poll). ZSCAN's guarantee (every member present from the start to the end of a sweep is returned
+at least once) keeps every registered worker in the cache; a worker not returned by a whole
+sweep left the registry and is dropped. The first read of a reader fetches the whole membership
+once (the cache starts empty).
+
+The page is ordered like the console's table always was: the dead and the late first, then by
+pool, host and id (the order of the cache, which knows every worker's pool and host).
+
+Every command names one key of the fleet slot, so the same pipelines run on a Redis Cluster
+(redis-py's cluster pipeline sends each command to its key's node).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from .keys import Keys
+
+SWEEP_POLLS = 10  # a full sweep of the fleet's hashes takes about this many polls
+SWEEP_MIN = 200  # ZSCAN COUNT at least this
+MAX_TROUBLE = 1000  # the oldest leases read every poll at most (the dead and late shown first)
+DEFAULT_LEASE_MS = 12_500.0  # a worker's default (its hash says its own)
+TROUBLE = ("dead", "stale")
+SUMMARY_FIELDS = ("state", "pool", "host", "beat", "hb_ms", "cpu", "mem", "host_cpu", "host_mem")
+ROW_FIELDS = ("name", "host", "pid", "pool", "roles", "state", "current", "since", "beat", "hb_ms", "cpu", "mem",
+              "host_cpu", "host_mem", "rss", "started", "supervisor", "done", "cpus", "slurm_job", "slurm_array",
+              "job_end")
+
+
+def _float(value: Any) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def derived_state(raw_state: str | None, beat: float | None, hb_ms: float | None, expiry: float | None,
+                  now_ms: float) -> str:
+    """A worker's state as the table shows it: dead once its lease lapsed, stale when its last
+    beat is more than 1.5 heartbeats old, else what it said (``snapshot._worker_status``'s rule)."""
+    state = raw_state or "unknown"
+    if expiry is not None and expiry <= now_ms:
+        return "dead"
+    if beat and (now_ms - beat) > 1.5 * (hb_ms or 5000.0):
+        return "stale"
+    return state
+
+
+@dataclass
+class _Entry:
+    """What the reader remembers of one worker (from the last time its hash was read)."""
+
+    pool: str
+    host: str
+    state: str  # the worker's own word (busy, idle, stopping...)
+    derived: str  # the state as derived when read (dead/stale included)
+    cpu: float | None
+    mem: float | None
+    host_cpu: float | None
+    host_mem: float | None
+    seen: int  # the sweep that last saw it
+    hb_ms: float | None = None
+    lease_ms: float | None = None  # the lease's length: its expiry (the ZSET's score) minus its beat
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """The workers of one pool or one host."""
+
+    name: str
+    workers: int
+    states: tuple[tuple[str, int], ...]  # (state, count), most urgent first
+    cpu_mean: float | None = None  # of the workers' own CPU percent
+    cpu_max: float | None = None
+    memory_mean: float | None = None
+    memory_max: float | None = None
+    host_cpu: float | None = None  # mean over the group's hosts of each host's CPU percent
+    hosts: int = 0
+
+    def count(self, state: str) -> int:
+        return dict(self.states).get(state, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "workers": self.workers, "states": dict(self.states),
+                "cpu_mean": self.cpu_mean, "cpu_max": self.cpu_max, "memory_mean": self.memory_mean,
+                "memory_max": self.memory_max, "host_cpu": self.host_cpu, "hosts": self.hosts}
+
+
+@dataclass(frozen=True)
+class FleetSummary:
+    """Every registered worker, counted: by state, per pool and per host; and which page of the
+    worker table the snapshot's ``workers`` are (all of them: ``offset`` 0, ``limit`` None)."""
+
+    registered: int
+    states: tuple[tuple[str, int], ...] = ()
+    pools: tuple[GroupSummary, ...] = ()
+    hosts: tuple[GroupSummary, ...] = ()
+    offset: int = 0
+    limit: int | None = None
+    known: int = 0  # workers whose description the reader has (registered ones not yet read: the rest)
+
+    def count(self, state: str) -> int:
+        return dict(self.states).get(state, 0)
+
+    @property
+    def alive(self) -> int:
+        return self.registered - self.count("dead") - self.count("stale")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"registered": self.registered, "states": dict(self.states), "offset": self.offset,
+                "limit": self.limit, "pools": [p.to_dict() for p in self.pools],
+                "hosts": [h.to_dict() for h in self.hosts]}
+
+
+STATE_ORDER = {"dead": 0, "stale": 1, "quarantined": 2, "stopping": 3, "draining": 3, "drained": 3, "busy": 4,
+               "idle": 5}
+
+
+def _ordered_states(counts: dict[str, int]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted(counts.items(), key=lambda i: (STATE_ORDER.get(i[0], 9), i[0])))
+
+
+def _stats(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return round(sum(values) / len(values), 2), max(values)
+
+
+class _Group:
+    __slots__ = ("states", "cpu", "mem", "host_cpu")
+
+    def __init__(self) -> None:
+        self.states: dict[str, int] = {}
+        self.cpu: list[float] = []
+        self.mem: list[float] = []
+        self.host_cpu: dict[str, float] = {}
+
+    def add(self, state: str, host: str, cpu: float | None, mem: float | None, host_cpu: float | None) -> None:
+        self.states[state] = self.states.get(state, 0) + 1
+        if state == "dead":
+            return
+        if cpu is not None:
+            self.cpu.append(cpu)
+        if mem is not None:
+            self.mem.append(mem)
+        if host_cpu is not None:
+            previous = self.host_cpu.get(host)
+            self.host_cpu[host] = host_cpu if previous is None else max(previous, host_cpu)
+
+    def summary(self, name: str, hosts: int) -> GroupSummary:
+        cpu_mean, cpu_max = _stats(self.cpu)
+        mem_mean, mem_max = _stats(self.mem)
+        host_values = list(self.host_cpu.values())
+        return GroupSummary(name, sum(self.states.values()), _ordered_states(self.states), cpu_mean, cpu_max,
+                            mem_mean, mem_max, round(sum(host_values) / len(host_values), 2) if host_values else None,
+                            hosts)
+
+
+def summarize(rows: Iterable[tuple[str, str, str, float | None, float | None, float | None]], registered: int,
+              offset: int = 0, limit: int | None = None) -> FleetSummary:
+    """The aggregates of ``rows`` (pool, host, state, cpu, memory, host cpu: one per worker)."""
+    totals: dict[str, int] = {}
+    pools: dict[str, _Group] = {}
+    hosts: dict[str, _Group] = {}
+    pool_hosts: dict[str, set[str]] = {}
+    known = 0
+    for pool, host, state, cpu, mem, host_cpu in rows:
+        known += 1
+        totals[state] = totals.get(state, 0) + 1
+        pool = pool or "(no pool)"
+        group = pools.get(pool)
+        if group is None:
+            group = pools[pool] = _Group()
+            pool_hosts[pool] = set()
+        group.add(state, host, cpu, mem, host_cpu)
+        if state != "dead":
+            pool_hosts[pool].add(host)
+        group = hosts.get(host)
+        if group is None:
+            group = hosts[host] = _Group()
+        group.add(state, host, cpu, mem, host_cpu)
+    if registered > known:  # registered but not read yet (a reader's first sweep is under way)
+        totals["unknown"] = totals.get("unknown", 0) + registered - known
+    return FleetSummary(registered=registered, states=_ordered_states(totals),
+                        pools=tuple(g.summary(p, len(pool_hosts[p])) for p, g in sorted(pools.items())),
+                        hosts=tuple(g.summary(h, 1) for h, g in sorted(hosts.items())),
+                        offset=offset, limit=limit, known=known)
+
+
+@dataclass
+class _Plan:
+    """What one read queued, so its replies can be taken apart."""
+
+    offset: int
+    limit: int
+    candidates: list[tuple[str, float]] = field(default_factory=list)  # the oldest leases
+    scanned: list[tuple[str, float]] = field(default_factory=list)  # this poll's step of the sweep
+    cursor: int = 0
+    registered: int = 0
+    page_ids: list[str] = field(default_factory=list)
+    trouble: frozenset[str] = frozenset()
+
+
+class FleetReader:
+    """One console view's memory of the fleet (see the module's doc). Not thread-safe: one read at
+    a time (the console's poller runs one poll at a time)."""
+
+    def __init__(self, keys: Keys, *, sweep_polls: int = SWEEP_POLLS, sweep_min: int = SWEEP_MIN):
+        self.keys = keys
+        self.sweep_polls = max(1, sweep_polls)
+        self.sweep_min = max(1, sweep_min)
+        self._entries: dict[str, _Entry] = {}
+        self._order: list[str] | None = None  # the cache sorted by pool, host, id; rebuilt on change
+        self._cursor = 0
+        self._sweep = 0
+        self._registered = 0
+        self._plan: _Plan | None = None
+        self.primed = False
+
+    def prime(self, client: Any) -> None:
+        """The first read: every worker's summary fields (two round trips, once per reader)."""
+        members = client.zrange(self.keys.workers, 0, -1, withscores=True)
+        seconds, micros = client.time()
+        now_ms = seconds * 1000 + micros / 1000
+        with client.pipeline(transaction=False) as pipe:
+            for w, _ in members:
+                pipe.hmget(self.keys.worker(w), SUMMARY_FIELDS)
+            replies = pipe.execute() if members else []
+        for (w, expiry), values in zip(members, replies):
+            if values is not None and any(v is not None for v in values):
+                self._remember(w, dict(zip(SUMMARY_FIELDS, values)), expiry, now_ms, 0)
+        self._registered = len(members)
+        self.primed = True
+
+    # --- round trip 1 ---------------------------------------------------------------------
+    def queue_first(self, pipe: Any, page: tuple[int, int]) -> int:
+        """Queue round trip 1's commands on ``pipe``; returns how many."""
+        offset, limit = max(0, int(page[0])), max(0, int(page[1]))
+        self._plan = _Plan(offset, limit)
+        pipe.zcard(self.keys.workers)
+        pipe.zrange(self.keys.workers, 0, max(1, min(offset + limit, MAX_TROUBLE)) - 1, withscores=True)
+        pipe.zscan(self.keys.workers, self._cursor,
+                   count=max(self.sweep_min, math.ceil(self._registered / self.sweep_polls)))
+        return 3
+
+    def take_first(self, replies: Sequence[Any]) -> None:
+        plan = self._plan
+        assert plan is not None
+        registered, candidates, (cursor, members) = replies[:3]
+        plan.registered = self._registered = int(registered)
+        plan.candidates = list(candidates)
+        plan.cursor, plan.scanned = int(cursor), list(members)
+
+    # --- round trip 2 ---------------------------------------------------------------------
+    def queue_second(self, pipe: Any, now_ms: float) -> int:
+        """Queue round trip 2's HMGETs: the page's rows, then the sweep's summaries; returns how many."""
+        plan = self._plan
+        assert plan is not None
+        entries = self._entries
+        trouble = []
+        for w, expiry in plan.candidates:
+            e = entries.get(w)
+            lease = e.lease_ms if e is not None and e.lease_ms else DEFAULT_LEASE_MS
+            state = derived_state("", expiry - lease, e.hb_ms if e is not None else None, expiry, now_ms)
+            if state in TROUBLE:
+                trouble.append(w)
+        trouble.sort(key=lambda w: (entries[w].pool, entries[w].host, w) if w in entries else ("", "?", w))
+        plan.trouble = frozenset(trouble)
+        wanted = plan.offset + plan.limit
+        ids = trouble[plan.offset:wanted]
+        if len(ids) < plan.limit:
+            skip = max(0, plan.offset - len(trouble))
+            for w in self._healthy_order():
+                if w in plan.trouble:
+                    continue
+                if skip:
+                    skip -= 1
+                    continue
+                ids.append(w)
+                if len(ids) >= plan.limit:
+                    break
+        plan.page_ids = ids
+        for w in ids:
+            pipe.hmget(self.keys.worker(w), ROW_FIELDS)
+        for w, _ in plan.scanned:
+            pipe.hmget(self.keys.worker(w), SUMMARY_FIELDS)
+        return len(ids) + len(plan.scanned)
+
+    def take_second(self, replies: Sequence[Any], now_ms: float,
+                    worker_status: Any) -> tuple[tuple[Any, ...], FleetSummary]:
+        """The page's :class:`WorkerStatus` rows (``worker_status(id, expiry, info, now_ms)``
+        builds one) and the fleet's summary."""
+        plan = self._plan
+        assert plan is not None
+        self._plan = None
+        scores = dict(plan.candidates)
+        scores.update(plan.scanned)
+        sweep = self._sweep
+        rows: list[Any] = []
+        for w, values in zip(plan.page_ids, replies[:len(plan.page_ids)]):
+            if values is None or all(v is None for v in values):
+                continue  # gone since round trip 1
+            info = {k: v for k, v in zip(ROW_FIELDS, values) if v is not None}
+            expiry = scores.get(w)
+            rows.append(worker_status(w, expiry if expiry is not None else now_ms + 1, info, now_ms))
+            self._remember(w, info, expiry, now_ms, sweep)
+        for (w, expiry), values in zip(plan.scanned, replies[len(plan.page_ids):]):
+            if values is None or all(v is None for v in values):
+                self._forget(w)
+                continue
+            self._remember(w, dict(zip(SUMMARY_FIELDS, values)), expiry, now_ms, sweep)
+        if plan.cursor == 0:  # a sweep ended: whoever it did not see left the registry
+            for w in [w for w, e in self._entries.items() if e.seen < sweep]:
+                self._forget(w)
+            self._sweep += 1
+        self._cursor = plan.cursor
+        fresh = {s.id: s.state for s in rows}
+        for w, expiry in plan.candidates:  # the oldest leases: exact trouble every poll
+            e = self._entries.get(w)
+            if w not in fresh and e is not None:
+                lease = e.lease_ms or DEFAULT_LEASE_MS
+                fresh[w] = derived_state(e.state, expiry - lease, e.hb_ms, expiry, now_ms)
+        return tuple(rows), self._summary(plan, fresh)
+
+    # --- the cache ----------------------------------------------------------------------
+    def _remember(self, w: str, info: dict[str, Any], expiry: float | None, now_ms: float, sweep: int) -> None:
+        pool, host = info.get("pool") or "", info.get("host") or "?"
+        old = self._entries.get(w)
+        if old is None or (old.pool, old.host) != (pool, host):
+            self._order = None
+        hb_ms = _float(info.get("hb_ms"))
+        beat = _float(info.get("beat"))
+        lease_ms = (expiry - beat) if (expiry is not None and beat) else (old.lease_ms if old else None)
+        self._entries[w] = _Entry(pool, host, info.get("state") or "unknown",
+                                  derived_state(info.get("state"), beat, hb_ms, expiry, now_ms),
+                                  _float(info.get("cpu")), _float(info.get("mem")), _float(info.get("host_cpu")),
+                                  _float(info.get("host_mem")), max(sweep, old.seen if old else sweep),
+                                  hb_ms, lease_ms)
+
+    def _forget(self, w: str) -> None:
+        if self._entries.pop(w, None) is not None:
+            self._order = None
+
+    def _healthy_order(self) -> list[str]:
+        if self._order is None:
+            entries = self._entries
+            self._order = sorted(entries, key=lambda w: (entries[w].pool, entries[w].host, w))
+        return self._order
+
+    def _summary(self, plan: _Plan, fresh: dict[str, str]) -> FleetSummary:
+        # the oldest leases were judged this poll: they say exactly who is dead or late, when some
+        # of them were healthy (then nobody younger can be in trouble): the cache's words count then
+        conclusive = len(plan.candidates) < min(plan.offset + plan.limit, MAX_TROUBLE) or (
+            bool(plan.candidates) and plan.candidates[-1][0] not in plan.trouble)
+
+        def state_of(w: str, e: _Entry) -> str:
+            got = fresh.get(w)
+            if got is not None:
+                return got
+            if conclusive and e.derived in TROUBLE:
+                return e.state
+            return e.derived
+
+        rows = ((e.pool, e.host, state_of(w, e), e.cpu, e.mem, e.host_cpu) for w, e in self._entries.items())
+        return summarize(rows, plan.registered, plan.offset, plan.limit)
