@@ -193,7 +193,7 @@ class SymphonyApp(SessionActions, App[None]):
     # --- the poll ----------------------------------------------------------------------------
     def fetch(self, views: dict[str, Any]) -> Prepared:
         """The poll's thread half: read Redis, then prepare every panel's data (no widget here)."""
-        result = self.backend.poll()
+        result = self.backend.poll(page=views.get("workers"))
         snapshot = result.snapshot
         self.rates.update(snapshot)  # only ever used by this thread (one poll at a time)
         source = MainSource(snapshot, tuple(result.scale_sets), self.rates.flows(snapshot))
@@ -216,8 +216,9 @@ class SymphonyApp(SessionActions, App[None]):
         server = snapshot.server
         header.connection.out_of_memory = server is not None and bool(server.out_of_memory)
         header.connection.problem = server.headline if server is not None else ""
+        workers = snapshot.fleet.registered if snapshot.fleet is not None else len(snapshot.workers)
         header.counts = (f"{len(snapshot.sessions)} session(s) · {len(snapshot.queues)} queue(s) · "
-                         f"{len(snapshot.workers)} worker(s)"
+                         f"{workers} worker(s)"
                          + (f" · grace window {snapshot.grace_s:.0f}s" if snapshot.grace_s else ""))
         self.connected = True
         if self._lost:

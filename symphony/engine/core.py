@@ -31,8 +31,8 @@ from .metrics import (AZURE_RETENTION_S, HOST_BUCKET_S, HOST_RETENTION_S, AzureS
 from .reclaim import ReclaimReport, lapsed_workers, reap, reclaim_worker
 from .records import RecordCache
 from .server import ServerInfo, read_server_info
-from .fleet import FleetReader
-from .snapshot import Snapshot, read_snapshot, work_remaining
+from .fleet import FleetReader, read_worker
+from .snapshot import Snapshot, WorkerStatus, read_snapshot, work_remaining
 from .worklog import LogLine, read_lines, write_lines
 
 
@@ -372,9 +372,14 @@ class Engine:
         return read_snapshot(self.client, self.keys, redis_display=self.display, events=events, fleet=reader,
                              page=page)
 
-    def fleet_reader(self) -> FleetReader:
-        """A memory of the fleet for paged snapshots (one per console view)."""
-        return FleetReader(self.keys)
+    def worker_status(self, worker_id: str) -> WorkerStatus | None:
+        """One registered worker's status (None if it is not registered), in one round trip."""
+        return read_worker(self.client, self.keys, worker_id)
+
+    def fleet_reader(self, *, aggregates: bool = True) -> FleetReader:
+        """A memory of the fleet for paged snapshots (one per console view); without
+        ``aggregates`` it reads only the page (no sweep of the fleet)."""
+        return FleetReader(self.keys, aggregates=aggregates)
 
     def task_durations(self, stages: Iterable[str]) -> tuple[DurationHistogram, ...]:
         """How long completed tasks of ``stages`` took: one histogram per stage (workers add to it

@@ -226,17 +226,20 @@ class FleetReader:
     """One console view's memory of the fleet (see the module's doc). Not thread-safe: one read at
     a time (the console's poller runs one poll at a time)."""
 
-    def __init__(self, keys: Keys, *, sweep_polls: int = SWEEP_POLLS, sweep_min: int = SWEEP_MIN):
+    def __init__(self, keys: Keys, *, sweep_polls: int = SWEEP_POLLS, sweep_min: int = SWEEP_MIN,
+                 aggregates: bool = True):
+        """``aggregates=False``: no sweep (a view that shows only a page, or no worker table)."""
         self.keys = keys
         self.sweep_polls = max(1, sweep_polls)
         self.sweep_min = max(1, sweep_min)
+        self.aggregates = aggregates
         self._entries: dict[str, _Entry] = {}
         self._order: list[str] | None = None  # the cache sorted by pool, host, id; rebuilt on change
         self._cursor = 0
         self._sweep = 0
         self._registered = 0
         self._plan: _Plan | None = None
-        self.primed = False
+        self.primed = not aggregates
 
     def prime(self, client: Any) -> None:
         """The first read: every worker's summary fields (two round trips, once per reader)."""
@@ -260,6 +263,8 @@ class FleetReader:
         self._plan = _Plan(offset, limit)
         pipe.zcard(self.keys.workers)
         pipe.zrange(self.keys.workers, 0, max(1, min(offset + limit, MAX_TROUBLE)) - 1, withscores=True)
+        if not self.aggregates:
+            return 2
         pipe.zscan(self.keys.workers, self._cursor,
                    count=max(self.sweep_min, math.ceil(self._registered / self.sweep_polls)))
         return 3
@@ -267,7 +272,7 @@ class FleetReader:
     def take_first(self, replies: Sequence[Any]) -> None:
         plan = self._plan
         assert plan is not None
-        registered, candidates, (cursor, members) = replies[:3]
+        registered, candidates, (cursor, members) = (*replies[:2], replies[2] if self.aggregates else (0, []))
         plan.registered = self._registered = int(registered)
         plan.candidates = list(candidates)
         plan.cursor, plan.scanned = int(cursor), list(members)
@@ -384,3 +389,17 @@ class FleetReader:
 
         rows = ((e.pool, e.host, state_of(w, e), e.cpu, e.mem, e.host_cpu) for w, e in self._entries.items())
         return summarize(rows, plan.registered, plan.offset, plan.limit)
+
+
+def read_worker(client: Any, keys: Keys, worker_id: str) -> Any:
+    """One worker's status (``WorkerStatus``), or None when it is not registered: one round trip."""
+    from .snapshot import _worker_status  # the snapshot's one reading of a worker hash
+
+    with client.pipeline(transaction=False) as pipe:
+        pipe.zscore(keys.workers, worker_id)
+        pipe.hgetall(keys.worker(worker_id))
+        pipe.time()
+        expiry, info, (seconds, micros) = pipe.execute()
+    if expiry is None:
+        return None
+    return _worker_status(worker_id, float(expiry), info, seconds * 1000 + micros / 1000)

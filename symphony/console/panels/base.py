@@ -116,6 +116,7 @@ class TableData:
     title: str = ""
     subtitle: str = ""
     widths: tuple[int, ...] = ()
+    total: int = 0  # rows there are (a paged table shows some of them)
 
     @classmethod
     def of(cls, columns: Sequence[Column], rows: Iterable[Row], title: str = "", subtitle: str = "") -> "TableData":
