@@ -30,7 +30,7 @@ Every command names one key of the fleet slot, so the same pipelines run on a Re
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Sequence
 
 from .keys import Keys
@@ -178,8 +178,9 @@ class _Group:
 
 
 def summarize(rows: Iterable[tuple[str, str, str, float | None, float | None, float | None]], registered: int,
-              offset: int = 0, limit: int | None = None) -> FleetSummary:
-    """The aggregates of ``rows`` (pool, host, state, cpu, memory, host cpu: one per worker)."""
+              offset: int = 0, limit: int | None = None, by_host: bool = True) -> FleetSummary:
+    """The aggregates of ``rows`` (pool, host, state, cpu, memory, host cpu: one per worker);
+    without ``by_host`` the per-host ones are left out (a reader computes those once per sweep)."""
     totals: dict[str, int] = {}
     pools: dict[str, _Group] = {}
     hosts: dict[str, _Group] = {}
@@ -196,6 +197,8 @@ def summarize(rows: Iterable[tuple[str, str, str, float | None, float | None, fl
         group.add(state, host, cpu, mem, host_cpu)
         if state != "dead":
             pool_hosts[pool].add(host)
+        if not by_host:
+            continue
         group = hosts.get(host)
         if group is None:
             group = hosts[host] = _Group()
@@ -206,6 +209,89 @@ def summarize(rows: Iterable[tuple[str, str, str, float | None, float | None, fl
                         pools=tuple(g.summary(p, len(pool_hosts[p])) for p, g in sorted(pools.items())),
                         hosts=tuple(g.summary(h, 1) for h, g in sorted(hosts.items())),
                         offset=offset, limit=limit, known=known)
+
+
+class _Counts:
+    """Every cached worker's state, counted in total, per pool and per host, kept up to date as
+    single workers change (so a poll costs what it touched, not the fleet's size)."""
+
+    def __init__(self) -> None:
+        self.of: dict[str, tuple[str, str, str]] = {}  # worker -> (pool, host, state) counted
+        self.totals: dict[str, int] = {}
+        self.pools: dict[str, dict[str, int]] = {}
+        self.hosts: dict[str, dict[str, int]] = {}
+        self.troubled: set[str] = set()  # counted dead or stale
+        self.dirty_hosts: set[str] = set()
+        self.hosts_changed = True  # a host appeared or went
+
+    def set(self, w: str, pool: str, host: str, state: str) -> None:
+        key = (pool or "(no pool)", host, state)
+        old = self.of.get(w)
+        if old == key:
+            return
+        if old is not None:
+            self._add(old, -1)
+        self.of[w] = key
+        self._add(key, 1)
+        if state in TROUBLE:
+            self.troubled.add(w)
+        else:
+            self.troubled.discard(w)
+
+    def drop(self, w: str) -> None:
+        old = self.of.pop(w, None)
+        if old is not None:
+            self._add(old, -1)
+        self.troubled.discard(w)
+
+    def _add(self, key: tuple[str, str, str], n: int) -> None:
+        pool, host, state = key
+        self.dirty_hosts.add(host)
+        for table, name in ((self.totals, None), (self.pools, pool), (self.hosts, host)):
+            states = table if name is None else table.setdefault(name, {})
+            if name is not None and not states and table is self.hosts:
+                self.hosts_changed = True
+            count = states.get(state, 0) + n
+            if count:
+                states[state] = count
+            else:
+                states.pop(state, None)
+            if name is not None and not states:
+                del table[name]
+                if table is self.hosts:
+                    self.hosts_changed = True
+
+
+Figures = tuple  # (cpu mean, cpu max, memory mean, memory max, host cpu, hosts) of a group
+
+
+def _figures(entries: dict[str, "_Entry"]) -> tuple[dict[str, Figures], dict[str, Figures]]:
+    """CPU and memory per pool and per host (live workers), over the whole cache: once per sweep."""
+    pools: dict[str, _Group] = {}
+    hosts: dict[str, _Group] = {}
+    pool_hosts: dict[str, set[str]] = {}
+    for e in entries.values():
+        if e.derived == "dead":
+            continue
+        pool = e.pool or "(no pool)"
+        group = pools.get(pool)
+        if group is None:
+            group = pools[pool] = _Group()
+            pool_hosts[pool] = set()
+        group.add("", e.host, e.cpu, e.mem, e.host_cpu)
+        pool_hosts[pool].add(e.host)
+        group = hosts.get(e.host)
+        if group is None:
+            group = hosts[e.host] = _Group()
+        group.add("", e.host, e.cpu, e.mem, e.host_cpu)
+
+    def figures(group: _Group, n_hosts: int) -> Figures:
+        summary = group.summary("", n_hosts)
+        return (summary.cpu_mean, summary.cpu_max, summary.memory_mean, summary.memory_max, summary.host_cpu,
+                n_hosts)
+
+    return ({p: figures(g, len(pool_hosts[p])) for p, g in pools.items()},
+            {h: figures(g, 1) for h, g in hosts.items()})
 
 
 @dataclass
@@ -239,6 +325,14 @@ class FleetReader:
         self._sweep = 0
         self._registered = 0
         self._plan: _Plan | None = None
+        self._counts = _Counts()
+        self._gone: list[str] = []  # forgotten since the counts were last brought up to date
+        self._pool_figures: dict[str, Figures] | None = None  # CPU and memory, computed once per sweep
+        self._host_figures: dict[str, Figures] | None = None
+        self._hosts_from: dict[str, Figures] | None = None  # the figures the host cache was built from
+        self._host_cache: dict[str, GroupSummary] = {}
+        self._host_order: list[str] = []
+        self._hosts: tuple[GroupSummary, ...] | None = None
         self.primed = not aggregates
 
     def prime(self, client: Any) -> None:
@@ -253,6 +347,8 @@ class FleetReader:
         for (w, expiry), values in zip(members, replies):
             if values is not None and any(v is not None for v in values):
                 self._remember(w, dict(zip(SUMMARY_FIELDS, values)), expiry, now_ms, 0)
+        for w, e in self._entries.items():
+            self._counts.set(w, e.pool, e.host, e.derived)
         self._registered = len(members)
         self.primed = True
 
@@ -292,9 +388,10 @@ class FleetReader:
                 trouble.append(w)
         trouble.sort(key=lambda w: (entries[w].pool, entries[w].host, w) if w in entries else ("", "?", w))
         plan.trouble = frozenset(trouble)
-        wanted = plan.offset + plan.limit
-        ids = trouble[plan.offset:wanted]
-        if len(ids) < plan.limit:
+        # a few rows more than the page: a worker that left since the cache last saw it leaves no gap
+        room = plan.limit + (max(5, plan.limit // 4) if plan.limit else 0)
+        ids = trouble[plan.offset:plan.offset + room]
+        if len(ids) < room:
             skip = max(0, plan.offset - len(trouble))
             for w in self._healthy_order():
                 if w in plan.trouble:
@@ -303,7 +400,7 @@ class FleetReader:
                     skip -= 1
                     continue
                 ids.append(w)
-                if len(ids) >= plan.limit:
+                if len(ids) >= room:
                     break
         plan.page_ids = ids
         for w in ids:
@@ -325,7 +422,8 @@ class FleetReader:
         rows: list[Any] = []
         for w, values in zip(plan.page_ids, replies[:len(plan.page_ids)]):
             if values is None or all(v is None for v in values):
-                continue  # gone since round trip 1
+                self._forget(w)  # it left the registry
+                continue
             info = {k: v for k, v in zip(ROW_FIELDS, values) if v is not None}
             expiry = scores.get(w)
             rows.append(worker_status(w, expiry if expiry is not None else now_ms + 1, info, now_ms))
@@ -346,7 +444,10 @@ class FleetReader:
             if w not in fresh and e is not None:
                 lease = e.lease_ms or DEFAULT_LEASE_MS
                 fresh[w] = derived_state(e.state, expiry - lease, e.hb_ms, expiry, now_ms)
-        return tuple(rows), self._summary(plan, fresh)
+        touched = [*plan.page_ids, *(w for w, _ in plan.scanned), *(w for w, _ in plan.candidates),
+                   *self._gone]
+        self._gone = []
+        return tuple(rows[:plan.limit]), self._summary(plan, fresh, touched)
 
     # --- the cache ----------------------------------------------------------------------
     def _remember(self, w: str, info: dict[str, Any], expiry: float | None, now_ms: float, sweep: int) -> None:
@@ -366,6 +467,7 @@ class FleetReader:
     def _forget(self, w: str) -> None:
         if self._entries.pop(w, None) is not None:
             self._order = None
+            self._gone.append(w)
 
     def _healthy_order(self) -> list[str]:
         if self._order is None:
@@ -373,22 +475,56 @@ class FleetReader:
             self._order = sorted(entries, key=lambda w: (entries[w].pool, entries[w].host, w))
         return self._order
 
-    def _summary(self, plan: _Plan, fresh: dict[str, str]) -> FleetSummary:
+    def _summary(self, plan: _Plan, fresh: dict[str, str], touched: Iterable[str]) -> FleetSummary:
         # the oldest leases were judged this poll: they say exactly who is dead or late, when some
         # of them were healthy (then nobody younger can be in trouble): the cache's words count then
         conclusive = len(plan.candidates) < min(plan.offset + plan.limit, MAX_TROUBLE) or (
             bool(plan.candidates) and plan.candidates[-1][0] not in plan.trouble)
+        counts, entries = self._counts, self._entries
+        for w in set(touched) | counts.troubled:
+            e = entries.get(w)
+            if e is None:
+                counts.drop(w)
+                continue
+            state = fresh.get(w)
+            if state is None:
+                state = e.state if (conclusive and e.derived in TROUBLE) else e.derived
+            counts.set(w, e.pool, e.host, state)
+        if self._pool_figures is None or plan.cursor == 0:  # CPU and memory: once per sweep
+            self._pool_figures, self._host_figures = _figures(entries)
+        return FleetSummary(registered=plan.registered, states=self._states(counts.totals, plan.registered),
+                            pools=tuple(self._group(p, counts.pools[p], self._pool_figures)
+                                        for p in sorted(counts.pools)),
+                            hosts=self._host_summaries(), offset=plan.offset, limit=plan.limit, known=len(counts.of))
 
-        def state_of(w: str, e: _Entry) -> str:
-            got = fresh.get(w)
-            if got is not None:
-                return got
-            if conclusive and e.derived in TROUBLE:
-                return e.state
-            return e.derived
+    def _states(self, totals: dict[str, int], registered: int) -> tuple[tuple[str, int], ...]:
+        known = sum(totals.values())
+        if registered > known:  # registered but not read yet
+            totals = {**totals, "unknown": totals.get("unknown", 0) + registered - known}
+        return _ordered_states(totals)
 
-        rows = ((e.pool, e.host, state_of(w, e), e.cpu, e.mem, e.host_cpu) for w, e in self._entries.items())
-        return summarize(rows, plan.registered, plan.offset, plan.limit)
+    @staticmethod
+    def _group(name: str, states: dict[str, int], figures: dict[str, Figures] | None) -> GroupSummary:
+        f = (figures or {}).get(name) or (None, None, None, None, None, 0)
+        return GroupSummary(name, sum(states.values()), _ordered_states(states), *f)
+
+    def _host_summaries(self) -> tuple[GroupSummary, ...]:
+        """Per host, rebuilt only for the hosts whose counts changed (and all once per sweep)."""
+        counts = self._counts
+        cache = self._host_cache
+        refresh = counts.dirty_hosts if self._host_figures is self._hosts_from else set(counts.hosts)
+        for host in refresh:
+            if host in counts.hosts:
+                cache[host] = self._group(host, counts.hosts[host], self._host_figures)
+            else:
+                cache.pop(host, None)
+        counts.dirty_hosts = set()
+        self._hosts_from = self._host_figures
+        if counts.hosts_changed or self._hosts is None:
+            self._host_order = sorted(cache)
+            counts.hosts_changed = False
+        self._hosts = tuple(cache[h] for h in self._host_order if h in cache)
+        return self._hosts
 
 
 def read_worker(client: Any, keys: Keys, worker_id: str) -> Any:
