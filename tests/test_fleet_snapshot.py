@@ -1,4 +1,4 @@
-"""The paged snapshot (engine/fleet.py): one page of the worker table and the fleet's aggregates,
+"""The paged snapshot (engine/fleet_view.py): one page of the worker table and the fleet's aggregates,
 read at a cost bounded by the page, in the order and with the counts the full snapshot has."""
 from __future__ import annotations
 

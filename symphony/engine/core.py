@@ -31,7 +31,7 @@ from .metrics import (AZURE_RETENTION_S, HOST_BUCKET_S, HOST_RETENTION_S, AzureS
 from .reclaim import ReclaimReport, lapsed_workers, reap, reclaim_worker
 from .records import RecordCache
 from .server import ServerInfo, read_server_info
-from .fleet import FleetReader, read_worker
+from .fleet_view import FleetReader, read_worker
 from .snapshot import Snapshot, WorkerStatus, read_snapshot, work_remaining
 from .worklog import LogLine, read_lines, write_lines
 
@@ -368,7 +368,7 @@ class Engine:
     def snapshot(self, *, events: int = 50, reader: FleetReader | None = None,
                  page: tuple[int, int] = (0, 50)) -> Snapshot:
         """The status; with a ``reader`` (:meth:`fleet_reader`, kept between calls) only the
-        ``page`` (offset, limit) of the worker table and the fleet's aggregates (engine/fleet.py)."""
+        ``page`` (offset, limit) of the worker table and the fleet's aggregates (engine/fleet_view.py)."""
         return read_snapshot(self.client, self.keys, redis_display=self.display, events=events, fleet=reader,
                              page=page)
 

@@ -1,8 +1,8 @@
 """The status snapshot: queues, sessions, workers and recent events, immutable.
 
-It is read in exactly two pipelined round trips (a console's paged read with an
-:class:`engine.fleet.FleetReader`: the same two, bounded by the page shown; see fleet.py) however many queues and workers there are:
-the first fetches the registry, the workers' leases, the recent events, the server time and
+It is read in exactly two pipelined round trips however many queues and workers there are
+(a console's paged read with an :class:`engine.fleet_view.FleetReader`: the same two, bounded
+by the page shown, see fleet_view.py): the first fetches the registry, the workers' leases, the recent events, the server time and
 the server's facts (``INFO``); the second fetches every session's counters, every queue's
 length and every worker's description. No ``KEYS``, no ``SCAN``. ``docs/status-json.md``
 documents :meth:`Snapshot.to_dict`.
@@ -22,7 +22,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from .fleet import FleetSummary, summarize
+from .fleet_view import FleetSummary, summarize
 from .keys import Keys
 from .messages import InvalidMessage, decode_task
 from .outcomes import SessionState
@@ -366,10 +366,10 @@ def _read_registry(client: redis.Redis, keys: Keys, events: int, fleet: Any = No
         if fleet is None:
             pipe.zrange(keys.workers, 0, -1, withscores=True)
         else:
-            pipe.time()  # a placeholder: the fleet reader's commands follow the first nine
+            pipe.execute_command("TIME")  # a placeholder: the fleet reader's commands follow the first nine
         pipe.xrevrange(keys.results, count=max(1, events))
         pipe.xrevrange(keys.events, count=max(1, events))
-        pipe.time()
+        pipe.execute_command("TIME")  # a cluster pipeline refuses pipe.time()
         pipe.pttl(keys.grace)
         pipe.hgetall(keys.slurm_tags)
         pipe.hgetall(keys.drain)
@@ -482,7 +482,7 @@ def _sessions_from(summaries: list[SessionSummary], second: list[Any], steering:
 
 def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", events: int = 50,
                   fleet: Any = None, page: tuple[int, int] = (0, 50)) -> Snapshot:
-    """Read the whole status in two round trips. With ``fleet`` (an engine.fleet.FleetReader
+    """Read the whole status in two round trips. With ``fleet`` (an engine.fleet_view.FleetReader
     kept between reads), only the ``page`` (offset, limit) of the worker table is read, plus the
     fleet's aggregates (``Snapshot.fleet``); without, every worker."""
     if fleet is not None and not fleet.primed:

@@ -338,7 +338,7 @@ class FleetReader:
     def prime(self, client: Any) -> None:
         """The first read: every worker's summary fields (two round trips, once per reader)."""
         members = client.zrange(self.keys.workers, 0, -1, withscores=True)
-        seconds, micros = client.time()
+        seconds, micros = client.execute_command("TIME")
         now_ms = seconds * 1000 + micros / 1000
         with client.pipeline(transaction=False) as pipe:
             for w, _ in members:
@@ -534,7 +534,7 @@ def read_worker(client: Any, keys: Keys, worker_id: str) -> Any:
     with client.pipeline(transaction=False) as pipe:
         pipe.zscore(keys.workers, worker_id)
         pipe.hgetall(keys.worker(worker_id))
-        pipe.time()
+        pipe.execute_command("TIME")  # a cluster pipeline refuses pipe.time()
         expiry, info, (seconds, micros) = pipe.execute()
     if expiry is None:
         return None
