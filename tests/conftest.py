@@ -1,11 +1,31 @@
-"""Fixtures: a real Redis server started by the suite on a free port (never the operator's)."""
+"""Fixtures: a real Redis server started by the suite on a free port (never the operator's).
+
+``SYMPHONY_TEST_REDIS=cluster`` (the cluster tier, .ci/run) makes ``redis_url``, ``r``,
+``engine`` and ``cli`` use a 3-master Redis Cluster (tests/redis_cluster.py) instead of one
+server; the ``redis_cluster`` / ``cluster_url`` / ``own_cluster`` fixtures give a cluster to any
+test. The tests that pass on a cluster are listed in tests/cluster_tier.txt.
+"""
 from __future__ import annotations
+
+import os
 
 import pytest
 import redis
 
 from symphony.engine import EmbeddedRedis, Engine, resolve_redis
 from symphony.engine.scripts import load_all
+
+
+ON_CLUSTER = os.environ.get("SYMPHONY_TEST_REDIS", "").strip().lower() == "cluster"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cluster: starts a real 3-master Redis Cluster (tests/redis_cluster.py)")
+
+
+def pytest_report_header(config):
+    return ("redis: a 3-master Redis Cluster (SYMPHONY_TEST_REDIS=cluster)" if ON_CLUSTER
+            else "redis: one server (SYMPHONY_TEST_REDIS=cluster for the cluster tier)")
 
 
 @pytest.fixture(scope="session")
@@ -17,17 +37,71 @@ def redis_server():
     server.close()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """One 3-master Redis Cluster for the whole run, stopped by PID; skips saying why when this
+    machine's redis-server cannot form one."""
+    from tests.redis_cluster import LocalCluster, why_unavailable
+
+    reason = why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    cluster = LocalCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+    except Exception as exc:  # noqa: BLE001 - e.g. a redis-server built without cluster support
+        cluster.close()
+        pytest.skip(f"could not start a Redis Cluster: {exc}".splitlines()[0])
+    yield cluster
+    cluster.close()
+
+
 @pytest.fixture
-def redis_url(redis_server) -> str:
-    with redis_server.client() as client:
+def cluster_url(redis_cluster) -> str:
+    """The shared cluster, emptied (keys and script caches of every master): a URL naming one node."""
+    redis_cluster.flushall()
+    return redis_cluster.url
+
+
+@pytest.fixture
+def own_cluster(tmp_path):
+    """A private 3-master cluster for tests that kill or restart a master (AOF on every node)."""
+    from tests.redis_cluster import LocalCluster, why_unavailable
+
+    reason = why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    cluster = LocalCluster(tmp_path / "cluster")
+    try:
+        cluster.start()
+    except Exception as exc:  # noqa: BLE001
+        cluster.close()
+        pytest.skip(f"could not start a Redis Cluster: {exc}".splitlines()[0])
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def redis_url(request) -> str:
+    """The suite's Redis, emptied: one server, or the cluster when SYMPHONY_TEST_REDIS=cluster."""
+    if ON_CLUSTER:
+        return request.getfixturevalue("cluster_url")
+    server = request.getfixturevalue("redis_server")
+    with server.client() as client:
         client.flushall()
         client.script_flush()
-    return redis_server.url
+    return server.url
 
 
 @pytest.fixture
-def r(redis_url) -> redis.Redis:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+def r(redis_url):
+    """A plain client of the suite's Redis (a RedisCluster on the cluster tier)."""
+    if ON_CLUSTER:
+        from redis.cluster import RedisCluster
+
+        client = RedisCluster.from_url(redis_url, decode_responses=True)
+    else:
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield client
     client.close()
 

@@ -23,8 +23,10 @@ from symphony.spec import role_problem
 
 from .keys import DEFAULT_KEYS, Keys
 
-# Connection set-up (redis-py sends HELLO and CLIENT SETNAME; PING checks health).
-CONNECTION = ("hello", "ping", "client|setname")
+# Connection set-up (redis-py sends HELLO and CLIENT SETNAME; PING checks health). On a Redis
+# Cluster the client also reads the slots' map (CLUSTER SLOTS) and the command table (COMMAND,
+# for its key parser) when it starts and after a failover; both only describe the server.
+CONNECTION = ("hello", "ping", "client|setname", "cluster|slots", "command")
 
 # Every command a worker process (and its supervisor) sends, directly or from a Lua script.
 WORKER_COMMANDS = CONNECTION + (
