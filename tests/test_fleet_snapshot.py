@@ -119,3 +119,38 @@ def test_one_worker_is_read_alone(engine, fleet):
     status = engine.worker_status(fleet[7])
     assert status is not None and status.id == fleet[7] and status.pool
     assert engine.worker_status("nobody") is None
+
+
+@pytest.mark.cluster
+def test_the_snapshot_reads_a_redis_cluster_by_slot(cluster_url):
+    """On a Redis Cluster: read.lua's calls each take keys of one slot (the queues of a session
+    lie in other slots than the fleet's keys), the paged read's commands go to their key's node."""
+    from symphony.engine import Keys, SessionState, resolve_redis
+    from symphony.engine.registry import SessionSummary
+    from symphony.engine.scripts import load_all
+
+    keys = Keys(ns="{symphony}")  # the fleet's keys in one slot, as cluster-core's layout has them
+    with Engine(resolve_redis(cluster_url), keys=keys) as engine:
+        load_all(engine.client)
+        stages = ("rvm", "detection")
+        for n in range(6):
+            name = f"block{n}"
+            summary = SessionSummary(name=name, state=SessionState.ACTIVE, pipeline="p", stages=stages,
+                                     pools=("win", "linux"), created=1.0, file="", items=10)
+            engine.client.hset(keys.sessions, name, summary.to_json())
+            for i, stage in enumerate(stages):
+                engine.client.rpush(keys.queue(stage, name), *[f"x{j}" for j in range(n + i + 1)])
+        slots = {engine.client.keyslot(keys.queue(s, f"block{n}")) for n in range(6) for s in stages}
+        assert len(slots) > 1  # the reads must span slots
+        ids = [f"w{n:03d}" for n in range(300)]
+        beat_many(engine, ids)
+        full = engine.snapshot()
+        assert {q.name: q.queued for q in full.queues} == {
+            f"{s}:block{n}": n + i + 1 for n in range(6) for i, s in enumerate(stages)}
+        assert len(full.workers) == 300
+        reader = engine.fleet_reader()
+        paged = engine.snapshot(reader=reader, page=(0, PAGE))
+        paged = engine.snapshot(reader=reader, page=(PAGE, PAGE))
+        assert [w.id for w in paged.workers] == order(full)[PAGE:2 * PAGE]
+        assert paged.fleet.states == full.fleet.states
+        assert paged.queues == full.queues
