@@ -30,10 +30,14 @@ Every command names one key of the fleet slot, so the same pipelines run on a Re
 from __future__ import annotations
 
 import math
+
+from redis.cluster import ClusterPipeline, RedisCluster
+from redis.crc import key_slot
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Sequence
 
 from .keys import Keys
+from .scripts import scripts
 
 SWEEP_POLLS = 10  # a full sweep of the fleet's hashes takes about this many polls
 SWEEP_MIN = 200  # ZSCAN COUNT at least this
@@ -44,6 +48,29 @@ SUMMARY_FIELDS = ("state", "pool", "host", "beat", "hb_ms", "cpu", "mem", "host_
 ROW_FIELDS = ("name", "host", "pid", "pool", "roles", "state", "current", "since", "beat", "hb_ms", "cpu", "mem",
               "host_cpu", "host_mem", "rss", "started", "supervisor", "done", "cpus", "slurm_job", "slurm_array",
               "job_end")
+
+
+READ_CHUNK = 1000  # keys per read.lua call
+
+
+def slot_chunks(client: Any, keys: Sequence[str]) -> list[list[int]]:
+    """The keys' indices in read.lua calls of at most READ_CHUNK keys; on a Redis Cluster each
+    call's keys share one hash slot (a script may not span slots), in the order they came."""
+    if not _is_cluster(client):
+        return [list(range(i, min(len(keys), i + READ_CHUNK))) for i in range(0, len(keys), READ_CHUNK)]
+    by_slot: dict[int, list[int]] = {}
+    for index, key in enumerate(keys):
+        by_slot.setdefault(key_slot(key.encode()), []).append(index)
+    return [indices[i:i + READ_CHUNK] for indices in by_slot.values() for i in range(0, len(indices), READ_CHUNK)]
+
+
+def _is_cluster(client: Any) -> bool:
+    """A cluster client or its pipeline (engine.cluster's DeferredClient resolved first)."""
+    try:
+        from .cluster import is_cluster
+    except ImportError:  # before the cluster client lands
+        return isinstance(client, (RedisCluster, ClusterPipeline))
+    return is_cluster(client) or isinstance(client, ClusterPipeline)
 
 
 def _float(value: Any) -> float | None:
@@ -306,6 +333,7 @@ class _Plan:
     registered: int = 0
     page_ids: list[str] = field(default_factory=list)
     trouble: frozenset[str] = frozenset()
+    shape: Any = None  # how round trip 2's script replies map to the workers (None: one reply each)
 
 
 class FleetReader:
@@ -374,8 +402,10 @@ class FleetReader:
         plan.cursor, plan.scanned = int(cursor), list(members)
 
     # --- round trip 2 ---------------------------------------------------------------------
-    def queue_second(self, pipe: Any, now_ms: float) -> int:
-        """Queue round trip 2's HMGETs: the page's rows, then the sweep's summaries; returns how many."""
+    def queue_second(self, pipe: Any, now_ms: float, scripted: bool = False) -> list[Any]:
+        """Queue round trip 2's reads: the page's rows, then the sweep's summaries (``scripted``:
+        through read.lua, else one HMGET each); returns one entry per command queued (the script's
+        calls, or None) for ``scripts.execute``."""
         plan = self._plan
         assert plan is not None
         entries = self._entries
@@ -403,11 +433,44 @@ class FleetReader:
                 if len(ids) >= room:
                     break
         plan.page_ids = ids
-        for w in ids:
-            pipe.hmget(self.keys.worker(w), ROW_FIELDS)
-        for w, _ in plan.scanned:
-            pipe.hmget(self.keys.worker(w), SUMMARY_FIELDS)
-        return len(ids) + len(plan.scanned)
+        page_keys = [self.keys.worker(w) for w in ids]
+        scan_keys = [self.keys.worker(w) for w, _ in plan.scanned]
+        if not scripted:
+            plan.shape = None
+            for key in page_keys:
+                pipe.hmget(key, ROW_FIELDS)
+            for key in scan_keys:
+                pipe.hmget(key, SUMMARY_FIELDS)
+            return [None] * (len(page_keys) + len(scan_keys))
+        # read.lua, a few calls of up to READ_CHUNK keys (of one slot each): one reply per call
+        # instead of one per worker keeps the client's cost low (the sweep reads hundreds)
+        lua = scripts().read
+        page_chunks, scan_chunks = slot_chunks(pipe, page_keys), slot_chunks(pipe, scan_keys)
+        plan.shape = (page_chunks, scan_chunks)
+        queued = [lua.queue(pipe, [page_keys[i] for i in c], ("h" * len(c),), readonly=True) for c in page_chunks]
+        queued += [lua.queue(pipe, [scan_keys[i] for i in c], ("f" * len(c), *SUMMARY_FIELDS), readonly=True)
+                   for c in scan_chunks]
+        return queued
+
+    @staticmethod
+    def _unchunk(chunks: list[list[int]], replies: Sequence[Any], size: int) -> list[Any]:
+        out: list[Any] = [None] * size
+        for chunk, reply in zip(chunks, replies):
+            for index, value in zip(chunk, reply):
+                out[index] = value
+        return out
+
+    def _values(self, plan: "_Plan", replies: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+        """Each page row's fields (a dict, None when gone) and each swept worker's summary values."""
+        n_page = len(plan.page_ids)
+        if plan.shape is None:
+            page = [None if v is None or all(x is None for x in v) else
+                    {k: x for k, x in zip(ROW_FIELDS, v) if x is not None} for v in replies[:n_page]]
+            return page, list(replies[n_page:])
+        page_chunks, scan_chunks = plan.shape
+        flat = self._unchunk(page_chunks, replies[:len(page_chunks)], n_page)
+        page = [dict(zip(v[::2], v[1::2])) if v else None for v in flat]
+        return page, self._unchunk(scan_chunks, replies[len(page_chunks):], len(plan.scanned))
 
     def take_second(self, replies: Sequence[Any], now_ms: float,
                     worker_status: Any) -> tuple[tuple[Any, ...], FleetSummary]:
@@ -420,15 +483,15 @@ class FleetReader:
         scores.update(plan.scanned)
         sweep = self._sweep
         rows: list[Any] = []
-        for w, values in zip(plan.page_ids, replies[:len(plan.page_ids)]):
-            if values is None or all(v is None for v in values):
+        page, scanned = self._values(plan, replies)
+        for w, info in zip(plan.page_ids, page):
+            if info is None:
                 self._forget(w)  # it left the registry
                 continue
-            info = {k: v for k, v in zip(ROW_FIELDS, values) if v is not None}
             expiry = scores.get(w)
             rows.append(worker_status(w, expiry if expiry is not None else now_ms + 1, info, now_ms))
             self._remember(w, info, expiry, now_ms, sweep)
-        for (w, expiry), values in zip(plan.scanned, replies[len(plan.page_ids):]):
+        for (w, expiry), values in zip(plan.scanned, scanned):
             if values is None or all(v is None for v in values):
                 self._forget(w)
                 continue

@@ -19,10 +19,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 import redis
-from redis.cluster import RedisCluster
-from redis.crc import key_slot
 
-from .fleet_view import FleetSummary, summarize
+from .fleet_view import READ_CHUNK, FleetSummary, slot_chunks, summarize  # noqa: F401 - READ_CHUNK: its old home
 from .keys import Keys
 from .messages import InvalidMessage, decode_task
 from .outcomes import SessionState
@@ -35,7 +33,6 @@ from .drain import decode_drains
 from .steering import StageControl, all_steering, decode_controls
 
 SCHEMA_VERSION = 1
-READ_CHUNK = 1000  # keys per read.lua call
 _NO_COUNTS: dict[str, int] = {}
 STATES = ("running", "completed", "failed", "timed_out", "cancelled", "retried", "reclaimed", "enqueued", "delayed")
 
@@ -289,29 +286,18 @@ def _event_from_system(entry_id: str, fields: dict[str, str]) -> Event:
                  worker=fields.get("worker", ""))
 
 
-def _chunks(client: Any, read_keys: list[str]) -> list[list[int]]:
-    """The keys' indices in read.lua calls of at most READ_CHUNK keys; on a Redis Cluster each
-    call's keys share one hash slot (a script may not span slots), in the order they came."""
-    if not isinstance(client, RedisCluster):
-        return [list(range(i, min(len(read_keys), i + READ_CHUNK))) for i in range(0, len(read_keys), READ_CHUNK)]
-    by_slot: dict[int, list[int]] = {}
-    for index, key in enumerate(read_keys):
-        by_slot.setdefault(key_slot(key.encode()), []).append(index)
-    return [indices[i:i + READ_CHUNK] for indices in by_slot.values() for i in range(0, len(indices), READ_CHUNK)]
-
-
 def _read_by_script(client: redis.Redis, read_keys: list[str], ops: list[str],
-                    extra: Callable[[Any], int] | None = None) -> tuple[list[Any], list[Any]]:
+                    extra: Callable[[Any, bool], list[Any]] | None = None) -> tuple[list[Any], list[Any]]:
     """Read the keys with read.lua in chunks, as EVALSHA_RO: a read-only ACL user may run it;
-    ``extra(pipe)`` queues more commands on the same pipeline (their replies come second)."""
+    ``extra(pipe, True)`` queues more commands on the same pipeline (their replies come second)."""
     lua = scripts().read
     out: list[Any] = [None] * len(read_keys)
     with client.pipeline(transaction=False) as pipe:
-        chunks = _chunks(client, read_keys)
+        chunks = slot_chunks(client, read_keys)
         queued: list[Any] = [lua.queue(pipe, [read_keys[i] for i in chunk], ("".join(ops[i] for i in chunk),),
                                        readonly=True) for chunk in chunks]
-        more = extra(pipe) if extra is not None else 0
-        replies = execute(client, pipe, queued + [None] * more)
+        more = extra(pipe, True) if extra is not None else []
+        replies = execute(client, pipe, queued + more)
     for chunk, reply in zip(chunks, replies):
         for index, value in zip(chunk, reply):
             out[index] = value
@@ -326,7 +312,7 @@ def _script_refused(exc: BaseException) -> bool:
 
 
 def _read_plainly(client: redis.Redis, read_keys: list[str], ops: list[str],
-                  extra: Callable[[Any], int] | None = None) -> tuple[list[Any], list[Any]]:
+                  extra: Callable[[Any, bool], list[Any]] | None = None) -> tuple[list[Any], list[Any]]:
     """The same reads as read.lua, pipelined (HGETALL replies flattened like the script's)."""
     with client.pipeline(transaction=False) as pipe:
         for key, op in zip(read_keys, ops):
@@ -335,7 +321,7 @@ def _read_plainly(client: redis.Redis, read_keys: list[str], ops: list[str],
             else:
                 pipe.hgetall(key)
         if extra is not None:
-            extra(pipe)
+            extra(pipe, False)
         replies = pipe.execute()
     mine = replies[:len(read_keys)]
     return [r if isinstance(r, int) else [x for pair in r.items() for x in pair] for r in mine], replies[len(read_keys):]
@@ -394,7 +380,7 @@ def _read_registry(client: redis.Redis, keys: Keys, events: int, fleet: Any = No
 
 
 def _read_counts(client: redis.Redis, keys: Keys, summaries: list[SessionSummary], worker_ids: list[str],
-                 stages: Sequence[str] = (), extra: Callable[[Any], int] | None = None) -> tuple[list[Any], list[Any]]:
+                 stages: Sequence[str] = (), extra: Callable[[Any, bool], list[Any]] | None = None) -> tuple[list[Any], list[Any]]:
     """Round trip 2: every session's counters, every queue's length and every worker's
     description (or, with ``extra``, what a fleet reader asks for), read by a read-only script
     in chunks (one reply per chunk instead of one per key keeps the client's cost low; chunks
@@ -490,7 +476,7 @@ def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", e
     first = _read_registry(client, keys, events, fleet, page)
     now_ms = first.now * 1000
     stages = sorted({stage for summary in first.summaries for stage in summary.stages})
-    extra = (lambda pipe: fleet.queue_second(pipe, now_ms)) if fleet is not None else None
+    extra = (lambda pipe, scripted: fleet.queue_second(pipe, now_ms, scripted)) if fleet is not None else None
     second, fleet_replies = _read_counts(client, keys, first.summaries, [w for w, _ in first.leases], stages, extra)
     controls = decode_controls(stages, second[len(second) - len(stages):] if stages else [])
     queues, sessions, pos = _sessions_from(first.summaries, second, first.steering, controls)
