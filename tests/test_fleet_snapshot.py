@@ -58,7 +58,7 @@ def test_a_page_reads_only_the_page_and_a_slice_of_the_fleet(engine, r, fleet):
     hashes_read = calls(r, "hmget") + calls(r, "hgetall")
     assert len(snap.workers) == PAGE
     assert snap.fleet.registered == FLEET
-    # the page, the oldest leases (as many as the page) and one step of the sweep (a tenth of the
+    # the page, the oldest leases (as many as the page) and one step of the sweep (a fifteenth of the
     # fleet): far from every worker hash (a full snapshot reads all 2,000)
     assert hashes_read <= 2 * PAGE + FLEET // 10 + 50, hashes_read
     r.config_resetstat()

@@ -133,7 +133,7 @@ class SymphonyApp(SessionActions, App[None]):
                                                main.query_one(ActivityPanel)])
         self.header.stale_after = max(5.0, 3 * self.refresh_s)
         self.poller = Poller(self, self.fetch, self.draw, self.poll_failed, interval=self.refresh_s,
-                             view=self.board.views)
+                             view=self.board.views, active=self.main_shown)
         self.poller.start()
         self.set_interval(0.5, self.tick, name="header-tick")
         self.query_one(QueuesPanel).focus()
@@ -177,9 +177,16 @@ class SymphonyApp(SessionActions, App[None]):
     def queues(self) -> QueuesPanel:
         return self.main_screen.query_one("#queues", QueuesPanel)
 
+    def main_shown(self) -> bool:
+        """The main screen's panels are on screen (a dialog over them leaves them shown; the
+        session or worker detail, or the initialize screen, covers them: their poll waits)."""
+        return not isinstance(self.screen, (DetailScreen, WorkerScreen, InitializeScreen))
+
     def tick(self) -> None:
         if not self.screen_stack or not self.is_running:
             return
+        if self.poller is not None and self.poller.skipped and self.main_shown():
+            self.poller.poll_now()  # back on the main screen: fresh data at once
         while self._notes:
             level, message = self._notes.popleft()
             severity = "error" if level in ("error", "critical") else "warning" if level == "warning" else "information"

@@ -7,7 +7,7 @@ snapshot's two round trips (``read_snapshot(..., fleet=reader, page=(offset, lim
 * round trip 1: ``ZCARD`` of the workers ZSET (how many are registered), the ``limit + offset``
   oldest leases (``ZRANGE 0 n WITHSCORES``: the dead and the late are always the oldest leases,
   so "trouble first" needs no other index), and one step of a ``ZSCAN`` over the ZSET (about a
-  tenth of the fleet, at least ``SWEEP_MIN``);
+  fifteenth of the fleet, at least ``SWEEP_MIN``);
 * round trip 2: ``HMGET`` of the table's fields for the page's workers only, and of the few
   fields the aggregates need (state, pool, host, CPU, memory) for the workers that ZSCAN step
   returned.
@@ -39,7 +39,7 @@ from typing import Any, Iterable, Sequence
 from .keys import Keys
 from .scripts import scripts
 
-SWEEP_POLLS = 10  # a full sweep of the fleet's hashes takes about this many polls
+SWEEP_POLLS = 15  # a full sweep of the fleet's hashes takes about this many polls
 SWEEP_MIN = 200  # ZSCAN COUNT at least this
 MAX_TROUBLE = 1000  # the oldest leases read every poll at most (the dead and late shown first)
 DEFAULT_LEASE_MS = 12_500.0  # a worker's default (its hash says its own)
@@ -94,7 +94,7 @@ def derived_state(raw_state: str | None, beat: float | None, hb_ms: float | None
     return state
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     """What the reader remembers of one worker (from the last time its hash was read)."""
 
@@ -514,18 +514,40 @@ class FleetReader:
 
     # --- the cache ----------------------------------------------------------------------
     def _remember(self, w: str, info: dict[str, Any], expiry: float | None, now_ms: float, sweep: int) -> None:
-        pool, host = info.get("pool") or "", info.get("host") or "?"
+        """Keep what ``info`` (a worker hash's fields) says; the sweep calls this for hundreds of
+        workers per poll, so it is written for speed."""
+        get = info.get
+        pool, host, state = get("pool") or "", get("host") or "?", get("state") or "unknown"
+        try:
+            beat = float(get("beat") or 0.0)
+            hb_ms = float(get("hb_ms") or 0.0) or None
+            cpu, mem, host_cpu, host_mem = (float(v) if v else None
+                                            for v in (get("cpu"), get("mem"), get("host_cpu"), get("host_mem")))
+        except (TypeError, ValueError):
+            beat, hb_ms = _float(get("beat")) or 0.0, _float(get("hb_ms"))
+            cpu, mem, host_cpu, host_mem = (_float(get(k)) for k in ("cpu", "mem", "host_cpu", "host_mem"))
+        if expiry is not None and expiry <= now_ms:
+            derived = "dead"
+        elif beat and now_ms - beat > 1.5 * (hb_ms or 5000.0):
+            derived = "stale"
+        else:
+            derived = state
         old = self._entries.get(w)
-        if old is None or (old.pool, old.host) != (pool, host):
+        if old is None:
             self._order = None
-        hb_ms = _float(info.get("hb_ms"))
-        beat = _float(info.get("beat"))
-        lease_ms = (expiry - beat) if (expiry is not None and beat) else (old.lease_ms if old else None)
-        self._entries[w] = _Entry(pool, host, info.get("state") or "unknown",
-                                  derived_state(info.get("state"), beat, hb_ms, expiry, now_ms),
-                                  _float(info.get("cpu")), _float(info.get("mem")), _float(info.get("host_cpu")),
-                                  _float(info.get("host_mem")), max(sweep, old.seen if old else sweep),
-                                  hb_ms, lease_ms)
+            self._entries[w] = _Entry(pool, host, state, derived, cpu, mem, host_cpu, host_mem, sweep, hb_ms,
+                                      (expiry - beat) if (expiry is not None and beat) else None)
+            return
+        if old.pool != pool or old.host != host:
+            self._order = None
+            old.pool, old.host = pool, host
+        old.state, old.derived, old.cpu, old.mem, old.host_cpu, old.host_mem = (state, derived, cpu, mem, host_cpu,
+                                                                                host_mem)
+        old.hb_ms = hb_ms
+        if expiry is not None and beat:
+            old.lease_ms = expiry - beat
+        if sweep > old.seen:
+            old.seen = sweep
 
     def _forget(self, w: str) -> None:
         if self._entries.pop(w, None) is not None:

@@ -273,6 +273,8 @@ class TablePanel(DataTable[Any], Panel[S, TableData]):
 
     # --- the UI thread's half ------------------------------------------------------------
     async def draw(self, data: TableData) -> None:
+        if data == self._prepared and self._layout == self._wanted_layout():
+            return  # nothing changed since the last poll: no diff, no redraw
         self._prepared = data
         self._suffix = data.title
         self.border_subtitle = data.subtitle
