@@ -58,7 +58,8 @@ from .registry import SessionSummary
 
 # --- the status snapshot -----------------------------------------------------------------------------
 from .snapshot import Event, QueueStatus, SessionStatus, Snapshot, WorkerStatus
-from .fleet_view import FleetReader, FleetSummary, GroupSummary
+from .fleet_summary import FleetSummary, GroupSummary
+from .fleet_view import FleetReader
 from .durations import DurationHistogram
 
 # --- machine metrics: host CPU from heartbeats, scale-set CPU from Azure Monitor (symphony.azure) ---

@@ -30,12 +30,13 @@ Every command names one key of the fleet slot, so the same pipelines run on a Re
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
 
 from redis.cluster import ClusterPipeline, RedisCluster
 from redis.crc import key_slot
-from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Sequence
 
+from .fleet_summary import TROUBLE, Figures, FleetSummary, GroupSummary, _Counts, _figures, _ordered_states
 from .keys import Keys
 from .scripts import scripts
 
@@ -43,7 +44,6 @@ SWEEP_POLLS = 15  # a full sweep of the fleet's hashes takes about this many pol
 SWEEP_MIN = 200  # ZSCAN COUNT at least this
 MAX_TROUBLE = 1000  # the oldest leases read every poll at most (the dead and late shown first)
 DEFAULT_LEASE_MS = 12_500.0  # a worker's default (its hash says its own)
-TROUBLE = ("dead", "stale")
 SUMMARY_FIELDS = ("state", "pool", "host", "beat", "hb_ms", "cpu", "mem", "host_cpu", "host_mem")
 ROW_FIELDS = ("name", "host", "pid", "pool", "roles", "state", "current", "since", "beat", "hb_ms", "cpu", "mem",
               "host_cpu", "host_mem", "rss", "started", "supervisor", "done", "cpus", "slurm_job", "slurm_array",
@@ -82,6 +82,17 @@ def _float(value: Any) -> float | None:
         return None
 
 
+def _numbers(get: Any) -> tuple[float, float | None, float | None, float | None, float | None, float | None]:
+    """beat, hb_ms, cpu, mem, host_cpu, host_mem of a worker hash's fields (``get``: its dict's get)."""
+    try:
+        cpu, mem, host_cpu, host_mem = (float(v) if v else None
+                                        for v in (get("cpu"), get("mem"), get("host_cpu"), get("host_mem")))
+        return float(get("beat") or 0.0), float(get("hb_ms") or 0.0) or None, cpu, mem, host_cpu, host_mem
+    except (TypeError, ValueError):
+        return (_float(get("beat")) or 0.0, _float(get("hb_ms")),
+                *(_float(get(k)) for k in ("cpu", "mem", "host_cpu", "host_mem")))  # type: ignore[return-value]
+
+
 def derived_state(raw_state: str | None, beat: float | None, hb_ms: float | None, expiry: float | None,
                   now_ms: float) -> str:
     """A worker's state as the table shows it: dead once its lease lapsed, stale when its last
@@ -109,216 +120,6 @@ class _Entry:
     seen: int  # the sweep that last saw it
     hb_ms: float | None = None
     lease_ms: float | None = None  # the lease's length: its expiry (the ZSET's score) minus its beat
-
-
-@dataclass(frozen=True)
-class GroupSummary:
-    """The workers of one pool or one host."""
-
-    name: str
-    workers: int
-    states: tuple[tuple[str, int], ...]  # (state, count), most urgent first
-    cpu_mean: float | None = None  # of the workers' own CPU percent
-    cpu_max: float | None = None
-    memory_mean: float | None = None
-    memory_max: float | None = None
-    host_cpu: float | None = None  # mean over the group's hosts of each host's CPU percent
-    hosts: int = 0
-
-    def count(self, state: str) -> int:
-        return dict(self.states).get(state, 0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "workers": self.workers, "states": dict(self.states),
-                "cpu_mean": self.cpu_mean, "cpu_max": self.cpu_max, "memory_mean": self.memory_mean,
-                "memory_max": self.memory_max, "host_cpu": self.host_cpu, "hosts": self.hosts}
-
-
-@dataclass(frozen=True)
-class FleetSummary:
-    """Every registered worker, counted: by state, per pool and per host; and which page of the
-    worker table the snapshot's ``workers`` are (all of them: ``offset`` 0, ``limit`` None)."""
-
-    registered: int
-    states: tuple[tuple[str, int], ...] = ()
-    pools: tuple[GroupSummary, ...] = ()
-    hosts: tuple[GroupSummary, ...] = ()
-    offset: int = 0
-    limit: int | None = None
-    known: int = 0  # workers whose description the reader has (registered ones not yet read: the rest)
-
-    def count(self, state: str) -> int:
-        return dict(self.states).get(state, 0)
-
-    @property
-    def alive(self) -> int:
-        return self.registered - self.count("dead") - self.count("stale")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"registered": self.registered, "states": dict(self.states), "offset": self.offset,
-                "limit": self.limit, "pools": [p.to_dict() for p in self.pools],
-                "hosts": [h.to_dict() for h in self.hosts]}
-
-
-STATE_ORDER = {"dead": 0, "stale": 1, "quarantined": 2, "stopping": 3, "draining": 3, "drained": 3, "busy": 4,
-               "idle": 5}
-
-
-def _ordered_states(counts: dict[str, int]) -> tuple[tuple[str, int], ...]:
-    return tuple(sorted(counts.items(), key=lambda i: (STATE_ORDER.get(i[0], 9), i[0])))
-
-
-def _stats(values: list[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    return round(sum(values) / len(values), 2), max(values)
-
-
-class _Group:
-    __slots__ = ("states", "cpu", "mem", "host_cpu")
-
-    def __init__(self) -> None:
-        self.states: dict[str, int] = {}
-        self.cpu: list[float] = []
-        self.mem: list[float] = []
-        self.host_cpu: dict[str, float] = {}
-
-    def add(self, state: str, host: str, cpu: float | None, mem: float | None, host_cpu: float | None) -> None:
-        self.states[state] = self.states.get(state, 0) + 1
-        if state == "dead":
-            return
-        if cpu is not None:
-            self.cpu.append(cpu)
-        if mem is not None:
-            self.mem.append(mem)
-        if host_cpu is not None:
-            previous = self.host_cpu.get(host)
-            self.host_cpu[host] = host_cpu if previous is None else max(previous, host_cpu)
-
-    def summary(self, name: str, hosts: int) -> GroupSummary:
-        cpu_mean, cpu_max = _stats(self.cpu)
-        mem_mean, mem_max = _stats(self.mem)
-        host_values = list(self.host_cpu.values())
-        return GroupSummary(name, sum(self.states.values()), _ordered_states(self.states), cpu_mean, cpu_max,
-                            mem_mean, mem_max, round(sum(host_values) / len(host_values), 2) if host_values else None,
-                            hosts)
-
-
-def summarize(rows: Iterable[tuple[str, str, str, float | None, float | None, float | None]], registered: int,
-              offset: int = 0, limit: int | None = None, by_host: bool = True) -> FleetSummary:
-    """The aggregates of ``rows`` (pool, host, state, cpu, memory, host cpu: one per worker);
-    without ``by_host`` the per-host ones are left out (a reader computes those once per sweep)."""
-    totals: dict[str, int] = {}
-    pools: dict[str, _Group] = {}
-    hosts: dict[str, _Group] = {}
-    pool_hosts: dict[str, set[str]] = {}
-    known = 0
-    for pool, host, state, cpu, mem, host_cpu in rows:
-        known += 1
-        totals[state] = totals.get(state, 0) + 1
-        pool = pool or "(no pool)"
-        group = pools.get(pool)
-        if group is None:
-            group = pools[pool] = _Group()
-            pool_hosts[pool] = set()
-        group.add(state, host, cpu, mem, host_cpu)
-        if state != "dead":
-            pool_hosts[pool].add(host)
-        if not by_host:
-            continue
-        group = hosts.get(host)
-        if group is None:
-            group = hosts[host] = _Group()
-        group.add(state, host, cpu, mem, host_cpu)
-    if registered > known:  # registered but not read yet (a reader's first sweep is under way)
-        totals["unknown"] = totals.get("unknown", 0) + registered - known
-    return FleetSummary(registered=registered, states=_ordered_states(totals),
-                        pools=tuple(g.summary(p, len(pool_hosts[p])) for p, g in sorted(pools.items())),
-                        hosts=tuple(g.summary(h, 1) for h, g in sorted(hosts.items())),
-                        offset=offset, limit=limit, known=known)
-
-
-class _Counts:
-    """Every cached worker's state, counted in total, per pool and per host, kept up to date as
-    single workers change (so a poll costs what it touched, not the fleet's size)."""
-
-    def __init__(self) -> None:
-        self.of: dict[str, tuple[str, str, str]] = {}  # worker -> (pool, host, state) counted
-        self.totals: dict[str, int] = {}
-        self.pools: dict[str, dict[str, int]] = {}
-        self.hosts: dict[str, dict[str, int]] = {}
-        self.troubled: set[str] = set()  # counted dead or stale
-        self.dirty_hosts: set[str] = set()
-        self.hosts_changed = True  # a host appeared or went
-
-    def set(self, w: str, pool: str, host: str, state: str) -> None:
-        key = (pool or "(no pool)", host, state)
-        old = self.of.get(w)
-        if old == key:
-            return
-        if old is not None:
-            self._add(old, -1)
-        self.of[w] = key
-        self._add(key, 1)
-        if state in TROUBLE:
-            self.troubled.add(w)
-        else:
-            self.troubled.discard(w)
-
-    def drop(self, w: str) -> None:
-        old = self.of.pop(w, None)
-        if old is not None:
-            self._add(old, -1)
-        self.troubled.discard(w)
-
-    def _add(self, key: tuple[str, str, str], n: int) -> None:
-        pool, host, state = key
-        self.dirty_hosts.add(host)
-        for table, name in ((self.totals, None), (self.pools, pool), (self.hosts, host)):
-            states = table if name is None else table.setdefault(name, {})
-            if name is not None and not states and table is self.hosts:
-                self.hosts_changed = True
-            count = states.get(state, 0) + n
-            if count:
-                states[state] = count
-            else:
-                states.pop(state, None)
-            if name is not None and not states:
-                del table[name]
-                if table is self.hosts:
-                    self.hosts_changed = True
-
-
-Figures = tuple  # (cpu mean, cpu max, memory mean, memory max, host cpu, hosts) of a group
-
-
-def _figures(entries: dict[str, "_Entry"]) -> tuple[dict[str, Figures], dict[str, Figures]]:
-    """CPU and memory per pool and per host (live workers), over the whole cache: once per sweep."""
-    pools: dict[str, _Group] = {}
-    hosts: dict[str, _Group] = {}
-    pool_hosts: dict[str, set[str]] = {}
-    for e in entries.values():
-        if e.derived == "dead":
-            continue
-        pool = e.pool or "(no pool)"
-        group = pools.get(pool)
-        if group is None:
-            group = pools[pool] = _Group()
-            pool_hosts[pool] = set()
-        group.add("", e.host, e.cpu, e.mem, e.host_cpu)
-        pool_hosts[pool].add(e.host)
-        group = hosts.get(e.host)
-        if group is None:
-            group = hosts[e.host] = _Group()
-        group.add("", e.host, e.cpu, e.mem, e.host_cpu)
-
-    def figures(group: _Group, n_hosts: int) -> Figures:
-        summary = group.summary("", n_hosts)
-        return (summary.cpu_mean, summary.cpu_max, summary.memory_mean, summary.memory_max, summary.host_cpu,
-                n_hosts)
-
-    return ({p: figures(g, len(pool_hosts[p])) for p, g in pools.items()},
-            {h: figures(g, 1) for h, g in hosts.items()})
 
 
 @dataclass
@@ -418,20 +219,7 @@ class FleetReader:
                 trouble.append(w)
         trouble.sort(key=lambda w: (entries[w].pool, entries[w].host, w) if w in entries else ("", "?", w))
         plan.trouble = frozenset(trouble)
-        # a few rows more than the page: a worker that left since the cache last saw it leaves no gap
-        room = plan.limit + (max(5, plan.limit // 4) if plan.limit else 0)
-        ids = trouble[plan.offset:plan.offset + room]
-        if len(ids) < room:
-            skip = max(0, plan.offset - len(trouble))
-            for w in self._healthy_order():
-                if w in plan.trouble:
-                    continue
-                if skip:
-                    skip -= 1
-                    continue
-                ids.append(w)
-                if len(ids) >= room:
-                    break
+        ids = self._page_ids(plan, trouble)
         plan.page_ids = ids
         page_keys = [self.keys.worker(w) for w in ids]
         scan_keys = [self.keys.worker(w) for w, _ in plan.scanned]
@@ -451,6 +239,25 @@ class FleetReader:
         queued += [lua.queue(pipe, [scan_keys[i] for i in c], ("f" * len(c), *SUMMARY_FIELDS), readonly=True)
                    for c in scan_chunks]
         return queued
+
+    def _page_ids(self, plan: "_Plan", trouble: list[str]) -> list[str]:
+        """The page's workers: the troubled from ``offset``, then the cache's order; a few rows
+        more than the page, so a worker that left since the cache saw it leaves no gap."""
+        room = plan.limit + (max(5, plan.limit // 4) if plan.limit else 0)
+        ids = trouble[plan.offset:plan.offset + room]
+        if len(ids) >= room:
+            return ids
+        skip = max(0, plan.offset - len(trouble))
+        for w in self._healthy_order():
+            if w in plan.trouble:
+                continue
+            if skip:
+                skip -= 1
+                continue
+            ids.append(w)
+            if len(ids) >= room:
+                break
+        return ids
 
     @staticmethod
     def _unchunk(chunks: list[list[int]], replies: Sequence[Any], size: int) -> list[Any]:
@@ -518,25 +325,18 @@ class FleetReader:
         workers per poll, so it is written for speed."""
         get = info.get
         pool, host, state = get("pool") or "", get("host") or "?", get("state") or "unknown"
-        try:
-            beat = float(get("beat") or 0.0)
-            hb_ms = float(get("hb_ms") or 0.0) or None
-            cpu, mem, host_cpu, host_mem = (float(v) if v else None
-                                            for v in (get("cpu"), get("mem"), get("host_cpu"), get("host_mem")))
-        except (TypeError, ValueError):
-            beat, hb_ms = _float(get("beat")) or 0.0, _float(get("hb_ms"))
-            cpu, mem, host_cpu, host_mem = (_float(get(k)) for k in ("cpu", "mem", "host_cpu", "host_mem"))
+        beat, hb_ms, cpu, mem, host_cpu, host_mem = _numbers(get)
         if expiry is not None and expiry <= now_ms:
             derived = "dead"
         elif beat and now_ms - beat > 1.5 * (hb_ms or 5000.0):
             derived = "stale"
         else:
             derived = state
+        lease_ms = (expiry - beat) if (expiry is not None and beat) else None
         old = self._entries.get(w)
         if old is None:
             self._order = None
-            self._entries[w] = _Entry(pool, host, state, derived, cpu, mem, host_cpu, host_mem, sweep, hb_ms,
-                                      (expiry - beat) if (expiry is not None and beat) else None)
+            self._entries[w] = _Entry(pool, host, state, derived, cpu, mem, host_cpu, host_mem, sweep, hb_ms, lease_ms)
             return
         if old.pool != pool or old.host != host:
             self._order = None
@@ -544,10 +344,8 @@ class FleetReader:
         old.state, old.derived, old.cpu, old.mem, old.host_cpu, old.host_mem = (state, derived, cpu, mem, host_cpu,
                                                                                 host_mem)
         old.hb_ms = hb_ms
-        if expiry is not None and beat:
-            old.lease_ms = expiry - beat
-        if sweep > old.seen:
-            old.seen = sweep
+        old.lease_ms = lease_ms if lease_ms is not None else old.lease_ms
+        old.seen = max(old.seen, sweep)
 
     def _forget(self, w: str) -> None:
         if self._entries.pop(w, None) is not None:

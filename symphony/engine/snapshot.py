@@ -20,7 +20,8 @@ from typing import Any, Callable, Sequence
 
 import redis
 
-from .fleet_view import READ_CHUNK, FleetSummary, slot_chunks, summarize  # noqa: F401 - READ_CHUNK: its old home
+from .fleet_summary import FleetSummary, summarize
+from .fleet_view import READ_CHUNK, slot_chunks  # noqa: F401 - READ_CHUNK: the snapshot's name for it, kept
 from .keys import Keys
 from .messages import InvalidMessage, decode_task
 from .outcomes import SessionState
