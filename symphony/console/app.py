@@ -187,6 +187,8 @@ class SymphonyApp(SessionActions, App[None]):
             return
         if self.poller is not None and self.poller.skipped and self.main_shown():
             self.poller.poll_now()  # back on the main screen: fresh data at once
+        if getattr(self, "board", None) is not None and self.main_shown() and self.board.pending_shown():
+            self.run_worker(self.board.draw_pending(), group="draw-pending", exclusive=True, exit_on_error=False)
         while self._notes:
             level, message = self._notes.popleft()
             severity = "error" if level in ("error", "critical") else "warning" if level == "warning" else "information"

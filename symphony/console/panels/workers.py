@@ -33,7 +33,7 @@ STATE_WORDS = {
 }
 STATE_ORDER = {"dead": 0, "stale": 1, "quarantined": 2, "stopping": 3, "draining": 3, "drained": 3, "busy": 4,
                "idle": 5}
-MIN_PAGE = 20  # rows of the worker table read per poll at least (one page: the terminal's height)
+MIN_PAGE = 20  # rows of the worker table read per poll at least (one page: the panel's height)
 
 
 @dataclass(frozen=True)
@@ -99,12 +99,19 @@ class WorkersPanel(TablePanel[MainSource]):
         self.registered = 0  # from the last poll, for paging
 
     def page_size(self) -> int:
-        """One page: as many rows as the terminal has (the panel zoomed shows that many)."""
+        """One page: the rows the panel can show (all of the screen when zoomed), at least MIN_PAGE."""
         try:
-            height = self.app.size.height
+            height = self.size.height
         except Exception:  # noqa: BLE001 - not mounted
             height = 0
         return max(MIN_PAGE, height)
+
+    def on_resize(self) -> None:
+        super().on_resize()
+        if self.registered > len(self._cells) and self.page_size() > len(self._cells):
+            poll_now = getattr(self.app, "poll_now", None)  # zoomed: fill the taller panel at once
+            if poll_now is not None:
+                poll_now()
 
     def view_settings(self) -> WorkerPage:
         return WorkerPage(self.page_offset, self.page_size())
