@@ -30,6 +30,7 @@ from .metrics import (AZURE_RETENTION_S, HOST_BUCKET_S, HOST_RETENTION_S, AzureS
                       store_azure, write_collector_status)
 from .reclaim import ReclaimReport, lapsed_workers, reap, reclaim_worker
 from .records import RecordCache
+from .cluster import every_node
 from .server import ServerInfo, read_server_info
 from .snapshot import Snapshot, read_snapshot, work_remaining
 from .worklog import LogLine, read_lines, write_lines
@@ -56,6 +57,11 @@ class Engine:
 
     def ping(self) -> tuple[int, ...]:
         return ping(self.client, self.config)
+
+    def on_every_node(self, *command: Any) -> int:
+        """Run ``command`` (``ACL SETUSER ...``) on the server, or on every node of a Redis
+        Cluster, where each node keeps its own users; the number of nodes it ran on."""
+        return len(every_node(self.client, *command))
 
     def server_info(self) -> ServerInfo:
         """The server's kind, version, TLS and memory settings, and what they mean for Symphony
