@@ -38,11 +38,11 @@ def pytest_configure(config):
 def cluster_tier() -> tuple[set[str], set[str]]:
     """(entries, exclusions) of tests/cluster_tier.txt that apply to this tree: ``path`` or
     ``path::test``, an exclusion starting with ``-``. Those under ``[cluster key layout]`` count
-    only once keys.py puts every script's keys in one hash slot (``Keys.fleet_tag``): before
-    that they fail on a cluster by design."""
-    from symphony.engine.keys import Keys
+    only once keys.py puts every script's keys in one hash slot (tests/redis_cluster.py
+    ``cluster_key_layout``): before that they fail on a cluster by design."""
+    from tests.redis_cluster import cluster_key_layout
 
-    layout = hasattr(Keys, "fleet_tag")
+    layout = cluster_key_layout()
     entries: set[str] = set()
     excluded: set[str] = set()
     section = ""
