@@ -30,6 +30,7 @@ from .metrics import (AZURE_RETENTION_S, HOST_BUCKET_S, HOST_RETENTION_S, AzureS
                       store_azure, write_collector_status)
 from .reclaim import ReclaimReport, lapsed_workers, reap, reclaim_worker
 from .records import RecordCache
+from .cluster import every_node
 from .server import ServerInfo, read_server_info
 from .fleet_view import FleetReader, read_worker
 from .snapshot import Snapshot, WorkerStatus, read_snapshot, work_remaining
@@ -57,6 +58,11 @@ class Engine:
 
     def ping(self) -> tuple[int, ...]:
         return ping(self.client, self.config)
+
+    def on_every_node(self, *command: Any) -> int:
+        """Run ``command`` (``ACL SETUSER ...``) on the server, or on every node of a Redis
+        Cluster, where each node keeps its own users; the number of nodes it ran on."""
+        return len(every_node(self.client, *command))
 
     def server_info(self) -> ServerInfo:
         """The server's kind, version, TLS and memory settings, and what they mean for Symphony
