@@ -198,7 +198,8 @@ class Snapshot:
     slurm: tuple[SlurmTag, ...] = ()  # SLURM jobs per tag (pool): pending, running, finished
     drains: tuple[Any, ...] = ()  # the drains recorded (engine.drain.Drain): workers, hosts, pools
     stages: tuple[Any, ...] = ()  # each stage's limits and running tasks (engine.steering.StageControl)
-    # every registered worker counted (by state, per pool and host); which page ``workers`` is
+    # a paged read's count of every registered worker (by state, per pool and host) and which page
+    # ``workers`` is; None when ``workers`` holds every worker (fleet_summary() counts them then)
     fleet: FleetSummary | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -218,10 +219,16 @@ class Snapshot:
             "drains": [d.to_dict() for d in self.drains],
             "stages": [c.to_dict() for c in self.stages],
         }
-        if self.fleet is not None:
-            data["fleet"] = self.fleet.to_dict()
+        data["fleet"] = self.fleet_summary().to_dict()
         data.update(self.extra)
         return data
+
+    def fleet_summary(self) -> FleetSummary:
+        """``fleet``, or (a snapshot of every worker) the counts of ``workers``."""
+        if self.fleet is not None:
+            return self.fleet
+        return summarize(((w.pool, w.host, w.state, w.cpu_percent, w.memory_percent, w.host_cpu_percent)
+                          for w in self.workers), len(self.workers))
 
     def to_json(self, indent: int | None = 2) -> str:
         return redact(json.dumps(self.to_dict(), indent=indent, sort_keys=False))
@@ -486,8 +493,7 @@ def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", e
     else:
         workers = tuple(_worker_status(worker_id, expiry, dict(zip(it, it)), now_ms)
                         for (worker_id, expiry), it in zip(first.leases, map(iter, second[pos:])))
-        summary = summarize(((w.pool, w.host, w.state, w.cpu_percent, w.memory_percent, w.host_cpu_percent)
-                             for w in workers), len(workers))
+        summary = None  # every worker is here: to_dict() counts them (fleet_summary())
     events_list = ([_event_from_result(i, f) for i, f in first.results]
                    + [_event_from_system(i, f) for i, f in first.system])
     events_list.sort(key=lambda e: tuple(int(p) for p in e.id.split("-")), reverse=True)
