@@ -37,7 +37,7 @@ WORKER_COMMANDS = CONNECTION + (
     "zadd", "zrem", "zrange", "zrangebyscore", "zremrangebyscore", "zremrangebyrank", "zscore", "zcard",
     "xadd", "get", "set", "incrby", "del", "exists", "expire", "pexpire", "pttl", "type", "sadd",
     "xrevrange", "lpos",  # why a report found its task gone (engine/lost.py), a rare path
-    "smembers", "srem", "xdel",  # the cluster key layout: the sessions a worker holds tasks in, and their upkeep
+    "smembers", "srem", "xdel", "hlen",  # the cluster key layout: the sessions a worker holds tasks in, and their upkeep
 )
 
 # What the status snapshot and the console's watch mode read (two pipelined round trips), plus
@@ -81,7 +81,8 @@ _FLEET_PARTS = (
     "log:*",  # each worker process's recent log lines
     "hosts:*",  # hosts' failure streaks, recent outcomes and quarantines
     "drain",  # a worker that exits drained removes its own entry
-    "control:*")  # a stage's running tasks and token bucket, counted by claim, finish and reclaim
+    "control:*",  # a stage's running tasks and token bucket, counted by claim, finish and reclaim
+    "steering")  # pauses and priorities the claim obeys (a script's declared key: read and write)
 
 
 def _fleet(keys: Keys) -> str:
@@ -94,7 +95,7 @@ def worker_key_patterns(stages: Iterable[str], keys: Keys = DEFAULT_KEYS) -> tup
     ns, fleet = _ns(keys), _fleet(keys)
     write = [f"{ns}:{part}" for part in _SESSION_PARTS]
     write += [p for p in (f"{fleet}:{part}" for part in _FLEET_PARTS) if p not in write]
-    read = [keys.sessions, keys.pools, keys.steering]  # steering: what the claim obeys
+    read = [keys.sessions, keys.pools]
     return queue_patterns(stages, keys) + write, read
 
 
