@@ -3,11 +3,13 @@
 ``SYMPHONY_TEST_REDIS=cluster`` (the cluster tier, .ci/run) makes ``redis_url``, ``r``,
 ``engine`` and ``cli`` use a 3-master Redis Cluster (tests/redis_cluster.py) instead of one
 server; the ``redis_cluster`` / ``cluster_url`` / ``own_cluster`` fixtures give a cluster to any
-test. The tests that pass on a cluster are listed in tests/cluster_tier.txt.
+test. ``--cluster-tier`` runs the tests listed in tests/cluster_tier.txt
+that way (.ci/run does, after the main run).
 """
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import redis
@@ -17,15 +19,56 @@ from symphony.engine.scripts import load_all
 
 
 ON_CLUSTER = os.environ.get("SYMPHONY_TEST_REDIS", "").strip().lower() == "cluster"
+TIER = Path(__file__).with_name("cluster_tier.txt")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--cluster-tier", action="store_true", default=False,
+                     help="the Redis Cluster tier: only the tests listed in tests/cluster_tier.txt, against a "
+                          "3-master Redis Cluster (as SYMPHONY_TEST_REDIS=cluster)")
 
 
 def pytest_configure(config):
+    global ON_CLUSTER
     config.addinivalue_line("markers", "cluster: starts a real 3-master Redis Cluster (tests/redis_cluster.py)")
+    if config.getoption("--cluster-tier"):
+        ON_CLUSTER = True
 
 
-def pytest_report_header(config):
-    return ("redis: a 3-master Redis Cluster (SYMPHONY_TEST_REDIS=cluster)" if ON_CLUSTER
-            else "redis: one server (SYMPHONY_TEST_REDIS=cluster for the cluster tier)")
+def cluster_tier() -> tuple[set[str], set[str]]:
+    """(entries, exclusions) of tests/cluster_tier.txt that apply to this tree: ``path`` or
+    ``path::test``, an exclusion starting with ``-``. Those under ``[cluster key layout]`` count
+    only once keys.py puts every script's keys in one hash slot (tests/redis_cluster.py
+    ``cluster_key_layout``): before that they fail on a cluster by design."""
+    from tests.redis_cluster import cluster_key_layout
+
+    layout = cluster_key_layout()
+    entries: set[str] = set()
+    excluded: set[str] = set()
+    section = ""
+    for line in TIER.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line
+        elif line and (section != "[cluster key layout]" or layout):
+            (excluded.add(line[1:].strip()) if line.startswith("-") else entries.add(line))
+    return entries, excluded
+
+
+def pytest_collection_modifyitems(config, items):
+    """``--cluster-tier``: keep the listed tests that use the suite's Redis (``redis_url``, and so
+    ``r``, ``engine``, ``cli``); the others do not touch the cluster and ran in the main run."""
+    if not config.getoption("--cluster-tier"):
+        return
+    entries, excluded = cluster_tier()
+    keep, drop = [], []
+    for item in items:
+        test = item.nodeid.split("[", 1)[0]
+        listed = (test in entries or test.split("::", 1)[0] in entries) and test not in excluded
+        (keep if listed and "redis_url" in getattr(item, "fixturenames", ()) else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+    items[:] = keep
 
 
 @pytest.fixture(scope="session")

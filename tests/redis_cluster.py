@@ -192,3 +192,18 @@ def every_client(client) -> list[dict]:
         return [entry for node in client.get_primaries()
                 for entry in client.get_redis_connection(node).client_list()]
     return client.client_list()
+
+
+def cluster_key_layout() -> bool:
+    """Whether this tree's key names put each atomic step in one hash slot: a session's queue,
+    hash and counters together, and the fleet's keys (workers, registry, bells, ready sets)
+    together. Before that layout, Symphony's scripts fail on a cluster (CROSSSLOT) by design."""
+    from redis.crc import key_slot
+
+    from symphony.engine.keys import DEFAULT_KEYS as k
+
+    def one_slot(*keys: str) -> bool:
+        return len({key_slot(key.encode()) for key in keys}) == 1
+
+    return (one_slot(k.queue("a", "s"), k.session("s"), k.stats("s"), k.live("s"))
+            and one_slot(k.workers, k.sessions, k.pools, k.epoch, k.bell("a"), k.bell("b"), k.ready("a")))

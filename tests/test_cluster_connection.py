@@ -226,3 +226,37 @@ def test_a_plain_client_on_a_cluster_node_is_told_why_it_gets_moved(cluster_url)
     finally:
         client.close()
         cluster_client.close()
+
+
+def test_acl_apply_sets_the_user_on_every_node_and_that_user_can_use_the_cluster(redis_cluster, cluster_url, tmp_path,
+                                                                                 monkeypatch, capsys):
+    from symphony.console.commands.main import main as symphony
+
+    secret = tmp_path / "worker-password"
+    secret.write_text("worker-secret-1\n")
+    monkeypatch.setenv("REDIS_URL", cluster_url)
+    try:
+        assert symphony(["acl", "worker", "--stages", "rvm", "--password-file", str(secret), "--apply"]) == 0
+        assert "all 3 nodes of the cluster" in capsys.readouterr().out
+        for node in redis_cluster.nodes:
+            with node.client() as direct:
+                assert "symphony-worker" in direct.acl_users(), node.port
+        host_port = cluster_url.split("//", 1)[1]
+        as_worker = resolve_redis(f"redis://symphony-worker:worker-secret-1@{host_port}", env={})
+        client = connect(as_worker)
+        try:
+            assert topology.is_cluster(client)  # INFO, CLUSTER SLOTS and COMMAND are allowed
+            key = DEFAULT_KEYS.queue("rvm", "acl-session")
+            client.rpush(key, "x")
+            assert client.lrange(key, 0, -1) == ["x"]
+            ensure_loaded(client)
+        finally:
+            client.close()
+        for node in redis_cluster.nodes:
+            with node.client() as direct:
+                assert direct.acl_log() == [], node.port
+    finally:
+        for node in redis_cluster.nodes:
+            with node.client() as direct:
+                direct.acl_deluser("symphony-worker")
+                direct.acl_log_reset()

@@ -184,3 +184,12 @@ def node_for(client: Any, key: str) -> tuple[str, redis.Redis]:
         return "", client
     node = client.get_node_from_key(key)
     return node.name, client.get_redis_connection(node)
+
+
+def every_node(client: Any, *command: Any) -> list[Any]:
+    """Run ``command`` on the server, or on every node of a cluster, replicas included (each
+    node keeps its own ACL users and settings); the replies, one per node."""
+    client = real(client)
+    if not is_cluster(client):
+        return [client.execute_command(*command)]
+    return [client.get_redis_connection(node).execute_command(*command) for node in client.get_nodes()]
