@@ -8,6 +8,7 @@
 -- lease - heartbeat; half a lease is below that for any lease of 2 heartbeats or more.)
 -- KEYS[1] workers  KEYS[2] worker  KEYS[3] clock  KEYS[4] grace  KEYS[5] epoch
 -- KEYS[6] the ready-set sweep's lock (symphony/engine/sweep.py): taken by one heartbeat per SWEEP_MS
+--   (optional: a caller that does not sweep leaves it out)
 -- ARGV[1] worker id  ARGV[2] heartbeat ms  ARGV[3] lease ms  ARGV[4] description ttl ms
 -- ARGV[5..] field, value pairs describing the worker
 -- Returns {now, was known (0/1), epoch, grace ms left, earliest lease expiry, '1' if this worker
@@ -30,7 +31,7 @@ if grace == 0 then
 end
 local earliest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local SWEEP_MS = 10000
-local sweep = redis.call('SET', KEYS[6], ARGV[1], 'NX', 'PX', SWEEP_MS) and '1' or ''
+local sweep = (KEYS[6] and redis.call('SET', KEYS[6], ARGV[1], 'NX', 'PX', SWEEP_MS)) and '1' or ''
 local out = {tostring(now), known and 1 or 0, redis.call('GET', KEYS[5]) or '0', grace, earliest[2] or '', sweep}
 for i = 1, #lapsed do out[#out + 1] = lapsed[i] end
 return out
