@@ -292,6 +292,9 @@ def test_an_idle_worker_blocks_instead_of_polling(own_redis, tmp_path):
             return int(r.info("commandstats").get("cmdstat_blpop", {}).get("calls", 0))
 
         wait_until(lambda: r.llen(K.bell("work")) == 0, message="the bell's tokens consumed")
+        # the ready-set sweep (engine/sweep.py) is the fleet's, once per 30 s whatever its size, not
+        # this worker's polling: held off for the window
+        r.set(K.sweep_lock, "test", px=60_000)
         first = blpops()
         wait_until(lambda: blpops() > first, timeout=10, message="the worker blocking again")
         start, began = total(), time.monotonic()

@@ -163,7 +163,7 @@ class Keys:
 
     @property
     def sweep_lock(self) -> str:
-        """STRING lock (PX 10 s) of the heartbeat that sweeps the ready sets (engine/sweep.py)."""
+        """STRING lock (PX 30 s) of the heartbeat that sweeps the ready sets (engine/sweep.py)."""
         return f"{self.fleet}:lock:sweep"
 
     @property

@@ -293,7 +293,8 @@ class WorkerLink:
     def _note_limits(self, hints_reply) -> None:
         flags = str(hints_reply[5]) if len(hints_reply) > 5 else ""
         for role, flag in zip(self.roles, flags):
-            self._limited[role] = flag == "1"
+            if flag != "-":
+                self._limited[role] = flag == "1"
 
     def _claimed(self, target, reply) -> tuple[Claimed, ...]:
         """The tasks a claim delivered; what its queue's state asks of the ready set."""
@@ -397,7 +398,7 @@ class WorkerLink:
 
         try:
             sweep_ready(self.client, self.keys, BELL_MAX)
-        except redis.RedisError as exc:  # the next sweep, 10 s on, by whichever worker beats first
+        except redis.RedisError as exc:  # the next sweep, 30 s on, by whichever worker beats first
             log.debug("the ready-set sweep failed: %s", exc)
 
     def sessions_held(self) -> list[str]:

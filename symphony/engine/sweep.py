@@ -18,7 +18,7 @@ from .keys import Keys
 from .outcomes import SessionState
 from .registry import SessionSummary
 
-SWEEP_MS = 10_000  # as SWEEP_MS in lua/heartbeat.lua
+SWEEP_MS = 30_000  # as SWEEP_MS in lua/heartbeat.lua
 SWEEP_SESSIONS = 5_000  # sessions looked at per sweep at most
 
 

@@ -24,7 +24,7 @@
 --   judge clock grace workers worker force   may the worker's tasks be reclaimed now?
 --   hints first n role...   the queue to claim from next: KEYS[first..first+n-1] ready sets,
 --       then n control hashes, then n version hashes; reply {role, session, score µs, now µs,
---       version, limited flags (one '0'/'1' per role)}
+--       version, limited flags (per role: '1', '0', or '-' not looked up)}
 local now = now_ms()
 local out = {}
 local i = 1
@@ -105,14 +105,13 @@ local function op_hints()
   local first, n = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local hint = best_open_hint(first, n, i + 3 - first, now)
   local flags = {}
-  for r = 0, n - 1 do
-    local c = redis.call('HMGET', KEYS[first + n + r], 'max_running', 'max_running_declared', 'rate', 'rate_declared')
-    flags[#flags + 1] = (c[1] or c[2] or c[3] or c[4]) and '1' or '0'
-  end
   local version = ''
-  if hint[1] ~= '' then
-    for r = 0, n - 1 do
-      if ARGV[i + 3 + r] == hint[1] then version = redis.call('HGET', KEYS[first + 2 * n + r], hint[2]) or '' end
+  for r = 0, n - 1 do
+    flags[r + 1] = '-'  -- only the hinted role's limits are looked up (the one claimed from next)
+    if hint[1] ~= '' and ARGV[i + 3 + r] == hint[1] then
+      local c = redis.call('HMGET', KEYS[first + n + r], 'max_running', 'max_running_declared', 'rate', 'rate_declared')
+      flags[r + 1] = (c[1] or c[2] or c[3] or c[4]) and '1' or '0'
+      version = redis.call('HGET', KEYS[first + 2 * n + r], hint[2]) or ''
     end
   end
   i = i + 3 + n

@@ -30,7 +30,7 @@ if grace == 0 then
   lapsed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 32)
 end
 local earliest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local SWEEP_MS = 10000
+local SWEEP_MS = 30000
 local sweep = (KEYS[6] and redis.call('SET', KEYS[6], ARGV[1], 'NX', 'PX', SWEEP_MS)) and '1' or ''
 local out = {tostring(now), known and 1 or 0, redis.call('GET', KEYS[5]) or '0', grace, earliest[2] or '', sweep}
 for i = 1, #lapsed do out[#out + 1] = lapsed[i] end
