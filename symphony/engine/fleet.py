@@ -92,7 +92,9 @@ class FleetOps:
         return self._op("judge", self._k(k.clock), self._k(k.grace), self._k(k.workers), worker_id,
                         "1" if force else "0")
 
-    def hints(self, k: Keys, roles: Sequence[str]) -> int:
+    def hints(self, k: Keys, roles: Sequence[str], *, limits: bool = False) -> int:
+        """The queue to claim from next; ``limits``: say whether each role has fleet-wide limits
+        (else only the hinted role's)."""
         roles = list(roles)
         first = len(self.keys) + 1
         for r in roles:  # contiguous: the op reads them by position (never deduplicated)
@@ -101,7 +103,7 @@ class FleetOps:
             self.keys.append(k.control(r))
         for r in roles:
             self.keys.append(k.ready_version(r))
-        return self._op("hints", first, len(roles), *roles)
+        return self._op("hints", first, len(roles), "1" if limits else "0", *roles)
 
     def queue(self, pipe) -> Queued:
         return scripts().fleet.queue(pipe, self.keys, self.args)

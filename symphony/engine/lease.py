@@ -231,7 +231,7 @@ class WorkerLink:
         if target is not None:
             fleet.bump(self.keys, target[0], target[1])
             claimed = True
-        hints = fleet.hints(self.keys, self.roles)
+        hints = fleet.hints(self.keys, self.roles, limits=self._unknown())
 
         indexed: list[None] = []
 
@@ -261,7 +261,7 @@ class WorkerLink:
         role, session = target
         self._permitted.add(role)
         permit = fleet.acquire(k, role, want, self.worker_id)
-        hints = fleet.hints(k, self.roles)
+        hints = fleet.hints(k, self.roles, limits=self._unknown())
         replies, fleet_reply = run(self.client, reports, fleet)
         self._amend(groups, replies, fleet_reply)
         outcomes = self._flat(replies)
@@ -276,7 +276,7 @@ class WorkerLink:
             return self._result(reply, (), outcomes, None)
         after = FleetOps()
         after.bump(k, role, session)
-        hints = after.hints(k, self.roles)
+        hints = after.hints(k, self.roles, limits=self._unknown())
         self._suspect = target
         replies, after_reply = run(self.client, lambda pipe: [*self._index(pipe, session),
                                                               self._claim_call(pipe, role, session, granted)], after)
@@ -289,6 +289,10 @@ class WorkerLink:
             back.release(k, role, unused, self.worker_id, refund=True)
             back.call(self.client)
         return self._result(after_reply[hints], batch, outcomes, target if not batch else None)
+
+    def _unknown(self) -> bool:
+        """Is it unknown for some role whether it has fleet-wide limits (ask for all, then)?"""
+        return any(role not in self._limited for role in self.roles)
 
     def _note_limits(self, hints_reply) -> None:
         flags = str(hints_reply[5]) if len(hints_reply) > 5 else ""
@@ -322,7 +326,7 @@ class WorkerLink:
         if emptied is not None and self._later:
             fleet = FleetOps()
             self._upkeep(fleet)
-            hints = fleet.hints(self.keys, self.roles)
+            hints = fleet.hints(self.keys, self.roles, limits=self._unknown())
             hint_reply = fleet.call(self.client)[hints]
         self._note_limits(hint_reply)
         hint_role, hint_session, hint_score, now, version = (hint_reply[0], hint_reply[1], hint_reply[2],

@@ -22,9 +22,10 @@
 --       unused ones, their rate tokens too)
 --   worker key n field value ...   describe the worker (only if its hash exists; `since` = now)
 --   judge clock grace workers worker force   may the worker's tasks be reclaimed now?
---   hints first n role...   the queue to claim from next: KEYS[first..first+n-1] ready sets,
+--   hints first n all role...   the queue to claim from next: KEYS[first..first+n-1] ready sets,
 --       then n control hashes, then n version hashes; reply {role, session, score µs, now µs,
---       version, limited flags (per role: '1', '0', or '-' not looked up)}
+--       version, limited flags (per role: '1', '0', or '-' not looked up: only the
+--       hinted role's are, unless all = '1')}
 local now = now_ms()
 local out = {}
 local i = 1
@@ -102,17 +103,19 @@ local function op_release()
 end
 
 local function op_hints()
-  local first, n = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local first, n, all = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), ARGV[i + 3] == '1'
+  i = i + 1
   local hint = best_open_hint(first, n, i + 3 - first, now)
   local flags = {}
   local version = ''
   for r = 0, n - 1 do
-    flags[r + 1] = '-'  -- only the hinted role's limits are looked up (the one claimed from next)
-    if hint[1] ~= '' and ARGV[i + 3 + r] == hint[1] then
+    flags[r + 1] = '-'  -- the hinted role's limits are looked up (the one claimed from next), all only when asked
+    local hinted = hint[1] ~= '' and ARGV[i + 3 + r] == hint[1]
+    if hinted or all then
       local c = redis.call('HMGET', KEYS[first + n + r], 'max_running', 'max_running_declared', 'rate', 'rate_declared')
       flags[r + 1] = (c[1] or c[2] or c[3] or c[4]) and '1' or '0'
-      version = redis.call('HGET', KEYS[first + 2 * n + r], hint[2]) or ''
     end
+    if hinted then version = redis.call('HGET', KEYS[first + 2 * n + r], hint[2]) or '' end
   end
   i = i + 3 + n
   return {hint[1], hint[2], hint[3], now_us(), version, table.concat(flags)}
