@@ -474,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
                         "machine is repeated (default %(default)s)")
     p.add_argument("--retries", type=int, default=1, help="how many times such a round is repeated (default 1); "
                                                          "the try with the least foreign load is kept")
+    p.add_argument("--stages", default=None, help="throughput: comma-separated stage counts (default 1,4)")
     p.add_argument("--latency-samples", type=int, default=None, help="tasks per system per round in the latency case "
                                                                         "(default 100)")
     args = p.parse_args(argv)
@@ -482,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = Sizes(**{**sizes.__dict__, "latency_samples": args.latency_samples})
     if args.window:
         sizes = Sizes(**{**sizes.__dict__, "window_s": args.window})
+    if args.stages:
+        sizes = Sizes(**{**sizes.__dict__, "stages": tuple(int(n) for n in args.stages.split(",") if n.strip())})
     if args.smoke:
         args.rounds, args.retries = 1, 0
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
