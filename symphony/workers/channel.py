@@ -90,6 +90,10 @@ class Channel:
             raise ChannelClosed("end of stream")
         self._buffer += chunk
 
+    def take(self) -> dict[str, Any] | None:
+        """A whole frame already read, or None (no system call)."""
+        return self._take()
+
     def has_frame(self) -> bool:
         """A whole frame is already read and waiting (taking it needs no system call)."""
         if len(self._buffer) < HEADER.size:

@@ -11,10 +11,10 @@
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from symphony.engine import (Claimed, CryptoError, Engine, Finish, Outcome, OutcomeKind, SessionState, Stage,
@@ -44,6 +44,7 @@ class StagePlan:
     previous: Stage | None  # the stage before (its output is this stage's input)
     next_name: str | None
     params: dict
+    shape: tuple[str, str, str, str, str]  # what its tasks share in the executor's frame (executor.PythonCall)
 
     @classmethod
     def of(cls, record, stage_name: str) -> "StagePlan":
@@ -51,8 +52,11 @@ class StagePlan:
         stage = pipeline.stage(stage_name)
         index = pipeline.index(stage.name)
         nxt = pipeline.next_stage(stage.name)
+        params = record.stage_params(stage.name)
+        shape = (stage.handler.target or "", record.name, stage.name, record.root_for(stage.pool),
+                 json.dumps(params, separators=(",", ":"), default=str))
         return cls(record, stage, pipeline.stages[index - 1] if index > 0 else None, nxt.name if nxt else None,
-                   record.stage_params(stage.name))
+                   params, shape)
 
 
 @dataclass
@@ -67,7 +71,7 @@ class Job:
     item_input: str | None  # the item's own input (the session's input template, or the item's), at any stage
     final: str | None  # the output's final name
     temp: str | None  # where the handler writes it
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    cancelled: bool = False  # its session was cancelled (set by the heart's thread)
     scratch: str | None = None  # its scratch folder, when staged (symphony.workers.staging)
     sealed: bool = False  # its output is sealed at rest (the session's encrypt_outputs)
 
@@ -227,8 +231,11 @@ class Dispatcher:
         return run_here(task.failed_on, self.host.host, self.host.healthy_peers(task.stage))
 
     # --- run ----------------------------------------------------------------------------------
-    def run(self, batch: Sequence[Claimed], on_finish: Callable[[Finish], None]) -> None:
-        """Run the tasks of one claim in order; ``on_finish`` gets each report as soon as it is made."""
+    def run(self, batch: Sequence[Claimed], on_finish: Callable[[Finish], None],
+            meanwhile: Callable[[float, float], bool] | None = None) -> None:
+        """Run the tasks of one claim in order; ``on_finish`` gets each report as soon as it is made.
+        ``meanwhile``: what the worker may do while the executor runs the rest of a batch
+        (:meth:`Executor.run`)."""
         jobs: list[Job] = []
         for claimed in batch:
             prepared = self.prepare(claimed)
@@ -252,7 +259,7 @@ class Dispatcher:
                 while end < len(jobs) and jobs[end].stage.handler.kind == "python" \
                         and jobs[end].stage.isolation != "inline":
                     end += 1
-                i += self._run_python(jobs[i:end], on_finish)
+                i += self._run_python(jobs[i:end], on_finish, meanwhile)
             else:
                 on_finish(self._run_command(jobs[i]))
                 i += 1
@@ -267,14 +274,16 @@ class Dispatcher:
             logs.set_task(c.session, job.stage.name, c.item, job.attempts)
 
     def _interrupt(self, job: Job) -> str | None:
-        if job.cancelled.is_set():
+        if job.cancelled:
             return str(CANCELLED)
         if self.stopping.handback_due():
             return str(HANDBACK)
         return None
 
-    def _run_python(self, jobs: Sequence[Job], on_finish: Callable[[Finish], None]) -> int:
-        calls = [PythonCall(job.stage.handler.target, _context(job), job.env(), job.stage.timeout) for job in jobs]
+    def _run_python(self, jobs: Sequence[Job], on_finish: Callable[[Finish], None], meanwhile=None) -> int:
+        calls = [PythonCall(job.plan.shape[0], job.stage.timeout, job.plan.shape,
+                            (job.claimed.item, job.attempts, job.input, job.item_input, job.temp, job.final, job.meta))
+                 for job in jobs]
         self._publish(jobs[0])
 
         def done(n: int, result: runner.RunResult) -> None:
@@ -285,7 +294,7 @@ class Dispatcher:
         try:
             return max(1, self.executor.run(calls, on_done=done, interrupt=lambda n: self._interrupt(jobs[n]),
                                             stopping=lambda: self.stopping.requested,
-                                            job_store=lambda n: self._store(jobs[n])))
+                                            job_store=lambda n: self._store(jobs[n]), meanwhile=meanwhile))
         except OSError as exc:  # the executor could not be started
             done(0, runner.RunResult(runner.ERROR, error=f"cannot start the handler process: {exc}"))
             return 1
@@ -383,7 +392,7 @@ class Dispatcher:
             return
         _, state = self.engine.session(job.claimed.session)
         if state == SessionState.CANCELLED:
-            job.cancelled.set()
+            job.cancelled = True
 
 
 def _context(job: Job) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+import json
 from typing import Any, Callable, Mapping, Sequence
 
 from symphony.engine import JobStore, describe_error, redact
@@ -32,19 +32,39 @@ log = logging.getLogger("symphony.worker")
 handler_log = logging.getLogger("symphony.handler")
 TICK_S = 0.25  # how often a waiting worker looks at cancellation and stop requests
 GATHER_MAX_S = 0.002  # while a batch of short tasks runs, its results are read in bursts at most this far apart
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
-@dataclass(frozen=True)
 class PythonCall:
-    """One Python task as the executor receives it (all plain JSON values)."""
+    """One Python task as the executor receives it (all plain JSON values).
 
-    target: str  # module:function
-    ctx: Mapping[str, Any]  # the JobContext fields, except kv and log
-    env: Mapping[str, str]  # SYMPHONY_SESSION, SYMPHONY_STAGE, SYMPHONY_ITEM, SYMPHONY_ATTEMPT
-    timeout: float
+    ``shape`` is what the tasks of one stage of one session share (the handler's target, the
+    session, the stage, the data root and the stage's parameters as JSON): a batch sends each
+    shape once, and each task as a short row (:data:`ROW_FIELDS`). The handler's variables
+    (``SYMPHONY_SESSION``, ``_STAGE``, ``_ITEM``, ``_ATTEMPT``, ``_ITEM_INPUT``) are made from
+    them by the executor."""
 
-    def wire(self) -> dict[str, Any]:
-        return {"target": self.target, "ctx": dict(self.ctx), "env": dict(self.env)}
+    __slots__ = ("target", "timeout", "shape", "row")
+
+    def __init__(self, target: str, timeout: float, shape: tuple[str, str, str, str, str],
+                 row: tuple[Any, ...]):
+        self.target, self.timeout, self.shape, self.row = target, timeout, shape, row
+
+
+ROW_FIELDS = ("item", "attempt", "input", "item_input", "output", "final_output", "meta")
+
+
+def run_frame(calls: Sequence[PythonCall]) -> bytes:
+    """The ``run`` frame of a batch: its shapes once, then one row per task (the row's first
+    value is its shape's index)."""
+    shapes: dict[tuple, int] = {}
+    rows = []
+    for call in calls:
+        index = shapes.get(call.shape)
+        if index is None:
+            index = shapes[call.shape] = len(shapes)
+        rows.append((index, *call.row))
+    return _dumps({"op": "run", "shapes": list(shapes), "tasks": rows}).encode("utf-8")
 
 
 class ExecutorDied(Exception):
@@ -157,27 +177,33 @@ class Executor:
     # --- running tasks ------------------------------------------------------------------------
     def run(self, calls: Sequence[PythonCall], *, on_done: Callable[[int, RunResult], None],
             interrupt: Callable[[int], str | None], stopping: Callable[[], bool],
-            job_store: Callable[[int], JobStore]) -> int:
+            job_store: Callable[[int], JobStore],
+            meanwhile: Callable[[float, float], bool] | None = None) -> int:
         """Run ``calls`` in order; ``on_done(n, result)`` for each one that ran. Returns how many
         ran (or were ended): the others were not started (the worker is stopping, or the
-        executor had to be replaced) and may be run again as they are."""
+        executor had to be replaced) and may be run again as they are.
+
+        ``meanwhile(until_deadline_s, rest_s)``, called while the executor runs the rest of a
+        batch (``rest_s``: how long that should take, from the batch's pace so far), may use the
+        wait (the loop sends reports); it returns True if it did."""
         if self.proc is None:
             self._start()
         assert self.channel is not None
         try:
-            self.channel.send({"op": "run", "tasks": [c.wire() for c in calls]})
+            self.channel.send_raw(run_frame(calls))
         except ChannelClosed:
             on_done(0, RunResult(ERROR, error=self._exit_description()))
             self.kill()
             return 1
-        return _Batch(self, calls, on_done, interrupt, stopping, job_store).wait()
+        return _Batch(self, calls, on_done, interrupt, stopping, job_store, meanwhile).wait()
 
 
 class _Batch:
     """Waiting for one batch's results: the clock, the answers to ``ctx.kv``, stop requests."""
 
-    def __init__(self, executor: Executor, calls: Sequence[PythonCall], on_done, interrupt, stopping, job_store):
-        self.executor, self.calls = executor, calls
+    def __init__(self, executor: Executor, calls: Sequence[PythonCall], on_done, interrupt, stopping, job_store,
+                 meanwhile=None):
+        self.executor, self.calls, self.meanwhile = executor, calls, meanwhile
         self.on_done, self.interrupt, self.stopping, self.job_store = on_done, interrupt, stopping, job_store
         self.n = 0
         self.started = time.monotonic()  # when task n started
@@ -186,18 +212,32 @@ class _Batch:
 
     def wait(self) -> int:
         channel = self.executor.channel
-        while self.n < len(self.calls):
-            deadline = self.started + self.calls[self.n].timeout
+        calls = self.calls
+        while self.n < len(calls):
+            finished = self._take_ready(read=False)
+            if finished is not None or self.n >= len(calls):
+                return self.n if finished is None else finished
+            deadline = self.started + calls[self.n].timeout
             reason = self.interrupt(self.n)
             now = time.monotonic()
             if reason or now >= deadline:
+                if not reason:  # what the executor wrote meanwhile comes first (the worker may have been busy)
+                    n = self.n
+                    finished = self._take_ready(read=True)
+                    if finished is not None:
+                        return finished
+                    if self.n != n:
+                        continue
                 return self._end(reason, now)
-            if not self.skip_sent and self.n + 1 < len(self.calls) and self.stopping():
+            if not self.skip_sent and self.n + 1 < len(calls) and self.stopping():
                 self._send({"op": "skip"})
                 self.skip_sent = True
-            self._gather(deadline - now)
+            left = deadline - now
+            if self._meanwhile(left):
+                continue  # that took a while: read what came meanwhile, then look at the clock again
+            self._gather(left)
             try:
-                frame = channel.poll(min(TICK_S, deadline - now))
+                frame = channel.poll(min(TICK_S, left))
             except (ChannelClosed, ProtocolError) as exc:
                 return self._died(exc)
             if frame is None:
@@ -206,6 +246,29 @@ class _Batch:
             if finished is not None:
                 return finished
         return self.n
+
+    def _take_ready(self, read: bool) -> int | None:
+        """Handle the frames already read (``read``: and what one non-blocking read brings)."""
+        channel = self.executor.channel
+        try:
+            frame = channel.poll(0) if read else channel.take()
+            while frame is not None:
+                finished = self._handle(frame)
+                if finished is not None or self.n >= len(self.calls):
+                    return finished
+                frame = channel.take()
+        except (ChannelClosed, ProtocolError) as exc:
+            return self._died(exc)
+        return None
+
+    def _meanwhile(self, until_deadline: float) -> bool:
+        """Give the worker the wait for the rest of a batch of short tasks (it sends the finished
+        tasks' reports meanwhile); True if it did something. Never while a handler of the batch
+        uses ``ctx.kv`` (its executor waits for the worker's answers)."""
+        if self.meanwhile is None or self.interactive or self.executor.cadence_s is None:
+            return False
+        remaining = len(self.calls) - self.n
+        return bool(self.meanwhile(until_deadline, self.executor.cadence_s * remaining))
 
     def _gather(self, until_deadline: float) -> None:
         """Let the results of a batch of short tasks pile up a moment, then read them together:

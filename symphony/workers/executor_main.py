@@ -17,6 +17,7 @@ when task data is encrypted) and sends the answer back.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -31,6 +32,7 @@ from .context import JobContext
 from .handler_calls import Handlers, describe, flush_streams, trace
 
 SKIP_LOOK_S = 0.005  # between two tasks, look for the worker's stop request at most this often
+HANDLER_LOG = logging.getLogger("symphony.handler")  # every JobContext's ``log``
 
 
 class JobStoreError(RuntimeError):
@@ -105,17 +107,19 @@ class Executor:
                 logging.getLogger().setLevel(int(frame.get("level") or logging.INFO))
             elif op == "run":
                 self._skip = False
-                self.run_batch(list(frame.get("tasks") or ()))
+                self.run_batch(list(frame.get("shapes") or ()), list(frame.get("tasks") or ()))
             elif op == "warm":  # the worker is idle: import the handlers its next tasks will call
                 self.warm([str(t) for t in frame.get("targets") or ()])
             # a "skip" that arrives after its batch ended has nothing left to skip
 
-    def run_batch(self, tasks: list[dict[str, Any]]) -> None:
-        for n, spec in enumerate(tasks):
+    def run_batch(self, shapes: list[Any], tasks: list[Any]) -> None:
+        """Run a batch's tasks in order (each a row of :data:`executor.ROW_FIELDS` after its
+        shape's index), one result each."""
+        for n, row in enumerate(tasks):
             if n and self._skip_requested():
                 self.channel.send({"op": "skipped", "n": n})
                 return
-            self.send_result(self.run_one(n, spec))
+            self.send_result(self.run_one(n, shapes, row))
 
     def _skip_requested(self) -> bool:
         """Between two tasks: did the worker ask to stop after the current one? (Looked at every
@@ -133,20 +137,26 @@ class Executor:
         return self._skip
 
     # --- one task -------------------------------------------------------------------------------
-    def _set_env(self, env: dict[str, Any]) -> None:
-        for key, value in env.items():
-            value = str(value)
-            if self._env.get(key) != value:
-                os.environ[str(key)] = value
-                self._env[key] = value
+    def _set_env(self, env: tuple[tuple[str, str], ...]) -> None:
+        known = self._env
+        for key, value in env:
+            if known.get(key) != value:
+                os.environ[key] = value
+                known[key] = value
 
-    def run_one(self, n: int, spec: dict[str, Any]) -> dict[str, Any]:
-        self._set_env(spec.get("env") or {})
+    def run_one(self, n: int, shapes: list[Any], row: list[Any]) -> dict[str, Any]:
         store = RemoteJobStore(self, n)
         started = time.monotonic()
         try:
-            ctx = JobContext(kv=store, **spec["ctx"])
-            self.resolve(str(spec["target"]))(ctx)
+            target, session, stage, root, params = shapes[row[0]]
+            _, item, attempt, input_, item_input, output, final, meta = row
+            self._set_env((("SYMPHONY_SESSION", str(session)), ("SYMPHONY_STAGE", str(stage)),
+                           ("SYMPHONY_ITEM", str(item)), ("SYMPHONY_ATTEMPT", str(attempt)),
+                           ("SYMPHONY_ITEM_INPUT", str(item_input or ""))))
+            ctx = JobContext(session=session, stage=stage, item=item, attempt=attempt, input=input_, output=output,
+                             final_output=final, root=root, params=json.loads(params) if params != "{}" else {},
+                             meta=meta if meta is not None else {}, kv=store, log=HANDLER_LOG, item_input=item_input)
+            self.resolve(str(target))(ctx)
         except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too: the task's failure
             return {"op": "result", "n": n, "ok": False, "error": describe(exc), "trace": trace(exc),
                     "ms": _ms(started), "t": time.monotonic()}
