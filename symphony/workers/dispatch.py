@@ -137,6 +137,12 @@ class Dispatcher:
             except OSError as exc:  # the first task reports it
                 log.debug("could not start the handler executor early: %s", exc)
 
+    def woken(self) -> None:
+        """Woken by a bell: the executor, if its early start was decided for these roles, stays
+        awake for the claim's batch."""
+        if self._warm_for is not None and self.executor.pid is not None:
+            self.executor.expect()
+
     # --- prepare ------------------------------------------------------------------------------
     def _plan(self, session: str, stage: str):
         """The plan of a registered stage, or None."""

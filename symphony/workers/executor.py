@@ -116,6 +116,15 @@ class Executor:
             except ChannelClosed:
                 pass  # the next task finds it gone
 
+    def expect(self) -> None:
+        """The worker woke for work (its claim is on the way): have a running executor stay
+        awake for the batch that may follow (``op: expect``)."""
+        if self.proc is not None and self.channel is not None:
+            try:
+                self.channel.send_raw(b'{"op":"expect"}')
+            except ChannelClosed:
+                pass  # the next task finds it gone
+
     def kill(self) -> None:
         """End the executor and everything its handler started."""
         proc, self.proc = self.proc, None
@@ -280,7 +289,10 @@ class _Batch:
         remaining = len(self.calls) - self.n
         if cadence is None or remaining < 2 or self.interactive or self.executor.channel.has_frame():
             return
-        pause = min(GATHER_MAX_S, cadence * remaining, until_deadline)
+        rest = cadence * remaining
+        if self.meanwhile is not None and self.n == 0:
+            rest *= 0.5  # wake half way, so the reports of the first half can go while the second half runs
+        pause = min(GATHER_MAX_S, rest, until_deadline)
         if pause > 0:
             time.sleep(pause)  # the pace of reading, not a synchronisation: the pipe keeps every result
 

@@ -33,6 +33,7 @@ from .handler_calls import Handlers, describe, flush_streams, trace
 
 SKIP_LOOK_S = 0.005  # between two tasks, look for the worker's stop request at most this often
 HANDLER_LOG = logging.getLogger("symphony.handler")  # every JobContext's ``log``
+EXPECT_S = 0.002  # after the worker's "expect" (it woke for work), look for its batch this long before sleeping
 
 
 class JobStoreError(RuntimeError):
@@ -96,21 +97,41 @@ class Executor:
 
     # --- what the worker asks -------------------------------------------------------------------
     def serve(self) -> int:
+        frame: dict[str, Any] | None = None
         while True:
-            try:
-                frame = self.channel.recv()
-            except ChannelClosed:
-                return 0
+            if frame is None:
+                try:
+                    frame = self.channel.recv()
+                except ChannelClosed:
+                    return 0
             op = frame.get("op")
+            if op == "expect":  # the worker woke for work: a batch may follow within a round trip
+                try:
+                    frame = self._expect()
+                except ChannelClosed:
+                    return 0
+                continue
+            frame, current = None, frame
             if op == "init":
-                sys.path[:] = [str(p) for p in frame.get("path") or sys.path]
-                logging.getLogger().setLevel(int(frame.get("level") or logging.INFO))
+                sys.path[:] = [str(p) for p in current.get("path") or sys.path]
+                logging.getLogger().setLevel(int(current.get("level") or logging.INFO))
             elif op == "run":
                 self._skip = False
-                self.run_batch(list(frame.get("shapes") or ()), list(frame.get("tasks") or ()))
+                self.run_batch(list(current.get("shapes") or ()), list(current.get("tasks") or ()))
             elif op == "warm":  # the worker is idle: import the handlers its next tasks will call
-                self.warm([str(t) for t in frame.get("targets") or ()])
+                self.warm([str(t) for t in current.get("targets") or ()])
             # a "skip" that arrives after its batch ended has nothing left to skip
+
+    def _expect(self) -> dict[str, Any] | None:
+        """Stay awake (looking at the pipe, not sleeping in it) for the frame that should follow
+        in a moment, for at most :data:`EXPECT_S`: a process asleep in a read is slow to wake on a
+        virtual machine, and the batch would wait for it."""
+        deadline = time.monotonic() + EXPECT_S
+        while time.monotonic() < deadline:
+            frame = self.channel.poll(0)
+            if frame is not None:
+                return frame
+        return None
 
     def run_batch(self, shapes: list[Any], tasks: list[Any]) -> None:
         """Run a batch's tasks in order (each a row of :data:`executor.ROW_FIELDS` after its
