@@ -140,7 +140,7 @@ class Executor:
             if n and self._skip_requested():
                 self.channel.send({"op": "skipped", "n": n})
                 return
-            self.send_result(self.run_one(n, shapes, row))
+            self.run_one(n, shapes, row)
 
     def _skip_requested(self) -> bool:
         """Between two tasks: did the worker ask to stop after the current one? (Looked at every
@@ -165,8 +165,11 @@ class Executor:
                 os.environ[key] = value
                 known[key] = value
 
-    def run_one(self, n: int, shapes: list[Any], row: list[Any]) -> dict[str, Any]:
+    def run_one(self, n: int, shapes: list[Any], row: list[Any]) -> None:
+        """Run task ``n`` of the batch and send its result (``ms``: how long it took, ``t``: when it
+        ended, on this machine's monotonic clock)."""
         store = RemoteJobStore(self, n)
+        failure: BaseException | None = None
         started = time.monotonic()
         try:
             target, session, stage, root, params = shapes[row[0]]
@@ -179,19 +182,17 @@ class Executor:
                              meta=meta if meta is not None else {}, kv=store, log=HANDLER_LOG, item_input=item_input)
             self.resolve(str(target))(ctx)
         except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too: the task's failure
-            return {"op": "result", "n": n, "ok": False, "error": describe(exc), "trace": trace(exc),
-                    "ms": _ms(started), "t": time.monotonic()}
+            failure = exc
         finally:
             store.closed = True
             flush_streams()
-        return {"op": "result", "n": n, "ok": True, "ms": _ms(started), "t": time.monotonic()}
-
-    def send_result(self, result: dict[str, Any]) -> None:
-        if result.get("ok"):  # the common case, written without the JSON encoder
-            self.channel.send_raw(b'{"op":"result","n":%d,"ok":true,"ms":%.3f,"t":%.6f}'
-                                  % (result["n"], result["ms"], result["t"]))
+        ended = time.monotonic()
+        ms = round((ended - started) * 1000, 3)
+        if failure is None:  # the common case, written without the JSON encoder
+            self.channel.send_raw(b'{"op":"result","n":%d,"ok":true,"ms":%.3f,"t":%.6f}' % (n, ms, ended))
         else:
-            self.channel.send(result)
+            self.channel.send({"op": "result", "n": n, "ok": False, "error": describe(failure), "trace": trace(failure),
+                               "ms": ms, "t": ended})
 
     def warm(self, targets: list[str]) -> None:
         """Import handlers ahead of their first task; one that fails to import says so when its
@@ -217,10 +218,6 @@ class Executor:
                     if frame.get("ok"):
                         return frame.get("value")
                     raise JobStoreError(str(frame.get("error") or "the job store call failed"))
-
-
-def _ms(started: float) -> float:
-    return round((time.monotonic() - started) * 1000, 3)
 
 
 def _die_with_parent(parent: int) -> None:
