@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .common import Group, Server, bench_env, temp_dir, remove_temp_dirs, wait_for
 from .noop import COUNTER
-from .systems import symphony_commands, write_session
+from .systems import symphony_base_commands, symphony_commands, write_session
 
 
 def _tree(group: Group) -> dict[str, list[int]]:
@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--strace", action="store_true", help="count system calls (strace -c -f) instead")
     p.add_argument("--cpu", action="store_true", help="only CPU time and context switches per task, by kind of "
                                                      "process (no profiler attached)")
+    p.add_argument("--base", action="store_true", help="profile the workers of $BENCH_BASELINE (another checkout)")
     p.add_argument("--top", type=int, default=30)
     p.add_argument("--raw", metavar="DIR", help="keep py-spy's collapsed stacks in DIR")
     args = p.parse_args(argv)
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                                           isolation="inline" if args.isolation == "inline" else None))
         with Engine.from_url(server.url) as engine:
             initialize_session(engine, spec)
-        cmd = symphony_commands(server.url, args.processes, args.stages, 5.0)[0]
+        cmd = (symphony_base_commands if args.base else symphony_commands)(server.url, args.processes, args.stages,
+                                                                            5.0)[0]
         if args.prefetch is not None:
             cmd += ["--prefetch", str(args.prefetch)]
         group = Group([cmd], bench_env(server.url), workdir)

@@ -237,11 +237,8 @@ class Dispatcher:
         return run_here(task.failed_on, self.host.host, self.host.healthy_peers(task.stage))
 
     # --- run ----------------------------------------------------------------------------------
-    def run(self, batch: Sequence[Claimed], on_finish: Callable[[Finish], None],
-            meanwhile: Callable[[float, float], bool] | None = None) -> None:
-        """Run the tasks of one claim in order; ``on_finish`` gets each report as soon as it is made.
-        ``meanwhile``: what the worker may do while the executor runs the rest of a batch
-        (:meth:`Executor.run`)."""
+    def run(self, batch: Sequence[Claimed], on_finish: Callable[[Finish], None]) -> None:
+        """Run the tasks of one claim in order; ``on_finish`` gets each report as soon as it is made."""
         jobs: list[Job] = []
         for claimed in batch:
             prepared = self.prepare(claimed)
@@ -265,7 +262,7 @@ class Dispatcher:
                 while end < len(jobs) and jobs[end].stage.handler.kind == "python" \
                         and jobs[end].stage.isolation != "inline":
                     end += 1
-                i += self._run_python(jobs[i:end], on_finish, meanwhile)
+                i += self._run_python(jobs[i:end], on_finish)
             else:
                 on_finish(self._run_command(jobs[i]))
                 i += 1
@@ -286,7 +283,7 @@ class Dispatcher:
             return str(HANDBACK)
         return None
 
-    def _run_python(self, jobs: Sequence[Job], on_finish: Callable[[Finish], None], meanwhile=None) -> int:
+    def _run_python(self, jobs: Sequence[Job], on_finish: Callable[[Finish], None]) -> int:
         calls = [PythonCall(job.plan.shape[0], job.stage.timeout, job.plan.shape,
                             (job.claimed.item, job.attempts, job.input, job.item_input, job.temp, job.final, job.meta))
                  for job in jobs]
@@ -300,7 +297,7 @@ class Dispatcher:
         try:
             return max(1, self.executor.run(calls, on_done=done, interrupt=lambda n: self._interrupt(jobs[n]),
                                             stopping=lambda: self.stopping.requested,
-                                            job_store=lambda n: self._store(jobs[n]), meanwhile=meanwhile))
+                                            job_store=lambda n: self._store(jobs[n])))
         except OSError as exc:  # the executor could not be started
             done(0, runner.RunResult(runner.ERROR, error=f"cannot start the handler process: {exc}"))
             return 1

@@ -186,15 +186,10 @@ class Executor:
     # --- running tasks ------------------------------------------------------------------------
     def run(self, calls: Sequence[PythonCall], *, on_done: Callable[[int, RunResult], None],
             interrupt: Callable[[int], str | None], stopping: Callable[[], bool],
-            job_store: Callable[[int], JobStore],
-            meanwhile: Callable[[float, float], bool] | None = None) -> int:
+            job_store: Callable[[int], JobStore]) -> int:
         """Run ``calls`` in order; ``on_done(n, result)`` for each one that ran. Returns how many
         ran (or were ended): the others were not started (the worker is stopping, or the
-        executor had to be replaced) and may be run again as they are.
-
-        ``meanwhile(until_deadline_s, rest_s)``, called while the executor runs the rest of a
-        batch (``rest_s``: how long that should take, from the batch's pace so far), may use the
-        wait (the loop sends reports); it returns True if it did."""
+        executor had to be replaced) and may be run again as they are."""
         if self.proc is None:
             self._start()
         assert self.channel is not None
@@ -204,15 +199,14 @@ class Executor:
             on_done(0, RunResult(ERROR, error=self._exit_description()))
             self.kill()
             return 1
-        return _Batch(self, calls, on_done, interrupt, stopping, job_store, meanwhile).wait()
+        return _Batch(self, calls, on_done, interrupt, stopping, job_store).wait()
 
 
 class _Batch:
     """Waiting for one batch's results: the clock, the answers to ``ctx.kv``, stop requests."""
 
-    def __init__(self, executor: Executor, calls: Sequence[PythonCall], on_done, interrupt, stopping, job_store,
-                 meanwhile=None):
-        self.executor, self.calls, self.meanwhile = executor, calls, meanwhile
+    def __init__(self, executor: Executor, calls: Sequence[PythonCall], on_done, interrupt, stopping, job_store):
+        self.executor, self.calls = executor, calls
         self.on_done, self.interrupt, self.stopping, self.job_store = on_done, interrupt, stopping, job_store
         self.n = 0
         self.started = time.monotonic()  # when task n started
@@ -242,8 +236,6 @@ class _Batch:
                 self._send({"op": "skip"})
                 self.skip_sent = True
             left = deadline - now
-            if self._meanwhile(left):
-                continue  # that took a while: read what came meanwhile, then look at the clock again
             self._gather(left)
             try:
                 frame = channel.poll(min(TICK_S, left))
@@ -270,15 +262,6 @@ class _Batch:
             return self._died(exc)
         return None
 
-    def _meanwhile(self, until_deadline: float) -> bool:
-        """Give the worker the wait for the rest of a batch of short tasks (it sends the finished
-        tasks' reports meanwhile); True if it did something. Never while a handler of the batch
-        uses ``ctx.kv`` (its executor waits for the worker's answers)."""
-        if self.meanwhile is None or self.interactive or self.executor.cadence_s is None:
-            return False
-        remaining = len(self.calls) - self.n
-        return bool(self.meanwhile(until_deadline, self.executor.cadence_s * remaining))
-
     def _gather(self, until_deadline: float) -> None:
         """Let the results of a batch of short tasks pile up a moment, then read them together:
         with two processes on few cores, waking the worker for each result is what a short task
@@ -289,10 +272,7 @@ class _Batch:
         remaining = len(self.calls) - self.n
         if cadence is None or remaining < 2 or self.interactive or self.executor.channel.has_frame():
             return
-        rest = cadence * remaining
-        if self.meanwhile is not None and self.n == 0:
-            rest *= 0.5  # wake half way, so the reports of the first half can go while the second half runs
-        pause = min(GATHER_MAX_S, rest, until_deadline)
+        pause = min(GATHER_MAX_S, cadence * remaining, until_deadline)
         if pause > 0:
             time.sleep(pause)  # the pace of reading, not a synchronisation: the pipe keeps every result
 

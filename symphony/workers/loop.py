@@ -31,10 +31,6 @@ PREFETCH_BUDGET_S = 0.01  # claim several tasks at once only while they take les
 # (half of REPORT_DELAY_S: a batch normally ends before its first report has to go on its own)
 REPORT_DELAY_S = 0.02  # a finished task's report waits at most this long for the next claim
 EAGER_CLAIMS = 16  # claims in a row while the hint says a queue is eligible, before blocking on the bells
-MEANWHILE_REPORTS = 8  # while the executor runs the rest of a batch, send the reports of at least this many
-# finished tasks (the round trip after the batch then carries only the claim and the last reports)
-STEP_BOUND_S = 15.0  # the longest a round trip to Redis can block (socket and connect timeouts): reports are
-# sent in the middle of a batch only while the running task's deadline is further away than this
 
 
 def eviction_refusal(engine: Engine, options: WorkerOptions) -> str | None:
@@ -69,7 +65,6 @@ class TaskLoop:
         self._roles_loaded = False
         self._resending = False  # the reports being sent are a retry after a failed attempt
         self._avg_s: float | None = None  # running average of task durations (decides prefetch)
-        self._report_s = 0.0005  # how long sending reports in the middle of a batch takes (running average)
         self._down_since: float | None = None
         self.memory = memory or MemoryNotice(engine)  # Redis out of memory: said once (shared with the heart)
         self._policy_due = 0.0  # when to look at Redis' maxmemory-policy again (monotonic)
@@ -136,7 +131,7 @@ class TaskLoop:
     def _run_batch(self, batch: Sequence[Claimed]) -> None:
         self.state = "busy"
         started = time.perf_counter()
-        self.dispatcher.run(batch, self._finished, self._meanwhile)
+        self.dispatcher.run(batch, self._finished)
         took = (time.perf_counter() - started) / len(batch)
         avg = self._avg_s
         if avg is None:
@@ -152,20 +147,6 @@ class TaskLoop:
         self.pending.append(finish)
         if now - self._oldest > REPORT_DELAY_S:
             self._send_reports()
-
-    def _meanwhile(self, until_deadline_s: float, rest_s: float) -> bool:
-        """While the executor runs the rest of a batch (about ``rest_s`` more): send the finished
-        tasks' reports now, if there are enough of them and the rest takes longer than sending
-        them did last time. Only while Redis answers, and never close to the running task's
-        deadline (a round trip that hangs must not delay its timeout)."""
-        if len(self.pending) < MEANWHILE_REPORTS or self._down_since is not None or until_deadline_s < STEP_BOUND_S \
-                or rest_s < self._report_s:
-            return False
-        started = time.perf_counter()
-        self._send_reports()
-        took = time.perf_counter() - started
-        self._report_s += (took - self._report_s) * 0.3
-        return True
 
     def _idle(self, result: StepResult) -> bool:
         """Nothing to claim: wait for work (True: a burst worker is done)."""
