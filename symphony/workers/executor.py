@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ log = logging.getLogger("symphony.worker")
 handler_log = logging.getLogger("symphony.handler")
 TICK_S = 0.25  # how often a waiting worker looks at cancellation and stop requests
 GATHER_MAX_S = 0.002  # while a batch of short tasks runs, its results are read in bursts at most this far apart
+GATHER_MIN_S = 0.0001  # a shorter pause is not worth a sleep (waking costs about as much)
 _dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
@@ -80,6 +82,7 @@ class Executor:
         self._pump: threading.Thread | None = None
         self.started_count = 0
         self.cadence_s: float | None = None  # how far apart results of a batch come (the executor's clock)
+        self.doorbell: int | None = None  # POSIX: the pipe the executor rings when the worker should read (below)
 
     # --- the process --------------------------------------------------------------------------
     @property
@@ -89,12 +92,23 @@ class Executor:
     def _start(self) -> None:
         cmd = [sys.executable, "-u", "-m", "symphony.workers.executor_main", "--parent", str(os.getpid())]
         kwargs: dict[str, Any] = {}
+        ring = None
         if os.name == "posix":
             kwargs["start_new_session"] = True  # its own group: Ctrl-C does not reach it; killed as a tree
+            self.doorbell, ring = os.pipe()
+            cmd += ["--doorbell", str(ring)]
+            kwargs["pass_fds"] = (ring,)
         else:  # pragma: no cover - Windows
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=self.env, close_fds=True, **kwargs)
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         env=self.env, close_fds=True, **kwargs)
+        except BaseException:
+            self._close_doorbell()
+            raise
+        finally:
+            if ring is not None:
+                os.close(ring)
         self.channel = Channel(os.dup(self.proc.stdout.fileno()), os.dup(self.proc.stdin.fileno()))
         self.proc.stdout.close()
         self.proc.stdin.close()
@@ -154,6 +168,14 @@ class Executor:
             return
         self._reap(proc)
 
+    def _close_doorbell(self) -> None:
+        fd, self.doorbell = self.doorbell, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
     def _reap(self, proc: subprocess.Popen) -> None:
         try:
             proc.wait(timeout=10)
@@ -162,6 +184,7 @@ class Executor:
         if self.channel is not None:
             self.channel.close()
             self.channel = None
+        self._close_doorbell()
         if self._pump is not None:
             self._pump.join(timeout=2)
             self._pump = None
@@ -211,13 +234,14 @@ class _Batch:
         self.n = 0
         self.started = time.monotonic()  # when task n started
         self.skip_sent = False
+        self.more = False  # the last read of the pipe stopped at its bound: more is waiting
         self.interactive = False  # a handler of this batch used ctx.kv: answer at once, never pause
 
     def wait(self) -> int:
-        channel = self.executor.channel
         calls = self.calls
         while self.n < len(calls):
-            finished = self._take_ready(read=False)
+            rung = self.executor.doorbell is not None
+            finished = self._take_ready(read=rung)
             if finished is not None or self.n >= len(calls):
                 return self.n if finished is None else finished
             deadline = self.started + calls[self.n].timeout
@@ -235,24 +259,23 @@ class _Batch:
             if not self.skip_sent and self.n + 1 < len(calls) and self.stopping():
                 self._send({"op": "skip"})
                 self.skip_sent = True
-            left = deadline - now
-            self._gather(left)
-            try:
-                frame = channel.poll(min(TICK_S, left))
-            except (ChannelClosed, ProtocolError) as exc:
-                return self._died(exc)
-            if frame is None:
+            left = min(TICK_S, deadline - now)
+            if rung:
+                if not self.more:
+                    self._wait_for_bell(left)
                 continue
-            finished = self._handle(frame)
+            finished = self._wait_for_frame(left)
             if finished is not None:
                 return finished
         return self.n
 
     def _take_ready(self, read: bool) -> int | None:
-        """Handle the frames already read (``read``: and what one non-blocking read brings)."""
+        """Handle the frames already read (``read``: and what the pipe holds now)."""
         channel = self.executor.channel
         try:
-            frame = channel.poll(0) if read else channel.take()
+            if read:
+                self.more = channel.drain()
+            frame = channel.take()
             while frame is not None:
                 finished = self._handle(frame)
                 if finished is not None or self.n >= len(self.calls):
@@ -262,18 +285,46 @@ class _Batch:
             return self._died(exc)
         return None
 
+    def _wait_for_bell(self, timeout: float) -> None:
+        """Sleep until the executor rings (the batch's last result is written, or a frame that needs
+        an answer or a look: ``kv``, ``log``, ``skipped``), the executor ends, or ``timeout``. Its
+        results pile up in the pipe meanwhile, without waking this process for each."""
+        bell = self.executor.doorbell
+        ready, _, _ = select.select([bell], [], [], max(0.0, timeout))
+        if not ready:
+            return
+        try:
+            rang = os.read(bell, 4096)
+        except OSError:
+            rang = b""
+        if not rang:  # the executor closed it (it ended, or its handler closed the descriptor): read as before
+            self.executor._close_doorbell()
+
+    def _wait_for_frame(self, timeout: float) -> int | None:
+        """Without a doorbell (Windows): a pause for results to pile up, then the next frame."""
+        self._gather(timeout)
+        try:
+            frame = self.executor.channel.poll(timeout)
+        except (ChannelClosed, ProtocolError) as exc:
+            return self._died(exc)
+        return None if frame is None else self._handle(frame)
+
     def _gather(self, until_deadline: float) -> None:
         """Let the results of a batch of short tasks pile up a moment, then read them together:
         with two processes on few cores, waking the worker for each result is what a short task
         costs most. The pause is what the rest of the batch should take (at most GATHER_MAX_S),
         never past the running task's deadline; a batch whose handlers use ``ctx.kv`` (the
-        executor waits for the worker's answer) is never paused."""
+        executor waits for the worker's answer) is never paused.
+
+        The pause ends when the next to last task should end (the running one started at
+        ``self.started``), so the last result is waited for in the pipe, seen the moment it is
+        written: the next claim waits for it, and the executor idles until then."""
         cadence = self.executor.cadence_s
         remaining = len(self.calls) - self.n
         if cadence is None or remaining < 2 or self.interactive or self.executor.channel.has_frame():
             return
-        pause = min(GATHER_MAX_S, cadence * remaining, until_deadline)
-        if pause > 0:
+        pause = min(GATHER_MAX_S, cadence * (remaining - 1) - (time.monotonic() - self.started), until_deadline)
+        if pause > GATHER_MIN_S:
             time.sleep(pause)  # the pace of reading, not a synchronisation: the pipe keeps every result
 
     def _handle(self, frame: dict[str, Any]) -> int | None:

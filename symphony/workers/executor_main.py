@@ -69,12 +69,34 @@ class RemoteJobStore:
         return dict(self._call("all"))
 
 
+class Doorbell:
+    """The worker's doorbell (POSIX): one byte written tells it to read the pipe now. Results of a
+    batch are written as each task ends, without ringing (the worker reads them in one go when
+    the batch ends, or when it looks at its clock); what needs the worker sooner rings."""
+
+    def __init__(self, fd: int | None):
+        self.fd = fd
+        if fd is not None:
+            os.set_blocking(fd, False)  # a full doorbell has rung enough
+
+    def ring(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.write(self.fd, b"!")
+        except BlockingIOError:
+            pass
+        except OSError:  # the worker is gone: the next send finds it out
+            self.fd = None
+
+
 class ChannelLogHandler(logging.Handler):
     """Handler log records (``ctx.log``, any library) go to the worker, which logs them."""
 
-    def __init__(self, channel: Channel):
+    def __init__(self, channel: Channel, bell: Doorbell | None = None):
         super().__init__()
         self.channel = channel
+        self.bell = bell or Doorbell(None)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -82,13 +104,15 @@ class ChannelLogHandler(logging.Handler):
             if record.exc_info:
                 message += "\n" + "".join(traceback.format_exception(*record.exc_info))
             self.channel.send({"op": "log", "level": record.levelno, "name": record.name, "message": message})
+            self.bell.ring()
         except Exception:  # noqa: BLE001 - logging must never break a handler
             pass
 
 
 class Executor:
-    def __init__(self, channel: Channel):
+    def __init__(self, channel: Channel, bell: Doorbell | None = None):
         self.channel = channel
+        self.bell = bell or Doorbell(None)
         self.resolve = Handlers().resolve  # each handler imported once
         self._kv_lock = threading.Lock()
         self._skip = False
@@ -136,11 +160,14 @@ class Executor:
     def run_batch(self, shapes: list[Any], tasks: list[Any]) -> None:
         """Run a batch's tasks in order (each a row of :data:`executor.ROW_FIELDS` after its
         shape's index), one result each."""
-        for n, row in enumerate(tasks):
-            if n and self._skip_requested():
-                self.channel.send({"op": "skipped", "n": n})
-                return
-            self.run_one(n, shapes, row)
+        try:
+            for n, row in enumerate(tasks):
+                if n and self._skip_requested():
+                    self.channel.send({"op": "skipped", "n": n})
+                    return
+                self.run_one(n, shapes, row)
+        finally:
+            self.bell.ring()
 
     def _skip_requested(self) -> bool:
         """Between two tasks: did the worker ask to stop after the current one? (Looked at every
@@ -209,6 +236,7 @@ class Executor:
         """Ask the worker to run a job store call for task ``n``; wait for its answer."""
         with self._kv_lock:
             self.channel.send({"op": "kv", "n": n, "call": call, "args": args})
+            self.bell.ring()
             while True:
                 frame = self.channel.recv()
                 op = frame.get("op")
@@ -239,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="The process in which a worker runs its Python handlers "
                                                  "(started by symphony-worker).")
     parser.add_argument("--parent", type=int, required=True, help="the worker process's pid")
+    parser.add_argument("--doorbell", type=int, default=None, help="the descriptor of the worker's doorbell pipe")
     args = parser.parse_args(argv)
     _die_with_parent(args.parent)
     if hasattr(signal, "SIGINT"):
@@ -249,11 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     os.close(null)
     os.dup2(2, 1)  # what a handler prints goes where its stderr goes: to the worker, redacted there
     channel = Channel(control_in, control_out)
+    bell = Doorbell(args.doorbell)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    root.addHandler(ChannelLogHandler(channel))
-    return Executor(channel).serve()
+    root.addHandler(ChannelLogHandler(channel, bell))
+    return Executor(channel, bell).serve()
 
 
 if __name__ == "__main__":
