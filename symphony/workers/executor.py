@@ -260,11 +260,11 @@ class _Batch:
                 self._send({"op": "skip"})
                 self.skip_sent = True
             left = min(TICK_S, deadline - now)
-            if rung:
+            if rung and not self.interactive and self.n + 1 < len(calls):
                 if not self.more:
                     self._wait_for_bell(left)
                 continue
-            finished = self._wait_for_frame(left)
+            finished = self._wait_for_frame(left, gather=not rung)
             if finished is not None:
                 return finished
         return self.n
@@ -286,9 +286,10 @@ class _Batch:
         return None
 
     def _wait_for_bell(self, timeout: float) -> None:
-        """Sleep until the executor rings (the batch's last result is written, or a frame that needs
-        an answer or a look: ``kv``, ``log``, ``skipped``), the executor ends, or ``timeout``. Its
-        results pile up in the pipe meanwhile, without waking this process for each."""
+        """While two tasks or more of the batch are left: sleep until the executor rings (only the
+        last task is left to run, or a frame needs an answer or a look: ``kv``, ``log``,
+        ``skipped``), the executor ends, or ``timeout``. Its results pile up in the pipe meanwhile,
+        without waking this process for each. The last result is waited for in the pipe itself."""
         bell = self.executor.doorbell
         ready, _, _ = select.select([bell], [], [], max(0.0, timeout))
         if not ready:
@@ -300,9 +301,10 @@ class _Batch:
         if not rang:  # the executor closed it (it ended, or its handler closed the descriptor): read as before
             self.executor._close_doorbell()
 
-    def _wait_for_frame(self, timeout: float) -> int | None:
-        """Without a doorbell (Windows): a pause for results to pile up, then the next frame."""
-        self._gather(timeout)
+    def _wait_for_frame(self, timeout: float, gather: bool) -> int | None:
+        """The next frame (``gather``, without a doorbell: after a pause for results to pile up)."""
+        if gather:
+            self._gather(timeout)
         try:
             frame = self.executor.channel.poll(timeout)
         except (ChannelClosed, ProtocolError) as exc:

@@ -159,15 +159,18 @@ class Executor:
 
     def run_batch(self, shapes: list[Any], tasks: list[Any]) -> None:
         """Run a batch's tasks in order (each a row of :data:`executor.ROW_FIELDS` after its
-        shape's index), one result each."""
-        try:
-            for n, row in enumerate(tasks):
-                if n and self._skip_requested():
-                    self.channel.send({"op": "skipped", "n": n})
-                    return
-                self.run_one(n, shapes, row)
-        finally:
-            self.bell.ring()
+        shape's index), one result each. The doorbell rings once the next to last result is
+        written: the worker reads the batch so far while the last task runs, and then waits for
+        the last result itself."""
+        ring_after = len(tasks) - 2
+        for n, row in enumerate(tasks):
+            if n and self._skip_requested():
+                self.channel.send({"op": "skipped", "n": n})
+                self.bell.ring()
+                return
+            self.run_one(n, shapes, row)
+            if n == ring_after:
+                self.bell.ring()
 
     def _skip_requested(self) -> bool:
         """Between two tasks: did the worker ask to stop after the current one? (Looked at every
