@@ -260,7 +260,7 @@ class _Batch:
                 self._send({"op": "skip"})
                 self.skip_sent = True
             left = min(TICK_S, deadline - now)
-            if rung and not self.interactive and self.n + 1 < len(calls):
+            if rung and not self.interactive and len(calls) > 1:
                 if not self.more:
                     self._wait_for_bell(left)
                 continue
@@ -286,10 +286,10 @@ class _Batch:
         return None
 
     def _wait_for_bell(self, timeout: float) -> None:
-        """While two tasks or more of the batch are left: sleep until the executor rings (only the
-        last task is left to run, or a frame needs an answer or a look: ``kv``, ``log``,
-        ``skipped``), the executor ends, or ``timeout``. Its results pile up in the pipe meanwhile,
-        without waking this process for each. The last result is waited for in the pipe itself."""
+        """A batch of several tasks: sleep until the executor rings (the batch's last result is
+        written, or a frame needs an answer or a look: ``kv``, ``log``, ``skipped``), the executor
+        ends, or ``timeout``. Its results pile up in the pipe meanwhile, without waking this
+        process for each (a single task's result wakes it through the pipe itself)."""
         bell = self.executor.doorbell
         ready, _, _ = select.select([bell], [], [], max(0.0, timeout))
         if not ready:

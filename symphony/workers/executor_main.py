@@ -159,10 +159,10 @@ class Executor:
 
     def run_batch(self, shapes: list[Any], tasks: list[Any]) -> None:
         """Run a batch's tasks in order (each a row of :data:`executor.ROW_FIELDS` after its
-        shape's index), one result each. The doorbell rings once the next to last result is
-        written: the worker reads the batch so far while the last task runs, and then waits for
-        the last result itself."""
-        ring_after = len(tasks) - 2
+        shape's index), one result each. The doorbell rings once the last result of a batch of
+        several tasks is written (the worker reads them all in one go); a single task's result
+        wakes the worker through the pipe itself."""
+        ring_after = len(tasks) - 1 if len(tasks) > 1 else -1
         for n, row in enumerate(tasks):
             if n and self._skip_requested():
                 self.channel.send({"op": "skipped", "n": n})
