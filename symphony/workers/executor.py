@@ -7,9 +7,15 @@ timeout is ended on time by killing its executor; a handler that kills its own p
 (``os._exit``, a crash in C) fails its task, not the worker. The executor is started on the
 first Python task and replaced after it was killed or died.
 
-The worker sends a batch of tasks (a prefetch of short tasks travels as one frame) and reads the
-results as they come, answering the handlers' ``ctx.kv`` calls meanwhile; between two tasks it
-may ask the executor to stop (``skip``: the worker is stopping, the rest of the batch goes back).
+The worker sends a batch of tasks (a prefetch of short tasks travels as one frame: what the tasks
+of a stage share once, a short row per task) and reads the results, answering the handlers'
+``ctx.kv`` calls meanwhile; between two tasks it may ask the executor to stop (``skip``: the
+worker is stopping, the rest of the batch goes back). Each result is written to the pipe as its
+task ends (so a killed executor's finished tasks are known), but on POSIX the worker sleeps on a
+second pipe, the doorbell, which the executor rings only when the worker must read: after a
+batch's last result, or a frame that needs it (``kv``, ``log``, ``skipped``). The worker wakes once
+per batch, not once per result, and at least every :data:`TICK_S` to look at the running task's
+clock (the results read then say which task is running, and since when).
 """
 from __future__ import annotations
 
