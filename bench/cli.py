@@ -19,13 +19,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import (enqueue, exporter, inline, latency, memory, reclaim, repair, snapshot, startup, steering, throughput,
-               worker_costs)
+from . import (enqueue, exporter, fleet, inline, latency, memory, reclaim, repair, snapshot, startup, steering,
+               throughput, worker_costs)
 from .common import Server, load_now, machine_info, median, remove_temp_dirs
 from .systems import ALL, BY_NAME
 
 CASES = ("throughput", "latency", "command", "startup", "enqueue", "inline", "memory", "snapshot", "repair", "reclaim",
-         "exporter", "steering")
+         "exporter", "steering", "fleet")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ class Sizes:
     startup_repeat: int = 3  # launches timed to ready-to-claim, per round
     single_enqueues: int = 2000
     steering_tasks: int = 200_000  # the steering case: tasks claimed by one process (1,000 sessions x 200)
+    fleet_workers: tuple[int, ...] = (1000, 10_000)  # the fleet case: emulated workers' heartbeats
+    fleet_window_s: float = 10.0
+    fleet_reps: int = 15
 
 
 SMOKE = Sizes(window_s=0.3, min_tasks=200, enqueue_items=2000, inline_items=(2000,), memory_items=1000,
@@ -61,7 +64,8 @@ SMOKE = Sizes(window_s=0.3, min_tasks=200, enqueue_items=2000, inline_items=(200
               snapshot_sessions=20, snapshot_workers=10, snapshot_reps=3, scaling_queues=(10, 100), scaling_workers=5,
               scaling_reps=2, repair_items=2000, reclaim_heartbeat=0.5, finish_tasks=500,
               latency_samples=5, latency_interval_s=0.05, command_tasks=40, command_seconds=0.01, startup_tasks=200,
-              startup_repeat=1, single_enqueues=50, steering_tasks=2000)
+              startup_repeat=1, single_enqueues=50, steering_tasks=2000, fleet_workers=(200,), fleet_window_s=1.0,
+              fleet_reps=3)
 
 
 def log(msg: str) -> None:
@@ -289,10 +293,17 @@ def case_steering(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]
                                       "steered_us": median(x["steered"]["redis_script_us_per_task"] for x in runs)}}
 
 
+def case_fleet(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]:
+    log(f"  fleet: {', '.join(map(str, sizes.fleet_workers))} emulated workers beating every {fleet.HEARTBEAT_S:.0f} s; "
+        f"Redis, snapshots and a headless console over {sizes.fleet_window_s:.0f} s windows")
+    return {"rows": fleet.run_fleet(server, sizes=sizes.fleet_workers, seconds=sizes.fleet_window_s,
+                                    reps=sizes.fleet_reps), "load": load_now()}
+
+
 RUNNERS = {"throughput": case_throughput, "latency": case_latency, "command": case_command, "startup": case_startup,
            "enqueue": case_enqueue, "inline": case_inline, "memory": case_memory,
            "snapshot": case_snapshot, "repair": case_repair, "reclaim": case_reclaim, "exporter": case_exporter,
-           "steering": case_steering}
+           "steering": case_steering, "fleet": case_fleet}
 
 
 # --- targets and the table ------------------------------------------------------------------------------
@@ -362,6 +373,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ratio = results["steering"]["summary"]["script_us_ratio"]
         add("steering", "Redis script time per task, 1,000 steered sessions / one session", ratio, "<= 1.25",
             ratio <= 1.25)
+    if "fleet" in results:
+        for row in results["fleet"]["rows"]:
+            n = row["workers"]
+            if n < 10_000:
+                continue
+            paged = row["snapshot"]["paged"]["median_ms"]
+            add("fleet", f"console snapshot ms at {n:,} workers (median)", paged, "< 100", paged < 100)
+            idle = row["console"]["console_cpu_pct"]
+            add("fleet", f"idle console, % of a core at {n:,} workers", idle, "< 5", idle < 5)
+            redis_cpu = row["console"]["redis_cpu_pct"]
+            add("fleet", f"Redis % of a core, {n:,} workers beating + one console", redis_cpu, "< 20", redis_cpu < 20)
     if "repair" in results:
         ratio = results["repair"]["ratio"]
         add("repair", "plan time / listing the directories once", ratio, "<= 2.0", ratio <= 2.0)
@@ -434,6 +456,15 @@ def print_table(results: dict[str, Any]) -> None:
               f"{e['ten_scrapers']['redis_reads']} read, {e['ten_scrapers']['wall_ms']} ms")
         for f in results["exporter"]["finish"]:
             print(f"  finish.lua, {f['per_call']} task(s) per call: {f['usec_per_task']} us of Redis per task")
+    if "fleet" in results:
+        print("fleet: workers   Redis cmd/s  Redis %core   snapshot full ms (p95)   paged ms (p95)   "
+              "console %core  +Redis %core")
+        for row in results["fleet"]["rows"]:
+            hb, sn, co = row["heartbeats"], row["snapshot"], row["console"]
+            paged = sn.get("paged", {"median_ms": float("nan"), "p95_ms": float("nan")})
+            print(f"  {row['workers']:>13,}   {hb['commands_per_s']:>10,.0f}  {hb['redis_cpu_pct']:>10.1f}   "
+                  f"{sn['full']['median_ms']:>12.1f} ({sn['full']['p95_ms']:.0f})   {paged['median_ms']:>8.1f} "
+                  f"({paged['p95_ms']:.0f})   {co['console_cpu_pct']:>12.1f}  {co['redis_cpu_added_pct']:>11.2f}")
     if "steering" in results:
         st = results["steering"]["summary"]
         print(f"steering: Redis script time per task {st['one_session_us']} us (one session) vs {st['steered_us']} us "

@@ -23,8 +23,10 @@ from symphony.spec import role_problem
 
 from .keys import DEFAULT_KEYS, Keys
 
-# Connection set-up (redis-py sends HELLO and CLIENT SETNAME; PING checks health).
-CONNECTION = ("hello", "ping", "client|setname")
+# Connection set-up (redis-py sends HELLO and CLIENT SETNAME; PING checks health). On a Redis
+# Cluster the client also reads the slots' map (CLUSTER SLOTS) and the command table (COMMAND,
+# for its key parser) when it starts and after a failover; both only describe the server.
+CONNECTION = ("hello", "ping", "client|setname", "cluster|slots", "command")
 
 # Every command a worker process (and its supervisor) sends, directly or from a Lua script.
 WORKER_COMMANDS = CONNECTION + (
@@ -38,12 +40,13 @@ WORKER_COMMANDS = CONNECTION + (
 )
 
 # What the status snapshot and the console's watch mode read (two pipelined round trips), plus
-# the read commands an operator's view of a queue or a job uses. No KEYS, no SCAN.
+# the read commands an operator's view of a queue or a job uses. No KEYS, no SCAN (ZSCAN walks one ZSET).
 READER_COMMANDS = CONNECTION + (
     "evalsha_ro", "script|load",  # the snapshot reads through a read-only script (EVALSHA_RO, Redis 7+)
     "info", "time", "hgetall", "hget", "hmget", "hlen", "zrange", "zrangebyscore", "zscore", "zcard",
     "xrevrange", "xrange", "xlen", "llen", "lrange", "lindex", "get", "pttl", "ttl", "exists", "type",
     "smembers", "scard",
+    "zscan",  # the console's sweep of the workers ZSET for the fleet's counts (engine/fleet_view.py)
 )
 
 
