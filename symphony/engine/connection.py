@@ -10,6 +10,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from . import cluster
 from .config import RedisConfig
 from .errors import ConfigError, CredentialsRefused, RedisUnavailable
 from .redaction import redact
@@ -51,8 +52,7 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, redis.exceptions.ResponseError):
         text = str(exc)
         return text.startswith(("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"))
-    if isinstance(exc, getattr(redis.exceptions, "RedisClusterException", ())) or \
-            type(exc).__name__ == "ClusterError":
+    if isinstance(exc, _CLUSTER_CLIENT_ERRORS):
         return str(exc).startswith(CLUSTER_UNREACHABLE)
     return isinstance(exc, CONNECTION_ERRORS)
 
@@ -117,8 +117,6 @@ def connect(config: RedisConfig, *, socket_timeout: float = 10.0, connect_timeou
     reached, the client returned connects (and asks) at its first command instead, raising the
     connection error while Redis stays away, like a plain client.
     """
-    from . import cluster
-
     kwargs = _client_kwargs(config, socket_timeout, connect_timeout)
     if config.cluster == "no":
         return _single(config, kwargs)
@@ -140,8 +138,6 @@ def _single(config: RedisConfig, kwargs: dict) -> redis.Redis:
 def _open(config: RedisConfig, kwargs: dict) -> Any:
     """The client, after asking the server whether it is a cluster if ``config`` does not say;
     raises a connection error when it cannot be reached."""
-    from . import cluster
-
     mode = config.cluster if config.cluster != "auto" else cluster.detected(config)
     if mode == "no":
         return _single(config, kwargs)
