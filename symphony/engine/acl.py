@@ -35,6 +35,7 @@ WORKER_COMMANDS = CONNECTION + (
     "zadd", "zrem", "zrange", "zrangebyscore", "zremrangebyscore", "zremrangebyrank", "zscore", "zcard",
     "xadd", "get", "set", "incrby", "del", "exists", "expire", "pexpire", "pttl", "type", "sadd",
     "xrevrange", "lpos",  # why a report found its task gone (engine/lost.py), a rare path
+    "xrange",  # the registry's changes since the last one a worker saw (engine/following.py)
 )
 
 # What the status snapshot and the console's watch mode read (two pipelined round trips), plus
@@ -76,7 +77,7 @@ def worker_key_patterns(stages: Iterable[str], keys: Keys = DEFAULT_KEYS) -> tup
         "hosts:*",  # hosts' failure streaks, recent outcomes and quarantines
         "drain",  # a worker that exits drained removes its own entry
         "control:*")]  # a stage's running tasks and token bucket, counted by claim, finish and reclaim
-    read = [keys.sessions, keys.pools]
+    read = [keys.sessions, keys.pools, keys.registry_changes]
     return queue_patterns(stages, keys) + write, read
 
 

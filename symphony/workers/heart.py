@@ -6,10 +6,11 @@
   (``info()``: host, pid, state, CPU and memory, ...).
 * **Reaping**: the beat returns the workers whose lease lapsed; the heart reclaims their tasks
   (under the reaper lock), and looks again when the earliest lease of another worker runs out.
-* **Registry**: when the registry's epoch changes, or Redis no longer knows this worker (its
-  lease was reclaimed, or Redis lost its data, when the epoch proves nothing), it forgets the
-  cached session definitions and calls ``registry_changed()`` (the loop re-reads its roles; a
-  running task of a cancelled session is stopped).
+* **Registry**: when the registry's epoch changes it reads the change log's new entries and
+  forgets the cached definitions of the sessions named there only (``Engine.follow_registry``);
+  when Redis no longer knows this worker (its lease was reclaimed, or Redis lost its data, when
+  the epoch proves nothing) it forgets them all. Then it calls ``registry_changed(changes)`` (the
+  loop re-reads its roles; a running task of a cancelled session is stopped).
 
 Handler code never runs in this process (Python handlers run in the executor, commands in their
 own processes), so nothing a handler does can starve this thread.
@@ -28,7 +29,7 @@ log = logging.getLogger("symphony.worker")
 
 class Heart(threading.Thread):
     def __init__(self, engine: Engine, link: WorkerLink, *, heartbeat_s: float, lease_s: float,
-                 info: Callable[[], dict[str, object]], registry_changed: Callable[[], None],
+                 info: Callable[[], dict[str, object]], registry_changed: Callable[[object], None],
                  host_metrics=None, log_ttl_ms: int | None = None,
                  after_beat: Callable[[], None] | None = None, memory=None):
         super().__init__(name="heartbeat", daemon=True)
@@ -100,12 +101,16 @@ class Heart(threading.Thread):
         return None
 
     def _follow_registry(self, epoch: str, lost: bool) -> None:
-        if lost:  # after Redis lost its data the epoch starts again and may look unchanged
-            self.engine.records.clear()
-        self.engine.records.observe_epoch(epoch)
+        """Read the registry's changes since the last beat (only the sessions named there), or
+        everything after Redis lost its data (the epoch starts again and may look unchanged)."""
+        try:
+            changes = self.engine.follow_registry(lost=lost)
+        except Exception as exc:  # noqa: BLE001 - the epoch stays unseen: tried again at the next beat
+            log.debug("reading the registry's changes failed: %s", describe_error(exc))
+            return
         self.epoch = epoch
         try:
-            self.registry_changed()
+            self.registry_changed(changes)
         except Exception as exc:  # noqa: BLE001 - tried again at the next change
             log.debug("following the registry failed: %s", describe_error(exc))
 

@@ -99,9 +99,13 @@ class WorkerProcess:
                 log.info("drained (%s): claiming nothing more", drain.describe())
             self.stopping.set_drain(drain)
 
-    def _registry_changed(self) -> None:
+    def _registry_changed(self, changes) -> None:
+        """The registry changed (``changes``: which sessions): roles read again at the next claim;
+        the running task's session, if it changed, read now (a cancel stops the task)."""
         self.loop.roles_stale.set()
-        self.dispatcher.check_cancelled()
+        running = self.dispatcher.running
+        if running is not None and changes.touches(running.claimed.session):
+            self.dispatcher.check_cancelled()
 
     # --- lifecycle ------------------------------------------------------------------------------
     def run(self) -> int:
