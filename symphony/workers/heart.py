@@ -44,10 +44,16 @@ class Heart(threading.Thread):
         self.known = False  # the last beat found this worker registered
         self._exit = threading.Event()
         self._down_since: float | None = None
+        self._wake = float("inf")  # monotonic: when this thread next needs Redis (due_in)
 
     def stop(self) -> None:
         self._exit.set()
         self.join(timeout=5)
+
+    def due_in(self) -> float:
+        """Seconds until this thread next needs Redis (its next beat, or a look at lapsed leases):
+        the loop ends its blocking wait by then, since both share one connection (engine/sharing.py)."""
+        return self._wake - time.monotonic()
 
     def run(self) -> None:
         next_beat = 0.0
@@ -55,12 +61,14 @@ class Heart(threading.Thread):
         while not self._exit.is_set():
             now = time.monotonic()
             if now >= next_beat:
-                next_check = self.beat()
                 next_beat = now + self.heartbeat_s  # fixed rate
+                self._wake = next_beat
+                next_check = self.beat()
             elif next_check is not None and now >= next_check:
                 next_check = None
                 self.reap(None)
             wake = next_beat if next_check is None else min(next_beat, next_check)
+            self._wake = wake
             self._exit.wait(max(0.01, wake - time.monotonic()))
 
     def beat(self) -> float | None:

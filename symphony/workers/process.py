@@ -18,7 +18,7 @@ import signal
 import sys
 
 from symphony.engine import (Engine, capture_store_environment, describe_error, drop_secret_environment,
-                             redact_standard_streams, sealer_from,
+                             redact_standard_streams, sealer_from, share_one_connection,
                              without_secret_environment)
 
 from . import logs
@@ -52,7 +52,11 @@ class WorkerProcess:
         config = options.redis.with_client_name(f"symphony-worker:{worker_id}")
         self.engine = Engine(config, socket_timeout=max(10.0, options.idle_wait_s + 5),
                              sealer=sealer_from(options.encryption_key), origin=BatchJob.from_env().origin())
+        # one connection for the loop, the heart and the log shipper, taken in turn (engine/sharing.py)
+        share_one_connection(self.engine.client)
         self.link = self.engine.worker_link(worker_id, [], idle_wait_s=options.idle_wait_s)
+        self._wait_for_work = self.link.wait_for_work
+        self.link.wait_for_work = self._wait_until_beat  # the blocking wait ends when the heart needs Redis
         self.sampler = HostSampler()
         self.executor = Executor(without_secret_environment(), log_level=logging.getLogger().getEffectiveLevel())
         self.host = HostState(self.engine, self.sampler.host)
@@ -65,6 +69,11 @@ class WorkerProcess:
                            after_beat=self.check_drain, memory=self.memory,
                            host_metrics=self.engine.host_metrics_writer(options.pool, self.sampler.host,
                                                                         interval_s=options.metrics_interval_s))
+
+    def _wait_until_beat(self, timeout: float) -> bool:
+        """Block on the bells for ``timeout`` at most, and no longer than until the heart's next
+        beat: the heart takes the shared connection next, on time, not after a whole wait."""
+        return self._wait_for_work(min(timeout, max(0.05, self.heart.due_in())))
 
     # --- what the heartbeat says ----------------------------------------------------------------
     def info(self) -> dict[str, object]:
