@@ -62,8 +62,7 @@ class Heart(threading.Thread):
             now = time.monotonic()
             if now >= next_beat:
                 next_beat = now + self.heartbeat_s  # fixed rate
-                self._wake = next_beat
-                next_check = self.beat()
+                next_check = self.beat()  # (_wake stays in the past meanwhile: the loop keeps off Redis)
             elif next_check is not None and now >= next_check:
                 next_check = None
                 self.reap(None)
