@@ -15,8 +15,9 @@ beside it, the commands' own time from ``INFO commandstats``). The old path (eve
 every cached definition and re-reads every session's definition for its aliases) is measured on
 a few workers and scaled to W (it is linear in W: every worker sends the same commands).
 
-**connections**: ``symphony-worker --processes P`` on the harness's Redis, idle; ``CLIENT LIST``
-counted per worker process (by client name) and for the supervisor.
+**connections**: ``symphony-worker --processes P`` on the harness's Redis, idle (blocked on the
+bells, beating every 0.5 s, shipping log lines); ``CLIENT LIST`` sampled ten times, the most
+seen per worker process (by client name) and for the supervisor.
 """
 from __future__ import annotations
 
@@ -154,9 +155,10 @@ def connections(server: Server, *, processes: int, timeout: float = 60.0) -> dic
                if n.startswith("symphony-worker:")]
     supervisors = [max(s.get(n, 0) for s in samples) for n in {n for s in samples for n in s}
                    if n.startswith("symphony-supervisor:")]
+    total = sum(workers) + sum(supervisors)
     return {"processes": processes, "per_worker_process_max": max(workers) if workers else None,
-            "worker_processes_seen": len(workers), "supervisor": max(supervisors) if supervisors else None,
-            "total_max": sum(workers) + sum(supervisors)}
+            "worker_processes_seen": len(workers), "supervisor": max(supervisors) if supervisors else 0,
+            "total_max": total, "per_process_with_supervisor": round(total / processes, 2)}
 
 
 def host_sampling(repeat: int = 50) -> dict[str, Any]:
