@@ -67,8 +67,8 @@ class Emulated:
         """What a --roles worker does after a heartbeat saw the epoch move (new code)."""
         from symphony.engine import registry
 
-        self.follower.follow()
-        registry.roles_for(registry.pools(self.client, self.keys), None, ["get"], self.follower.aliases())
+        if self.follower.follow().roles_may_change:
+            registry.roles_for(registry.pools(self.client, self.keys), None, ["get"], self.follower.aliases())
 
     def follow_old(self) -> None:
         """What it did before the change log: forget everything, re-read every definition."""

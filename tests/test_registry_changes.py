@@ -48,6 +48,10 @@ def test_a_worker_rereads_only_the_sessions_named_in_the_change_log(engine, redi
             assert worker.records.get(f"s{n}") is not None
         assert spec_reads(engine) == 2, "only the changed sessions' definitions are read"
         assert worker.follow_registry().sessions == frozenset()  # nothing new: nothing re-read
+        engine.cancel("s3")  # only a state: the loop need not resolve its roles again
+        cancelled = worker.follow_registry()
+        assert cancelled.kinds == (("s3", "cancelled"),) and not cancelled.roles_may_change
+        assert changes.roles_may_change
     finally:
         worker.close()
 

@@ -24,6 +24,7 @@ from .keys import Keys
 from .records import RecordCache
 from .registry import CHANGES_MAXLEN, _record_of
 
+STATE_ONLY = ("cancelled", "active")  # changes that leave the pools and the pipelines as they were
 READ_LIMIT = CHANGES_MAXLEN + 200  # an approximate trim keeps up to about a node more than the cap
 
 
@@ -38,6 +39,12 @@ class RegistryChanges:
 
     def touches(self, session: str) -> bool:
         return self.everything or session in self.sessions
+
+    @property
+    def roles_may_change(self) -> bool:
+        """Whether the pools or the stages' aliases may differ now: not for a session that was only
+        cancelled or set active again (its state changed, not its pipeline)."""
+        return self.everything or any(change not in STATE_ONLY for _, change in self.kinds)
 
 
 class RegistryFollower:

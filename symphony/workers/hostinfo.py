@@ -66,9 +66,9 @@ class HostSampler:
                     todo.append(child)
         return found
 
-    def _children_usage(self) -> tuple[float, float, int]:
-        """CPU percent (of one core), memory percent and RSS of the handler children."""
-        cpu = mem = 0.0
+    def _children_usage(self) -> tuple[float, int]:
+        """CPU percent (of one core) and RSS of the handler children."""
+        cpu = 0.0
         rss = 0
         alive: dict[int, psutil.Process] = {}
         for pid in self._tree():
@@ -84,25 +84,28 @@ class HostSampler:
                 with child.oneshot():
                     cpu += child.cpu_percent(None)  # 0.0 on the first call for a new child
                     rss += child.memory_info().rss
-                    mem += child.memory_percent()
             except psutil.Error:
                 continue
             alive[child.pid] = child
         self._children = alive
-        return cpu, mem, rss
+        return cpu, rss
 
     def sample(self) -> dict[str, object]:
+        """The heartbeat's figures: this process with its handler children (cpu of all cores,
+        mem as a share of the host's memory, rss), and the host's (host_cpu, host_mem, cpus).
+        Reads this process's tree and two host-wide files (/proc/stat, /proc/meminfo), never
+        every process of the host."""
         try:
             with self.process.oneshot():
                 cpu = self.process.cpu_percent(None)
-                mem = self.process.memory_percent()
                 rss = self.process.memory_info().rss
             # include child processes (command handlers) in the worker's own figures
-            child_cpu, child_mem, child_rss = self._children_usage()
+            child_cpu, child_rss = self._children_usage()
             host_cpu = psutil.cpu_percent(None)
             vm = psutil.virtual_memory()
         except psutil.Error:
             return dict(self.job)
-        return {**self.job, "cpu": round(min(100.0, (cpu + child_cpu) / self.cpus), 1), "mem": round(mem + child_mem, 2),
+        mem = (rss + child_rss) / vm.total * 100 if vm.total else 0.0  # psutil's memory_percent(), once
+        return {**self.job, "cpu": round(min(100.0, (cpu + child_cpu) / self.cpus), 1), "mem": round(mem, 2),
                 "rss": rss + child_rss, "host_cpu": round(host_cpu, 1), "host_mem": round(vm.percent, 1),
                 "cpus": self.cpus}

@@ -127,9 +127,11 @@ class WorkerProcess:
             self.stopping.set_drain(drain)
 
     def _registry_changed(self, changes) -> None:
-        """The registry changed (``changes``: which sessions): roles read again at the next claim;
-        the running task's session, if it changed, read now (a cancel stops the task)."""
-        self.loop.roles_stale.set()
+        """The registry changed (``changes``: which sessions): roles read again at the next claim
+        (unless only a session's state changed); the running task's session, if it changed, read
+        now (a cancel stops the task)."""
+        if changes.roles_may_change:
+            self.loop.roles_stale.set()
         running = self.dispatcher.running
         if running is not None and changes.touches(running.claimed.session):
             self.dispatcher.check_cancelled()
