@@ -76,7 +76,11 @@ class RegistryFollower:
         if entries:
             self._last = entries[-1][0]
         self.records.forget(sessions)
-        self._reread_aliases(sessions)
+        # aliases: read again for a new or changed pipeline, dropped for a purged session, kept
+        # for a change of state only
+        last_change = dict(kinds)
+        self._reread_aliases(frozenset(s for s in sessions if last_change[s] not in STATE_ONLY + ("purged",)),
+                             dropped=frozenset(s for s in sessions if last_change[s] == "purged"))
         return RegistryChanges(sessions=sessions, kinds=kinds)
 
     def _everything(self) -> RegistryChanges:
@@ -103,15 +107,15 @@ class RegistryFollower:
             out.update(cached[session])
         return out
 
-    def _reread_aliases(self, sessions: frozenset[str]) -> None:
+    def _reread_aliases(self, sessions: frozenset[str], dropped: frozenset[str] = frozenset()) -> None:
         with self._lock:
-            if self._aliases is None or not sessions:
+            if self._aliases is None or not (sessions or dropped):
                 return
-        fresh = self._read_aliases(sorted(sessions))
+        fresh = self._read_aliases(sorted(sessions)) if sessions else {}
         with self._lock:
             if self._aliases is None:
                 return
-            for session in sessions:
+            for session in sessions | dropped:
                 self._aliases.pop(session, None)
             self._aliases.update(fresh)
 
