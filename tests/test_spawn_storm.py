@@ -17,7 +17,7 @@ import redis as redis_py
 from symphony.engine import Engine, Keys, initialize_session, load_session, resolve_redis
 from tests.helpers import ROOT, wait_until, worker_env, write_pipeline, write_session
 
-STORM = int(os.environ.get("SYMPHONY_STORM_WORKERS", "40"))
+STORM = 40  # symphony-worker processes started at once
 HOGS = 2
 HOG = "while True: pass"
 
