@@ -61,3 +61,47 @@ def test_a_worker_process_holds_one_connection_and_its_supervisor_none(own_redis
     finally:
         worker.stop()
         r.close()
+
+
+def test_threads_sharing_the_connection_take_turns_through_an_outage():
+    """redis-py gives back a connection that failed to connect from inside get_connection; the
+    turn must still be given back once (given twice, a waiting thread's turn was skipped and it
+    waited for ever: a worker that never came back after Redis restarted)."""
+    import socket
+    import threading
+
+    from symphony.engine.config import resolve_redis
+    from symphony.engine.connection import connect
+    from symphony.engine.sharing import share_one_connection
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = share_one_connection(connect(resolve_redis(f"redis://127.0.0.1:{port}/0"), connect_timeout=0.2))
+    failures: list[int] = []
+
+    def hammer() -> None:
+        for _ in range(30):
+            try:
+                client.ping()
+            except redis_py.ConnectionError:
+                failures.append(1)
+            with client.pipeline() as pipe:  # and nested: a pipeline's command while WATCHing
+                try:
+                    pipe.watch("k")
+                except redis_py.ConnectionError:
+                    failures.append(1)
+
+    threads = [threading.Thread(target=hammer, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    import time
+
+    deadline = time.monotonic() + 30
+    for t in threads:
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), "a thread waited for ever for its turn"
+    assert len(failures) == 3 * 60
+    turns = client.connection_pool._turns
+    assert turns._owner is None and turns._next == turns._serving
+    assert client.connection_pool._created_connections <= 1

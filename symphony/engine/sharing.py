@@ -44,7 +44,10 @@ class _Turns:
             return True
 
     def give(self) -> None:
+        """Give the turn back (only its holder can: a second give is nothing)."""
         with self._cond:
+            if self._owner != threading.get_ident():
+                return
             self._owner = None
             self._serving += 1
             self._cond.notify_all()
@@ -64,34 +67,49 @@ class TurnTakingPool(redis.ConnectionPool):
         self._turns = _Turns()
         self._nested: set[int] = set()  # ids of the extra connections of a thread that asked twice
         self._turn_pid = self.pid
+        self._getting = threading.local()  # .first while in get_connection: whether it took the turn
 
     def get_connection(self, *args, **kwargs):  # noqa: D102 - redis-py's interface
         if self._turn_pid != self.pid or self._turn_pid is None:
             self._turns.reset()
         self._turn_pid = self.pid
         first = self._turns.take()
+        self._getting.first = first  # redis-py gives back a connection that failed to connect itself
         try:
             connection = super().get_connection(*args, **kwargs)
         except BaseException:
             if first:
                 self._turns.give()
             raise
+        finally:
+            self._getting.first = None
         if not first:
             self._nested.add(id(connection))
         return connection
 
     def release(self, connection) -> None:  # noqa: D102 - redis-py's interface
+        first = getattr(self._getting, "first", None)
+        if first is not None:  # from inside get_connection (it failed to connect): the turn is its to give
+            if first:
+                super().release(connection)
+            else:
+                self._drop(connection)
+            return
         if id(connection) in self._nested:  # the extra connection: closed and dropped, never kept
             self._nested.discard(id(connection))
-            with self._lock:
-                self._in_use_connections.discard(connection)
-                self._created_connections = max(0, self._created_connections - 1)
-            connection.disconnect()
+            self._drop(connection)
             return
         try:
             super().release(connection)
         finally:
             self._turns.give()
+
+
+    def _drop(self, connection) -> None:
+        with self._lock:
+            self._in_use_connections.discard(connection)
+            self._created_connections = max(0, self._created_connections - 1)
+        connection.disconnect()
 
 
 def share_one_connection(client):
