@@ -99,8 +99,8 @@ def registry_change(server: Server, *, sessions: int, workers: int, old_workers:
         changes: dict[str, Any] = {}
         steps = {"registered": lambda n: engine.register_session(SessionRecord(name=f"fresh{n}", pipeline=pipeline,
                                                                                root=str(workdir))),
-                 "cancelled": lambda n: engine.cancel(f"s{10 + n:05d}"),
-                 "purged": lambda n: purge_session(engine, f"s{20 + n:05d}", force=True)}
+                 "cancelled": lambda n: engine.cancel(f"s{sessions // 3 + n:05d}"),
+                 "purged": lambda n: purge_session(engine, f"s{2 * sessions // 3 + n:05d}", force=True)}
         for name, change in steps.items():
             runs = []
             for n in range(REPEAT):
@@ -116,7 +116,7 @@ def registry_change(server: Server, *, sessions: int, workers: int, old_workers:
             changes[name] = {"runs": runs, "redis_cpu_ms": statistics.median(r["redis_cpu_ms"] for r in runs),
                              "commands_ms": statistics.median(r["commands_ms"] for r in runs)}
         old = fleet[:old_workers]
-        engine.cancel("s00003")  # (the old path's cost does not depend on the change)
+        engine.cancel(f"s{sessions - 1:05d}")  # (the old path's cost does not depend on the change)
         before = _redis_cpu(server.client)
         for w in old:
             w.follow_old()
