@@ -19,13 +19,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import (enqueue, exporter, fleet, inline, latency, memory, reclaim, repair, snapshot, startup, steering,
-               throughput, worker_costs)
+from . import (enqueue, exporter, fleet, fleet_workers, inline, latency, memory, reclaim, repair, snapshot, startup,
+               steering, throughput, worker_costs)
 from .common import Server, load_now, machine_info, median, remove_temp_dirs
 from .systems import ALL, BY_NAME
 
 CASES = ("throughput", "latency", "command", "startup", "enqueue", "inline", "memory", "snapshot", "repair", "reclaim",
-         "exporter", "steering", "fleet")
+         "exporter", "steering", "fleet", "fleet_workers")
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,12 @@ class Sizes:
     startup_repeat: int = 3  # launches timed to ready-to-claim, per round
     single_enqueues: int = 2000
     steering_tasks: int = 200_000  # the steering case: tasks claimed by one process (1,000 sessions x 200)
-    fleet_sessions: int = 1000  # the fleet case: a registry change at sessions x emulated workers
-    fleet_workers: int = 1000
-    fleet_processes: int = 4  # connections per process of one symphony-worker --processes N
+    fleet_workers: tuple[int, ...] = (1000, 10_000)  # the fleet case: emulated workers' heartbeats
+    fleet_window_s: float = 10.0
+    fleet_reps: int = 15
+    registry_sessions: int = 1000  # the fleet_workers case: a registry change at sessions x emulated workers
+    registry_workers: int = 1000
+    connection_processes: int = 4  # connections per process of one symphony-worker --processes N
 
 
 SMOKE = Sizes(window_s=0.3, min_tasks=200, enqueue_items=2000, inline_items=(2000,), memory_items=1000,
@@ -64,8 +67,8 @@ SMOKE = Sizes(window_s=0.3, min_tasks=200, enqueue_items=2000, inline_items=(200
               snapshot_sessions=20, snapshot_workers=10, snapshot_reps=3, scaling_queues=(10, 100), scaling_workers=5,
               scaling_reps=2, repair_items=2000, reclaim_heartbeat=0.5, finish_tasks=500,
               latency_samples=5, latency_interval_s=0.05, command_tasks=40, command_seconds=0.01, startup_tasks=200,
-              startup_repeat=1, single_enqueues=50, steering_tasks=2000, fleet_sessions=20, fleet_workers=20,
-              fleet_processes=2)
+              startup_repeat=1, single_enqueues=50, steering_tasks=2000, fleet_workers=(200,), fleet_window_s=1.0,
+              fleet_reps=3, registry_sessions=20, registry_workers=20, connection_processes=2)
 
 
 def log(msg: str) -> None:
@@ -294,18 +297,26 @@ def case_steering(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]
 
 
 def case_fleet(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]:
-    log(f"  fleet: a registry change at {sizes.fleet_sessions} sessions x {sizes.fleet_workers} emulated workers; "
-        f"connections of symphony-worker --processes {sizes.fleet_processes}; a heartbeat's host sample")
-    return {"registry_change": fleet.registry_change(server, sessions=sizes.fleet_sessions, workers=sizes.fleet_workers,
-                                                     old_workers=min(10, sizes.fleet_workers)),
-            "connections": fleet.connections(server, processes=sizes.fleet_processes),
-            "host_sampling": fleet.host_sampling()}
+    log(f"  fleet: {', '.join(map(str, sizes.fleet_workers))} emulated workers beating every {fleet.HEARTBEAT_S:.0f} s; "
+        f"Redis, snapshots and a headless console over {sizes.fleet_window_s:.0f} s windows")
+    return {"rows": fleet.run_fleet(server, sizes=sizes.fleet_workers, seconds=sizes.fleet_window_s,
+                                    reps=sizes.fleet_reps), "load": load_now()}
+
+
+def case_fleet_workers(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]:
+    log(f"  fleet_workers: a registry change at {sizes.registry_sessions} sessions x {sizes.registry_workers} emulated "
+        f"workers; connections of symphony-worker --processes {sizes.connection_processes}; a heartbeat's host sample")
+    return {"registry_change": fleet_workers.registry_change(server, sessions=sizes.registry_sessions,
+                                                             workers=sizes.registry_workers,
+                                                             old_workers=min(10, sizes.registry_workers)),
+            "connections": fleet_workers.connections(server, processes=sizes.connection_processes),
+            "host_sampling": fleet_workers.host_sampling()}
 
 
 RUNNERS = {"throughput": case_throughput, "latency": case_latency, "command": case_command, "startup": case_startup,
            "enqueue": case_enqueue, "inline": case_inline, "memory": case_memory,
            "snapshot": case_snapshot, "repair": case_repair, "reclaim": case_reclaim, "exporter": case_exporter,
-           "steering": case_steering, "fleet": case_fleet}
+           "steering": case_steering, "fleet": case_fleet, "fleet_workers": case_fleet_workers}
 
 
 # --- targets and the table ------------------------------------------------------------------------------
@@ -376,11 +387,22 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         add("steering", "Redis script time per task, 1,000 steered sessions / one session", ratio, "<= 1.25",
             ratio <= 1.25)
     if "fleet" in results:
-        rc = results["fleet"]["registry_change"]
-        add("fleet", f"Redis CPU per registry change, {rc['sessions']} sessions x {rc['workers']} workers (ms)",
+        for row in results["fleet"]["rows"]:
+            n = row["workers"]
+            if n < 10_000:
+                continue
+            paged = row["snapshot"]["paged"]["median_ms"]
+            add("fleet", f"console snapshot ms at {n:,} workers (median)", paged, "< 100", paged < 100)
+            idle = row["console"]["console_cpu_pct"]
+            add("fleet", f"idle console, % of a core at {n:,} workers", idle, "< 5", idle < 5)
+            redis_cpu = row["console"]["redis_cpu_pct"]
+            add("fleet", f"Redis % of a core, {n:,} workers beating + one console", redis_cpu, "< 20", redis_cpu < 20)
+    if "fleet_workers" in results:
+        rc = results["fleet_workers"]["registry_change"]
+        add("fleet_workers", f"Redis CPU per registry change, {rc['sessions']} sessions x {rc['workers']} workers (ms)",
             rc["redis_cpu_ms_per_change"], "< 100", rc["redis_cpu_ms_per_change"] < 100)
-        per = results["fleet"]["connections"]["per_worker_process_max"]
-        add("fleet", "Redis connections per worker process", per, "1", per == 1)
+        per = results["fleet_workers"]["connections"]["per_worker_process_max"]
+        add("fleet_workers", "Redis connections per worker process", per, "1", per == 1)
     if "repair" in results:
         ratio = results["repair"]["ratio"]
         add("repair", "plan time / listing the directories once", ratio, "<= 2.0", ratio <= 2.0)
@@ -453,17 +475,26 @@ def print_table(results: dict[str, Any]) -> None:
               f"{e['ten_scrapers']['redis_reads']} read, {e['ten_scrapers']['wall_ms']} ms")
         for f in results["exporter"]["finish"]:
             print(f"  finish.lua, {f['per_call']} task(s) per call: {f['usec_per_task']} us of Redis per task")
-    if "steering" in results:
-        st = results["steering"]["summary"]
-        print(f"steering: Redis script time per task {st['one_session_us']} us (one session) vs {st['steered_us']} us "
-              f"(1,000 sessions, priorities, a limit): x{st['script_us_ratio']}")
     if "fleet" in results:
-        rc, cn, hs = (results["fleet"][k] for k in ("registry_change", "connections", "host_sampling"))
-        print(f"fleet: a registry change at {rc['sessions']} sessions x {rc['workers']} workers costs Redis "
+        print("fleet: workers   Redis cmd/s  Redis %core   snapshot full ms (p95)   paged ms (p95)   "
+              "console %core  +Redis %core")
+        for row in results["fleet"]["rows"]:
+            hb, sn, co = row["heartbeats"], row["snapshot"], row["console"]
+            paged = sn.get("paged", {"median_ms": float("nan"), "p95_ms": float("nan")})
+            print(f"  {row['workers']:>13,}   {hb['commands_per_s']:>10,.0f}  {hb['redis_cpu_pct']:>10.1f}   "
+                  f"{sn['full']['median_ms']:>12.1f} ({sn['full']['p95_ms']:.0f})   {paged['median_ms']:>8.1f} "
+                  f"({paged['p95_ms']:.0f})   {co['console_cpu_pct']:>12.1f}  {co['redis_cpu_added_pct']:>11.2f}")
+    if "fleet_workers" in results:
+        rc, cn, hs = (results["fleet_workers"][k] for k in ("registry_change", "connections", "host_sampling"))
+        print(f"fleet_workers: a registry change at {rc['sessions']} sessions x {rc['workers']} workers costs Redis "
               f"{rc['redis_cpu_ms_per_change']} ms of CPU (re-reading every definition: {rc['old_redis_cpu_ms_per_change']}"
               f" ms, x{rc['ratio_old_to_new']}); {cn['per_worker_process_max']} connection(s) per worker process, "
               f"{cn['supervisor']} for the supervisor; a heartbeat's host sample {hs['sample_us']} us of CPU "
               f"({hs['processes_on_host']} processes; psutil's recursive walk alone {hs['recursive_walk_us']} us)")
+    if "steering" in results:
+        st = results["steering"]["summary"]
+        print(f"steering: Redis script time per task {st['one_session_us']} us (one session) vs {st['steered_us']} us "
+              f"(1,000 sessions, priorities, a limit): x{st['script_us_ratio']}")
     if "repair" in results:
         r = results["repair"]
         print(f"repair: {r['items']} items x {r['stages']} stages ({r['files']} files): plan {r['planning_s']}s, "

@@ -1,212 +1,239 @@
-"""Case: what a fleet costs Redis: a registry change at S sessions x W workers, and connections
-per worker process.
+"""Case "fleet": what a large fleet's heartbeats and an open console cost, at 1,000 and 10,000 workers.
 
-    python -m bench.fleet                       # 1,000 sessions x 1,000 emulated workers
-    python -m bench.fleet --sessions 100 --workers 50
+The fleet is emulated, not run: a few emulator processes (``EMULATORS``) each own a slice of the
+worker ids and beat every one of them at the real interval (5 s, lease 12.5 s, the worker's
+defaults) through the real heartbeat script (``WorkerLink``'s ``heartbeat.lua``, queued on a
+pipeline, so one round trip carries many workers' beats and the emulator is never the
+bottleneck). Each beat carries what a real worker's does (host, pool, pid, state, CPU, memory...),
+four processes per host, a few pools, a tenth of the workers busy.
 
-**registry change**: S sessions are registered (a two-stage pipeline each, one stage with an
-alias). W emulated workers follow the registry the way a ``--roles`` worker does (its heart and
-its loop, on one shared client: what each worker sends is the same as from its own process):
-at each change each worker catches up (``Engine.follow_registry``: the change log's new entries,
-and the definitions of the sessions named there) and resolves its roles again (the pools, its
-aliases). Three kinds of change are measured, three times each (the median of each, then the median of
-the three): a session registered, one cancelled, one purged. Redis's
-CPU for the whole fleet per change is the server's ``used_cpu_sys + used_cpu_user`` delta (and,
-beside it, the commands' own time from ``INFO commandstats``). The old path (every worker drops
-every cached definition and re-reads every session's definition for its aliases) is measured on
-a few workers and scaled to W (it is linear in W: every worker sends the same commands).
+Measured over a window (``--fleet-window``, default 10 s) on the harness's own Redis:
 
-**connections**: ``symphony-worker --processes P`` on the harness's Redis, idle (blocked on the
-bells, beating every 0.5 s, shipping log lines); ``CLIENT LIST`` sampled ten times, the most
-seen per worker process (by client name) and for the supervisor.
+* ``heartbeats``: the fleet alone: Redis commands/s (INFO stats), Redis CPU (INFO cpu
+  ``used_cpu_sys + used_cpu_user`` delta over the window, as a share of one core), clients;
+* ``snapshot``: ``Engine.snapshot()`` as ``symphony status`` reads it (every worker), and the
+  console's paged read (one page of the worker table plus the fleet's aggregates), median/p95 ms;
+* ``console``: a headless ``symphony-tui`` (``SymphonyApp.run(headless=True)`` in its own process,
+  120x40, refresh 1 s) left idle on the main screen: its process CPU time over the window, and the
+  Redis CPU it adds (the same INFO delta, minus the fleet's alone).
 """
 from __future__ import annotations
 
-import argparse
-import json
+import multiprocessing as mp
+import os
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from .common import ROOT, Server, bench_env, temp_dir, wait_for
+import psutil
+import redis
 
-REPEAT = 3  # each kind of change, measured this many times (the median is reported)
+from .common import Server, wait_for
 
-
-def _pipeline(workdir: Path):
-    from symphony.engine import load_pipeline
-
-    path = workdir / "fleet-pipe.yaml"
-    import yaml
-
-    path.write_text(yaml.safe_dump({"pipeline": "fleet", "stages": [
-        {"name": "fetch", "pool": "p", "aliases": ["get"], "command": ["true"], "output": "{root}/{item}.a"},
-        {"name": "crunch", "pool": "q", "command": ["true"], "output": "{root}/{item}.b"}]}, sort_keys=False))
-    return load_pipeline(path)
+HEARTBEAT_S = 5.0
+LEASE_S = 12.5
+EMULATORS = 2
+PER_HOST = 4
+POOLS = ("win", "linux", "gpu")
+STAGES = ("rvm", "preprocess", "detection", "process")
 
 
-def _redis_cpu(client) -> tuple[float, float]:
-    """(used_cpu_sys + used_cpu_user in s, the commands' own time in s) so far."""
-    cpu = client.info("cpu")
-    stats = client.info("commandstats")
-    return (float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]),
-            sum(row.get("usec", 0) for row in stats.values()) / 1e6)
+def worker_id(n: int) -> str:
+    return f"fleet-{n:05d}"
 
 
-class Emulated:
-    """One worker's registry state on a shared client: its cache of definitions and its follower."""
-
-    def __init__(self, client, keys):
-        from symphony.engine.following import RegistryFollower
-        from symphony.engine.records import RecordCache
-
-        self.client, self.keys = client, keys
-        self.records = RecordCache(client, keys)
-        self.follower = RegistryFollower(client, keys, self.records)
-
-    def follow(self) -> None:
-        """What a --roles worker does after a heartbeat saw the epoch move (new code)."""
-        from symphony.engine import registry
-
-        if self.follower.follow().roles_may_change:
-            registry.roles_for(registry.pools(self.client, self.keys), None, ["get"], self.follower.aliases())
-
-    def follow_old(self) -> None:
-        """What it did before the change log: forget everything, re-read every definition."""
-        from symphony.engine import registry
-
-        self.records.clear()
-        registry.roles_for(registry.pools(self.client, self.keys), None, ["get"],
-                           registry.aliases(self.client, self.keys))
+def _info(n: int, beat_no: int) -> dict[str, Any]:
+    busy = (n + beat_no) % 10 == 0
+    pool = POOLS[(n // PER_HOST) % len(POOLS)]
+    return {"name": worker_id(n), "host": f"host-{n // PER_HOST:04d}", "pid": 1000 + n, "pool": pool,
+            "roles": ",".join(STAGES[:2] if pool == "win" else STAGES[2:]), "state": "busy" if busy else "idle",
+            "current": "", "done": beat_no, "cpu": float(n % 97), "mem": 2.0 + n % 5, "rss": 50_000_000 + n,
+            "host_cpu": float((n // PER_HOST) % 100), "host_mem": 40.0, "cpus": 8, "started": 1.7e9,
+            "supervisor": f"host-{n // PER_HOST:04d}:{n // PER_HOST}"}
 
 
-def registry_change(server: Server, *, sessions: int, workers: int, old_workers: int) -> dict[str, Any]:
-    from symphony.engine import Engine, SessionRecord
-    from symphony.engine.control import purge_session
+def emulate(url: str, first: int, count: int, stop: Any, ready: Any) -> None:
+    """Beat workers ``first .. first+count-1`` every HEARTBEAT_S, spread over the interval (a
+    tick every 50 ms beats the workers due), until ``stop`` is set."""
+    from symphony.engine import Engine
+    from symphony.engine.scripts import execute, load_all, scripts
 
-    server.reset()
-    workdir = Path(temp_dir("symphony-fleet-"))
-    pipeline = _pipeline(workdir)
-    with Engine.from_url(server.url) as engine:
-        for n in range(sessions):
-            engine.register_session(SessionRecord(name=f"s{n:05d}", pipeline=pipeline, root=str(workdir)), items=10)
-        fleet = [Emulated(engine.client, engine.keys) for _ in range(workers)]
-        for w in fleet:
-            w.follow()  # each worker's first read (everything): not what a change costs
-        changes: dict[str, Any] = {}
-        steps = {"registered": lambda n: engine.register_session(SessionRecord(name=f"fresh{n}", pipeline=pipeline,
-                                                                               root=str(workdir))),
-                 "cancelled": lambda n: engine.cancel(f"s{sessions // 3 + n:05d}"),
-                 "purged": lambda n: purge_session(engine, f"s{2 * sessions // 3 + n:05d}", force=True)}
-        for name, change in steps.items():
-            runs = []
-            for n in range(REPEAT):
-                change(n)
-                before = _redis_cpu(server.client)
-                started = time.perf_counter()
-                for w in fleet:
-                    w.follow()
-                wall = time.perf_counter() - started
-                after = _redis_cpu(server.client)
-                runs.append({"redis_cpu_ms": round((after[0] - before[0]) * 1000, 1),
-                             "commands_ms": round((after[1] - before[1]) * 1000, 1), "client_s": round(wall, 2)})
-            changes[name] = {"runs": runs, "redis_cpu_ms": statistics.median(r["redis_cpu_ms"] for r in runs),
-                             "commands_ms": statistics.median(r["commands_ms"] for r in runs)}
-        old = fleet[:old_workers]
-        engine.cancel(f"s{sessions - 1:05d}")  # (the old path's cost does not depend on the change)
-        before = _redis_cpu(server.client)
-        for w in old:
-            w.follow_old()
-        after = _redis_cpu(server.client)
-    per_worker = (after[0] - before[0]) / max(1, len(old))
-    new_ms = statistics.median(c["redis_cpu_ms"] for c in changes.values())
-    old_ms = round(per_worker * workers * 1000, 1)
-    return {"sessions": sessions, "workers": workers, "changes": changes,
-            "redis_cpu_ms_per_change": new_ms,
-            "old_redis_cpu_ms_per_change": old_ms, "old_measured_on_workers": len(old),
-            "old_commands_ms_per_worker": round((after[1] - before[1]) / max(1, len(old)) * 1000, 2),
-            "ratio_old_to_new": round(old_ms / new_ms, 1) if new_ms else None}
+    lua = scripts().heartbeat
+    ttl_ms = int(max(60.0, LEASE_S * 4) * 1000)
+    with Engine.from_url(url) as engine:
+        keys, client = engine.keys, engine.client
+        load_all(client)
+        ids = [worker_id(n) for n in range(first, first + count)]
+
+        def beat(indices: range, beat_no: int) -> None:
+            with client.pipeline(transaction=False) as pipe:
+                queued = []
+                for i in indices:
+                    flat: list[Any] = []
+                    for name, value in _info(first + i, beat_no).items():
+                        flat.extend((name, value))
+                    queued.append(lua.queue(pipe, (keys.workers, keys.worker(ids[i]), keys.clock, keys.grace,
+                                                   keys.epoch),
+                                            (ids[i], int(HEARTBEAT_S * 1000), int(LEASE_S * 1000), ttl_ms, *flat)))
+                execute(client, pipe, queued)
+
+        for start in range(0, count, 500):  # everyone registered before the clock starts
+            beat(range(start, min(count, start + 500)), 0)
+        ready.set()
+        tick, ticks = 0.05, int(HEARTBEAT_S / 0.05)
+        per_tick = count / ticks
+        began, n = time.monotonic(), 0
+        while not stop.is_set():
+            step = n % ticks
+            lo, hi = int(step * per_tick), int((step + 1) * per_tick)
+            if hi > lo:
+                beat(range(lo, hi), 1 + n // ticks)
+            n += 1
+            delay = began + n * tick - time.monotonic()
+            if delay > 0:
+                stop.wait(delay)
 
 
-def connections(server: Server, *, processes: int, timeout: float = 60.0) -> dict[str, Any]:
-    """Connections per worker process of ``symphony-worker --processes P``, idle, from CLIENT LIST."""
-    server.reset()
-    env = bench_env(server.url)
-    log_path = Path(temp_dir("symphony-conns-")) / "worker.log"
-    with open(log_path, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "symphony.workers", "--processes", str(processes),
-                                 "--heartbeat", "0.5", "--idle-wait", "1", "--roles", "idle"], cwd=str(ROOT), env=env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+class Fleet:
+    """EMULATORS processes beating ``workers`` workers until :meth:`stop`."""
+
+    def __init__(self, url: str, workers: int, emulators: int = EMULATORS):
+        ctx = mp.get_context("fork" if os.name == "posix" else "spawn")
+        self.stop_event = ctx.Event()
+        self.procs, self.ready = [], []
+        share = -(-workers // emulators)
+        for e in range(emulators):
+            first, count = e * share, max(0, min(share, workers - e * share))
+            ready = ctx.Event()
+            proc = ctx.Process(target=emulate, args=(url, first, count, self.stop_event, ready), daemon=True)
+            proc.start()
+            self.procs.append(proc)
+            self.ready.append(ready)
+        def registered() -> bool:
+            if any(not p.is_alive() for p in self.procs):
+                raise RuntimeError("an emulator process ended before registering its workers")
+            return all(r.is_set() for r in self.ready)
+
+        wait_for(registered, 120, 0.05, "the emulators to register the fleet")
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for proc in self.procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+
+
+def redis_counters(client: redis.Redis) -> dict[str, float]:
+    cpu, stats, clients = client.info("cpu"), client.info("stats"), client.info("clients")
+    return {"cpu_s": float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]),
+            "commands": float(stats["total_commands_processed"]), "clients": float(clients["connected_clients"]),
+            "t": time.monotonic()}
+
+
+def window(client: redis.Redis, seconds: float) -> dict[str, float]:
+    """Redis's commands/s and share of a core over ``seconds`` (INFO deltas)."""
+    before = redis_counters(client)
+    time.sleep(seconds)  # a measurement window, not a synchronisation
+    after = redis_counters(client)
+    span = after["t"] - before["t"]
+    return {"commands_per_s": round((after["commands"] - before["commands"]) / span, 1),
+            "redis_cpu_pct": round(100 * (after["cpu_s"] - before["cpu_s"]) / span, 2),
+            "clients": int(after["clients"])}
+
+
+def time_snapshots(url: str, reps: int) -> dict[str, Any]:
+    from symphony.engine import Engine
+
+    out: dict[str, Any] = {}
+    with Engine.from_url(url) as engine:
+        modes = {"full": lambda: engine.snapshot()}
+        if hasattr(engine, "fleet_reader"):
+            reader = engine.fleet_reader()
+            modes["paged"] = lambda: engine.snapshot(reader=reader, page=(0, 60))
+        for mode, read in modes.items():
+            read()
+            times = []
+            for _ in range(reps):
+                t = time.perf_counter()
+                snap = read()
+                times.append(time.perf_counter() - t)
+            times.sort()
+            out[mode] = {"median_ms": round(statistics.median(times) * 1000, 1),
+                         "p95_ms": round(times[min(len(times) - 1, int(0.95 * len(times)))] * 1000, 1),
+                         "rows": len(snap.workers)}
+    return out
+
+
+def _console(url: str, ready: Any, stop: Any) -> None:
+    import asyncio
+
+    from symphony.console.app import SymphonyApp
+    from symphony.console.backend import Backend
+    from symphony.engine import Engine
+
+    engine = Engine.from_url(url)
+    app = SymphonyApp(Backend(engine, tasks_dir="/nonexistent"), refresh=1.0)
+
+    async def run() -> None:
+        async with app.run_test(size=(120, 40), headless=True) as pilot:
+            await pilot.pause()
+            wait = asyncio.get_running_loop().run_in_executor(None, stop.wait)
+            ready.set()
+            await wait
+
+    asyncio.run(run())
+
+
+def console_idle(url: str, client: redis.Redis, seconds: float, warmup: float = 3.0) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    ready, stop = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_console, args=(url, ready, stop), daemon=True)
+    proc.start()
     try:
-        wait_for(lambda: server.client.zcard("symphony:workers") >= processes, timeout, what="the workers to beat")
-        samples = []
-        for _ in range(10):  # idle: blocked on the bells, beating, shipping log lines
-            clients = server.client.client_list()
-            per: dict[str, int] = {}
-            for c in clients:
-                name = c.get("name", "")
-                if name.startswith(("symphony-worker:", "symphony-supervisor:")):
-                    per[name] = per.get(name, 0) + 1
-            samples.append(per)
-            time.sleep(0.3)
+        wait_for(ready.is_set, 120, 0.05, "the headless console to start")
+        time.sleep(warmup)  # its first polls (and the first full sweep) before the window
+        ps = psutil.Process(proc.pid)
+        cpu0 = sum(ps.cpu_times()[:2])
+        redis_window = window(client, seconds)
+        cpu1 = sum(ps.cpu_times()[:2])
+        return {"console_cpu_pct": round(100 * (cpu1 - cpu0) / seconds, 1), **redis_window}
     finally:
-        import os
-        import signal
-
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    workers = [max(s.get(n, 0) for s in samples) for n in {n for s in samples for n in s}
-               if n.startswith("symphony-worker:")]
-    supervisors = [max(s.get(n, 0) for s in samples) for n in {n for s in samples for n in s}
-                   if n.startswith("symphony-supervisor:")]
-    total = sum(workers) + sum(supervisors)
-    return {"processes": processes, "per_worker_process_max": max(workers) if workers else None,
-            "worker_processes_seen": len(workers), "supervisor": max(supervisors) if supervisors else 0,
-            "total_max": total, "per_process_with_supervisor": round(total / processes, 2)}
+        stop.set()
+        proc.join(15)
+        if proc.is_alive():
+            proc.kill()
 
 
-def host_sampling(repeat: int = 50) -> dict[str, Any]:
-    """CPU of one heartbeat's sample of this process and its host, against psutil's recursive walk
-    of /proc for the process's children (what each beat used to do)."""
-    import os
-
-    import psutil
-
-    from symphony.workers.hostinfo import HostSampler
-
-    sampler = HostSampler()
-    me = psutil.Process(os.getpid())
-    started = time.process_time()
-    for _ in range(repeat):
-        sampler.sample()
-    sample_us = (time.process_time() - started) / repeat * 1e6
-    started = time.process_time()
-    for _ in range(repeat):
-        me.children(recursive=True)
-    walk_us = (time.process_time() - started) / repeat * 1e6
-    return {"processes_on_host": len(psutil.pids()), "sample_us": round(sample_us), "recursive_walk_us": round(walk_us)}
+def run_fleet(server: Server, *, sizes: tuple[int, ...], seconds: float, reps: int) -> list[dict[str, Any]]:
+    rows = []
+    for workers in sizes:
+        server.reset()
+        fleet = Fleet(server.url, workers)
+        try:
+            time.sleep(1.0)  # the beats spread over the interval
+            beats = window(server.client, seconds)
+            snaps = time_snapshots(server.url, reps)
+            console = console_idle(server.url, server.client, seconds)
+            console["redis_cpu_added_pct"] = round(console["redis_cpu_pct"] - beats["redis_cpu_pct"], 2)
+        finally:
+            fleet.stop()
+        rows.append({"workers": workers, "heartbeats": beats, "snapshot": snaps, "console": console})
+    return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.fleet")
-    parser.add_argument("--sessions", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=1000)
-    parser.add_argument("--old-workers", type=int, default=10)
-    parser.add_argument("--processes", type=int, default=4)
-    args = parser.parse_args(argv)
-    server = Server()
+if __name__ == "__main__":  # python -m bench.fleet: the case alone, printed as JSON
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--workers", default="1000,10000")
+    p.add_argument("--window", type=float, default=10.0)
+    p.add_argument("--reps", type=int, default=15)
+    a = p.parse_args()
+    srv = Server()
     try:
-        out = {"registry_change": registry_change(server, sessions=args.sessions, workers=args.workers,
-                                                  old_workers=args.old_workers),
-               "connections": connections(server, processes=args.processes), "host_sampling": host_sampling()}
+        print(json.dumps(run_fleet(srv, sizes=tuple(int(x) for x in a.workers.split(",")), seconds=a.window,
+                                   reps=a.reps), indent=2))
     finally:
-        server.close()
-    print(json.dumps(out, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        srv.close()

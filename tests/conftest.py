@@ -1,11 +1,74 @@
-"""Fixtures: a real Redis server started by the suite on a free port (never the operator's)."""
+"""Fixtures: a real Redis server started by the suite on a free port (never the operator's).
+
+``SYMPHONY_TEST_REDIS=cluster`` (the cluster tier, .ci/run) makes ``redis_url``, ``r``,
+``engine`` and ``cli`` use a 3-master Redis Cluster (tests/redis_cluster.py) instead of one
+server; the ``redis_cluster`` / ``cluster_url`` / ``own_cluster`` fixtures give a cluster to any
+test. ``--cluster-tier`` runs the tests listed in tests/cluster_tier.txt
+that way (.ci/run does, after the main run).
+"""
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 import redis
 
 from symphony.engine import EmbeddedRedis, Engine, resolve_redis
 from symphony.engine.scripts import load_all
+
+
+ON_CLUSTER = os.environ.get("SYMPHONY_TEST_REDIS", "").strip().lower() == "cluster"
+TIER = Path(__file__).with_name("cluster_tier.txt")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--cluster-tier", action="store_true", default=False,
+                     help="the Redis Cluster tier: only the tests listed in tests/cluster_tier.txt, against a "
+                          "3-master Redis Cluster (as SYMPHONY_TEST_REDIS=cluster)")
+
+
+def pytest_configure(config):
+    global ON_CLUSTER
+    config.addinivalue_line("markers", "cluster: starts a real 3-master Redis Cluster (tests/redis_cluster.py)")
+    if config.getoption("--cluster-tier"):
+        ON_CLUSTER = True
+
+
+def cluster_tier() -> tuple[set[str], set[str]]:
+    """(entries, exclusions) of tests/cluster_tier.txt that apply to this tree: ``path`` or
+    ``path::test``, an exclusion starting with ``-``. Those under ``[cluster key layout]`` count
+    only once keys.py puts every script's keys in one hash slot (tests/redis_cluster.py
+    ``cluster_key_layout``): before that they fail on a cluster by design."""
+    from tests.redis_cluster import cluster_key_layout
+
+    layout = cluster_key_layout()
+    entries: set[str] = set()
+    excluded: set[str] = set()
+    section = ""
+    for line in TIER.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line
+        elif line and (section != "[cluster key layout]" or layout):
+            (excluded.add(line[1:].strip()) if line.startswith("-") else entries.add(line))
+    return entries, excluded
+
+
+def pytest_collection_modifyitems(config, items):
+    """``--cluster-tier``: keep the listed tests that use the suite's Redis (``redis_url``, and so
+    ``r``, ``engine``, ``cli``); the others do not touch the cluster and ran in the main run."""
+    if not config.getoption("--cluster-tier"):
+        return
+    entries, excluded = cluster_tier()
+    keep, drop = [], []
+    for item in items:
+        test = item.nodeid.split("[", 1)[0]
+        listed = (test in entries or test.split("::", 1)[0] in entries) and test not in excluded
+        (keep if listed and "redis_url" in getattr(item, "fixturenames", ()) else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+    items[:] = keep
 
 
 @pytest.fixture(scope="session")
@@ -17,17 +80,71 @@ def redis_server():
     server.close()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """One 3-master Redis Cluster for the whole run, stopped by PID; skips saying why when this
+    machine's redis-server cannot form one."""
+    from tests.redis_cluster import LocalCluster, why_unavailable
+
+    reason = why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    cluster = LocalCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+    except Exception as exc:  # noqa: BLE001 - e.g. a redis-server built without cluster support
+        cluster.close()
+        pytest.skip(f"could not start a Redis Cluster: {exc}".splitlines()[0])
+    yield cluster
+    cluster.close()
+
+
 @pytest.fixture
-def redis_url(redis_server) -> str:
-    with redis_server.client() as client:
+def cluster_url(redis_cluster) -> str:
+    """The shared cluster, emptied (keys and script caches of every master): a URL naming one node."""
+    redis_cluster.flushall()
+    return redis_cluster.url
+
+
+@pytest.fixture
+def own_cluster(tmp_path):
+    """A private 3-master cluster for tests that kill or restart a master (AOF on every node)."""
+    from tests.redis_cluster import LocalCluster, why_unavailable
+
+    reason = why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    cluster = LocalCluster(tmp_path / "cluster")
+    try:
+        cluster.start()
+    except Exception as exc:  # noqa: BLE001
+        cluster.close()
+        pytest.skip(f"could not start a Redis Cluster: {exc}".splitlines()[0])
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def redis_url(request) -> str:
+    """The suite's Redis, emptied: one server, or the cluster when SYMPHONY_TEST_REDIS=cluster."""
+    if ON_CLUSTER:
+        return request.getfixturevalue("cluster_url")
+    server = request.getfixturevalue("redis_server")
+    with server.client() as client:
         client.flushall()
         client.script_flush()
-    return redis_server.url
+    return server.url
 
 
 @pytest.fixture
-def r(redis_url) -> redis.Redis:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+def r(redis_url):
+    """A plain client of the suite's Redis (a RedisCluster on the cluster tier)."""
+    if ON_CLUSTER:
+        from redis.cluster import RedisCluster
+
+        client = RedisCluster.from_url(redis_url, decode_responses=True)
+    else:
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield client
     client.close()
 

@@ -118,7 +118,7 @@ class FakeBackend:
         self.tasks_dir = Path(tasks_dir)
         self.polls = 0
 
-    def poll(self) -> PollResult:
+    def poll(self, page=None) -> PollResult:
         t = T0 if self.polls == 0 else T0 + 30
         self.polls += 1
         return PollResult(snapshot(t), scale_sets(t))

@@ -31,6 +31,10 @@ def test_bench_smoke_runs_every_case_and_writes_sane_json(tmp_path):
         assert summary["minimal"]["symphony_ratio"] > 0
         assert summary["minimal32"]["rate"] > 0 and summary["symphony"]["vs_minimal32"] > 0
         assert summary["symphony-p1"]["vs_minimal"] > 0
+    fleet = data["fleet"]["rows"][0]
+    assert fleet["workers"] == 200 and fleet["heartbeats"]["commands_per_s"] > 0
+    assert fleet["snapshot"]["paged"]["rows"] > 0 and fleet["snapshot"]["full"]["rows"] == 200
+    assert fleet["console"]["console_cpu_pct"] >= 0
     lat = data["latency"]["summary"]
     assert lat["symphony"]["samples"] == 5 and 0 < lat["symphony"]["p50_ms"] <= lat["symphony"]["p99_ms"]
     assert lat["minimal"]["p50_ms"] > 0
@@ -51,7 +55,7 @@ def test_bench_smoke_runs_every_case_and_writes_sane_json(tmp_path):
     assert data["exporter"]["scrape"]["series"] > 0 and data["exporter"]["scrape"]["round_trips"] >= 3
     assert [f["per_call"] for f in data["exporter"]["finish"]] == [1, 32]
     assert all(f["usec_per_task"] > 0 and f["tasks"] == 500 for f in data["exporter"]["finish"])
-    fleet = data["fleet"]
+    fleet = data["fleet_workers"]
     assert fleet["registry_change"]["redis_cpu_ms_per_change"] > 0 and fleet["registry_change"]["workers"] == 20
     assert fleet["connections"]["per_worker_process_max"] == 1 and fleet["connections"]["worker_processes_seen"] == 2
     assert fleet["host_sampling"]["sample_us"] > 0

@@ -268,7 +268,7 @@ def test_screenshot_of_the_demo_waits_for_live_data(tmp_path):
         display = DISPLAY
         polls = 0
 
-        def poll(self):  # the first polls: no worker yet, nothing done
+        def poll(self, page=None):  # the first polls: no worker yet, nothing done
             self.polls += 1
             snap = snapshot(T0 + self.polls)
             if self.polls < 6:

@@ -255,7 +255,7 @@ def test_ten_thousand_queues_draw_a_bounded_table():
     class Big:
         display = "redis://x"
 
-        def poll(self):
+        def poll(self, page=None):
             return PollResult(snap10k)
 
         def close(self):
@@ -288,7 +288,7 @@ def test_activity_is_a_live_tail_the_newest_event_always_shows():
         display = "redis://x"
         polls = 0
 
-        def poll(self):
+        def poll(self, page=None):
             self.polls += 1
             t = T0 + self.polls
             events = tuple(Event(id=f"{int((t - i * 0.1) * 1000)}-0", time=t - i * 0.1, kind="completed",

@@ -8,6 +8,7 @@ import pytest
 
 from symphony.engine import Finish, Handler, Outcome, OutcomeKind, Pipeline, SessionConflict, SessionRecord, Stage
 from tests.helpers import wait_until
+from tests.redis_cluster import every_client
 
 
 def make_record(name="s1", stages=("a", "b"), max_attempts=3, root="/tmp/root") -> SessionRecord:
@@ -237,7 +238,7 @@ def test_idle_worker_blocks_on_the_bell_and_wakes_on_enqueue(engine, r, session)
 
     thread = threading.Thread(target=waiter)
     thread.start()
-    wait_until(lambda: any(c.get("cmd") == "blpop" for c in r.client_list()), timeout=5, message="BLPOP")
+    wait_until(lambda: any(c.get("cmd") == "blpop" for c in every_client(r)), timeout=5, message="BLPOP")
     engine.enqueue("s1", "a", [("i1", None)])
     thread.join(5)
     assert woke["bell"] is True and woke["after"] < 4

@@ -133,7 +133,7 @@ class SymphonyApp(SessionActions, App[None]):
                                                main.query_one(ActivityPanel)])
         self.header.stale_after = max(5.0, 3 * self.refresh_s)
         self.poller = Poller(self, self.fetch, self.draw, self.poll_failed, interval=self.refresh_s,
-                             view=self.board.views)
+                             view=self.board.views, active=self.main_shown)
         self.poller.start()
         self.set_interval(0.5, self.tick, name="header-tick")
         self.query_one(QueuesPanel).focus()
@@ -177,9 +177,18 @@ class SymphonyApp(SessionActions, App[None]):
     def queues(self) -> QueuesPanel:
         return self.main_screen.query_one("#queues", QueuesPanel)
 
+    def main_shown(self) -> bool:
+        """The main screen's panels are on screen (a dialog over them leaves them shown; the
+        session or worker detail, or the initialize screen, covers them: their poll waits)."""
+        return not isinstance(self.screen, (DetailScreen, WorkerScreen, InitializeScreen))
+
     def tick(self) -> None:
         if not self.screen_stack or not self.is_running:
             return
+        if self.poller is not None and self.poller.skipped and self.main_shown():
+            self.poller.poll_now()  # back on the main screen: fresh data at once
+        if getattr(self, "board", None) is not None and self.main_shown() and self.board.pending_shown():
+            self.run_worker(self.board.draw_pending(), group="draw-pending", exclusive=True, exit_on_error=False)
         while self._notes:
             level, message = self._notes.popleft()
             severity = "error" if level in ("error", "critical") else "warning" if level == "warning" else "information"
@@ -193,7 +202,7 @@ class SymphonyApp(SessionActions, App[None]):
     # --- the poll ----------------------------------------------------------------------------
     def fetch(self, views: dict[str, Any]) -> Prepared:
         """The poll's thread half: read Redis, then prepare every panel's data (no widget here)."""
-        result = self.backend.poll()
+        result = self.backend.poll(page=views.get("workers"))
         snapshot = result.snapshot
         self.rates.update(snapshot)  # only ever used by this thread (one poll at a time)
         source = MainSource(snapshot, tuple(result.scale_sets), self.rates.flows(snapshot))
@@ -216,8 +225,9 @@ class SymphonyApp(SessionActions, App[None]):
         server = snapshot.server
         header.connection.out_of_memory = server is not None and bool(server.out_of_memory)
         header.connection.problem = server.headline if server is not None else ""
+        workers = snapshot.fleet.registered if snapshot.fleet is not None else len(snapshot.workers)
         header.counts = (f"{len(snapshot.sessions)} session(s) · {len(snapshot.queues)} queue(s) · "
-                         f"{len(snapshot.workers)} worker(s)"
+                         f"{workers} worker(s)"
                          + (f" · grace window {snapshot.grace_s:.0f}s" if snapshot.grace_s else ""))
         self.connected = True
         if self._lost:

@@ -25,6 +25,7 @@ SCALE_SET_WINDOW_S = 3600.0
 SCALE_SET_REFRESH_S = 5.0  # the stored series move once per 30 s bucket (heartbeats) or minute (Azure)
 WORKER_EVENTS = 1000  # entries of the results stream the worker screen looks through for its tasks
 WORKER_TASKS = 50
+DEFAULT_PAGE = 50  # rows of the worker table a poll reads when the screen does not say
 TASK_KINDS = frozenset({"completed", "failed", "timed_out", "cancelled", "retry", "reclaimed", "worker_lost"})
 
 
@@ -47,6 +48,14 @@ class Backend:
         self.heartbeat_cpu = HeartbeatCpu(SCALE_SET_WINDOW_S)
         self._engine_cpu_at = 0.0
         self._engine_cpu: tuple[Any, ...] | None = None
+        self._fleet: Any = None  # the main screen's paged worker table and aggregates (engine.FleetReader)
+        self._detail_reader: Any = None  # the worker screen reads no table: events and one worker
+
+    @property
+    def fleet(self) -> Any:
+        if self._fleet is None:
+            self._fleet = self.engine.fleet_reader()
+        return self._fleet
 
     @property
     def display(self) -> str:
@@ -56,8 +65,10 @@ class Backend:
         self.engine.close()
 
     # --- the poll --------------------------------------------------------------------------
-    def poll(self) -> PollResult:
-        """Reclaim dead workers' tasks ("any worker, or the console"), then read the snapshot."""
+    def poll(self, page: Any = None) -> PollResult:
+        """Reclaim dead workers' tasks ("any worker, or the console"), then read the snapshot:
+        the ``page`` of the worker table (the panel's ``WorkerPage``: offset, limit) and the fleet's
+        aggregates, never every worker's hash."""
         started = time.monotonic()
         reclaimed: list[str] = []
         if self.reap_each_poll:
@@ -69,7 +80,8 @@ class Backend:
                 if is_unavailable(exc):
                     raise
                 log.warning("reap failed: %s", describe_error(exc))
-        snapshot = self.engine.snapshot(events=self.events)
+        span = page.span if page is not None else (0, DEFAULT_PAGE)
+        snapshot = self.engine.snapshot(events=self.events, reader=self.fleet, page=span)
         scale_sets = self.scale_sets(snapshot)
         return PollResult(snapshot, scale_sets, tuple(reclaimed), time.monotonic() - started)
 
@@ -116,8 +128,10 @@ class Backend:
     def worker(self, worker_id: str) -> WorkerSource:
         """The worker's status, its recent tasks (the newest entries of the results stream that
         name it), and its host's CPU history."""
-        snapshot = self.engine.snapshot(events=WORKER_EVENTS)
-        status = next((w for w in snapshot.workers if w.id == worker_id), None)
+        if self._detail_reader is None:
+            self._detail_reader = self.engine.fleet_reader(aggregates=False)
+        snapshot = self.engine.snapshot(events=WORKER_EVENTS, reader=self._detail_reader, page=(0, 0))
+        status = self.engine.worker_status(worker_id)
         tasks = tuple(e for e in snapshot.events if e.worker == worker_id and e.kind in TASK_KINDS)[:WORKER_TASKS]
         host = None
         if status is not None:

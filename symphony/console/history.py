@@ -95,7 +95,10 @@ HEARTBEATS = "worker heartbeats"
 
 def pool_cpu(snapshot: Snapshot) -> dict[str, tuple[float | None, int]]:
     """Mean host CPU per pool from the workers' heartbeats: one value per host (the hosts'
-    workers all report the same machine), dead workers left out. Returns pool -> (cpu, hosts)."""
+    workers all report the same machine), dead workers left out. Returns pool -> (cpu, hosts).
+    A paged snapshot's fleet summary has these per pool already (every worker, not the page)."""
+    if snapshot.fleet is not None and snapshot.fleet.limit is not None:
+        return {p.name: (p.host_cpu, p.hosts) for p in snapshot.fleet.pools}
     per_pool: dict[str, dict[str, float | None]] = {}
     for w in snapshot.workers:
         if w.state == "dead":

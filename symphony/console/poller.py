@@ -27,9 +27,12 @@ log = logging.getLogger("symphony.console")
 class Poller(Generic[T]):
     def __init__(self, owner: MessagePump, fetch: Callable[..., T], draw: Callable[[T], None | Awaitable[None]],
                  failed: Callable[[BaseException], None], *, interval: float = 1.0,
-                 backoff: Backoff | None = None, name: str = "poll", view: Callable[[], Any] | None = None):
+                 backoff: Backoff | None = None, name: str = "poll", view: Callable[[], Any] | None = None,
+                 active: Callable[[], bool] | None = None):
         """``fetch(view())`` runs in a thread (``fetch()`` without ``view``); ``view`` runs on the
-        UI thread as the poll starts, so the thread never reads a widget."""
+        UI thread as the poll starts, so the thread never reads a widget. ``active()`` (UI thread)
+        False: the panels are hidden (another screen covers them), the poll is skipped until
+        :meth:`poll_now` or the next interval finds them shown again."""
         self.owner = owner
         self.fetch = fetch
         self.view = view
@@ -44,6 +47,8 @@ class Poller(Generic[T]):
         self.next_delay = 0.0
         self._timer: Timer | None = None
         self._stopped = False
+        self.active = active
+        self.skipped = False  # the last interval was skipped (hidden)
 
     def start(self) -> None:
         self._stopped = False
@@ -75,6 +80,15 @@ class Poller(Generic[T]):
         self._timer = None
         if self.running or self._stopped:
             return
+        try:
+            hidden = self.active is not None and not self.active()
+        except Exception:  # noqa: BLE001 - the screen is going away
+            hidden = False
+        if hidden:
+            self.skipped = True
+            self._arm(self.interval)
+            return
+        self.skipped = False
         self.running = True
         try:
             args = () if self.view is None else (self.view(),)

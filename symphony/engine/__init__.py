@@ -59,6 +59,8 @@ from .registry import SessionSummary
 
 # --- the status snapshot -----------------------------------------------------------------------------
 from .snapshot import Event, QueueStatus, SessionStatus, Snapshot, WorkerStatus
+from .fleet_summary import FleetSummary, GroupSummary
+from .fleet_view import FleetReader
 from .durations import DurationHistogram
 
 # --- machine metrics: host CPU from heartbeats, scale-set CPU from Azure Monitor (symphony.azure) ---
@@ -102,6 +104,7 @@ __all__ = [
     "CANCEL_EFFECT", "PAUSE_EFFECT", "Drain", "StageControl", "Steering", "Change", "Comparison", "compare_definitions",
     # the status snapshot
     "Event", "QueueStatus", "SessionStatus", "Snapshot", "WorkerStatus", "DurationHistogram",
+    "FleetReader", "FleetSummary", "GroupSummary",
     # machine metrics
     "AZURE_RETENTION_S", "AzureSample", "CollectorStatus", "HostCpu", "HostMetricsWriter", "ScaleSetCpu",
     # SLURM job accounting

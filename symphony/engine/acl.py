@@ -23,8 +23,10 @@ from symphony.spec import role_problem
 
 from .keys import DEFAULT_KEYS, Keys
 
-# Connection set-up (redis-py sends HELLO and CLIENT SETNAME; PING checks health).
-CONNECTION = ("hello", "ping", "client|setname")
+# Connection set-up (redis-py sends HELLO and CLIENT SETNAME; PING checks health). On a Redis
+# Cluster the client also reads the slots' map (CLUSTER SLOTS) and the command table (COMMAND,
+# for its key parser) when it starts and after a failover; both only describe the server.
+CONNECTION = ("hello", "ping", "client|setname", "cluster|slots", "command")
 
 # Every command a worker process (and its supervisor) sends, directly or from a Lua script.
 WORKER_COMMANDS = CONNECTION + (
@@ -35,16 +37,18 @@ WORKER_COMMANDS = CONNECTION + (
     "zadd", "zrem", "zrange", "zrangebyscore", "zremrangebyscore", "zremrangebyrank", "zscore", "zcard",
     "xadd", "get", "set", "incrby", "del", "exists", "expire", "pexpire", "pttl", "type", "sadd",
     "xrevrange", "lpos",  # why a report found its task gone (engine/lost.py), a rare path
+    "smembers", "srem", "xdel", "hlen",  # the cluster key layout: the sessions a worker holds tasks in, and their upkeep
     "xrange",  # the registry's changes since the last one a worker saw (engine/following.py)
 )
 
 # What the status snapshot and the console's watch mode read (two pipelined round trips), plus
-# the read commands an operator's view of a queue or a job uses. No KEYS, no SCAN.
+# the read commands an operator's view of a queue or a job uses. No KEYS, no SCAN (ZSCAN walks one ZSET).
 READER_COMMANDS = CONNECTION + (
     "evalsha_ro", "script|load",  # the snapshot reads through a read-only script (EVALSHA_RO, Redis 7+)
     "info", "time", "hgetall", "hget", "hmget", "hlen", "zrange", "zrangebyscore", "zscore", "zcard",
     "xrevrange", "xrange", "xlen", "llen", "lrange", "lindex", "get", "pttl", "ttl", "exists", "type",
     "smembers", "scard",
+    "zscan",  # the console's sweep of the workers ZSET for the fleet's counts (engine/fleet_view.py)
 )
 
 
@@ -65,18 +69,34 @@ def queue_patterns(stages: Iterable[str], keys: Keys = DEFAULT_KEYS) -> list[str
     return out
 
 
+# Where each of a worker's keys lives: a session's keys keep the namespace prefix (their hash tag
+# is the session, inside the name: ``symphony:stats:{block7}``); the fleet's take the prefix of the
+# fleet slot (``{symphony}:workers``), which is the namespace itself before the cluster layout.
+_SESSION_PARTS = (
+    "delayed:*", "stats:*", "live:*", "done:*", "outcomes:*", "session:*", "inflight:*", "holders:*",
+    "deadletter", "deadletter:*",  # one list for the fleet, or one per session
+    "job:*", "jobs:*", "lastjob:*")
+_FLEET_PARTS = (
+    "ready:*", "readyv:*", "bell:*", "epoch", "workers", "worker:*", "holds:*", "permits:*", "lock:*", "clock",
+    "grace", "results", "events", "metrics:*",  # metrics: host samples from heartbeats
+    "origin:*",  # the jobs that wrote key/values from each SLURM job
+    "log:*",  # each worker process's recent log lines
+    "hosts:*",  # hosts' failure streaks, recent outcomes and quarantines
+    "drain",  # a worker that exits drained removes its own entry
+    "control:*",  # a stage's running tasks and token bucket, counted by claim, finish and reclaim
+    "steering")  # pauses and priorities the claim obeys (a script's declared key: read and write)
+
+
+def _fleet(keys: Keys) -> str:
+    """The prefix of the fleet's keys: ``{symphony}`` in the cluster key layout, else ``symphony``."""
+    return getattr(keys, "fleet", None) or keys.ns
+
+
 def worker_key_patterns(stages: Iterable[str], keys: Keys = DEFAULT_KEYS) -> tuple[list[str], list[str]]:
     """(read-write patterns, read-only patterns) for a worker serving ``stages``."""
-    ns = _ns(keys)
-    write = [f"{ns}:{part}" for part in (
-        "delayed:*", "ready:*", "bell:*", "stats:*", "live:*", "done:*", "outcomes:*", "session:*", "epoch",
-        "workers", "worker:*", "inflight:*", "lock:*", "clock", "grace", "results", "events", "deadletter",
-        "job:*", "jobs:*", "lastjob:*", "metrics:*",  # metrics: host samples from heartbeats
-        "origin:*",  # the jobs that wrote key/values from each SLURM job
-        "log:*",  # each worker process's recent log lines
-        "hosts:*",  # hosts' failure streaks, recent outcomes and quarantines
-        "drain",  # a worker that exits drained removes its own entry
-        "control:*")]  # a stage's running tasks and token bucket, counted by claim, finish and reclaim
+    ns, fleet = _ns(keys), _fleet(keys)
+    write = [f"{ns}:{part}" for part in _SESSION_PARTS]
+    write += [p for p in (f"{fleet}:{part}" for part in _FLEET_PARTS) if p not in write]
     read = [keys.sessions, keys.pools, keys.registry_changes]
     return queue_patterns(stages, keys) + write, read
 
@@ -92,7 +112,7 @@ def worker_rules(stages: Iterable[str], keys: Keys = DEFAULT_KEYS, *, redis6: bo
 def reader_rules(stages: Iterable[str], keys: Keys = DEFAULT_KEYS, *, redis6: bool = False) -> list[str]:
     """ACL rules (after ``reset``) for a read-only user: the console's watch mode, ``status``."""
     prefix = "~" if redis6 else "%R~"
-    patterns = [f"{_ns(keys)}:*"] + queue_patterns(stages, keys)
+    patterns = list(dict.fromkeys([f"{_ns(keys)}:*", f"{_fleet(keys)}:*"])) + queue_patterns(stages, keys)
     # Redis 6.2 has no EVALSHA_RO, and EVALSHA could write: no scripts there (the snapshot reads plainly)
     commands = [c for c in READER_COMMANDS if not (redis6 and c in ("evalsha_ro", "script|load"))]
     return ["resetchannels"] + [prefix + p for p in patterns] + ["-@all"] + [f"+{c}" for c in commands]

@@ -9,11 +9,16 @@ then appears on no command line), else the URL, else ``REDIS_PASSWORD``. The CA 
 ``rediss://`` server comes from ``--redis-ca-file``, ``SYMPHONY_REDIS_CA_FILE`` or
 ``REDIS_CA_FILE``. Every password read here is registered for redaction. The command-line
 options themselves are declared once, in :mod:`engine.options`.
+
+Redis Cluster: ``cluster`` is ``auto`` (the default: :func:`engine.connection.connect` asks the
+server once, ``INFO cluster``), ``yes`` or ``no``; from ``SYMPHONY_REDIS_CLUSTER``, else the URL's
+``?cluster=yes|no|auto`` (which travels with the URL to every process it is given to), else auto.
+docs/cluster.md says when to set it.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
@@ -27,6 +32,10 @@ URL_FILE_VAR = "SYMPHONY_REDIS_URL_FILE"
 PASSWORD_VAR = "REDIS_PASSWORD"
 PASSWORD_FILE_VARS = ("SYMPHONY_REDIS_PASSWORD_FILE", "REDIS_PASSWORD_FILE")
 CA_FILE_VARS = ("SYMPHONY_REDIS_CA_FILE", "REDIS_CA_FILE")
+CLUSTER_VAR = "SYMPHONY_REDIS_CLUSTER"
+CLUSTER_MODES = ("auto", "yes", "no")
+_CLUSTER_WORDS = {"auto": "auto", "": "auto", "yes": "yes", "1": "yes", "true": "yes", "on": "yes",
+                  "no": "no", "0": "no", "false": "no", "off": "no"}
 
 
 @dataclass(frozen=True, repr=False)
@@ -40,6 +49,7 @@ class RedisConfig:
     ca_file: str | None = None
     explicit: bool = False  # the operator named a server (flag or environment)
     client_name: str = "symphony"
+    cluster: str = "auto"  # auto | yes | no: a Redis Cluster (auto: ask the server once)
 
     def __post_init__(self) -> None:
         # whatever built this config (resolve_redis, or a worker process from its pickled
@@ -56,11 +66,42 @@ class RedisConfig:
 
     def __repr__(self) -> str:
         return (f"RedisConfig(url={self.display!r}, username={self.username!r}, ca_file={self.ca_file!r}, "
-                f"explicit={self.explicit!r}, client_name={self.client_name!r})")
+                f"explicit={self.explicit!r}, client_name={self.client_name!r}, cluster={self.cluster!r})")
 
     def with_client_name(self, name: str) -> "RedisConfig":
-        return RedisConfig(url=self.url, password=self.password, username=self.username,
-                           ca_file=self.ca_file, explicit=self.explicit, client_name=name)
+        return replace(self, client_name=name)
+
+    @property
+    def server_url(self) -> str:
+        """The URL for redis-py: without Symphony's own ``cluster=`` query parameter."""
+        return strip_cluster_option(self.url)
+
+
+def cluster_mode(text: str, where: str) -> str:
+    """``auto``, ``yes`` or ``no`` from a word (1/0, true/false, on/off too); else a ConfigError."""
+    mode = _CLUSTER_WORDS.get(text.strip().lower())
+    if mode is None:
+        raise ConfigError(f"{where}={text!r}: a Redis Cluster setting is auto, yes or no")
+    return mode
+
+
+def strip_cluster_option(url: str) -> str:
+    """``url`` without its ``cluster=`` query parameter (redis-py would refuse it)."""
+    if "cluster=" not in url:
+        return url
+    base, sep, query = url.partition("?")
+    kept = [part for part in query.split("&") if part and not part.startswith("cluster=")]
+    return base + ("?" + "&".join(kept) if kept else "")
+
+
+def _cluster(parts: SplitResult, env: Mapping[str, str]) -> str:
+    """``$SYMPHONY_REDIS_CLUSTER`` beats the URL's ``?cluster=``, which beats auto."""
+    if env.get(CLUSTER_VAR):
+        return cluster_mode(env[CLUSTER_VAR], CLUSTER_VAR)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    if "cluster" in query:
+        return cluster_mode(query["cluster"][0], "the Redis URL's cluster")
+    return "auto"
 
 
 def _read_password_file(path: str) -> str:
@@ -150,4 +191,4 @@ def resolve_redis(url: str | None = None, password_file: str | None = None,
     password = _password(parts, password_file, env)
     register_secret(password)
     return RedisConfig(url=url, password=password, username=unquote(parts.username) if parts.username else None,
-                       ca_file=_ca_file(ca_file, env), explicit=explicit)
+                       ca_file=_ca_file(ca_file, env), explicit=explicit, cluster=_cluster(parts, env))

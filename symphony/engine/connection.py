@@ -4,11 +4,13 @@ from __future__ import annotations
 import importlib.util
 import random
 import time
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from . import cluster
 from .config import RedisConfig
 from .errors import ConfigError, CredentialsRefused, RedisUnavailable
 from .redaction import redact
@@ -29,11 +31,29 @@ except AttributeError:  # pragma: no cover
 MIN_SERVER = (6, 2, 0)
 
 
+# A Redis Cluster that lost a master (CLUSTERDOWN), is moving a slot (TRYAGAIN), has a replica
+# cut from its master (MASTERDOWN) or a slot nobody serves yet. redis-py strips the prefix of the
+# first three from the message, so they are told by their class.
+CLUSTER_UNAVAILABLE: tuple[type[BaseException], ...] = tuple(
+    getattr(redis.exceptions, name) for name in ("ClusterDownError", "TryAgainError", "SlotNotCoveredError")
+    if hasattr(redis.exceptions, name))
+# what redis-py's cluster client raises when no node answers (its messages, not a server's)
+CLUSTER_UNREACHABLE = ("Redis Cluster cannot be connected", "TTL exhausted", "Cluster error")
+_CLUSTER_CLIENT_ERRORS: tuple[type[BaseException], ...] = tuple(
+    getattr(redis.exceptions, name) for name in ("RedisClusterException", "ClusterError")
+    if hasattr(redis.exceptions, name))
+
+
 def is_unavailable(exc: BaseException) -> bool:
-    """True if ``exc`` means Redis is down, unreachable, loading or paused."""
+    """True if ``exc`` means Redis is down, unreachable, loading or paused (on a Redis Cluster
+    too: a shard down, a failover, a slot moving)."""
+    if isinstance(exc, CLUSTER_UNAVAILABLE):
+        return True
     if isinstance(exc, redis.exceptions.ResponseError):
         text = str(exc)
         return text.startswith(("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"))
+    if isinstance(exc, _CLUSTER_CLIENT_ERRORS):
+        return str(exc).startswith(CLUSTER_UNREACHABLE)
     return isinstance(exc, CONNECTION_ERRORS)
 
 
@@ -46,12 +66,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
         ("OOM", "command not allowed when used memory"))
 
 
-def connect(config: RedisConfig, *, socket_timeout: float = 10.0, connect_timeout: float = 5.0) -> redis.Redis:
-    """A redis-py client for ``config``. No connection is made until the first command.
-
-    Retries are left to the caller (the worker loop and the console poller back off on their
-    own), so a failing command fails fast instead of hiding an outage.
-    """
+def _client_kwargs(config: RedisConfig, socket_timeout: float, connect_timeout: float) -> dict:
+    """The redis-py options every client of ``config`` gets, on one server or on each cluster node."""
     kwargs: dict = dict(
         decode_responses=True,
         # a value that is not UTF-8 (a planted message with byte 0xff) decodes to lone surrogates
@@ -83,10 +99,60 @@ def connect(config: RedisConfig, *, socket_timeout: float = 10.0, connect_timeou
         kwargs["username"] = config.username
     if config.ca_file and config.url.startswith("rediss://"):
         kwargs["ssl_ca_certs"] = config.ca_file
+    return kwargs
+
+
+def connect(config: RedisConfig, *, socket_timeout: float = 10.0, connect_timeout: float = 5.0) -> Any:
+    """A redis-py client for ``config``: a ``redis.Redis``, or a ``redis.cluster.RedisCluster``
+    when the server is a Redis Cluster (``config.cluster``: ``auto`` asks the server once per
+    process with ``INFO cluster``; ``yes``/``no`` say it; see :mod:`engine.cluster`).
+
+    Retries are left to the caller (the worker loop and the console poller back off on their
+    own), so a failing command fails fast instead of hiding an outage; a cluster client still
+    follows MOVED and ASK redirections itself, and refreshes its map of the slots once after a
+    node fails. ``socket_timeout`` bounds every command on every node, so a blocking command
+    (BLPOP) must ask for less than it.
+
+    No command is sent for ``cluster=no``. Otherwise the server is asked now; when it cannot be
+    reached, the client returned connects (and asks) at its first command instead, raising the
+    connection error while Redis stays away, like a plain client.
+    """
+    kwargs = _client_kwargs(config, socket_timeout, connect_timeout)
+    if config.cluster == "no":
+        return _single(config, kwargs)
     try:
-        return redis.Redis.from_url(config.url, **kwargs)
+        return _open(config, kwargs)
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        return cluster.DeferredClient(lambda: _open(config, kwargs), config.display)
+
+
+def _single(config: RedisConfig, kwargs: dict) -> redis.Redis:
+    try:
+        return redis.Redis.from_url(config.server_url, **kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"invalid Redis URL {config.display}: {redact(exc)}") from None
+
+
+def _open(config: RedisConfig, kwargs: dict) -> Any:
+    """The client, after asking the server whether it is a cluster if ``config`` does not say;
+    raises a connection error when it cannot be reached."""
+    mode = config.cluster if config.cluster != "auto" else cluster.detected(config)
+    if mode == "no":
+        return _single(config, kwargs)
+    if mode == "auto":
+        client = _single(config, kwargs)
+        try:
+            enabled = cluster.cluster_enabled(client)
+        except Exception:
+            client.close()
+            raise
+        cluster.remember(config, enabled)
+        if not enabled:
+            return client  # its connection is open already: no second one
+        client.close()
+    return cluster.cluster_client(config, kwargs)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -109,6 +175,13 @@ def redis_problem(exc: BaseException, where: str = "") -> str | None:
     if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text:
         return (f"{server} refused the credentials: {text} (check the user name and password: in the URL, "
                 "REDIS_PASSWORD or --redis-password-file)")
+    if isinstance(exc, getattr(redis.exceptions, "MovedError", ())):
+        return (f"{server} is a Redis Cluster node that does not hold this key (MOVED {text}): this client "
+                "was told the server is not a cluster; remove cluster=no from the URL or set "
+                "SYMPHONY_REDIS_CLUSTER=auto (docs/cluster.md)")
+    if "CROSSSLOT" in text or isinstance(exc, getattr(redis.exceptions, "CrossSlotTransactionError", ())):
+        return (f"{server} refused a step whose keys are in different hash slots of the Redis Cluster: {text} "
+                "(a key layout from an older Symphony, or a bug; docs/cluster.md)")
     if isinstance(exc, redis.exceptions.NoPermissionError) or "NOPERM" in text:
         return (f"{server} did not allow this: {text} (the Redis user is not allowed to do this; "
                 "docs/security.md has the rules of Symphony's ACL users)")

@@ -30,8 +30,10 @@ from .metrics import (AZURE_RETENTION_S, HOST_BUCKET_S, HOST_RETENTION_S, AzureS
                       store_azure, write_collector_status)
 from .reclaim import ReclaimReport, lapsed_workers, reap, reclaim_worker
 from .records import RecordCache
+from .cluster import every_node
 from .server import ServerInfo, read_server_info
-from .snapshot import Snapshot, read_snapshot, work_remaining
+from .fleet_view import FleetReader, read_worker
+from .snapshot import Snapshot, WorkerStatus, read_snapshot, work_remaining
 from .worklog import LogLine, read_lines, write_lines
 
 
@@ -57,6 +59,11 @@ class Engine:
 
     def ping(self) -> tuple[int, ...]:
         return ping(self.client, self.config)
+
+    def on_every_node(self, *command: Any) -> int:
+        """Run ``command`` (``ACL SETUSER ...``) on the server, or on every node of a Redis
+        Cluster, where each node keeps its own users; the number of nodes it ran on."""
+        return len(every_node(self.client, *command))
 
     def server_info(self) -> ServerInfo:
         """The server's kind, version, TLS and memory settings, and what they mean for Symphony
@@ -381,8 +388,21 @@ class Engine:
         return cooldown_left(self.client, self.keys, target)
 
     # --- status -----------------------------------------------------------------------------
-    def snapshot(self, *, events: int = 50) -> Snapshot:
-        return read_snapshot(self.client, self.keys, redis_display=self.display, events=events)
+    def snapshot(self, *, events: int = 50, reader: FleetReader | None = None,
+                 page: tuple[int, int] = (0, 50)) -> Snapshot:
+        """The status; with a ``reader`` (:meth:`fleet_reader`, kept between calls) only the
+        ``page`` (offset, limit) of the worker table and the fleet's aggregates (engine/fleet_view.py)."""
+        return read_snapshot(self.client, self.keys, redis_display=self.display, events=events, fleet=reader,
+                             page=page)
+
+    def worker_status(self, worker_id: str) -> WorkerStatus | None:
+        """One registered worker's status (None if it is not registered), in one round trip."""
+        return read_worker(self.client, self.keys, worker_id)
+
+    def fleet_reader(self, *, aggregates: bool = True) -> FleetReader:
+        """A memory of the fleet for paged snapshots (one per console view); without
+        ``aggregates`` it reads only the page (no sweep of the fleet)."""
+        return FleetReader(self.keys, aggregates=aggregates)
 
     def task_durations(self, stages: Iterable[str]) -> tuple[DurationHistogram, ...]:
         """How long completed tasks of ``stages`` took: one histogram per stage (workers add to it

@@ -310,7 +310,7 @@ def read_collector_status(client: redis.Redis, keys: Keys) -> CollectorStatus | 
 # --- reading -------------------------------------------------------------------------------------
 def _first_round(client: redis.Redis, keys: Keys) -> tuple[float, list[tuple[str, str, float]], CollectorStatus | None]:
     with client.pipeline(transaction=False) as pipe:
-        pipe.time()
+        pipe.execute_command("TIME")  # a cluster pipeline refuses pipe.time()
         pipe.zrange(keys.metric_index, 0, -1, withscores=True)
         pipe.hgetall(keys.metric_collector)
         server_time, index, status = pipe.execute()

@@ -4,6 +4,11 @@ Each script declares every key it touches in KEYS (none builds key names inside 
 run with EVALSHA; after a Redis restart (``NOSCRIPT``) they are loaded again and the call is
 repeated. Unlike redis-py's ``Script`` in a pipeline, queuing a script here costs no extra
 ``SCRIPT EXISTS`` round trip.
+
+On a Redis Cluster every primary has its own script cache: :func:`load_all` loads every script
+on each primary (one pipelined round trip per primary, never a pipeline across nodes), and a
+``NOSCRIPT`` (a master restarted, or a replica promoted by a failover) loads the script on the
+node that serves the call's keys and repeats the call there.
 """
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ from typing import Any, Sequence
 
 import redis
 from redis.exceptions import NoScriptError
+
+from . import cluster
 
 NAMES = ("enqueue", "claim", "hints", "finish", "heartbeat", "lapsed", "reclaim", "forget", "cancel",
          "recount", "host_metrics", "read", "slurm", "host_health", "heal", "unclaim")
@@ -43,8 +50,17 @@ class Lua:
         try:
             return client.execute_command(command, self.sha, len(keys), *keys, *args)
         except NoScriptError:
-            client.script_load(self.text)
+            self.load(client, keys)
             return client.execute_command(command, self.sha, len(keys), *keys, *args)
+
+    def load(self, client: Any, keys: Sequence[str] = ()) -> None:
+        """Load this script where a call with ``keys`` runs: the server, or on a cluster the
+        primary serving the keys' slot (every primary for a call without keys)."""
+        if cluster.is_cluster(client) and keys:
+            _name, node = cluster.node_for(client, keys[0])
+            node.script_load(self.text)
+        else:
+            client.script_load(self.text)  # a cluster client sends SCRIPT LOAD to every primary
 
     def queue(self, pipe: redis.client.Pipeline, keys: Sequence[str], args: Sequence[Any], *,
               readonly: bool = False) -> "Queued":
@@ -63,17 +79,19 @@ class Queued:
 
 
 def load_all(client: redis.Redis) -> None:
-    """Load every script into the server's cache (one round trip).
+    """Load every script into the server's cache (one round trip; on a cluster one per primary).
 
     Processes call this before their first pipeline of scripts: once all are cached, a
     pipeline either runs every script or (after a restart emptied the cache) none of them,
-    so redoing the ``NOSCRIPT`` ones keeps their order.
+    so redoing the ``NOSCRIPT`` ones keeps their order (on a cluster: every script or none
+    of those on one node).
     """
     lua = scripts()
-    with client.pipeline(transaction=False) as pipe:
-        for name in NAMES:
-            pipe.script_load(getattr(lua, name).text)
-        pipe.execute()
+    for _name, node in cluster.primaries(client):
+        with node.pipeline(transaction=False) as pipe:
+            for name in NAMES:
+                pipe.script_load(getattr(lua, name).text)
+            pipe.execute()
 
 
 _loaded_pools: "weakref.WeakSet[Any]" = weakref.WeakSet()
@@ -83,7 +101,8 @@ def ensure_loaded(client: redis.Redis) -> None:
     """:func:`load_all` once per connection pool (per Redis client) of this process: after that,
     a script call is one ``EVALSHA``, and :func:`execute` reloads them all if the server lost
     its cache (a restart), so a pipeline still runs every script or none."""
-    pool = client.connection_pool
+    client = cluster.real(client)
+    pool = getattr(client, "connection_pool", None) or client  # a cluster client: itself
     if pool in _loaded_pools:
         return
     load_all(client)

@@ -18,6 +18,11 @@ than :data:`WRITE_ROOM` is left: room for one of its larger commands (a claim, a
 reports, a batch of enqueued items), so a server that still takes a tiny write but not a
 report is called what it is for Symphony. Nothing is written to find out, so a read-only user
 gets the same answer.
+
+On a Redis Cluster every primary (shard) has its own memory, limit and policy: the facts are read
+from each primary in the same round trip (a cluster pipeline sends each its own ``INFO``), and
+the server is described by its worst shard (an evicting policy, then a full one, then the
+fullest), every shard's problems named by the shard (``on 10.0.0.5:6379: ...``).
 """
 from __future__ import annotations
 
@@ -25,10 +30,11 @@ import logging
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import redis
 
+from . import cluster
 from .redaction import redact
 
 EVICTS_ANY_KEY = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
@@ -53,6 +59,7 @@ class ServerInfo:
     can_evict: bool | None = None  # the policy can delete Symphony's keys (None: unknown)
     out_of_memory: bool | None = None  # over maxmemory: writes are refused (None: unknown)
     problems: tuple[str, ...] = ()
+    shards: int = 1  # primaries of a Redis Cluster (the figures above are its worst shard's); 1: one server
 
     @property
     def known(self) -> bool:
@@ -63,6 +70,8 @@ class ServerInfo:
     def display(self) -> str:
         """``valkey 9.0.0``, ``redis 7.0.15 (TLS)``, ``unknown server``."""
         name = f"{self.kind} {self.version}" if self.kind != UNKNOWN else "unknown server"
+        if self.shards > 1:
+            name += f" cluster of {self.shards} shards"
         return name + (" (TLS)" if self.tls else "")
 
     @property
@@ -72,7 +81,8 @@ class ServerInfo:
             return "memory settings unknown (this Redis user may not run INFO)"
         limit = f"maxmemory {_size(self.maxmemory)}" if self.maxmemory else "no maxmemory"
         used = f", {_size(self.used_memory)} used" if self.used_memory is not None else ""
-        return f"{limit}, maxmemory-policy {self.maxmemory_policy}{used}"
+        shard = f" (the worst of {self.shards} shards)" if self.shards > 1 else ""
+        return f"{limit}, maxmemory-policy {self.maxmemory_policy}{used}{shard}"
 
     @property
     def headline(self) -> str:
@@ -180,26 +190,68 @@ def server_info_from(server: Mapping[str, Any] | None, memory: Mapping[str, Any]
                       problems=_problems(policy, maxmemory, counted, bool(evicting), bool(oom)))
 
 
-def uses_tls(client: redis.Redis) -> bool:
-    """Whether ``client`` connects with TLS."""
-    return issubclass(client.connection_pool.connection_class, redis.SSLConnection)
+def uses_tls(client: Any) -> bool:
+    """Whether ``client`` connects with TLS (on a cluster: to its first primary)."""
+    _name, node = cluster.primaries(client)[0]
+    return issubclass(node.connection_pool.connection_class, redis.SSLConnection)
 
 
-def queue_reads(pipe: redis.client.Pipeline) -> None:
-    """Queue the reads the facts come from (:func:`from_replies` takes their replies)."""
+def queue_reads(pipe: Any) -> None:
+    """Queue the reads the facts come from (:func:`from_replies` takes their replies): ``INFO
+    server`` and ``INFO memory``, on a cluster pipeline to every primary (two replies each)."""
+    if cluster.is_cluster(pipe):
+        for node in pipe.get_primaries():
+            pipe.execute_command("INFO", "server", target_nodes=node)
+            pipe.execute_command("INFO", "memory", target_nodes=node)
+        return
     pipe.info("server")
     pipe.info("memory")
 
 
-def from_replies(client: redis.Redis, replies: list[Any]) -> ServerInfo:
+def from_replies(client: Any, replies: Sequence[Any]) -> ServerInfo:
     """The facts from the replies of :func:`queue_reads` (executed with ``raise_on_error=False``):
-    an error reply (``INFO`` refused to an ACL user, or renamed away) makes them unknown."""
-    server, memory = (r if isinstance(r, dict) else None for r in replies)
-    return server_info_from(server, memory, tls=uses_tls(client))
+    an error reply (``INFO`` refused to an ACL user, or renamed away) makes them unknown. Two
+    replies per primary of a cluster, in the order of ``get_primaries()``."""
+    tls = uses_tls(client)
+    parsed = [r if isinstance(r, dict) else None for r in replies]
+    shards = [server_info_from(parsed[i], parsed[i + 1] if i + 1 < len(parsed) else None, tls=tls)
+              for i in range(0, max(len(parsed), 2), 2)]
+    if len(shards) == 1:
+        return shards[0]
+    names = [name for name, _node in cluster.primaries(client)]
+    return worst_shard(list(zip(names + [""] * len(shards), shards)))
 
 
-def read_server_info(client: redis.Redis) -> ServerInfo:
-    """One round trip."""
+def _danger(info: ServerInfo) -> tuple:
+    """Orders shards from the least to the most dangerous for Symphony."""
+    full = (info.used_memory or 0) / info.maxmemory if info.maxmemory else 0.0
+    return bool(info.can_evict), bool(info.out_of_memory), info.known, full
+
+
+def worst_shard(shards: Sequence[tuple[str, ServerInfo]]) -> ServerInfo:
+    """One :class:`ServerInfo` for a cluster's primaries ``[(name, facts)]``: the worst shard's
+    figures, the oldest version, and every shard's problems (named by shard unless all agree)."""
+    worst = max((info for _name, info in shards), key=_danger)
+    oldest = min((info for _name, info in shards), key=lambda i: _version_key(i.version))
+    texts = [info.problems for _name, info in shards]
+    if all(t == texts[0] for t in texts):
+        problems = texts[0]
+    else:
+        problems = tuple(f"on {name or 'a shard'}: {p}" for name, info in shards for p in info.problems)
+    unknown = any(not info.known for _name, info in shards)
+    return ServerInfo(kind=oldest.kind, version=oldest.version, tls=worst.tls, maxmemory=worst.maxmemory,
+                      maxmemory_policy=None if unknown else worst.maxmemory_policy,
+                      used_memory=worst.used_memory, can_evict=None if unknown else worst.can_evict,
+                      out_of_memory=None if unknown else worst.out_of_memory, problems=problems,
+                      shards=len(shards))
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
+
+
+def read_server_info(client: Any) -> ServerInfo:
+    """One round trip (on a cluster: one to each primary, sent together)."""
     with client.pipeline(transaction=False) as pipe:
         queue_reads(pipe)
         replies = pipe.execute(raise_on_error=False)

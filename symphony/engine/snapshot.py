@@ -1,7 +1,8 @@
 """The status snapshot: queues, sessions, workers and recent events, immutable.
 
-It is read in exactly two pipelined round trips however many queues and workers there are:
-the first fetches the registry, the workers' leases, the recent events, the server time and
+It is read in exactly two pipelined round trips however many queues and workers there are
+(a console's paged read with an :class:`engine.fleet_view.FleetReader`: the same two, bounded
+by the page shown, see fleet_view.py): the first fetches the registry, the workers' leases, the recent events, the server time and
 the server's facts (``INFO``); the second fetches every session's counters, every queue's
 length and every worker's description. No ``KEYS``, no ``SCAN``. ``docs/status-json.md``
 documents :meth:`Snapshot.to_dict`.
@@ -15,10 +16,12 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import redis
 
+from .fleet_summary import FleetSummary, summarize
+from .fleet_view import READ_CHUNK, slot_chunks  # noqa: F401 - READ_CHUNK: the snapshot's name for it, kept
 from .keys import Keys
 from .messages import InvalidMessage, decode_task
 from .outcomes import SessionState
@@ -31,7 +34,6 @@ from .drain import decode_drains
 from .steering import StageControl, all_steering, decode_controls
 
 SCHEMA_VERSION = 1
-READ_CHUNK = 1000  # keys per read.lua call
 _NO_COUNTS: dict[str, int] = {}
 STATES = ("running", "completed", "failed", "timed_out", "cancelled", "retried", "reclaimed", "enqueued", "delayed")
 
@@ -196,6 +198,9 @@ class Snapshot:
     slurm: tuple[SlurmTag, ...] = ()  # SLURM jobs per tag (pool): pending, running, finished
     drains: tuple[Any, ...] = ()  # the drains recorded (engine.drain.Drain): workers, hosts, pools
     stages: tuple[Any, ...] = ()  # each stage's limits and running tasks (engine.steering.StageControl)
+    # a paged read's count of every registered worker (by state, per pool and host) and which page
+    # ``workers`` is; None when ``workers`` holds every worker (fleet_summary() counts them then)
+    fleet: FleetSummary | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,8 +219,16 @@ class Snapshot:
             "drains": [d.to_dict() for d in self.drains],
             "stages": [c.to_dict() for c in self.stages],
         }
+        data["fleet"] = self.fleet_summary().to_dict()
         data.update(self.extra)
         return data
+
+    def fleet_summary(self) -> FleetSummary:
+        """``fleet``, or (a snapshot of every worker) the counts of ``workers``."""
+        if self.fleet is not None:
+            return self.fleet
+        return summarize(((w.pool, w.host, w.state, w.cpu_percent, w.memory_percent, w.host_cpu_percent)
+                          for w in self.workers), len(self.workers))
 
     def to_json(self, indent: int | None = 2) -> str:
         return redact(json.dumps(self.to_dict(), indent=indent, sort_keys=False))
@@ -281,16 +294,22 @@ def _event_from_system(entry_id: str, fields: dict[str, str]) -> Event:
                  worker=fields.get("worker", ""))
 
 
-def _read_by_script(client: redis.Redis, read_keys: list[str], ops: list[str]) -> list[Any]:
-    """Read the keys with read.lua in chunks, as EVALSHA_RO: a read-only ACL user may run it."""
+def _read_by_script(client: redis.Redis, read_keys: list[str], ops: list[str],
+                    extra: Callable[[Any, bool], list[Any]] | None = None) -> tuple[list[Any], list[Any]]:
+    """Read the keys with read.lua in chunks, as EVALSHA_RO: a read-only ACL user may run it;
+    ``extra(pipe, True)`` queues more commands on the same pipeline (their replies come second)."""
     lua = scripts().read
-    out: list[Any] = []
+    out: list[Any] = [None] * len(read_keys)
     with client.pipeline(transaction=False) as pipe:
-        queued = [lua.queue(pipe, read_keys[i:i + READ_CHUNK], ("".join(ops[i:i + READ_CHUNK]),), readonly=True)
-                  for i in range(0, len(read_keys), READ_CHUNK)]
-        for chunk in execute(client, pipe, queued):
-            out.extend(chunk)
-    return out
+        chunks = slot_chunks(client, read_keys)
+        queued: list[Any] = [lua.queue(pipe, [read_keys[i] for i in chunk], ("".join(ops[i] for i in chunk),),
+                                       readonly=True) for chunk in chunks]
+        more = extra(pipe, True) if extra is not None else []
+        replies = execute(client, pipe, queued + more)
+    for chunk, reply in zip(chunks, replies):
+        for index, value in zip(chunk, reply):
+            out[index] = value
+    return out, replies[len(chunks):]
 
 
 def _script_refused(exc: BaseException) -> bool:
@@ -300,7 +319,8 @@ def _script_refused(exc: BaseException) -> bool:
             or "unknown command" in text)
 
 
-def _read_plainly(client: redis.Redis, read_keys: list[str], ops: list[str]) -> list[Any]:
+def _read_plainly(client: redis.Redis, read_keys: list[str], ops: list[str],
+                  extra: Callable[[Any, bool], list[Any]] | None = None) -> tuple[list[Any], list[Any]]:
     """The same reads as read.lua, pipelined (HGETALL replies flattened like the script's)."""
     with client.pipeline(transaction=False) as pipe:
         for key, op in zip(read_keys, ops):
@@ -308,8 +328,11 @@ def _read_plainly(client: redis.Redis, read_keys: list[str], ops: list[str]) -> 
                 pipe.llen(key)
             else:
                 pipe.hgetall(key)
+        if extra is not None:
+            extra(pipe, False)
         replies = pipe.execute()
-    return [r if isinstance(r, int) else [x for pair in r.items() for x in pair] for r in replies]
+    mine = replies[:len(read_keys)]
+    return [r if isinstance(r, int) else [x for pair in r.items() for x in pair] for r in mine], replies[len(read_keys):]
 
 
 @dataclass(frozen=True)
@@ -328,38 +351,48 @@ class _First:
     steering: dict[str, Any] = field(default_factory=dict)
 
 
-def _read_registry(client: redis.Redis, keys: Keys, events: int) -> _First:
-    """Round trip 1: the registry, the leases, the recent events, the server's time and facts."""
+def _read_registry(client: redis.Redis, keys: Keys, events: int, fleet: Any = None,
+                   page: tuple[int, int] = (0, 0)) -> _First:
+    """Round trip 1: the registry, the leases (or, with a fleet reader, its page and its sweep's
+    step), the recent events, the server's time and facts."""
     with client.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.sessions)
-        pipe.zrange(keys.workers, 0, -1, withscores=True)
+        if fleet is None:
+            pipe.zrange(keys.workers, 0, -1, withscores=True)
+        else:
+            pipe.execute_command("TIME")  # a placeholder: the fleet reader's commands follow the first nine
         pipe.xrevrange(keys.results, count=max(1, events))
         pipe.xrevrange(keys.events, count=max(1, events))
-        pipe.time()
+        pipe.execute_command("TIME")  # a cluster pipeline refuses pipe.time()
         pipe.pttl(keys.grace)
         pipe.hgetall(keys.slurm_tags)
         pipe.hgetall(keys.drain)
         pipe.hgetall(keys.steering)
+        extra = fleet.queue_first(pipe, page) if fleet is not None else 0
         queue_reads(pipe)  # INFO may be refused (an ACL user): the server's facts are then unknown
         replies = pipe.execute(raise_on_error=False)
-    for reply in replies[:6]:
-        if isinstance(reply, Exception):
+    for index, reply in enumerate(replies[:9 + extra]):
+        if isinstance(reply, Exception) and not 6 <= index < 9:  # slurm, drains, steering may be refused
             raise reply
     sessions_raw, leases, results, system, server_time, grace_ms, slurm_raw, drain_raw, steering_raw = replies[:9]
+    if fleet is not None:
+        fleet.take_first(replies[9:9 + extra])
+        leases = []
     summaries = sorted((SessionSummary.from_json(n, v) for n, v in sessions_raw.items()), key=lambda s: s.name)
     slurm = (tuple(SlurmTag.from_summary(t, v) for t, v in sorted(slurm_raw.items()))
              if isinstance(slurm_raw, dict) else ())
     return _First(summaries=summaries, leases=leases, results=results, system=system,
                   now=server_time[0] + server_time[1] / 1_000_000,
-                  grace_ms=grace_ms if isinstance(grace_ms, int) else 0, server=from_replies(client, replies[9:]),
+                  grace_ms=grace_ms if isinstance(grace_ms, int) else 0, server=from_replies(client, replies[9 + extra:]),
                   slurm=slurm, drains=decode_drains(drain_raw), steering=all_steering(steering_raw))
 
 
 def _read_counts(client: redis.Redis, keys: Keys, summaries: list[SessionSummary], worker_ids: list[str],
-                 stages: Sequence[str] = ()) -> list[Any]:
+                 stages: Sequence[str] = (), extra: Callable[[Any, bool], list[Any]] | None = None) -> tuple[list[Any], list[Any]]:
     """Round trip 2: every session's counters, every queue's length and every worker's
-    description, read by a read-only script in chunks (one reply per chunk instead of one per
-    key keeps the client's cost low; chunks keep each atomic read short for the server)."""
+    description (or, with ``extra``, what a fleet reader asks for), read by a read-only script
+    in chunks (one reply per chunk instead of one per key keeps the client's cost low; chunks
+    keep each atomic read short for the server)."""
     read_keys: list[str] = []
     ops: list[str] = []
     for summary in summaries:
@@ -374,14 +407,14 @@ def _read_counts(client: redis.Redis, keys: Keys, summaries: list[SessionSummary
     for stage in stages:  # each stage's limits and running tasks over the fleet
         read_keys.append(keys.control(stage))
         ops.append("h")
-    if not read_keys:
-        return []
+    if not read_keys and extra is None:
+        return [], []
     try:
-        return _read_by_script(client, read_keys, ops)
+        return _read_by_script(client, read_keys, ops, extra)
     except redis.ResponseError as exc:
         if not _script_refused(exc):
             raise
-        return _read_plainly(client, read_keys, ops)
+        return _read_plainly(client, read_keys, ops, extra)
 
 
 def _counts_by_stage(flat: list[str]) -> dict[str, dict[str, int]]:
@@ -441,23 +474,33 @@ def _sessions_from(summaries: list[SessionSummary], second: list[Any], steering:
     return queues, sessions, pos
 
 
-def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", events: int = 50) -> Snapshot:
-    """Read the whole status in two round trips."""
-    first = _read_registry(client, keys, events)
+def read_snapshot(client: redis.Redis, keys: Keys, *, redis_display: str = "", events: int = 50,
+                  fleet: Any = None, page: tuple[int, int] = (0, 50)) -> Snapshot:
+    """Read the whole status in two round trips. With ``fleet`` (an engine.fleet_view.FleetReader
+    kept between reads), only the ``page`` (offset, limit) of the worker table is read, plus the
+    fleet's aggregates (``Snapshot.fleet``); without, every worker."""
+    if fleet is not None and not fleet.primed:
+        fleet.prime(client)
+    first = _read_registry(client, keys, events, fleet, page)
+    now_ms = first.now * 1000
     stages = sorted({stage for summary in first.summaries for stage in summary.stages})
-    second = _read_counts(client, keys, first.summaries, [w for w, _ in first.leases], stages)
+    extra = (lambda pipe, scripted: fleet.queue_second(pipe, now_ms, scripted)) if fleet is not None else None
+    second, fleet_replies = _read_counts(client, keys, first.summaries, [w for w, _ in first.leases], stages, extra)
     controls = decode_controls(stages, second[len(second) - len(stages):] if stages else [])
     queues, sessions, pos = _sessions_from(first.summaries, second, first.steering, controls)
-    now_ms = first.now * 1000
-    workers = [_worker_status(worker_id, expiry, dict(zip(it, it)), now_ms)
-               for (worker_id, expiry), it in zip(first.leases, map(iter, second[pos:]))]
+    if fleet is not None:
+        workers, summary = fleet.take_second(fleet_replies, now_ms, _worker_status)
+    else:
+        workers = tuple(_worker_status(worker_id, expiry, dict(zip(it, it)), now_ms)
+                        for (worker_id, expiry), it in zip(first.leases, map(iter, second[pos:])))
+        summary = None  # every worker is here: to_dict() counts them (fleet_summary())
     events_list = ([_event_from_result(i, f) for i, f in first.results]
                    + [_event_from_system(i, f) for i, f in first.system])
     events_list.sort(key=lambda e: tuple(int(p) for p in e.id.split("-")), reverse=True)
     return Snapshot(taken_at=first.now, redis=redis_display, queues=tuple(queues), sessions=tuple(sessions),
-                    workers=tuple(workers), events=tuple(events_list[:events]), used_memory=first.server.used_memory,
+                    workers=workers, events=tuple(events_list[:events]), used_memory=first.server.used_memory,
                     grace_s=max(0, first.grace_ms) / 1000, server=first.server, slurm=first.slurm,
-                    drains=first.drains, stages=tuple(controls[s] for s in stages))
+                    drains=first.drains, stages=tuple(controls[s] for s in stages), fleet=summary)
 
 
 def _worker_status(worker_id: str, expiry: float, info: dict[str, str], now_ms: float) -> WorkerStatus:

@@ -50,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
         rules = (worker_rules if args.kind == "worker" else reader_rules)(stages, redis6=args.redis6)
         if args.apply:
             engine = engine or engine_from_args(args)
-            engine.client.execute_command(*setuser(user, rules, password=password))
-            print(f"user {user} set on {engine.display} ({len(stages)} stage(s): {', '.join(stages)})")
+            nodes = engine.on_every_node(*setuser(user, rules, password=password))
+            where = f"{engine.display}, all {nodes} nodes of the cluster" if nodes > 1 else engine.display
+            print(f"user {user} set on {where} ({len(stages)} stage(s): {', '.join(stages)})")
             return 0
     finally:
         if engine is not None:

@@ -116,6 +116,7 @@ class TableData:
     title: str = ""
     subtitle: str = ""
     widths: tuple[int, ...] = ()
+    total: int = 0  # rows there are (a paged table shows some of them)
 
     @classmethod
     def of(cls, columns: Sequence[Column], rows: Iterable[Row], title: str = "", subtitle: str = "") -> "TableData":
@@ -178,6 +179,19 @@ class Panel(Generic[S, D]):
         raise NotImplementedError
 
 
+def _shown(panel: Any) -> bool:
+    """Whether a panel is displayed (itself and every container above it)."""
+    try:
+        node = panel
+        while node is not None:
+            if not getattr(node, "display", True):
+                return False
+            node = node.parent
+    except Exception:  # noqa: BLE001 - not mounted (a test's bare panel): draw it
+        return True
+    return True
+
+
 @dataclass(frozen=True)
 class Frame(Generic[S]):
     """One poll of a screen, ready to draw: what was read, and every panel's prepared data."""
@@ -191,6 +205,7 @@ class Board(Generic[S]):
 
     def __init__(self, panels: Sequence[Panel]):
         self.panels = tuple(panels)
+        self._pending: dict[str | None, Any] = {}  # data of hidden panels, drawn when they show
 
     def views(self) -> dict[str, Any]:
         return {p.id: p.view_settings() for p in self.panels}
@@ -199,8 +214,24 @@ class Board(Generic[S]):
         return Frame(source, {p.id: type(p).prepare(source, views.get(p.id)) for p in self.panels})
 
     async def draw(self, frame: Frame[S]) -> None:
+        """Draw the panels on screen; a hidden one (e.g. the scale sets' second place, shown only on a
+        wide terminal) is drawn when it shows again, with the newest data."""
         for panel in self.panels:
+            if not _shown(panel):
+                self._pending[panel.id] = frame.data[panel.id]
+                continue
+            self._pending.pop(panel.id, None)
             await panel.draw(frame.data[panel.id])
+
+    def pending_shown(self) -> bool:
+        """A hidden panel with undrawn data is on screen now."""
+        return any(p.id in self._pending and _shown(p) for p in self.panels) if self._pending else False
+
+    async def draw_pending(self) -> None:
+        """The panels that became visible since the last poll, with that poll's data."""
+        for panel in self.panels:
+            if panel.id in self._pending and _shown(panel):
+                await panel.draw(self._pending.pop(panel.id))
 
     def set_stale(self, stale: bool) -> None:
         for panel in self.panels:
@@ -272,6 +303,8 @@ class TablePanel(DataTable[Any], Panel[S, TableData]):
 
     # --- the UI thread's half ------------------------------------------------------------
     async def draw(self, data: TableData) -> None:
+        if data == self._prepared and self._layout == self._wanted_layout():
+            return  # nothing changed since the last poll: no diff, no redraw
         self._prepared = data
         self._suffix = data.title
         self.border_subtitle = data.subtitle

@@ -97,9 +97,14 @@ def totals(snapshot: Snapshot) -> str:
     failed = sum(s.failed + s.timed_out for s in sessions)
     queued = sum(q.queued + q.delayed for q in snapshot.queues)
     running = sum(q.in_flight for q in snapshot.queues)
-    alive = sum(1 for w in snapshot.workers if w.state not in ("dead", "stale"))
+    fleet = snapshot.fleet
+    if fleet is not None:  # every registered worker (a paged snapshot holds one page of them)
+        alive, registered = fleet.alive, fleet.registered
+    else:
+        alive = sum(1 for w in snapshot.workers if w.state not in ("dead", "stale"))
+        registered = len(snapshot.workers)
     return (f"all: {fmt.count(done)}/{fmt.count(items)} done · {fmt.count(queued)} queued · "
-            f"{fmt.count(running)} running · {fmt.count(failed)} failed · {alive}/{len(snapshot.workers)} workers up")
+            f"{fmt.count(running)} running · {fmt.count(failed)} failed · {alive}/{registered} workers up")
 
 
 class SessionsPanel(TablePanel[MainSource]):

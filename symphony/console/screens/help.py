@@ -21,6 +21,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("s", "sort the queues: cycle the column (or click a column header; again to reverse)"),
     ("Tab / Shift+Tab", "move between the sessions, queues, workers, scale sets and activity tables"),
     ("z", "zoom: the focused panel alone on the screen (again: every panel)"),
+    ("] / [", "on the workers: the next / previous page (the panel reads only the rows it shows)"),
     ("↑ ↓ PgUp PgDn", "move the selection"),
     ("Escape", "go back (close a dialog or the detail screen)"),
     ("Ctrl+P", "command palette: every action by name"),
