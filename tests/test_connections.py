@@ -77,7 +77,8 @@ def test_threads_sharing_the_connection_take_turns_through_an_outage():
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    client = share_one_connection(connect(resolve_redis(f"redis://127.0.0.1:{port}/0"), connect_timeout=0.2))
+    client = share_one_connection(connect(resolve_redis(f"redis://127.0.0.1:{port}/0?cluster=no"),
+                                          connect_timeout=0.2))
     failures: list[int] = []
 
     def hammer() -> None:

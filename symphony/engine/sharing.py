@@ -114,7 +114,15 @@ class TurnTakingPool(redis.ConnectionPool):
 
 def share_one_connection(client):
     """``client`` with its pool replaced by a :class:`TurnTakingPool` of the same settings (before
-    its first command). A cluster client (one connection per node already) is returned as it is."""
+    its first command; a connection opened already, to ask whether the server is a cluster, is
+    closed). A cluster client (one connection per node already) is returned as it is; a client
+    deferred because Redis was away (``engine.cluster.DeferredClient``) is shared once built."""
+    from .cluster import DeferredClient
+
+    if isinstance(client, DeferredClient):  # Redis was away at start: share the client built at first use
+        build = client._build
+        client._build = lambda: share_one_connection(build())
+        return client
     if not isinstance(client, redis.Redis):
         return client
     old = client.connection_pool
