@@ -19,13 +19,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import (enqueue, exporter, fleet, inline, latency, memory, reclaim, repair, snapshot, startup, steering,
-               throughput, worker_costs)
+from . import (enqueue, exporter, fleet, fleet_workers, inline, latency, memory, reclaim, repair, snapshot, startup,
+               steering, throughput, worker_costs)
 from .common import Server, load_now, machine_info, median, remove_temp_dirs
 from .systems import ALL, BY_NAME
 
 CASES = ("throughput", "latency", "command", "startup", "enqueue", "inline", "memory", "snapshot", "repair", "reclaim",
-         "exporter", "steering", "fleet")
+         "exporter", "steering", "fleet", "fleet_workers")
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,9 @@ class Sizes:
     fleet_workers: tuple[int, ...] = (1000, 10_000)  # the fleet case: emulated workers' heartbeats
     fleet_window_s: float = 10.0
     fleet_reps: int = 15
+    registry_sessions: int = 1000  # the fleet_workers case: a registry change at sessions x emulated workers
+    registry_workers: int = 1000
+    connection_processes: int = 4  # connections per process of one symphony-worker --processes N
 
 
 SMOKE = Sizes(window_s=0.3, min_tasks=200, enqueue_items=2000, inline_items=(2000,), memory_items=1000,
@@ -65,7 +68,7 @@ SMOKE = Sizes(window_s=0.3, min_tasks=200, enqueue_items=2000, inline_items=(200
               scaling_reps=2, repair_items=2000, reclaim_heartbeat=0.5, finish_tasks=500,
               latency_samples=5, latency_interval_s=0.05, command_tasks=40, command_seconds=0.01, startup_tasks=200,
               startup_repeat=1, single_enqueues=50, steering_tasks=2000, fleet_workers=(200,), fleet_window_s=1.0,
-              fleet_reps=3)
+              fleet_reps=3, registry_sessions=20, registry_workers=20, connection_processes=2)
 
 
 def log(msg: str) -> None:
@@ -300,10 +303,20 @@ def case_fleet(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]:
                                     reps=sizes.fleet_reps), "load": load_now()}
 
 
+def case_fleet_workers(server: Server, args, sizes: Sizes, systems) -> dict[str, Any]:
+    log(f"  fleet_workers: a registry change at {sizes.registry_sessions} sessions x {sizes.registry_workers} emulated "
+        f"workers; connections of symphony-worker --processes {sizes.connection_processes}; a heartbeat's host sample")
+    return {"registry_change": fleet_workers.registry_change(server, sessions=sizes.registry_sessions,
+                                                             workers=sizes.registry_workers,
+                                                             old_workers=min(10, sizes.registry_workers)),
+            "connections": fleet_workers.connections(server, processes=sizes.connection_processes),
+            "host_sampling": fleet_workers.host_sampling()}
+
+
 RUNNERS = {"throughput": case_throughput, "latency": case_latency, "command": case_command, "startup": case_startup,
            "enqueue": case_enqueue, "inline": case_inline, "memory": case_memory,
            "snapshot": case_snapshot, "repair": case_repair, "reclaim": case_reclaim, "exporter": case_exporter,
-           "steering": case_steering, "fleet": case_fleet}
+           "steering": case_steering, "fleet": case_fleet, "fleet_workers": case_fleet_workers}
 
 
 # --- targets and the table ------------------------------------------------------------------------------
@@ -384,6 +397,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             add("fleet", f"idle console, % of a core at {n:,} workers", idle, "< 5", idle < 5)
             redis_cpu = row["console"]["redis_cpu_pct"]
             add("fleet", f"Redis % of a core, {n:,} workers beating + one console", redis_cpu, "< 20", redis_cpu < 20)
+    if "fleet_workers" in results:
+        rc = results["fleet_workers"]["registry_change"]
+        add("fleet_workers", f"Redis CPU per registry change, {rc['sessions']} sessions x {rc['workers']} workers (ms)",
+            rc["redis_cpu_ms_per_change"], "< 100", rc["redis_cpu_ms_per_change"] < 100)
+        per = results["fleet_workers"]["connections"]["per_worker_process_max"]
+        add("fleet_workers", "Redis connections per worker process", per, "1", per == 1)
     if "repair" in results:
         ratio = results["repair"]["ratio"]
         add("repair", "plan time / listing the directories once", ratio, "<= 2.0", ratio <= 2.0)
@@ -465,6 +484,13 @@ def print_table(results: dict[str, Any]) -> None:
             print(f"  {row['workers']:>13,}   {hb['commands_per_s']:>10,.0f}  {hb['redis_cpu_pct']:>10.1f}   "
                   f"{sn['full']['median_ms']:>12.1f} ({sn['full']['p95_ms']:.0f})   {paged['median_ms']:>8.1f} "
                   f"({paged['p95_ms']:.0f})   {co['console_cpu_pct']:>12.1f}  {co['redis_cpu_added_pct']:>11.2f}")
+    if "fleet_workers" in results:
+        rc, cn, hs = (results["fleet_workers"][k] for k in ("registry_change", "connections", "host_sampling"))
+        print(f"fleet_workers: a registry change at {rc['sessions']} sessions x {rc['workers']} workers costs Redis "
+              f"{rc['redis_cpu_ms_per_change']} ms of CPU (re-reading every definition: {rc['old_redis_cpu_ms_per_change']}"
+              f" ms, x{rc['ratio_old_to_new']}); {cn['per_worker_process_max']} connection(s) per worker process, "
+              f"{cn['supervisor']} for the supervisor; a heartbeat's host sample {hs['sample_us']} us of CPU "
+              f"({hs['processes_on_host']} processes; psutil's recursive walk alone {hs['recursive_walk_us']} us)")
     if "steering" in results:
         st = results["steering"]["summary"]
         print(f"steering: Redis script time per task {st['one_session_us']} us (one session) vs {st['steered_us']} us "
@@ -505,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
                         "machine is repeated (default %(default)s)")
     p.add_argument("--retries", type=int, default=1, help="how many times such a round is repeated (default 1); "
                                                          "the try with the least foreign load is kept")
+    p.add_argument("--stages", default=None, help="throughput: comma-separated stage counts (default 1,4)")
     p.add_argument("--latency-samples", type=int, default=None, help="tasks per system per round in the latency case "
                                                                         "(default 100)")
     args = p.parse_args(argv)
@@ -513,6 +540,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = Sizes(**{**sizes.__dict__, "latency_samples": args.latency_samples})
     if args.window:
         sizes = Sizes(**{**sizes.__dict__, "window_s": args.window})
+    if args.stages:
+        sizes = Sizes(**{**sizes.__dict__, "stages": tuple(int(n) for n in args.stages.split(",") if n.strip())})
     if args.smoke:
         args.rounds, args.retries = 1, 0
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]

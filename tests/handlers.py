@@ -134,6 +134,14 @@ def handler_env(ctx) -> None:
     ctx.write_output_json({k: v for k, v in os.environ.items() if k.startswith("SYMPHONY_")})
 
 
+def chatty(ctx) -> None:
+    """Log a line, print one, use the job store twice, then write what the store said."""
+    ctx.log.warning("chatty says %s", ctx.item)
+    print("chatty printed", ctx.item)
+    ctx.kv.set("item", ctx.item)
+    ctx.write_output_json({"item": ctx.kv.get("item"), "runs": ctx.kv.incr("runs")})
+
+
 def slurm_kv(ctx) -> None:
     """Record which SLURM job ran this task in the job's key/values, then as ``ok``."""
     ctx.kv.set("slurm_job", os.environ.get("SLURM_JOB_ID", ""))

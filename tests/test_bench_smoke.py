@@ -55,5 +55,9 @@ def test_bench_smoke_runs_every_case_and_writes_sane_json(tmp_path):
     assert data["exporter"]["scrape"]["series"] > 0 and data["exporter"]["scrape"]["round_trips"] >= 3
     assert [f["per_call"] for f in data["exporter"]["finish"]] == [1, 32]
     assert all(f["usec_per_task"] > 0 and f["tasks"] == 500 for f in data["exporter"]["finish"])
+    fleet = data["fleet_workers"]
+    assert fleet["registry_change"]["redis_cpu_ms_per_change"] > 0 and fleet["registry_change"]["workers"] == 20
+    assert fleet["connections"]["per_worker_process_max"] == 1 and fleet["connections"]["worker_processes_seen"] == 2
+    assert fleet["host_sampling"]["sample_us"] > 0
     assert data["targets"] and all(t["met"] is None for t in data["targets"])
     assert "throughput, 1 stage" in proc.stdout

@@ -391,6 +391,23 @@ def test_handlers_get_their_task_in_the_environment(engine, r, redis_url, tmp_pa
                         "SYMPHONY_STAGE": stage, "SYMPHONY_ITEM_INPUT": str(tmp_path / "in" / "a1.txt")}, (stage, seen)
 
 
+def test_a_batch_of_handlers_that_log_print_and_use_the_job_store(engine, r, redis_url, tmp_path):
+    """Short tasks run in batches in the executor, whose results the worker reads in one go; a
+    handler's log records, what it prints and its job store calls (the executor waits for the
+    worker's answer) still reach the worker in the middle of a batch, for every task."""
+    items = [f"c{n:02d}" for n in range(40)]
+    init(engine, one_stage_session(tmp_path, "tests.handlers:chatty", items, max_attempts=1))
+    worker = WorkerRun(redis_url, "--burst", "--processes", "1", log_dir=tmp_path)
+    assert worker.wait(60) == 0, worker.output()
+    log = worker.output()
+    worker.stop()
+    for item in items:
+        assert json.loads((tmp_path / "data" / "s1" / "work" / f"{item}.json").read_text()) == {"item": item,
+                                                                                              "runs": 1}
+        assert f"chatty says {item}" in log and f"chatty printed {item}" in log, item
+    assert stats(r, "s1")["work|completed"] == 40
+
+
 def test_a_command_whose_stdout_is_its_output_writes_it_atomically(engine, r, redis_url, tmp_path):
     """sha256sum, jq, gzip -c: the stage's output is what the command prints, renamed into place
     when it exits 0; a command that prints and then fails leaves no output and no temporary file."""

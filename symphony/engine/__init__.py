@@ -15,6 +15,7 @@ from .options import (SHARED_ENVIRONMENT, OptionSource, SharedOptions, add_share
                       parse_with_config, read_config_file, secret_file_problem, shared_options)
 from .logsetup import configure_logging
 from .connection import Backoff, describe_error, is_out_of_memory, is_unavailable, redis_problem
+from .sharing import share_one_connection
 from .core import Engine
 from .embedded import EmbeddedRedis
 from .errors import (ConfigError, CredentialsRefused, Problem, RedisUnavailable, SessionConflict, SpecError,
@@ -79,7 +80,7 @@ from .redaction import (SECRET_ENVIRONMENT, drop_secret_environment, install_log
 __all__ = [
     # connecting
     "RedisConfig", "resolve_redis", "Backoff", "describe_error", "is_out_of_memory",
-    "is_unavailable", "redis_problem", "Engine",
+    "is_unavailable", "redis_problem", "share_one_connection", "Engine",
     "EmbeddedRedis", "ConfigError", "Problem", "RedisUnavailable", "SessionConflict", "SpecError", "SymphonyError",
     "UnknownSession", "CredentialsRefused", "Keys", "PolicyNotice", "ServerInfo",
     # the options every entry point shares, and logging

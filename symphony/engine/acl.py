@@ -38,6 +38,7 @@ WORKER_COMMANDS = CONNECTION + (
     "xadd", "get", "set", "incrby", "del", "exists", "expire", "pexpire", "pttl", "type", "sadd",
     "xrevrange", "lpos",  # why a report found its task gone (engine/lost.py), a rare path
     "smembers", "srem", "xdel", "hlen",  # the cluster key layout: the sessions a worker holds tasks in, and their upkeep
+    "xrange",  # the registry's changes since the last one a worker saw (engine/following.py)
 )
 
 # What the status snapshot and the console's watch mode read (two pipelined round trips), plus
@@ -96,7 +97,7 @@ def worker_key_patterns(stages: Iterable[str], keys: Keys = DEFAULT_KEYS) -> tup
     ns, fleet = _ns(keys), _fleet(keys)
     write = [f"{ns}:{part}" for part in _SESSION_PARTS]
     write += [p for p in (f"{fleet}:{part}" for part in _FLEET_PARTS) if p not in write]
-    read = [keys.sessions, keys.pools]
+    read = [keys.sessions, keys.pools, keys.registry_changes]
     return queue_patterns(stages, keys) + write, read
 
 

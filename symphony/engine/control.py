@@ -12,7 +12,7 @@ from .fleet import FleetOps
 from .jobstore import last_job
 from .messages import InvalidMessage, Sealed, decode_task
 from .outcomes import RETRYABLE, STOPPED, InvalidRecord, OutcomeKind, OutcomeRecord, SessionState
-from .registry import SessionSummary, add_event, list_sessions, load_record, set_session_state
+from .registry import SessionSummary, add_event, list_sessions, load_record, note_change, set_session_state
 from .scripts import load_all, scripts
 from .snapshot import STATES, QueueStatus, SessionStatus
 
@@ -222,11 +222,11 @@ def purge_session(engine: Any, session: str, *, job_keys: bool = False, force: b
             pipe.hdel(keys.ready_version(stage), session)
         for worker in holders:
             pipe.srem(keys.holds(worker), session)
-        pipe.incr(keys.epoch)
         if fleet:
             fleet.queue(pipe)
         pipe.execute()
     _recompute_pools(engine)
+    note_change(client, keys, session, "purged")  # after the pools: a worker that re-reads them sees them without it
     add_event(client, keys, "purge", f"session {session} purged" + (" with its jobs' key/values" if job_keys else ""),
               session=session)
     return PurgeResult(session, int(deleted), int(job_deleted))

@@ -47,6 +47,7 @@ class Engine:
         self.origin = origin  # the batch job (e.g. a SLURM job) jobs run in: their key/values are listed under it
         self.client = client or connect(self.config, socket_timeout=socket_timeout)
         self.records = RecordCache(self.client, keys)
+        self._follower = None  # a worker's incremental view of the registry (follow_registry)
 
     @classmethod
     def from_url(cls, url: str | None = None, **kwargs: Any) -> "Engine":
@@ -100,8 +101,24 @@ class Engine:
         return registry.pools(self.client, self.keys)
 
     def roles_for(self, pool: str | None = None, roles: Iterable[str] | None = None) -> list[str]:
-        aliases = registry.aliases(self.client, self.keys) if roles else None
+        if not roles:
+            aliases = None
+        elif self._follower is not None:  # a worker: aliases from its cache, re-read per changed session
+            aliases = self._follower.aliases()
+        else:
+            aliases = registry.aliases(self.client, self.keys)
         return registry.roles_for(self.pools(), pool, roles, aliases)
+
+    def follow_registry(self, *, lost: bool = False):
+        """Catch up with the registry's changes since the last call (a worker, at a heartbeat whose
+        epoch moved): forget the cached definitions and aliases of the sessions that changed only,
+        or of every session when this is the first call, ``lost`` (Redis may have lost its data)
+        or this process fell behind the change log. Returns a ``RegistryChanges``."""
+        from .following import RegistryFollower
+
+        if self._follower is None:
+            self._follower = RegistryFollower(self.client, self.keys, self.records)
+        return self._follower.follow(lost=lost)
 
     # --- items ------------------------------------------------------------------------------
     def enqueue(self, session: str, stage: str, items: Iterable[ItemLike], *,

@@ -115,6 +115,13 @@ class Keys:
         """STRING counter bumped whenever the session registry changes (workers re-read on change)."""
         return f"{self.fleet}:epoch"
 
+    @property
+    def registry_changes(self) -> str:
+        """STREAM of registry changes, one entry per epoch bump: ``s`` session, ``c`` change
+        (registered, resumed, updated, cancelled, active, purged); capped. Workers read only the
+        entries after the last one they saw, and re-read the sessions named there."""
+        return f"{self.fleet}:sessions:changes"
+
     # --- workers and leases ------------------------------------------------------------------
     @property
     def workers(self) -> str:

@@ -3,7 +3,8 @@
 ``symphony:sessions`` maps each session to a small summary; ``symphony:session:<name>`` holds
 its full definition (pipeline, data root, parameters) so any worker can run its stages;
 ``symphony:pools`` maps each pool to the roles it serves. ``symphony:epoch`` is bumped on every
-change so workers re-read only when something changed.
+change, after an entry naming the session in a capped change log (``Keys.registry_changes``), so
+a worker re-reads only the sessions that changed (:mod:`.following`).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .messages import decode_task, dumps
 from .outcomes import SessionState
 
 EVENTS_MAXLEN = 2000
+CHANGES_MAXLEN = 1000  # registry changes kept; a worker further behind re-reads everything
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,20 @@ def _merged_pools(pools_raw: dict[str, str], record: SessionRecord) -> dict[str,
     return merged
 
 
+def _publish(pipe: redis.client.Pipeline, keys: Keys, session: str, change: str) -> None:
+    """Queue the fleet-slot record of a registry change: an entry in the capped change log, then
+    the epoch bump that tells every worker at its next heartbeat (both in the caller's MULTI)."""
+    pipe.xadd(keys.registry_changes, {"s": session, "c": change}, maxlen=CHANGES_MAXLEN, approximate=True)
+    pipe.incr(keys.epoch)
+
+
+def note_change(client: redis.Redis, keys: Keys, session: str, change: str) -> None:
+    """Tell the workers that ``session``'s registration changed (``purged``, ...): one fleet-slot MULTI."""
+    with client.pipeline(transaction=True) as pipe:
+        _publish(pipe, keys, session, change)
+        pipe.execute()
+
+
 def register_session(client: redis.Redis, keys: Keys, record: SessionRecord, *, items: int = 0,
                      resume: bool = False, adopt_queues: bool = False) -> str:
     """Register (or confirm) a session. Returns ``"new"``, ``"same"`` or ``"resumed"``.
@@ -139,11 +155,23 @@ def register_session(client: redis.Redis, keys: Keys, record: SessionRecord, *, 
     A session name already registered with a different definition is a
     :class:`SessionConflict`; so is a queue key of this session that exists but was not made
     by Symphony (another tool's key of the same name), unless ``adopt_queues``.
+
+    Two ordered steps, each atomic within one hash slot (so it holds on a Redis Cluster too):
+    the session's own hash (its slot), then the fleet's index (summary, pools, change log,
+    epoch). Both are idempotent: a crash between them leaves a session that is defined but not
+    listed, which registering it again (``initialize``, ``repair``) completes.
     """
+    outcome, created, items_total = _write_definition(client, keys, record, items=items, resume=resume,
+                                                      adopt_queues=adopt_queues)
+    _index_session(client, keys, record, outcome, created, items_total)
+    return outcome
+
+
+def _write_definition(client: redis.Redis, keys: Keys, record: SessionRecord, *, items: int, resume: bool,
+                      adopt_queues: bool) -> tuple[str, float, int]:
+    """The session-slot step of registering: (outcome, created, items)."""
     fingerprint = record.fingerprint()
     session_key = keys.session(record.name)
-    # two transactions, one per hash slot (docs/keys.md): the session's own hash (and its queue
-    # names) in the session's slot, then the registry, pools and epoch in the fleet's
     with client.pipeline() as pipe:
         while True:
             try:
@@ -159,24 +187,30 @@ def register_session(client: redis.Redis, keys: Keys, record: SessionRecord, *, 
                     "state": SessionState.ACTIVE, "spec": dumps(record.to_dict()), "fingerprint": fingerprint,
                     "file": record.file, "created": f"{created:.3f}", "items": items_total})
                 pipe.execute()
-                break
+                return outcome, created, items_total
             except redis.WatchError:
                 continue
+
+
+def _index_session(client: redis.Redis, keys: Keys, record: SessionRecord, outcome: str, created: float,
+                   items: int) -> None:
+    """The fleet-slot step of registering: the summary, the pools, the event, the change, the epoch."""
     with client.pipeline() as pipe:
         while True:
             try:
                 pipe.watch(keys.pools)
                 merged = _merged_pools(pipe.hgetall(keys.pools), record)
+                listed = pipe.hexists(keys.sessions, record.name)
                 pipe.multi()
                 pipe.hset(keys.sessions, record.name,
-                          SessionSummary.of(record, SessionState.ACTIVE, created, items_total).to_json())
+                          SessionSummary.of(record, SessionState.ACTIVE, created, items).to_json())
                 pipe.hset(keys.pools, mapping={p: dumps(r) for p, r in merged.items()})
-                pipe.incr(keys.epoch)
-                if outcome != "same":
-                    add_event(pipe, keys, "session", f"session {record.name} {'registered' if outcome == 'new' else 'resumed'}",
+                if outcome != "same" or not listed:  # not listed: completing a registration a crash cut short
+                    add_event(pipe, keys, "session", f"session {record.name} {'resumed' if outcome == 'resumed' else 'registered'}",
                               session=record.name)
+                _publish(pipe, keys, record.name, "resumed" if outcome == "resumed" else "registered")
                 pipe.execute()
-                return outcome
+                return
             except redis.WatchError:
                 continue
 
@@ -188,6 +222,8 @@ def update_definition(client: redis.Redis, keys: Keys, record: SessionRecord, *,
     The caller checked that the change is compatible (:func:`engine.definition.compare_definitions`).
     Raises :class:`UnknownSession` if the session is not registered, and :class:`SessionConflict`
     if its definition is no longer ``expected_fingerprint`` (someone changed it meanwhile).
+    Like registering: the session's hash first, then the fleet's index; a crash between is
+    completed by initializing the updated file again.
     """
     session_key = keys.session(record.name)
     with client.pipeline() as pipe:
@@ -210,23 +246,25 @@ def update_definition(client: redis.Redis, keys: Keys, record: SessionRecord, *,
                 break
             except redis.WatchError:
                 continue
-    with client.pipeline(transaction=True) as pipe:  # then the fleet's slot: the registry, the epoch
+    with client.pipeline(transaction=True) as pipe:
         pipe.hset(keys.sessions, record.name, SessionSummary.of(record, state, created, items).to_json())
-        pipe.incr(keys.epoch)
         add_event(pipe, keys, "session", f"session {record.name}: definition updated from {record.file}",
                   session=record.name)
+        _publish(pipe, keys, record.name, "updated")
         pipe.execute()
 
 
 def set_session_state(client: redis.Redis, keys: Keys, name: str, state: SessionState) -> None:
+    """The session's own hash first (what claims read), then the fleet's summary and change; setting
+    the same state again completes a change a crash cut short."""
     raw = client.hget(keys.sessions, name)
     if raw is None:
         raise UnknownSession(f"no session named {name!r} is registered")
     summary = SessionSummary.from_json(name, raw).with_state(state)
-    client.hset(keys.session(name), "state", str(state))  # the session's slot (what claims read), then the fleet's
+    client.hset(keys.session(name), "state", str(state))
     with client.pipeline(transaction=True) as pipe:
         pipe.hset(keys.sessions, name, summary.to_json())
-        pipe.incr(keys.epoch)
+        _publish(pipe, keys, name, str(state))
         pipe.execute()
 
 

@@ -42,6 +42,7 @@ class Channel:
         self._buffer = bytearray()
         self._send_lock = threading.Lock()
         self._closed = False
+        self._ended = False  # the other side's end of stream was read (frames before it may still be buffered)
         self._reader: _ReaderThread | None = None
         if reader_thread if reader_thread is not None else os.name == "nt":
             self._reader = _ReaderThread(read_fd)
@@ -85,10 +86,35 @@ class Channel:
 
     def _fill(self) -> None:
         """Read what is there (blocking until something is); ChannelClosed at the end."""
+        if self._ended:
+            raise ChannelClosed("end of stream")
         chunk = self._reader.read() if self._reader is not None else _read(self.read_fd)
         if not chunk:
+            self._ended = True
             raise ChannelClosed("end of stream")
         self._buffer += chunk
+
+    def drain(self, max_reads: int = 8) -> bool:
+        """Read what the pipe holds now, without blocking (at most ``max_reads`` reads of
+        :data:`READ_CHUNK`); True if that bound stopped it (more may be waiting). The frames are
+        then taken with :meth:`take`; after the last one, :meth:`take` raises ChannelClosed if the
+        other side's end of stream was read."""
+        for _ in range(max_reads):
+            if self._ended or not self._readable(0):
+                return False
+            try:
+                self._fill()
+            except ChannelClosed:
+                return False
+        return True
+
+    def take(self) -> dict[str, Any] | None:
+        """A whole frame already read, or None (no system call); ChannelClosed once the frames
+        read before the other side's end of stream are taken."""
+        message = self._take()
+        if message is None and self._ended:
+            raise ChannelClosed("end of stream")
+        return message
 
     def has_frame(self) -> bool:
         """A whole frame is already read and waiting (taking it needs no system call)."""

@@ -11,10 +11,10 @@
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from symphony.engine import (Claimed, CryptoError, Engine, Finish, Outcome, OutcomeKind, SessionState, Stage,
@@ -44,6 +44,7 @@ class StagePlan:
     previous: Stage | None  # the stage before (its output is this stage's input)
     next_name: str | None
     params: dict
+    shape: tuple[str, str, str, str, str]  # what its tasks share in the executor's frame (executor.PythonCall)
 
     @classmethod
     def of(cls, record, stage_name: str) -> "StagePlan":
@@ -51,8 +52,11 @@ class StagePlan:
         stage = pipeline.stage(stage_name)
         index = pipeline.index(stage.name)
         nxt = pipeline.next_stage(stage.name)
+        params = record.stage_params(stage.name)
+        shape = (stage.handler.target or "", record.name, stage.name, record.root_for(stage.pool),
+                 json.dumps(params, separators=(",", ":"), default=str))
         return cls(record, stage, pipeline.stages[index - 1] if index > 0 else None, nxt.name if nxt else None,
-                   record.stage_params(stage.name))
+                   params, shape)
 
 
 @dataclass
@@ -67,7 +71,7 @@ class Job:
     item_input: str | None  # the item's own input (the session's input template, or the item's), at any stage
     final: str | None  # the output's final name
     temp: str | None  # where the handler writes it
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    cancelled: bool = False  # its session was cancelled (set by the heart's thread)
     scratch: str | None = None  # its scratch folder, when staged (symphony.workers.staging)
     sealed: bool = False  # its output is sealed at rest (the session's encrypt_outputs)
 
@@ -132,6 +136,12 @@ class Dispatcher:
                 self.executor.start(targets)
             except OSError as exc:  # the first task reports it
                 log.debug("could not start the handler executor early: %s", exc)
+
+    def woken(self) -> None:
+        """Woken by a bell: the executor, if its early start was decided for these roles, stays
+        awake for the claim's batch."""
+        if self._warm_for is not None and self.executor.pid is not None:
+            self.executor.expect()
 
     # --- prepare ------------------------------------------------------------------------------
     def _plan(self, session: str, stage: str):
@@ -267,14 +277,16 @@ class Dispatcher:
             logs.set_task(c.session, job.stage.name, c.item, job.attempts)
 
     def _interrupt(self, job: Job) -> str | None:
-        if job.cancelled.is_set():
+        if job.cancelled:
             return str(CANCELLED)
         if self.stopping.handback_due():
             return str(HANDBACK)
         return None
 
     def _run_python(self, jobs: Sequence[Job], on_finish: Callable[[Finish], None]) -> int:
-        calls = [PythonCall(job.stage.handler.target, _context(job), job.env(), job.stage.timeout) for job in jobs]
+        calls = [PythonCall(job.plan.shape[0], job.stage.timeout, job.plan.shape,
+                            (job.claimed.item, job.attempts, job.input, job.item_input, job.temp, job.final, job.meta))
+                 for job in jobs]
         self._publish(jobs[0])
 
         def done(n: int, result: runner.RunResult) -> None:
@@ -383,7 +395,7 @@ class Dispatcher:
             return
         _, state = self.engine.session(job.claimed.session)
         if state == SessionState.CANCELLED:
-            job.cancelled.set()
+            job.cancelled = True
 
 
 def _context(job: Job) -> dict[str, Any]:

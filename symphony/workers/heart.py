@@ -6,10 +6,11 @@
   (``info()``: host, pid, state, CPU and memory, ...).
 * **Reaping**: the beat returns the workers whose lease lapsed; the heart reclaims their tasks
   (under the reaper lock), and looks again when the earliest lease of another worker runs out.
-* **Registry**: when the registry's epoch changes, or Redis no longer knows this worker (its
-  lease was reclaimed, or Redis lost its data, when the epoch proves nothing), it forgets the
-  cached session definitions and calls ``registry_changed()`` (the loop re-reads its roles; a
-  running task of a cancelled session is stopped).
+* **Registry**: when the registry's epoch changes it reads the change log's new entries and
+  forgets the cached definitions of the sessions named there only (``Engine.follow_registry``);
+  when Redis no longer knows this worker (its lease was reclaimed, or Redis lost its data, when
+  the epoch proves nothing) it forgets them all. Then it calls ``registry_changed(changes)`` (the
+  loop re-reads its roles; a running task of a cancelled session is stopped).
 
 Handler code never runs in this process (Python handlers run in the executor, commands in their
 own processes), so nothing a handler does can starve this thread.
@@ -28,7 +29,7 @@ log = logging.getLogger("symphony.worker")
 
 class Heart(threading.Thread):
     def __init__(self, engine: Engine, link: WorkerLink, *, heartbeat_s: float, lease_s: float,
-                 info: Callable[[], dict[str, object]], registry_changed: Callable[[], None],
+                 info: Callable[[], dict[str, object]], registry_changed: Callable[[object], None],
                  host_metrics=None, log_ttl_ms: int | None = None,
                  after_beat: Callable[[], None] | None = None, memory=None):
         super().__init__(name="heartbeat", daemon=True)
@@ -43,10 +44,16 @@ class Heart(threading.Thread):
         self.known = False  # the last beat found this worker registered
         self._exit = threading.Event()
         self._down_since: float | None = None
+        self._wake = float("inf")  # monotonic: when this thread next needs Redis (due_in)
 
     def stop(self) -> None:
         self._exit.set()
         self.join(timeout=5)
+
+    def due_in(self) -> float:
+        """Seconds until this thread next needs Redis (its next beat, or a look at lapsed leases):
+        the loop ends its blocking wait by then, since both share one connection (engine/sharing.py)."""
+        return self._wake - time.monotonic()
 
     def run(self) -> None:
         next_beat = 0.0
@@ -54,12 +61,13 @@ class Heart(threading.Thread):
         while not self._exit.is_set():
             now = time.monotonic()
             if now >= next_beat:
-                next_check = self.beat()
                 next_beat = now + self.heartbeat_s  # fixed rate
+                next_check = self.beat()  # (_wake stays in the past meanwhile: the loop keeps off Redis)
             elif next_check is not None and now >= next_check:
                 next_check = None
                 self.reap(None)
             wake = next_beat if next_check is None else min(next_beat, next_check)
+            self._wake = wake
             self._exit.wait(max(0.01, wake - time.monotonic()))
 
     def beat(self) -> float | None:
@@ -100,12 +108,16 @@ class Heart(threading.Thread):
         return None
 
     def _follow_registry(self, epoch: str, lost: bool) -> None:
-        if lost:  # after Redis lost its data the epoch starts again and may look unchanged
-            self.engine.records.clear()
-        self.engine.records.observe_epoch(epoch)
+        """Read the registry's changes since the last beat (only the sessions named there), or
+        everything after Redis lost its data (the epoch starts again and may look unchanged)."""
+        try:
+            changes = self.engine.follow_registry(lost=lost)
+        except Exception as exc:  # noqa: BLE001 - the epoch stays unseen: tried again at the next beat
+            log.debug("reading the registry's changes failed: %s", describe_error(exc))
+            return
         self.epoch = epoch
         try:
-            self.registry_changed()
+            self.registry_changed(changes)
         except Exception as exc:  # noqa: BLE001 - tried again at the next change
             log.debug("following the registry failed: %s", describe_error(exc))
 

@@ -156,7 +156,8 @@ class TaskLoop:
             return True
         try:
             self.dispatcher.warm(self.link.roles)
-            self.link.wait_for_work(result.wait_s if self.link.roles else self.options.idle_wait_s)
+            if self.link.wait_for_work(result.wait_s if self.link.roles else self.options.idle_wait_s):
+                self.dispatcher.woken()
         except Exception as exc:  # noqa: BLE001 - Redis unavailable
             self._disconnected(exc)
             self.backoff.sleep(self.stopping.stop_event)

@@ -16,9 +16,10 @@ import logging
 import os
 import signal
 import sys
+import time
 
 from symphony.engine import (Engine, capture_store_environment, describe_error, drop_secret_environment,
-                             redact_standard_streams, sealer_from,
+                             redact_standard_streams, sealer_from, share_one_connection,
                              without_secret_environment)
 
 from . import logs
@@ -34,6 +35,7 @@ from .options import WorkerOptions
 from .stopping import Stopping
 
 log = logging.getLogger("symphony.worker")
+BEAT_MARGIN_S = 0.12  # a blocking wait ends this long before a beat (a server tick at Redis' default hz 10)
 __all__ = ["EXIT_DRAINED", "EXIT_GAVE_UP", "EXIT_OK", "WorkerProcess", "child_main"]
 
 
@@ -52,7 +54,11 @@ class WorkerProcess:
         config = options.redis.with_client_name(f"symphony-worker:{worker_id}")
         self.engine = Engine(config, socket_timeout=max(10.0, options.idle_wait_s + 5),
                              sealer=sealer_from(options.encryption_key), origin=BatchJob.from_env().origin())
+        # one connection for the loop, the heart and the log shipper, taken in turn (engine/sharing.py)
+        share_one_connection(self.engine.client)
         self.link = self.engine.worker_link(worker_id, [], idle_wait_s=options.idle_wait_s)
+        self._wait_for_work = self.link.wait_for_work
+        self.link.wait_for_work = self._wait_until_beat  # the blocking wait ends when the heart needs Redis
         self.sampler = HostSampler()
         self.executor = Executor(without_secret_environment(), log_level=logging.getLogger().getEffectiveLevel())
         self.host = HostState(self.engine, self.sampler.host)
@@ -65,6 +71,27 @@ class WorkerProcess:
                            after_beat=self.check_drain, memory=self.memory,
                            host_metrics=self.engine.host_metrics_writer(options.pool, self.sampler.host,
                                                                         interval_s=options.metrics_interval_s))
+
+    def _wait_until_beat(self, timeout: float) -> bool:
+        """Block on the bells for ``timeout`` at most (True: woken by a bell), keeping off the
+        connection the heart shares while it beats: a blocking wait ends a little before the
+        heart next needs Redis (Redis may end it up to a server tick late), the loop waits for
+        the beat off Redis, then blocks again for what is left. So the heart takes the
+        connection on time, and a beat costs an idle worker no extra request."""
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            due = self.heart.due_in()
+            if due > left + BEAT_MARGIN_S:
+                return self._wait_for_work(left)
+            if due > 2 * BEAT_MARGIN_S:
+                if self._wait_for_work(due - BEAT_MARGIN_S):
+                    return True
+                continue
+            if self.stopping.wait(min(left, max(0.0, due) + 0.05)):  # the heart beats now, or is late
+                return False
 
     # --- what the heartbeat says ----------------------------------------------------------------
     def info(self) -> dict[str, object]:
@@ -99,9 +126,15 @@ class WorkerProcess:
                 log.info("drained (%s): claiming nothing more", drain.describe())
             self.stopping.set_drain(drain)
 
-    def _registry_changed(self) -> None:
-        self.loop.roles_stale.set()
-        self.dispatcher.check_cancelled()
+    def _registry_changed(self, changes) -> None:
+        """The registry changed (``changes``: which sessions): roles read again at the next claim
+        (unless only a session's state changed); the running task's session, if it changed, read
+        now (a cancel stops the task)."""
+        if changes.roles_may_change:
+            self.loop.roles_stale.set()
+        running = self.dispatcher.running
+        if running is not None and changes.touches(running.claimed.session):
+            self.dispatcher.check_cancelled()
 
     # --- lifecycle ------------------------------------------------------------------------------
     def run(self) -> int:
@@ -184,7 +217,6 @@ def not_dumpable() -> None:
 def child_main(options: WorkerOptions, worker_id: str, stop_event, urgent_event, supervisor: str,
                summaries=None) -> None:
     """Entry point of a worker process started by the supervisor."""
-    import time
 
     started = time.monotonic()
     redact_standard_streams()  # what this process prints is masked like the log

@@ -144,7 +144,22 @@ class Supervisor:
         return deadline
 
     # --- children ---------------------------------------------------------------------------
+    def _hang_up(self) -> None:
+        """Close the supervisor's connection until it next needs Redis (a crashed child's reclaim):
+        a fleet holds one connection per worker process, none per supervisor. Before every fork
+        too: a child would otherwise inherit the socket and keep the connection open."""
+        client = self.engine.client
+        try:
+            pool = getattr(client, "connection_pool", None)
+            if pool is not None:
+                pool.disconnect()
+            elif hasattr(client, "disconnect_connection_pools"):  # a cluster client
+                client.disconnect_connection_pools()
+        except Exception as exc:  # noqa: BLE001 - closing is best effort
+            log.debug("could not close the supervisor's connection: %s", exc)
+
     def _start(self, slot: Slot) -> None:
+        self._hang_up()
         slot.worker_id = f"{self.base}-{slot.index}-{uuid.uuid4().hex[:6]}"
         slot.process = self.ctx.Process(target=child_main, name=f"symphony-worker-{slot.index}",
                                         args=(self.options, slot.worker_id, self.stop_event, self.urgent_event,
@@ -231,6 +246,8 @@ class Supervisor:
         for worker_id, reason in pending:
             if not self._reclaim(worker_id, reason):
                 self.to_reclaim.append((worker_id, reason))
+        if pending and not self.to_reclaim:
+            self._hang_up()
 
     # --- Redis --------------------------------------------------------------------------------
     def _wait_for_redis(self) -> bool:
