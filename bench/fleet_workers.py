@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from symphony.engine.keys import DEFAULT_KEYS
+
 from .common import ROOT, Server, bench_env, temp_dir, wait_for
 
 REPEAT = 3  # each kind of change, measured this many times (the median is reported)
@@ -141,7 +143,7 @@ def connections(server: Server, *, processes: int, timeout: float = 60.0) -> dic
                                  "--heartbeat", "0.5", "--idle-wait", "1", "--roles", "idle"], cwd=str(ROOT), env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for(lambda: server.client.zcard("symphony:workers") >= processes, timeout, what="the workers to beat")
+        wait_for(lambda: server.client.zcard(DEFAULT_KEYS.workers) >= processes, timeout, what="the workers to beat")
         samples = []
         for _ in range(10):  # idle: blocked on the bells, beating, shipping log lines
             clients = server.client.client_list()
