@@ -33,11 +33,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from redis.cluster import ClusterPipeline, RedisCluster
+from redis.cluster import ClusterPipeline
 from redis.crc import key_slot
 
+from .cluster import is_cluster
 from .fleet_summary import TROUBLE, Figures, FleetSummary, GroupSummary, _Counts, _figures, _ordered_states
 from .keys import Keys
+from .numbers import optional_number as _float
 from .scripts import scripts
 
 SWEEP_POLLS = 15  # a full sweep of the fleet's hashes takes about this many polls
@@ -66,20 +68,7 @@ def slot_chunks(client: Any, keys: Sequence[str]) -> list[list[int]]:
 
 def _is_cluster(client: Any) -> bool:
     """A cluster client or its pipeline (engine.cluster's DeferredClient resolved first)."""
-    try:
-        from .cluster import is_cluster
-    except ImportError:  # before the cluster client lands
-        return isinstance(client, (RedisCluster, ClusterPipeline))
     return is_cluster(client) or isinstance(client, ClusterPipeline)
-
-
-def _float(value: Any) -> float | None:
-    if value in (None, ""):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _numbers(get: Any) -> tuple[float, float | None, float | None, float | None, float | None, float | None]:

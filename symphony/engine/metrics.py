@@ -30,6 +30,7 @@ import redis
 from symphony.spec import role_problem
 
 from .keys import Keys
+from .numbers import optional_number as _num
 
 HOSTS, AZURE = "hosts", "azure"
 SOURCE_AZURE, SOURCE_HEARTBEATS = "azure monitor", "worker heartbeats"
@@ -138,14 +139,6 @@ def host_member(bucket_ms: int, host: str, sample: Mapping[str, Any]) -> str:
     return SEP.join((str(int(bucket_ms)), _clean(host), _fmt(_num(sample.get("host_cpu"))),
                      _fmt(_num(sample.get("host_mem"))), _fmt(_num(sample.get("cpus")))))
 
-
-def _num(value: Any) -> float | None:
-    if value in (None, ""):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def parse_host_member(member: str) -> tuple[float, str, float | None, float | None, int | None] | None:

@@ -24,6 +24,7 @@ from .fleet_summary import FleetSummary, summarize
 from .fleet_view import READ_CHUNK, slot_chunks  # noqa: F401 - READ_CHUNK: the snapshot's name for it, kept
 from .keys import Keys
 from .messages import InvalidMessage, decode_task
+from .numbers import optional_number as _num
 from .outcomes import SessionState
 from .redaction import redact
 from .registry import SessionSummary
@@ -257,15 +258,6 @@ class Snapshot:
         for q in self.queues:
             if q.role == role and q.session == session:
                 return q
-        return None
-
-
-def _num(value: Any, kind=float) -> Any:
-    if value in (None, ""):
-        return None
-    try:
-        return kind(float(value)) if kind is int else kind(value)
-    except (TypeError, ValueError):
         return None
 
 
