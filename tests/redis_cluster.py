@@ -185,13 +185,23 @@ class LocalCluster:
         self.close()
 
 
-def every_client(client) -> list[dict]:
-    """``CLIENT LIST`` of the server, or of every primary of a cluster (a cluster client's own
-    ``client_list()`` asks one node only)."""
+def servers(client) -> list:
+    """The server, or a plain client of every primary of a cluster: a cluster client's own
+    ``client_list()``, ``info()`` and ``config_resetstat()`` reach one node only."""
     if isinstance(client, RedisCluster):
-        return [entry for node in client.get_primaries()
-                for entry in client.get_redis_connection(node).client_list()]
-    return client.client_list()
+        return [client.get_redis_connection(node) for node in client.get_primaries()]
+    return [client]
+
+
+def every_client(client) -> list[dict]:
+    """``CLIENT LIST`` of the server, or of every primary of a cluster."""
+    return [entry for node in servers(client) for entry in node.client_list()]
+
+
+def command_calls(client, command: str) -> int:
+    """How many times ``command`` ran (INFO commandstats) on the server, or on all primaries."""
+    return sum(int(node.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+               for node in servers(client))
 
 
 def cluster_key_layout() -> bool:
@@ -207,3 +217,21 @@ def cluster_key_layout() -> bool:
 
     return (one_slot(k.queue("a", "s"), k.session("s"), k.stats("s"), k.live("s"))
             and one_slot(k.workers, k.sessions, k.pools, k.epoch, k.bell("a"), k.bell("b"), k.ready("a")))
+
+
+def raw_client(redis_url: str):
+    """A client of the suite's Redis that does not decode replies (to plant raw bytes): a cluster
+    client when the URL is a cluster node, a plain one otherwise."""
+    probe = redis.Redis.from_url(redis_url)
+    try:
+        clustered = int(probe.info("cluster").get("cluster_enabled", 0) or 0) == 1
+    finally:
+        probe.close()
+    return RedisCluster.from_url(redis_url) if clustered else redis.Redis.from_url(redis_url)
+
+
+def pause_every_primary(client, ms: int) -> None:
+    """``CLIENT PAUSE ms ALL`` on the server, or on every primary of a cluster (a cluster client's
+    own ``client_pause()`` pauses one node only), so that nobody is answered for ``ms``."""
+    for node in servers(client):
+        node.client_pause(ms, all=True)

@@ -22,6 +22,7 @@ from symphony.engine import Engine, load_session, resolve_redis
 from symphony.engine.embedded import free_port
 from symphony.engine.initialize import initialize_session
 from tests.helpers import ROOT, WorkerRun, wait_until, worker_env, write_pipeline, write_session
+from tests.redis_cluster import command_calls
 from tests.scrape import fetch, parse, scrape, series, value
 from tests.test_security import acl_server  # noqa: F401 - the fixture (a server with the ACL users)
 
@@ -125,7 +126,7 @@ def test_ten_scrapers_cost_redis_one_read(engine, r, tmp_path, exporter_of):
     exporter = exporter_of(engine, cache_s=60)
 
     def snapshot_reads() -> int:  # every snapshot sends two XREVRANGE (results and events)
-        return int(r.info("commandstats").get("cmdstat_xrevrange", {}).get("calls", 0)) // 2
+        return command_calls(r, "xrevrange") // 2
 
     before = snapshot_reads()
     texts: list[str] = []

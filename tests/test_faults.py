@@ -20,6 +20,7 @@ from symphony.engine import Engine, Finish, Outcome, OutcomeKind, resolve_redis
 from symphony.engine.scripts import load_all
 from tests.helpers import wait_until, held
 from tests.test_engine_queue import claim, make_record
+from tests.redis_cluster import pause_every_primary
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def session(engine):
 
 def outage(r: redis.Redis, seconds: float) -> None:
     """Redis answers nobody for ``seconds`` (every client's commands wait, as when it is paused)."""
-    r.client_pause(int(seconds * 1000), all=True)
+    pause_every_primary(r, int(seconds * 1000))
 
 
 @pytest.mark.parametrize("want", [1, 3])

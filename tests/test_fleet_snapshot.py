@@ -10,6 +10,7 @@ from symphony.engine import Engine
 from symphony.engine.scripts import execute, scripts
 
 from .helpers import wait_until
+from .redis_cluster import command_calls, servers
 
 FLEET = 2000
 PAGE = 40
@@ -39,8 +40,12 @@ def order(snapshot) -> list[str]:
                                  key=lambda w: (w.state not in ("dead", "stale"), w.pool, w.host, w.id))]
 
 
-def calls(r, command: str) -> int:
-    return int(r.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+calls = command_calls
+
+
+def reset_stats(r) -> None:
+    for node in servers(r):
+        node.config_resetstat()
 
 
 @pytest.fixture
@@ -53,7 +58,7 @@ def fleet(engine) -> list[str]:
 def test_a_page_reads_only_the_page_and_a_slice_of_the_fleet(engine, r, fleet):
     reader = engine.fleet_reader()
     engine.snapshot(reader=reader, page=(0, PAGE))  # the reader's first read takes in the whole fleet once
-    r.config_resetstat()
+    reset_stats(r)
     snap = engine.snapshot(reader=reader, page=(0, PAGE))
     hashes_read = calls(r, "hmget") + calls(r, "hgetall")
     assert len(snap.workers) == PAGE
@@ -61,7 +66,7 @@ def test_a_page_reads_only_the_page_and_a_slice_of_the_fleet(engine, r, fleet):
     # the page, the oldest leases (as many as the page) and one step of the sweep (a fifteenth of the
     # fleet): far from every worker hash (a full snapshot reads all 2,000)
     assert hashes_read <= 2 * PAGE + FLEET // 10 + 50, hashes_read
-    r.config_resetstat()
+    reset_stats(r)
     engine.snapshot()
     assert calls(r, "hgetall") >= FLEET  # the full snapshot, for contrast: every hash
 

@@ -12,6 +12,7 @@ import pytest
 from symphony.engine import Engine, load_session
 from symphony.engine.initialize import initialize_session
 from tests.helpers import WorkerRun, held, plant_inflight, wait_until, write_pipeline, write_session, dead_letters
+from tests.redis_cluster import raw_client
 
 DEEP = "[" * 100_000 + "]" * 100_000
 
@@ -45,9 +46,8 @@ def test_undecodable_and_planted_messages_go_to_the_dead_letter_list_once(engine
     items = [f"i{n}" for n in range(6)]
     initialize_session(engine, load_session(one_stage(tmp_path, items)))
     raw = Engine  # noqa: F841 - keep the import used
-    import redis as redislib
 
-    binary = redislib.Redis.from_url(redis_url)  # no decoding: plant raw bytes
+    binary = raw_client(redis_url)  # no decoding: plant raw bytes
     queue = K.queue("work", "s1")
     real = binary.lrange(queue, 0, -1)
     binary.delete(queue)
@@ -85,7 +85,6 @@ def test_undecodable_and_planted_messages_go_to_the_dead_letter_list_once(engine
 def test_reclaiming_undecodable_messages_moves_each_to_the_dead_letter_list_once(engine, r, redis_url):
     """A dead worker's in-flight list holding a deep array and a 0xff message: its reclaim moves
     each to the dead-letter list with its reason, once (it used to fail on every try, forever)."""
-    import redis as redislib
 
     from tests.test_engine_queue import make_record
 
@@ -93,7 +92,7 @@ def test_reclaiming_undecodable_messages_moves_each_to_the_dead_letter_list_once
     engine.enqueue("s1", "a", [("i1", None)])
     link = engine.worker_link("w1", ["a"])
     link.beat(5, 12.5, {})
-    binary = redislib.Redis.from_url(redis_url)
+    binary = raw_client(redis_url)
     plant_inflight(binary, "w1", "s1", DEEP.encode(), b'{"i":"i1","s":"s1","t":"a","a":0,"m":{"x":"\xff"}}')
     report = engine.reclaim_worker("w1", force=True, reason="test")
     assert report.deadletter == 2, report
@@ -279,14 +278,13 @@ def test_one_claim_of_real_and_undecodable_messages_gives_every_real_task(engine
     """A batch claim whose reply holds a deep array and a 0xff message among real tasks: the
     reply decodes, the real tasks come out as tasks, the others as invalid with their reason;
     reported together, the real ones complete and the others go to the dead-letter list."""
-    import redis as redislib
 
     from symphony.engine import Finish, Outcome, OutcomeKind
     from tests.test_engine_queue import make_record
 
     engine.register_session(make_record(stages=("a",)), items=3)
     engine.enqueue("s1", "a", [("i1", None), ("i2", None), ("i3", None)])
-    binary = redislib.Redis.from_url(redis_url)
+    binary = raw_client(redis_url)
     real = binary.lrange(K.queue("a", "s1"), 0, -1)
     binary.delete(K.queue("a", "s1"))
     binary.rpush(K.queue("a", "s1"), real[0], DEEP.encode(), real[1], b'{"i":"i3","s":"s1","t":"a","a":0,"m":{"x":"\xff"}}',
