@@ -688,7 +688,7 @@ def eviction(workdir: Path, *, items: int = 120, processes: int = 3, policy: str
             except AssertionError:
                 continue  # something was still missing: the operator repairs again
         wait_until(lambda: run.final_outputs() >= len(run.items), timeout=120, interval=0.1,
-                   message=f"every final output (plans {plans})")
+                   message=f"every final output (plans {plans}; evicted {sorted(gone)})")
         final = _repair(workdir, run.server.url)  # counts from the disk, nothing left to do
         plans.append({k: final[k] for k in ("to_enqueue", "lost", "relisted", "registered", "recount", "unready")})
         figures.notes.append(f"{figures.faults} key(s) evicted ({n} ballast writes), Symphony's: {sorted(gone)}; "
