@@ -80,21 +80,27 @@ def redis_server():
     server.close()
 
 
-@pytest.fixture(scope="session")
-def redis_cluster(tmp_path_factory):
-    """One 3-master Redis Cluster for the whole run, stopped by PID; skips saying why when this
-    machine's redis-server cannot form one."""
+def _started_cluster(folder):
+    """A started 3-master cluster in ``folder``, or a skip saying why this machine cannot have one."""
     from tests.redis_cluster import LocalCluster, why_unavailable
 
     reason = why_unavailable()
     if reason:
         pytest.skip(reason)
-    cluster = LocalCluster(tmp_path_factory.mktemp("redis-cluster"))
+    cluster = LocalCluster(folder)
     try:
         cluster.start()
     except Exception as exc:  # noqa: BLE001 - e.g. a redis-server built without cluster support
         cluster.close()
         pytest.skip(f"could not start a Redis Cluster: {exc}".splitlines()[0])
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """One 3-master Redis Cluster for the whole run, stopped by PID; skips saying why when this
+    machine's redis-server cannot form one."""
+    cluster = _started_cluster(tmp_path_factory.mktemp("redis-cluster"))
     yield cluster
     cluster.close()
 
@@ -109,17 +115,7 @@ def cluster_url(redis_cluster) -> str:
 @pytest.fixture
 def own_cluster(tmp_path):
     """A private 3-master cluster for tests that kill or restart a master (AOF on every node)."""
-    from tests.redis_cluster import LocalCluster, why_unavailable
-
-    reason = why_unavailable()
-    if reason:
-        pytest.skip(reason)
-    cluster = LocalCluster(tmp_path / "cluster")
-    try:
-        cluster.start()
-    except Exception as exc:  # noqa: BLE001
-        cluster.close()
-        pytest.skip(f"could not start a Redis Cluster: {exc}".splitlines()[0])
+    cluster = _started_cluster(tmp_path / "cluster")
     yield cluster
     cluster.close()
 
