@@ -42,10 +42,12 @@ def make_app(redis_url: str, tasks: Path, tmp_path: Path, **kwargs) -> Recording
     return RecordingApp(Backend(engine, tasks_dir=tasks), refresh=0.2, export_dir=tmp_path / "exports", **kwargs)
 
 
-def run(app: SymphonyApp, scenario) -> None:
+def run(app: SymphonyApp, scenario, size=SIZE) -> None:
+    """Drive ``app`` through ``scenario`` (an async function of the Pilot) at ``size``, then close
+    its backend."""
     async def main() -> None:
         try:
-            async with app.run_test(size=SIZE) as pilot:
+            async with app.run_test(size=size) as pilot:
                 await scenario(pilot)
         finally:
             app.backend.close()

@@ -3,14 +3,13 @@ the header counts every registered worker, a hidden panel is drawn when it shows
 screen's poll waits while a worker's detail covers it. A real Redis, real heartbeats."""
 from __future__ import annotations
 
-import asyncio
-
 from textual.widgets import DataTable
 
 from symphony.console.app import SymphonyApp
 from symphony.console.backend import Backend
 from symphony.engine import Engine, resolve_redis
 from tests.console_helpers import until
+from tests.test_console_app import run as run_app
 from tests.test_fleet_snapshot import beat_many
 
 WORKERS = 120
@@ -35,16 +34,7 @@ def run(redis_url: str, scenario, size=(120, 40)) -> None:
     engine = Engine(resolve_redis(redis_url), socket_timeout=3.0)
     beat_many(engine, [f"w{n:04d}" for n in range(WORKERS)])
     CountingBackend.polls = CountingBackend.worker_reads = 0
-    app = SymphonyApp(CountingBackend(engine, tasks_dir="/nonexistent"), refresh=0.2)
-
-    async def main() -> None:
-        try:
-            async with app.run_test(size=size) as pilot:
-                await scenario(pilot)
-        finally:
-            app.backend.close()
-
-    asyncio.run(main())
+    run_app(SymphonyApp(CountingBackend(engine, tasks_dir="/nonexistent"), refresh=0.2), scenario, size=size)
 
 
 def ids(table: DataTable) -> list[str]:
